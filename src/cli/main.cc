@@ -1,0 +1,20 @@
+// gpuorch: one binary with subcommands (kubectl/Slurm habits: --help everywhere, clear
+// errors, meaningful exit codes: 0 ok, 1 failure, 2 usage error).
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"gpuorch: a GPU orchestrator for AI platforms"};
+  app.require_subcommand(1);
+  int exit_code = 0;
+  gpuorch::cli::RegisterDemoCommand(app, exit_code);
+  gpuorch::cli::RegisterSimCommands(app, exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  return exit_code;
+}

@@ -1,0 +1,120 @@
+#include <gtest/gtest.h>
+
+#include "core/gpu_model.h"
+#include "core/node.h"
+#include "core/queue.h"
+#include "core/rng.h"
+#include "core/workload.h"
+
+namespace gpuorch::core {
+namespace {
+
+TEST(GpuModelRegistry, InternsAndFinds) {
+  GpuModelRegistry r;
+  auto a = r.Intern("H100");
+  auto b = r.Intern("A100");
+  auto c = r.Intern("H100");
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  EXPECT_EQ(*a, *c);
+  EXPECT_NE(*a, *b);
+  EXPECT_EQ(r.Find("A100"), *b);
+  EXPECT_FALSE(r.Find("T4").valid());
+  EXPECT_EQ(r.Name(*b), "A100");
+  EXPECT_FALSE(r.Intern("").ok());
+}
+
+TEST(GpuModelRegistry, RejectsTooManyModels) {
+  GpuModelRegistry r;
+  for (uint32_t i = 0; i < kMaxGpuModels; ++i) ASSERT_TRUE(r.Intern("m" + std::to_string(i)).ok());
+  auto over = r.Intern("one-too-many");
+  ASSERT_FALSE(over.ok());
+  EXPECT_NE(over.status().message().find("64"), std::string::npos);
+}
+
+TEST(ModelSet, EmptyAcceptsAll) {
+  ModelSet s;
+  EXPECT_TRUE(s.Accepts(GpuModelId(3)));
+  s.Add(GpuModelId(1));
+  EXPECT_TRUE(s.Accepts(GpuModelId(1)));
+  EXPECT_FALSE(s.Accepts(GpuModelId(3)));
+  EXPECT_EQ(s.size(), 1);
+}
+
+TEST(Validate, NamesTheField) {
+  struct Case {
+    const char* name;
+    WorkloadSpec spec;
+    const char* field;
+  };
+  WorkloadSpec ok;
+  ok.name = "w";
+  ok.queue = QueueId(0);
+  ok.task.gpu_count = 1;
+  std::vector<Case> cases;
+  auto add = [&](const char* n, auto mutate, const char* field) {
+    WorkloadSpec s = ok;
+    mutate(s);
+    cases.push_back({n, s, field});
+  };
+  add("no name", [](WorkloadSpec& s) { s.name.clear(); }, "workload.name");
+  add("no queue", [](WorkloadSpec& s) { s.queue = QueueId(); }, "workload.queue");
+  add("min 0", [](WorkloadSpec& s) { s.min_tasks = 0; }, "workload.min_tasks");
+  add("max<min", [](WorkloadSpec& s) { s.min_tasks = 3, s.max_tasks = 2; }, "workload.max_tasks");
+  add("17 gpus", [](WorkloadSpec& s) { s.task.gpu_count = 17; }, "workload.task.gpus");
+  add("fraction of 2", [](WorkloadSpec& s) { s.task.gpu_count = 2, s.task.gpu_milli = 500; },
+      "workload.task.gpu_milli");
+  add("milli 0", [](WorkloadSpec& s) { s.task.gpu_milli = 0; }, "workload.task.gpu_milli");
+  add("neg cpu", [](WorkloadSpec& s) { s.task.milli_cpu = -1; }, "workload.task.milli_cpu");
+  add("nothing", [](WorkloadSpec& s) { s.task.gpu_count = 0; }, "workload.task");
+  add("neg grace", [](WorkloadSpec& s) { s.grace_period = -1; }, "workload.grace_period");
+  ASSERT_TRUE(ok.Validate().ok());
+  for (const Case& c : cases) {
+    Status s = c.spec.Validate();
+    EXPECT_FALSE(s.ok()) << c.name;
+    EXPECT_EQ(s.message().rfind(c.field, 0), 0u) << c.name << ": " << s.message();
+  }
+}
+
+TEST(Validate, Nodes) {
+  NodeSpec n;
+  n.name = "n";
+  n.gpu_count = 8;
+  EXPECT_FALSE(n.Validate().ok());  // GPUs need a model
+  n.gpu_model = GpuModelId(0);
+  EXPECT_TRUE(n.Validate().ok());
+  n.nvlink_domain_gpus = 3;
+  EXPECT_EQ(n.Validate().message().rfind("node.nvlink_domain_gpus", 0), 0u);
+  n.nvlink_domain_gpus = 4;
+  n.gpu_count = 17;
+  EXPECT_EQ(n.Validate().message().rfind("node.gpu_count", 0), 0u);
+}
+
+TEST(Validate, Queues) {
+  QueueSpec q;
+  q.name = "q";
+  q.quotas.push_back({GpuModelId(0), 8000, 4000});
+  EXPECT_EQ(q.Validate().message().rfind("queue.quota.limit", 0), 0u);
+  q.quotas[0].limit = kUnlimited;
+  EXPECT_TRUE(q.Validate().ok());
+  q.quotas.push_back({GpuModelId(), 1000, kUnlimited});
+  EXPECT_EQ(q.QuotaFor(GpuModelId(0))->guaranteed, 8000);
+  EXPECT_EQ(q.QuotaFor(GpuModelId(5))->guaranteed, 1000);  // default entry
+  q.weight = 0;
+  EXPECT_FALSE(q.Validate().ok());
+}
+
+TEST(Rng, SeededAndUniform) {
+  Rng a(42), b(42), c(43);
+  for (int i = 0; i < 100; ++i) {
+    uint64_t x = a.Next();
+    EXPECT_EQ(x, b.Next());
+    (void)c;
+  }
+  Rng d(7);
+  std::vector<int> counts(10, 0);
+  for (int i = 0; i < 100000; ++i) counts[d.Uniform(10)]++;
+  for (int n : counts) EXPECT_NEAR(n, 10000, 500);
+}
+
+}  // namespace
+}  // namespace gpuorch::core

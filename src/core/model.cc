@@ -1,0 +1,107 @@
+#include <string>
+
+#include "core/node.h"
+#include "core/queue.h"
+#include "core/workload.h"
+
+namespace gpuorch::core {
+
+const char* ToString(NodeStatus s) {
+  switch (s) {
+    case NodeStatus::kReady: return "Ready";
+    case NodeStatus::kDraining: return "Draining";
+    case NodeStatus::kDown: return "Down";
+  }
+  return "?";
+}
+
+const char* ToString(TopologyLevel l) {
+  switch (l) {
+    case TopologyLevel::kCluster: return "cluster";
+    case TopologyLevel::kZone: return "zone";
+    case TopologyLevel::kRack: return "rack";
+    case TopologyLevel::kNode: return "node";
+    case TopologyLevel::kNvlink: return "nvlink";
+  }
+  return "?";
+}
+
+const char* ToString(WorkloadKind k) {
+  switch (k) {
+    case WorkloadKind::kTraining: return "training";
+    case WorkloadKind::kInference: return "inference";
+    case WorkloadKind::kExperiment: return "experiment";
+  }
+  return "?";
+}
+
+Status NodeSpec::Validate() const {
+  if (name.empty()) return Status::Invalid("node.name: must not be empty");
+  if (gpu_count < 0 || gpu_count > kMaxGpusPerNode) {
+    return Status::Invalid("node.gpu_count: must be in 0.." + std::to_string(kMaxGpusPerNode) +
+                           ", got " + std::to_string(gpu_count));
+  }
+  if (gpu_count > 0 && !gpu_model.valid()) {
+    return Status::Invalid("node.gpu_model: required when gpu_count > 0");
+  }
+  if (gpu_memory_mib < 0) return Status::Invalid("node.gpu_memory_mib: must be >= 0");
+  if (milli_cpu < 0) return Status::Invalid("node.milli_cpu: must be >= 0");
+  if (memory_mib < 0) return Status::Invalid("node.memory_mib: must be >= 0");
+  if (nvlink_domain_gpus < 0 || (gpu_count > 0 && nvlink_domain_gpus > gpu_count) ||
+      (nvlink_domain_gpus > 0 && gpu_count % nvlink_domain_gpus != 0)) {
+    return Status::Invalid("node.nvlink_domain_gpus: must divide gpu_count");
+  }
+  return Status::Ok();
+}
+
+Status WorkloadSpec::Validate() const {
+  if (name.empty()) return Status::Invalid("workload.name: must not be empty");
+  if (!queue.valid()) return Status::Invalid("workload.queue: required");
+  if (min_tasks < 1) return Status::Invalid("workload.min_tasks: must be >= 1");
+  if (max_tasks < min_tasks) return Status::Invalid("workload.max_tasks: must be >= min_tasks");
+  if (max_tasks > 100000) return Status::Invalid("workload.max_tasks: must be <= 100000");
+  const TaskRequest& t = task;
+  if (t.gpu_count < 0 || t.gpu_count > kMaxGpusPerNode) {
+    return Status::Invalid("workload.task.gpus: must be in 0.." +
+                           std::to_string(kMaxGpusPerNode));
+  }
+  if (t.gpu_count > 0 && (t.gpu_milli < 1 || t.gpu_milli > kMilliGpu)) {
+    return Status::Invalid("workload.task.gpu_milli: must be in 1..1000");
+  }
+  if (t.gpu_count > 1 && t.gpu_milli != kMilliGpu) {
+    return Status::Invalid("workload.task.gpu_milli: a fraction needs gpus == 1");
+  }
+  if (t.gpu_memory_mib < 0) return Status::Invalid("workload.task.gpu_memory_mib: must be >= 0");
+  if (t.milli_cpu < 0) return Status::Invalid("workload.task.milli_cpu: must be >= 0");
+  if (t.memory_mib < 0) return Status::Invalid("workload.task.memory_mib: must be >= 0");
+  if (t.gpu_count == 0 && t.milli_cpu == 0 && t.memory_mib == 0) {
+    return Status::Invalid("workload.task: requests nothing");
+  }
+  if (runtime_estimate < 0) return Status::Invalid("workload.runtime_estimate: must be >= 0");
+  if (min_runtime < 0) return Status::Invalid("workload.min_runtime: must be >= 0");
+  if (grace_period < 0) return Status::Invalid("workload.grace_period: must be >= 0");
+  return Status::Ok();
+}
+
+const QuotaEntry* QueueSpec::QuotaFor(GpuModelId model) const {
+  const QuotaEntry* fallback = nullptr;
+  for (const QuotaEntry& q : quotas) {
+    if (q.model == model) return &q;
+    if (!q.model.valid()) fallback = &q;
+  }
+  return fallback;
+}
+
+Status QueueSpec::Validate() const {
+  if (name.empty()) return Status::Invalid("queue.name: must not be empty");
+  if (weight < 1 || weight > 1000000) return Status::Invalid("queue.weight: must be in 1..1e6");
+  for (const QuotaEntry& q : quotas) {
+    if (q.guaranteed < 0) return Status::Invalid("queue.quota.guaranteed: must be >= 0");
+    if (q.limit != kUnlimited && q.limit < q.guaranteed) {
+      return Status::Invalid("queue.quota.limit: must be >= guaranteed or unlimited");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace gpuorch::core

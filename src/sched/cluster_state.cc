@@ -1,0 +1,322 @@
+#include "sched/cluster_state.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace gpuorch::sched {
+
+using core::kMilliGpu;
+using core::NodeSpec;
+using core::Status;
+
+int NodeState::full_free_gpus() const {
+  int n = 0;
+  for (int j = 0; j < gpu_count; ++j) n += gpu_free[j] == kMilliGpu;
+  return n;
+}
+
+int64_t NodeState::idle_milli() const {
+  int64_t s = 0;
+  for (int j = 0; j < gpu_count; ++j) s += gpu_free[j];
+  return s;
+}
+
+int ShapeTag(const TaskRequest& t) { return t.fractional() ? 0 : t.gpu_count; }
+
+GpuMask UsableGpus(const NodeState& n, WorkloadId as, bool preemptible) {
+  GpuMask all = n.all_gpus();
+  if (n.reserved_gpus == 0 || n.reserved_for == as) return all;
+  if (n.reservation_lendable && preemptible) return all;
+  return static_cast<GpuMask>(all & ~n.reserved_gpus);
+}
+
+GpuMask SelectGpusBestFit(const NodeState& n, const TaskRequest& t, GpuMask usable) {
+  if (t.gpu_count == 0) return 0;
+  if (t.fractional()) {
+    int best = -1;
+    for (int j = 0; j < n.gpu_count; ++j) {
+      if (!((usable >> j) & 1u) || n.gpu_free[j] < t.gpu_milli) continue;
+      if (t.gpu_memory_mib > 0 && n.gpu_mem_free[j] < t.gpu_memory_mib) continue;
+      if (best < 0 || n.gpu_free[j] < n.gpu_free[best]) best = j;
+    }
+    return best < 0 ? GpuMask{0} : static_cast<GpuMask>(1u << best);
+  }
+  auto take = [&](int from, int to) -> GpuMask {
+    GpuMask m = 0;
+    int taken = 0;
+    for (int j = from; j < to && taken < t.gpu_count; ++j) {
+      if (!((usable >> j) & 1u) || n.gpu_free[j] != kMilliGpu) continue;
+      if (t.gpu_memory_mib > 0 && n.gpu_memory_capacity < t.gpu_memory_mib) continue;
+      m = static_cast<GpuMask>(m | (1u << j));
+      ++taken;
+    }
+    return taken == t.gpu_count ? m : GpuMask{0};
+  };
+  int dom = n.nvlink_domain_gpus;
+  if (dom > 0 && dom < n.gpu_count && t.gpu_count <= dom) {
+    // Prefer the fullest NVLink domain that can hold the whole task, to keep others whole.
+    GpuMask best = 0;
+    int best_free = 1 << 30;
+    for (int d = 0; d < n.gpu_count; d += dom) {
+      GpuMask m = take(d, d + dom);
+      if (m == 0) continue;
+      int free = 0;
+      for (int j = d; j < d + dom; ++j) free += n.gpu_free[j] == kMilliGpu;
+      if (free < best_free) best = m, best_free = free;
+    }
+    if (best != 0) return best;
+  }
+  return take(0, n.gpu_count);
+}
+
+bool Fits(const NodeState& n, const TaskRequest& t, WorkloadId as, bool preemptible) {
+  if (!n.schedulable()) return false;
+  if (n.cpu_free < t.milli_cpu || n.memory_free < t.memory_mib) return false;
+  if (t.gpu_count == 0) return true;
+  if (n.gpu_count < t.gpu_count || !t.models.Accepts(n.model)) return false;
+  GpuMask usable = UsableGpus(n, as, preemptible);
+  int ok = 0;
+  for (int j = 0; j < n.gpu_count; ++j) {
+    if (!((usable >> j) & 1u) || n.gpu_free[j] < t.gpu_milli) continue;
+    // A fraction takes GPU memory; whole GPUs need a GPU with at least that much memory.
+    int64_t mem = t.fractional() ? n.gpu_mem_free[j] : n.gpu_memory_capacity;
+    if (t.gpu_memory_mib > 0 && mem < t.gpu_memory_mib) continue;
+    if (++ok >= t.gpu_count) return true;
+  }
+  return false;
+}
+
+uint32_t ClusterState::InternDomain(std::vector<Domain>& domains,
+                                    std::unordered_map<std::string, uint32_t>& ix,
+                                    const std::string& name) {
+  auto [it, inserted] = ix.emplace(name, static_cast<uint32_t>(domains.size()));
+  if (inserted) domains.push_back(Domain{name, {}, {}});
+  return it->second;
+}
+
+Status ClusterState::AddNode(NodeId id, const NodeSpec& spec) {
+  if (!id.valid()) return Status::Invalid("node.id: invalid");
+  if (Status s = spec.Validate(); !s.ok()) return s;
+  if (Has(id)) return Status::Exists("node " + spec.name + ": already added");
+  if (id.value() >= nodes_.size()) {
+    nodes_.resize(id.value() + 1);
+    versions_.resize(id.value() + 1, 0);
+    group_of_.resize(id.value() + 1, kNoGroup);
+  }
+  NodeState& n = nodes_[id.value()];
+  n = NodeState{};
+  n.id = id;
+  n.present = true;
+  n.status = spec.status;
+  n.model = spec.gpu_model;
+  n.gpu_count = static_cast<int8_t>(spec.gpu_count);
+  n.nvlink_domain_gpus = static_cast<int8_t>(spec.nvlink_domain_gpus);
+  n.zone = InternDomain(zones_, zone_ix_, spec.zone);
+  n.rack = InternDomain(racks_, rack_ix_, spec.zone + "/" + spec.rack);
+  n.cpu_capacity = n.cpu_free = spec.milli_cpu;
+  n.memory_capacity = n.memory_free = spec.memory_mib;
+  n.gpu_memory_capacity = spec.gpu_memory_mib;
+  for (int j = 0; j < n.gpu_count; ++j) {
+    n.gpu_free[j] = kMilliGpu;
+    n.gpu_mem_free[j] = spec.gpu_memory_mib;
+  }
+  zones_[n.zone].nodes.push_back(id);
+  racks_[n.rack].nodes.push_back(id);
+  ++node_count_;
+  Index(id);
+  return Status::Ok();
+}
+
+Status ClusterState::UpdateNode(NodeId id, const NodeSpec& spec) {
+  if (!Has(id)) return Status::NotFound("node " + spec.name + ": unknown");
+  if (Status s = spec.Validate(); !s.ok()) return s;
+  const NodeState& cur = nodes_[id.value()];
+  int64_t cpu_used = cur.cpu_capacity - cur.cpu_free;
+  int64_t mem_used = cur.memory_capacity - cur.memory_free;
+  bool gpus_in_use = cur.idle_milli() != int64_t{cur.gpu_count} * kMilliGpu;
+  if (spec.milli_cpu < cpu_used || spec.memory_mib < mem_used) {
+    return Status::Precondition("node " + spec.name + ": capacity below what is allocated");
+  }
+  if (gpus_in_use && (spec.gpu_count != cur.gpu_count || spec.gpu_model != cur.model ||
+                      spec.gpu_memory_mib != cur.gpu_memory_capacity)) {
+    return Status::Precondition("node " + spec.name + ": GPUs change while GPUs are in use");
+  }
+  // Re-adding keeps the code path single; carry allocations over.
+  NodeState old = cur;
+  if (Status s = RemoveNode(id); !s.ok()) return s;
+  if (Status s = AddNode(id, spec); !s.ok()) return s;
+  Unindex(id);
+  NodeState& n = nodes_[id.value()];
+  n.cpu_free = spec.milli_cpu - cpu_used;
+  n.memory_free = spec.memory_mib - mem_used;
+  if (gpus_in_use) {
+    n.gpu_free = old.gpu_free;
+    n.gpu_mem_free = old.gpu_mem_free;
+  }
+  n.tag_counts = old.tag_counts;
+  n.reserved_gpus = old.reserved_gpus;
+  n.reserved_for = old.reserved_for;
+  n.reservation_lendable = old.reservation_lendable;
+  Index(id);
+  return Status::Ok();
+}
+
+Status ClusterState::RemoveNode(NodeId id) {
+  if (!Has(id)) return Status::NotFound("node id " + std::to_string(id.value()) + ": unknown");
+  Unindex(id);
+  NodeState& n = nodes_[id.value()];
+  auto erase = [&](std::vector<NodeId>& v) { v.erase(std::find(v.begin(), v.end(), id)); };
+  erase(zones_[n.zone].nodes);
+  erase(racks_[n.rack].nodes);
+  n.present = false;
+  --node_count_;
+  return Status::Ok();
+}
+
+void ClusterState::SetStatus(NodeId id, core::NodeStatus status) {
+  Unindex(id);
+  nodes_[id.value()].status = status;
+  Index(id);
+}
+
+void ClusterState::Allocate(NodeId id, const TaskRequest& t, GpuMask mask) {
+  Unindex(id);
+  NodeState& n = nodes_[id.value()];
+  n.cpu_free -= t.milli_cpu;
+  n.memory_free -= t.memory_mib;
+  GPUORCH_CHECK(n.cpu_free >= 0 && n.memory_free >= 0);
+  GPUORCH_CHECK(std::popcount(mask) == t.gpu_count);
+  for (int j = 0; j < n.gpu_count; ++j) {
+    if (!((mask >> j) & 1u)) continue;
+    n.gpu_free[j] = static_cast<int16_t>(n.gpu_free[j] - t.gpu_milli);
+    if (t.fractional()) n.gpu_mem_free[j] -= t.gpu_memory_mib;
+    else n.gpu_mem_free[j] = 0;
+    GPUORCH_CHECK(n.gpu_free[j] >= 0 && n.gpu_mem_free[j] >= 0);
+  }
+  if (t.gpu_count > 0) ++n.tag_counts[ShapeTag(t)];
+  Index(id);
+}
+
+void ClusterState::Release(NodeId id, const TaskRequest& t, GpuMask mask) {
+  Unindex(id);
+  NodeState& n = nodes_[id.value()];
+  n.cpu_free += t.milli_cpu;
+  n.memory_free += t.memory_mib;
+  GPUORCH_CHECK(n.cpu_free <= n.cpu_capacity && n.memory_free <= n.memory_capacity);
+  for (int j = 0; j < n.gpu_count; ++j) {
+    if (!((mask >> j) & 1u)) continue;
+    n.gpu_free[j] = static_cast<int16_t>(n.gpu_free[j] + t.gpu_milli);
+    if (t.fractional()) n.gpu_mem_free[j] += t.gpu_memory_mib;
+    else n.gpu_mem_free[j] = n.gpu_memory_capacity;
+    GPUORCH_CHECK(n.gpu_free[j] <= kMilliGpu);
+  }
+  if (t.gpu_count > 0) {
+    GPUORCH_CHECK(n.tag_counts[ShapeTag(t)] > 0);
+    --n.tag_counts[ShapeTag(t)];
+  }
+  Index(id);
+}
+
+void ClusterState::Reserve(NodeId id, GpuMask gpus, WorkloadId holder, bool lendable) {
+  Unindex(id);
+  NodeState& n = nodes_[id.value()];
+  n.reserved_gpus = gpus;
+  n.reserved_for = holder;
+  n.reservation_lendable = lendable;
+  Index(id);
+}
+
+void ClusterState::ClearReservation(NodeId id) { Reserve(id, 0, WorkloadId(), false); }
+
+int64_t ClusterState::capacity_milli(GpuModelId m) const {
+  return m.value() < model_capacity_.size() ? model_capacity_[m.value()] : 0;
+}
+
+int64_t ClusterState::free_milli(GpuModelId m) const {
+  return m.value() < model_free_.size() ? model_free_[m.value()] : 0;
+}
+
+std::string ClusterState::GroupKey(const NodeState& n) const {
+  // Everything a state-only policy may read, with GPUs sorted: scores depend on the
+  // multiset of GPU states, and GPU choice is made on the real node afterwards.
+  std::array<std::pair<int16_t, int64_t>, core::kMaxGpusPerNode> gpus{};
+  for (int j = 0; j < n.gpu_count; ++j) gpus[j] = {n.gpu_free[j], n.gpu_mem_free[j]};
+  std::sort(gpus.begin(), gpus.begin() + n.gpu_count);
+  std::string key;
+  key.reserve(64 + 10 * n.gpu_count);
+  auto put = [&key](const auto& v) { key.append(reinterpret_cast<const char*>(&v), sizeof(v)); };
+  put(n.model);
+  put(n.gpu_count);
+  put(n.nvlink_domain_gpus);
+  put(n.cpu_free);
+  put(n.memory_free);
+  put(n.gpu_memory_capacity);
+  put(n.tag_counts);
+  put(n.reserved_gpus);
+  put(n.reserved_for);
+  put(n.reservation_lendable);
+  for (int j = 0; j < n.gpu_count; ++j) put(gpus[j]);
+  return key;
+}
+
+void ClusterState::Unindex(NodeId id) {
+  NodeState& n = nodes_[id.value()];
+  ++versions_[id.value()];
+  ++clock_;
+  if (!n.schedulable()) return;
+  racks_[n.rack].free_hist[n.full_free_gpus()]--;
+  zones_[n.zone].free_hist[n.full_free_gpus()]--;
+  if (n.model.valid()) {
+    model_capacity_[n.model.value()] -= int64_t{n.gpu_count} * kMilliGpu;
+    model_free_[n.model.value()] -= n.idle_milli();
+  }
+  uint32_t g = group_of_[id.value()];
+  Group& group = groups_[g];
+  group.members.erase(id.value());
+  if (group.members.empty()) {
+    uint32_t last = active_groups_.back();
+    active_groups_[group.active_index] = last;
+    groups_[last].active_index = group.active_index;
+    active_groups_.pop_back();
+    group_ix_.erase(group.key);
+    free_groups_.push_back(g);
+  }
+  group_of_[id.value()] = kNoGroup;
+}
+
+void ClusterState::Index(NodeId id) {
+  NodeState& n = nodes_[id.value()];
+  if (!n.schedulable()) return;
+  racks_[n.rack].free_hist[n.full_free_gpus()]++;
+  zones_[n.zone].free_hist[n.full_free_gpus()]++;
+  if (n.model.valid()) {
+    if (n.model.value() >= model_capacity_.size()) {
+      model_capacity_.resize(n.model.value() + 1, 0);
+      model_free_.resize(n.model.value() + 1, 0);
+    }
+    model_capacity_[n.model.value()] += int64_t{n.gpu_count} * kMilliGpu;
+    model_free_[n.model.value()] += n.idle_milli();
+  }
+  std::string key = GroupKey(n);
+  auto it = group_ix_.find(key);
+  uint32_t g;
+  if (it != group_ix_.end()) {
+    g = it->second;
+  } else {
+    if (!free_groups_.empty()) {
+      g = free_groups_.back();
+      free_groups_.pop_back();
+    } else {
+      g = static_cast<uint32_t>(groups_.size());
+      groups_.emplace_back();
+    }
+    groups_[g].key = key;
+    groups_[g].active_index = static_cast<uint32_t>(active_groups_.size());
+    active_groups_.push_back(g);
+    group_ix_.emplace(std::move(key), g);
+  }
+  groups_[g].members.insert(id.value());
+  group_of_[id.value()] = g;
+}
+
+}  // namespace gpuorch::sched

@@ -1,0 +1,177 @@
+#pragma once
+
+#include <array>
+#include <bit>
+#include <cstdint>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/ids.h"
+#include "core/node.h"
+#include "core/status.h"
+#include "core/workload.h"
+
+namespace gpuorch::sched {
+
+using core::GpuModelId;
+using core::NodeId;
+using core::TaskRequest;
+using core::WorkloadId;
+
+// GPUs chosen on one node, as a bit mask over the node's GPU indices. Every chosen GPU gives
+// the task `gpu_milli` (and, for a fraction, `gpu_memory_mib`).
+using GpuMask = uint16_t;
+
+// The free state of one node: what filters and scorers read. Fields are plain so that a
+// policy can compute on them without calls.
+struct NodeState {
+  NodeId id;
+  bool present = false;
+  core::NodeStatus status = core::NodeStatus::kReady;
+  GpuModelId model;
+  int8_t gpu_count = 0;
+  int8_t nvlink_domain_gpus = 0;  // >0: GPUs per NVLink domain
+  uint32_t zone = 0;              // dense domain index
+  uint32_t rack = 0;              // dense domain index
+  int64_t cpu_capacity = 0, cpu_free = 0;
+  int64_t memory_capacity = 0, memory_free = 0;
+  int64_t gpu_memory_capacity = 0;  // per GPU
+  std::array<int16_t, core::kMaxGpusPerNode> gpu_free{};      // milli-GPU free per GPU
+  std::array<int64_t, core::kMaxGpusPerNode> gpu_mem_free{};  // MiB free per GPU
+  // Number of GPU tasks on the node per shape tag (see ShapeTag): GpuClustering reads it.
+  std::array<uint16_t, core::kMaxGpusPerNode + 1> tag_counts{};
+  // GPUs held for one pending workload (a preemptor or a starving gang); see Reservation.
+  GpuMask reserved_gpus = 0;
+  WorkloadId reserved_for;
+  bool reservation_lendable = false;
+
+  bool schedulable() const { return present && status == core::NodeStatus::kReady; }
+  // GPUs with all 1000 milli free.
+  int full_free_gpus() const;
+  // Sum of free milli-GPU over all GPUs.
+  int64_t idle_milli() const;
+  GpuMask all_gpus() const { return static_cast<GpuMask>((1u << gpu_count) - 1u); }
+};
+
+// Tag of a task shape: 0 for a fractional GPU, k for k whole GPUs. CPU-only tasks have none.
+int ShapeTag(const TaskRequest& t);
+
+// True if `t` may run on node `n` at all: health, model, CPU, memory and enough GPUs with
+// enough free milli and memory. `as` decides which reserved GPUs count as usable.
+bool Fits(const NodeState& n, const TaskRequest& t, WorkloadId as, bool preemptible);
+
+// The "best" GPU choice of the FGD protocol: for a fraction, the GPU with the least free
+// milli that still fits (lowest index on ties); for whole GPUs, the lowest-index fully free
+// GPUs, kept inside one NVLink domain when the node has several and one can hold the task.
+// Returns 0 if nothing fits. `usable` masks GPUs the caller may use.
+GpuMask SelectGpusBestFit(const NodeState& n, const TaskRequest& t, GpuMask usable);
+
+// GPUs of `n` that workload `as` may use, given reservations.
+GpuMask UsableGpus(const NodeState& n, WorkloadId as, bool preemptible);
+
+// Indexed, incrementally maintained free state of the whole cluster.
+//
+// Contract: single-threaded; every mutation keeps the indexes exact. Nodes with identical
+// free state form one equivalence group, so that a policy that scores nodes only from their
+// state can score a group once instead of every node (see ForEachGroup).
+class ClusterState {
+ public:
+  core::Status AddNode(NodeId id, const core::NodeSpec& spec);
+  // Changes capacity, status or topology. Capacity may not drop below what is allocated.
+  core::Status UpdateNode(NodeId id, const core::NodeSpec& spec);
+  core::Status RemoveNode(NodeId id);
+  void SetStatus(NodeId id, core::NodeStatus status);
+
+  // Takes (Allocate) or gives back (Release) one task's resources on `mask` GPUs of node id.
+  void Allocate(NodeId id, const TaskRequest& t, GpuMask mask);
+  void Release(NodeId id, const TaskRequest& t, GpuMask mask);
+
+  // Reservations: GPUs of a node held for one workload. Lendable reservations may be used
+  // by preemptible work of others (which is evicted when the holder is ready).
+  void Reserve(NodeId id, GpuMask gpus, WorkloadId holder, bool lendable);
+  void ClearReservation(NodeId id);
+
+  bool Has(NodeId id) const { return id.value() < nodes_.size() && nodes_[id.value()].present; }
+  const NodeState& node(NodeId id) const { return nodes_[id.value()]; }
+  const std::vector<NodeState>& nodes() const { return nodes_; }
+  size_t node_count() const { return node_count_; }
+
+  // Domain names, for explanations and plans.
+  uint32_t rack_count() const { return static_cast<uint32_t>(racks_.size()); }
+  uint32_t zone_count() const { return static_cast<uint32_t>(zones_.size()); }
+  const std::vector<NodeId>& rack_nodes(uint32_t rack) const { return racks_[rack].nodes; }
+  const std::vector<NodeId>& zone_nodes(uint32_t zone) const { return zones_[zone].nodes; }
+  const std::string& rack_name(uint32_t rack) const { return racks_[rack].name; }
+  const std::string& zone_name(uint32_t zone) const { return zones_[zone].name; }
+  // Schedulable nodes of a rack by number of fully free GPUs: an upper bound on what a gang
+  // can get there, O(kMaxGpusPerNode) to read.
+  const std::array<int32_t, core::kMaxGpusPerNode + 1>& rack_free_histogram(uint32_t r) const {
+    return racks_[r].free_hist;
+  }
+
+  const std::array<int32_t, core::kMaxGpusPerNode + 1>& zone_free_histogram(uint32_t z) const {
+    return zones_[z].free_hist;
+  }
+
+  // Totals over schedulable nodes, per GPU model (milli-GPU).
+  int64_t capacity_milli(GpuModelId m) const;
+  int64_t free_milli(GpuModelId m) const;
+  uint32_t model_bound() const { return static_cast<uint32_t>(model_capacity_.size()); }
+
+  // Calls fn(const NodeState& representative, NodeId lowest_member, size_t members) once per
+  // group of schedulable nodes with identical free state. Order is unspecified; callers break
+  // ties by the lowest member id to stay deterministic.
+  template <typename Fn>
+  void ForEachGroup(Fn&& fn) const {
+    for (uint32_t g : active_groups_) {
+      const Group& group = groups_[g];
+      NodeId lowest(*group.members.begin());
+      fn(nodes_[lowest.value()], lowest, group.members.size());
+    }
+  }
+  size_t group_count() const { return active_groups_.size(); }
+  // Members of the group of `id`, ascending (for callers that must walk a group).
+  const std::set<uint32_t>& GroupMembers(NodeId id) const {
+    return groups_[group_of_[id.value()]].members;
+  }
+
+  // Monotonic counter bumped by every mutation; callers cache per-node data against it.
+  uint64_t version(NodeId id) const { return versions_[id.value()]; }
+
+ private:
+  struct Domain {
+    std::string name;
+    std::vector<NodeId> nodes;
+    std::array<int32_t, core::kMaxGpusPerNode + 1> free_hist{};
+  };
+  struct Group {
+    std::string key;
+    std::set<uint32_t> members;
+    uint32_t active_index = 0;
+  };
+  static constexpr uint32_t kNoGroup = UINT32_MAX;
+
+  uint32_t InternDomain(std::vector<Domain>& domains, std::unordered_map<std::string, uint32_t>& ix,
+                        const std::string& name);
+  // Removes the node from every index, lets the caller mutate it, then indexes it again.
+  void Unindex(NodeId id);
+  void Index(NodeId id);
+  std::string GroupKey(const NodeState& n) const;
+
+  std::vector<NodeState> nodes_;
+  std::vector<uint64_t> versions_;
+  std::vector<uint32_t> group_of_;
+  size_t node_count_ = 0;
+  std::vector<Domain> racks_, zones_;
+  std::unordered_map<std::string, uint32_t> rack_ix_, zone_ix_;
+  std::vector<Group> groups_;
+  std::vector<uint32_t> free_groups_;
+  std::vector<uint32_t> active_groups_;
+  std::unordered_map<std::string, uint32_t> group_ix_;
+  std::vector<int64_t> model_capacity_, model_free_;
+  uint64_t clock_ = 0;
+};
+
+}  // namespace gpuorch::sched

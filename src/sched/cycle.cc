@@ -1,0 +1,353 @@
+// The scheduling cycle: order pending work (in-quota by priority and age, then borrowers by
+// weighted dominant share), place each workload as a gang, preempt for entitled work,
+// reserve for the head-of-line workload that cannot start, grow elastic workloads from idle
+// capacity, and explain every workload left pending.
+#include <algorithm>
+#include <queue>
+#include <unordered_map>
+
+#include "sched/scheduler_impl.h"
+
+namespace gpuorch::sched {
+
+namespace {
+
+// Workloads with equal keys get the same placement answer within a cycle: once one fails,
+// capacity only shrinks until the cycle ends, so the others fail too (Borg's equivalence
+// classes; Kubernetes' pod signatures).
+struct ShapeKey {
+  uint32_t queue;
+  int32_t gpu_count, gpu_milli;
+  int64_t gpu_memory, cpu, memory;
+  uint64_t models;
+  int32_t min_tasks;
+  uint8_t level;
+  bool required, preemptible, lent;
+  bool operator==(const ShapeKey&) const = default;
+};
+
+struct ShapeHash {
+  size_t operator()(const ShapeKey& k) const {
+    uint64_t h = 1469598103934665603ull;
+    auto mix = [&h](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
+    mix(k.queue);
+    mix(static_cast<uint64_t>(k.gpu_count) << 32 | static_cast<uint32_t>(k.gpu_milli));
+    mix(static_cast<uint64_t>(k.gpu_memory));
+    mix(static_cast<uint64_t>(k.cpu));
+    mix(static_cast<uint64_t>(k.memory));
+    mix(k.models);
+    mix(static_cast<uint64_t>(k.min_tasks));
+    mix(uint64_t{k.level} << 3 | uint64_t{k.required} << 2 | uint64_t{k.preemptible} << 1 |
+        uint64_t{k.lent});
+    return static_cast<size_t>(h);
+  }
+};
+
+bool Waits(PendingReason r) {
+  return r == PendingReason::kNoFit || r == PendingReason::kTopologyUnsatisfiable ||
+         r == PendingReason::kPreempting || r == PendingReason::kReserved ||
+         r == PendingReason::kBlockedByReservation;
+}
+
+}  // namespace
+
+Plan Scheduler::Impl::Cycle(Time now) {
+  Plan plan;
+  plan.now = now;
+  Decay(now);
+  plan.evictions = std::move(queued_evictions_);
+  queued_evictions_.clear();
+
+  const ModelSet present = PresentModels();
+  std::unordered_map<ShapeKey, PendingReason, ShapeHash> failed;
+  const WorkloadRec* hol = Find(head_of_line_);
+  const Time hol_eta = hol != nullptr ? hol->hold_eta : 0;
+
+  // Models w may run on now, in the order to try them: in-quota first, then borrowed.
+  auto entitled_models = [&](const WorkloadRec& w, std::vector<GpuModelId>& in_quota,
+                             std::vector<GpuModelId>& borrow, PendingReason& why) {
+    const QueueRec& q = queues_[w.spec.queue.value()];
+    const int64_t need = w.task_milli() * w.spec.min_tasks;
+    bool any_model = false, any_limit = false;
+    for (uint32_t mi = 0; mi < cluster_.model_bound(); ++mi) {
+      GpuModelId m(mi);
+      if (!present.Accepts(m) || !w.spec.task.models.Accepts(m) ||
+          cluster_.capacity_milli(m) == 0) {
+        continue;
+      }
+      any_model = true;
+      if (!WithinLimit(w.spec.queue, m, need)) continue;
+      any_limit = true;
+      if (InQuota(w.spec.queue, m, need)) {
+        in_quota.push_back(m);
+      } else if (q.spec.can_borrow && w.spec.preemptible &&
+                 cluster_.free_milli(m) - need >= HeldBack(m, w.spec.queue)) {
+        borrow.push_back(m);
+      }
+    }
+    why = !any_model ? PendingReason::kModelUnavailable
+          : !any_limit ? PendingReason::kOverLimit
+                       : PendingReason::kWaitingForQuota;
+  };
+
+  auto attempt = [&](WorkloadRec& w) {
+    const TaskRequest& t = w.spec.task;
+    const bool may_use_lent = w.spec.preemptible ||
+                              (hol != nullptr && w.spec.runtime_estimate > 0 &&
+                               now + w.spec.runtime_estimate <= hol_eta);
+    std::vector<GpuModelId> in_quota, borrow;
+    PendingReason why = PendingReason::kNoFit;
+    if (t.gpu_count == 0) {
+      in_quota.push_back(GpuModelId());  // CPU-only: no GPU quota applies
+    } else {
+      entitled_models(w, in_quota, borrow, why);
+      if (in_quota.empty() && borrow.empty()) {
+        w.reason = why;
+        return;
+      }
+    }
+    ShapeKey key{w.spec.queue.value(), t.gpu_count, t.gpu_milli, t.gpu_memory_mib,
+                 t.milli_cpu, t.memory_mib, t.models.bits(), w.spec.min_tasks,
+                 static_cast<uint8_t>(w.spec.topology.level), w.spec.topology.required,
+                 w.spec.preemptible, may_use_lent};
+    const bool holds = w.hold != HoldKind::kNone;
+    if (!holds) {
+      if (auto it = failed.find(key); it != failed.end()) {
+        w.reason = it->second;
+        return;
+      }
+    }
+    PendingReason reason = PendingReason::kNoFit;
+    for (const auto* models : {&in_quota, &borrow}) {
+      for (GpuModelId m : *models) {
+        PendingReason r = PendingReason::kNoFit;
+        auto placed = PlaceGang(w, m, w.spec.min_tasks, may_use_lent, r);
+        if (placed) {
+          // Bound on GPUs reserved for someone else: it was lent that capacity.
+          for (const TaskPlacement& p : *placed) {
+            const NodeState& n = cluster_.node(p.node);
+            if (n.reserved_for.valid() && n.reserved_for != w.id && (n.reserved_gpus & p.gpus)) {
+              w.lent_from = n.reserved_for;
+            }
+          }
+          Bind(w, m, *placed, plan, false);
+          return;
+        }
+        if (r == PendingReason::kTopologyUnsatisfiable) reason = r;
+      }
+    }
+    // Does not fit. Preemption for entitled work, a reservation for the head of line.
+    if (w.hold == HoldKind::kPreemption && w.victims_outstanding > 0) {
+      w.reason = PendingReason::kPreempting;
+      return;
+    }
+    if (w.hold == HoldKind::kHeadOfLine) {
+      if (ReclaimLent(w, plan)) {
+        w.reason = PendingReason::kPreempting;
+        return;
+      }
+      w.reason = PendingReason::kReserved;
+      return;
+    }
+    if (w.hold == HoldKind::kPreemption) ReleaseHold(w);  // victims gone, still no fit
+    if (!in_quota.empty() || !borrow.empty()) {
+      if (t.gpu_count > 0 && Preempt(w, plan)) {
+        w.reason = PendingReason::kPreempting;
+        return;
+      }
+    }
+    if (config_.reservations && !head_of_line_.valid() && t.gpu_count > 0 &&
+        reason != PendingReason::kTopologyUnsatisfiable &&
+        CreateHold(w, in_quota.empty() ? borrow.front() : in_quota.front(), now)) {
+      hol = &w;
+      w.reason = PendingReason::kReserved;
+      return;
+    }
+    if (hol != nullptr && !may_use_lent) {
+      // Would it fit on the reserved GPUs? Then the reservation is what blocks it.
+      PendingReason r;
+      GpuModelId m = in_quota.empty() ? borrow.front() : in_quota.front();
+      if (auto placed = PlaceGang(w, m, w.spec.min_tasks, true, r)) {
+        Unallocate(w, *placed);
+        reason = PendingReason::kBlockedByReservation;
+      }
+    }
+    w.reason = reason;
+    failed.emplace(key, reason);
+  };
+
+  // In-quota work: priority, then age, then id.
+  std::vector<WorkloadRec*> ordered;
+  ordered.reserve(pending_.size());
+  for (WorkloadId id : pending_) ordered.push_back(&workloads_[id.value()]);
+  auto by_priority_age = [](const WorkloadRec* a, const WorkloadRec* b) {
+    if (a->spec.priority != b->spec.priority) return a->spec.priority > b->spec.priority;
+    if (a->spec.submit_time != b->spec.submit_time) return a->spec.submit_time < b->spec.submit_time;
+    return a->id < b->id;
+  };
+  std::sort(ordered.begin(), ordered.end(), by_priority_age);
+  auto in_quota_now = [&](const WorkloadRec& w) {
+    if (w.spec.task.gpu_count == 0) return true;
+    const int64_t need = w.task_milli() * w.spec.min_tasks;
+    for (uint32_t mi = 0; mi < cluster_.model_bound(); ++mi) {
+      GpuModelId m(mi);
+      if (w.spec.task.models.Accepts(m) && cluster_.capacity_milli(m) > 0 &&
+          InQuota(w.spec.queue, m, need) && WithinLimit(w.spec.queue, m, need)) {
+        return true;
+      }
+    }
+    return false;
+  };
+  std::vector<std::vector<WorkloadRec*>> over(queues_.size());
+  for (WorkloadRec* w : ordered) {
+    if (in_quota_now(*w)) {
+      attempt(*w);
+    } else {
+      over[w->spec.queue.value()].push_back(w);  // keeps priority/age order
+    }
+  }
+  // Borrowers: the queue with the lowest weighted dominant share goes next (DRF).
+  using Head = std::pair<int64_t, uint32_t>;
+  std::priority_queue<Head, std::vector<Head>, std::greater<>> heap;
+  std::vector<size_t> next(queues_.size(), 0);
+  for (uint32_t q = 0; q < over.size(); ++q) {
+    if (!over[q].empty()) heap.emplace(Share(QueueId(q)), q);
+  }
+  while (!heap.empty()) {
+    uint32_t q = heap.top().second;
+    heap.pop();
+    attempt(*over[q][next[q]++]);
+    if (next[q] < over[q].size()) heap.emplace(Share(QueueId(q)), q);
+  }
+
+  if (config_.elastic) Grow(plan);
+
+  for (WorkloadId id : pending_) {
+    const WorkloadRec& w = workloads_[id.value()];
+    plan.pending.push_back(PendingExplanation{id, w.reason});
+  }
+  std::sort(plan.pending.begin(), plan.pending.end(),
+            [](const auto& a, const auto& b) { return a.workload < b.workload; });
+  return plan;
+}
+
+// Elastic tasks come from idle capacity only, and only while nothing waits for capacity, so
+// growing never starts a grow-then-shrink cycle with waiting work.
+void Scheduler::Impl::Grow(Plan& plan) {
+  for (WorkloadId id : pending_) {
+    if (Waits(workloads_[id.value()].reason)) return;
+  }
+  std::vector<WorkloadRec*> elastic;
+  for (WorkloadId id : running_) {
+    WorkloadRec& w = workloads_[id.value()];
+    if (w.state == WorkloadState::kRunning && w.live_tasks() < w.spec.max_tasks &&
+        w.spec.task.gpu_count > 0) {
+      elastic.push_back(&w);
+    }
+  }
+  std::sort(elastic.begin(), elastic.end(), [&](const WorkloadRec* a, const WorkloadRec* b) {
+    if (a->spec.priority != b->spec.priority) return a->spec.priority > b->spec.priority;
+    int64_t sa = Share(a->spec.queue), sb = Share(b->spec.queue);
+    if (sa != sb) return sa < sb;
+    return a->id < b->id;
+  });
+  for (WorkloadRec* w : elastic) {
+    std::vector<TaskPlacement> grown;
+    const GpuModelId m = w->model;
+    const QueueId q = w->spec.queue;
+    const int64_t each = w->task_milli();
+    while (w->live_tasks() + static_cast<int32_t>(grown.size()) < w->spec.max_tasks) {
+      int64_t extra = each * static_cast<int64_t>(grown.size() + 1);
+      if (!WithinLimit(q, m, extra)) break;
+      bool in_quota = InQuota(q, m, extra);
+      if (!w->spec.preemptible && !in_quota) break;
+      if (!in_quota && (!queues_[q.value()].spec.can_borrow ||
+                        cluster_.free_milli(m) - each < HeldBack(m, q))) {
+        break;
+      }
+      PendingReason r;
+      auto p = PlaceGang(*w, m, 1, false, r);
+      if (!p) break;
+      grown.push_back(p->front());
+    }
+    if (grown.empty()) continue;
+    Bind(*w, m, grown, plan, true);
+  }
+}
+
+bool Scheduler::Impl::CreateHold(WorkloadRec& w, GpuModelId m, Time now) {
+  const int64_t need = w.task_milli() * w.spec.min_tasks;
+  if (cluster_.capacity_milli(m) < need) return false;
+  // When each node of model m is expected to be free: the latest expected end of the tasks
+  // on it (unknown runtimes count as far away).
+  constexpr Duration kUnknown = 100LL * 24 * core::kHour;
+  auto free_at = [&](const NodeState& n) {
+    Time t = now;
+    for (auto [wid, task] : node_tasks_[n.id.value()]) {
+      const WorkloadRec& r = workloads_[wid.value()];
+      Duration est = r.spec.runtime_estimate > 0 ? r.spec.runtime_estimate : kUnknown;
+      t = std::max(t, r.start_time + est);
+    }
+    return t;
+  };
+  auto pick = [&](const std::vector<NodeId>& nodes, std::vector<NodeId>& out) -> Time {
+    std::vector<std::pair<Time, NodeId>> by_time;
+    for (NodeId id : nodes) {
+      const NodeState& n = cluster_.node(id);
+      if (!n.schedulable() || n.model != m || n.reserved_gpus != 0) continue;
+      if (w.spec.task.gpu_count > n.gpu_count) continue;
+      by_time.emplace_back(free_at(n), id);
+    }
+    std::sort(by_time.begin(), by_time.end());
+    int64_t got = 0;
+    for (auto [t, id] : by_time) {
+      const NodeState& n = cluster_.node(id);
+      out.push_back(id);
+      got += int64_t{n.gpu_count / w.spec.task.gpu_count} * w.task_milli();
+      if (got >= need) return t;
+    }
+    out.clear();
+    return -1;
+  };
+  const core::TopologyLevel level =
+      w.spec.topology.required ? w.spec.topology.level : core::TopologyLevel::kCluster;
+  std::vector<NodeId> best;
+  Time best_eta = -1;
+  auto consider = [&](const std::vector<NodeId>& nodes) {
+    std::vector<NodeId> out;
+    Time eta = pick(nodes, out);
+    if (eta >= 0 && (best_eta < 0 || eta < best_eta)) {
+      best_eta = eta;
+      best = std::move(out);
+    }
+  };
+  if (level >= core::TopologyLevel::kNode && w.spec.min_tasks > 1) {
+    for (const NodeState& n : cluster_.nodes()) {
+      if (n.present) consider({n.id});
+    }
+  } else if (level >= core::TopologyLevel::kRack) {
+    for (uint32_t r = 0; r < cluster_.rack_count(); ++r) consider(cluster_.rack_nodes(r));
+  } else if (level == core::TopologyLevel::kZone) {
+    for (uint32_t z = 0; z < cluster_.zone_count(); ++z) consider(cluster_.zone_nodes(z));
+  } else {
+    for (uint32_t r = 0; r < cluster_.rack_count(); ++r) consider(cluster_.rack_nodes(r));
+    if (best.empty()) {
+      std::vector<NodeId> all;
+      for (const NodeState& n : cluster_.nodes()) {
+        if (n.present) all.push_back(n.id);
+      }
+      consider(all);
+    }
+  }
+  if (best.empty()) return false;
+  for (NodeId id : best) {
+    cluster_.Reserve(id, cluster_.node(id).all_gpus(), w.id, true);
+  }
+  w.held_nodes = std::move(best);
+  w.hold = HoldKind::kHeadOfLine;
+  w.hold_eta = best_eta;
+  head_of_line_ = w.id;
+  return true;
+}
+
+}  // namespace gpuorch::sched

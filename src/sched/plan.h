@@ -1,0 +1,79 @@
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/ids.h"
+#include "sched/cluster_state.h"
+
+namespace gpuorch::sched {
+
+using core::Duration;
+using core::Time;
+
+// Why a workload is still pending after a cycle. Every pending workload carries one.
+enum class PendingReason : uint8_t {
+  kWaitingForQuota,         // over its guarantee and may not borrow, or no idle capacity to lend
+  kOverLimit,               // would exceed a queue limit
+  kNoFit,                   // not enough free capacity of an acceptable model
+  kTopologyUnsatisfiable,   // capacity exists, but not inside one domain of the required level
+  kModelUnavailable,        // no schedulable node has an acceptable GPU model
+  kBlockedByReservation,    // would delay a reservation held for an older workload
+  kPreempting,              // victims are being evicted for it; capacity is reserved
+  kReserved,                // head of line: capacity is being gathered for it (no starvation)
+};
+const char* ToString(PendingReason r);
+
+enum class EvictionReason : uint8_t {
+  kReclaimGuarantee,  // a queue takes back its guarantee from a borrower
+  kPriority,          // higher-priority work in the same queue
+  kReservationReady,  // it ran on capacity lent from a reservation, which is now needed
+  kNodeLost,          // part of a gang was on a node that went down; the rest is stopped
+};
+const char* ToString(EvictionReason r);
+
+struct TaskBinding {
+  int32_t task = 0;  // task index within the workload
+  NodeId node;
+  GpuMask gpus = 0;  // GPU indices on the node; each gives the task `gpu_milli`
+  int32_t gpu_milli = 0;
+};
+
+struct Bind {
+  WorkloadId workload;
+  std::vector<TaskBinding> tasks;
+  bool elastic = false;  // extra tasks for a running workload (beyond min_tasks)
+};
+
+struct Eviction {
+  WorkloadId workload;
+  EvictionReason reason;
+  WorkloadId preemptor;  // invalid for kNodeLost
+  Duration grace_period = 0;
+};
+
+// Elastic tasks to stop (the workload keeps running with fewer tasks).
+struct Resize {
+  WorkloadId workload;
+  std::vector<int32_t> tasks;  // indices to stop
+  EvictionReason reason;
+  WorkloadId preemptor;
+  Duration grace_period = 0;
+};
+
+struct PendingExplanation {
+  WorkloadId workload;
+  PendingReason reason;
+};
+
+// What one cycle decided. Binds take effect at once in the engine's accounting; evictions
+// and resizes hold their resources until the driver reports them done.
+struct Plan {
+  Time now = 0;
+  std::vector<Bind> binds;
+  std::vector<Eviction> evictions;
+  std::vector<Resize> resizes;
+  std::vector<PendingExplanation> pending;
+};
+
+}  // namespace gpuorch::sched

@@ -1,0 +1,70 @@
+#include "sched/policy/fgd_policy.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace gpuorch::sched {
+
+void FgdPolicy::SetTypicalTasks(std::vector<TypicalTask> tasks) {
+  typical_ = tasks.empty() ? DefaultTypicalTasks() : std::move(tasks);
+  memo_.Clear();
+}
+
+double FgdPolicy::NodeFragment(int64_t cpu_free, GpuModelId model, int gpu_count,
+                               const int16_t* gpu_free) const {
+  double f = 0;
+  for (const TypicalTask& tau : typical_) {
+    f += tau.weight * static_cast<double>(TaskFragment(cpu_free, model, gpu_count, gpu_free,
+                                                       tau.task));
+  }
+  return f;
+}
+
+int64_t FgdPolicy::ScoreOf(const NodeState& n, const TaskRequest& t, double before,
+                           int j) const {
+  int16_t after[core::kMaxGpusPerNode];
+  for (int i = 0; i < n.gpu_count; ++i) after[i] = n.gpu_free[i];
+  if (j >= 0) {
+    after[j] = static_cast<int16_t>(after[j] - t.gpu_milli);
+  } else {
+    int left = t.gpu_count;
+    for (int i = 0; i < n.gpu_count && left > 0; ++i) {
+      if (after[i] == core::kMilliGpu) after[i] = 0, --left;
+    }
+  }
+  const double delta =
+      before - NodeFragment(n.cpu_free - t.milli_cpu, n.model, n.gpu_count, after);
+  const double sigmoid = 1.0 / (1.0 + std::exp(-delta / 1000.0));
+  return static_cast<int64_t>(100.0 * sigmoid);
+}
+
+int64_t FgdPolicy::Score(const NodeState& n, const TaskRequest& t) {
+  return memo_.Get(n, t, [&]() -> int64_t {
+    const double before = NodeFragment(n.cpu_free, n.model, n.gpu_count, n.gpu_free.data());
+    if (!t.fractional()) return ScoreOf(n, t, before, -1);
+    int64_t best = -1;
+    for (int j = 0; j < n.gpu_count; ++j) {
+      if (n.gpu_free[j] < t.gpu_milli) continue;
+      bool seen = false;  // equal free amounts give equal scores
+      for (int i = 0; i < j; ++i) seen |= n.gpu_free[i] == n.gpu_free[j];
+      if (!seen) best = std::max(best, ScoreOf(n, t, before, j));
+    }
+    return best;
+  });
+}
+
+GpuMask FgdPolicy::SelectGpus(const NodeState& n, const TaskRequest& t, GpuMask usable) {
+  if (!t.fractional()) return SelectGpusBestFit(n, t, usable);
+  const double before = NodeFragment(n.cpu_free, n.model, n.gpu_count, n.gpu_free.data());
+  int best = -1;
+  int64_t best_score = -1;
+  for (int j = 0; j < n.gpu_count; ++j) {
+    if (!((usable >> j) & 1u) || n.gpu_free[j] < t.gpu_milli) continue;
+    if (t.gpu_memory_mib > 0 && n.gpu_mem_free[j] < t.gpu_memory_mib) continue;
+    const int64_t s = ScoreOf(n, t, before, j);
+    if (s > best_score) best = j, best_score = s;
+  }
+  return best < 0 ? GpuMask{0} : static_cast<GpuMask>(1u << best);
+}
+
+}  // namespace gpuorch::sched

@@ -1,0 +1,84 @@
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "sched/cluster_state.h"
+#include "sched/policy.h"
+
+namespace gpuorch::sched {
+
+// The fragmentation measure of the FGD paper (ATC'23, §5.6 of FGD-PROTOCOL.md), shared by
+// the fgd and gpuorch policies and by the simulator's metrics.
+//
+// frag(n; tau) is the idle milli-GPU of node n that a task of shape tau could not use:
+// - all idle GPU if tau needs no GPU (a CPU-only task cannot use any GPU), or if tau may not
+//   run on the node's GPU model, or if tau does not fit (too few GPUs, or too little CPU);
+// - otherwise only the GPUs with less free milli than tau asks for per GPU.
+// Memory is ignored, as in the paper.
+int64_t TaskFragment(int64_t cpu_free, GpuModelId model, int gpu_count, const int16_t* gpu_free,
+                     const TaskRequest& tau);
+
+inline int64_t TaskFragment(const NodeState& n, const TaskRequest& tau) {
+  return TaskFragment(n.cpu_free, n.model, n.gpu_count, n.gpu_free.data(), tau);
+}
+
+// The distribution fgd and gpuorch use when the driver never called SetTypicalTasks. A
+// fixed default keeps them deterministic and cheap: whole GPUs (1, 2, 4, 8), two common
+// fractions and CPU-only tasks, with modest CPU so that CPU-starved GPUs count as stranded.
+std::vector<TypicalTask> DefaultTypicalTasks();
+
+// Per-node score memo for policies whose Score is costly. The engine scores the same node
+// states again and again (one node changes per placement), so a score is remembered per node
+// id and task shape, and forgotten as soon as the node's state differs from the snapshot it
+// was computed on. Validation is by content, so it is exact whatever id the caller passes.
+//
+// Contract: single-threaded; O(1) per lookup (a snapshot compare and, when the task shape
+// changes between calls, one hash lookup).
+class ScoreMemo {
+ public:
+  // Returns the remembered score of (n, t) or stores and returns compute().
+  template <typename Compute>
+  int64_t Get(const NodeState& n, const TaskRequest& t, Compute&& compute) {
+    int64_t* slot = Slot(n, t);
+    if (slot != nullptr) return *slot;
+    int64_t s = compute();
+    Store(n, s);
+    return s;
+  }
+  // Forgets everything (the scoring rule changed).
+  void Clear();
+
+ private:
+  struct Snapshot {
+    int64_t cpu_free = -1;
+    int64_t memory_free = -1;
+    uint32_t model = 0;
+    int32_t gpu_count = -1;
+    std::array<int16_t, core::kMaxGpusPerNode> gpu_free{};
+    bool operator==(const Snapshot&) const = default;
+  };
+  struct Entry {
+    Snapshot snap;
+    uint32_t epoch = 0;
+    std::vector<std::pair<uint32_t, int64_t>> scores;  // per shape: (epoch, score)
+  };
+  struct ShapeKey {
+    int64_t cpu, mem;
+    int32_t count, milli;
+    uint64_t models;
+    bool operator==(const ShapeKey&) const = default;
+  };
+
+  int64_t* Slot(const NodeState& n, const TaskRequest& t);
+  void Store(const NodeState& n, int64_t score);
+  uint32_t ShapeOf(const TaskRequest& t);
+
+  std::vector<Entry> entries_;
+  std::vector<ShapeKey> shapes_;
+  ShapeKey last_key_{-1, -1, -1, -1, 0};
+  uint32_t last_shape_ = 0;
+  uint32_t current_shape_ = 0;
+};
+
+}  // namespace gpuorch::sched

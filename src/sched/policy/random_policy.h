@@ -1,0 +1,24 @@
+#pragma once
+
+#include "core/rng.h"
+#include "sched/policy.h"
+
+namespace gpuorch::sched {
+
+// Random (FGD-PROTOCOL.md §5.1): the engine draws one feasible node uniformly (this policy
+// reports random_node_choice(), so the score is never used). Inside the node, a fractional
+// task gets a GPU drawn uniformly among those with enough free milli; whole-GPU tasks get
+// the lowest-index fully free GPUs. Every draw comes from the injected generator.
+class RandomPolicy final : public PlacementPolicy {
+ public:
+  explicit RandomPolicy(core::Rng* rng) : rng_(rng) {}
+  std::string_view name() const override { return "random"; }
+  int64_t Score(const NodeState&, const TaskRequest&) override { return 0; }
+  GpuMask SelectGpus(const NodeState& n, const TaskRequest& t, GpuMask usable) override;
+  bool random_node_choice() const override { return true; }
+
+ private:
+  core::Rng* rng_;
+};
+
+}  // namespace gpuorch::sched

@@ -1,0 +1,390 @@
+#include "sched/scheduler.h"
+
+#include <algorithm>
+#include <string>
+
+#include "sched/scheduler_impl.h"
+
+namespace gpuorch::sched {
+
+using core::NodeStatus;
+
+const char* ToString(WorkloadState s) {
+  switch (s) {
+    case WorkloadState::kPending: return "Pending";
+    case WorkloadState::kRunning: return "Running";
+    case WorkloadState::kEvicting: return "Evicting";
+    case WorkloadState::kFinished: return "Finished";
+  }
+  return "?";
+}
+
+namespace {
+
+template <typename Id>
+std::string Named(const char* what, Id id) {
+  return std::string(what) + " " + std::to_string(id.value());
+}
+
+}  // namespace
+
+Scheduler::Impl::Impl(const SchedulerConfig& config, std::unique_ptr<PlacementPolicy> policy)
+    : config_(config), policy_(std::move(policy)), rng_(config.seed ^ 0x6770756f726368ull) {}
+
+WorkloadRec* Scheduler::Impl::Find(WorkloadId id) {
+  if (!id.valid() || id.value() >= workloads_.size()) return nullptr;
+  WorkloadRec& w = workloads_[id.value()];
+  return w.present ? &w : nullptr;
+}
+
+const WorkloadRec* Scheduler::Impl::Find(WorkloadId id) const {
+  return const_cast<Impl*>(this)->Find(id);
+}
+
+ModelSet Scheduler::Impl::PresentModels() const {
+  ModelSet s;
+  for (uint32_t m = 0; m < cluster_.model_bound(); ++m) {
+    if (cluster_.capacity_milli(GpuModelId(m)) > 0) s.Add(GpuModelId(m));
+  }
+  return s;
+}
+
+Status Scheduler::Impl::AddQueue(QueueId id, const QueueSpec& spec, bool update) {
+  if (!id.valid() || id.value() > 1'000'000) return Status::Invalid("queue.id: out of range");
+  if (Status s = spec.Validate(); !s.ok()) return s;
+  bool exists = id.value() < queues_.size() && queues_[id.value()].present;
+  if (update && !exists) return Status::NotFound(Named("queue", id) + ": unknown");
+  if (!update && exists) return Status::Exists("queue " + spec.name + ": already added");
+  std::vector<QueueId> ancestors;
+  for (QueueId p = spec.parent; p.valid();) {
+    if (p == id || p.value() >= queues_.size() || !queues_[p.value()].present) {
+      return Status::Invalid("queue.parent: unknown queue or a cycle");
+    }
+    ancestors.push_back(p);
+    p = queues_[p.value()].spec.parent;
+  }
+  for (const core::QuotaEntry& e : spec.quotas) {
+    if (e.model.valid() && e.model.value() >= kMaxGpuModels) {
+      return Status::Invalid("queue.quota.model: unknown model id");
+    }
+  }
+  if (update && queues_[id.value()].spec.parent != spec.parent) {
+    return Status::Invalid("queue.parent: cannot change on update");
+  }
+  if (id.value() >= queues_.size()) queues_.resize(id.value() + 1);
+  QueueRec& q = queues_[id.value()];
+  if (!update) {
+    q = QueueRec{};
+    if (spec.parent.valid()) {
+      QueueRec& parent = queues_[spec.parent.value()];
+      if (parent.leaf) {
+        for (const WorkloadRec& w : workloads_) {
+          if (w.present && w.spec.queue == spec.parent) {
+            return Status::Precondition("queue.parent: has workloads, cannot become inner");
+          }
+        }
+      }
+      parent.leaf = false;
+    }
+  }
+  q.present = true;
+  q.spec = spec;
+  q.ancestors = std::move(ancestors);
+  for (uint32_t m = 0; m < kMaxGpuModels; ++m) {
+    const core::QuotaEntry* e = spec.QuotaFor(GpuModelId(m));
+    q.guaranteed[m] = e ? e->guaranteed : 0;
+    q.limit[m] = e ? e->limit : core::kUnlimited;
+  }
+  return Status::Ok();
+}
+
+Status Scheduler::Impl::AddNode(NodeId id, const core::NodeSpec& spec) {
+  if (Status s = cluster_.AddNode(id, spec); !s.ok()) return s;
+  if (id.value() >= node_tasks_.size()) node_tasks_.resize(id.value() + 1);
+  return Status::Ok();
+}
+
+Status Scheduler::Impl::UpdateNode(NodeId id, const core::NodeSpec& spec) {
+  if (!cluster_.Has(id)) return Status::NotFound("node " + spec.name + ": unknown");
+  bool was_up = cluster_.node(id).status != NodeStatus::kDown;
+  if (spec.status == NodeStatus::kDown && was_up) {
+    LoseNode(id);
+  }
+  return cluster_.UpdateNode(id, spec);
+}
+
+Status Scheduler::Impl::RemoveNode(NodeId id) {
+  if (!cluster_.Has(id)) return Status::NotFound(Named("node", id) + ": unknown");
+  LoseNode(id);
+  return cluster_.RemoveNode(id);
+}
+
+// A node is gone: its tasks are lost. A gang that drops below min_tasks is stopped as a
+// whole and requeued; an elastic workload that keeps min_tasks just shrinks.
+void Scheduler::Impl::LoseNode(NodeId id) {
+  std::vector<std::pair<WorkloadId, int32_t>> lost = node_tasks_[id.value()];
+  for (auto [wid, task] : lost) {
+    WorkloadRec* w = Find(wid);
+    if (w == nullptr) continue;
+    auto it = std::find_if(w->tasks.begin(), w->tasks.end(),
+                           [&](const TaskRec& t) { return t.index == task; });
+    if (it == w->tasks.end()) continue;
+    TaskRec t = *it;
+    w->tasks.erase(it);
+    ReleaseTask(*w, t);
+    if (w->state == WorkloadState::kRunning && w->live_tasks() < w->spec.min_tasks) {
+      if (w->tasks.empty()) {
+        RemoveRunning(*w);
+        w->state = WorkloadState::kPending;
+        AddPending(*w);
+      } else {
+        w->state = WorkloadState::kEvicting;
+        for (TaskRec& r : w->tasks) r.stopping = true;
+        queued_evictions_.push_back(
+            Eviction{wid, EvictionReason::kNodeLost, WorkloadId(), w->spec.grace_period});
+      }
+    } else if (w->state == WorkloadState::kEvicting && w->tasks.empty()) {
+      Status s = EvictionCompleted(wid);
+      (void)s;
+    }
+  }
+  for (NodeId n : {id}) {
+    if (cluster_.node(n).reserved_gpus != 0) cluster_.ClearReservation(n);
+  }
+}
+
+Status Scheduler::Impl::Submit(WorkloadId id, const WorkloadSpec& spec) {
+  if (!id.valid() || id.value() > 100'000'000) return Status::Invalid("workload.id: out of range");
+  if (Status s = spec.Validate(); !s.ok()) return s;
+  QueueId q = spec.queue;
+  if (q.value() >= queues_.size() || !queues_[q.value()].present) {
+    return Status::NotFound("workload.queue: unknown queue " + std::to_string(q.value()));
+  }
+  if (!queues_[q.value()].leaf) return Status::Invalid("workload.queue: not a leaf queue");
+  if (Find(id) != nullptr) return Status::Exists("workload " + spec.name + ": already submitted");
+  if (id.value() >= workloads_.size()) workloads_.resize(id.value() + 1);
+  WorkloadRec& w = workloads_[id.value()];
+  w = WorkloadRec{};
+  w.present = true;
+  w.id = id;
+  w.spec = spec;
+  w.next_task_index = 0;
+  AddPending(w);
+  return Status::Ok();
+}
+
+void Scheduler::Impl::AddPending(WorkloadRec& w) {
+  w.pending_pos = pending_.size();
+  pending_.push_back(w.id);
+}
+
+void Scheduler::Impl::RemovePending(WorkloadRec& w) {
+  if (w.pending_pos == SIZE_MAX) return;
+  WorkloadId last = pending_.back();
+  pending_[w.pending_pos] = last;
+  workloads_[last.value()].pending_pos = w.pending_pos;
+  pending_.pop_back();
+  w.pending_pos = SIZE_MAX;
+}
+
+void Scheduler::Impl::AddRunning(WorkloadRec& w) {
+  w.running_pos = running_.size();
+  running_.push_back(w.id);
+}
+
+void Scheduler::Impl::RemoveRunning(WorkloadRec& w) {
+  if (w.running_pos == SIZE_MAX) return;
+  WorkloadId last = running_.back();
+  running_[w.running_pos] = last;
+  workloads_[last.value()].running_pos = w.running_pos;
+  running_.pop_back();
+  w.running_pos = SIZE_MAX;
+}
+
+void Scheduler::Impl::ReleaseHold(WorkloadRec& w) {
+  for (NodeId n : w.held_nodes) {
+    if (cluster_.Has(n) && cluster_.node(n).reserved_for == w.id) cluster_.ClearReservation(n);
+  }
+  w.held_nodes.clear();
+  w.hold = HoldKind::kNone;
+  if (head_of_line_ == w.id) head_of_line_ = WorkloadId();
+}
+
+void Scheduler::Impl::ReleaseTask(WorkloadRec& w, const TaskRec& t) {
+  auto& on_node = node_tasks_[t.node.value()];
+  on_node.erase(std::find(on_node.begin(), on_node.end(), std::make_pair(w.id, t.index)));
+  if (w.spec.task.gpu_count > 0) Charge(w, w.model, -w.task_milli());
+  if (!cluster_.Has(t.node)) return;
+  cluster_.Release(t.node, w.spec.task, t.gpus);
+  // What a victim frees is held for its preemptor until the preemptor binds.
+  WorkloadRec* p = Find(w.evicted_for);
+  if (p != nullptr && p->state == WorkloadState::kPending && t.gpus != 0) {
+    const NodeState& n = cluster_.node(t.node);
+    if (!n.reserved_for.valid() || n.reserved_for == p->id) {
+      cluster_.Reserve(t.node, static_cast<GpuMask>(n.reserved_gpus | t.gpus), p->id, false);
+      if (std::find(p->held_nodes.begin(), p->held_nodes.end(), t.node) == p->held_nodes.end()) {
+        p->held_nodes.push_back(t.node);
+      }
+      p->hold = HoldKind::kPreemption;
+    }
+  }
+}
+
+void Scheduler::Impl::Finish(WorkloadRec& w) {
+  for (const TaskRec& t : w.tasks) ReleaseTask(w, t);
+  w.tasks.clear();
+  WorkloadRec* p = Find(w.evicted_for);
+  if (p != nullptr && p->victims_outstanding > 0) --p->victims_outstanding;
+  RemovePending(w);
+  RemoveRunning(w);
+  ReleaseHold(w);
+  w.present = false;
+  w.state = WorkloadState::kFinished;
+}
+
+Status Scheduler::Impl::Cancel(WorkloadId id) {
+  WorkloadRec* w = Find(id);
+  if (w == nullptr) return Status::NotFound(Named("workload", id) + ": unknown");
+  Finish(*w);
+  return Status::Ok();
+}
+
+Status Scheduler::Impl::WorkloadFinished(WorkloadId id) { return Cancel(id); }
+
+Status Scheduler::Impl::TaskFinished(WorkloadId id, int32_t task) {
+  WorkloadRec* w = Find(id);
+  if (w == nullptr) return Status::NotFound(Named("workload", id) + ": unknown");
+  auto it = std::find_if(w->tasks.begin(), w->tasks.end(),
+                         [&](const TaskRec& t) { return t.index == task; });
+  if (it == w->tasks.end()) {
+    return Status::NotFound("task " + std::to_string(task) + " of " + w->spec.name +
+                            ": not running");
+  }
+  TaskRec t = *it;
+  w->tasks.erase(it);
+  bool resized = t.stopping && w->state == WorkloadState::kRunning;
+  ReleaseTask(*w, t);
+  if (resized && std::none_of(w->tasks.begin(), w->tasks.end(),
+                              [](const TaskRec& r) { return r.stopping; })) {
+    // The resize is done: the preemptor waits for one victim fewer.
+    if (WorkloadRec* p = Find(w->evicted_for); p != nullptr && p->victims_outstanding > 0) {
+      --p->victims_outstanding;
+    }
+    w->evicted_for = WorkloadId();
+  }
+  if (w->tasks.empty()) {
+    if (w->state == WorkloadState::kEvicting) return EvictionCompleted(id);
+    Finish(*w);
+  }
+  return Status::Ok();
+}
+
+Status Scheduler::Impl::EvictionCompleted(WorkloadId id) {
+  WorkloadRec* w = Find(id);
+  if (w == nullptr) return Status::NotFound(Named("workload", id) + ": unknown");
+  if (w->state != WorkloadState::kEvicting) {
+    return Status::Precondition("workload " + w->spec.name + ": not being evicted");
+  }
+  for (const TaskRec& t : w->tasks) ReleaseTask(*w, t);
+  w->tasks.clear();
+  if (WorkloadRec* p = Find(w->evicted_for); p != nullptr && p->victims_outstanding > 0) {
+    --p->victims_outstanding;
+  }
+  w->evicted_for = WorkloadId();
+  RemoveRunning(*w);
+  w->state = WorkloadState::kPending;
+  w->next_task_index = 0;
+  AddPending(*w);
+  return Status::Ok();
+}
+
+void Scheduler::Impl::Bind(WorkloadRec& w, GpuModelId m, const std::vector<TaskPlacement>& placed,
+                           Plan& plan, bool elastic) {
+  sched::Bind bind;
+  bind.workload = w.id;
+  bind.elastic = elastic;
+  if (!elastic) {
+    RemovePending(w);
+    ReleaseHold(w);
+    w.state = WorkloadState::kRunning;
+    w.start_time = plan.now;
+    w.model = m;
+    w.victims_outstanding = 0;
+    AddRunning(w);
+  }
+  for (const TaskPlacement& p : placed) {
+    TaskRec t{w.next_task_index++, p.node, p.gpus, false};
+    w.tasks.push_back(t);
+    node_tasks_[p.node.value()].emplace_back(w.id, t.index);
+    if (w.spec.task.gpu_count > 0) Charge(w, m, w.task_milli());
+    bind.tasks.push_back(TaskBinding{t.index, p.node, p.gpus, w.spec.task.gpu_milli});
+  }
+  plan.binds.push_back(std::move(bind));
+}
+
+// ---- public API: thin forwarding.
+
+core::Result<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerConfig& config) {
+  if (config.fair_share_half_life <= 0) {
+    return Status::Invalid("scheduler.fair_share_half_life: must be > 0");
+  }
+  auto impl = std::make_unique<Impl>(config, nullptr);
+  auto policy = MakePolicy(config.policy, &impl->rng_);
+  if (!policy.ok()) return policy.status();
+  impl->policy_ = std::move(policy).value();
+  return std::unique_ptr<Scheduler>(new Scheduler(std::move(impl)));
+}
+
+Scheduler::Scheduler(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Scheduler::~Scheduler() = default;
+
+Status Scheduler::AddQueue(QueueId id, const QueueSpec& spec) {
+  return impl_->AddQueue(id, spec, false);
+}
+Status Scheduler::UpdateQueue(QueueId id, const QueueSpec& spec) {
+  return impl_->AddQueue(id, spec, true);
+}
+Status Scheduler::AddNode(NodeId id, const core::NodeSpec& spec) {
+  return impl_->AddNode(id, spec);
+}
+Status Scheduler::UpdateNode(NodeId id, const core::NodeSpec& spec) {
+  return impl_->UpdateNode(id, spec);
+}
+Status Scheduler::RemoveNode(NodeId id) { return impl_->RemoveNode(id); }
+Status Scheduler::Submit(WorkloadId id, const WorkloadSpec& spec) {
+  return impl_->Submit(id, spec);
+}
+Status Scheduler::Cancel(WorkloadId id) { return impl_->Cancel(id); }
+Status Scheduler::TaskFinished(WorkloadId id, int32_t task) {
+  return impl_->TaskFinished(id, task);
+}
+Status Scheduler::WorkloadFinished(WorkloadId id) { return impl_->WorkloadFinished(id); }
+Status Scheduler::EvictionCompleted(WorkloadId id) { return impl_->EvictionCompleted(id); }
+void Scheduler::SetTypicalTasks(std::vector<TypicalTask> tasks) {
+  impl_->policy_->SetTypicalTasks(std::move(tasks));
+}
+Plan Scheduler::Cycle(Time now) { return impl_->Cycle(now); }
+const ClusterState& Scheduler::cluster() const { return impl_->cluster_; }
+const PlacementPolicy& Scheduler::policy() const { return *impl_->policy_; }
+
+WorkloadState Scheduler::state(WorkloadId id) const {
+  const WorkloadRec* w = impl_->Find(id);
+  return w == nullptr ? WorkloadState::kFinished : w->state;
+}
+
+int64_t Scheduler::QueueUsage(QueueId q, GpuModelId m) const {
+  if (q.value() >= impl_->queues_.size() || m.value() >= kMaxGpuModels) return 0;
+  return impl_->queues_[q.value()].usage[m.value()];
+}
+
+std::vector<TaskBinding> Scheduler::Placement(WorkloadId id) const {
+  std::vector<TaskBinding> out;
+  const WorkloadRec* w = impl_->Find(id);
+  if (w == nullptr) return out;
+  for (const TaskRec& t : w->tasks) {
+    out.push_back(TaskBinding{t.index, t.node, t.gpus, w->spec.task.gpu_milli});
+  }
+  return out;
+}
+
+}  // namespace gpuorch::sched

@@ -1,0 +1,163 @@
+#pragma once
+
+// Internal state of the Scheduler, shared by its .cc files (one idea each: events, quota,
+// gang placement, preemption, the cycle). Not part of the public API.
+
+#include <array>
+#include <optional>
+#include <vector>
+
+#include "core/queue.h"
+#include "core/rng.h"
+#include "sched/cluster_state.h"
+#include "sched/plan.h"
+#include "sched/placer.h"
+#include "sched/policy.h"
+#include "sched/scheduler.h"
+
+namespace gpuorch::sched {
+
+using core::kMaxGpuModels;
+using core::ModelSet;
+
+struct TaskRec {
+  int32_t index = 0;
+  NodeId node;
+  GpuMask gpus = 0;
+  bool stopping = false;  // being removed by a resize or an eviction
+};
+
+// Why a pending workload holds GPUs on some nodes.
+enum class HoldKind : uint8_t { kNone, kPreemption, kHeadOfLine };
+
+struct WorkloadRec {
+  bool present = false;
+  WorkloadId id;
+  WorkloadSpec spec;
+  WorkloadState state = WorkloadState::kPending;
+  std::vector<TaskRec> tasks;  // live tasks while running or evicting
+  int32_t next_task_index = 0;
+  GpuModelId model;            // model the tasks run on (one per workload)
+  Time start_time = 0;
+  PendingReason reason = PendingReason::kNoFit;
+  // Preemption bookkeeping.
+  WorkloadId evicted_for;       // set on a victim: who its resources are reserved for
+  int32_t victims_outstanding = 0;  // on a preemptor: victims (or resizes) not yet done
+  HoldKind hold = HoldKind::kNone;
+  std::vector<NodeId> held_nodes;  // nodes whose GPUs are reserved for this workload
+  Time hold_eta = 0;               // head of line: when the reservation should be ready
+  WorkloadId lent_from;            // bound on GPUs lent from this workload's reservation
+  size_t pending_pos = SIZE_MAX;   // position in pending_ (for O(1) removal)
+  size_t running_pos = SIZE_MAX;   // position in running_
+
+  int32_t live_tasks() const { return static_cast<int32_t>(tasks.size()); }
+  int64_t task_milli() const { return spec.task.total_milli_gpu(); }
+};
+
+struct QueueRec {
+  bool present = false;
+  QueueSpec spec;
+  bool leaf = true;
+  std::vector<QueueId> ancestors;  // parent first, then up to the root
+  std::array<int64_t, kMaxGpuModels> guaranteed{};
+  std::array<int64_t, kMaxGpuModels> limit{};
+  std::array<int64_t, kMaxGpuModels> usage{};    // milli-GPU in use (subtree)
+  std::array<double, kMaxGpuModels> decayed{};   // exponentially decayed past usage
+};
+
+class Scheduler::Impl {
+ public:
+  explicit Impl(const SchedulerConfig& config, std::unique_ptr<PlacementPolicy> policy);
+
+  // --- events (scheduler.cc)
+  Status AddQueue(QueueId id, const QueueSpec& spec, bool update);
+  Status AddNode(NodeId id, const core::NodeSpec& spec);
+  Status UpdateNode(NodeId id, const core::NodeSpec& spec);
+  Status RemoveNode(NodeId id);
+  Status Submit(WorkloadId id, const WorkloadSpec& spec);
+  Status Cancel(WorkloadId id);
+  Status TaskFinished(WorkloadId id, int32_t task);
+  Status WorkloadFinished(WorkloadId id);
+  Status EvictionCompleted(WorkloadId id);
+
+  // --- the cycle (cycle.cc)
+  Plan Cycle(Time now);
+  void Grow(Plan& plan);
+  // Reserves nodes of model m for head-of-line w where it will fit soonest. True if it did.
+  bool CreateHold(WorkloadRec& w, GpuModelId m, Time now);
+
+  // --- quota and fair share (quota.cc)
+  void Charge(const WorkloadRec& w, GpuModelId m, int64_t milli);  // +/- on leaf and ancestors
+  bool WithinLimit(QueueId q, GpuModelId m, int64_t extra) const;
+  bool InQuota(QueueId q, GpuModelId m, int64_t extra) const;
+  // Milli-GPU of model m that borrowers from queue q may not take (unused guarantees of
+  // queues that do not lend).
+  int64_t HeldBack(GpuModelId m, QueueId q) const;
+  bool Borrowing(QueueId q, GpuModelId m, int64_t minus) const;
+  void Decay(Time now);
+  // Weighted dominant share of a leaf queue, in parts per billion.
+  int64_t Share(QueueId q) const;
+
+  // --- placement of a gang (gang.cc)
+  // Places the first `count` tasks of w (or `count` extra tasks when growing) on model m.
+  // On success the tasks are allocated in the cluster and returned; otherwise nothing
+  // changes and `reason` says why.
+  std::optional<std::vector<TaskPlacement>> PlaceGang(const WorkloadRec& w, GpuModelId m,
+                                                      int32_t count, bool may_use_lent,
+                                                      PendingReason& reason);
+  void Unallocate(const WorkloadRec& w, const std::vector<TaskPlacement>& placed);
+
+  // --- preemption (preemption.cc)
+  // Finds and starts the cheapest eviction set that lets w fit. True if it did.
+  bool Preempt(WorkloadRec& w, Plan& plan);
+  // Head-of-line reservation: lent work on w's held nodes is evicted once w would fit.
+  bool ReclaimLent(WorkloadRec& w, Plan& plan);
+
+  // A possible victim: a whole workload, or some elastic tasks of one.
+  struct Victim {
+    WorkloadRec* w = nullptr;
+    int cls = 0;                  // 0 elastic extras, 1 borrowed, 2 lower priority, 3 lent
+    std::vector<int32_t> tasks;   // task indices to stop; all live tasks for a whole eviction
+    int64_t milli = 0;            // milli-GPU it frees
+  };
+  void Free(const Victim& v);     // tentatively gives the victim's resources back
+  void Unfree(const Victim& v);   // undoes Free
+  // Greedily frees `cands` (in order) until w fits, then drops any victim w does not need.
+  // Returns the chosen subset (cluster state unchanged) or nothing.
+  std::optional<std::vector<Victim>> MinimalSet(const WorkloadRec& w, GpuModelId m,
+                                                const std::vector<Victim>& cands,
+                                                bool may_use_lent);
+  void Evict(WorkloadRec& w, const std::vector<Victim>& victims, Plan& plan);
+
+  // --- helpers (scheduler.cc)
+  WorkloadRec* Find(WorkloadId id);
+  const WorkloadRec* Find(WorkloadId id) const;
+  void Bind(WorkloadRec& w, GpuModelId m, const std::vector<TaskPlacement>& placed, Plan& plan,
+            bool elastic);
+  // Releases one task's resources; reserves them for a preemptor if the workload is a victim.
+  void ReleaseTask(WorkloadRec& w, const TaskRec& t);
+  void ReleaseHold(WorkloadRec& w);
+  void AddPending(WorkloadRec& w);
+  void RemovePending(WorkloadRec& w);
+  void AddRunning(WorkloadRec& w);
+  void RemoveRunning(WorkloadRec& w);
+  void Finish(WorkloadRec& w);
+  void LoseNode(NodeId id);
+  ModelSet PresentModels() const;
+
+  SchedulerConfig config_;
+  std::unique_ptr<PlacementPolicy> policy_;
+  core::Rng rng_;
+  ClusterState cluster_;
+  std::vector<QueueRec> queues_;
+  std::vector<WorkloadRec> workloads_;
+  std::vector<WorkloadId> pending_;  // unordered; the cycle sorts a copy
+  std::vector<WorkloadId> running_;  // running or evicting, unordered
+  std::vector<std::vector<std::pair<WorkloadId, int32_t>>> node_tasks_;
+  std::vector<Eviction> queued_evictions_;  // from node loss, emitted by the next cycle
+  WorkloadId head_of_line_;                 // the one workload holding a HOL reservation
+  Time last_decay_ = 0;
+  bool decay_started_ = false;
+};
+
+}  // namespace gpuorch::sched
