@@ -78,7 +78,8 @@ int RunFgdCommand(const FgdOptions& o) {
     std::fprintf(stderr, "error: --seeds, --workload and --policy must name at least one\n");
     return 2;
   }
-  const int jobs = o.jobs > 0 ? o.jobs : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int jobs =
+      o.jobs > 0 ? o.jobs : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   auto batch = sim::RunFgdBatch(o.traces, workloads, policies, seeds, jobs);
   if (!batch.ok()) {
     std::fprintf(stderr, "error: %s\n", batch.status().message().c_str());
@@ -93,8 +94,8 @@ int RunFgdCommand(const FgdOptions& o) {
   for (double t : batch.value().seconds) total += t, slowest = std::max(slowest, t);
   std::fputs(table.c_str(), stdout);
   std::fprintf(stdout, "%zu runs, %.2f s per run on average, slowest %.2f s; wrote %s\n",
-               batch.value().seconds.size(), total / static_cast<double>(batch.value().seconds.size()),
-               slowest, o.out.c_str());
+               batch.value().seconds.size(),
+               total / static_cast<double>(batch.value().seconds.size()), slowest, o.out.c_str());
   return 0;
 }
 

@@ -56,17 +56,27 @@ TEST(Validate, NamesTheField) {
     mutate(s);
     cases.push_back({n, s, field});
   };
-  add("no name", [](WorkloadSpec& s) { s.name.clear(); }, "workload.name");
-  add("no queue", [](WorkloadSpec& s) { s.queue = QueueId(); }, "workload.queue");
-  add("min 0", [](WorkloadSpec& s) { s.min_tasks = 0; }, "workload.min_tasks");
-  add("max<min", [](WorkloadSpec& s) { s.min_tasks = 3, s.max_tasks = 2; }, "workload.max_tasks");
-  add("17 gpus", [](WorkloadSpec& s) { s.task.gpu_count = 17; }, "workload.task.gpus");
-  add("fraction of 2", [](WorkloadSpec& s) { s.task.gpu_count = 2, s.task.gpu_milli = 500; },
+  add(
+      "no name", [](WorkloadSpec& s) { s.name.clear(); }, "workload.name");
+  add(
+      "no queue", [](WorkloadSpec& s) { s.queue = QueueId(); }, "workload.queue");
+  add(
+      "min 0", [](WorkloadSpec& s) { s.min_tasks = 0; }, "workload.min_tasks");
+  add(
+      "max<min", [](WorkloadSpec& s) { s.min_tasks = 3, s.max_tasks = 2; }, "workload.max_tasks");
+  add(
+      "17 gpus", [](WorkloadSpec& s) { s.task.gpu_count = 17; }, "workload.task.gpus");
+  add(
+      "fraction of 2", [](WorkloadSpec& s) { s.task.gpu_count = 2, s.task.gpu_milli = 500; },
       "workload.task.gpu_milli");
-  add("milli 0", [](WorkloadSpec& s) { s.task.gpu_milli = 0; }, "workload.task.gpu_milli");
-  add("neg cpu", [](WorkloadSpec& s) { s.task.milli_cpu = -1; }, "workload.task.milli_cpu");
-  add("nothing", [](WorkloadSpec& s) { s.task.gpu_count = 0; }, "workload.task");
-  add("neg grace", [](WorkloadSpec& s) { s.grace_period = -1; }, "workload.grace_period");
+  add(
+      "milli 0", [](WorkloadSpec& s) { s.task.gpu_milli = 0; }, "workload.task.gpu_milli");
+  add(
+      "neg cpu", [](WorkloadSpec& s) { s.task.milli_cpu = -1; }, "workload.task.milli_cpu");
+  add(
+      "nothing", [](WorkloadSpec& s) { s.task.gpu_count = 0; }, "workload.task");
+  add(
+      "neg grace", [](WorkloadSpec& s) { s.grace_period = -1; }, "workload.grace_period");
   ASSERT_TRUE(ok.Validate().ok());
   for (const Case& c : cases) {
     Status s = c.spec.Validate();

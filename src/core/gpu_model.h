@@ -25,9 +25,7 @@ class ModelSet {
   constexpr void Add(GpuModelId m) { bits_ |= uint64_t{1} << m.value(); }
   constexpr bool any() const { return bits_ == 0; }
   // True if a GPU of model `m` is acceptable (an empty set accepts every model).
-  constexpr bool Accepts(GpuModelId m) const {
-    return bits_ == 0 || (bits_ >> m.value()) & 1u;
-  }
+  constexpr bool Accepts(GpuModelId m) const { return bits_ == 0 || (bits_ >> m.value()) & 1u; }
   constexpr uint64_t bits() const { return bits_; }
   constexpr int size() const { return std::popcount(bits_); }
   friend constexpr bool operator==(ModelSet, ModelSet) = default;

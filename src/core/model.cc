@@ -8,29 +8,40 @@ namespace gpuorch::core {
 
 const char* ToString(NodeStatus s) {
   switch (s) {
-    case NodeStatus::kReady: return "Ready";
-    case NodeStatus::kDraining: return "Draining";
-    case NodeStatus::kDown: return "Down";
+    case NodeStatus::kReady:
+      return "Ready";
+    case NodeStatus::kDraining:
+      return "Draining";
+    case NodeStatus::kDown:
+      return "Down";
   }
   return "?";
 }
 
 const char* ToString(TopologyLevel l) {
   switch (l) {
-    case TopologyLevel::kCluster: return "cluster";
-    case TopologyLevel::kZone: return "zone";
-    case TopologyLevel::kRack: return "rack";
-    case TopologyLevel::kNode: return "node";
-    case TopologyLevel::kNvlink: return "nvlink";
+    case TopologyLevel::kCluster:
+      return "cluster";
+    case TopologyLevel::kZone:
+      return "zone";
+    case TopologyLevel::kRack:
+      return "rack";
+    case TopologyLevel::kNode:
+      return "node";
+    case TopologyLevel::kNvlink:
+      return "nvlink";
   }
   return "?";
 }
 
 const char* ToString(WorkloadKind k) {
   switch (k) {
-    case WorkloadKind::kTraining: return "training";
-    case WorkloadKind::kInference: return "inference";
-    case WorkloadKind::kExperiment: return "experiment";
+    case WorkloadKind::kTraining:
+      return "training";
+    case WorkloadKind::kInference:
+      return "inference";
+    case WorkloadKind::kExperiment:
+      return "experiment";
   }
   return "?";
 }
@@ -62,8 +73,7 @@ Status WorkloadSpec::Validate() const {
   if (max_tasks > 100000) return Status::Invalid("workload.max_tasks: must be <= 100000");
   const TaskRequest& t = task;
   if (t.gpu_count < 0 || t.gpu_count > kMaxGpusPerNode) {
-    return Status::Invalid("workload.task.gpus: must be in 0.." +
-                           std::to_string(kMaxGpusPerNode));
+    return Status::Invalid("workload.task.gpus: must be in 0.." + std::to_string(kMaxGpusPerNode));
   }
   if (t.gpu_count > 0 && (t.gpu_milli < 1 || t.gpu_milli > kMilliGpu)) {
     return Status::Invalid("workload.task.gpu_milli: must be in 1..1000");

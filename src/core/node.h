@@ -27,16 +27,16 @@ const char* ToString(TopologyLevel l);
 // production GPU server we know of.
 struct NodeSpec {
   std::string name;
-  GpuModelId gpu_model;         // invalid when the node has no GPU
-  int32_t gpu_count = 0;        // 0..kMaxGpusPerNode
-  int64_t gpu_memory_mib = 0;   // memory of one GPU
+  GpuModelId gpu_model;        // invalid when the node has no GPU
+  int32_t gpu_count = 0;       // 0..kMaxGpusPerNode
+  int64_t gpu_memory_mib = 0;  // memory of one GPU
   bool mig_capable = false;
   int64_t milli_cpu = 0;
   int64_t memory_mib = 0;
   NodeStatus status = NodeStatus::kReady;
   // Place in the topology tree. Empty names put the node in a default domain of that level.
   std::string zone;
-  std::string rack;             // a rack, or an NVL72-style block
+  std::string rack;                // a rack, or an NVL72-style block
   int32_t nvlink_domain_gpus = 0;  // GPUs per NVLink domain inside the node; 0 = all of them
 
   // Checks ranges and names the offending field.

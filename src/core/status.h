@@ -62,9 +62,9 @@ class [[nodiscard]] Result {
 // Invariant checks. They stay on in test builds (GPUORCH_ASSERTS) and abort with a message,
 // because a broken invariant in the engine means a wrong plan, which is worse than a crash.
 #if defined(GPUORCH_ASSERTS)
-#define GPUORCH_CHECK(cond)                                                              \
-  do {                                                                                   \
-    if (!(cond)) ::gpuorch::core::CheckFailed(#cond, __FILE__, __LINE__);                \
+#define GPUORCH_CHECK(cond)                                               \
+  do {                                                                    \
+    if (!(cond)) ::gpuorch::core::CheckFailed(#cond, __FILE__, __LINE__); \
   } while (0)
 #else
 #define GPUORCH_CHECK(cond) \

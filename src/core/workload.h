@@ -49,8 +49,8 @@ struct WorkloadSpec {
   TaskRequest task;
   TopologyConstraint topology;
   Time submit_time = 0;
-  Duration runtime_estimate = 0;  // 0 = unknown
-  Duration min_runtime = 0;       // not preempted before it ran this long
+  Duration runtime_estimate = 0;         // 0 = unknown
+  Duration min_runtime = 0;              // not preempted before it ran this long
   Duration grace_period = 30 * kSecond;  // SIGTERM -> SIGKILL on eviction
 
   // Checks ranges and names the offending field.

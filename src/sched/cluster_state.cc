@@ -189,8 +189,10 @@ void ClusterState::Allocate(NodeId id, const TaskRequest& t, GpuMask mask) {
   for (int j = 0; j < n.gpu_count; ++j) {
     if (!((mask >> j) & 1u)) continue;
     n.gpu_free[j] = static_cast<int16_t>(n.gpu_free[j] - t.gpu_milli);
-    if (t.fractional()) n.gpu_mem_free[j] -= t.gpu_memory_mib;
-    else n.gpu_mem_free[j] = 0;
+    if (t.fractional())
+      n.gpu_mem_free[j] -= t.gpu_memory_mib;
+    else
+      n.gpu_mem_free[j] = 0;
     GPUORCH_CHECK(n.gpu_free[j] >= 0 && n.gpu_mem_free[j] >= 0);
   }
   if (t.gpu_count > 0) ++n.tag_counts[ShapeTag(t)];
@@ -206,8 +208,10 @@ void ClusterState::Release(NodeId id, const TaskRequest& t, GpuMask mask) {
   for (int j = 0; j < n.gpu_count; ++j) {
     if (!((mask >> j) & 1u)) continue;
     n.gpu_free[j] = static_cast<int16_t>(n.gpu_free[j] + t.gpu_milli);
-    if (t.fractional()) n.gpu_mem_free[j] += t.gpu_memory_mib;
-    else n.gpu_mem_free[j] = n.gpu_memory_capacity;
+    if (t.fractional())
+      n.gpu_mem_free[j] += t.gpu_memory_mib;
+    else
+      n.gpu_mem_free[j] = n.gpu_memory_capacity;
     GPUORCH_CHECK(n.gpu_free[j] <= kMilliGpu);
   }
   if (t.gpu_count > 0) {

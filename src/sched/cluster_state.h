@@ -37,7 +37,7 @@ struct NodeState {
   uint32_t rack = 0;              // dense domain index
   int64_t cpu_capacity = 0, cpu_free = 0;
   int64_t memory_capacity = 0, memory_free = 0;
-  int64_t gpu_memory_capacity = 0;  // per GPU
+  int64_t gpu_memory_capacity = 0;                            // per GPU
   std::array<int16_t, core::kMaxGpusPerNode> gpu_free{};      // milli-GPU free per GPU
   std::array<int64_t, core::kMaxGpusPerNode> gpu_mem_free{};  // MiB free per GPU
   // Number of GPU tasks on the node per shape tag (see ShapeTag): GpuClustering reads it.

@@ -80,21 +80,22 @@ Plan Scheduler::Impl::Cycle(Time now) {
       any_limit = true;
       if (InQuota(w.spec.queue, m, need)) {
         in_quota.push_back(m);
-      } else if (q.spec.can_borrow && w.spec.preemptible &&
-                 cluster_.free_milli(m) - need >= HeldBack(m, w.spec.queue)) {
-        borrow.push_back(m);
+      } else if (q.spec.can_borrow && w.spec.preemptible) {
+        // Borrowing may not eat into the unused guarantee of queues that do not lend.
+        int64_t held = HeldBack(m, w.spec.queue);
+        if (held == 0 || cluster_.free_milli(m) - need >= held) borrow.push_back(m);
       }
     }
-    why = !any_model ? PendingReason::kModelUnavailable
+    why = !any_model   ? PendingReason::kModelUnavailable
           : !any_limit ? PendingReason::kOverLimit
                        : PendingReason::kWaitingForQuota;
   };
 
   auto attempt = [&](WorkloadRec& w) {
     const TaskRequest& t = w.spec.task;
-    const bool may_use_lent = w.spec.preemptible ||
-                              (hol != nullptr && w.spec.runtime_estimate > 0 &&
-                               now + w.spec.runtime_estimate <= hol_eta);
+    const bool may_use_lent =
+        w.spec.preemptible ||
+        (hol != nullptr && w.spec.runtime_estimate > 0 && now + w.spec.runtime_estimate <= hol_eta);
     std::vector<GpuModelId> in_quota, borrow;
     PendingReason why = PendingReason::kNoFit;
     if (t.gpu_count == 0) {
@@ -106,10 +107,11 @@ Plan Scheduler::Impl::Cycle(Time now) {
         return;
       }
     }
-    ShapeKey key{w.spec.queue.value(), t.gpu_count, t.gpu_milli, t.gpu_memory_mib,
-                 t.milli_cpu, t.memory_mib, t.models.bits(), w.spec.min_tasks,
-                 static_cast<uint8_t>(w.spec.topology.level), w.spec.topology.required,
-                 w.spec.preemptible, may_use_lent};
+    ShapeKey key{
+        w.spec.queue.value(),     t.gpu_count,        t.gpu_milli,
+        t.gpu_memory_mib,         t.milli_cpu,        t.memory_mib,
+        t.models.bits(),          w.spec.min_tasks,   static_cast<uint8_t>(w.spec.topology.level),
+        w.spec.topology.required, w.spec.preemptible, may_use_lent};
     const bool holds = w.hold != HoldKind::kNone;
     if (!holds) {
       if (auto it = failed.find(key); it != failed.end()) {
@@ -141,20 +143,25 @@ Plan Scheduler::Impl::Cycle(Time now) {
       w.reason = PendingReason::kPreempting;
       return;
     }
-    if (w.hold == HoldKind::kHeadOfLine) {
-      if (ReclaimLent(w, plan)) {
-        w.reason = PendingReason::kPreempting;
-        return;
-      }
-      w.reason = PendingReason::kReserved;
+    if (w.hold == HoldKind::kHeadOfLine && ReclaimLent(w, plan)) {
+      w.reason = PendingReason::kPreempting;
       return;
     }
     if (w.hold == HoldKind::kPreemption) ReleaseHold(w);  // victims gone, still no fit
     if (!in_quota.empty() || !borrow.empty()) {
       if (t.gpu_count > 0 && Preempt(w, plan)) {
+        if (w.hold == HoldKind::kHeadOfLine) {
+          ReleaseHold(w);  // victims' GPUs will be held instead
+          hol = nullptr;
+        }
+        w.hold = HoldKind::kPreemption;
         w.reason = PendingReason::kPreempting;
         return;
       }
+    }
+    if (w.hold == HoldKind::kHeadOfLine) {
+      w.reason = PendingReason::kReserved;
+      return;
     }
     if (config_.reservations && !head_of_line_.valid() && t.gpu_count > 0 &&
         reason != PendingReason::kTopologyUnsatisfiable &&
@@ -182,7 +189,8 @@ Plan Scheduler::Impl::Cycle(Time now) {
   for (WorkloadId id : pending_) ordered.push_back(&workloads_[id.value()]);
   auto by_priority_age = [](const WorkloadRec* a, const WorkloadRec* b) {
     if (a->spec.priority != b->spec.priority) return a->spec.priority > b->spec.priority;
-    if (a->spec.submit_time != b->spec.submit_time) return a->spec.submit_time < b->spec.submit_time;
+    if (a->spec.submit_time != b->spec.submit_time)
+      return a->spec.submit_time < b->spec.submit_time;
     return a->id < b->id;
   };
   std::sort(ordered.begin(), ordered.end(), by_priority_age);
@@ -261,8 +269,8 @@ void Scheduler::Impl::Grow(Plan& plan) {
       if (!WithinLimit(q, m, extra)) break;
       bool in_quota = InQuota(q, m, extra);
       if (!w->spec.preemptible && !in_quota) break;
-      if (!in_quota && (!queues_[q.value()].spec.can_borrow ||
-                        cluster_.free_milli(m) - each < HeldBack(m, q))) {
+      if (!in_quota &&
+          (!queues_[q.value()].spec.can_borrow || cluster_.free_milli(m) - each < HeldBack(m, q))) {
         break;
       }
       PendingReason r;

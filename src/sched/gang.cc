@@ -136,8 +136,8 @@ std::optional<std::vector<TaskPlacement>> Scheduler::Impl::PlaceGang(const Workl
     // Rack, then zone: the tightest domain whose free capacity bounds allow the gang.
     for (TopologyLevel level : {TopologyLevel::kRack, TopologyLevel::kZone}) {
       if (Wider(level, cap)) break;
-      uint32_t domains = level == TopologyLevel::kRack ? cluster_.rack_count()
-                                                       : cluster_.zone_count();
+      uint32_t domains =
+          level == TopologyLevel::kRack ? cluster_.rack_count() : cluster_.zone_count();
       std::vector<std::pair<int64_t, uint32_t>> candidates;
       for (uint32_t d = 0; d < domains; ++d) {
         const auto& nodes =

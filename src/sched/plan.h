@@ -13,14 +13,14 @@ using core::Time;
 
 // Why a workload is still pending after a cycle. Every pending workload carries one.
 enum class PendingReason : uint8_t {
-  kWaitingForQuota,         // over its guarantee and may not borrow, or no idle capacity to lend
-  kOverLimit,               // would exceed a queue limit
-  kNoFit,                   // not enough free capacity of an acceptable model
-  kTopologyUnsatisfiable,   // capacity exists, but not inside one domain of the required level
-  kModelUnavailable,        // no schedulable node has an acceptable GPU model
-  kBlockedByReservation,    // would delay a reservation held for an older workload
-  kPreempting,              // victims are being evicted for it; capacity is reserved
-  kReserved,                // head of line: capacity is being gathered for it (no starvation)
+  kWaitingForQuota,        // over its guarantee and may not borrow, or no idle capacity to lend
+  kOverLimit,              // would exceed a queue limit
+  kNoFit,                  // not enough free capacity of an acceptable model
+  kTopologyUnsatisfiable,  // capacity exists, but not inside one domain of the required level
+  kModelUnavailable,       // no schedulable node has an acceptable GPU model
+  kBlockedByReservation,   // would delay a reservation held for an older workload
+  kPreempting,             // victims are being evicted for it; capacity is reserved
+  kReserved,               // head of line: capacity is being gathered for it (no starvation)
 };
 const char* ToString(PendingReason r);
 

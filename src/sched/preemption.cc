@@ -153,7 +153,8 @@ bool Scheduler::Impl::Preempt(WorkloadRec& w, Plan& plan) {
         if (n.schedulable() && n.model == m) domains.push_back({n.id});
       }
     } else {
-      for (uint32_t r = 0; r < cluster_.rack_count(); ++r) domains.push_back(cluster_.rack_nodes(r));
+      for (uint32_t r = 0; r < cluster_.rack_count(); ++r)
+        domains.push_back(cluster_.rack_nodes(r));
     }
     std::vector<uint32_t> on_domain;  // scratch: node -> domain index
     for (int pass = 0; pass < 2 && !best; ++pass) {
@@ -194,7 +195,6 @@ bool Scheduler::Impl::Preempt(WorkloadRec& w, Plan& plan) {
   }
   if (!best || best->empty()) return false;
   Evict(w, *best, plan);
-  w.hold = HoldKind::kPreemption;
   return true;
 }
 
@@ -208,7 +208,8 @@ void Scheduler::Impl::Evict(WorkloadRec& w, const std::vector<Victim>& victims, 
                                 ? EvictionReason::kPriority
                                 : EvictionReason::kReclaimGuarantee;
     for (TaskRec& t : r.tasks) {
-      if (std::find(v.tasks.begin(), v.tasks.end(), t.index) != v.tasks.end()) t.stopping = true;
+      if (std::find(v.tasks.begin(), v.tasks.end(), t.index) == v.tasks.end()) continue;
+      MarkStopping(r, t);
     }
     if (v.cls == 0) {
       plan.resizes.push_back(Resize{r.id, v.tasks, reason, w.id, r.spec.grace_period});

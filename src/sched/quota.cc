@@ -32,7 +32,7 @@ bool Scheduler::Impl::InQuota(QueueId q, GpuModelId m, int64_t extra) const {
 
 bool Scheduler::Impl::Borrowing(QueueId q, GpuModelId m, int64_t minus) const {
   const QueueRec& r = queues_[q.value()];
-  return r.usage[m.value()] - minus > r.guaranteed[m.value()];
+  return r.usage[m.value()] - r.evicting[m.value()] - minus > r.guaranteed[m.value()];
 }
 
 int64_t Scheduler::Impl::HeldBack(GpuModelId m, QueueId q) const {
@@ -58,8 +58,8 @@ void Scheduler::Impl::Decay(Time now) {
   Duration dt = now - last_decay_;
   if (dt <= 0) return;
   last_decay_ = now;
-  double keep = std::exp2(-static_cast<double>(dt) /
-                          static_cast<double>(config_.fair_share_half_life));
+  double keep =
+      std::exp2(-static_cast<double>(dt) / static_cast<double>(config_.fair_share_half_life));
   for (QueueRec& q : queues_) {
     if (!q.present) continue;
     for (uint32_t m = 0; m < cluster_.model_bound(); ++m) {

@@ -11,10 +11,14 @@ using core::NodeStatus;
 
 const char* ToString(WorkloadState s) {
   switch (s) {
-    case WorkloadState::kPending: return "Pending";
-    case WorkloadState::kRunning: return "Running";
-    case WorkloadState::kEvicting: return "Evicting";
-    case WorkloadState::kFinished: return "Finished";
+    case WorkloadState::kPending:
+      return "Pending";
+    case WorkloadState::kRunning:
+      return "Running";
+    case WorkloadState::kEvicting:
+      return "Evicting";
+    case WorkloadState::kFinished:
+      return "Finished";
   }
   return "?";
 }
@@ -139,7 +143,7 @@ void Scheduler::Impl::LoseNode(NodeId id) {
         AddPending(*w);
       } else {
         w->state = WorkloadState::kEvicting;
-        for (TaskRec& r : w->tasks) r.stopping = true;
+        for (TaskRec& r : w->tasks) MarkStopping(*w, r);
         queued_evictions_.push_back(
             Eviction{wid, EvictionReason::kNodeLost, WorkloadId(), w->spec.grace_period});
       }
@@ -213,7 +217,10 @@ void Scheduler::Impl::ReleaseHold(WorkloadRec& w) {
 void Scheduler::Impl::ReleaseTask(WorkloadRec& w, const TaskRec& t) {
   auto& on_node = node_tasks_[t.node.value()];
   on_node.erase(std::find(on_node.begin(), on_node.end(), std::make_pair(w.id, t.index)));
-  if (w.spec.task.gpu_count > 0) Charge(w, w.model, -w.task_milli());
+  if (w.spec.task.gpu_count > 0) {
+    Charge(w, w.model, -w.task_milli());
+    if (t.stopping) queues_[w.spec.queue.value()].evicting[w.model.value()] -= w.task_milli();
+  }
   if (!cluster_.Has(t.node)) return;
   cluster_.Release(t.node, w.spec.task, t.gpus);
   // What a victim frees is held for its preemptor until the preemptor binds.
@@ -227,6 +234,14 @@ void Scheduler::Impl::ReleaseTask(WorkloadRec& w, const TaskRec& t) {
       }
       p->hold = HoldKind::kPreemption;
     }
+  }
+}
+
+void Scheduler::Impl::MarkStopping(WorkloadRec& w, TaskRec& t) {
+  if (t.stopping) return;
+  t.stopping = true;
+  if (w.spec.task.gpu_count > 0) {
+    queues_[w.spec.queue.value()].evicting[w.model.value()] += w.task_milli();
   }
 }
 
@@ -264,8 +279,8 @@ Status Scheduler::Impl::TaskFinished(WorkloadId id, int32_t task) {
   w->tasks.erase(it);
   bool resized = t.stopping && w->state == WorkloadState::kRunning;
   ReleaseTask(*w, t);
-  if (resized && std::none_of(w->tasks.begin(), w->tasks.end(),
-                              [](const TaskRec& r) { return r.stopping; })) {
+  if (resized &&
+      std::none_of(w->tasks.begin(), w->tasks.end(), [](const TaskRec& r) { return r.stopping; })) {
     // The resize is done: the preemptor waits for one victim fewer.
     if (WorkloadRec* p = Find(w->evicted_for); p != nullptr && p->victims_outstanding > 0) {
       --p->victims_outstanding;

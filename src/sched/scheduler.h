@@ -21,8 +21,8 @@ using core::Status;
 using core::WorkloadSpec;
 
 struct SchedulerConfig {
-  std::string policy = "gpuorch";  // see PolicyNames()
-  uint64_t seed = 0;               // for policies and ties that draw randomness
+  std::string policy = "gpuorch";               // see PolicyNames()
+  uint64_t seed = 0;                            // for policies and ties that draw randomness
   Duration fair_share_half_life = core::kHour;  // decay of past usage in fair share
   bool preemption = true;
   bool reservations = true;  // head-of-line gangs reserve capacity (no starvation)

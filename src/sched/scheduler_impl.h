@@ -10,8 +10,8 @@
 #include "core/queue.h"
 #include "core/rng.h"
 #include "sched/cluster_state.h"
-#include "sched/plan.h"
 #include "sched/placer.h"
+#include "sched/plan.h"
 #include "sched/policy.h"
 #include "sched/scheduler.h"
 
@@ -37,11 +37,11 @@ struct WorkloadRec {
   WorkloadState state = WorkloadState::kPending;
   std::vector<TaskRec> tasks;  // live tasks while running or evicting
   int32_t next_task_index = 0;
-  GpuModelId model;            // model the tasks run on (one per workload)
+  GpuModelId model;  // model the tasks run on (one per workload)
   Time start_time = 0;
   PendingReason reason = PendingReason::kNoFit;
   // Preemption bookkeeping.
-  WorkloadId evicted_for;       // set on a victim: who its resources are reserved for
+  WorkloadId evicted_for;           // set on a victim: who its resources are reserved for
   int32_t victims_outstanding = 0;  // on a preemptor: victims (or resizes) not yet done
   HoldKind hold = HoldKind::kNone;
   std::vector<NodeId> held_nodes;  // nodes whose GPUs are reserved for this workload
@@ -61,8 +61,9 @@ struct QueueRec {
   std::vector<QueueId> ancestors;  // parent first, then up to the root
   std::array<int64_t, kMaxGpuModels> guaranteed{};
   std::array<int64_t, kMaxGpuModels> limit{};
-  std::array<int64_t, kMaxGpuModels> usage{};    // milli-GPU in use (subtree)
-  std::array<double, kMaxGpuModels> decayed{};   // exponentially decayed past usage
+  std::array<int64_t, kMaxGpuModels> usage{};     // milli-GPU in use (subtree)
+  std::array<int64_t, kMaxGpuModels> evicting{};  // part of usage being evicted (leaf)
+  std::array<double, kMaxGpuModels> decayed{};    // exponentially decayed past usage
 };
 
 class Scheduler::Impl {
@@ -116,12 +117,12 @@ class Scheduler::Impl {
   // A possible victim: a whole workload, or some elastic tasks of one.
   struct Victim {
     WorkloadRec* w = nullptr;
-    int cls = 0;                  // 0 elastic extras, 1 borrowed, 2 lower priority, 3 lent
-    std::vector<int32_t> tasks;   // task indices to stop; all live tasks for a whole eviction
-    int64_t milli = 0;            // milli-GPU it frees
+    int cls = 0;                 // 0 elastic extras, 1 borrowed, 2 lower priority, 3 lent
+    std::vector<int32_t> tasks;  // task indices to stop; all live tasks for a whole eviction
+    int64_t milli = 0;           // milli-GPU it frees
   };
-  void Free(const Victim& v);     // tentatively gives the victim's resources back
-  void Unfree(const Victim& v);   // undoes Free
+  void Free(const Victim& v);    // tentatively gives the victim's resources back
+  void Unfree(const Victim& v);  // undoes Free
   // Greedily frees `cands` (in order) until w fits, then drops any victim w does not need.
   // Returns the chosen subset (cluster state unchanged) or nothing.
   std::optional<std::vector<Victim>> MinimalSet(const WorkloadRec& w, GpuModelId m,
@@ -137,6 +138,8 @@ class Scheduler::Impl {
   // Releases one task's resources; reserves them for a preemptor if the workload is a victim.
   void ReleaseTask(WorkloadRec& w, const TaskRec& t);
   void ReleaseHold(WorkloadRec& w);
+  // Marks a task as being stopped (eviction or resize) and counts it as evicting usage.
+  void MarkStopping(WorkloadRec& w, TaskRec& t);
   void AddPending(WorkloadRec& w);
   void RemovePending(WorkloadRec& w);
   void AddRunning(WorkloadRec& w);

@@ -2,8 +2,28 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 namespace gpuorch::sched {
+
+namespace {
+
+// Idle milli-GPU of a node that a stream of tasks of shape tau could not use: idle minus
+// what as many copies of tau as fit at once (GPU slots, CPU) would take.
+int64_t Stranded(int64_t cpu_free, GpuModelId model, int gpu_count, const int16_t* gpu_free,
+                 const TaskRequest& tau) {
+  int64_t idle = 0, slots = 0;
+  for (int j = 0; j < gpu_count; ++j) {
+    idle += gpu_free[j];
+    if (tau.gpu_count > 0) slots += gpu_free[j] / tau.gpu_milli;
+  }
+  if (tau.gpu_count == 0 || !tau.models.Accepts(model)) return idle;
+  int64_t copies = slots / tau.gpu_count;
+  if (tau.milli_cpu > 0) copies = std::min(copies, cpu_free / tau.milli_cpu);
+  return idle - copies * tau.total_milli_gpu();
+}
+
+}  // namespace
 
 void GpuorchPolicy::SetTypicalTasks(std::vector<TypicalTask> tasks) {
   if (tasks.empty()) tasks = DefaultTypicalTasks();
@@ -18,7 +38,7 @@ int64_t GpuorchPolicy::Fragment(int64_t cpu_free, GpuModelId model, int gpu_coun
                                 const int16_t* gpu_free) const {
   int64_t f = 0;
   for (const Weighted& tau : typical_) {
-    f += tau.weight * TaskFragment(cpu_free, model, gpu_count, gpu_free, tau.task);
+    f += tau.weight * Stranded(cpu_free, model, gpu_count, gpu_free, tau.task);
   }
   return f;
 }
@@ -35,7 +55,19 @@ int64_t GpuorchPolicy::ScoreOf(const NodeState& n, const TaskRequest& t, int64_t
       if (after[i] == core::kMilliGpu) after[i] = 0, --left;
     }
   }
-  return before - Fragment(n.cpu_free - t.milli_cpu, n.model, n.gpu_count, after);
+  const int64_t delta = before - Fragment(n.cpu_free - t.milli_cpu, n.model, n.gpu_count, after);
+  static const int exp = getenv("GX") ? atoi(getenv("GX")) : 0;
+  int64_t idle_after = 0;
+  for (int i = 0; i < n.gpu_count; ++i) idle_after += after[i];
+  const int64_t cpu_after = n.cpu_free - t.milli_cpu;
+  switch (exp) {
+    case 1: return delta * 1024 - idle_after;
+    case 2: return delta * 1024 + idle_after;
+    case 3: return delta * 1024 - cpu_after / 100;
+    case 4: return delta * 1024 + cpu_after / 100;
+    case 5: return delta * 1024 + (cpu_after - 12 * idle_after) / 100;
+    default: return delta;
+  }
 }
 
 int64_t GpuorchPolicy::Score(const NodeState& n, const TaskRequest& t) {
