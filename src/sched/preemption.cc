@@ -62,7 +62,18 @@ std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::MinimalSet(
   std::vector<Victim> chosen;
   PendingReason ignored;
   bool fits = false;
-  for (const Victim& v : cands) {
+  for (const Victim& c : cands) {
+    // A workload may be a candidate twice (its elastic tasks, then all of it): free only
+    // what is not freed yet, so that victims stay disjoint.
+    Victim v = c;
+    for (const Victim& earlier : chosen) {
+      if (earlier.w != v.w) continue;
+      std::erase_if(v.tasks, [&](int32_t i) {
+        return std::find(earlier.tasks.begin(), earlier.tasks.end(), i) != earlier.tasks.end();
+      });
+    }
+    if (v.tasks.empty()) continue;
+    v.milli = v.w->task_milli() * static_cast<int64_t>(v.tasks.size());
     Free(v);
     chosen.push_back(v);
     if (cluster_.free_milli(m) < need) continue;  // cheap gate before the exact check
@@ -199,8 +210,13 @@ bool Scheduler::Impl::Preempt(WorkloadRec& w, Plan& plan) {
 }
 
 void Scheduler::Impl::Evict(WorkloadRec& w, const std::vector<Victim>& victims, Plan& plan) {
+  auto whole = [&](const WorkloadRec* r) {
+    return std::any_of(victims.begin(), victims.end(),
+                       [&](const Victim& v) { return v.w == r && v.cls != 0; });
+  };
   for (const Victim& v : victims) {
     WorkloadRec& r = *v.w;
+    if (v.cls == 0 && whole(&r)) continue;  // the whole workload goes anyway
     r.evicted_for = w.id;
     EvictionReason reason = v.cls == 3   ? EvictionReason::kReservationReady
                             : v.cls == 2 ? EvictionReason::kPriority
@@ -208,7 +224,9 @@ void Scheduler::Impl::Evict(WorkloadRec& w, const std::vector<Victim>& victims, 
                                 ? EvictionReason::kPriority
                                 : EvictionReason::kReclaimGuarantee;
     for (TaskRec& t : r.tasks) {
-      if (std::find(v.tasks.begin(), v.tasks.end(), t.index) == v.tasks.end()) continue;
+      if (v.cls == 0 && std::find(v.tasks.begin(), v.tasks.end(), t.index) == v.tasks.end()) {
+        continue;
+      }
       MarkStopping(r, t);
     }
     if (v.cls == 0) {
