@@ -120,15 +120,19 @@ Plan Scheduler::Impl::Cycle(Time now) {
       }
     }
     PendingReason reason = PendingReason::kNoFit;
+    w.lent_from = WorkloadId();
     for (const auto* models : {&in_quota, &borrow}) {
+      // A reservation held by a borrower does not stand in the way of in-quota work.
+      const bool entitled = models == &in_quota && hol != nullptr && !hol->hold_in_quota;
       for (GpuModelId m : *models) {
         PendingReason r = PendingReason::kNoFit;
-        auto placed = PlaceGang(w, m, w.spec.min_tasks, may_use_lent, r);
+        auto placed = PlaceGang(w, m, w.spec.min_tasks, may_use_lent || entitled, r);
         if (placed) {
           // Bound on GPUs reserved for someone else: it was lent that capacity.
           for (const TaskPlacement& p : *placed) {
             const NodeState& n = cluster_.node(p.node);
-            if (n.reserved_for.valid() && n.reserved_for != w.id && (n.reserved_gpus & p.gpus)) {
+            if (!entitled && n.reserved_for.valid() && n.reserved_for != w.id &&
+                (n.reserved_gpus & p.gpus)) {
               w.lent_from = n.reserved_for;
             }
           }
@@ -167,6 +171,7 @@ Plan Scheduler::Impl::Cycle(Time now) {
         reason != PendingReason::kTopologyUnsatisfiable &&
         CreateHold(w, in_quota.empty() ? borrow.front() : in_quota.front(), now)) {
       hol = &w;
+      w.hold_in_quota = !in_quota.empty();
       w.reason = PendingReason::kReserved;
       return;
     }

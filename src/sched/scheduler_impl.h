@@ -46,6 +46,7 @@ struct WorkloadRec {
   HoldKind hold = HoldKind::kNone;
   std::vector<NodeId> held_nodes;  // nodes whose GPUs are reserved for this workload
   Time hold_eta = 0;               // head of line: when the reservation should be ready
+  bool hold_in_quota = false;      // the holder was in-quota when it reserved
   WorkloadId lent_from;            // bound on GPUs lent from this workload's reservation
   size_t pending_pos = SIZE_MAX;   // position in pending_ (for O(1) removal)
   size_t running_pos = SIZE_MAX;   // position in running_

@@ -359,7 +359,7 @@ TEST_F(PreemptionTest, HigherPriorityInSameQueue) {
 
 // 5. Reservations: no starvation, no idle.
 TEST_F(SchedulerTest, HeadOfLineGangReservesAndLendsToPreemptibleWork) {
-  Queue(0, QueueBuilder("q").Guarantee(16));
+  Queue(0, QueueBuilder("q").Guarantee(32));  // the gang is in-quota
   Nodes(0, 2, 8);
   Submit(100, WorkloadBuilder("long", 0).Gpus(4).NonPreemptible().Estimate(1000 * kSecond));
   Submit(101, WorkloadBuilder("short", 0).Gpus(4).NonPreemptible().Estimate(10 * kSecond));
@@ -399,6 +399,23 @@ TEST_F(SchedulerTest, ShortWorkBackfillsWithoutDelayingTheReservation) {
   Submit(2, WorkloadBuilder("quick", 0).Gpus(4).NonPreemptible().Estimate(100 * kSecond));
   p = Cycle(2);
   EXPECT_NE(BindOf(p, 2), nullptr) << "ends before the reservation is due";
+}
+
+TEST_F(SchedulerTest, BorrowersReservationDoesNotBlockInQuotaWork) {
+  Queue(0, QueueBuilder("prod").Guarantee(8));
+  Queue(1, QueueBuilder("exp"));
+  Nodes(0, 2, 8);
+  Submit(100, WorkloadBuilder("a", 1).Gpus(4).Estimate(1000 * kSecond));
+  Submit(101, WorkloadBuilder("b", 1).Gpus(4).Estimate(1000 * kSecond));
+  Plan p = Cycle(0);
+  ASSERT_EQ(p.binds.size(), 2u);
+  Submit(1, WorkloadBuilder("exp-gang", 1).Gpus(8).Tasks(2).Submitted(1));
+  p = Cycle(1);
+  ASSERT_EQ(ReasonOf(p, 1), PendingReason::kReserved);
+  Submit(2, WorkloadBuilder("prod", 0).Gpus(4).NonPreemptible().Submitted(2));
+  p = Cycle(2);
+  EXPECT_NE(BindOf(p, 2), nullptr) << "a guarantee outranks a borrower's reservation";
+  EXPECT_TRUE(p.evictions.empty());
 }
 
 // 6. Fractional GPUs.
