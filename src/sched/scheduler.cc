@@ -1,6 +1,7 @@
 #include "sched/scheduler.h"
 
 #include <algorithm>
+#include <bit>
 #include <string>
 
 #include "sched/scheduler_impl.h"
@@ -313,6 +314,64 @@ Status Scheduler::Impl::EvictionCompleted(WorkloadId id) {
   return Status::Ok();
 }
 
+Status Scheduler::Impl::Adopt(WorkloadId id, const WorkloadSpec& spec,
+                              const std::vector<TaskBinding>& tasks, Time start_time) {
+  if (tasks.empty()) return Status::Invalid("adopt.tasks: a running workload has tasks");
+  if (static_cast<int32_t>(tasks.size()) > spec.max_tasks) {
+    return Status::Invalid("adopt.tasks: more than max_tasks");
+  }
+  GpuModelId model;
+  for (const TaskBinding& t : tasks) {
+    if (!cluster_.Has(t.node)) {
+      return Status::NotFound("adopt.tasks.node: unknown node " + std::to_string(t.node.value()));
+    }
+    if (spec.task.gpu_count > 0) {
+      GpuModelId m = cluster_.node(t.node).model;
+      if (model.valid() && m != model) return Status::Invalid("adopt.tasks: GPU models differ");
+      model = m;
+      if (std::popcount(t.gpus) != spec.task.gpu_count ||
+          (t.gpus & ~cluster_.node(t.node).all_gpus())) {
+        return Status::Invalid("adopt.tasks.gpus: do not match the request or the node");
+      }
+    }
+  }
+  if (Status s = Submit(id, spec); !s.ok()) return s;
+  WorkloadRec& w = workloads_[id.value()];
+  // Check capacity task by task and roll back on the first one that does not fit.
+  std::vector<TaskPlacement> placed;
+  for (const TaskBinding& t : tasks) {
+    const NodeState& n = cluster_.node(t.node);
+    bool fits =
+        n.present && n.cpu_free >= spec.task.milli_cpu && n.memory_free >= spec.task.memory_mib;
+    for (int j = 0; fits && j < n.gpu_count; ++j) {
+      if (!((t.gpus >> j) & 1u)) continue;
+      fits = n.gpu_free[j] >= spec.task.gpu_milli &&
+             (!spec.task.fractional() || n.gpu_mem_free[j] >= spec.task.gpu_memory_mib);
+    }
+    if (!fits) {
+      Unallocate(w, placed);
+      RemovePending(w);
+      w.present = false;
+      return Status::Precondition("adopt.tasks: task " + std::to_string(t.task) +
+                                  " does not fit node " + std::to_string(t.node.value()));
+    }
+    cluster_.Allocate(t.node, spec.task, t.gpus);
+    placed.push_back(TaskPlacement{t.node, t.gpus});
+  }
+  RemovePending(w);
+  w.state = WorkloadState::kRunning;
+  w.start_time = start_time;
+  w.model = model;
+  AddRunning(w);
+  for (const TaskBinding& t : tasks) {
+    w.tasks.push_back(TaskRec{t.task, t.node, t.gpus, false});
+    w.next_task_index = std::max(w.next_task_index, t.task + 1);
+    node_tasks_[t.node.value()].emplace_back(id, t.task);
+    if (spec.task.gpu_count > 0) Charge(w, model, w.task_milli());
+  }
+  return Status::Ok();
+}
+
 void Scheduler::Impl::Bind(WorkloadRec& w, GpuModelId m, const std::vector<TaskPlacement>& placed,
                            Plan& plan, bool elastic) {
   sched::Bind bind;
@@ -375,6 +434,10 @@ Status Scheduler::TaskFinished(WorkloadId id, int32_t task) {
 }
 Status Scheduler::WorkloadFinished(WorkloadId id) { return impl_->WorkloadFinished(id); }
 Status Scheduler::EvictionCompleted(WorkloadId id) { return impl_->EvictionCompleted(id); }
+Status Scheduler::Adopt(WorkloadId id, const WorkloadSpec& spec,
+                        const std::vector<TaskBinding>& tasks, Time start_time) {
+  return impl_->Adopt(id, spec, tasks, start_time);
+}
 void Scheduler::SetTypicalTasks(std::vector<TypicalTask> tasks) {
   impl_->policy_->SetTypicalTasks(std::move(tasks));
 }

@@ -63,6 +63,11 @@ class Scheduler {
   Status WorkloadFinished(WorkloadId id);
   // The driver has stopped an evicted workload; it returns to the queue, resources freed.
   Status EvictionCompleted(WorkloadId id);
+  // Re-enters a workload that is already running with a known placement (a control plane
+  // restarting from its store, or adopting work its agents report). The tasks must fit the
+  // nodes' free capacity; on any error nothing changes.
+  Status Adopt(WorkloadId id, const WorkloadSpec& spec, const std::vector<TaskBinding>& tasks,
+               Time start_time);
 
   // Distribution of task shapes for fragmentation-aware policies (fgd, gpuorch).
   void SetTypicalTasks(std::vector<TypicalTask> tasks);

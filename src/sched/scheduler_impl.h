@@ -81,6 +81,8 @@ class Scheduler::Impl {
   Status TaskFinished(WorkloadId id, int32_t task);
   Status WorkloadFinished(WorkloadId id);
   Status EvictionCompleted(WorkloadId id);
+  Status Adopt(WorkloadId id, const WorkloadSpec& spec, const std::vector<TaskBinding>& tasks,
+               Time start_time);
 
   // --- the cycle (cycle.cc)
   Plan Cycle(Time now);

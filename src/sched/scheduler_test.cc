@@ -497,6 +497,32 @@ TEST_F(SchedulerTest, LostNodeRequeuesTheWholeGang) {
   EXPECT_EQ(NodesOf(*BindOf(p, 1)).count(lost), 0u);
 }
 
+TEST_F(SchedulerTest, AdoptRestoresRunningWorkAfterARestart) {
+  Queue(0, QueueBuilder("q").Guarantee(8));
+  Nodes(0, 2, 8);
+  WorkloadSpec gang = WorkloadBuilder("gang", 0).Gpus(4).Tasks(2);
+  std::vector<TaskBinding> tasks = {{0, NodeId(1), 0x0F, 1000}, {1, NodeId(1), 0xF0, 1000}};
+  ASSERT_TRUE(s_->Adopt(WorkloadId(7), gang, tasks, 0).ok());
+  EXPECT_EQ(s_->state(WorkloadId(7)), WorkloadState::kRunning);
+  EXPECT_EQ(Usage(0), 8000);
+  EXPECT_EQ(s_->cluster().node(NodeId(1)).full_free_gpus(), 0);
+  // The same GPUs cannot be adopted twice; nothing changes on failure.
+  Status st =
+      s_->Adopt(WorkloadId(8), WorkloadBuilder("dup", 0).Gpus(4), {{0, NodeId(1), 0x0F, 1000}}, 0);
+  EXPECT_FALSE(st.ok());
+  EXPECT_EQ(s_->state(WorkloadId(8)), WorkloadState::kFinished);
+  EXPECT_EQ(s_->cluster().node(NodeId(1)).full_free_gpus(), 0);
+  EXPECT_FALSE(
+      s_->Adopt(WorkloadId(9), WorkloadBuilder("bad", 0).Gpus(2), {{0, NodeId(0), 0x1, 1000}}, 0)
+          .ok());
+  Submit(1, WorkloadBuilder("next", 0).Gpus(8));
+  Plan p = Cycle(1);
+  ASSERT_NE(BindOf(p, 1), nullptr);
+  EXPECT_EQ(BindOf(p, 1)->tasks[0].node, NodeId(0));
+  ASSERT_TRUE(s_->WorkloadFinished(WorkloadId(7)).ok());
+  EXPECT_EQ(s_->cluster().node(NodeId(1)).full_free_gpus(), 8);
+}
+
 TEST_F(SchedulerTest, BadInputIsRejectedAndChangesNothing) {
   Queue(0, QueueBuilder("q"));
   EXPECT_FALSE(s_->Submit(WorkloadId(1), WorkloadBuilder("w", 7)).ok());
