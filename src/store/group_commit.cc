@@ -1,0 +1,50 @@
+#include "store/group_commit.h"
+
+#include <iterator>
+
+namespace gpuorch::store {
+
+GroupCommitter::GroupCommitter(StateStore* store) : store_(store), writer_([this] { Run(); }) {}
+
+GroupCommitter::~GroupCommitter() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  queued_cv_.notify_all();
+  writer_.join();
+}
+
+core::Status GroupCommitter::Persist(Batch batch) {
+  std::unique_lock<std::mutex> lock(mu_);
+  uint64_t ticket = next_ticket_++;
+  std::move(batch.workloads.begin(), batch.workloads.end(), std::back_inserter(queued_.workloads));
+  std::move(batch.nodes.begin(), batch.nodes.end(), std::back_inserter(queued_.nodes));
+  queued_cv_.notify_one();
+  done_cv_.wait(lock, [&] { return committed_through_ >= ticket; });
+  if (ticket >= error_from_ && ticket <= error_to_) return last_error_;
+  return core::Status::Ok();
+}
+
+void GroupCommitter::Run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    queued_cv_.wait(lock, [&] { return stop_ || next_ticket_ - 1 > committed_through_; });
+    if (next_ticket_ - 1 == committed_through_ && stop_) return;
+    Batch batch;
+    std::swap(batch, queued_);
+    uint64_t through = next_ticket_ - 1;
+    lock.unlock();
+    core::Status s = store_->Commit(batch);
+    lock.lock();
+    if (!s.ok()) {
+      last_error_ = s;
+      error_from_ = committed_through_ + 1;
+      error_to_ = through;
+    }
+    committed_through_ = through;
+    done_cv_.notify_all();
+  }
+}
+
+}  // namespace gpuorch::store

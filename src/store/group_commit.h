@@ -1,0 +1,40 @@
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "store/state_store.h"
+
+namespace gpuorch::store {
+
+// Group commit: many threads ask for their batch to be durable; one writer thread merges
+// everything queued into one transaction (one fsync) and wakes them all. Throughput grows
+// with concurrency instead of being capped by the disk's fsync rate.
+//
+// Contract: Persist() returns after the batch is durable (OK) or has failed (the error);
+// thread-safe. Batches are committed in the order Persist() was called.
+class GroupCommitter {
+ public:
+  explicit GroupCommitter(StateStore* store);
+  ~GroupCommitter();
+  core::Status Persist(Batch batch);
+
+ private:
+  void Run();
+
+  StateStore* store_;
+  std::mutex mu_;
+  std::condition_variable queued_cv_, done_cv_;
+  Batch queued_;
+  uint64_t next_ticket_ = 1;        // ticket of the next Persist call
+  uint64_t committed_through_ = 0;  // all tickets <= this are done
+  core::Status last_error_;
+  uint64_t error_from_ = 0, error_to_ = 0;  // tickets that failed with last_error_
+  bool stop_ = false;
+  std::thread writer_;
+};
+
+}  // namespace gpuorch::store
