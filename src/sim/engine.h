@@ -23,8 +23,7 @@ namespace gpuorch::sim {
 class SimEngine {
  public:
   // `rng` feeds the policy and random node choice; it must outlive the engine.
-  static core::Result<std::unique_ptr<SimEngine>> Create(const std::string& policy,
-                                                         core::Rng* rng);
+  static core::Result<std::unique_ptr<SimEngine>> Create(const std::string& policy, core::Rng* rng);
 
   core::Status AddNode(core::NodeId id, const core::NodeSpec& spec);
   void SetTypicalTasks(std::vector<sched::TypicalTask> tasks);

@@ -78,8 +78,8 @@ std::vector<sched::TypicalTask> ToTypicalTasks(const TypicalPods& typical, Model
     p.num_gpu = tp.num_gpu;
     p.gpu_milli = tp.gpu_milli;
     p.gpu_spec = tp.gpu_spec;
-    out.push_back({ToTask(p, models),
-                   static_cast<double>(tp.pods) / static_cast<double>(typical.kept_pods)});
+    out.push_back(
+        {ToTask(p, models), static_cast<double>(tp.pods) / static_cast<double>(typical.kept_pods)});
   }
   return out;
 }

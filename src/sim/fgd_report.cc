@@ -15,19 +15,22 @@ using core::Status;
 
 const std::vector<std::string>& AuthorWorkloads() {
   static const std::vector<std::string> kNames = {
-      "openb_pod_list_default",     "openb_pod_list_cpu050",      "openb_pod_list_cpu100",
-      "openb_pod_list_cpu200",      "openb_pod_list_cpu250",      "openb_pod_list_gpushare40",
-      "openb_pod_list_gpushare60",  "openb_pod_list_gpushare80",  "openb_pod_list_gpushare100",
-      "openb_pod_list_gpuspec10",   "openb_pod_list_gpuspec20",   "openb_pod_list_gpuspec25",
-      "openb_pod_list_gpuspec33",   "openb_pod_list_multigpu20",  "openb_pod_list_multigpu30",
-      "openb_pod_list_multigpu40",  "openb_pod_list_multigpu50"};
+      "openb_pod_list_default",    "openb_pod_list_cpu050",     "openb_pod_list_cpu100",
+      "openb_pod_list_cpu200",     "openb_pod_list_cpu250",     "openb_pod_list_gpushare40",
+      "openb_pod_list_gpushare60", "openb_pod_list_gpushare80", "openb_pod_list_gpushare100",
+      "openb_pod_list_gpuspec10",  "openb_pod_list_gpuspec20",  "openb_pod_list_gpuspec25",
+      "openb_pod_list_gpuspec33",  "openb_pod_list_multigpu20", "openb_pod_list_multigpu30",
+      "openb_pod_list_multigpu40", "openb_pod_list_multigpu50"};
   return kNames;
 }
 
 std::string AuthorPolicyName(const std::string& policy) {
-  static const std::map<std::string, std::string> kNames = {
-      {"random", "01-Random"},     {"dotprod", "02-DotProd"}, {"gpuclustering", "03-GpuClustering"},
-      {"gpupacking", "04-GpuPacking"}, {"bestfit", "05-BestFit"}, {"fgd", "06-FGD"}};
+  static const std::map<std::string, std::string> kNames = {{"random", "01-Random"},
+                                                            {"dotprod", "02-DotProd"},
+                                                            {"gpuclustering", "03-GpuClustering"},
+                                                            {"gpupacking", "04-GpuPacking"},
+                                                            {"bestfit", "05-BestFit"},
+                                                            {"fgd", "06-FGD"}};
   auto it = kNames.find(policy);
   return it == kNames.end() ? "" : it->second;
 }
@@ -175,7 +178,8 @@ Status WriteFgdReport(const FgdBatch& batch, const std::string& traces_dir,
     means.back().sum130 += static_cast<double>(r.alloc_centi[130]) / 100.0;
     means.back().n += 1;
   }
-  auto authors = ReadAuthorSummary(traces_dir + "/fgd-results/summary_gpu_alloc_pct_mean10seeds.csv");
+  auto authors =
+      ReadAuthorSummary(traces_dir + "/fgd-results/summary_gpu_alloc_pct_mean10seeds.csv");
   std::string json = "{\n  \"experiment\": \"fgd\",\n  \"arrival_ratio_percent\": 130,\n";
   json += "  \"rows\": [\n";
   char line[512];
@@ -191,7 +195,8 @@ Status WriteFgdReport(const FgdBatch& batch, const std::string& traces_dir,
     std::string a100 = "-", a130 = "-", d100 = "-", d130 = "-";
     const std::string author_policy = AuthorPolicyName(m.policy);
     if (authors.ok()) {
-      auto it = authors.value().find({m.workload, author_policy.empty() ? "06-FGD" : author_policy});
+      auto it =
+          authors.value().find({m.workload, author_policy.empty() ? "06-FGD" : author_policy});
       if (it != authors.value().end()) {
         const std::string label = author_policy.empty() ? "fgd_" : "";
         json += ", \"authors_" + label + "alloc_at_100\": " + Fixed(it->second.at100, 2) +
@@ -207,14 +212,16 @@ Status WriteFgdReport(const FgdBatch& batch, const std::string& traces_dir,
     }
     json += i + 1 < means.size() ? "},\n" : "}\n";
     std::snprintf(line, sizeof(line), "%-28s %-14s %5d %8.2f %8.2f %8s %8s %7s %7s\n",
-                  m.workload.c_str(), m.policy.c_str(), m.n, o100, o130, a100.c_str(),
-                  a130.c_str(), d100.c_str(), d130.c_str());
+                  m.workload.c_str(), m.policy.c_str(), m.n, o100, o130, a100.c_str(), a130.c_str(),
+                  d100.c_str(), d130.c_str());
     if (table != nullptr) *table += line;
   }
   json += "  ]\n}\n";
   for (const auto& [name, content] :
        {std::pair<std::string, const std::string*>{"alloc.csv", &alloc},
-        {"frag.csv", &frag}, {"frag_ratio.csv", &ratio}, {"summary.json", &json}}) {
+        {"frag.csv", &frag},
+        {"frag_ratio.csv", &ratio},
+        {"summary.json", &json}}) {
     std::ofstream out(out_dir + "/" + name, std::ios::binary);
     out << *content;
     if (!out) return Status::Invalid(out_dir + "/" + name + ": write failed");

@@ -81,8 +81,7 @@ double EmptyClusterFragPct(const FgdWorkload& w) {
          static_cast<double>(w.capacity_milli);
 }
 
-core::Result<FgdRunResult> RunFgd(const FgdWorkload& w, const std::string& policy,
-                                  uint64_t seed) {
+core::Result<FgdRunResult> RunFgd(const FgdWorkload& w, const std::string& policy, uint64_t seed) {
   core::Rng rng(seed);
   const Arrivals arrivals =
       MakeArrivals(w.pods, w.nodes.size(), w.capacity_milli, /*ratio_percent=*/130, rng);
@@ -116,8 +115,8 @@ core::Result<FgdRunResult> RunFgd(const FgdWorkload& w, const std::string& polic
   FgdRunResult r;
   r.total_gpus = w.capacity_milli / core::kMilliGpu;
   const double kept = static_cast<double>(w.typical.kept_pods);
-  r.empty_frag_pct = 100.0 * static_cast<double>(frag_total) / kept /
-                     static_cast<double>(w.capacity_milli);
+  r.empty_frag_pct =
+      100.0 * static_cast<double>(frag_total) / kept / static_cast<double>(w.capacity_milli);
   BucketSums sums;
   int64_t arrived = 0, used = 0;
   std::vector<sched::TaskRequest> tasks(w.pods.size());

@@ -17,9 +17,9 @@ inline constexpr int kBuckets = 131;  // arrived % buckets 0..130
 
 // A workload prepared once and shared (read-only) by all its runs.
 struct FgdWorkload {
-  std::string name;                    // pod-list stem, e.g. openb_pod_list_default
-  std::vector<OpenbNode> nodes;        // sorted by sn
-  std::vector<OpenbPod> pods;          // sorted by name
+  std::string name;              // pod-list stem, e.g. openb_pod_list_default
+  std::vector<OpenbNode> nodes;  // sorted by sn
+  std::vector<OpenbPod> pods;    // sorted by name
   TypicalPods typical;
   int64_t capacity_milli = 0;
 };
@@ -43,8 +43,7 @@ struct FgdRunResult {
 
 // Runs the experiment through the production placement path. Fails only on bad input
 // (an unknown policy, a node the engine rejects).
-core::Result<FgdRunResult> RunFgd(const FgdWorkload& w, const std::string& policy,
-                                  uint64_t seed);
+core::Result<FgdRunResult> RunFgd(const FgdWorkload& w, const std::string& policy, uint64_t seed);
 
 // Fragmentation of the empty cluster as % of capacity (protocol §5.6 check).
 double EmptyClusterFragPct(const FgdWorkload& w);

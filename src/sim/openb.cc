@@ -112,8 +112,8 @@ class Table {
   std::vector<std::string_view> row_;
 };
 
-#define GPUORCH_ASSIGN_OR_RETURN(lhs, expr) \
-  auto lhs##_r = (expr);                    \
+#define GPUORCH_ASSIGN_OR_RETURN(lhs, expr)   \
+  auto lhs##_r = (expr);                      \
   if (!lhs##_r.ok()) return lhs##_r.status(); \
   auto lhs = std::move(lhs##_r).value()
 

@@ -14,14 +14,13 @@ double FgdPolicy::NodeFragment(int64_t cpu_free, GpuModelId model, int gpu_count
                                const int16_t* gpu_free) const {
   double f = 0;
   for (const TypicalTask& tau : typical_) {
-    f += tau.weight * static_cast<double>(TaskFragment(cpu_free, model, gpu_count, gpu_free,
-                                                       tau.task));
+    f += tau.weight *
+         static_cast<double>(TaskFragment(cpu_free, model, gpu_count, gpu_free, tau.task));
   }
   return f;
 }
 
-int64_t FgdPolicy::ScoreOf(const NodeState& n, const TaskRequest& t, double before,
-                           int j) const {
+int64_t FgdPolicy::ScoreOf(const NodeState& n, const TaskRequest& t, double before, int j) const {
   int16_t after[core::kMaxGpusPerNode];
   for (int i = 0; i < n.gpu_count; ++i) after[i] = n.gpu_free[i];
   if (j >= 0) {
@@ -32,8 +31,7 @@ int64_t FgdPolicy::ScoreOf(const NodeState& n, const TaskRequest& t, double befo
       if (after[i] == core::kMilliGpu) after[i] = 0, --left;
     }
   }
-  const double delta =
-      before - NodeFragment(n.cpu_free - t.milli_cpu, n.model, n.gpu_count, after);
+  const double delta = before - NodeFragment(n.cpu_free - t.milli_cpu, n.model, n.gpu_count, after);
   const double sigmoid = 1.0 / (1.0 + std::exp(-delta / 1000.0));
   return static_cast<int64_t>(100.0 * sigmoid);
 }

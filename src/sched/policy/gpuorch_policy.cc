@@ -1,46 +1,47 @@
 #include "sched/policy/gpuorch_policy.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
-#include <cstdlib>
+
+#include "sched/policy/dotprod_policy.h"
 
 namespace gpuorch::sched {
 
-namespace {
-
-// Idle milli-GPU of a node that a stream of tasks of shape tau could not use: idle minus
-// what as many copies of tau as fit at once (GPU slots, CPU) would take.
-int64_t Stranded(int64_t cpu_free, GpuModelId model, int gpu_count, const int16_t* gpu_free,
-                 const TaskRequest& tau) {
+int64_t GpuorchPolicy::Stranded(int64_t cpu_free, GpuModelId model, int gpu_count,
+                                const int16_t* gpu_free, const TaskRequest& tau) {
   int64_t idle = 0, slots = 0;
   for (int j = 0; j < gpu_count; ++j) {
     idle += gpu_free[j];
-    if (tau.gpu_count > 0) slots += gpu_free[j] / tau.gpu_milli;
+    if (tau.gpu_count > 0 && tau.gpu_milli > 0) slots += gpu_free[j] / tau.gpu_milli;
   }
-  if (tau.gpu_count == 0 || !tau.models.Accepts(model)) return idle;
+  if (tau.gpu_count == 0 || tau.gpu_milli <= 0 || !tau.models.Accepts(model)) return idle;
   int64_t copies = slots / tau.gpu_count;
   if (tau.milli_cpu > 0) copies = std::min(copies, cpu_free / tau.milli_cpu);
   return idle - copies * tau.total_milli_gpu();
 }
 
-}  // namespace
-
 void GpuorchPolicy::SetTypicalTasks(std::vector<TypicalTask> tasks) {
   if (tasks.empty()) tasks = DefaultTypicalTasks();
   typical_.clear();
+  int64_t total = 0;
   for (const TypicalTask& t : tasks) {
     typical_.push_back({t.task, std::llround(t.weight * 1e6)});
+    total += typical_.back().weight;
   }
+  // The quantum is 200 milli-GPU of damage whatever the weights sum to.
+  quantum_ = std::max<int64_t>(1, kQuantumMilli * total);
   memo_.Clear();
 }
 
-int64_t GpuorchPolicy::Fragment(int64_t cpu_free, GpuModelId model, int gpu_count,
-                                const int16_t* gpu_free) const {
-  int64_t f = 0;
+int64_t GpuorchPolicy::Damage(int64_t cpu_free, GpuModelId model, int gpu_count,
+                              const int16_t* gpu_free) const {
+  int64_t d = 0;
   for (const Weighted& tau : typical_) {
-    f += tau.weight * Stranded(cpu_free, model, gpu_count, gpu_free, tau.task);
+    d += tau.weight * (kFragWeight * TaskFragment(cpu_free, model, gpu_count, gpu_free, tau.task) +
+                       Stranded(cpu_free, model, gpu_count, gpu_free, tau.task));
   }
-  return f;
+  return d;
 }
 
 int64_t GpuorchPolicy::ScoreOf(const NodeState& n, const TaskRequest& t, int64_t before,
@@ -55,29 +56,18 @@ int64_t GpuorchPolicy::ScoreOf(const NodeState& n, const TaskRequest& t, int64_t
       if (after[i] == core::kMilliGpu) after[i] = 0, --left;
     }
   }
-  const int64_t delta = before - Fragment(n.cpu_free - t.milli_cpu, n.model, n.gpu_count, after);
-  static const int exp = getenv("GX") ? atoi(getenv("GX")) : 0;
-  int64_t idle_after = 0;
-  for (int i = 0; i < n.gpu_count; ++i) idle_after += after[i];
-  const int64_t cpu_after = n.cpu_free - t.milli_cpu;
-  switch (exp) {
-    case 1: return delta * 1024 - idle_after;
-    case 2: return delta * 1024 + idle_after;
-    case 3: return delta * 1024 - cpu_after / 100;
-    case 4: return delta * 1024 + cpu_after / 100;
-    case 5: return delta * 1024 + (cpu_after - 12 * idle_after) / 100;
-    default: return delta;
-  }
+  const int64_t damage = Damage(n.cpu_free - t.milli_cpu, n.model, n.gpu_count, after) - before;
+  return FloorDiv(-damage, quantum_);
 }
 
 int64_t GpuorchPolicy::Score(const NodeState& n, const TaskRequest& t) {
   return memo_.Get(n, t, [&]() -> int64_t {
-    const int64_t before = Fragment(n.cpu_free, n.model, n.gpu_count, n.gpu_free.data());
+    const int64_t before = Damage(n.cpu_free, n.model, n.gpu_count, n.gpu_free.data());
     if (!t.fractional()) return ScoreOf(n, t, before, -1);
     int64_t best = INT64_MIN;
     for (int j = 0; j < n.gpu_count; ++j) {
       if (n.gpu_free[j] < t.gpu_milli) continue;
-      bool seen = false;
+      bool seen = false;  // equal free amounts give equal scores
       for (int i = 0; i < j; ++i) seen |= n.gpu_free[i] == n.gpu_free[j];
       if (!seen) best = std::max(best, ScoreOf(n, t, before, j));
     }
@@ -87,7 +77,7 @@ int64_t GpuorchPolicy::Score(const NodeState& n, const TaskRequest& t) {
 
 GpuMask GpuorchPolicy::SelectGpus(const NodeState& n, const TaskRequest& t, GpuMask usable) {
   if (!t.fractional()) return SelectGpusBestFit(n, t, usable);
-  const int64_t before = Fragment(n.cpu_free, n.model, n.gpu_count, n.gpu_free.data());
+  const int64_t before = Damage(n.cpu_free, n.model, n.gpu_count, n.gpu_free.data());
   int best = -1;
   int64_t best_score = INT64_MIN;
   for (int j = 0; j < n.gpu_count; ++j) {

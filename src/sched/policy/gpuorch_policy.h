@@ -7,32 +7,52 @@
 
 namespace gpuorch::sched {
 
-// gpuorch, the default policy: fragmentation-gradient placement without FGD's quantisation.
-// (Rule and measurements: docs/placement.md.) F(n) = sum over typical tasks of an integer
-// weight (parts per million) times frag(n; tau), in milli-GPU; the score is -(F(n') - F(n))
-// exactly, so two placements that differ by a few milli-GPU of expected fragmentation are
-// told apart, where FGD's floor(100*sigmoid(.)) calls them equal and falls back to node id.
+// gpuorch, the default policy: fragmentation-gradient placement that also counts GPUs
+// stranded by CPU. For each typical task tau (integer weight w, parts per million) it
+// measures two kinds of idle GPU a future tau could not use:
+// - frag(n; tau), FGD's measure: GPUs too small for one tau, or all idle GPU when tau does
+//   not fit at all (fragmentation.h);
+// - stranded(n; tau): idle GPU left over after as many copies of tau as the node could hold
+//   at once, limited by GPU slots *and* by free CPU. A CPU-only task that lands on a GPU node
+//   whose CPU is tight strands GPUs this way, which FGD does not see (its fit test asks for
+//   one copy only).
+// D(n) = sum w * (16 * frag + stranded); the score is floor((D(n) - D(n')) / 200 milli-GPU),
+// so placements within a fifth of a GPU of expected damage tie and go to the lowest node id:
+// the coarse quantum keeps FGD's useful habit of packing ties onto the same nodes. Weights,
+// quantum and the 16:1 mix were measured on the FGD experiment (docs/placement.md).
+// Fractions take the GPU with the best score (lowest index on ties); whole GPUs the
+// lowest-index fully free ones. Scores are memoised per node state (ScoreMemo).
 //
 // Without SetTypicalTasks the policy uses DefaultTypicalTasks().
 class GpuorchPolicy final : public PlacementPolicy {
  public:
+  // The weight of FGD's measure against the stranded measure, and the score quantum.
+  static constexpr int64_t kFragWeight = 16;
+  static constexpr int64_t kQuantumMilli = 200;
+
   GpuorchPolicy() { SetTypicalTasks({}); }
   std::string_view name() const override { return "gpuorch"; }
   int64_t Score(const NodeState& n, const TaskRequest& t) override;
   GpuMask SelectGpus(const NodeState& n, const TaskRequest& t, GpuMask usable) override;
   void SetTypicalTasks(std::vector<TypicalTask> tasks) override;
 
+  // Idle milli-GPU a stream of tasks of shape tau could not use on a node: idle minus what
+  // as many copies of tau as fit together (GPU slots, CPU) would take.
+  static int64_t Stranded(int64_t cpu_free, GpuModelId model, int gpu_count,
+                          const int16_t* gpu_free, const TaskRequest& tau);
+
  private:
   struct Weighted {
     TaskRequest task;
     int64_t weight;  // parts per million
   };
-  int64_t Fragment(int64_t cpu_free, GpuModelId model, int gpu_count,
-                   const int16_t* gpu_free) const;
+  // D(n) for a node given as raw state, in ppm x milli-GPU.
+  int64_t Damage(int64_t cpu_free, GpuModelId model, int gpu_count, const int16_t* gpu_free) const;
   // Score of taking t from GPU j (j < 0: whole GPUs or CPU only).
   int64_t ScoreOf(const NodeState& n, const TaskRequest& t, int64_t before, int j) const;
 
   std::vector<Weighted> typical_;
+  int64_t quantum_ = 1;
   ScoreMemo memo_;
 };
 

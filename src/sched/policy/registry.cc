@@ -18,8 +18,7 @@ const std::vector<std::string>& PolicyNames() {
   return kNames;
 }
 
-core::Result<std::unique_ptr<PlacementPolicy>> MakePolicy(std::string_view name,
-                                                          core::Rng* rng) {
+core::Result<std::unique_ptr<PlacementPolicy>> MakePolicy(std::string_view name, core::Rng* rng) {
   std::unique_ptr<PlacementPolicy> p;
   if (name == "random") {
     if (rng == nullptr) return core::Status::Invalid("policy random: needs a generator");

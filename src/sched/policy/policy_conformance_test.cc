@@ -1,0 +1,302 @@
+// One conformance suite for every name in PolicyNames(), plus a hand-computed table of
+// scores and winners per policy (numbers worked out from FGD-PROTOCOL.md §4-5 on paper,
+// not by calling the code).
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <memory>
+
+#include "core/rng.h"
+#include "sched/placer.h"
+#include "sched/policy.h"
+
+namespace gpuorch::sched {
+namespace {
+
+using core::GpuModelId;
+using core::NodeSpec;
+
+TaskRequest Whole(int32_t gpus, int64_t cpu) {
+  TaskRequest t;
+  t.gpu_count = gpus;
+  t.gpu_milli = 1000;
+  t.milli_cpu = cpu;
+  return t;
+}
+
+TaskRequest Fraction(int32_t milli, int64_t cpu) {
+  TaskRequest t;
+  t.gpu_count = 1;
+  t.gpu_milli = milli;
+  t.milli_cpu = cpu;
+  return t;
+}
+
+TaskRequest CpuOnly(int64_t cpu) {
+  TaskRequest t;
+  t.gpu_count = 0;
+  t.milli_cpu = cpu;
+  return t;
+}
+
+// A node state built by hand: GPUs with the given free milli, model 0.
+NodeState State(uint32_t id, int64_t cpu_free, std::vector<int16_t> gpu_free) {
+  NodeState n;
+  n.id = NodeId(id);
+  n.present = true;
+  n.model = GpuModelId(0);
+  n.gpu_count = static_cast<int8_t>(gpu_free.size());
+  n.cpu_capacity = 128000;
+  n.cpu_free = cpu_free;
+  n.memory_capacity = n.memory_free = 1 << 20;
+  for (size_t j = 0; j < gpu_free.size(); ++j) n.gpu_free[j] = gpu_free[j];
+  return n;
+}
+
+NodeSpec Spec(std::string name, int32_t gpus, int64_t cpu) {
+  NodeSpec s;
+  s.name = std::move(name);
+  s.gpu_model = GpuModelId(0);
+  s.gpu_count = gpus;
+  s.milli_cpu = cpu;
+  s.memory_mib = 1 << 20;
+  return s;
+}
+
+std::unique_ptr<PlacementPolicy> Make(const std::string& name, core::Rng* rng) {
+  auto p = MakePolicy(name, rng);
+  EXPECT_TRUE(p.ok()) << p.status().message();
+  return std::move(p).value();
+}
+
+class PolicyConformance : public testing::TestWithParam<std::string> {};
+
+// A cluster of mixed nodes, then a few hundred random tasks placed one by one.
+struct Replay {
+  std::vector<std::pair<NodeId, GpuMask>> choices;
+  int failures = 0;
+};
+
+Replay RunReplay(const std::string& name, uint64_t seed, bool check) {
+  core::Rng rng(seed);
+  auto policy = Make(name, &rng);
+  ClusterState cluster;
+  core::Rng shapes(1234);  // the cluster and tasks are the same for every policy and seed
+  for (uint32_t i = 0; i < 40; ++i) {
+    NodeSpec s;
+    s.name = "n" + std::to_string(i);
+    s.gpu_count = i % 4 == 0 ? 8 : (i % 4 == 1 ? 2 : (i % 4 == 2 ? 4 : 1));
+    s.gpu_model = GpuModelId(i % 3);
+    s.milli_cpu = 16000 * (1 + static_cast<int64_t>(shapes.Uniform(6)));
+    s.memory_mib = 256 * 1024;
+    EXPECT_TRUE(cluster.AddNode(NodeId(i), s).ok());
+  }
+  Replay out;
+  for (int k = 0; k < 400; ++k) {
+    TaskRequest t;
+    switch (shapes.Uniform(5)) {
+      case 0:
+        t = CpuOnly(1000 * (1 + static_cast<int64_t>(shapes.Uniform(16))));
+        break;
+      case 1:
+        t = Whole(1 << shapes.Uniform(4), 4000);
+        break;
+      default:
+        t = Fraction(static_cast<int32_t>(50 * (1 + shapes.Uniform(19))), 2000);
+        break;
+    }
+    if (shapes.Uniform(4) == 0)
+      t.models = core::ModelSet::Of(GpuModelId(static_cast<uint32_t>(shapes.Uniform(3))));
+    auto p = ChooseNode(cluster, *policy, t, core::WorkloadId(1), false, rng);
+    bool any_fits = false;
+    for (const NodeState& n : cluster.nodes()) any_fits |= Fits(n, t, core::WorkloadId(1), false);
+    if (check) {
+      EXPECT_EQ(p.has_value(), any_fits) << name << " task " << k;
+    }
+    if (!p) {
+      ++out.failures;
+      continue;
+    }
+    if (check) {
+      const NodeState& n = cluster.node(p->node);
+      EXPECT_TRUE(Fits(n, t, core::WorkloadId(1), false)) << name << " task " << k;
+      EXPECT_EQ(std::popcount(p->gpus), t.gpu_count) << name << " task " << k;
+      for (int j = 0; j < n.gpu_count; ++j) {
+        if ((p->gpus >> j) & 1u) {
+          EXPECT_GE(n.gpu_free[j], t.gpu_milli) << name;
+        }
+      }
+      EXPECT_EQ(p->gpus & ~n.all_gpus(), 0) << name;
+    }
+    out.choices.emplace_back(p->node, p->gpus);
+    cluster.Allocate(p->node, t, p->gpus);
+  }
+  return out;
+}
+
+TEST_P(PolicyConformance, ChosenNodeFitsAndGpusAreExact) {
+  Replay r = RunReplay(GetParam(), 42, /*check=*/true);
+  EXPECT_GT(r.choices.size(), 100u);
+  EXPECT_GT(r.failures, 0);  // the cluster fills up: infeasible tasks return nothing
+}
+
+TEST_P(PolicyConformance, SameSeedSameChoices) {
+  Replay a = RunReplay(GetParam(), 7, false), b = RunReplay(GetParam(), 7, false);
+  EXPECT_EQ(a.choices, b.choices);
+}
+
+TEST_P(PolicyConformance, SelectGpusRespectsUsable) {
+  core::Rng rng(3);
+  auto policy = Make(GetParam(), &rng);
+  NodeState n = State(0, 64000, {1000, 300, 1000, 700, 1000, 1000, 0, 1000});
+  const GpuMask usable = 0b10111010;  // GPUs 1, 3, 4, 5, 7
+  for (int trial = 0; trial < 20; ++trial) {
+    for (const TaskRequest& t : {Whole(1, 0), Whole(2, 0), Whole(3, 0), Fraction(250, 0),
+                                 Fraction(600, 0), Fraction(900, 0)}) {
+      const GpuMask m = policy->SelectGpus(n, t, usable);
+      EXPECT_EQ(std::popcount(m), t.gpu_count) << GetParam();
+      EXPECT_EQ(m & ~usable, 0) << GetParam();
+      for (int j = 0; j < 8; ++j) {
+        if ((m >> j) & 1u) {
+          EXPECT_GE(n.gpu_free[j], t.gpu_milli) << GetParam();
+        }
+      }
+    }
+  }
+  // Whole GPUs are the lowest-index fully free usable ones for every policy (§4).
+  EXPECT_EQ(policy->SelectGpus(n, Whole(2, 0), usable), 0b00110000) << GetParam();
+  EXPECT_EQ(policy->SelectGpus(n, Whole(4, 0), usable), 0) << GetParam();
+}
+
+TEST_P(PolicyConformance, WorksWithAndWithoutTypicalTasks) {
+  core::Rng rng(5);
+  auto policy = Make(GetParam(), &rng);
+  EXPECT_EQ(policy->name(), GetParam());
+  NodeState n = State(0, 64000, {1000, 500});
+  (void)policy->Score(n, Fraction(500, 1000));
+  policy->SetTypicalTasks({{Fraction(500, 1000), 0.5}, {Whole(1, 1000), 0.5}});
+  (void)policy->Score(n, Whole(1, 1000));
+  EXPECT_NE(policy->SelectGpus(n, Fraction(400, 0), n.all_gpus()), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, PolicyConformance, testing::ValuesIn(PolicyNames()),
+                         [](const auto& param_info) { return param_info.param; });
+
+TEST(PolicyRegistry, UnknownNameAndNames) {
+  core::Rng rng(1);
+  auto p = MakePolicy("tetris", &rng);
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("tetris"), std::string::npos);
+  EXPECT_EQ(PolicyNames().size(), 7u);
+  EXPECT_EQ(PolicyNames().back(), "gpuorch");
+}
+
+// Hand-computed scores. A: 8 free GPUs, 96 cores free. B: 2 GPUs with {1000, 190} free and one
+// fractional task on it, 64 cores free. C: 2 GPUs {600, 1000}, 64 cores.
+struct ScoreCase {
+  const char* policy;
+  const char* node;
+  TaskRequest task;
+  int64_t score;
+};
+
+NodeState NamedNode(const std::string& which) {
+  if (which == "A") return State(0, 96000, {1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000});
+  if (which == "B") {
+    NodeState b = State(1, 64000, {1000, 190});
+    b.tag_counts[0] = 1;
+    return b;
+  }
+  if (which == "C") return State(2, 64000, {600, 1000});
+  return State(3, 32000, {1000, 1000});  // "E"
+}
+
+class HandTable : public testing::TestWithParam<ScoreCase> {};
+
+TEST_P(HandTable, Score) {
+  const ScoreCase& c = GetParam();
+  core::Rng rng(1);
+  auto policy = Make(c.policy, &rng);
+  // One typical task for the fragmentation policies: half a GPU with 30 cores.
+  policy->SetTypicalTasks({{Fraction(500, 30000), 1.0}});
+  EXPECT_EQ(policy->Score(NamedNode(c.node), c.task), c.score) << c.policy << " on " << c.node;
+}
+
+// DotProd, whole GPU + 8 cores: A d = (96000*8000 + 256*8000*1000)/128000^2 = 0.171875,
+//   100 - 50d = 91.41 -> 91; B d = (64000*8000 + 256*1190*1000)/128000^2 = 0.04984 -> 97.
+// BestFit, same task: A 100 - 50*88000/128000 - 50*7000/8000 = 21.875 -> 21;
+//   B 100 - 50*56000/128000 - 50*190/8000 = 76.94 -> 76.
+// GpuClustering: A is empty, b = 0 -> 25 for any GPU task; B holds only fractions,
+//   b = floor(25*6810/8000) = 21: a whole GPU gets 0+21, a fraction 75+21 = 96.
+// GpuPacking: A idle with 8 GPUs -> max(33-8, 8) = 25; B takes its one fresh GPU -> 49;
+//   a 500 fraction on C takes the 600 GPU (f = 0) -> 100 - floor(60/10) = 94.
+// FGD with tau = (500, 30 cores): on A a 500 fraction + 4 cores leaves tau fitting and no GPU
+//   below 500 -> delta 0 -> 50. On E (32 cores, {1000,1000}) 28 cores are left < 30, so all
+//   1500 idle becomes fragment: delta -1500, 100*sigmoid(-1.5) = 18.24 -> 18.
+// gpuorch, same tau: on A stranded goes 8000-3*500 = 6500 -> 7500-3*500 = 6000 and frag
+//   stays 0: damage -500 -> floor(500/200) = 2. On E frag 0 -> 1500 (x16 = 24000) and
+//   stranded 1500 -> 1500: damage 24000 -> floor(-24000/200) = -120.
+INSTANTIATE_TEST_SUITE_P(FromTheProtocol, HandTable,
+                         testing::Values(ScoreCase{"dotprod", "A", Whole(1, 8000), 91},
+                                         ScoreCase{"dotprod", "B", Whole(1, 8000), 97},
+                                         ScoreCase{"bestfit", "A", Whole(1, 8000), 21},
+                                         ScoreCase{"bestfit", "B", Whole(1, 8000), 76},
+                                         ScoreCase{"gpuclustering", "A", Whole(1, 8000), 25},
+                                         ScoreCase{"gpuclustering", "B", Whole(1, 8000), 21},
+                                         ScoreCase{"gpuclustering", "B", Fraction(100, 1000), 96},
+                                         ScoreCase{"gpuclustering", "A", CpuOnly(1000), 0},
+                                         ScoreCase{"gpupacking", "A", Whole(1, 8000), 25},
+                                         ScoreCase{"gpupacking", "B", Whole(1, 8000), 49},
+                                         ScoreCase{"gpupacking", "C", Fraction(500, 4000), 94},
+                                         ScoreCase{"fgd", "A", Fraction(500, 4000), 50},
+                                         ScoreCase{"fgd", "E", Fraction(500, 4000), 18},
+                                         ScoreCase{"gpuorch", "A", Fraction(500, 4000), 2},
+                                         ScoreCase{"gpuorch", "E", Fraction(500, 4000), -120}));
+
+// Winners through the engine's ChooseNode: ties go to the lowest node id.
+TEST(HandTable, Winners) {
+  struct Case {
+    const char* policy;
+    TaskRequest task;
+    uint32_t winner;
+  };
+  // Node 0 = A (8 fresh GPUs), node 1 = B (2 GPUs, one with 190 left, holds a fraction).
+  for (const Case& c :
+       {Case{"dotprod", Whole(1, 8000), 1}, Case{"bestfit", Whole(1, 8000), 1},
+        Case{"gpuclustering", Whole(1, 8000), 0}, Case{"gpuclustering", Fraction(100, 1000), 1},
+        Case{"gpupacking", Whole(1, 8000), 1}, Case{"gpuclustering", CpuOnly(1000), 0}}) {
+    core::Rng rng(1);
+    auto policy = Make(c.policy, &rng);
+    ClusterState cluster;
+    ASSERT_TRUE(cluster.AddNode(NodeId(0), Spec("a", 8, 96000)).ok());
+    ASSERT_TRUE(cluster.AddNode(NodeId(1), Spec("b", 2, 64000)).ok());
+    cluster.Allocate(NodeId(1), Fraction(810, 0), 0b10);
+    auto p = ChooseNode(cluster, *policy, c.task, core::WorkloadId(1), false, rng);
+    ASSERT_TRUE(p.has_value());
+    EXPECT_EQ(p->node.value(), c.winner) << c.policy;
+  }
+}
+
+// Random draws the node uniformly: over many draws both feasible nodes are chosen.
+TEST(RandomPolicy, DrawsEveryFeasibleNode) {
+  core::Rng rng(9);
+  auto policy = Make("random", &rng);
+  EXPECT_TRUE(policy->random_node_choice());
+  ClusterState cluster;
+  for (uint32_t i = 0; i < 3; ++i) {
+    ASSERT_TRUE(cluster.AddNode(NodeId(i), Spec("n" + std::to_string(i), 2, 8000)).ok());
+  }
+  cluster.Allocate(NodeId(2), Whole(2, 0), 0b11);  // node 2 cannot take a GPU task
+  int hits[3] = {0, 0, 0};
+  for (int k = 0; k < 200; ++k) {
+    auto p = ChooseNode(cluster, *policy, Fraction(100, 0), core::WorkloadId(1), false, rng);
+    ASSERT_TRUE(p.has_value());
+    ++hits[p->node.value()];
+  }
+  EXPECT_GT(hits[0], 50);
+  EXPECT_GT(hits[1], 50);
+  EXPECT_EQ(hits[2], 0);
+}
+
+}  // namespace
+}  // namespace gpuorch::sched
