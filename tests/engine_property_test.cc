@@ -315,10 +315,14 @@ TEST(EngineProperty, GuaranteesAreRestoredAfterTheGracePeriod) {
     }
     // Each cycle may start one round of evictions per shape; allow a cycle per workload.
     Time deadline = kSecond + grace + static_cast<Duration>(owned.size() + 2) * kSecond;
+    std::string history;
     for (Time t = kSecond; t <= deadline; t += kSecond) {
       d.Advance(t);
-      d.Apply(d.sched->Cycle(t));
+      Plan p = d.sched->Cycle(t);
+      history += Serialize(p) + "\n";
+      d.Apply(p);
     }
+    SCOPED_TRACE(history);
     EXPECT_GT(d.evictions_done, 0) << "borrowers had to be evicted";
     for (WorkloadId w : owned) {
       EXPECT_EQ(d.sched->state(w), WorkloadState::kRunning)

@@ -93,6 +93,10 @@ Plan Scheduler::Impl::Cycle(Time now) {
 
   auto attempt = [&](WorkloadRec& w) {
     const TaskRequest& t = w.spec.task;
+    // A preemptor's own claim must not count against itself.
+    const GpuModelId claimed_model = w.claim_model;
+    const int64_t claimed = w.claim_milli;
+    Unclaim(w);
     const bool may_use_lent =
         w.spec.preemptible ||
         (hol != nullptr && w.spec.runtime_estimate > 0 && now + w.spec.runtime_estimate <= hol_eta);
@@ -144,6 +148,7 @@ Plan Scheduler::Impl::Cycle(Time now) {
     }
     // Does not fit. Preemption for entitled work, a reservation for the head of line.
     if (w.hold == HoldKind::kPreemption && w.victims_outstanding > 0) {
+      if (claimed > 0) Claim(w, claimed_model, claimed);
       w.reason = PendingReason::kPreempting;
       return;
     }
@@ -153,7 +158,8 @@ Plan Scheduler::Impl::Cycle(Time now) {
     }
     if (w.hold == HoldKind::kPreemption) ReleaseHold(w);  // victims gone, still no fit
     if (!in_quota.empty() || !borrow.empty()) {
-      if (t.gpu_count > 0 && Preempt(w, plan)) {
+      const bool over_borrowed_hold = !in_quota.empty() && hol != nullptr && !hol->hold_in_quota;
+      if (t.gpu_count > 0 && Preempt(w, plan, may_use_lent || over_borrowed_hold)) {
         if (w.hold == HoldKind::kHeadOfLine) {
           ReleaseHold(w);  // victims' GPUs will be held instead
           hol = nullptr;
@@ -251,13 +257,19 @@ void Scheduler::Impl::Grow(Plan& plan) {
     if (Waits(workloads_[id.value()].reason)) return;
   }
   std::vector<WorkloadRec*> elastic;
-  for (WorkloadId id : running_) {
+  std::sort(growable_.begin(), growable_.end());
+  size_t kept = 0;
+  for (WorkloadId id : growable_) {
     WorkloadRec& w = workloads_[id.value()];
-    if (w.state == WorkloadState::kRunning && w.live_tasks() < w.spec.max_tasks &&
+    if (w.present && w.state == WorkloadState::kRunning && w.live_tasks() < w.spec.max_tasks &&
         w.spec.task.gpu_count > 0) {
       elastic.push_back(&w);
+      growable_[kept++] = id;
+    } else {
+      w.in_growable = false;
     }
   }
+  growable_.resize(kept);
   std::sort(elastic.begin(), elastic.end(), [&](const WorkloadRec* a, const WorkloadRec* b) {
     if (a->spec.priority != b->spec.priority) return a->spec.priority > b->spec.priority;
     int64_t sa = Share(a->spec.queue), sb = Share(b->spec.queue);

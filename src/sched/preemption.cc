@@ -7,11 +7,14 @@
 //            of that model, counting victims already chosen), for an in-quota preemptor;
 //   class 2: lower-priority work of the preemptor's own queue;
 //   class 3: work that runs on GPUs lent from the preemptor's head-of-line reservation.
-// Cost order: class, then priority (lowest first), then youngest first. Candidates are
-// tried per topology domain, narrowest first (a node when the need fits one node, then a
-// rack, then the cluster), so that victims free one domain rather than scattered GPUs; the
-// cheapest option wins (highest class used, then number of victims, then GPUs freed), and
-// within it every victim the preemptor does not need is dropped.
+// Cost order: class, then priority (lowest first), then youngest first.
+// Where: a preemptor that fits on one node gets its victims from one node (each node judged
+// on a scratch copy of its free state); a gang is tried one rack at a time, then anywhere.
+// The cheapest option wins (highest class used, then number of victims, then GPUs freed),
+// and within it every victim the preemptor does not need is dropped. So victims free one
+// topology domain rather than scattered GPUs. A preemptor's request counts against its
+// queue's guarantee from the moment it evicts (a claim), so that preemptors of one queue
+// cannot together take more than the guarantee.
 #include <algorithm>
 #include <map>
 
@@ -103,109 +106,273 @@ std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::MinimalSet(
   return chosen;
 }
 
-bool Scheduler::Impl::Preempt(WorkloadRec& w, Plan& plan) {
-  if (!config_.preemption) return false;
+// The victims v offers to preemptor w on model m: its elastic tasks beyond min_tasks
+// (class 0) and the whole workload (class 1 or 2), if it may be evicted for w at all.
+void Scheduler::Impl::Candidates(const WorkloadRec& w, WorkloadRec& v, GpuModelId m, bool in_quota,
+                                 Time now, std::vector<Victim>& out) const {
+  if (v.state != WorkloadState::kRunning || v.model != m || !v.spec.preemptible) return;
+  if (now - v.start_time < v.spec.min_runtime || v.id == w.id) return;
   const QueueId q = w.spec.queue;
-  const int64_t need = w.task_milli() * w.spec.min_tasks;
-  if (w.spec.task.gpu_count == 0) return false;  // CPU-only work does not preempt
-  std::optional<std::vector<Victim>> best;
+  const bool lower = v.spec.queue == q && v.spec.priority < w.spec.priority;
+  const bool borrowed = in_quota && v.spec.queue != q && Borrowing(v.spec.queue, m, 0);
+  const int32_t extra = v.live_tasks() - v.spec.min_tasks;
+  if (extra > 0 && (lower || borrowed || in_quota)) {
+    Victim e{&v, 0, {}, v.task_milli() * extra};
+    for (const TaskRec& t : v.tasks) e.tasks.push_back(t.index);
+    std::sort(e.tasks.rbegin(), e.tasks.rend());
+    e.tasks.resize(static_cast<size_t>(extra));
+    out.push_back(std::move(e));
+  }
+  if (lower || borrowed) {
+    Victim whole{&v, lower ? 2 : 1, {}, v.task_milli() * v.live_tasks()};
+    for (const TaskRec& t : v.tasks) whole.tasks.push_back(t.index);
+    out.push_back(std::move(whole));
+  }
+}
+
+namespace {
+
+bool CheaperVictim(const Scheduler::Impl::Victim& a, const Scheduler::Impl::Victim& b) {
+  if (a.cls != b.cls) return a.cls < b.cls;
+  if (a.w->spec.priority != b.w->spec.priority) return a.w->spec.priority < b.w->spec.priority;
+  if (a.w->start_time != b.w->start_time) return a.w->start_time > b.w->start_time;
+  return a.w->id > b.w->id;
+}
+
+// What ClusterState::Release does to a node's free state, on a scratch copy.
+void ReleaseOnCopy(NodeState& n, const TaskRequest& t, GpuMask mask) {
+  n.cpu_free += t.milli_cpu;
+  n.memory_free += t.memory_mib;
+  for (int j = 0; j < n.gpu_count; ++j) {
+    if (!((mask >> j) & 1u)) continue;
+    n.gpu_free[j] = static_cast<int16_t>(n.gpu_free[j] + t.gpu_milli);
+    n.gpu_mem_free[j] =
+        t.fractional() ? n.gpu_mem_free[j] + t.gpu_memory_mib : n.gpu_memory_capacity;
+  }
+}
+
+}  // namespace
+
+// A preemptor that fits on one node needs victims on one node only: each node is judged on
+// a scratch copy of its free state (greedy in cost order, then every unneeded victim
+// dropped), without touching the cluster or allocating. O(nodes x tasks per node) at
+// worst; the scan starts where the last one succeeded and stops once an option as cheap
+// as any can be (one victim of the cheapest class) is found.
+std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::PreemptOnOneNode(
+    const WorkloadRec& w, GpuModelId m, bool in_quota, Time now, bool may_use_lent) {
+  TaskRequest t = w.spec.task;
+  t.models = ModelSet::Of(m);
+  const int cheapest_possible = in_quota ? 1 : 2;
+  // A candidate on one node: a whole workload, or (class 0) its elastic tasks, which are
+  // the tasks with index >= min_extra.
+  struct Local {
+    WorkloadRec* w;
+    int cls;
+    int32_t min_extra;
+    int64_t milli;
+  };
+  auto releases = [](const Local& l, const TaskRec& r) {
+    return l.cls != 0 || r.index >= l.min_extra;
+  };
+  std::vector<Local> local, chosen, trial, best_set;
+  NodeId best_node;
   Cost best_cost;
-  for (uint32_t mi = 0; mi < cluster_.model_bound(); ++mi) {
-    GpuModelId m(mi);
-    if (!w.spec.task.models.Accepts(m) || cluster_.capacity_milli(m) == 0) continue;
-    if (cluster_.capacity_milli(m) < need || !WithinLimit(q, m, need)) continue;
-    const bool in_quota = InQuota(q, m, need);
-    std::vector<Victim> cands;
-    for (WorkloadId vid : running_) {
-      WorkloadRec& v = workloads_[vid.value()];
-      if (v.state != WorkloadState::kRunning || v.model != m || !v.spec.preemptible) continue;
-      if (plan.now - v.start_time < v.spec.min_runtime || v.id == w.id) continue;
-      const bool lower = v.spec.queue == q && v.spec.priority < w.spec.priority;
-      const bool borrowed = in_quota && v.spec.queue != q && Borrowing(v.spec.queue, m, 0);
-      int32_t extra = v.live_tasks() - v.spec.min_tasks;
-      if (extra > 0 && (lower || borrowed || in_quota)) {
-        Victim e{&v, 0, {}, 0};
-        std::vector<int32_t> idx;
-        for (const TaskRec& t : v.tasks) idx.push_back(t.index);
-        std::sort(idx.rbegin(), idx.rend());
-        e.tasks.assign(idx.begin(), idx.begin() + extra);
-        e.milli = v.task_milli() * extra;
-        cands.push_back(std::move(e));
-      }
-      if (lower || borrowed) {
-        Victim whole{&v, lower ? 2 : 1, {}, v.task_milli() * v.live_tasks()};
-        for (const TaskRec& t : v.tasks) whole.tasks.push_back(t.index);
-        cands.push_back(std::move(whole));
+  std::vector<std::pair<uint32_t, int64_t>> taken;  // queue -> milli chosen (borrowing check)
+  std::vector<Victim> scratch;
+  auto fits_with = [&](const NodeState& n, const std::vector<Local>& set) {
+    NodeState copy = n;
+    for (const Local& l : set) {
+      for (const TaskRec& r : l.w->tasks) {
+        if (r.node == n.id && releases(l, r)) ReleaseOnCopy(copy, l.w->spec.task, r.gpus);
       }
     }
-    if (cands.empty()) continue;
-    std::sort(cands.begin(), cands.end(), [](const Victim& a, const Victim& b) {
+    return Fits(copy, t, w.id, may_use_lent);
+  };
+  const auto& nodes = cluster_.nodes();
+  if (preempt_cursor_.size() <= m.value()) preempt_cursor_.resize(m.value() + 1, 0);
+  const size_t start = nodes.empty() ? 0 : preempt_cursor_[m.value()] % nodes.size();
+  for (size_t k = 0; k < nodes.size(); ++k) {
+    const NodeState& n = nodes[(start + k) % nodes.size()];
+    if (!n.schedulable() || n.model != m || n.gpu_count < t.gpu_count) continue;
+    const auto& on_node = node_tasks_[n.id.value()];
+    if (on_node.empty()) continue;
+    local.clear();
+    for (size_t i = 0; i < on_node.size(); ++i) {
+      WorkloadRec& v = workloads_[on_node[i].first.value()];
+      bool seen = false;
+      for (size_t j = 0; j < i && !seen; ++j) seen = on_node[j].first == v.id;
+      if (seen) continue;
+      scratch.clear();
+      Candidates(w, v, m, in_quota, now, scratch);
+      for (const Victim& c : scratch) {
+        Local l{&v, c.cls, 0, c.milli};
+        if (c.cls == 0) {  // only elastic tasks on this node help
+          l.min_extra = *std::min_element(c.tasks.begin(), c.tasks.end());
+          int64_t here = 0;
+          for (const TaskRec& r : v.tasks) here += r.node == n.id && r.index >= l.min_extra;
+          if (here == 0) continue;
+          l.milli = v.task_milli() * here;
+        }
+        local.push_back(l);
+      }
+    }
+    if (local.empty()) continue;
+    std::sort(local.begin(), local.end(), [](const Local& a, const Local& b) {
       if (a.cls != b.cls) return a.cls < b.cls;
       if (a.w->spec.priority != b.w->spec.priority) return a.w->spec.priority < b.w->spec.priority;
       if (a.w->start_time != b.w->start_time) return a.w->start_time > b.w->start_time;
       return a.w->id > b.w->id;
     });
-    // A borrower is a victim only while its queue still borrows after the victims before it.
+    chosen.clear();
+    taken.clear();
+    bool fits = false;
+    for (const Local& l : local) {
+      if (std::any_of(chosen.begin(), chosen.end(), [&](const Local& c) { return c.w == l.w; })) {
+        continue;  // already going as a whole or by its elastic tasks
+      }
+      if (l.cls == 1) {
+        auto it = std::find_if(taken.begin(), taken.end(),
+                               [&](const auto& e) { return e.first == l.w->spec.queue.value(); });
+        int64_t already = it == taken.end() ? 0 : it->second;
+        if (!Borrowing(l.w->spec.queue, m, already)) continue;
+        if (it == taken.end())
+          taken.emplace_back(l.w->spec.queue.value(), l.milli);
+        else
+          it->second += l.milli;
+      }
+      chosen.push_back(l);
+      if (fits_with(n, chosen)) {
+        fits = true;
+        break;
+      }
+    }
+    if (!fits) continue;
+    for (size_t i = chosen.size(); i-- > 0;) {
+      trial = chosen;
+      trial.erase(trial.begin() + static_cast<std::ptrdiff_t>(i));
+      if (fits_with(n, trial)) chosen.swap(trial);
+    }
+    Cost c;
+    for (const Local& l : chosen) c.max_cls = std::max(c.max_cls, l.cls), c.milli += l.milli;
+    c.victims = chosen.size();
+    if (!best_node.valid() || c < best_cost) {
+      best_cost = c;
+      best_set = chosen;
+      best_node = n.id;
+      if (c.victims == 1 && c.max_cls <= cheapest_possible) break;
+    }
+  }
+  if (!best_node.valid()) return std::nullopt;
+  preempt_cursor_[m.value()] = best_node.value();
+  std::vector<Victim> out;
+  for (const Local& l : best_set) {
+    Victim v{l.w, l.cls, {}, l.milli};
+    for (const TaskRec& r : l.w->tasks) {
+      if (l.cls != 0 || (r.node == best_node && r.index >= l.min_extra)) v.tasks.push_back(r.index);
+    }
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+// Whether w could have any victim on model m at all, in O(queues): most failed placements
+// are not entitled to preempt, and this keeps them from scanning the cluster.
+bool Scheduler::Impl::AnyVictimPossible(const WorkloadRec& w, GpuModelId m, bool in_quota) {
+  std::erase_if(elastic_extras_, [&](WorkloadId id) {
+    const WorkloadRec& v = workloads_[id.value()];
+    return !v.present || v.state != WorkloadState::kRunning || v.live_tasks() <= v.spec.min_tasks;
+  });
+  if (!elastic_extras_.empty()) return true;
+  const QueueRec& own = queues_[w.spec.queue.value()];
+  if (!own.running_priorities.empty() && own.running_priorities.begin()->first < w.spec.priority) {
+    return true;
+  }
+  if (!in_quota) return false;
+  for (size_t i = 0; i < queues_.size(); ++i) {
+    const QueueRec& r = queues_[i];
+    if (r.present && r.leaf && QueueId(static_cast<uint32_t>(i)) != w.spec.queue &&
+        Borrowing(QueueId(static_cast<uint32_t>(i)), m, 0)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool Scheduler::Impl::Preempt(WorkloadRec& w, Plan& plan, bool may_use_lent) {
+  if (!config_.preemption) return false;
+  if (w.spec.task.gpu_count == 0) return false;  // CPU-only work does not preempt
+  const QueueId q = w.spec.queue;
+  const int64_t need = w.task_milli() * w.spec.min_tasks;
+  const bool one_node =
+      w.spec.min_tasks == 1 &&
+      !(w.spec.topology.required && w.spec.topology.level == core::TopologyLevel::kNvlink);
+  std::optional<std::vector<Victim>> best;
+  Cost best_cost;
+  GpuModelId best_model;
+  bool best_in_quota = false;
+  GpuModelId m;
+  bool in_quota = false;
+  auto consider = [&](std::optional<std::vector<Victim>> set) {
+    if (set && !set->empty() && (!best || CostOf(*set) < best_cost)) {
+      best_cost = CostOf(*set);
+      best = std::move(set);
+      best_model = m;
+      best_in_quota = in_quota;
+    }
+  };
+  for (uint32_t mi = 0; mi < cluster_.model_bound(); ++mi) {
+    m = GpuModelId(mi);
+    if (!w.spec.task.models.Accepts(m) || cluster_.capacity_milli(m) < need) continue;
+    if (!WithinLimit(q, m, need)) continue;
+    in_quota = InQuota(q, m, need);
+    if (!AnyVictimPossible(w, m, in_quota)) continue;
+    if (one_node) {
+      consider(PreemptOnOneNode(w, m, in_quota, plan.now, may_use_lent));
+      continue;
+    }
+    // Gangs: candidates in cost order; a borrower is a victim only while its queue still
+    // borrows after the victims before it.
+    std::vector<Victim> cands;
+    for (WorkloadId vid : running_) {
+      Candidates(w, workloads_[vid.value()], m, in_quota, plan.now, cands);
+    }
+    if (cands.empty()) continue;
+    std::sort(cands.begin(), cands.end(), CheaperVictim);
     std::map<uint32_t, int64_t> taken;
     std::vector<Victim> allowed;
     for (Victim& v : cands) {
       if (v.cls == 1) {
-        int64_t& t = taken[v.w->spec.queue.value()];
-        if (!Borrowing(v.w->spec.queue, m, t)) continue;
-        t += v.milli;
+        int64_t& already = taken[v.w->spec.queue.value()];
+        if (!Borrowing(v.w->spec.queue, m, already)) continue;
+        already += v.milli;
       }
       allowed.push_back(std::move(v));
     }
-    // Narrowest domain first: per node when the need fits on one node, then per rack.
-    const int32_t per_node = static_cast<int32_t>(core::kMaxGpusPerNode) * core::kMilliGpu;
-    std::vector<std::vector<NodeId>> domains;
-    if (need <= per_node) {
-      for (const NodeState& n : cluster_.nodes()) {
-        if (n.schedulable() && n.model == m) domains.push_back({n.id});
-      }
-    } else {
-      for (uint32_t r = 0; r < cluster_.rack_count(); ++r)
-        domains.push_back(cluster_.rack_nodes(r));
+    // One rack at a time first, so that victims free one domain; then anywhere.
+    std::vector<uint32_t> rack_of(cluster_.nodes().size(), UINT32_MAX);
+    for (const NodeState& n : cluster_.nodes()) {
+      if (n.present) rack_of[n.id.value()] = n.rack;
     }
-    std::vector<uint32_t> on_domain;  // scratch: node -> domain index
-    for (int pass = 0; pass < 2 && !best; ++pass) {
-      if (pass == 0) {
-        on_domain.assign(cluster_.nodes().size(), UINT32_MAX);
-        for (uint32_t d = 0; d < domains.size(); ++d) {
-          for (NodeId n : domains[d]) on_domain[n.value()] = d;
-        }
-        std::vector<std::vector<Victim>> per(domains.size());
-        for (const Victim& v : allowed) {
-          std::vector<uint32_t> touched;
-          for (const TaskRec& t : v.w->tasks) {
-            if (std::find(v.tasks.begin(), v.tasks.end(), t.index) == v.tasks.end()) continue;
-            uint32_t d = on_domain[t.node.value()];
-            if (d != UINT32_MAX && std::find(touched.begin(), touched.end(), d) == touched.end()) {
-              touched.push_back(d);
-              per[d].push_back(v);
-            }
-          }
-        }
-        for (uint32_t d = 0; d < domains.size(); ++d) {
-          if (per[d].empty()) continue;
-          auto set = MinimalSet(w, m, per[d], false);
-          if (set && (!best || CostOf(*set) < best_cost)) {
-            best_cost = CostOf(*set);
-            best = std::move(set);
-          }
-        }
-      } else {
-        // Fall back to victims anywhere (scattered), still minimal.
-        auto set = MinimalSet(w, m, allowed, false);
-        if (set && (!best || CostOf(*set) < best_cost)) {
-          best_cost = CostOf(*set);
-          best = std::move(set);
-        }
+    std::vector<std::vector<Victim>> per(cluster_.rack_count());
+    for (const Victim& v : allowed) {
+      uint32_t last = UINT32_MAX;
+      for (const TaskRec& t : v.w->tasks) {
+        uint32_t r = rack_of[t.node.value()];
+        if (r == UINT32_MAX || r == last) continue;
+        if (std::find(v.tasks.begin(), v.tasks.end(), t.index) == v.tasks.end()) continue;
+        if (!per[r].empty() && per[r].back().w == v.w && per[r].back().cls == v.cls) continue;
+        per[r].push_back(v);
+        last = r;
       }
     }
+    for (uint32_t r = 0; r < per.size(); ++r) {
+      if (!per[r].empty()) consider(MinimalSet(w, m, per[r], may_use_lent));
+    }
+    if (!best) consider(MinimalSet(w, m, allowed, may_use_lent));
   }
-  if (!best || best->empty()) return false;
+  if (!best) return false;
   Evict(w, *best, plan);
+  if (best_in_quota) Claim(w, best_model, need);
   return true;
 }
 

@@ -195,10 +195,15 @@ void Scheduler::Impl::RemovePending(WorkloadRec& w) {
 void Scheduler::Impl::AddRunning(WorkloadRec& w) {
   w.running_pos = running_.size();
   running_.push_back(w.id);
+  if (w.spec.preemptible) ++queues_[w.spec.queue.value()].running_priorities[w.spec.priority];
 }
 
 void Scheduler::Impl::RemoveRunning(WorkloadRec& w) {
   if (w.running_pos == SIZE_MAX) return;
+  if (w.spec.preemptible) {
+    auto& counts = queues_[w.spec.queue.value()].running_priorities;
+    if (--counts[w.spec.priority] == 0) counts.erase(w.spec.priority);
+  }
   WorkloadId last = running_.back();
   running_[w.running_pos] = last;
   workloads_[last.value()].running_pos = w.running_pos;
@@ -216,6 +221,7 @@ void Scheduler::Impl::ReleaseHold(WorkloadRec& w) {
 }
 
 void Scheduler::Impl::ReleaseTask(WorkloadRec& w, const TaskRec& t) {
+  ListGrowable(w);
   auto& on_node = node_tasks_[t.node.value()];
   on_node.erase(std::find(on_node.begin(), on_node.end(), std::make_pair(w.id, t.index)));
   if (w.spec.task.gpu_count > 0) {
@@ -254,6 +260,7 @@ void Scheduler::Impl::Finish(WorkloadRec& w) {
   RemovePending(w);
   RemoveRunning(w);
   ReleaseHold(w);
+  Unclaim(w);
   w.present = false;
   w.state = WorkloadState::kFinished;
 }
@@ -380,6 +387,7 @@ void Scheduler::Impl::Bind(WorkloadRec& w, GpuModelId m, const std::vector<TaskP
   if (!elastic) {
     RemovePending(w);
     ReleaseHold(w);
+    Unclaim(w);
     w.state = WorkloadState::kRunning;
     w.start_time = plan.now;
     w.model = m;
@@ -394,6 +402,8 @@ void Scheduler::Impl::Bind(WorkloadRec& w, GpuModelId m, const std::vector<TaskP
     bind.tasks.push_back(TaskBinding{t.index, p.node, p.gpus, w.spec.task.gpu_milli});
   }
   plan.binds.push_back(std::move(bind));
+  ListGrowable(w);
+  if (elastic) elastic_extras_.push_back(w.id);
 }
 
 // ---- public API: thin forwarding.

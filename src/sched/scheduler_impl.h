@@ -4,6 +4,7 @@
 // gang placement, preemption, the cycle). Not part of the public API.
 
 #include <array>
+#include <map>
 #include <optional>
 #include <vector>
 
@@ -50,6 +51,9 @@ struct WorkloadRec {
   WorkloadId lent_from;            // bound on GPUs lent from this workload's reservation
   size_t pending_pos = SIZE_MAX;   // position in pending_ (for O(1) removal)
   size_t running_pos = SIZE_MAX;   // position in running_
+  bool in_growable = false;        // listed in growable_
+  GpuModelId claim_model;          // preemptor: guarantee claimed while its victims leave
+  int64_t claim_milli = 0;
 
   int32_t live_tasks() const { return static_cast<int32_t>(tasks.size()); }
   int64_t task_milli() const { return spec.task.total_milli_gpu(); }
@@ -64,6 +68,8 @@ struct QueueRec {
   std::array<int64_t, kMaxGpuModels> limit{};
   std::array<int64_t, kMaxGpuModels> usage{};     // milli-GPU in use (subtree)
   std::array<int64_t, kMaxGpuModels> evicting{};  // part of usage being evicted (leaf)
+  std::array<int64_t, kMaxGpuModels> claimed{};   // claimed by preemptors (leaf), see Claim
+  std::map<int32_t, int32_t> running_priorities;  // running preemptible work: priority -> count
   std::array<double, kMaxGpuModels> decayed{};    // exponentially decayed past usage
 };
 
@@ -113,7 +119,8 @@ class Scheduler::Impl {
 
   // --- preemption (preemption.cc)
   // Finds and starts the cheapest eviction set that lets w fit. True if it did.
-  bool Preempt(WorkloadRec& w, Plan& plan);
+  // `may_use_lent`: w may take GPUs of reservations that are lent (see Fits).
+  bool Preempt(WorkloadRec& w, Plan& plan, bool may_use_lent);
   // Head-of-line reservation: lent work on w's held nodes is evicted once w would fit.
   bool ReclaimLent(WorkloadRec& w, Plan& plan);
 
@@ -132,6 +139,11 @@ class Scheduler::Impl {
                                                 const std::vector<Victim>& cands,
                                                 bool may_use_lent);
   void Evict(WorkloadRec& w, const std::vector<Victim>& victims, Plan& plan);
+  void Candidates(const WorkloadRec& w, WorkloadRec& v, GpuModelId m, bool in_quota, Time now,
+                  std::vector<Victim>& out) const;
+  bool AnyVictimPossible(const WorkloadRec& w, GpuModelId m, bool in_quota);
+  std::optional<std::vector<Victim>> PreemptOnOneNode(const WorkloadRec& w, GpuModelId m,
+                                                      bool in_quota, Time now, bool may_use_lent);
 
   // --- helpers (scheduler.cc)
   WorkloadRec* Find(WorkloadId id);
@@ -159,6 +171,19 @@ class Scheduler::Impl {
   std::vector<WorkloadRec> workloads_;
   std::vector<WorkloadId> pending_;  // unordered; the cycle sorts a copy
   std::vector<WorkloadId> running_;  // running or evicting, unordered
+  // A superset of the running workloads below max_tasks, the only ones Grow can touch:
+  // added at Bind and whenever a task goes, pruned by Grow. Keeps Grow O(elastic).
+  std::vector<WorkloadId> growable_;
+  std::vector<WorkloadId> elastic_extras_;  // may run tasks beyond min_tasks (pruned lazily)
+  std::vector<uint32_t> preempt_cursor_;    // per model: node where the last search succeeded
+  void ListGrowable(WorkloadRec& w) {
+    if (!w.in_growable) w.in_growable = true, growable_.push_back(w.id);
+  }
+  // A preemptor's request counts against its queue's guarantee from the moment it evicts
+  // victims, so that several preemptors of one queue cannot together claim more than the
+  // guarantee. Released when it binds or leaves.
+  void Claim(WorkloadRec& w, GpuModelId m, int64_t milli);
+  void Unclaim(WorkloadRec& w);
   std::vector<std::vector<std::pair<WorkloadId, int32_t>>> node_tasks_;
   std::vector<Eviction> queued_evictions_;  // from node loss, emitted by the next cycle
   WorkloadId head_of_line_;                 // the one workload holding a HOL reservation
