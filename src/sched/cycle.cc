@@ -128,10 +128,23 @@ Plan Scheduler::Impl::Cycle(Time now) {
     for (const auto* models : {&in_quota, &borrow}) {
       // A reservation held by a borrower does not stand in the way of in-quota work.
       const bool entitled = models == &in_quota && hol != nullptr && !hol->hold_in_quota;
-      for (GpuModelId m : *models) {
+      // One task: the policy chooses among the nodes of every entitled model at once. A
+      // gang runs on one model: each is tried in turn.
+      std::vector<ModelSet> tries;
+      if (w.spec.min_tasks == 1 && !models->empty()) {
+        tries.emplace_back();
+        for (GpuModelId m : *models) {
+          if (m.valid()) tries.back().Add(m);
+        }
+      } else {
+        for (GpuModelId m : *models) tries.push_back(m.valid() ? ModelSet::Of(m) : ModelSet());
+      }
+      for (ModelSet set : tries) {
         PendingReason r = PendingReason::kNoFit;
-        auto placed = PlaceGang(w, m, w.spec.min_tasks, may_use_lent || entitled, r);
+        auto placed = PlaceGang(w, set, w.spec.min_tasks, may_use_lent || entitled, r);
         if (placed) {
+          const GpuModelId m =
+              t.gpu_count > 0 ? cluster_.node(placed->front().node).model : GpuModelId();
           // Bound on GPUs reserved for someone else: it was lent that capacity.
           for (const TaskPlacement& p : *placed) {
             const NodeState& n = cluster_.node(p.node);
@@ -185,7 +198,8 @@ Plan Scheduler::Impl::Cycle(Time now) {
       // Would it fit on the reserved GPUs? Then the reservation is what blocks it.
       PendingReason r;
       GpuModelId m = in_quota.empty() ? borrow.front() : in_quota.front();
-      if (auto placed = PlaceGang(w, m, w.spec.min_tasks, true, r)) {
+      ModelSet set = m.valid() ? ModelSet::Of(m) : ModelSet();
+      if (auto placed = PlaceGang(w, set, w.spec.min_tasks, true, r)) {
         Unallocate(w, *placed);
         reason = PendingReason::kBlockedByReservation;
       }
@@ -291,7 +305,7 @@ void Scheduler::Impl::Grow(Plan& plan) {
         break;
       }
       PendingReason r;
-      auto p = PlaceGang(*w, m, 1, false, r);
+      auto p = PlaceGang(*w, ModelSet::Of(m), 1, false, r);
       if (!p) break;
       grown.push_back(p->front());
     }

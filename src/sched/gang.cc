@@ -43,11 +43,11 @@ void Scheduler::Impl::Unallocate(const WorkloadRec& w, const std::vector<TaskPla
 }
 
 std::optional<std::vector<TaskPlacement>> Scheduler::Impl::PlaceGang(const WorkloadRec& w,
-                                                                     GpuModelId m, int32_t count,
+                                                                     ModelSet models, int32_t count,
                                                                      bool may_use_lent,
                                                                      PendingReason& reason) {
   TaskRequest t = w.spec.task;
-  if (t.gpu_count > 0) t.models = ModelSet::Of(m);
+  if (t.gpu_count > 0) t.models = models;
   const TopologyLevel cap =
       w.spec.topology.required ? w.spec.topology.level : TopologyLevel::kCluster;
   const bool nvlink = cap == TopologyLevel::kNvlink;
@@ -153,7 +153,7 @@ std::optional<std::vector<TaskPlacement>> Scheduler::Impl::PlaceGang(const Workl
         const auto& nodes =
             level == TopologyLevel::kRack ? cluster_.rack_nodes(d) : cluster_.zone_nodes(d);
         if (t.gpu_count > 0 && std::none_of(nodes.begin(), nodes.end(), [&](NodeId id) {
-              return cluster_.node(id).model == m;
+              return models.Accepts(cluster_.node(id).model);
             })) {
           continue;
         }
@@ -172,7 +172,11 @@ std::optional<std::vector<TaskPlacement>> Scheduler::Impl::PlaceGang(const Workl
   // Say "topology" only when the capacity exists but not inside one domain.
   if (reason == PendingReason::kTopologyUnsatisfiable) {
     int64_t need = t.total_milli_gpu() * count;
-    if (t.gpu_count > 0 && cluster_.free_milli(m) < need) reason = PendingReason::kNoFit;
+    int64_t free = 0;
+    for (uint32_t m = 0; m < cluster_.model_bound(); ++m) {
+      if (models.Accepts(GpuModelId(m))) free += cluster_.free_milli(GpuModelId(m));
+    }
+    if (t.gpu_count > 0 && free < need) reason = PendingReason::kNoFit;
   }
   return std::nullopt;
 }

@@ -80,7 +80,7 @@ std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::MinimalSet(
     Free(v);
     chosen.push_back(v);
     if (cluster_.free_milli(m) < need) continue;  // cheap gate before the exact check
-    auto placed = PlaceGang(w, m, w.spec.min_tasks, may_use_lent, ignored);
+    auto placed = PlaceGang(w, ModelSet::Of(m), w.spec.min_tasks, may_use_lent, ignored);
     if (placed) {
       Unallocate(w, *placed);
       fits = true;
@@ -94,7 +94,7 @@ std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::MinimalSet(
   // Drop victims that are not needed, most expensive first.
   for (size_t i = chosen.size(); i-- > 0;) {
     Unfree(chosen[i]);
-    auto placed = PlaceGang(w, m, w.spec.min_tasks, may_use_lent, ignored);
+    auto placed = PlaceGang(w, ModelSet::Of(m), w.spec.min_tasks, may_use_lent, ignored);
     if (placed) {
       Unallocate(w, *placed);
       chosen.erase(chosen.begin() + static_cast<std::ptrdiff_t>(i));

@@ -109,10 +109,11 @@ class Scheduler::Impl {
   int64_t Share(QueueId q) const;
 
   // --- placement of a gang (gang.cc)
-  // Places the first `count` tasks of w (or `count` extra tasks when growing) on model m.
+  // Places `count` tasks of w (its first min_tasks, or extra tasks when growing) on nodes
+  // whose model is in `models` (never empty: callers pass the models w is entitled to).
   // On success the tasks are allocated in the cluster and returned; otherwise nothing
   // changes and `reason` says why.
-  std::optional<std::vector<TaskPlacement>> PlaceGang(const WorkloadRec& w, GpuModelId m,
+  std::optional<std::vector<TaskPlacement>> PlaceGang(const WorkloadRec& w, ModelSet models,
                                                       int32_t count, bool may_use_lent,
                                                       PendingReason& reason);
   void Unallocate(const WorkloadRec& w, const std::vector<TaskPlacement>& placed);
@@ -177,7 +178,7 @@ class Scheduler::Impl {
   std::vector<WorkloadId> elastic_extras_;  // may run tasks beyond min_tasks (pruned lazily)
   std::vector<uint32_t> preempt_cursor_;    // per model: node where the last search succeeded
   void ListGrowable(WorkloadRec& w) {
-    if (!w.in_growable) w.in_growable = true, growable_.push_back(w.id);
+    if (config_.elastic && !w.in_growable) w.in_growable = true, growable_.push_back(w.id);
   }
   // A preemptor's request counts against its queue's guarantee from the moment it evicts
   // victims, so that several preemptors of one queue cannot together claim more than the

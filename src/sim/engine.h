@@ -10,34 +10,31 @@
 #include "core/status.h"
 #include "sched/cluster_state.h"
 #include "sched/policy.h"
+#include "sched/scheduler.h"
 
 namespace gpuorch::sim {
 
-// The simulator's one door into the production placement code. A pod arrives, is placed
-// at once or dropped (FGD-PROTOCOL.md §2.5: no queueing, no retry).
-//
-// The current implementation drives ClusterState + ChooseNode + PlacementPolicy::SelectGpus
-// + ClusterState::Allocate, which is exactly the code sched::Scheduler::Cycle runs for one
-// task; switching to the full Scheduler (Submit, Cycle, Cancel on failure) only touches
-// engine.cc.
+// The simulator's one door into the production engine. A pod arrives, is placed at once or
+// dropped (FGD-PROTOCOL.md §2.5: no queueing, no retry): it is submitted to a
+// sched::Scheduler (one queue without quota; preemption, reservations and elasticity off,
+// since the protocol has none), one Cycle runs, and a pod the cycle did not bind is
+// cancelled.
 class SimEngine {
  public:
-  // `rng` feeds the policy and random node choice; it must outlive the engine.
-  static core::Result<std::unique_ptr<SimEngine>> Create(const std::string& policy, core::Rng* rng);
+  // `seed` seeds the engine's generator (policy draws and random node choice).
+  static core::Result<std::unique_ptr<SimEngine>> Create(const std::string& policy, uint64_t seed);
 
   core::Status AddNode(core::NodeId id, const core::NodeSpec& spec);
   void SetTypicalTasks(std::vector<sched::TypicalTask> tasks);
   // Places one task and returns its node, or nothing when no node fits.
   std::optional<core::NodeId> Place(const sched::TaskRequest& t);
-  const sched::ClusterState& cluster() const { return cluster_; }
+  const sched::ClusterState& cluster() const { return engine_->cluster(); }
 
  private:
-  SimEngine(std::unique_ptr<sched::PlacementPolicy> policy, core::Rng* rng)
-      : policy_(std::move(policy)), rng_(rng) {}
+  explicit SimEngine(std::unique_ptr<sched::Scheduler> engine) : engine_(std::move(engine)) {}
 
-  std::unique_ptr<sched::PlacementPolicy> policy_;
-  core::Rng* rng_;
-  sched::ClusterState cluster_;
+  std::unique_ptr<sched::Scheduler> engine_;
+  uint32_t next_id_ = 0;
 };
 
 }  // namespace gpuorch::sim

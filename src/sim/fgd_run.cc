@@ -89,7 +89,9 @@ core::Result<FgdRunResult> RunFgd(const FgdWorkload& w, const std::string& polic
   std::vector<sched::TypicalTask> typical = ToTypicalTasks(w.typical, models);
   FragMeter meter(typical, w.typical);
 
-  auto created = SimEngine::Create(policy, &rng);
+  // The engine gets its own generator, seeded from the run's after the arrival sequence
+  // and node ranks are drawn (FGD-PROTOCOL.md §2.1 order of use).
+  auto created = SimEngine::Create(policy, rng.Next());
   if (!created.ok()) return created.status();
   SimEngine& engine = *created.value();
   engine.SetTypicalTasks(typical);
