@@ -97,8 +97,10 @@ Plan Scheduler::Impl::Cycle(Time now) {
     const GpuModelId claimed_model = w.claim_model;
     const int64_t claimed = w.claim_milli;
     Unclaim(w);
+    // Lent GPUs go to work that can be evicted when the holder is ready, or that ends
+    // before the reservation is due (EASY backfill).
     const bool may_use_lent =
-        w.spec.preemptible ||
+        (config_.preemption && w.spec.preemptible) ||
         (hol != nullptr && w.spec.runtime_estimate > 0 && now + w.spec.runtime_estimate <= hol_eta);
     std::vector<GpuModelId> in_quota, borrow;
     PendingReason why = PendingReason::kNoFit;
@@ -165,7 +167,7 @@ Plan Scheduler::Impl::Cycle(Time now) {
       w.reason = PendingReason::kPreempting;
       return;
     }
-    if (w.hold == HoldKind::kHeadOfLine && ReclaimLent(w, plan)) {
+    if (w.hold == HoldKind::kHeadOfLine && config_.preemption && ReclaimLent(w, plan)) {
       w.reason = PendingReason::kPreempting;
       return;
     }
@@ -199,9 +201,20 @@ Plan Scheduler::Impl::Cycle(Time now) {
       PendingReason r;
       GpuModelId m = in_quota.empty() ? borrow.front() : in_quota.front();
       ModelSet set = m.valid() ? ModelSet::Of(m) : ModelSet();
+      // Ask with the holder's nodes opened up for a moment (lent to w).
+      std::vector<std::pair<NodeId, bool>> lendable;
+      for (NodeId n : hol->held_nodes) {
+        const NodeState& ns = cluster_.node(n);
+        if (ns.reserved_for != hol->id) continue;
+        lendable.emplace_back(n, ns.reservation_lendable);
+        cluster_.Reserve(n, ns.reserved_gpus, hol->id, true);
+      }
       if (auto placed = PlaceGang(w, set, w.spec.min_tasks, true, r)) {
         Unallocate(w, *placed);
         reason = PendingReason::kBlockedByReservation;
+      }
+      for (auto [n, was] : lendable) {
+        cluster_.Reserve(n, cluster_.node(n).reserved_gpus, hol->id, was);
       }
     }
     w.reason = reason;
@@ -380,7 +393,8 @@ bool Scheduler::Impl::CreateHold(WorkloadRec& w, GpuModelId m, Time now) {
   }
   if (best.empty()) return false;
   for (NodeId id : best) {
-    cluster_.Reserve(id, cluster_.node(id).all_gpus(), w.id, true);
+    // Lending needs preemption: lent work must be evicted when the holder is ready.
+    cluster_.Reserve(id, cluster_.node(id).all_gpus(), w.id, config_.preemption);
   }
   w.held_nodes = std::move(best);
   w.hold = HoldKind::kHeadOfLine;

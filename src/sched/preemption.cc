@@ -3,15 +3,20 @@
 // Who may be a victim (never non-preemptible work, never work younger than min_runtime):
 //   class 0: elastic tasks beyond min_tasks (taken back by a resize, the workload keeps
 //            running);
-//   class 1: work of another queue that is borrowing (its queue uses more than its guarantee
-//            of that model, counting victims already chosen), for an in-quota preemptor;
+//   class 1: work of another queue that is borrowing, for an in-quota preemptor, and only
+//            while evicting it leaves that queue at or above its guarantee (counting work
+//            already being evicted and victims already chosen): a queue is never pushed
+//            below its guarantee;
 //   class 2: lower-priority work of the preemptor's own queue;
 //   class 3: work that runs on GPUs lent from the preemptor's head-of-line reservation.
 // Cost order: class, then priority (lowest first), then youngest first.
 // Where: a preemptor that fits on one node gets its victims from one node (each node judged
 // on a scratch copy of its free state); a gang is tried one rack at a time, then anywhere.
 // The cheapest option wins (highest class used, then number of victims, then GPUs freed),
-// and within it every victim the preemptor does not need is dropped. So victims free one
+// and within it every victim the preemptor does not need is dropped. The one-node search
+// starts where the last one succeeded and stops at an option nothing can beat (one victim
+// of the cheapest class freeing no more than the need): between equally cheap options on
+// different nodes the first found wins; age orders victims within a node. So victims free one
 // topology domain rather than scattered GPUs. A preemptor's request counts against its
 // queue's guarantee from the moment it evicts (a claim), so that preemptors of one queue
 // cannot together take more than the guarantee.
@@ -113,10 +118,13 @@ void Scheduler::Impl::Candidates(const WorkloadRec& w, WorkloadRec& v, GpuModelI
   if (v.state != WorkloadState::kRunning || v.model != m || !v.spec.preemptible) return;
   if (now - v.start_time < v.spec.min_runtime || v.id == w.id) return;
   const QueueId q = w.spec.queue;
-  const bool lower = v.spec.queue == q && v.spec.priority < w.spec.priority;
-  const bool borrowed = in_quota && v.spec.queue != q && Borrowing(v.spec.queue, m, 0);
+  const bool same = v.spec.queue == q;
+  const bool lower = same && v.spec.priority < w.spec.priority;
+  // Another queue's work is reclaimable only while that queue borrows; whether a given
+  // victim keeps it at or above its guarantee is checked when victims are chosen.
+  const bool borrowed = in_quota && !same && Borrowing(v.spec.queue, m, 0);
   const int32_t extra = v.live_tasks() - v.spec.min_tasks;
-  if (extra > 0 && (lower || borrowed || in_quota)) {
+  if (extra > 0 && (same ? (lower || in_quota) : borrowed)) {
     Victim e{&v, 0, {}, v.task_milli() * extra};
     for (const TaskRec& t : v.tasks) e.tasks.push_back(t.index);
     std::sort(e.tasks.rbegin(), e.tasks.rend());
@@ -163,6 +171,7 @@ std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::PreemptOnOn
   TaskRequest t = w.spec.task;
   t.models = ModelSet::Of(m);
   const int cheapest_possible = in_quota ? 1 : 2;
+  const int64_t need = w.task_milli();
   // A candidate on one node: a whole workload, or (class 0) its elastic tasks, which are
   // the tasks with index >= min_extra.
   struct Local {
@@ -230,15 +239,16 @@ std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::PreemptOnOn
       if (std::any_of(chosen.begin(), chosen.end(), [&](const Local& c) { return c.w == l.w; })) {
         continue;  // already going as a whole or by its elastic tasks
       }
-      if (l.cls == 1) {
+      if (l.w->spec.queue != w.spec.queue) {  // never below its guarantee
         auto it = std::find_if(taken.begin(), taken.end(),
                                [&](const auto& e) { return e.first == l.w->spec.queue.value(); });
         int64_t already = it == taken.end() ? 0 : it->second;
-        if (!Borrowing(l.w->spec.queue, m, already)) continue;
-        if (it == taken.end())
+        if (!Reclaimable(l.w->spec.queue, m, already + l.milli)) continue;
+        if (it == taken.end()) {
           taken.emplace_back(l.w->spec.queue.value(), l.milli);
-        else
+        } else {
           it->second += l.milli;
+        }
       }
       chosen.push_back(l);
       if (fits_with(n, chosen)) {
@@ -259,7 +269,8 @@ std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::PreemptOnOn
       best_cost = c;
       best_set = chosen;
       best_node = n.id;
-      if (c.victims == 1 && c.max_cls <= cheapest_possible) break;
+      // Nothing can beat one victim of the cheapest class that frees no more than the need.
+      if (c.victims == 1 && c.max_cls <= cheapest_possible && c.milli <= need) break;
     }
   }
   if (!best_node.valid()) return std::nullopt;
@@ -341,9 +352,9 @@ bool Scheduler::Impl::Preempt(WorkloadRec& w, Plan& plan, bool may_use_lent) {
     std::map<uint32_t, int64_t> taken;
     std::vector<Victim> allowed;
     for (Victim& v : cands) {
-      if (v.cls == 1) {
+      if (v.w->spec.queue != q) {  // never below its guarantee
         int64_t& already = taken[v.w->spec.queue.value()];
-        if (!Borrowing(v.w->spec.queue, m, already)) continue;
+        if (!Reclaimable(v.w->spec.queue, m, already + v.milli)) continue;
         already += v.milli;
       }
       allowed.push_back(std::move(v));

@@ -234,6 +234,12 @@ void Scheduler::Impl::ReleaseTask(WorkloadRec& w, const TaskRec& t) {
   WorkloadRec* p = Find(w.evicted_for);
   if (p != nullptr && p->state == WorkloadState::kPending && t.gpus != 0) {
     const NodeState& n = cluster_.node(t.node);
+    // A preemptor's claim outranks a lendable head-of-line reservation: the holder loses
+    // this node (it reserves again later if it still waits).
+    if (n.reserved_for.valid() && n.reserved_for != p->id && n.reservation_lendable) {
+      if (WorkloadRec* h = Find(n.reserved_for)) std::erase(h->held_nodes, t.node);
+      cluster_.ClearReservation(t.node);
+    }
     if (!n.reserved_for.valid() || n.reserved_for == p->id) {
       cluster_.Reserve(t.node, static_cast<GpuMask>(n.reserved_gpus | t.gpus), p->id, false);
       if (std::find(p->held_nodes.begin(), p->held_nodes.end(), t.node) == p->held_nodes.end()) {

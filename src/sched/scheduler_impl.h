@@ -104,6 +104,9 @@ class Scheduler::Impl {
   // queues that do not lend).
   int64_t HeldBack(GpuModelId m, QueueId q) const;
   bool Borrowing(QueueId q, GpuModelId m, int64_t minus) const;
+  // Taking `milli` more from q (beyond what is already being evicted) leaves it at or above
+  // its guarantee of m.
+  bool Reclaimable(QueueId q, GpuModelId m, int64_t milli) const;
   void Decay(Time now);
   // Weighted dominant share of a leaf queue, in parts per billion.
   int64_t Share(QueueId q) const;

@@ -155,6 +155,20 @@ TEST_F(SchedulerTest, NvlinkDomainKeepsGpusTogether) {
   EXPECT_TRUE(m == 0x0F || m == 0xF0) << std::hex << m;
 }
 
+TEST_F(SchedulerTest, OneTaskChoosesAmongAllModelsByPolicy) {
+  Queue(0, QueueBuilder("q"));
+  Node(0, NodeBuilder("h100").Gpus(8, 0));
+  Node(1, NodeBuilder("a100").Gpus(8, 1));
+  Submit(1, WorkloadBuilder("a", 0).Gpus(4).Model(1));
+  Plan p = Cycle(0);
+  ASSERT_NE(BindOf(p, 1), nullptr);
+  Submit(2, WorkloadBuilder("any", 0).Gpus(2));  // best fit is the half-used A100 node
+  p = Cycle(1);
+  ASSERT_NE(BindOf(p, 2), nullptr);
+  EXPECT_EQ(BindOf(p, 2)->tasks[0].node, NodeId(1));
+  EXPECT_EQ(s_->QueueUsage(QueueId(0), GpuModelId(1)), 6000);
+}
+
 // 3. Quotas and fair share.
 TEST_F(SchedulerTest, InQuotaWorkGoesBeforeOlderBorrowers) {
   Queue(0, QueueBuilder("prod").Guarantee(8));
@@ -340,6 +354,48 @@ TEST_F(PreemptionTest, BorrowerIsNotEvictedBelowItsGuarantee) {
   Submit(2, WorkloadBuilder("prod2", 0).Gpus(1).Submitted(11));
   Plan p = Cycle(10);
   EXPECT_EQ(p.evictions.size(), 4u) << "research keeps its 4 guaranteed GPUs";
+}
+
+// Regression: a borrower's head-of-line reservation must neither make the engine evict
+// in-quota work nor keep what a victim frees from the preemptor.
+TEST_F(PreemptionTest, ReclaimTakesTheBorrowedPartOnlyAndHoldsItForThePreemptor) {
+  Queue(0, QueueBuilder("A").Guarantee(4));
+  Queue(1, QueueBuilder("C").Guarantee(4));
+  Node(0, NodeBuilder("n0").Gpus(4).Rack("r"));
+  Node(1, NodeBuilder("n1").Gpus(4).Rack("r"));
+  Submit(10, WorkloadBuilder("c1", 1).Gpus(4).Submitted(0));
+  Cycle(0);
+  Submit(11, WorkloadBuilder("c2", 1).Gpus(1).Submitted(1));
+  Cycle(1);
+  Submit(12, WorkloadBuilder("a1", 0).Gpus(3).Submitted(2));
+  Cycle(2);
+  Submit(13, WorkloadBuilder("c3", 1).Gpus(4).Tasks(2).Submitted(3));
+  Plan p = Cycle(3);
+  ASSERT_EQ(ReasonOf(p, 13), PendingReason::kReserved);
+  Submit(1, WorkloadBuilder("a2", 0).Gpus(1).Submitted(4));
+  p = Cycle(4);
+  ASSERT_EQ(p.evictions.size(), 1u);
+  EXPECT_EQ(p.evictions[0].workload, WorkloadId(11)) << "c1 is inside C's guarantee";
+  ASSERT_TRUE(s_->EvictionCompleted(WorkloadId(11)).ok());
+  p = Cycle(30004);
+  EXPECT_NE(BindOf(p, 1), nullptr);
+  EXPECT_EQ(BindOf(p, 11), nullptr);
+  EXPECT_EQ(s_->QueueUsage(QueueId(1), GpuModelId(0)), 4000);
+}
+
+TEST_F(SchedulerTest, WithoutPreemptionReservationsAreNotLent) {
+  Make(SchedulerConfig{.policy = "bestfit", .preemption = false});
+  Queue(0, QueueBuilder("q"));
+  Nodes(0, 2, 8);
+  Submit(100, WorkloadBuilder("long", 0).Gpus(4).Estimate(1000 * kSecond));
+  Cycle(0);
+  Submit(1, WorkloadBuilder("big", 0).Gpus(8).Tasks(2).Submitted(1));
+  Plan p = Cycle(1);
+  ASSERT_EQ(ReasonOf(p, 1), PendingReason::kReserved);
+  Submit(2, WorkloadBuilder("small", 0).Gpus(4).Submitted(2));
+  p = Cycle(2);
+  EXPECT_EQ(BindOf(p, 2), nullptr) << "nothing could evict it later";
+  EXPECT_EQ(ReasonOf(p, 2), PendingReason::kBlockedByReservation);
 }
 
 TEST_F(PreemptionTest, HigherPriorityInSameQueue) {
