@@ -8,5 +8,14 @@ namespace gpuorch::cli {
 // the process exit code through `exit_code`.
 void RegisterDemoCommand(CLI::App& app, int& exit_code);
 void RegisterSimCommands(CLI::App& app, int& exit_code);
+// `sim replay` and `sim report`, added under the `sim` subcommand.
+void AddReplayCommand(CLI::App* sim, int& exit_code);
+// submit, get, describe, cancel, logs, queues, nodes, drain, undrain (docs/cli.md).
+void RegisterClientCommands(CLI::App& app, int& exit_code);
+// server (the control plane) and dev (server + emulated agents in one process tree).
+void RegisterServerCommand(CLI::App& app, int& exit_code);
+void RegisterDevCommand(CLI::App& app, int& exit_code);
+// agent (the node agent, docs/agent.md) and task-shim (internal: the agent's task wrapper).
+void RegisterAgentCommands(CLI::App& app, int& exit_code);
 
 }  // namespace gpuorch::cli

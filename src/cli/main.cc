@@ -10,6 +10,10 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   gpuorch::cli::RegisterDemoCommand(app, exit_code);
   gpuorch::cli::RegisterSimCommands(app, exit_code);
+  gpuorch::cli::RegisterClientCommands(app, exit_code);
+  gpuorch::cli::RegisterServerCommand(app, exit_code);
+  gpuorch::cli::RegisterDevCommand(app, exit_code);
+  gpuorch::cli::RegisterAgentCommands(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,97 @@
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "agent/gpu.h"
+#include "agent/log_server.h"
+#include "agent/protocol.h"
+#include "agent/runner.h"
+#include "core/status.h"
+
+namespace httplib {
+class Client;
+}
+
+namespace gpuorch::agent {
+
+struct AgentOptions {
+  std::string server_url = "http://127.0.0.1:7480";
+  std::string name;  // empty: the host name
+  std::string data_dir;
+  std::string listen = "127.0.0.1:0";
+  std::string zone;
+  std::string rack;
+  int64_t cpu_milli = 0;   // 0: the online CPUs of this machine
+  int64_t memory_mib = 0;  // 0: the physical memory of this machine
+  int64_t heartbeat_ms = 500;
+  // How tasks are launched; the runner appends "--dir D -- argv...". /proc/self/exe is the
+  // running gpuorch binary, which the shim then also is.
+  std::vector<std::string> shim_command = {"/proc/self/exe", "task-shim"};
+};
+
+// The node agent's loop: register, then heartbeat with every known task and apply the
+// server's `desired` list exactly as docs/api.md states (level-triggered):
+//   - start each desired attempt never started (the runner remembers across restarts),
+//   - stop each running task not desired (SIGTERM, SIGKILL after the grace period of its
+//     last desired entry),
+//   - report exited tasks until the server stops listing them, then forget them.
+// The server being down changes nothing on the node: tasks keep running, the agent retries
+// with backoff, and re-registers when the server answers 404 (it has forgotten the node).
+// Shutdown leaves tasks running, to be adopted by the next agent on the same data dir.
+//
+// Run() and Tick() belong to one thread; Shutdown() may be called from any thread.
+class Agent {
+ public:
+  // Discovers GPUs, adopts the tasks in the data dir, binds the log endpoint.
+  static core::Result<std::unique_ptr<Agent>> Create(AgentOptions options,
+                                                     std::unique_ptr<GpuBackend> gpus);
+  ~Agent();
+
+  // Loops until Shutdown().
+  void Run();
+  void Shutdown();
+  // One iteration: poll tasks, and talk to the server when it is due. Returns how long to
+  // wait before the next iteration (ms).
+  int64_t Tick();
+
+  const std::string& log_address() const { return log_server_->address(); }
+  const Registration& registration() const { return registration_; }
+  Runner& runner() { return *runner_; }
+
+ private:
+  Agent() = default;
+  bool Register();
+  bool Heartbeat();
+  void Apply(const std::vector<TaskSpec>& desired, const std::vector<TaskStatus>& reported);
+  void ServerFailed(const std::string& why);
+
+  AgentOptions options_;
+  Registration registration_;
+  std::unique_ptr<GpuBackend> gpus_;
+  std::unique_ptr<Runner> runner_;
+  std::unique_ptr<LogServer> log_server_;
+  std::unique_ptr<httplib::Client> client_;
+
+  bool registered_ = false;
+  bool register_now_ = false;
+  int64_t interval_ms_ = 500;
+  int64_t next_contact_ms_ = 0;
+  int failures_ = 0;
+  std::map<TaskKey, int64_t> grace_ms_;  // from each task's last desired entry
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;  // guarded by mu_
+};
+
+// This machine's host name ("localhost" when it has none): the default node name.
+std::string HostName();
+
+}  // namespace gpuorch::agent

@@ -1,0 +1,258 @@
+#include "agent/agent.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "agent/test_util.h"
+
+namespace gpuorch::agent {
+namespace {
+
+using nlohmann::json;
+using testing::TempDir;
+using testing::WaitFor;
+
+// Plays the server's side of the agent protocol (docs/api.md) and records what it hears.
+class FakeServer {
+ public:
+  FakeServer() {
+    server_.Post(
+        "/v1/agents/register", [this](const httplib::Request& req, httplib::Response& res) {
+          std::lock_guard lock(mu_);
+          registrations_.push_back(json::parse(req.body));
+          known_ = true;
+          res.set_content(R"({"node": "n1", "heartbeat_interval_ms": 20})", "application/json");
+        });
+    server_.Post(R"(/v1/agents/([^/]+)/heartbeat)", [this](const httplib::Request& req,
+                                                           httplib::Response& res) {
+      std::lock_guard lock(mu_);
+      if (!known_) {
+        res.status = 404;
+        res.set_content(R"({"error": {"code": 404, "field": "", "message": "unknown node"}})",
+                        "application/json");
+        return;
+      }
+      if (failing_) {
+        ++failed_;
+        res.status = 500;
+        return;
+      }
+      heartbeats_.push_back(json::parse(req.body));
+      res.set_content(json{{"desired", desired_}}.dump(), "application/json");
+    });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+  }
+  ~FakeServer() {
+    server_.stop();
+    thread_.join();
+  }
+
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  void SetDesired(json desired) {
+    std::lock_guard lock(mu_);
+    desired_ = std::move(desired);
+  }
+  void Forget() {
+    std::lock_guard lock(mu_);
+    known_ = false;
+  }
+  void SetFailing(bool f) {
+    std::lock_guard lock(mu_);
+    failing_ = f;
+  }
+  size_t failed() {
+    std::lock_guard lock(mu_);
+    return failed_;
+  }
+  std::vector<json> registrations() {
+    std::lock_guard lock(mu_);
+    return registrations_;
+  }
+  size_t heartbeat_count() {
+    std::lock_guard lock(mu_);
+    return heartbeats_.size();
+  }
+  // The task entry for `workload` in the latest heartbeat (null when absent), or null when
+  // there is no heartbeat after index `after`.
+  json LatestTask(int64_t workload, size_t after = 0) {
+    std::lock_guard lock(mu_);
+    if (heartbeats_.size() <= after) return nullptr;
+    for (const json& t : heartbeats_.back().at("tasks")) {
+      if (t.at("workload") == workload) return t;
+    }
+    return nullptr;
+  }
+  // Waits for a heartbeat (newer than `after`) whose entry for `workload` satisfies `pred`.
+  bool WaitTask(int64_t workload, const std::function<bool(const json&)>& pred, size_t after = 0) {
+    return WaitFor([&] {
+      std::lock_guard lock(mu_);
+      for (size_t i = after; i < heartbeats_.size(); ++i) {
+        json found = nullptr;
+        for (const json& t : heartbeats_[i].at("tasks")) {
+          if (t.at("workload") == workload) found = t;
+        }
+        if (pred(found)) return true;
+      }
+      return false;
+    });
+  }
+
+ private:
+  httplib::Server server_;
+  std::thread thread_;
+  int port_ = 0;
+  std::mutex mu_;
+  bool known_ = false;
+  bool failing_ = false;
+  size_t failed_ = 0;
+  json desired_ = json::array();
+  std::vector<json> registrations_;
+  std::vector<json> heartbeats_;
+};
+
+json Desired(int64_t workload, const std::string& script, std::vector<int> gpus = {}) {
+  return {{"workload", workload},
+          {"task", 0},
+          {"attempt", 0},
+          {"command", {"/bin/sh", "-c", script}},
+          {"env", {{"GPUORCH_WORKLOAD", "x"}}},
+          {"workdir", "/"},
+          {"gpus", gpus},
+          {"gpu_milli", 1000},
+          {"grace_period_ms", 5000}};
+}
+
+class AgentTest : public ::testing::Test {
+ protected:
+  void StartAgent() {
+    AgentOptions o;
+    o.server_url = server_.url();
+    o.name = "n1";
+    o.data_dir = dir_.path();
+    o.heartbeat_ms = 20;
+    o.zone = "z1";
+    o.shim_command = {GPUORCH_TEST_SHIM};
+    auto gpus = std::make_unique<EmulatedGpuBackend>(*ParseEmulatedSpec("2xT4"), "n1");
+    core::Result<std::unique_ptr<Agent>> a = Agent::Create(o, std::move(gpus));
+    ASSERT_TRUE(a.ok()) << a.status().message();
+    agent_ = std::move(a).value();
+    loop_ = std::thread([this] { agent_->Run(); });
+  }
+  void StopAgent() {
+    if (!agent_) return;
+    agent_->Shutdown();
+    loop_.join();
+    agent_.reset();
+  }
+  void TearDown() override {
+    StopAgent();
+    // Nothing may outlive the test: end what is still running, by process group.
+    for (int64_t w = 1; w <= 3; ++w) {
+      std::optional<std::string> pid =
+          fs::ReadFile(dir_.path() + "/tasks/" + std::to_string(w) + "-0-0/child.pid");
+      if (pid) ::kill(-std::stoi(*pid), SIGKILL);
+    }
+  }
+  std::string FetchLog(int64_t workload, const char* stream) {
+    httplib::Client c("http://" + agent_->log_address());
+    httplib::Result r =
+        c.Get("/v1/tasks/" + std::to_string(workload) + "/0/0/logs?stream=" + stream);
+    return r && r->status == 200 ? r->body : "<" + std::to_string(r ? r->status : -1) + ">";
+  }
+
+  TempDir dir_;
+  FakeServer server_;
+  std::unique_ptr<Agent> agent_;
+  std::thread loop_;
+};
+
+const auto kRunning = [](const json& t) { return !t.is_null() && t.at("state") == "running"; };
+const auto kAbsent = [](const json& t) { return t.is_null(); };
+auto ExitedWith(int code) {
+  return [code](const json& t) {
+    return !t.is_null() && t.at("state") == "exited" && t.at("exit_code") == code;
+  };
+}
+
+TEST_F(AgentTest, RegistersWithItsGpusAndLogAddress) {
+  StartAgent();
+  ASSERT_TRUE(WaitFor([&] { return !server_.registrations().empty(); }));
+  const json r = server_.registrations()[0];
+  EXPECT_EQ(r.at("name"), "n1");
+  EXPECT_EQ(r.at("backend"), "emulated");
+  EXPECT_EQ(r.at("zone"), "z1");
+  EXPECT_GT(r.at("cpu_milli").get<int64_t>(), 0);
+  ASSERT_EQ(r.at("gpus").size(), 2u);
+  EXPECT_EQ(r.at("gpus")[1].at("uuid"), "EMU-n1-1");
+  EXPECT_EQ(r.at("gpus")[1].at("model"), "T4");
+  EXPECT_EQ(r.at("address"), agent_->log_address());
+  const std::string address = r.at("address");
+  EXPECT_GT(std::stoi(address.substr(address.rfind(':') + 1)), 0);  // The bound port, not 0.
+  ASSERT_TRUE(WaitFor([&] { return server_.heartbeat_count() >= 2; }));
+}
+
+TEST_F(AgentTest, FollowsDesiredAcrossRestartsOutagesAndForgetfulServers) {
+  StartAgent();
+  // Desired: start it once, with its GPUs, and serve its log.
+  server_.SetDesired(json::array({Desired(1,
+                                          "echo $CUDA_VISIBLE_DEVICES; "
+                                          "while true; do sleep 0.02; done",
+                                          {1})}));
+  ASSERT_TRUE(server_.WaitTask(1, [](const json& t) { return kRunning(t) && t.at("pid") > 0; }));
+  ASSERT_TRUE(WaitFor([&] { return FetchLog(1, "stdout") == "1\n"; })) << FetchLog(1, "stdout");
+  EXPECT_EQ(FetchLog(1, "stderr"), "");
+  EXPECT_EQ(FetchLog(1, "nope"), "<400>");
+  EXPECT_EQ(FetchLog(9, "stdout"), "<404>");
+  const int64_t pid = server_.LatestTask(1).at("pid");
+
+  // The server fails for a while: the task keeps running and is not stopped.
+  server_.SetFailing(true);
+  ASSERT_TRUE(WaitFor([&] { return server_.failed() >= 3; }));
+  EXPECT_EQ(::kill(static_cast<pid_t>(pid), 0), 0);
+  server_.SetFailing(false);
+
+  // An agent restart: the new agent adopts the task (same pid) and does not start it again.
+  StopAgent();
+  size_t seen = server_.heartbeat_count();
+  StartAgent();
+  ASSERT_TRUE(server_.WaitTask(
+      1, [&](const json& t) { return kRunning(t) && t.at("pid") == pid; }, seen));
+  EXPECT_EQ(FetchLog(1, "stdout"), "1\n");
+
+  // The server forgets the node: heartbeats get 404 and the agent registers again.
+  const size_t registrations = server_.registrations().size();
+  server_.Forget();
+  ASSERT_TRUE(WaitFor([&] { return server_.registrations().size() > registrations; }));
+  seen = server_.heartbeat_count();
+  ASSERT_TRUE(server_.WaitTask(1, kRunning, seen));
+
+  // No longer desired: stopped (SIGTERM kills the shell: 128+15), reported exited once,
+  // then forgotten.
+  server_.SetDesired(json::array());
+  ASSERT_TRUE(server_.WaitTask(1, ExitedWith(128 + SIGTERM)));
+  seen = server_.heartbeat_count();
+  ASSERT_TRUE(server_.WaitTask(1, kAbsent, seen));
+}
+
+TEST_F(AgentTest, ReportsAnExitedTaskUntilItIsNoLongerDesired) {
+  StartAgent();
+  server_.SetDesired(json::array({Desired(2, "echo once; exit 2")}));
+  ASSERT_TRUE(server_.WaitTask(2, ExitedWith(2)));
+  // Still desired: still reported as exited, and never started again.
+  size_t seen = server_.heartbeat_count();
+  ASSERT_TRUE(WaitFor([&] { return server_.heartbeat_count() >= seen + 5; }));
+  EXPECT_TRUE(ExitedWith(2)(server_.LatestTask(2)));
+  EXPECT_EQ(FetchLog(2, "stdout"), "once\n");
+  server_.SetDesired(json::array());
+  seen = server_.heartbeat_count();
+  ASSERT_TRUE(server_.WaitTask(2, kAbsent, seen));
+  EXPECT_TRUE(fs::Exists(dir_.path() + "/tasks/2-0-0/done"));
+}
+
+}  // namespace
+}  // namespace gpuorch::agent

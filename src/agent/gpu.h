@@ -1,0 +1,73 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+
+namespace gpuorch::agent {
+
+// One GPU as the agent reports it at registration (docs/api.md, agent protocol).
+struct GpuInfo {
+  int32_t index = 0;
+  std::string uuid;
+  std::string model;       // gpuorch's model name, e.g. "H100-80GB"
+  std::string raw_name;    // what the driver calls it, e.g. "NVIDIA H100 80GB HBM3"
+  int64_t memory_mib = 0;  // total memory
+  bool mig = false;        // MIG mode currently enabled
+};
+
+// Where a node's GPUs come from. Discover() is called once at agent start; implementations
+// are not required to be thread-safe.
+class GpuBackend {
+ public:
+  virtual ~GpuBackend() = default;
+  // "nvml" or "emulated": the `backend` field of the registration.
+  virtual std::string_view Name() const = 0;
+  virtual core::Result<std::vector<GpuInfo>> Discover() = 0;
+  // The value that selects GPU `gpu` in CUDA_VISIBLE_DEVICES / NVIDIA_VISIBLE_DEVICES:
+  // its UUID on real GPUs (stable across reboots and immune to index reordering), its index
+  // on emulated ones (there is nothing else a process could be pointed at).
+  virtual std::string VisibleDeviceId(const GpuInfo& gpu) const = 0;
+};
+
+// A parsed `--emulate-gpus` spec such as "8xH100-80GB".
+struct EmulatedSpec {
+  int32_t count = 0;
+  std::string model;
+  int64_t memory_mib = 0;
+};
+
+// Parses "<count>x<model>", where the model carries its memory as a "-<N>GB" suffix
+// ("4xA100-40GB") or is one of a small table of well-known models ("2xT4"). Errors name the
+// spec and what is wrong with it.
+core::Result<EmulatedSpec> ParseEmulatedSpec(std::string_view spec);
+
+// GPUs that do not exist, for running the agent (and the whole control plane) on a machine
+// without NVIDIA hardware. Tasks still run as real processes; they just see CUDA indices
+// that no driver backs.
+class EmulatedGpuBackend final : public GpuBackend {
+ public:
+  EmulatedGpuBackend(EmulatedSpec spec, std::string node_name)
+      : spec_(std::move(spec)), node_(std::move(node_name)) {}
+  std::string_view Name() const override { return "emulated"; }
+  core::Result<std::vector<GpuInfo>> Discover() override;
+  std::string VisibleDeviceId(const GpuInfo& gpu) const override {
+    return std::to_string(gpu.index);
+  }
+
+ private:
+  EmulatedSpec spec_;
+  std::string node_;
+};
+
+// Maps a driver's product name and memory to gpuorch's model name: the family token
+// ("H100", "A100", "T4") plus the memory size when the product name carries one
+// ("NVIDIA A100-SXM4-40GB" -> "A100-40GB", "NVIDIA H100 80GB HBM3" -> "H100-80GB",
+// "Tesla T4" -> "T4"). Falls back to the raw name without spaces when nothing matches.
+std::string ModelNameFromProduct(std::string_view product);
+
+}  // namespace gpuorch::agent

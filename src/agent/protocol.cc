@@ -1,0 +1,105 @@
+#include "agent/protocol.h"
+
+#include <nlohmann/json.hpp>
+
+namespace gpuorch::agent {
+namespace {
+
+using core::Result;
+using core::Status;
+using nlohmann::json;
+
+json SpecToJson(const TaskSpec& s) {
+  return {{"workload", s.key.workload},
+          {"task", s.key.task},
+          {"attempt", s.key.attempt},
+          {"command", s.command},
+          {"env", s.env},
+          {"workdir", s.workdir},
+          {"gpus", s.gpus},
+          {"gpu_milli", s.gpu_milli},
+          {"grace_period_ms", s.grace_period_ms}};
+}
+
+// Throws nlohmann::json exceptions on missing or mistyped fields; callers catch them.
+TaskSpec SpecFromJson(const json& j) {
+  TaskSpec s;
+  s.key.workload = j.at("workload").get<int64_t>();
+  s.key.task = j.at("task").get<int32_t>();
+  s.key.attempt = j.at("attempt").get<int32_t>();
+  s.command = j.at("command").get<std::vector<std::string>>();
+  if (j.contains("env")) s.env = j.at("env").get<std::map<std::string, std::string>>();
+  if (j.contains("workdir")) s.workdir = j.at("workdir").get<std::string>();
+  if (j.contains("gpus")) s.gpus = j.at("gpus").get<std::vector<int32_t>>();
+  if (j.contains("gpu_milli")) s.gpu_milli = j.at("gpu_milli").get<int32_t>();
+  if (j.contains("grace_period_ms")) s.grace_period_ms = j.at("grace_period_ms").get<int64_t>();
+  return s;
+}
+
+}  // namespace
+
+std::string RegisterRequestJson(const Registration& r) {
+  json gpus = json::array();
+  for (const GpuInfo& g : r.gpus) {
+    gpus.push_back({{"index", g.index},
+                    {"uuid", g.uuid},
+                    {"model", g.model},
+                    {"memory_mib", g.memory_mib},
+                    {"mig", g.mig}});
+  }
+  json j = {{"name", r.name},           {"address", r.address},
+            {"zone", r.zone},           {"rack", r.rack},
+            {"cpu_milli", r.cpu_milli}, {"memory_mib", r.memory_mib},
+            {"backend", r.backend},     {"nvlink_domain_gpus", r.nvlink_domain_gpus},
+            {"gpus", std::move(gpus)}};
+  return j.dump();
+}
+
+Result<int64_t> ParseRegisterResponse(const std::string& body) {
+  try {
+    const json j = json::parse(body);
+    return j.contains("heartbeat_interval_ms") ? j.at("heartbeat_interval_ms").get<int64_t>()
+                                               : int64_t{0};
+  } catch (const json::exception& e) {
+    return Status::Invalid(std::string("register answer: ") + e.what());
+  }
+}
+
+std::string HeartbeatRequestJson(const std::vector<TaskStatus>& tasks) {
+  json list = json::array();
+  for (const TaskStatus& t : tasks) {
+    json j = {{"workload", t.key.workload}, {"task", t.key.task}, {"attempt", t.key.attempt}};
+    if (t.state == TaskState::kRunning) {
+      j["state"] = "running";
+      j["pid"] = t.pid;
+    } else {
+      j["state"] = "exited";
+      j["exit_code"] = t.exit_code;
+    }
+    list.push_back(std::move(j));
+  }
+  return json{{"tasks", std::move(list)}}.dump();
+}
+
+Result<std::vector<TaskSpec>> ParseHeartbeatResponse(const std::string& body) {
+  try {
+    const json j = json::parse(body);
+    std::vector<TaskSpec> out;
+    for (const json& d : j.at("desired")) out.push_back(SpecFromJson(d));
+    return out;
+  } catch (const json::exception& e) {
+    return Status::Invalid(std::string("heartbeat answer: ") + e.what());
+  }
+}
+
+std::string TaskSpecJson(const TaskSpec& spec) { return SpecToJson(spec).dump(2) + "\n"; }
+
+Result<TaskSpec> ParseTaskSpec(const std::string& body) {
+  try {
+    return SpecFromJson(json::parse(body));
+  } catch (const json::exception& e) {
+    return Status::Invalid(std::string("task spec: ") + e.what());
+  }
+}
+
+}  // namespace gpuorch::agent

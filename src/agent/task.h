@@ -1,0 +1,50 @@
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gpuorch::agent {
+
+// One attempt of one task of one workload: the unit the agent starts exactly once.
+struct TaskKey {
+  int64_t workload = 0;
+  int32_t task = 0;
+  int32_t attempt = 0;
+
+  friend auto operator<=>(const TaskKey&, const TaskKey&) = default;
+  // "<workload>-<task>-<attempt>": the task's directory under DATA/tasks.
+  std::string DirName() const {
+    return std::to_string(workload) + "-" + std::to_string(task) + "-" + std::to_string(attempt);
+  }
+};
+
+// A desired task as the server sends it in a heartbeat answer.
+struct TaskSpec {
+  TaskKey key;
+  std::vector<std::string> command;  // argv; run without a shell
+  std::map<std::string, std::string> env;
+  std::string workdir;        // empty: the task's own directory
+  std::vector<int32_t> gpus;  // node-local GPU indices
+  int32_t gpu_milli = 1000;
+  int64_t grace_period_ms = 30000;
+};
+
+enum class TaskState { kRunning, kExited };
+
+// What the agent knows of a task, as reported in heartbeats.
+struct TaskStatus {
+  TaskKey key;
+  TaskState state = TaskState::kRunning;
+  int32_t pid = 0;        // the command's pid (0 until the shim has started it)
+  int32_t exit_code = 0;  // when exited: the code, 128+signal, or kLostExitCode
+};
+
+// Reported when a task ended without anyone recording how: the launch failed, or its shim
+// vanished (SIGKILLed, machine reboot). Negative so it never collides with a real status.
+inline constexpr int32_t kLostExitCode = -1;
+
+}  // namespace gpuorch::agent

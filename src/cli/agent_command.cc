@@ -1,0 +1,136 @@
+// `gpuorch agent`: the node agent (docs/agent.md), and `gpuorch task-shim`, the process it
+// puts between itself and each task so that tasks survive an agent restart.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "agent/agent.h"
+#include "agent/gpu.h"
+#include "agent/nvml.h"
+#include "agent/shim.h"
+#include "cli/commands.h"
+
+namespace gpuorch::cli {
+namespace {
+
+struct AgentFlags {
+  agent::AgentOptions options;
+  std::string emulate;
+  bool probe = false;
+};
+
+int RunProbe() {
+  const agent::ProbeReport report = agent::ProbeNvml();
+  std::printf("%s\n", report.json.c_str());
+  return report.ok ? 0 : 1;
+}
+
+int RunAgent(AgentFlags flags) {
+  // Resolved here rather than in Agent::Create because emulated GPU uuids carry the name.
+  if (flags.options.name.empty()) flags.options.name = agent::HostName();
+  std::unique_ptr<agent::GpuBackend> gpus;
+  if (flags.emulate.empty()) {
+    gpus = std::make_unique<agent::NvmlBackend>();
+  } else {
+    core::Result<agent::EmulatedSpec> spec = agent::ParseEmulatedSpec(flags.emulate);
+    if (!spec.ok()) {
+      std::fprintf(stderr, "error: %s\n", spec.status().message().c_str());
+      return 2;
+    }
+    gpus = std::make_unique<agent::EmulatedGpuBackend>(*spec, flags.options.name);
+  }
+  // SIGINT/SIGTERM are blocked before any thread starts (threads inherit the mask) and
+  // taken by one thread with sigwait, which asks the loop to stop: no work in a handler.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  core::Result<std::unique_ptr<agent::Agent>> created =
+      agent::Agent::Create(flags.options, std::move(gpus));
+  if (!created.ok()) {
+    std::fprintf(stderr, "error: %s\n", created.status().message().c_str());
+    return 1;
+  }
+  agent::Agent& a = **created;
+  std::thread waiter([&a, stop_signals] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    std::fprintf(stderr, "gpuorch agent: %s received, stopping (tasks keep running)\n",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+    a.Shutdown();
+  });
+  a.Run();
+  waiter.join();
+  return 0;
+}
+
+void RegisterAgent(CLI::App& app, int& exit_code) {
+  auto flags = std::make_shared<AgentFlags>();
+  agent::AgentOptions& o = flags->options;
+  o.data_dir = "/var/lib/gpuorch/agent";
+  CLI::App* cmd = app.add_subcommand(
+      "agent",
+      "Run the node agent: register this machine's GPUs with the server and run the tasks it "
+      "places here (docs/agent.md)");
+  cmd->add_option("--server", o.server_url, "Control-plane URL")->capture_default_str();
+  cmd->add_option("--name", o.name, "Node name (default: the host name)");
+  cmd->add_option("--emulate-gpus", flags->emulate,
+                  "Run without NVIDIA GPUs, pretending to have e.g. 8xH100-80GB, 4xA100-40GB, "
+                  "2xT4");
+  cmd->add_option("--data", o.data_dir, "Data directory: task state and logs")
+      ->capture_default_str();
+  cmd->add_option("--listen", o.listen, "host:port for the log endpoint (port 0: any)")
+      ->capture_default_str();
+  cmd->add_option("--zone", o.zone, "Topology zone of this node");
+  cmd->add_option("--rack", o.rack, "Topology rack (or NVL72 block) of this node");
+  cmd->add_option("--cpu-milli", o.cpu_milli, "Allocatable CPU in milli-CPU (default: all)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--memory-mib", o.memory_mib, "Allocatable memory in MiB (default: all)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--heartbeat-ms", o.heartbeat_ms, "Heartbeat interval in milliseconds")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{10}, int64_t{60000}));
+  cmd->add_flag("--probe", flags->probe,
+                "Print what NVML finds on this machine as JSON and exit (1 when NVML fails)");
+  cmd->callback([flags, &exit_code] {
+    if (flags->probe) {
+      exit_code = RunProbe();
+      return;
+    }
+    if (flags->options.server_url.empty()) {
+      std::fprintf(stderr, "error: --server is required\n");
+      exit_code = 2;
+      return;
+    }
+    exit_code = RunAgent(*flags);
+  });
+}
+
+void RegisterTaskShim(CLI::App& app, int& exit_code) {
+  struct ShimFlags {
+    std::string dir;
+    std::vector<std::string> command;
+  };
+  auto flags = std::make_shared<ShimFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "task-shim", "Internal: run one task for the agent and record its exit code");
+  cmd->group("");  // Hidden from the top-level help: users never run it themselves.
+  cmd->add_option("--dir", flags->dir, "The task's directory")->required();
+  cmd->add_option("command", flags->command, "The command, after --")->required();
+  cmd->callback([flags, &exit_code] { exit_code = agent::RunShim(flags->dir, flags->command); });
+}
+
+}  // namespace
+
+void RegisterAgentCommands(CLI::App& app, int& exit_code) {
+  RegisterAgent(app, exit_code);
+  RegisterTaskShim(app, exit_code);
+}
+
+}  // namespace gpuorch::cli

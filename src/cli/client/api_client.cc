@@ -1,0 +1,166 @@
+#include "cli/client/api_client.h"
+
+#include <httplib.h>
+
+#include <cctype>
+#include <regex>
+
+namespace gpuorch::cli {
+namespace {
+
+// Generous for a control plane on the same network, short enough that a wrong --server
+// fails while the user is still looking at the terminal.
+constexpr time_t kConnectTimeoutS = 5;
+// Logs can be large and come through the server from an agent.
+constexpr time_t kReadTimeoutS = 60;
+
+std::string Trim(std::string s, size_t max_len) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+  if (s.size() > max_len) s = s.substr(0, max_len) + "...";
+  return s;
+}
+
+// httplib's own names ("Connection", "Read") are terse; say what happened.
+std::string TransportProblem(httplib::Error e) {
+  switch (e) {
+    case httplib::Error::Connection:
+      return "connection failed: is `gpuorch server` running there?";
+    case httplib::Error::ConnectionTimeout:
+      return "timed out connecting";
+    case httplib::Error::Read:
+      return "the connection broke before an answer arrived";
+    case httplib::Error::Write:
+      return "the connection broke while sending the request";
+    case httplib::Error::SSLConnection:
+    case httplib::Error::SSLLoadingCerts:
+    case httplib::Error::SSLServerVerification:
+      return "TLS failed (" + httplib::to_string(e) + ")";
+    default:
+      return httplib::to_string(e);
+  }
+}
+
+}  // namespace
+
+Outcome<ServerUrl> ParseServerUrl(std::string_view url) {
+  static const std::regex kUrl(
+      R"(^(https?)://([A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/.*)?$)");
+  std::smatch m;
+  std::string s(url);
+  if (!std::regex_match(s, m, kUrl)) {
+    return UsageError("--server: '" + s +
+                      "' is not a URL like http://HOST:PORT (only http and https)");
+  }
+  if (m[3].matched && std::stoi(m[3].str().substr(1)) > 65535) {
+    return UsageError("--server: port out of range in '" + s + "'");
+  }
+  ServerUrl out;
+  out.scheme_host_port = m[1].str() + "://" + m[2].str() + m[3].str();
+  out.base_path = m[4].str();
+  while (!out.base_path.empty() && out.base_path.back() == '/') out.base_path.pop_back();
+  return out;
+}
+
+std::string UrlEncode(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    if (std::isalnum(u) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += c;
+    } else {
+      out += '%';
+      out += kHex[u >> 4];
+      out += kHex[u & 0xF];
+    }
+  }
+  return out;
+}
+
+std::string QueryString(const std::vector<std::pair<std::string, std::string>>& params) {
+  std::string out;
+  for (const auto& [k, v] : params) {
+    if (v.empty()) continue;
+    out += out.empty() ? '?' : '&';
+    out += UrlEncode(k) + "=" + UrlEncode(v);
+  }
+  return out;
+}
+
+std::string DescribeHttpError(int status, const std::string& body) {
+  auto parsed = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_object() && parsed.contains("error") && parsed["error"].is_object()) {
+    const auto& e = parsed["error"];
+    std::string message = e.value("message", "");
+    std::string field =
+        e.contains("field") && e["field"].is_string() ? e["field"].get<std::string>() : "";
+    // A server that prefixes an empty field would print ": why"; drop the stray prefix.
+    if (field.empty() && message.rfind(": ", 0) == 0) message.erase(0, 2);
+    if (message.empty()) message = "HTTP " + std::to_string(status);
+    if (!field.empty() && message.rfind(field + ":", 0) != 0) message = field + ": " + message;
+    return message;
+  }
+  std::string text = Trim(body, 200);
+  return "HTTP " + std::to_string(status) + (text.empty() ? "" : ": " + text);
+}
+
+Outcome<std::unique_ptr<ApiClient>> ApiClient::Connect(std::string_view server_url) {
+  auto parsed = ParseServerUrl(server_url);
+  if (!parsed.ok()) return parsed.failure();
+  return std::unique_ptr<ApiClient>(new ApiClient(std::string(server_url), parsed.value()));
+}
+
+ApiClient::ApiClient(std::string url, ServerUrl parsed)
+    : url_(std::move(url)),
+      parsed_(std::move(parsed)),
+      http_(std::make_unique<httplib::Client>(parsed_.scheme_host_port)) {
+  http_->set_connection_timeout(kConnectTimeoutS, 0);
+  http_->set_read_timeout(kReadTimeoutS, 0);
+  http_->set_write_timeout(kConnectTimeoutS, 0);
+}
+
+ApiClient::~ApiClient() = default;
+
+Outcome<std::string> ApiClient::Send(const std::string& method, const std::string& path,
+                                     const std::string* json_body) {
+  const std::string full = parsed_.base_path + path;
+  httplib::Result res = method == "GET"
+                            ? http_->Get(full)
+                            : http_->Post(full, json_body ? *json_body : "{}", "application/json");
+  if (!res) {
+    return Failure{kExitUnreachable, "cannot reach the gpuorch server at " + url_ + ": " +
+                                         TransportProblem(res.error())};
+  }
+  if (res->status < 200 || res->status > 299) {
+    return Failure{kExitRefused, DescribeHttpError(res->status, res->body)};
+  }
+  return std::move(res->body);
+}
+
+Outcome<nlohmann::json> ApiClient::GetJson(const std::string& path) {
+  auto body = Send("GET", path, nullptr);
+  if (!body.ok()) return body.failure();
+  auto j = nlohmann::json::parse(body.value(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    return Failure{kExitRefused, "the server at " + url_ + " answered GET " + path +
+                                     " with something that is not JSON"};
+  }
+  return j;
+}
+
+Outcome<nlohmann::json> ApiClient::PostJson(const std::string& path, const nlohmann::json& body) {
+  const std::string text = body.dump();
+  auto answer = Send("POST", path, &text);
+  if (!answer.ok()) return answer.failure();
+  // Some actions (drain, cancel) have no documented answer body; an empty one is fine.
+  if (answer.value().empty()) return nlohmann::json::object();
+  auto j = nlohmann::json::parse(answer.value(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return nlohmann::json::object();
+  return j;
+}
+
+Outcome<std::string> ApiClient::GetText(const std::string& path) {
+  return Send("GET", path, nullptr);
+}
+
+}  // namespace gpuorch::cli

@@ -1,0 +1,145 @@
+#include "cli/client/commands.h"
+
+#include "cli/client/api_client.h"
+#include "cli/client/views.h"
+
+namespace gpuorch::cli {
+namespace {
+
+using nlohmann::json;
+
+int Fail(const Failure& f, const Io& io) {
+  io.err << "error: " << f.message << '\n';
+  return f.exit_code;
+}
+
+// The list answers wrap their array in an object ({"workloads": [...]}); tables want the
+// array, -o json/yaml print the answer as the server gave it.
+int Show(const json& answer, const char* list_key, const CommonArgs& common, const Io& io,
+         const std::function<std::string(const json&)>& table) {
+  auto format = ParseOutputFormat(common.output);
+  if (!format.ok()) return Fail(format.failure(), io);
+  if (format.value() != OutputFormat::kTable) {
+    io.out << RenderData(answer, format.value());
+    return kExitOk;
+  }
+  if (list_key == nullptr) {
+    io.out << table(json::array({answer}));
+  } else {
+    io.out << table(answer.contains(list_key) ? answer[list_key] : json::array());
+  }
+  return kExitOk;
+}
+
+std::string WorkloadPath(int64_t id) { return "/v1/workloads/" + std::to_string(id); }
+
+}  // namespace
+
+int RunSubmit(const CommonArgs& common, const SubmitFlags& flags, const Io& io) {
+  json base = json::object();
+  if (flags.spec_file) {
+    auto spec = LoadSpecFile(*flags.spec_file);
+    if (!spec.ok()) return Fail(spec.failure(), io);
+    base = std::move(spec).value();
+  }
+  auto body = BuildSubmitBody(flags, std::move(base));
+  if (!body.ok()) return Fail(body.failure(), io);
+  auto client = ApiClient::Connect(common.server);
+  if (!client.ok()) return Fail(client.failure(), io);
+  auto answer = client.value()->PostJson("/v1/workloads", body.value());
+  if (!answer.ok()) return Fail(answer.failure(), io);
+  const json& id =
+      answer.value().is_object() && answer.value().contains("id") ? answer.value()["id"] : json();
+  if (!id.is_number_integer()) {
+    return Fail({kExitRefused, "the server accepted the workload but its answer has no id"}, io);
+  }
+  // The id alone, so that scripts can write ID=$(gpuorch submit ...).
+  io.out << id.get<int64_t>() << '\n';
+  return kExitOk;
+}
+
+int RunGet(const CommonArgs& common, const GetArgs& args, const Io& io) {
+  auto client = ApiClient::Connect(common.server);
+  if (!client.ok()) return Fail(client.failure(), io);
+  const auto now = io.now();
+  auto table = [now](const json& ws) { return RenderWorkloadTable(ws, now); };
+  if (args.id) {
+    auto w = client.value()->GetJson(WorkloadPath(*args.id));
+    if (!w.ok()) return Fail(w.failure(), io);
+    return Show(w.value(), nullptr, common, io, table);
+  }
+  const std::string query =
+      QueryString({{"queue", args.queue}, {"state", args.state}, {"kind", args.kind}});
+  auto list = client.value()->GetJson("/v1/workloads" + query);
+  if (!list.ok()) return Fail(list.failure(), io);
+  return Show(list.value(), "workloads", common, io, table);
+}
+
+int RunDescribe(const CommonArgs& common, int64_t id, const Io& io) {
+  auto client = ApiClient::Connect(common.server);
+  if (!client.ok()) return Fail(client.failure(), io);
+  auto w = client.value()->GetJson(WorkloadPath(id));
+  if (!w.ok()) return Fail(w.failure(), io);
+  io.out << RenderDescribe(w.value(), io.now());
+  return kExitOk;
+}
+
+int RunCancel(const CommonArgs& common, const std::vector<int64_t>& ids, const Io& io) {
+  auto client = ApiClient::Connect(common.server);
+  if (!client.ok()) return Fail(client.failure(), io);
+  int rc = kExitOk;
+  for (int64_t id : ids) {
+    auto answer = client.value()->PostJson(WorkloadPath(id) + "/cancel", json::object());
+    if (answer.ok()) {
+      io.out << "workload " << id << " cancelled\n";
+      continue;
+    }
+    Failure f = answer.failure();
+    f.message = "workload " + std::to_string(id) + ": " + f.message;
+    rc = Fail(f, io);
+    if (rc == kExitUnreachable) break;
+  }
+  return rc;
+}
+
+int RunLogs(const CommonArgs& common, int64_t id, int64_t task, const std::string& stream,
+            const Io& io) {
+  auto client = ApiClient::Connect(common.server);
+  if (!client.ok()) return Fail(client.failure(), io);
+  const std::string query = QueryString({{"task", std::to_string(task)}, {"stream", stream}});
+  auto text = client.value()->GetText(WorkloadPath(id) + "/logs" + query);
+  if (!text.ok()) return Fail(text.failure(), io);
+  io.out << text.value();
+  return kExitOk;
+}
+
+int RunQueues(const CommonArgs& common, const std::string& name, const Io& io) {
+  auto client = ApiClient::Connect(common.server);
+  if (!client.ok()) return Fail(client.failure(), io);
+  auto answer =
+      client.value()->GetJson(name.empty() ? "/v1/queues" : "/v1/queues/" + UrlEncode(name));
+  if (!answer.ok()) return Fail(answer.failure(), io);
+  return Show(answer.value(), name.empty() ? "queues" : nullptr, common, io, RenderQueueTable);
+}
+
+int RunNodes(const CommonArgs& common, const Io& io) {
+  auto client = ApiClient::Connect(common.server);
+  if (!client.ok()) return Fail(client.failure(), io);
+  auto answer = client.value()->GetJson("/v1/nodes");
+  if (!answer.ok()) return Fail(answer.failure(), io);
+  const auto now = io.now();
+  return Show(answer.value(), "nodes", common, io,
+              [now](const json& ns) { return RenderNodeTable(ns, now); });
+}
+
+int RunDrain(const CommonArgs& common, const std::string& node, bool drain, const Io& io) {
+  auto client = ApiClient::Connect(common.server);
+  if (!client.ok()) return Fail(client.failure(), io);
+  const std::string path = "/v1/nodes/" + UrlEncode(node) + (drain ? "/drain" : "/undrain");
+  auto answer = client.value()->PostJson(path, json::object());
+  if (!answer.ok()) return Fail(answer.failure(), io);
+  io.out << "node " << node << (drain ? " drained\n" : " undrained\n");
+  return kExitOk;
+}
+
+}  // namespace gpuorch::cli

@@ -1,0 +1,51 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "cli/client/submit_spec.h"
+
+namespace gpuorch::cli {
+
+// Where a command writes and what time it is. Tests pass string streams and a fixed clock,
+// which is what makes AGE columns and error output checkable.
+struct Io {
+  std::ostream& out;
+  std::ostream& err;
+  std::function<std::chrono::system_clock::time_point()> now;
+};
+
+// Flags every client command shares.
+struct CommonArgs {
+  std::string server;            // --server URL
+  std::string output = "table";  // -o, for the commands that show objects
+};
+
+struct GetArgs {
+  std::optional<int64_t> id;
+  std::string queue;
+  std::string state;
+  std::string kind;
+};
+
+// Each command talks to the server once per object, writes its result to io.out and its
+// errors ("error: ...") to io.err, and returns the process exit code (ExitCode). None
+// throws. Contracts of what they print are in docs/cli.md.
+int RunSubmit(const CommonArgs& common, const SubmitFlags& flags, const Io& io);
+int RunGet(const CommonArgs& common, const GetArgs& args, const Io& io);
+int RunDescribe(const CommonArgs& common, int64_t id, const Io& io);
+// Cancels every id even when one is refused (exit 1 at the end); stops at the first
+// unreachable-server error, since the rest would fail the same way.
+int RunCancel(const CommonArgs& common, const std::vector<int64_t>& ids, const Io& io);
+int RunLogs(const CommonArgs& common, int64_t id, int64_t task, const std::string& stream,
+            const Io& io);
+int RunQueues(const CommonArgs& common, const std::string& name, const Io& io);
+int RunNodes(const CommonArgs& common, const Io& io);
+int RunDrain(const CommonArgs& common, const std::string& node, bool drain, const Io& io);
+
+}  // namespace gpuorch::cli

@@ -1,0 +1,237 @@
+#include "cli/client/views.h"
+
+#include <set>
+
+#include "cli/client/table.h"
+#include "cli/client/yaml_json.h"
+
+namespace gpuorch::cli {
+namespace {
+
+using nlohmann::json;
+using TimePoint = std::chrono::system_clock::time_point;
+
+const json& Null() {
+  static const json kNull;
+  return kNull;
+}
+
+const json& At(const json& obj, const char* key) {
+  if (!obj.is_object()) return Null();
+  auto it = obj.find(key);
+  return it == obj.end() ? Null() : *it;
+}
+
+// Workload fields appear at the top level or only inside `spec`, depending on the field.
+const json& WorkloadField(const json& w, const char* key) {
+  const json& top = At(w, key);
+  return top.is_null() ? At(At(w, "spec"), key) : top;
+}
+
+std::string Text(const json& v) {
+  if (v.is_null()) return "-";
+  if (v.is_string()) {
+    const auto& s = v.get_ref<const std::string&>();
+    return s.empty() ? "-" : s;
+  }
+  return v.dump();
+}
+
+std::optional<int64_t> Int(const json& v) {
+  if (v.is_number_integer()) return v.get<int64_t>();
+  return std::nullopt;
+}
+
+std::string ShellQuote(const std::string& arg) {
+  if (!arg.empty() && arg.find_first_of(" \t\n'\"\\$`*?[]{}()<>|&;#~") == std::string::npos) {
+    return arg;
+  }
+  std::string out = "'";
+  for (char c : arg) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string CommandLine(const json& command) {
+  if (!command.is_array() || command.empty()) return "-";
+  std::string out;
+  for (const auto& a : command) {
+    if (!out.empty()) out += ' ';
+    out += ShellQuote(a.is_string() ? a.get<std::string>() : a.dump());
+  }
+  return out;
+}
+
+std::string TasksCell(const json& w) {
+  int64_t running = 0;
+  for (const auto& t : At(w, "tasks").is_array() ? At(w, "tasks") : json::array()) {
+    if (At(t, "state") == "running") ++running;
+  }
+  const auto min = Int(WorkloadField(w, "min_tasks"));
+  const auto max = Int(WorkloadField(w, "max_tasks"));
+  std::string wanted = min ? std::to_string(*min) : "-";
+  if (min && max && *max != *min) wanted += "-" + std::to_string(*max);
+  return std::to_string(running) + "/" + wanted;
+}
+
+std::string GpusCell(const json& w) {
+  const int64_t gpus = Int(WorkloadField(w, "gpus")).value_or(0);
+  const int64_t milli = Int(WorkloadField(w, "gpu_milli")).value_or(1000);
+  const int64_t tasks = Int(WorkloadField(w, "min_tasks")).value_or(1);
+  return MilliToGpusShort(gpus * milli * tasks);
+}
+
+std::string Indent(const std::string& text, const std::string& prefix) {
+  std::string out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    out += prefix + text.substr(start, end - start) + '\n';
+    start = end + 1;
+  }
+  return out;
+}
+
+std::string JoinInts(const json& arr) {
+  if (!arr.is_array() || arr.empty()) return "-";
+  std::string out;
+  for (const auto& v : arr) out += (out.empty() ? "" : ",") + Text(v);
+  return out;
+}
+
+}  // namespace
+
+Outcome<OutputFormat> ParseOutputFormat(const std::string& s) {
+  if (s == "table") return OutputFormat::kTable;
+  if (s == "json") return OutputFormat::kJson;
+  if (s == "yaml") return OutputFormat::kYaml;
+  return UsageError("-o: unknown output format '" + s + "' (table, json or yaml)");
+}
+
+std::string RenderWorkloadTable(const json& workloads, TimePoint now) {
+  Table t({"ID", "NAME", "QUEUE", "KIND", "STATE", "REASON", "TASKS", "GPUS", "AGE"});
+  if (!workloads.is_array()) return t.Render();
+  for (const auto& w : workloads) {
+    const json& submitted = At(w, "submitted_at");
+    t.AddRow({Text(At(w, "id")), Text(WorkloadField(w, "name")), Text(WorkloadField(w, "queue")),
+              Text(WorkloadField(w, "kind")), Text(At(w, "state")), Text(At(w, "reason")),
+              TasksCell(w), GpusCell(w),
+              submitted.is_string() ? Age(submitted.get<std::string>(), now) : "-"});
+  }
+  return t.Render();
+}
+
+std::string RenderQueueTable(const json& queues) {
+  Table t(
+      {"NAME", "PARENT", "WEIGHT", "MODEL", "USED", "GUARANTEED", "LIMIT", "PENDING", "RUNNING"});
+  if (!queues.is_array()) return t.Render();
+  auto gpus = [](const json& v) {
+    auto m = Int(v);
+    return m ? MilliToGpus2(*m) : std::string("-");
+  };
+  for (const auto& q : queues) {
+    std::vector<std::string> head = {Text(At(q, "name")), Text(At(q, "parent")),
+                                     Text(At(q, "weight"))};
+    std::vector<std::string> tail = {Text(At(q, "pending")), Text(At(q, "running"))};
+    const json& quota = At(q, "quota");
+    if (!quota.is_array() || quota.empty()) {
+      t.AddRow({head[0], head[1], head[2], "-", "-", "-", "-", tail[0], tail[1]});
+      continue;
+    }
+    for (const auto& e : quota) {
+      t.AddRow({head[0], head[1], head[2], Text(At(e, "model")), gpus(At(e, "used_milli")),
+                gpus(At(e, "guaranteed_milli")), gpus(At(e, "limit_milli")), tail[0], tail[1]});
+    }
+  }
+  return t.Render();
+}
+
+std::string RenderNodeTable(const json& nodes, TimePoint now) {
+  Table t({"NAME", "STATUS", "ZONE", "RACK", "MODEL", "GPUS", "HEARTBEAT"});
+  if (!nodes.is_array()) return t.Render();
+  for (const auto& n : nodes) {
+    std::set<std::string> models;
+    int64_t used_milli = 0;
+    int64_t total = 0;
+    const json& gpus = At(n, "gpus");
+    for (const auto& g : gpus.is_array() ? gpus : json::array()) {
+      ++total;
+      used_milli += Int(At(g, "used_milli")).value_or(0);
+      if (At(g, "model").is_string()) models.insert(At(g, "model").get<std::string>());
+    }
+    std::string model;
+    for (const auto& m : models) model += (model.empty() ? "" : ",") + m;
+    const json& hb = At(n, "last_heartbeat");
+    t.AddRow({Text(At(n, "name")), Text(At(n, "status")), Text(At(n, "zone")), Text(At(n, "rack")),
+              model.empty() ? "-" : model,
+              MilliToGpusShort(used_milli) + "/" + std::to_string(total),
+              hb.is_string() ? Age(hb.get<std::string>(), now) : "-"});
+  }
+  return t.Render();
+}
+
+std::string RenderDescribe(const json& w, TimePoint now) {
+  std::string out;
+  auto line = [&out](const std::string& label, const std::string& value) {
+    std::string l = label + ":";
+    l.resize(std::max<size_t>(l.size() + 1, 14), ' ');
+    out += l + value + '\n';
+  };
+  auto when = [&](const char* key) {
+    const json& v = At(w, key);
+    if (!v.is_string()) return std::string("-");
+    return v.get<std::string>() + " (" + Age(v.get<std::string>(), now) + " ago)";
+  };
+  line("Name", Text(WorkloadField(w, "name")));
+  line("ID", Text(At(w, "id")));
+  line("Queue", Text(WorkloadField(w, "queue")));
+  line("Kind", Text(WorkloadField(w, "kind")));
+  line("Priority", Text(WorkloadField(w, "priority")));
+  line("State", Text(At(w, "state")));
+  line("Reason", Text(At(w, "reason")));
+  line("Attempt", Text(At(w, "attempt")));
+  line("Submitted", when("submitted_at"));
+  line("Started", when("started_at"));
+  line("Finished", when("finished_at"));
+  line("Command", CommandLine(WorkloadField(w, "command")));
+
+  const json& spec = At(w, "spec");
+  if (spec.is_object() && !spec.empty()) {
+    out += "Spec:\n" + Indent(JsonToYaml(spec), "  ");
+  } else {
+    line("Spec", "-");
+  }
+
+  const json& tasks = At(w, "tasks");
+  if (tasks.is_array() && !tasks.empty()) {
+    Table t({"TASK", "NODE", "GPUS", "GPU-MILLI", "STATE", "EXIT"});
+    for (const auto& task : tasks) {
+      t.AddRow({Text(At(task, "task")), Text(At(task, "node")), JoinInts(At(task, "gpus")),
+                Text(At(task, "gpu_milli")), Text(At(task, "state")), Text(At(task, "exit_code"))});
+    }
+    out += "Tasks:\n" + Indent(t.Render(), "  ");
+  } else {
+    line("Tasks", "<none>");
+  }
+
+  const json& events = At(w, "events");
+  if (events.is_array() && !events.empty()) {
+    Table t({"AGE", "TYPE", "MESSAGE"});
+    for (const auto& e : events) {
+      const json& time = At(e, "time");
+      t.AddRow({time.is_string() ? Age(time.get<std::string>(), now) : "-", Text(At(e, "type")),
+                Text(At(e, "message"))});
+    }
+    out += "Events:\n" + Indent(t.Render(), "  ");
+  } else {
+    line("Events", "<none>");
+  }
+  return out;
+}
+
+std::string RenderData(const json& value, OutputFormat format) {
+  if (format == OutputFormat::kYaml) return JsonToYaml(value);
+  return value.dump(2) + '\n';
+}
+
+}  // namespace gpuorch::cli

@@ -1,0 +1,41 @@
+#pragma once
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "cli/client/outcome.h"
+
+namespace gpuorch::cli {
+
+// Renderers from the server's JSON (docs/api.md) to what the commands print. They are pure
+// (the clock is a parameter) and tolerate missing or null fields, printing "-", because a
+// client must keep working against a server a version ahead or behind.
+
+enum class OutputFormat { kTable, kJson, kYaml };
+
+// "table", "json" or "yaml"; anything else is a usage error naming the value.
+Outcome<OutputFormat> ParseOutputFormat(const std::string& s);
+
+// ID NAME QUEUE KIND STATE REASON TASKS GPUS AGE, one row per element of `workloads`.
+// TASKS is running/wanted ("2/4", or "2/2-4" for elastic gangs); GPUS is the GPUs the
+// workload asks for at its minimum size (gpus x gpu_milli x min_tasks).
+std::string RenderWorkloadTable(const nlohmann::json& workloads,
+                                std::chrono::system_clock::time_point now);
+
+// NAME PARENT WEIGHT MODEL USED GUARANTEED LIMIT PENDING RUNNING, one row per quota entry
+// (a queue without quota gets one row), quantities in GPUs with two decimals.
+std::string RenderQueueTable(const nlohmann::json& queues);
+
+// NAME STATUS ZONE RACK MODEL GPUS HEARTBEAT; GPUS is used/total (used may be fractional),
+// HEARTBEAT the age of the last heartbeat.
+std::string RenderNodeTable(const nlohmann::json& nodes, std::chrono::system_clock::time_point now);
+
+// `gpuorch describe`: labelled fields, the spec as YAML, the tasks and the events.
+std::string RenderDescribe(const nlohmann::json& workload,
+                           std::chrono::system_clock::time_point now);
+
+// Pretty JSON (2-space indent) or YAML of `value`, each ending in a newline.
+std::string RenderData(const nlohmann::json& value, OutputFormat format);
+
+}  // namespace gpuorch::cli

@@ -1,0 +1,137 @@
+#include "cli/client/views.h"
+
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include "cli/client/table.h"
+#include "cli/client/test_support.h"
+#include "cli/client/yaml_json.h"
+
+namespace gpuorch::cli {
+namespace {
+
+using nlohmann::json;
+using testing::FixedNow;
+
+TEST(Table, AlignsColumnsAndTrimsTrailingSpace) {
+  Table t({"ID", "NAME", "X"});
+  t.AddRow({"7", "a-long-name", ""});
+  t.AddRow({"1234", "b"});
+  EXPECT_EQ(t.Render(),
+            "ID     NAME          X\n"
+            "7      a-long-name\n"
+            "1234   b\n");
+}
+
+TEST(GpuFormatting, TwoDecimalsInIntegers) {
+  const std::pair<int64_t, const char*> two[] = {{0, "0.00"}, {16000, "16.00"}, {2505, "2.51"},
+                                                 {1, "0.00"}, {5, "0.01"},      {-1500, "-1.50"}};
+  for (const auto& [milli, want] : two) EXPECT_EQ(MilliToGpus2(milli), want) << milli;
+  EXPECT_EQ(MilliToGpusShort(8000), "8");
+  EXPECT_EQ(MilliToGpusShort(500), "0.50");
+}
+
+TEST(Time, ParsesApiTimestampsAndFormatsAges) {
+  auto t = ParseTimestamp("2026-11-24T14:00:00.000Z");
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ(FixedNow() - *t, std::chrono::minutes(5));
+  EXPECT_TRUE(ParseTimestamp("2026-11-24T14:00:00Z").has_value());
+  EXPECT_TRUE(ParseTimestamp("2026-11-24T14:00:00.5+00:00").has_value());
+  EXPECT_FALSE(ParseTimestamp("yesterday").has_value());
+  EXPECT_FALSE(ParseTimestamp("2026-11-24T14:00:00+02:00").has_value());
+  using std::chrono::seconds;
+  const std::pair<int64_t, const char*> ages[] = {{-3, "0s"},   {59, "59s"},   {60, "1m"},
+                                                  {7199, "1h"}, {86400, "1d"}, {400 * 86400, "1y"}};
+  for (const auto& [s, want] : ages) EXPECT_EQ(ShortDuration(seconds(s)), want);
+  EXPECT_EQ(Age("garbage", FixedNow()), "-");
+}
+
+TEST(RenderWorkloadTable, KubectlStyleColumns) {
+  const json ws = json::array({testing::CannedWorkload(), testing::CannedPendingFraction()});
+  EXPECT_EQ(RenderWorkloadTable(ws, FixedNow()),
+            "ID   NAME           QUEUE      KIND         STATE     REASON            TASKS   "
+            "GPUS   AGE\n"
+            "17   llm-pretrain   research   training     Running   -                 2/2     "
+            "4      5m\n"
+            "18   notebook       dev        experiment   Pending   WaitingForQuota   0/1     "
+            "0.50   1h\n");
+}
+
+TEST(RenderWorkloadTable, ToleratesSparseObjects) {
+  EXPECT_EQ(RenderWorkloadTable(json::parse(R"([{"id": 1}])"), FixedNow()),
+            "ID   NAME   QUEUE   KIND   STATE   REASON   TASKS   GPUS   AGE\n"
+            "1    -      -       -      -       -        0/-     0      -\n");
+  EXPECT_EQ(RenderWorkloadTable(json::object(), FixedNow()),
+            "ID   NAME   QUEUE   KIND   STATE   REASON   TASKS   GPUS   AGE\n");
+}
+
+TEST(RenderQueueTable, UsageAgainstQuotaPerModel) {
+  EXPECT_EQ(RenderQueueTable(testing::CannedQueues()["queues"]),
+            "NAME       PARENT   WEIGHT   MODEL       USED   GUARANTEED   LIMIT   PENDING   "
+            "RUNNING\n"
+            "research   org      1        H100-80GB   8.00   16.00        32.00   3         2\n"
+            "research   org      1        A100-40GB   2.51   4.00         8.00    3         2\n"
+            "dev        org      2        -           -      -            -       0         0\n");
+}
+
+TEST(RenderNodeTable, UsedOverTotalGpus) {
+  EXPECT_EQ(RenderNodeTable(testing::CannedNodes()["nodes"], FixedNow()),
+            "NAME    STATUS     ZONE   RACK   MODEL       GPUS     HEARTBEAT\n"
+            "gpu-3   Ready      z1     r2     H100-80GB   1.50/2   2s\n"
+            "cpu-1   Draining   z1     r9     -           0/0      -\n");
+}
+
+TEST(RenderDescribe, ShowsSpecTasksAndEvents) {
+  const std::string out = RenderDescribe(testing::CannedWorkload(), FixedNow());
+  const char* expected_parts[] = {
+      "Name:         llm-pretrain\n",
+      "ID:           17\n",
+      "State:        Running\n",
+      "Reason:       -\n",
+      "Submitted:    2026-11-24T14:00:00.000Z (5m ago)\n",
+      "Finished:     -\n",
+      "Command:      python train.py --epochs 3 --note 'two words'\n",
+      "Spec:\n  command:\n    - python\n",
+      "  name: llm-pretrain\n",
+      "  topology:\n    level: rack\n    required: true\n",
+      "Tasks:\n  TASK   NODE    GPUS   GPU-MILLI   STATE     EXIT\n"
+      "  0      gpu-3   0,1    1000        running   -\n"
+      "  1      gpu-4   2,3    1000        running   -\n",
+      "Events:\n  AGE   TYPE        MESSAGE\n  5m    Submitted   queued in research\n"
+      "  4m    Started     placed on gpu-3, gpu-4\n",
+  };
+  for (const char* part : expected_parts) {
+    EXPECT_NE(out.find(part), std::string::npos) << "missing:\n" << part << "\nin:\n" << out;
+  }
+  const std::string pending = RenderDescribe(testing::CannedPendingFraction(), FixedNow());
+  EXPECT_NE(pending.find("Reason:       WaitingForQuota\n"), std::string::npos);
+  EXPECT_NE(pending.find("Tasks:        <none>\n"), std::string::npos);
+  EXPECT_NE(pending.find("Events:       <none>\n"), std::string::npos);
+}
+
+TEST(RenderData, JsonIsPrettyAndYamlRoundTrips) {
+  const json w = testing::CannedWorkload();
+  EXPECT_EQ(json::parse(RenderData(w, OutputFormat::kJson)), w);
+  EXPECT_EQ(RenderData(json::parse(R"({"a": [1]})"), OutputFormat::kJson),
+            "{\n  \"a\": [\n    1\n  ]\n}\n");
+  // Strings that look like other scalars are quoted, so YAML reads back the same JSON.
+  const json tricky = json::parse(R"({"s1": "17", "s2": "true", "s3": "null", "s4": "",
+                                      "s5": "1.5", "n": null, "b": false, "i": -3,
+                                      "empty": [], "obj": {}, "text": "a: b"})");
+  for (const json& v : {w, tricky}) {
+    const std::string yaml = RenderData(v, OutputFormat::kYaml);
+    EXPECT_EQ(YamlToJson(YAML::Load(yaml)), v) << yaml;
+  }
+  EXPECT_EQ(RenderData(json::parse(R"({"id": 17, "state": "Pending"})"), OutputFormat::kYaml),
+            "id: 17\nstate: Pending\n");
+}
+
+TEST(ParseOutputFormat, RejectsUnknown) {
+  EXPECT_TRUE(ParseOutputFormat("yaml").ok());
+  auto bad = ParseOutputFormat("xml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.failure().exit_code, kExitUsage);
+}
+
+}  // namespace
+}  // namespace gpuorch::cli

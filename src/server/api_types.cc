@@ -1,0 +1,200 @@
+#include "server/api_types.h"
+
+#include <set>
+
+namespace gpuorch::server {
+namespace {
+
+constexpr int64_t kMaxSeconds = 30LL * 24 * 3600;
+constexpr int64_t kMaxAmount = 1'000'000'000;
+
+bool Fail(ApiError& e, const std::string& field, const std::string& why) {
+  e = ApiError{400, field, field.empty() ? why : field + ": " + why};
+  return false;
+}
+
+bool ValidName(const std::string& s) {
+  if (s.empty() || s.size() > 63) return false;
+  for (char c : s) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Reads an integer field in [lo, hi] if present.
+bool Int(const Json& b, const char* key, int64_t lo, int64_t hi, int64_t& out, ApiError& e) {
+  if (!b.contains(key)) return true;
+  const Json& v = b[key];
+  if (!v.is_number_integer()) return Fail(e, key, "must be an integer");
+  int64_t x = v.get<int64_t>();
+  if (x < lo || x > hi) {
+    return Fail(e, key, "must be in " + std::to_string(lo) + ".." + std::to_string(hi) +
+                            ", got " + std::to_string(x));
+  }
+  out = x;
+  return true;
+}
+
+bool Str(const Json& b, const char* key, std::string& out, ApiError& e) {
+  if (!b.contains(key)) return true;
+  if (!b[key].is_string()) return Fail(e, key, "must be a string");
+  out = b[key].get<std::string>();
+  return true;
+}
+
+}  // namespace
+
+bool ParseWorkload(const Json& b, const ServerConfig& config,
+                   const std::map<std::string, core::QueueId>& leaf_queues,
+                   core::GpuModelRegistry& models, ParsedWorkload& out, ApiError& e) {
+  static const std::set<std::string> kFields = {
+      "name", "queue", "kind", "priority", "preemptible", "tasks", "min_tasks", "max_tasks",
+      "gpus", "gpu_milli", "gpu_memory_mib", "cpu_milli", "memory_mib", "gpu_models",
+      "topology", "command", "env", "workdir", "runtime_estimate_s", "min_runtime_s",
+      "grace_period_s"};
+  if (!b.is_object()) return Fail(e, "", "body must be a JSON object");
+  for (const auto& [k, v] : b.items()) {
+    if (!kFields.count(k)) return Fail(e, k, "unknown field");
+  }
+  core::WorkloadSpec& s = out.spec;
+  if (!b.contains("name")) return Fail(e, "name", "required");
+  if (!Str(b, "name", s.name, e)) return false;
+  if (!ValidName(s.name)) return Fail(e, "name", "must be 1-63 characters of [A-Za-z0-9._-]");
+  if (!b.contains("queue")) return Fail(e, "queue", "required");
+  if (!Str(b, "queue", out.queue_name, e)) return false;
+  auto q = leaf_queues.find(out.queue_name);
+  if (q == leaf_queues.end()) {
+    return Fail(e, "queue",
+                config.FindQueue(out.queue_name) ? "is not a leaf queue: " + out.queue_name
+                                                 : "unknown queue " + out.queue_name);
+  }
+  s.queue = q->second;
+  std::string kind = "experiment";
+  if (!Str(b, "kind", kind, e)) return false;
+  if (kind == "training") s.kind = core::WorkloadKind::kTraining;
+  else if (kind == "inference") s.kind = core::WorkloadKind::kInference;
+  else if (kind == "experiment") s.kind = core::WorkloadKind::kExperiment;
+  else return Fail(e, "kind", "must be training, inference or experiment");
+  out.priority_name = config.default_priority;
+  if (!Str(b, "priority", out.priority_name, e)) return false;
+  const PriorityClass* pc = config.FindPriority(out.priority_name);
+  if (pc == nullptr) return Fail(e, "priority", "unknown priority class " + out.priority_name);
+  s.priority = pc->value;
+  s.preemptible = pc->preemptible;
+  if (b.contains("preemptible")) {
+    if (!b["preemptible"].is_boolean()) return Fail(e, "preemptible", "must be true or false");
+    s.preemptible = b["preemptible"].get<bool>();
+  }
+  int64_t min_tasks = 1, max_tasks = 0, tasks = 0;
+  if (!Int(b, "tasks", 1, 10000, tasks, e)) return false;
+  if (tasks > 0) min_tasks = max_tasks = tasks;
+  if (!Int(b, "min_tasks", 1, 10000, min_tasks, e)) return false;
+  if (!Int(b, "max_tasks", 1, 10000, max_tasks, e)) return false;
+  if (max_tasks == 0) max_tasks = min_tasks;
+  if (max_tasks < min_tasks) return Fail(e, "max_tasks", "must be >= min_tasks");
+  s.min_tasks = static_cast<int32_t>(min_tasks);
+  s.max_tasks = static_cast<int32_t>(max_tasks);
+  int64_t gpus = 0, milli = 1000, gmem = 0, cpu = 0, mem = 0;
+  if (!Int(b, "gpus", 0, core::kMaxGpusPerNode, gpus, e)) return false;
+  if (!Int(b, "gpu_milli", 1, 1000, milli, e)) return false;
+  if (!Int(b, "gpu_memory_mib", 0, kMaxAmount, gmem, e)) return false;
+  if (!Int(b, "cpu_milli", 0, kMaxAmount, cpu, e)) return false;
+  if (!Int(b, "memory_mib", 0, kMaxAmount, mem, e)) return false;
+  if (milli < 1000 && gpus == 0) gpus = 1;  // a fraction implies one GPU
+  if (milli < 1000 && gpus != 1) return Fail(e, "gpu_milli", "a fraction needs gpus 1");
+  s.task.gpu_count = static_cast<int32_t>(gpus);
+  s.task.gpu_milli = static_cast<int32_t>(milli);
+  s.task.gpu_memory_mib = gmem;
+  s.task.milli_cpu = cpu;
+  s.task.memory_mib = mem;
+  if (gpus == 0 && cpu == 0 && mem == 0) {
+    return Fail(e, "gpus", "the task requests nothing (set gpus, cpu_milli or memory_mib)");
+  }
+  Json model_names = Json::array();
+  if (b.contains("gpu_models")) {
+    const Json& ms = b["gpu_models"];
+    if (!ms.is_array()) return Fail(e, "gpu_models", "must be a list of strings");
+    for (size_t i = 0; i < ms.size(); ++i) {
+      std::string f = "gpu_models[" + std::to_string(i) + "]";
+      if (!ms[i].is_string() || ms[i].get<std::string>().empty()) {
+        return Fail(e, f, "must be a non-empty string");
+      }
+      auto id = models.Intern(ms[i].get<std::string>());
+      if (!id.ok()) return Fail(e, f, id.status().message());
+      s.task.models.Add(*id);
+      model_names.push_back(ms[i]);
+    }
+  }
+  if (b.contains("topology")) {
+    const Json& t = b["topology"];
+    if (!t.is_object()) return Fail(e, "topology", "must be an object");
+    for (const auto& [k, v] : t.items()) {
+      if (k != "level" && k != "required") return Fail(e, "topology." + k, "unknown field");
+    }
+    if (!t.contains("level") || !t["level"].is_string()) {
+      return Fail(e, "topology.level", "required: zone, rack, node or nvlink");
+    }
+    std::string level = t["level"].get<std::string>();
+    if (level == "zone") s.topology.level = core::TopologyLevel::kZone;
+    else if (level == "rack") s.topology.level = core::TopologyLevel::kRack;
+    else if (level == "node") s.topology.level = core::TopologyLevel::kNode;
+    else if (level == "nvlink") s.topology.level = core::TopologyLevel::kNvlink;
+    else return Fail(e, "topology.level", "must be zone, rack, node or nvlink");
+    if (t.contains("required")) {
+      if (!t["required"].is_boolean()) return Fail(e, "topology.required", "must be a boolean");
+      s.topology.required = t["required"].get<bool>();
+    }
+  }
+  if (!b.contains("command")) return Fail(e, "command", "required");
+  if (!b["command"].is_array() || b["command"].empty()) {
+    return Fail(e, "command", "must be a non-empty list of strings");
+  }
+  for (size_t i = 0; i < b["command"].size(); ++i) {
+    if (!b["command"][i].is_string()) {
+      return Fail(e, "command[" + std::to_string(i) + "]", "must be a string");
+    }
+    out.command.push_back(b["command"][i].get<std::string>());
+  }
+  if (b.contains("env")) {
+    if (!b["env"].is_object()) return Fail(e, "env", "must be an object of strings");
+    for (const auto& [k, v] : b["env"].items()) {
+      if (k.empty() || k.find('=') != std::string::npos) return Fail(e, "env", "bad name " + k);
+      if (!v.is_string()) return Fail(e, "env." + k, "must be a string");
+      out.env[k] = v.get<std::string>();
+    }
+  }
+  if (!Str(b, "workdir", out.workdir, e)) return false;
+  int64_t est = 0, minrt = 0, grace = 30;
+  if (!Int(b, "runtime_estimate_s", 0, kMaxSeconds, est, e)) return false;
+  if (!Int(b, "min_runtime_s", 0, kMaxSeconds, minrt, e)) return false;
+  if (!Int(b, "grace_period_s", 0, kMaxSeconds, grace, e)) return false;
+  s.runtime_estimate = est * core::kSecond;
+  s.min_runtime = minrt * core::kSecond;
+  s.grace_period = grace * core::kSecond;
+  if (core::Status st = s.Validate(); !st.ok()) return Fail(e, "", st.message());
+  out.canonical = Json{{"name", s.name},
+                       {"queue", out.queue_name},
+                       {"kind", kind},
+                       {"priority", out.priority_name},
+                       {"preemptible", s.preemptible},
+                       {"min_tasks", min_tasks},
+                       {"max_tasks", max_tasks},
+                       {"gpus", gpus},
+                       {"gpu_milli", milli},
+                       {"gpu_memory_mib", gmem},
+                       {"cpu_milli", cpu},
+                       {"memory_mib", mem},
+                       {"gpu_models", model_names},
+                       {"command", out.command},
+                       {"env", out.env},
+                       {"workdir", out.workdir},
+                       {"runtime_estimate_s", est},
+                       {"min_runtime_s", minrt},
+                       {"grace_period_s", grace}};
+  if (b.contains("topology")) out.canonical["topology"] = b["topology"];
+  return true;
+}
+
+}  // namespace gpuorch::server

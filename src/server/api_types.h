@@ -1,0 +1,45 @@
+#pragma once
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/gpu_model.h"
+#include "core/workload.h"
+#include "server/config.h"
+
+namespace gpuorch::server {
+
+using Json = nlohmann::json;
+
+// An error for the API: HTTP status, the field at fault (JSON path), and a message that
+// starts with the field.
+struct ApiError {
+  int code = 400;
+  std::string field;
+  std::string message;
+  Json ToJson() const {
+    return Json{{"error", {{"code", code}, {"field", field}, {"message", message}}}};
+  }
+};
+
+// What a submitted workload becomes: the engine's spec plus what agents need to run it.
+struct ParsedWorkload {
+  core::WorkloadSpec spec;
+  std::string queue_name;
+  std::string priority_name;
+  std::vector<std::string> command;
+  std::map<std::string, std::string> env;
+  std::string workdir;
+  Json canonical;  // the spec with defaults filled in, as stored and shown
+};
+
+// Validates a submission (docs/api.md). `queue_ids` maps leaf queue names to engine ids;
+// models are interned in `models` (a model no node has yet makes the workload wait with
+// ModelUnavailable rather than fail). Returns the first error found.
+bool ParseWorkload(const Json& body, const ServerConfig& config,
+                   const std::map<std::string, core::QueueId>& leaf_queues,
+                   core::GpuModelRegistry& models, ParsedWorkload& out, ApiError& error);
+
+}  // namespace gpuorch::server

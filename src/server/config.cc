@@ -1,0 +1,197 @@
+#include "server/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace gpuorch::server {
+
+using core::Result;
+using core::Status;
+
+const PriorityClass* ServerConfig::FindPriority(const std::string& name) const {
+  for (const PriorityClass& p : priority_classes) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+const QueueConfig* ServerConfig::FindQueue(const std::string& name) const {
+  for (const QueueConfig& q : queues) {
+    if (q.name == name) return &q;
+  }
+  return nullptr;
+}
+
+namespace {
+
+// Reads typed values and refuses unknown keys, naming the path of whatever is wrong.
+class Reader {
+ public:
+  Status Keys(const YAML::Node& n, const std::string& path, std::set<std::string> allowed) {
+    if (!n.IsMap()) return Status::Invalid(path + ": must be a mapping");
+    for (const auto& kv : n) {
+      std::string k = kv.first.as<std::string>();
+      if (!allowed.count(k)) return Status::Invalid(Join(path, k) + ": unknown field");
+    }
+    return Status::Ok();
+  }
+  template <typename T>
+  Status Get(const YAML::Node& n, const std::string& key, const std::string& path, T& out) {
+    if (!n[key]) return Status::Ok();
+    try {
+      out = n[key].as<T>();
+    } catch (const YAML::Exception&) {
+      return Status::Invalid(Join(path, key) + ": wrong type");
+    }
+    return Status::Ok();
+  }
+  // GPUs as a decimal number (0.5 = 500 milli-GPU).
+  Status Gpus(const YAML::Node& n, const std::string& key, const std::string& path,
+              int64_t& milli) {
+    if (!n[key]) return Status::Ok();
+    double v = 0;
+    try {
+      v = n[key].as<double>();
+    } catch (const YAML::Exception&) {
+      return Status::Invalid(Join(path, key) + ": must be a number of GPUs");
+    }
+    if (!std::isfinite(v) || v < 0 || v > 1e7) {
+      return Status::Invalid(Join(path, key) + ": must be in 0..1e7 GPUs");
+    }
+    milli = std::llround(v * 1000);
+    return Status::Ok();
+  }
+  static std::string Join(const std::string& path, const std::string& key) {
+    return path.empty() ? key : path + "." + key;
+  }
+};
+
+#define GPUORCH_TRY(expr)              \
+  do {                                 \
+    ::gpuorch::core::Status s_ = expr; \
+    if (!s_.ok()) return s_;           \
+  } while (0)
+
+Status ParseQueue(Reader& r, const YAML::Node& n, const std::string& path, QueueConfig& q) {
+  GPUORCH_TRY(r.Keys(n, path, {"name", "parent", "weight", "can_borrow", "can_lend", "quota"}));
+  GPUORCH_TRY(r.Get(n, "name", path, q.name));
+  GPUORCH_TRY(r.Get(n, "parent", path, q.parent));
+  GPUORCH_TRY(r.Get(n, "weight", path, q.weight));
+  GPUORCH_TRY(r.Get(n, "can_borrow", path, q.can_borrow));
+  GPUORCH_TRY(r.Get(n, "can_lend", path, q.can_lend));
+  if (q.name.empty()) return Status::Invalid(path + ".name: required");
+  if (q.weight < 1 || q.weight > 1000000) return Status::Invalid(path + ".weight: must be in 1..1e6");
+  if (n["quota"]) {
+    if (!n["quota"].IsSequence()) return Status::Invalid(path + ".quota: must be a list");
+    for (size_t i = 0; i < n["quota"].size(); ++i) {
+      std::string qp = path + ".quota[" + std::to_string(i) + "]";
+      const YAML::Node e = n["quota"][i];
+      QuotaConfig c;
+      GPUORCH_TRY(r.Keys(e, qp, {"model", "guaranteed", "limit"}));
+      GPUORCH_TRY(r.Get(e, "model", qp, c.model));
+      if (c.model.empty()) c.model = "*";
+      GPUORCH_TRY(r.Gpus(e, "guaranteed", qp, c.guaranteed_milli));
+      if (e["limit"]) {
+        GPUORCH_TRY(r.Gpus(e, "limit", qp, c.limit_milli));
+        if (c.limit_milli < c.guaranteed_milli) {
+          return Status::Invalid(qp + ".limit: must be >= guaranteed");
+        }
+      }
+      q.quota.push_back(c);
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<ServerConfig> ParseConfig(const std::string& text) {
+  ServerConfig c;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    return Status::Invalid("config: not valid YAML: " + std::string(e.what()));
+  }
+  if (root.IsNull()) return c;
+  Reader r;
+  GPUORCH_TRY(r.Keys(root, "",
+                     {"listen", "data", "policy", "node_timeout_s", "heartbeat_interval_ms",
+                      "cycle_interval_ms", "fair_share_half_life_s", "max_body_bytes",
+                      "default_priority", "priority_classes", "queues"}));
+  GPUORCH_TRY(r.Get(root, "listen", "", c.listen));
+  GPUORCH_TRY(r.Get(root, "data", "", c.data));
+  GPUORCH_TRY(r.Get(root, "policy", "", c.policy));
+  double timeout_s = static_cast<double>(c.node_timeout_ms) / 1000.0;
+  GPUORCH_TRY(r.Get(root, "node_timeout_s", "", timeout_s));
+  if (!(timeout_s >= 0.5 && timeout_s <= 3600)) {
+    return Status::Invalid("node_timeout_s: must be in 0.5..3600");
+  }
+  c.node_timeout_ms = std::llround(timeout_s * 1000);
+  GPUORCH_TRY(r.Get(root, "heartbeat_interval_ms", "", c.heartbeat_interval_ms));
+  if (c.heartbeat_interval_ms < 10 || c.heartbeat_interval_ms * 2 > c.node_timeout_ms) {
+    return Status::Invalid("heartbeat_interval_ms: must be >= 10 and at most half the timeout");
+  }
+  GPUORCH_TRY(r.Get(root, "cycle_interval_ms", "", c.cycle_interval_ms));
+  if (c.cycle_interval_ms < 1 || c.cycle_interval_ms > 60000) {
+    return Status::Invalid("cycle_interval_ms: must be in 1..60000");
+  }
+  GPUORCH_TRY(r.Get(root, "fair_share_half_life_s", "", c.fair_share_half_life_s));
+  if (c.fair_share_half_life_s < 1) return Status::Invalid("fair_share_half_life_s: must be >= 1");
+  GPUORCH_TRY(r.Get(root, "max_body_bytes", "", c.max_body_bytes));
+  if (c.max_body_bytes < 1024) return Status::Invalid("max_body_bytes: must be >= 1024");
+  GPUORCH_TRY(r.Get(root, "default_priority", "", c.default_priority));
+  if (root["priority_classes"]) {
+    const YAML::Node pcs = root["priority_classes"];
+    if (!pcs.IsSequence() || pcs.size() == 0) {
+      return Status::Invalid("priority_classes: must be a non-empty list");
+    }
+    c.priority_classes.clear();
+    for (size_t i = 0; i < pcs.size(); ++i) {
+      std::string p = "priority_classes[" + std::to_string(i) + "]";
+      PriorityClass pc;
+      GPUORCH_TRY(r.Keys(pcs[i], p, {"name", "value", "preemptible"}));
+      GPUORCH_TRY(r.Get(pcs[i], "name", p, pc.name));
+      GPUORCH_TRY(r.Get(pcs[i], "value", p, pc.value));
+      GPUORCH_TRY(r.Get(pcs[i], "preemptible", p, pc.preemptible));
+      if (pc.name.empty()) return Status::Invalid(p + ".name: required");
+      if (c.FindPriority(pc.name)) return Status::Invalid(p + ".name: duplicate " + pc.name);
+      c.priority_classes.push_back(pc);
+    }
+  }
+  if (!c.FindPriority(c.default_priority)) {
+    return Status::Invalid("default_priority: no priority class named " + c.default_priority);
+  }
+  if (root["queues"]) {
+    const YAML::Node qs = root["queues"];
+    if (!qs.IsSequence() || qs.size() == 0) return Status::Invalid("queues: must be a non-empty list");
+    c.queues.clear();
+    for (size_t i = 0; i < qs.size(); ++i) {
+      std::string p = "queues[" + std::to_string(i) + "]";
+      QueueConfig q;
+      GPUORCH_TRY(ParseQueue(r, qs[i], p, q));
+      if (c.FindQueue(q.name)) return Status::Invalid(p + ".name: duplicate " + q.name);
+      if (!q.parent.empty() && !c.FindQueue(q.parent)) {
+        return Status::Invalid(p + ".parent: unknown queue " + q.parent + " (parents come first)");
+      }
+      c.queues.push_back(q);
+    }
+  }
+  return c;
+}
+
+Result<ServerConfig> LoadConfig(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Status::Invalid("config: cannot read " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto c = ParseConfig(ss.str());
+  if (!c.ok()) return Status::Invalid(path + ": " + c.status().message());
+  return c;
+}
+
+}  // namespace gpuorch::server

@@ -1,0 +1,56 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace gpuorch::server {
+
+struct PriorityClass {
+  std::string name;
+  int32_t value = 0;
+  bool preemptible = true;
+};
+
+struct QuotaConfig {
+  std::string model;            // "*" = every model without an entry of its own
+  int64_t guaranteed_milli = 0;
+  int64_t limit_milli = -1;     // -1 = unlimited
+};
+
+struct QueueConfig {
+  std::string name;
+  std::string parent;
+  int32_t weight = 1;
+  bool can_borrow = true;
+  bool can_lend = true;
+  std::vector<QuotaConfig> quota;
+};
+
+// The server's configuration (YAML). Every field has a default, so an empty file (or none)
+// gives a working single-queue server on loopback.
+struct ServerConfig {
+  std::string listen = "127.0.0.1:7480";
+  std::string data = "gpuorch-data";
+  std::string policy = "gpuorch";
+  int64_t node_timeout_ms = 10'000;
+  int64_t heartbeat_interval_ms = 500;
+  int64_t cycle_interval_ms = 50;
+  int64_t fair_share_half_life_s = 3600;
+  int64_t max_body_bytes = 1 << 20;
+  std::string default_priority = "normal";
+  std::vector<PriorityClass> priority_classes = {
+      {"production", 100, false}, {"normal", 50, true}, {"opportunistic", 0, true}};
+  std::vector<QueueConfig> queues = {{"default", "", 1, true, true, {}}};
+
+  const PriorityClass* FindPriority(const std::string& name) const;
+  const QueueConfig* FindQueue(const std::string& name) const;
+};
+
+// Parses YAML text. Errors name the field: "queues[1].quota[0].guaranteed: must be >= 0".
+core::Result<ServerConfig> ParseConfig(const std::string& yaml_text);
+core::Result<ServerConfig> LoadConfig(const std::string& path);
+
+}  // namespace gpuorch::server

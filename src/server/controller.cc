@@ -1,0 +1,530 @@
+#include "server/controller.h"
+
+#include <algorithm>
+#include <chrono>
+
+namespace gpuorch::server {
+
+using core::Result;
+using core::Status;
+using sched::WorkloadState;
+
+namespace {
+
+int64_t WallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::vector<int> MaskToList(sched::GpuMask m) {
+  std::vector<int> out;
+  for (int j = 0; j < 16; ++j) {
+    if ((m >> j) & 1u) out.push_back(j);
+  }
+  return out;
+}
+
+sched::GpuMask ListToMask(const std::vector<int>& gpus) {
+  sched::GpuMask m = 0;
+  for (int j : gpus) m = static_cast<sched::GpuMask>(m | (1u << j));
+  return m;
+}
+
+core::WorkloadId Wid(int64_t id) { return core::WorkloadId(static_cast<uint32_t>(id)); }
+
+}  // namespace
+
+Controller::Controller(const ServerConfig& config, store::StateStore* store)
+    : config_(config), store_(store) {}
+
+Controller::~Controller() = default;
+
+Result<std::unique_ptr<Controller>> Controller::Create(const ServerConfig& config,
+                                                       store::StateStore* store) {
+  std::unique_ptr<Controller> c(new Controller(config, store));
+  sched::SchedulerConfig sc;
+  sc.policy = config.policy;
+  sc.fair_share_half_life = config.fair_share_half_life_s * core::kSecond;
+  auto engine = sched::Scheduler::Create(sc);
+  if (!engine.ok()) return Status::Invalid("config: policy: " + engine.status().message());
+  c->engine_ = std::move(engine).value();
+  if (Status s = c->AddQueues(); !s.ok()) return s;
+  if (Status s = c->Load(); !s.ok()) return s;
+  c->committer_ = std::make_unique<store::GroupCommitter>(store);
+  return c;
+}
+
+Status Controller::AddQueues() {
+  uint32_t next = 0;
+  for (const QueueConfig& q : config_.queues) {
+    core::QueueSpec spec;
+    spec.name = q.name;
+    if (!q.parent.empty()) spec.parent = queue_ids_.at(q.parent);
+    spec.weight = q.weight;
+    spec.can_borrow = q.can_borrow;
+    spec.can_lend = q.can_lend;
+    for (const QuotaConfig& e : q.quota) {
+      core::QuotaEntry entry;
+      if (e.model != "*") {
+        auto m = models_.Intern(e.model);
+        if (!m.ok())
+          return Status::Invalid("config: queues." + q.name + ": " + m.status().message());
+        entry.model = *m;
+      }
+      entry.guaranteed = e.guaranteed_milli;
+      entry.limit = e.limit_milli;
+      spec.quotas.push_back(entry);
+    }
+    core::QueueId id(next++);
+    if (Status s = engine_->AddQueue(id, spec); !s.ok()) {
+      return Status::Invalid("config: queues." + q.name + ": " + s.message());
+    }
+    queue_ids_[q.name] = id;
+    leaf_queues_[q.name] = id;
+    if (!q.parent.empty()) leaf_queues_.erase(q.parent);
+  }
+  return Status::Ok();
+}
+
+int64_t Controller::Now() {
+  last_now_ = std::max(last_now_, WallMs());
+  return last_now_;
+}
+
+void Controller::Event(WorkloadRecord& w, const std::string& type, const std::string& message) {
+  w.events.push_back(Json{{"time_ms", Now()}, {"type", type}, {"message", message}});
+  if (w.events.size() > 100) w.events.erase(w.events.begin());
+  Dirty(w);
+}
+
+// ---- API: submissions and cancellations.
+
+bool Controller::Submit(const Json& body, Json& out, ApiError& error) {
+  WorkloadRecord w;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!ParseWorkload(body, config_, leaf_queues_, models_, w.parsed, error)) return false;
+    w.id = next_id_++;
+    w.submitted_ms = w.queued_since_ms = Now();
+    w.parsed.spec.submit_time = w.submitted_ms;
+    // Not through Event(): the record is not in workloads_ yet, so it must not be dirty.
+    w.events.push_back(Json{{"time_ms", w.submitted_ms},
+                            {"type", "Submitted"},
+                            {"message", "queue " + w.parsed.queue_name}});
+  }
+  // Durable before anyone is told it exists.
+  store::Batch batch;
+  batch.workloads.push_back(ToStored(w));
+  if (Status s = committer_->Persist(std::move(batch)); !s.ok()) {
+    error = ApiError{500, "", "store: " + s.message()};
+    return false;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (Status s = engine_->Submit(Wid(w.id), w.parsed.spec); !s.ok()) {
+    error = ApiError{500, "", s.message()};
+    return false;
+  }
+  out = Json{{"id", w.id}, {"name", w.parsed.spec.name}, {"state", w.state}};
+  workloads_.emplace(w.id, std::move(w));
+  return true;
+}
+
+bool Controller::Cancel(int64_t id, Json& out, ApiError& error) {
+  store::Batch batch;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = workloads_.find(id);
+    if (it == workloads_.end()) {
+      error = ApiError{404, "id", "id: no workload " + std::to_string(id)};
+      return false;
+    }
+    WorkloadRecord& w = it->second;
+    if (w.terminal()) {
+      error = ApiError{409, "state",
+                       "state: workload " + std::to_string(id) + " is already " + w.state};
+      return false;
+    }
+    w.cancel_requested = true;
+    Event(w, "CancelRequested", "by API");
+    if (engine_->state(Wid(id)) == WorkloadState::kPending) {
+      (void)engine_->Cancel(Wid(id));
+      w.state = "Cancelled";
+      w.reason.clear();
+      w.finished_ms = Now();
+    } else {
+      for (TaskRecord& t : w.tasks) t.stopping = true;
+    }
+    Dirty(w);
+    out = Json{{"id", id}, {"state", w.state}};
+    batch = TakeDirty();
+  }
+  if (Status s = committer_->Persist(std::move(batch)); !s.ok()) {
+    error = ApiError{500, "", "store: " + s.message()};
+    return false;
+  }
+  return true;
+}
+
+// ---- Agent protocol.
+
+bool Controller::Register(const Json& b, Json& out, ApiError& error) {
+  auto fail = [&](const std::string& field, const std::string& why) {
+    error = ApiError{400, field, field + ": " + why};
+    return false;
+  };
+  if (!b.is_object()) return fail("", "body must be a JSON object");
+  static const std::set<std::string> kFields = {
+      "name", "address", "zone", "rack", "cpu_milli", "memory_mib", "backend", "nvlink_domain_gpus",
+      "gpus"};
+  for (const auto& [k, v] : b.items()) {
+    if (!kFields.count(k)) return fail(k, "unknown field");
+  }
+  if (!b.contains("name") || !b["name"].is_string() || b["name"].get<std::string>().empty()) {
+    return fail("name", "required string");
+  }
+  core::NodeSpec spec;
+  spec.name = b["name"].get<std::string>();
+  auto str = [&](const char* k, std::string& v) {
+    if (b.contains(k)) {
+      if (!b[k].is_string()) return fail(k, "must be a string");
+      v = b[k].get<std::string>();
+    }
+    return true;
+  };
+  auto num = [&](const char* k, int64_t& v) {
+    if (b.contains(k)) {
+      if (!b[k].is_number_integer() || b[k].get<int64_t>() < 0) {
+        return fail(k, "must be a non-negative integer");
+      }
+      v = b[k].get<int64_t>();
+    }
+    return true;
+  };
+  std::string address, backend;
+  int64_t nvlink = 0;
+  if (!str("zone", spec.zone) || !str("rack", spec.rack) || !str("address", address) ||
+      !str("backend", backend) || !num("cpu_milli", spec.milli_cpu) ||
+      !num("memory_mib", spec.memory_mib) || !num("nvlink_domain_gpus", nvlink)) {
+    return false;
+  }
+  spec.nvlink_domain_gpus = static_cast<int32_t>(std::min<int64_t>(nvlink, 16));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (b.contains("gpus")) {
+    const Json& gpus = b["gpus"];
+    if (!gpus.is_array() || gpus.size() > 16) return fail("gpus", "must be a list of at most 16");
+    for (size_t i = 0; i < gpus.size(); ++i) {
+      std::string f = "gpus[" + std::to_string(i) + "]";
+      const Json& g = gpus[i];
+      if (!g.is_object() || !g.contains("model") || !g["model"].is_string()) {
+        return fail(f + ".model", "required string");
+      }
+      if (!g.contains("index") || !g["index"].is_number_integer() ||
+          g["index"].get<int64_t>() != static_cast<int64_t>(i)) {
+        return fail(f + ".index", "GPUs must be listed by index 0..n-1");
+      }
+      auto m = models_.Intern(g["model"].get<std::string>());
+      if (!m.ok()) return fail(f + ".model", m.status().message());
+      if (i > 0 && *m != spec.gpu_model) return fail(f + ".model", "one GPU model per node");
+      spec.gpu_model = *m;
+      int64_t mem = g.value("memory_mib", int64_t{0});
+      spec.gpu_memory_mib = i == 0 ? mem : std::min(spec.gpu_memory_mib, mem);
+    }
+    spec.gpu_count = static_cast<int32_t>(gpus.size());
+  }
+  if (Status s = spec.Validate(); !s.ok()) return fail("", s.message());
+  auto it = nodes_.find(spec.name);
+  if (it == nodes_.end()) {
+    NodeRecord n;
+    n.name = spec.name;
+    n.id = core::NodeId(static_cast<uint32_t>(node_names_.size()));
+    n.spec = spec;
+    if (Status s = engine_->AddNode(n.id, spec); !s.ok()) return fail("", s.message());
+    node_names_.push_back(n.name);
+    it = nodes_.emplace(n.name, std::move(n)).first;
+  } else {
+    NodeRecord& n = it->second;
+    spec.status = n.drained ? core::NodeStatus::kDraining : core::NodeStatus::kReady;
+    if (Status s = engine_->UpdateNode(n.id, spec); !s.ok()) {
+      error = ApiError{409, "gpus", "gpus: " + s.message()};
+      return false;
+    }
+    n.spec = spec;
+    n.down = false;
+  }
+  NodeRecord& n = it->second;
+  n.registration = b;
+  n.registration["address"] = address;
+  n.last_heartbeat_ms = SteadyMs();
+  n.last_heartbeat_wall_ms = Now();
+  dirty_nodes_.insert(n.name);
+  out = Json{{"node", n.name}, {"heartbeat_interval_ms", config_.heartbeat_interval_ms}};
+  return true;
+}
+
+bool Controller::Heartbeat(const std::string& node, const Json& b, Json& out, ApiError& error) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find(node);
+  if (it == nodes_.end()) {
+    error = ApiError{404, "node", "node: unknown node " + node + " (register first)"};
+    return false;
+  }
+  NodeRecord& n = it->second;
+  if (!b.is_object() || (b.contains("tasks") && !b["tasks"].is_array())) {
+    error = ApiError{400, "tasks", "tasks: must be a list"};
+    return false;
+  }
+  n.last_heartbeat_ms = SteadyMs();
+  n.last_heartbeat_wall_ms = Now();
+  if (n.down) {
+    n.down = false;
+    core::NodeSpec spec = n.spec;
+    spec.status = n.drained ? core::NodeStatus::kDraining : core::NodeStatus::kReady;
+    (void)engine_->UpdateNode(n.id, spec);
+  }
+  for (const Json& r : b.value("tasks", Json::array())) {
+    if (!r.is_object() || !r.contains("workload") || !r["workload"].is_number_integer()) continue;
+    auto w = workloads_.find(r["workload"].get<int64_t>());
+    if (w == workloads_.end()) continue;
+    WorkloadRecord& rec = w->second;
+    if (r.value("attempt", -1) != rec.attempt) continue;  // an old attempt: not desired
+    int32_t task = r.value("task", -1);
+    for (TaskRecord& t : rec.tasks) {
+      if (t.task != task || t.node != node || t.state == "exited" || t.state == "lost") continue;
+      std::string st = r.value("state", "");
+      if (st == "running" && t.state == "assigned") {
+        t.state = "running";
+        Dirty(rec);
+      } else if (st == "exited") {
+        OnTaskExited(rec, t, r.value("exit_code", -1));
+      }
+      break;
+    }
+  }
+  Json desired = Json::array();
+  for (int64_t id : on_node_[node]) {
+    const WorkloadRecord& w = workloads_.at(id);
+    if (!w.published || w.state != "Running") continue;
+    for (const TaskRecord& t : w.tasks) {
+      if (t.node != node || t.stopping || t.state == "exited" || t.state == "lost") continue;
+      desired.push_back(Json{{"workload", w.id},
+                             {"task", t.task},
+                             {"attempt", w.attempt},
+                             {"command", w.parsed.command},
+                             {"env", TaskEnv(w, t)},
+                             {"workdir", w.parsed.workdir},
+                             {"gpus", t.gpus},
+                             {"gpu_milli", t.gpu_milli},
+                             {"grace_period_ms", w.parsed.spec.grace_period}});
+    }
+  }
+  out = Json{{"desired", desired}};
+  return true;
+}
+
+Json Controller::TaskEnv(const WorkloadRecord& w, const TaskRecord& t) const {
+  Json env = w.parsed.env;
+  int local = 0;
+  std::string master;
+  for (const TaskRecord& o : w.tasks) {
+    if (o.task == t.task) break;
+    if (o.node == t.node) ++local;
+  }
+  if (!w.tasks.empty()) {
+    auto n = nodes_.find(w.tasks.front().node);
+    if (n != nodes_.end()) {
+      std::string addr = n->second.registration.value("address", "");
+      master = addr.substr(0, addr.rfind(':'));
+    }
+  }
+  env["RANK"] = std::to_string(t.task);
+  env["LOCAL_RANK"] = std::to_string(local);
+  env["WORLD_SIZE"] = std::to_string(w.tasks.size());
+  env["MASTER_ADDR"] = master.empty() ? "127.0.0.1" : master;
+  env["MASTER_PORT"] = std::to_string(20000 + w.id % 20000);
+  env["GPUORCH_WORKLOAD"] = std::to_string(w.id);
+  env["GPUORCH_TASK"] = std::to_string(t.task);
+  env["GPUORCH_ATTEMPT"] = std::to_string(w.attempt);
+  return env;
+}
+
+void Controller::OnTaskExited(WorkloadRecord& w, TaskRecord& t, int exit_code) {
+  t.state = "exited";
+  t.exit_code = exit_code;
+  Dirty(w);
+  Event(w, "TaskExited", "task " + std::to_string(t.task) + " exit " + std::to_string(exit_code));
+  const bool evicting = w.state == "Preempted";
+  if (exit_code != 0 && !t.stopping && !evicting && !w.cancel_requested) {
+    // A task failed on its own: the workload fails, its other tasks are stopped.
+    w.failed = true;
+    for (TaskRecord& o : w.tasks) o.stopping = true;
+  }
+  (void)engine_->TaskFinished(Wid(w.id), t.task);
+  SyncFromEngine(w);
+}
+
+// Brings the record in line with the engine after an event that may have ended, requeued
+// or shrunk the workload.
+void Controller::SyncFromEngine(WorkloadRecord& w) {
+  WorkloadState s = engine_->state(Wid(w.id));
+  if (s == WorkloadState::kPending && (w.state == "Running" || w.state == "Preempted")) {
+    if (w.cancel_requested) {
+      (void)engine_->Cancel(Wid(w.id));
+      w.state = "Cancelled";
+      w.finished_ms = Now();
+      return;
+    }
+    Requeue(w, w.state == "Preempted" ? "evicted" : "lost its node");
+  } else if (s == WorkloadState::kFinished && !w.terminal()) {
+    if (w.state == "Preempted" && !w.cancel_requested) {
+      // Evicted while the engine thought it ran (after a restart): back to the queue.
+      if (engine_->Submit(Wid(w.id), w.parsed.spec).ok()) Requeue(w, "evicted");
+      return;
+    }
+    w.state = w.cancel_requested ? "Cancelled" : w.failed ? "Failed" : "Succeeded";
+    w.finished_ms = Now();
+    Event(w, w.state, "");
+  }
+}
+
+void Controller::Requeue(WorkloadRecord& w, const std::string& why) {
+  w.state = "Pending";
+  ++w.attempt;
+  w.tasks.clear();
+  w.queued_since_ms = Now();
+  Event(w, "Requeued", why);
+}
+
+// ---- The controller loop.
+
+void Controller::MarkNodeDown(NodeRecord& n) {
+  n.down = true;
+  core::NodeSpec spec = n.spec;
+  spec.status = core::NodeStatus::kDown;
+  (void)engine_->UpdateNode(n.id, spec);
+  for (int64_t id : on_node_[n.name]) {
+    WorkloadRecord& w = workloads_.at(id);
+    for (TaskRecord& t : w.tasks) {
+      if (t.node == n.name && t.state != "exited") t.state = "lost";
+    }
+    Event(w, "NodeLost", "node " + n.name + " stopped sending heartbeats");
+    SyncFromEngine(w);
+  }
+  dirty_nodes_.insert(n.name);
+}
+
+void Controller::Step() {
+  store::Batch batch;
+  std::vector<int64_t> unpublished;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    int64_t steady = SteadyMs();
+    for (auto& [name, n] : nodes_) {
+      if (!n.down && steady - n.last_heartbeat_ms > config_.node_timeout_ms) MarkNodeDown(n);
+    }
+    int64_t t0 = SteadyMs();
+    auto start = std::chrono::steady_clock::now();
+    sched::Plan plan = engine_->Cycle(Now());
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    (void)t0;
+    metrics_.cycle_seconds.Observe(secs);
+    ++metrics_.cycles;
+    ApplyPlan(plan);
+    for (int64_t id : dirty_) {
+      if (!workloads_.at(id).published) unpublished.push_back(id);
+    }
+    batch = TakeDirty();
+  }
+  if (batch.empty()) return;
+  Status s = committer_->Persist(std::move(batch));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!s.ok()) {
+    // Nothing unpersisted may reach an agent; try again next round.
+    for (int64_t id : unpublished) dirty_.insert(id);
+    return;
+  }
+  for (int64_t id : unpublished) workloads_.at(id).published = true;
+}
+
+void Controller::ApplyPlan(const sched::Plan& plan) {
+  for (const sched::Bind& b : plan.binds) {
+    WorkloadRecord& w = workloads_.at(b.workload.value());
+    if (!b.elastic) {
+      w.state = "Running";
+      w.reason.clear();
+      w.started_ms = plan.now;
+      w.tasks.clear();
+      auto& h =
+          metrics_.queue_wait_seconds.try_emplace(w.parsed.queue_name, MetricsState::WaitBuckets())
+              .first->second;
+      h.Observe(static_cast<double>(plan.now - w.queued_since_ms) / 1000.0);
+    }
+    for (const sched::TaskBinding& tb : b.tasks) {
+      TaskRecord t;
+      t.task = tb.task;
+      t.node = node_names_[tb.node.value()];
+      t.gpus = MaskToList(tb.gpus);
+      t.gpu_milli = tb.gpu_milli;
+      w.tasks.push_back(t);
+      on_node_[t.node].insert(w.id);
+    }
+    w.published = false;
+    Event(w, b.elastic ? "Grown" : "Bound",
+          std::to_string(b.tasks.size()) + " task(s) on " + node_names_[b.tasks[0].node.value()]);
+  }
+  for (const sched::Eviction& e : plan.evictions) {
+    WorkloadRecord& w = workloads_.at(e.workload.value());
+    w.state = "Preempted";
+    for (TaskRecord& t : w.tasks) t.stopping = true;
+    ++metrics_.preemptions[sched::ToString(e.reason)];
+    Event(w, "Evicted",
+          std::string(sched::ToString(e.reason)) +
+              (e.preemptor.valid() ? " for workload " + std::to_string(e.preemptor.value()) : ""));
+  }
+  for (const sched::Resize& r : plan.resizes) {
+    WorkloadRecord& w = workloads_.at(r.workload.value());
+    for (TaskRecord& t : w.tasks) {
+      if (std::find(r.tasks.begin(), r.tasks.end(), t.task) != r.tasks.end()) t.stopping = true;
+    }
+    ++metrics_.preemptions[sched::ToString(r.reason)];
+    Event(w, "Shrunk",
+          std::to_string(r.tasks.size()) + " task(s) for workload " +
+              std::to_string(r.preemptor.value()));
+  }
+  for (const sched::PendingExplanation& p : plan.pending) {
+    WorkloadRecord& w = workloads_.at(p.workload.value());
+    std::string reason = sched::ToString(p.reason);
+    if (w.reason != reason) {
+      w.reason = reason;
+      Dirty(w);
+    }
+  }
+  // Finished tasks no longer need a place in the per-node index.
+  for (int64_t id : dirty_) {
+    WorkloadRecord& w = workloads_.at(id);
+    if (!w.terminal() && w.state != "Pending") continue;
+    for (auto& [node, ids] : on_node_) ids.erase(id);
+  }
+}
+
+store::Batch Controller::TakeDirty() {
+  store::Batch batch;
+  for (int64_t id : dirty_) batch.workloads.push_back(ToStored(workloads_.at(id)));
+  for (const std::string& n : dirty_nodes_) {
+    const NodeRecord& r = nodes_.at(n);
+    Json j = r.registration;
+    j["drained"] = r.drained;
+    batch.nodes.push_back(store::StoredNode{n, j.dump()});
+  }
+  dirty_.clear();
+  dirty_nodes_.clear();
+  return batch;
+}
+
+}  // namespace gpuorch::server

@@ -1,0 +1,136 @@
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/gpu_model.h"
+#include "sched/scheduler.h"
+#include "server/api_types.h"
+#include "server/config.h"
+#include "server/metrics.h"
+#include "store/group_commit.h"
+#include "store/state_store.h"
+
+namespace gpuorch::server {
+
+// One task of a workload as the control plane tracks it.
+struct TaskRecord {
+  int32_t task = 0;
+  std::string node;
+  std::vector<int> gpus;
+  int32_t gpu_milli = 0;
+  std::string state = "assigned";  // assigned, running, exited, lost
+  std::optional<int> exit_code;
+  bool stopping = false;  // no longer desired: the agent stops it
+};
+
+struct WorkloadRecord {
+  int64_t id = 0;
+  ParsedWorkload parsed;
+  std::string state = "Pending";  // Pending Running Preempted Succeeded Failed Cancelled
+  std::string reason;
+  int32_t attempt = 0;
+  int64_t submitted_ms = 0, started_ms = 0, finished_ms = 0;
+  int64_t queued_since_ms = 0;  // for the queue wait-time histogram
+  std::vector<TaskRecord> tasks;
+  bool published = true;  // tasks are visible to agents once persisted
+  bool cancel_requested = false;
+  bool failed = false;
+  std::vector<Json> events;
+
+  bool terminal() const {
+    return state == "Succeeded" || state == "Failed" || state == "Cancelled";
+  }
+};
+
+struct NodeRecord {
+  std::string name;
+  core::NodeId id;
+  Json registration;
+  core::NodeSpec spec;
+  bool drained = false;
+  bool down = false;
+  int64_t last_heartbeat_ms = 0;  // steady clock
+  int64_t last_heartbeat_wall_ms = 0;
+};
+
+// The control plane's state machine: API requests, agent heartbeats and engine cycles all
+// go through it. It owns the engine (single-threaded, behind one mutex) and persists every
+// change through the store before anyone outside can observe it: a submission before the
+// API answers, a bind before any agent is told to start it.
+//
+// Thread-safety: every public method may be called from any thread.
+class Controller {
+ public:
+  static core::Result<std::unique_ptr<Controller>> Create(const ServerConfig& config,
+                                                          store::StateStore* store);
+  ~Controller();
+
+  // API. Each returns false with `error` set on bad input; `out` is the answer body.
+  bool Submit(const Json& body, Json& out, ApiError& error);
+  bool Cancel(int64_t id, Json& out, ApiError& error);
+  bool GetWorkload(int64_t id, Json& out, ApiError& error);
+  Json ListWorkloads(const std::string& queue, const std::string& state,
+                     const std::string& kind);
+  Json ListQueues();
+  bool GetQueue(const std::string& name, Json& out, ApiError& error);
+  Json ListNodes();
+  bool SetDrain(const std::string& name, bool drain, Json& out, ApiError& error);
+  // Where to fetch a task's log: the agent's address and the path on it.
+  bool LogTarget(int64_t id, int32_t task, std::string& address, std::string& path,
+                 ApiError& error);
+  std::string Metrics();
+
+  // Agent protocol.
+  bool Register(const Json& body, Json& out, ApiError& error);
+  bool Heartbeat(const std::string& node, const Json& body, Json& out, ApiError& error);
+
+  // One round of the controller loop: node timeouts, an engine cycle, persistence.
+  void Step();
+
+ private:
+  Controller(const ServerConfig& config, store::StateStore* store);
+  core::Status Load();
+  core::Status AddQueues();
+  int64_t Now();  // wall ms, never decreasing (the engine's time)
+
+  // All below run with mu_ held.
+  void ApplyPlan(const sched::Plan& plan);
+  void OnTaskExited(WorkloadRecord& w, TaskRecord& t, int exit_code);
+  void SyncFromEngine(WorkloadRecord& w);
+  void Requeue(WorkloadRecord& w, const std::string& why);
+  void MarkNodeDown(NodeRecord& n);
+  void Event(WorkloadRecord& w, const std::string& type, const std::string& message);
+  void Dirty(const WorkloadRecord& w) { dirty_.insert(w.id); }
+  Json WorkloadJson(const WorkloadRecord& w) const;
+  Json NodeJson(const NodeRecord& n) const;
+  Json QueueJson(const QueueConfig& q) const;
+  Json TaskEnv(const WorkloadRecord& w, const TaskRecord& t) const;
+  store::Batch TakeDirty();
+  store::StoredWorkload ToStored(const WorkloadRecord& w) const;
+
+  ServerConfig config_;
+  store::StateStore* store_;
+  std::unique_ptr<store::GroupCommitter> committer_;
+  std::mutex mu_;
+  std::unique_ptr<sched::Scheduler> engine_;
+  core::GpuModelRegistry models_;
+  std::map<std::string, core::QueueId> queue_ids_;   // every queue
+  std::map<std::string, core::QueueId> leaf_queues_;
+  std::map<int64_t, WorkloadRecord> workloads_;
+  std::map<std::string, NodeRecord> nodes_;
+  std::vector<std::string> node_names_;  // by engine node id
+  std::map<std::string, std::set<int64_t>> on_node_;  // node -> workloads with tasks there
+  std::set<int64_t> dirty_;
+  std::set<std::string> dirty_nodes_;
+  int64_t next_id_ = 1;
+  int64_t last_now_ = 0;
+  MetricsState metrics_;
+};
+
+}  // namespace gpuorch::server

@@ -1,0 +1,419 @@
+// The controller's read side and persistence format: JSON views for the API, Prometheus
+// metrics, and loading a store back into a running controller after a restart.
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+
+#include "server/controller.h"
+
+namespace gpuorch::server {
+
+using core::Status;
+
+namespace {
+
+std::string Iso(int64_t ms) {
+  if (ms <= 0) return "";
+  std::time_t s = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&s, &tm);
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(ms % 1000));
+  return buf;
+}
+
+Json TimeOrNull(int64_t ms) { return ms > 0 ? Json(Iso(ms)) : Json(nullptr); }
+
+std::string KindName(core::WorkloadKind k) { return core::ToString(k); }
+
+}  // namespace
+
+Json Controller::WorkloadJson(const WorkloadRecord& w) const {
+  Json tasks = Json::array();
+  for (const TaskRecord& t : w.tasks) {
+    tasks.push_back(Json{{"task", t.task},
+                         {"node", t.node},
+                         {"gpus", t.gpus},
+                         {"gpu_milli", t.gpu_milli},
+                         {"state", t.stopping && t.state != "exited" ? "stopping" : t.state},
+                         {"exit_code", t.exit_code ? Json(*t.exit_code) : Json(nullptr)}});
+  }
+  Json events = Json::array();
+  for (const Json& e : w.events) {
+    events.push_back(Json{{"time", Iso(e.value("time_ms", int64_t{0}))},
+                          {"type", e.value("type", "")},
+                          {"message", e.value("message", "")}});
+  }
+  Json j{{"id", w.id},
+         {"name", w.parsed.spec.name},
+         {"queue", w.parsed.queue_name},
+         {"kind", KindName(w.parsed.spec.kind)},
+         {"priority", w.parsed.priority_name},
+         {"state", w.state},
+         {"spec", w.parsed.canonical},
+         {"submitted_at", TimeOrNull(w.submitted_ms)},
+         {"started_at", TimeOrNull(w.started_ms)},
+         {"finished_at", TimeOrNull(w.finished_ms)},
+         {"attempt", w.attempt},
+         {"tasks", tasks},
+         {"events", events}};
+  if (w.state == "Pending") j["reason"] = w.reason.empty() ? "Queued" : w.reason;
+  return j;
+}
+
+bool Controller::GetWorkload(int64_t id, Json& out, ApiError& error) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = workloads_.find(id);
+  if (it == workloads_.end()) {
+    error = ApiError{404, "id", "id: no workload " + std::to_string(id)};
+    return false;
+  }
+  out = WorkloadJson(it->second);
+  return true;
+}
+
+Json Controller::ListWorkloads(const std::string& queue, const std::string& state,
+                               const std::string& kind) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Json list = Json::array();
+  for (const auto& [id, w] : workloads_) {
+    if (!queue.empty() && w.parsed.queue_name != queue) continue;
+    if (!state.empty() && w.state != state) continue;
+    if (!kind.empty() && KindName(w.parsed.spec.kind) != kind) continue;
+    Json j = WorkloadJson(w);
+    j.erase("events");
+    list.push_back(std::move(j));
+  }
+  return Json{{"workloads", list}};
+}
+
+Json Controller::QueueJson(const QueueConfig& q) const {
+  core::QueueId id = queue_ids_.at(q.name);
+  Json quota = Json::array();
+  std::vector<std::string> names;
+  for (uint32_t m = 0; m < models_.size(); ++m) names.push_back(models_.Name(core::GpuModelId(m)));
+  for (uint32_t m = 0; m < models_.size(); ++m) {
+    const QuotaConfig* entry = nullptr;
+    for (const QuotaConfig& e : q.quota) {
+      if (e.model == names[m]) entry = &e;
+      if (e.model == "*" && entry == nullptr) entry = &e;
+    }
+    int64_t used = engine_->QueueUsage(id, core::GpuModelId(m));
+    if (entry == nullptr && used == 0) continue;
+    quota.push_back(Json{{"model", names[m]},
+                         {"guaranteed_milli", entry ? entry->guaranteed_milli : 0},
+                         {"limit_milli", entry && entry->limit_milli >= 0 ? Json(entry->limit_milli)
+                                                                          : Json(nullptr)},
+                         {"used_milli", used}});
+  }
+  int pending = 0, running = 0;
+  for (const auto& [wid, w] : workloads_) {
+    if (w.parsed.queue_name != q.name) continue;
+    pending += w.state == "Pending";
+    running += w.state == "Running" || w.state == "Preempted";
+  }
+  return Json{{"name", q.name},
+              {"parent", q.parent.empty() ? Json(nullptr) : Json(q.parent)},
+              {"weight", q.weight},
+              {"can_borrow", q.can_borrow},
+              {"can_lend", q.can_lend},
+              {"leaf", leaf_queues_.count(q.name) > 0},
+              {"quota", quota},
+              {"pending", pending},
+              {"running", running}};
+}
+
+Json Controller::ListQueues() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Json list = Json::array();
+  for (const QueueConfig& q : config_.queues) list.push_back(QueueJson(q));
+  return Json{{"queues", list}};
+}
+
+bool Controller::GetQueue(const std::string& name, Json& out, ApiError& error) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const QueueConfig* q = config_.FindQueue(name);
+  if (q == nullptr) {
+    error = ApiError{404, "name", "name: no queue " + name};
+    return false;
+  }
+  out = QueueJson(*q);
+  return true;
+}
+
+Json Controller::NodeJson(const NodeRecord& n) const {
+  const sched::NodeState& s = engine_->cluster().node(n.id);
+  Json gpus = Json::array();
+  const Json& reg = n.registration.value("gpus", Json::array());
+  for (int j = 0; j < n.spec.gpu_count; ++j) {
+    Json g = j < static_cast<int>(reg.size()) ? reg[static_cast<size_t>(j)] : Json::object();
+    g["used_milli"] = core::kMilliGpu - s.gpu_free[j];
+    gpus.push_back(g);
+  }
+  std::string status = n.down ? "Down" : n.drained ? "Draining" : "Ready";
+  return Json{{"name", n.name},
+              {"status", status},
+              {"zone", n.spec.zone},
+              {"rack", n.spec.rack},
+              {"backend", n.registration.value("backend", "")},
+              {"address", n.registration.value("address", "")},
+              {"cpu_milli", n.spec.milli_cpu},
+              {"memory_mib", n.spec.memory_mib},
+              {"cpu_used_milli", s.cpu_capacity - s.cpu_free},
+              {"last_heartbeat", Iso(n.last_heartbeat_wall_ms)},
+              {"gpus", gpus}};
+}
+
+Json Controller::ListNodes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Json list = Json::array();
+  for (const auto& [name, n] : nodes_) list.push_back(NodeJson(n));
+  return Json{{"nodes", list}};
+}
+
+bool Controller::SetDrain(const std::string& name, bool drain, Json& out, ApiError& error) {
+  store::Batch batch;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = nodes_.find(name);
+    if (it == nodes_.end()) {
+      error = ApiError{404, "name", "name: no node " + name};
+      return false;
+    }
+    NodeRecord& n = it->second;
+    n.drained = drain;
+    if (!n.down) {
+      core::NodeSpec spec = n.spec;
+      spec.status = drain ? core::NodeStatus::kDraining : core::NodeStatus::kReady;
+      (void)engine_->UpdateNode(n.id, spec);
+    }
+    dirty_nodes_.insert(name);
+    out = NodeJson(n);
+    batch = TakeDirty();
+  }
+  if (Status s = committer_->Persist(std::move(batch)); !s.ok()) {
+    error = ApiError{500, "", "store: " + s.message()};
+    return false;
+  }
+  return true;
+}
+
+bool Controller::LogTarget(int64_t id, int32_t task, std::string& address, std::string& path,
+                           ApiError& error) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = workloads_.find(id);
+  if (it == workloads_.end()) {
+    error = ApiError{404, "id", "id: no workload " + std::to_string(id)};
+    return false;
+  }
+  const WorkloadRecord& w = it->second;
+  for (const TaskRecord& t : w.tasks) {
+    if (t.task != task) continue;
+    auto n = nodes_.find(t.node);
+    if (n == nodes_.end()) break;
+    address = n->second.registration.value("address", "");
+    path = "/v1/tasks/" + std::to_string(id) + "/" + std::to_string(task) + "/" +
+           std::to_string(w.attempt) + "/logs";
+    return !address.empty();
+  }
+  error = ApiError{404, "task", "task: workload " + std::to_string(id) + " has no task " +
+                                    std::to_string(task) + " in its current attempt"};
+  return false;
+}
+
+std::string Controller::Metrics() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string out;
+  out += "# HELP gpuorch_workloads Workloads by state and queue.\n# TYPE gpuorch_workloads gauge\n";
+  std::map<std::pair<std::string, std::string>, int> by;
+  for (const QueueConfig& q : config_.queues) {
+    if (!leaf_queues_.count(q.name)) continue;
+    for (const char* s : {"Pending", "Running", "Preempted", "Succeeded", "Failed", "Cancelled"}) {
+      by[{q.name, s}] = 0;
+    }
+  }
+  for (const auto& [id, w] : workloads_) ++by[{w.parsed.queue_name, w.state}];
+  for (const auto& [k, v] : by) {
+    out += "gpuorch_workloads{queue=\"" + LabelValue(k.first) + "\",state=\"" + k.second + "\"} " +
+           std::to_string(v) + "\n";
+  }
+  out += "# HELP gpuorch_gpus GPUs of schedulable nodes per model.\n# TYPE gpuorch_gpus gauge\n";
+  out += "# HELP gpuorch_gpus_allocated Allocated GPUs per model (fractions count by their share).\n"
+         "# TYPE gpuorch_gpus_allocated gauge\n";
+  const sched::ClusterState& c = engine_->cluster();
+  for (uint32_t m = 0; m < models_.size(); ++m) {
+    core::GpuModelId id(m);
+    std::string l = "{model=\"" + LabelValue(models_.Name(id)) + "\"}";
+    out += "gpuorch_gpus" + l + " " + std::to_string(c.capacity_milli(id) / 1000) + "\n";
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.3f",
+                  static_cast<double>(c.capacity_milli(id) - c.free_milli(id)) / 1000.0);
+    out += "gpuorch_gpus_allocated" + l + " " + buf + "\n";
+  }
+  out += "# HELP gpuorch_queue_gpus_used GPUs a queue uses per model.\n# TYPE gpuorch_queue_gpus_used gauge\n";
+  out += "# HELP gpuorch_queue_gpus_guaranteed GPUs guaranteed to a queue per model.\n"
+         "# TYPE gpuorch_queue_gpus_guaranteed gauge\n";
+  for (const QueueConfig& q : config_.queues) {
+    Json j = QueueJson(q);
+    for (const Json& e : j["quota"]) {
+      std::string l = "{queue=\"" + LabelValue(q.name) + "\",model=\"" +
+                      LabelValue(e["model"].get<std::string>()) + "\"}";
+      char buf[32];
+      std::snprintf(buf, sizeof(buf), "%.3f", e["used_milli"].get<double>() / 1000.0);
+      out += "gpuorch_queue_gpus_used" + l + " " + buf + "\n";
+      std::snprintf(buf, sizeof(buf), "%.3f", e["guaranteed_milli"].get<double>() / 1000.0);
+      out += "gpuorch_queue_gpus_guaranteed" + l + " " + buf + "\n";
+    }
+  }
+  out += "# HELP gpuorch_queue_wait_seconds Time from queueing to binding.\n"
+         "# TYPE gpuorch_queue_wait_seconds histogram\n";
+  for (const auto& [q, h] : metrics_.queue_wait_seconds) {
+    h.Write(out, "gpuorch_queue_wait_seconds", "queue=\"" + LabelValue(q) + "\"");
+  }
+  out += "# HELP gpuorch_cycle_seconds Scheduling cycle latency.\n"
+         "# TYPE gpuorch_cycle_seconds histogram\n";
+  metrics_.cycle_seconds.Write(out, "gpuorch_cycle_seconds", "");
+  out += "# HELP gpuorch_preemptions_total Evictions and resizes by reason.\n"
+         "# TYPE gpuorch_preemptions_total counter\n";
+  for (const char* r : {"ReclaimGuarantee", "Priority", "ReservationReady", "NodeLost"}) {
+    auto it = metrics_.preemptions.find(r);
+    out += std::string("gpuorch_preemptions_total{reason=\"") + r + "\"} " +
+           std::to_string(it == metrics_.preemptions.end() ? 0 : it->second) + "\n";
+  }
+  int up = 0, down = 0;
+  for (const auto& [name, n] : nodes_) (n.down ? down : up)++;
+  out += "# HELP gpuorch_nodes Nodes by status.\n# TYPE gpuorch_nodes gauge\n";
+  out += "gpuorch_nodes{status=\"up\"} " + std::to_string(up) + "\n";
+  out += "gpuorch_nodes{status=\"down\"} " + std::to_string(down) + "\n";
+  return out;
+}
+
+// ---- Persistence format.
+
+store::StoredWorkload Controller::ToStored(const WorkloadRecord& w) const {
+  Json tasks = Json::array();
+  for (const TaskRecord& t : w.tasks) {
+    tasks.push_back(Json{{"task", t.task}, {"node", t.node}, {"gpus", t.gpus},
+                         {"gpu_milli", t.gpu_milli}, {"state", t.state},
+                         {"exit_code", t.exit_code ? Json(*t.exit_code) : Json(nullptr)},
+                         {"stopping", t.stopping}});
+  }
+  Json status{{"state", w.state},       {"reason", w.reason},
+              {"attempt", w.attempt},   {"submitted_ms", w.submitted_ms},
+              {"started_ms", w.started_ms}, {"finished_ms", w.finished_ms},
+              {"cancel_requested", w.cancel_requested}, {"failed", w.failed},
+              {"tasks", tasks},         {"events", w.events}};
+  return store::StoredWorkload{w.id, w.state, w.parsed.canonical.dump(), status.dump()};
+}
+
+Status Controller::Load() {
+  auto nodes = store_->LoadNodes();
+  if (!nodes.ok()) return nodes.status();
+  for (const store::StoredNode& sn : *nodes) {
+    Json reg = Json::parse(sn.json, nullptr, false);
+    if (reg.is_discarded()) return Status::Invalid("store: node " + sn.name + ": corrupt JSON");
+    bool drained = reg.value("drained", false);
+    reg.erase("drained");
+    Json out;
+    ApiError err;
+    if (!Register(reg, out, err)) {
+      return Status::Invalid("store: node " + sn.name + ": " + err.message);
+    }
+    if (drained) {
+      NodeRecord& n = nodes_.at(sn.name);
+      n.drained = true;
+      core::NodeSpec spec = n.spec;
+      spec.status = core::NodeStatus::kDraining;
+      (void)engine_->UpdateNode(n.id, spec);
+    }
+  }
+  auto stored = store_->LoadWorkloads();
+  if (!stored.ok()) return stored.status();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const store::StoredWorkload& sw : *stored) {
+    next_id_ = std::max(next_id_, sw.id + 1);
+    Json spec = Json::parse(sw.spec_json, nullptr, false);
+    Json st = Json::parse(sw.status_json, nullptr, false);
+    if (spec.is_discarded() || st.is_discarded()) {
+      return Status::Invalid("store: workload " + std::to_string(sw.id) + ": corrupt JSON");
+    }
+    WorkloadRecord w;
+    w.id = sw.id;
+    w.state = st.value("state", "Pending");
+    w.reason = st.value("reason", "");
+    w.attempt = st.value("attempt", 0);
+    w.submitted_ms = st.value("submitted_ms", int64_t{0});
+    w.started_ms = st.value("started_ms", int64_t{0});
+    w.finished_ms = st.value("finished_ms", int64_t{0});
+    w.queued_since_ms = w.submitted_ms;
+    w.cancel_requested = st.value("cancel_requested", false);
+    w.failed = st.value("failed", false);
+    for (const Json& e : st.value("events", Json::array())) w.events.push_back(e);
+    for (const Json& t : st.value("tasks", Json::array())) {
+      TaskRecord r;
+      r.task = t.value("task", 0);
+      r.node = t.value("node", "");
+      r.gpus = t.value("gpus", std::vector<int>{});
+      r.gpu_milli = t.value("gpu_milli", 1000);
+      r.state = t.value("state", "assigned");
+      if (t.contains("exit_code") && t["exit_code"].is_number_integer()) {
+        r.exit_code = t["exit_code"].get<int>();
+      }
+      r.stopping = t.value("stopping", false);
+      w.tasks.push_back(r);
+    }
+    ApiError err;
+    if (!ParseWorkload(spec, config_, leaf_queues_, models_, w.parsed, err)) {
+      // The config changed under it (e.g. its queue is gone): it cannot run any more.
+      if (!w.terminal()) {
+        w.state = "Failed";
+        w.finished_ms = Now();
+        w.events.push_back(Json{{"time_ms", Now()}, {"type", "Failed"},
+                                {"message", "no longer valid after restart: " + err.message}});
+        dirty_.insert(w.id);
+      }
+      w.parsed.canonical = spec;
+      w.parsed.queue_name = spec.value("queue", "");
+      w.parsed.spec.name = spec.value("name", "");
+      workloads_.emplace(w.id, std::move(w));
+      continue;
+    }
+    w.parsed.spec.submit_time = w.submitted_ms;
+    if (w.terminal()) {
+      workloads_.emplace(w.id, std::move(w));
+      continue;
+    }
+    std::vector<sched::TaskBinding> live;
+    for (const TaskRecord& t : w.tasks) {
+      auto n = nodes_.find(t.node);
+      if (t.state == "exited" || t.state == "lost" || n == nodes_.end()) continue;
+      sched::GpuMask mask = 0;
+      for (int j : t.gpus) mask = static_cast<sched::GpuMask>(mask | (1u << j));
+      live.push_back(sched::TaskBinding{t.task, n->second.id, mask, t.gpu_milli});
+    }
+    bool adopted = false;
+    if ((w.state == "Running" || w.state == "Preempted") && !live.empty()) {
+      adopted = engine_->Adopt(core::WorkloadId(static_cast<uint32_t>(w.id)), w.parsed.spec, live,
+                               w.started_ms)
+                    .ok();
+      if (adopted) {
+        for (const TaskRecord& t : w.tasks) on_node_[t.node].insert(w.id);
+      }
+    }
+    if (!adopted) {
+      if (w.state != "Pending") {
+        w.state = "Pending";
+        ++w.attempt;
+        w.tasks.clear();
+        dirty_.insert(w.id);
+      }
+      (void)engine_->Submit(core::WorkloadId(static_cast<uint32_t>(w.id)), w.parsed.spec);
+    }
+    workloads_.emplace(w.id, std::move(w));
+  }
+  return Status::Ok();
+}
+
+}  // namespace gpuorch::server
