@@ -1,1 +1,313 @@
+// Unit tests of the control plane below HTTP: configuration and submission validation
+// (every bad input names its field), and the controller's state machine driven directly
+// (submit, heartbeat, cycle, exits, eviction, restart from a real SQLite store).
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "server/api_types.h"
+#include "server/config.h"
+#include "server/controller.h"
+
+namespace gpuorch::server {
+namespace {
+
+TEST(Config, DefaultsWork) {
+  auto c = ParseConfig("");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->listen, "127.0.0.1:7480");
+  EXPECT_NE(c->FindQueue("default"), nullptr);
+}
+
+TEST(Config, BadInputNamesTheField) {
+  struct Case {
+    const char* yaml;
+    const char* starts_with;
+  };
+  const Case cases[] = {
+      {"listen: [1, 2]", "listen: wrong type"},
+      {"bogus: 1", "bogus: unknown field"},
+      {"node_timeout_s: 0", "node_timeout_s"},
+      {"heartbeat_interval_ms: 6000", "heartbeat_interval_ms"},
+      {"queues: []", "queues: must be a non-empty list"},
+      {"queues: [{weight: 2}]", "queues[0].name: required"},
+      {"queues: [{name: a, weight: 0}]", "queues[0].weight"},
+      {"queues: [{name: a, quota: [{guaranteed: -1}]}]", "queues[0].quota[0].guaranteed"},
+      {"queues: [{name: a, quota: [{guaranteed: 4, limit: 2}]}]", "queues[0].quota[0].limit"},
+      {"queues: [{name: a, quota: [{gpus: 4}]}]", "queues[0].quota[0].gpus: unknown field"},
+      {"queues: [{name: a, parent: b}]", "queues[0].parent: unknown queue b"},
+      {"queues: [{name: a}, {name: a}]", "queues[1].name: duplicate a"},
+      {"default_priority: gold", "default_priority"},
+      {"priority_classes: [{name: x, value: 1}, {name: x}]", "priority_classes[1].name"},
+      {"{{{", "config: not valid YAML"},
+  };
+  for (const Case& c : cases) {
+    auto r = ParseConfig(c.yaml);
+    ASSERT_FALSE(r.ok()) << c.yaml;
+    EXPECT_EQ(r.status().message().rfind(c.starts_with, 0), 0u)
+        << c.yaml << " -> " << r.status().message();
+  }
+}
+
+TEST(ParseWorkload, BadInputNamesTheField) {
+  ServerConfig config = *ParseConfig("queues: [{name: org}, {name: team, parent: org}]");
+  std::map<std::string, core::QueueId> leaves = {{"team", core::QueueId(1)}};
+  Json ok = Json::parse(R"({"name": "w", "queue": "team", "gpus": 1, "command": ["true"]})");
+  struct Case {
+    const char* patch;  // merged into `ok`
+    const char* field;
+  };
+  const Case cases[] = {
+      {R"({"gpus": 17})", "gpus"},
+      {R"({"gpus": -1})", "gpus"},
+      {R"({"gpus": "2"})", "gpus"},
+      {R"({"queue": "nope"})", "queue"},
+      {R"({"queue": "org"})", "queue"},
+      {R"({"name": "a b"})", "name"},
+      {R"({"name": ""})", "name"},
+      {R"({"command": []})", "command"},
+      {R"({"command": [1]})", "command[0]"},
+      {R"({"priority": "gold"})", "priority"},
+      {R"({"kind": "batch"})", "kind"},
+      {R"({"min_tasks": 3, "max_tasks": 2})", "max_tasks"},
+      {R"({"tasks": 0})", "tasks"},
+      {R"({"gpu_milli": 500, "gpus": 2})", "gpu_milli"},
+      {R"({"gpu_milli": 0})", "gpu_milli"},
+      {R"({"cpu_milli": 1e12})", "cpu_milli"},
+      {R"({"topology": {"level": "galaxy"}})", "topology.level"},
+      {R"({"topology": {"level": "rack", "strict": true}})", "topology.strict"},
+      {R"({"gpu_models": "H100"})", "gpu_models"},
+      {R"({"env": {"A": 1}})", "env.A"},
+      {R"({"grace_period_s": -5})", "grace_period_s"},
+      {R"({"surprise": true})", "surprise"},
+  };
+  for (const Case& c : cases) {
+    Json body = ok;
+    body.merge_patch(Json::parse(c.patch));
+    core::GpuModelRegistry models;
+    ParsedWorkload out;
+    ApiError e;
+    EXPECT_FALSE(ParseWorkload(body, config, leaves, models, out, e)) << c.patch;
+    EXPECT_EQ(e.code, 400) << c.patch;
+    EXPECT_EQ(e.field, c.field) << c.patch << " -> " << e.message;
+    EXPECT_EQ(e.message.rfind(c.field, 0), 0u) << e.message;
+  }
+  core::GpuModelRegistry models;
+  ParsedWorkload out;
+  ApiError e;
+  Json frac = ok;
+  frac.merge_patch(Json::parse(R"({"gpus": 0, "gpu_milli": 250, "gpu_memory_mib": 4096})"));
+  ASSERT_TRUE(ParseWorkload(frac, config, leaves, models, out, e)) << e.message;
+  EXPECT_TRUE(out.spec.task.fractional());
+  EXPECT_EQ(out.canonical["gpus"], 1);
+  EXPECT_EQ(out.spec.preemptible, true);  // the "normal" class
+  EXPECT_EQ(out.spec.grace_period, 30 * core::kSecond);
+}
+
+class ControllerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("gpuorch-ctl-" + std::to_string(getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    config_ = *ParseConfig(R"(
+queues:
+  - {name: prod, quota: [{model: "*", guaranteed: 4}]}
+  - {name: batch}
+)");
+    Open();
+  }
+  void TearDown() override {
+    controller_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void Open() {
+    controller_.reset();
+    store_.reset();
+    auto s = store::OpenSqliteStore((dir_ / "db").string());
+    ASSERT_TRUE(s.ok());
+    store_ = std::move(s).value();
+    auto c = Controller::Create(config_, store_.get());
+    ASSERT_TRUE(c.ok()) << c.status().message();
+    controller_ = std::move(c).value();
+  }
+  void Register(const std::string& name, int gpus) {
+    Json gs = Json::array();
+    for (int i = 0; i < gpus; ++i) {
+      gs.push_back({{"index", i},
+                    {"uuid", name + std::to_string(i)},
+                    {"model", "H100"},
+                    {"memory_mib", 81920}});
+    }
+    Json out;
+    ApiError e;
+    ASSERT_TRUE(controller_->Register({{"name", name},
+                                       {"address", "127.0.0.1:1"},
+                                       {"cpu_milli", 64000},
+                                       {"memory_mib", 262144},
+                                       {"gpus", gs}},
+                                      out, e))
+        << e.message;
+  }
+  int64_t Submit(const std::string& queue, int gpus, int tasks = 1) {
+    Json out;
+    ApiError e;
+    EXPECT_TRUE(controller_->Submit(
+        {{"name", "w"}, {"queue", queue}, {"gpus", gpus}, {"tasks", tasks}, {"command", {"true"}}},
+        out, e))
+        << e.message;
+    return out.value("id", int64_t{-1});
+  }
+  Json Heartbeat(const std::string& node, Json tasks) {
+    Json out;
+    ApiError e;
+    EXPECT_TRUE(controller_->Heartbeat(node, {{"tasks", tasks}}, out, e)) << e.message;
+    return out["desired"];
+  }
+  Json Get(int64_t id) {
+    Json out;
+    ApiError e;
+    EXPECT_TRUE(controller_->GetWorkload(id, out, e));
+    return out;
+  }
+
+  std::filesystem::path dir_;
+  ServerConfig config_;
+  std::unique_ptr<store::StateStore> store_;
+  std::unique_ptr<Controller> controller_;
+};
+
+TEST_F(ControllerTest, SubmitRunSucceed) {
+  Register("n1", 4);
+  int64_t id = Submit("batch", 2, 2);
+  EXPECT_EQ(Get(id)["state"], "Pending");
+  EXPECT_TRUE(Heartbeat("n1", Json::array()).empty()) << "nothing bound before a cycle";
+  controller_->Step();
+  Json desired = Heartbeat("n1", Json::array());
+  ASSERT_EQ(desired.size(), 2u);
+  EXPECT_EQ(desired[0]["env"]["WORLD_SIZE"], "2");
+  EXPECT_EQ(desired[1]["env"]["RANK"], "1");
+  EXPECT_EQ(Get(id)["state"], "Running");
+  Json report = Json::array();
+  for (const Json& d : desired) {
+    report.push_back({{"workload", id},
+                      {"task", d["task"]},
+                      {"attempt", 0},
+                      {"state", "exited"},
+                      {"exit_code", 0}});
+  }
+  EXPECT_TRUE(Heartbeat("n1", report).empty());
+  EXPECT_EQ(Get(id)["state"], "Succeeded");
+}
+
+TEST_F(ControllerTest, FailedTaskFailsTheWorkloadAndStopsTheRest) {
+  Register("n1", 4);
+  int64_t id = Submit("batch", 1, 2);
+  controller_->Step();
+  Json desired = Heartbeat("n1", Json::array());
+  ASSERT_EQ(desired.size(), 2u);
+  desired = Heartbeat(
+      "n1", {{{"workload", id}, {"task", 0}, {"attempt", 0}, {"state", "exited"}, {"exit_code", 3}},
+             {{"workload", id}, {"task", 1}, {"attempt", 0}, {"state", "running"}}});
+  EXPECT_TRUE(desired.empty()) << "the surviving task is no longer desired";
+  Heartbeat(
+      "n1",
+      {{{"workload", id}, {"task", 1}, {"attempt", 0}, {"state", "exited"}, {"exit_code", 143}}});
+  EXPECT_EQ(Get(id)["state"], "Failed");
+}
+
+TEST_F(ControllerTest, ReclaimEvictsTheBorrowerWhichIsRequeued) {
+  Register("n1", 4);
+  int64_t borrower = Submit("batch", 4);
+  controller_->Step();
+  ASSERT_EQ(Heartbeat("n1", Json::array()).size(), 1u);
+  int64_t owner = Submit("prod", 4);
+  controller_->Step();
+  EXPECT_EQ(Get(borrower)["state"], "Preempted");
+  EXPECT_EQ(Get(owner)["reason"], "Preempting");
+  EXPECT_TRUE(Heartbeat("n1", Json::array()).empty()) << "the borrower is told to stop";
+  Heartbeat("n1", {{{"workload", borrower},
+                    {"task", 0},
+                    {"attempt", 0},
+                    {"state", "exited"},
+                    {"exit_code", 143}}});
+  EXPECT_EQ(Get(borrower)["state"], "Pending");
+  EXPECT_EQ(Get(borrower)["attempt"], 1);
+  controller_->Step();
+  Json desired = Heartbeat("n1", Json::array());
+  ASSERT_EQ(desired.size(), 1u);
+  EXPECT_EQ(desired[0]["workload"], owner);
+}
+
+TEST_F(ControllerTest, RestartKeepsSubmissionsAndAdoptsRunningWork) {
+  Register("n1", 4);
+  int64_t a = Submit("batch", 2);
+  int64_t b = Submit("batch", 4);
+  controller_->Step();
+  ASSERT_EQ(Heartbeat("n1", Json::array()).size(), 1u);
+  Open();  // a new controller over the same store
+  EXPECT_EQ(Get(a)["state"], "Running");
+  EXPECT_EQ(Get(b)["state"], "Pending");
+  Json desired = Heartbeat(
+      "n1", {{{"workload", a}, {"task", 0}, {"attempt", 0}, {"state", "running"}, {"pid", 42}}});
+  ASSERT_EQ(desired.size(), 1u) << "the same attempt: the agent does not start it again";
+  EXPECT_EQ(desired[0]["attempt"], 0);
+  controller_->Step();
+  EXPECT_EQ(Get(b)["state"], "Pending") << "the adopted task still holds its GPUs";
+  EXPECT_EQ(Get(b)["reason"], "Reserved");
+}
+
+TEST_F(ControllerTest, BadSubmissionsLeaveTheStoreUnchanged) {
+  Submit("batch", 1);
+  Json out;
+  ApiError e;
+  EXPECT_FALSE(controller_->Submit(
+      {{"name", "x"}, {"queue", "batch"}, {"gpus", 99}, {"command", {"true"}}}, out, e));
+  EXPECT_EQ(e.field, "gpus");
+  EXPECT_FALSE(controller_->Submit(Json::array(), out, e));
+  auto stored = store_->LoadWorkloads();
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->size(), 1u);
+  EXPECT_FALSE(controller_->Cancel(99, out, e));
+  EXPECT_EQ(e.code, 404);
+}
+
+TEST_F(ControllerTest, SilentNodeGoesDownAndItsGangIsRequeued) {
+  config_.node_timeout_ms = 500;
+  Open();
+  Register("n1", 4);
+  Register("n2", 4);
+  int64_t gang = Submit("batch", 4, 2);
+  controller_->Step();
+  ASSERT_EQ(Get(gang)["state"], "Running");
+  // n2 falls silent for longer than the timeout; n1 keeps its heartbeat.
+  usleep(600 * 1000);
+  Heartbeat("n1", Json::array());
+  controller_->Step();
+  Json w = Get(gang);
+  EXPECT_EQ(w["state"], "Preempted") << "the surviving task is stopped: gangs go as a whole";
+  EXPECT_TRUE(Heartbeat("n1", Json::array()).empty());
+  int32_t survivor = -1;
+  for (const Json& t : w["tasks"]) {
+    if (t["node"] == "n1") survivor = t["task"].get<int32_t>();
+  }
+  ASSERT_GE(survivor, 0);
+  Heartbeat("n1", {{{"workload", gang},
+                    {"task", survivor},
+                    {"attempt", 0},
+                    {"state", "exited"},
+                    {"exit_code", 143}}});
+  EXPECT_EQ(Get(gang)["state"], "Pending");
+  EXPECT_EQ(Get(gang)["attempt"], 1);
+  Json nodes = controller_->ListNodes();
+  for (const Json& n : nodes["nodes"]) {
+    EXPECT_EQ(n["status"], n["name"] == "n2" ? "Down" : "Ready");
+  }
+}
+
+}  // namespace
+}  // namespace gpuorch::server
