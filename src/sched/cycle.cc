@@ -54,6 +54,7 @@ bool Waits(PendingReason r) {
 Plan Scheduler::Impl::Cycle(Time now) {
   Plan plan;
   plan.now = now;
+  ++cycle_count_;
   Decay(now);
   plan.evictions = std::move(queued_evictions_);
   queued_evictions_.clear();
@@ -237,8 +238,10 @@ Plan Scheduler::Impl::Cycle(Time now) {
     const int64_t need = w.task_milli() * w.spec.min_tasks;
     for (uint32_t mi = 0; mi < cluster_.model_bound(); ++mi) {
       GpuModelId m(mi);
+      // A preemptor's own claim is part of the guarantee it is entitled to.
+      const int64_t own = w.claim_model == m ? w.claim_milli : 0;
       if (w.spec.task.models.Accepts(m) && cluster_.capacity_milli(m) > 0 &&
-          InQuota(w.spec.queue, m, need) && WithinLimit(w.spec.queue, m, need)) {
+          InQuota(w.spec.queue, m, need - own) && WithinLimit(w.spec.queue, m, need)) {
         return true;
       }
     }

@@ -3,10 +3,11 @@
 // Who may be a victim (never non-preemptible work, never work younger than min_runtime):
 //   class 0: elastic tasks beyond min_tasks (taken back by a resize, the workload keeps
 //            running);
-//   class 1: work of another queue that is borrowing, for an in-quota preemptor, and only
-//            while evicting it leaves that queue at or above its guarantee (counting work
-//            already being evicted and victims already chosen): a queue is never pushed
-//            below its guarantee;
+//   class 1: work of another queue that borrows, for an in-quota preemptor. Which of a
+//            queue's workloads borrow: in the queue's order (priority, then age), those
+//            past its guarantee; the ones inside it are never victims of a reclaim, and a
+//            victim is taken only while its queue still borrows (counting work already
+//            being evicted and victims already chosen);
 //   class 2: lower-priority work of the preemptor's own queue;
 //   class 3: work that runs on GPUs lent from the preemptor's head-of-line reservation.
 // Cost order: class, then priority (lowest first), then youngest first.
@@ -120,9 +121,9 @@ void Scheduler::Impl::Candidates(const WorkloadRec& w, WorkloadRec& v, GpuModelI
   const QueueId q = w.spec.queue;
   const bool same = v.spec.queue == q;
   const bool lower = same && v.spec.priority < w.spec.priority;
-  // Another queue's work is reclaimable only while that queue borrows; whether a given
-  // victim keeps it at or above its guarantee is checked when victims are chosen.
-  const bool borrowed = in_quota && !same && Borrowing(v.spec.queue, m, 0);
+  // Another queue's work is reclaimable only if it is one of that queue's borrowing
+  // workloads (see ClassifyBorrowers) and, when chosen, the queue still borrows.
+  const bool borrowed = in_quota && !same && v.borrowing && Borrowing(v.spec.queue, m, 0);
   const int32_t extra = v.live_tasks() - v.spec.min_tasks;
   if (extra > 0 && (same ? (lower || in_quota) : borrowed)) {
     Victim e{&v, 0, {}, v.task_milli() * extra};
@@ -243,7 +244,7 @@ std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::PreemptOnOn
         auto it = std::find_if(taken.begin(), taken.end(),
                                [&](const auto& e) { return e.first == l.w->spec.queue.value(); });
         int64_t already = it == taken.end() ? 0 : it->second;
-        if (!Reclaimable(l.w->spec.queue, m, already + l.milli)) continue;
+        if (!Borrowing(l.w->spec.queue, m, already)) continue;
         if (it == taken.end()) {
           taken.emplace_back(l.w->spec.queue.value(), l.milli);
         } else {
@@ -286,6 +287,37 @@ std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::PreemptOnOn
   return out;
 }
 
+// Marks, once per cycle, the running workloads that borrow: per queue and model, in the
+// queue's own order (priority, then age), those whose cumulative usage passes the
+// guarantee. Reclaim takes only these, so the oldest work inside a guarantee is safe even
+// while the queue as a whole borrows (KAI-Scheduler and YuniKorn classify the same way).
+void Scheduler::Impl::ClassifyBorrowers() {
+  if (classified_cycle_ == cycle_count_) return;
+  classified_cycle_ = cycle_count_;
+  std::vector<WorkloadRec*> live;
+  for (WorkloadId id : running_) {
+    WorkloadRec& w = workloads_[id.value()];
+    w.borrowing = false;
+    if (w.state == WorkloadState::kRunning && w.spec.task.gpu_count > 0) live.push_back(&w);
+  }
+  std::sort(live.begin(), live.end(), [](const WorkloadRec* a, const WorkloadRec* b) {
+    if (a->spec.queue != b->spec.queue) return a->spec.queue < b->spec.queue;
+    if (a->model != b->model) return a->model < b->model;
+    if (a->spec.priority != b->spec.priority) return a->spec.priority > b->spec.priority;
+    if (a->start_time != b->start_time) return a->start_time < b->start_time;
+    return a->id < b->id;
+  });
+  int64_t used = 0;
+  for (size_t i = 0; i < live.size(); ++i) {
+    WorkloadRec& w = *live[i];
+    if (i == 0 || w.spec.queue != live[i - 1]->spec.queue || w.model != live[i - 1]->model) {
+      used = 0;
+    }
+    used += w.task_milli() * w.live_tasks();
+    w.borrowing = used > queues_[w.spec.queue.value()].guaranteed[w.model.value()];
+  }
+}
+
 // Whether w could have any victim on model m at all, in O(queues): most failed placements
 // are not entitled to preempt, and this keeps them from scanning the cluster.
 bool Scheduler::Impl::AnyVictimPossible(const WorkloadRec& w, GpuModelId m, bool in_quota) {
@@ -312,6 +344,7 @@ bool Scheduler::Impl::AnyVictimPossible(const WorkloadRec& w, GpuModelId m, bool
 bool Scheduler::Impl::Preempt(WorkloadRec& w, Plan& plan, bool may_use_lent) {
   if (!config_.preemption) return false;
   if (w.spec.task.gpu_count == 0) return false;  // CPU-only work does not preempt
+  ClassifyBorrowers();
   const QueueId q = w.spec.queue;
   const int64_t need = w.task_milli() * w.spec.min_tasks;
   const bool one_node =
@@ -354,7 +387,7 @@ bool Scheduler::Impl::Preempt(WorkloadRec& w, Plan& plan, bool may_use_lent) {
     for (Victim& v : cands) {
       if (v.w->spec.queue != q) {  // never below its guarantee
         int64_t& already = taken[v.w->spec.queue.value()];
-        if (!Reclaimable(v.w->spec.queue, m, already + v.milli)) continue;
+        if (!Borrowing(v.w->spec.queue, m, already)) continue;
         already += v.milli;
       }
       allowed.push_back(std::move(v));

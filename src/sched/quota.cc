@@ -49,11 +49,6 @@ bool Scheduler::Impl::Borrowing(QueueId q, GpuModelId m, int64_t minus) const {
   return r.usage[m.value()] - r.evicting[m.value()] - minus > r.guaranteed[m.value()];
 }
 
-bool Scheduler::Impl::Reclaimable(QueueId q, GpuModelId m, int64_t milli) const {
-  const QueueRec& r = queues_[q.value()];
-  return r.usage[m.value()] - r.evicting[m.value()] - milli >= r.guaranteed[m.value()];
-}
-
 int64_t Scheduler::Impl::HeldBack(GpuModelId m, QueueId q) const {
   int64_t held = 0;
   for (size_t i = 0; i < queues_.size(); ++i) {

@@ -52,6 +52,7 @@ struct WorkloadRec {
   size_t pending_pos = SIZE_MAX;   // position in pending_ (for O(1) removal)
   size_t running_pos = SIZE_MAX;   // position in running_
   bool in_growable = false;        // listed in growable_
+  bool borrowing = false;          // past its queue's guarantee (see ClassifyBorrowers)
   GpuModelId claim_model;          // preemptor: guarantee claimed while its victims leave
   int64_t claim_milli = 0;
 
@@ -104,9 +105,6 @@ class Scheduler::Impl {
   // queues that do not lend).
   int64_t HeldBack(GpuModelId m, QueueId q) const;
   bool Borrowing(QueueId q, GpuModelId m, int64_t minus) const;
-  // Taking `milli` more from q (beyond what is already being evicted) leaves it at or above
-  // its guarantee of m.
-  bool Reclaimable(QueueId q, GpuModelId m, int64_t milli) const;
   void Decay(Time now);
   // Weighted dominant share of a leaf queue, in parts per billion.
   int64_t Share(QueueId q) const;
@@ -146,6 +144,7 @@ class Scheduler::Impl {
   void Candidates(const WorkloadRec& w, WorkloadRec& v, GpuModelId m, bool in_quota, Time now,
                   std::vector<Victim>& out) const;
   bool AnyVictimPossible(const WorkloadRec& w, GpuModelId m, bool in_quota);
+  void ClassifyBorrowers();
   std::optional<std::vector<Victim>> PreemptOnOneNode(const WorkloadRec& w, GpuModelId m,
                                                       bool in_quota, Time now, bool may_use_lent);
 
@@ -192,6 +191,8 @@ class Scheduler::Impl {
   std::vector<Eviction> queued_evictions_;  // from node loss, emitted by the next cycle
   WorkloadId head_of_line_;                 // the one workload holding a HOL reservation
   Time last_decay_ = 0;
+  uint64_t cycle_count_ = 0;  // cycles run; stamps per-cycle caches
+  uint64_t classified_cycle_ = UINT64_MAX;
   bool decay_started_ = false;
 };
 
