@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <string>
+
 namespace gpuorch::sim {
 namespace {
 
@@ -19,6 +22,15 @@ struct BadCase {
   const char* csv;
   const char* expect;  // substring of the error
 };
+
+// Test names for ctest: the expected error, reduced to identifier characters.
+std::string CaseName(const testing::TestParamInfo<BadCase>& info) {
+  std::string name = std::to_string(info.index) + "_";
+  for (const char* c = info.param.expect; *c != '\0'; ++c) {
+    name += std::isalnum(static_cast<unsigned char>(*c)) ? *c : '_';
+  }
+  return name;
+}
 
 class OpenbNodesBad : public testing::TestWithParam<BadCase> {};
 
@@ -44,7 +56,8 @@ INSTANTIATE_TEST_SUITE_P(
                     BadCase{"sn,cpu_milli,memory_mib,gpu,model\nn,1,2,99,T4\n",
                             "nodes.csv:2:4: column 'gpu': at most 16"},
                     BadCase{"sn,cpu_milli,memory_mib,gpu,model\nn,1,2,2,\n",
-                            "nodes.csv:2:5: column 'model': empty on a GPU node"}));
+                            "nodes.csv:2:5: column 'model': empty on a GPU node"}),
+    CaseName);
 
 TEST(OpenbPods, ShortMultigpuFilesAndClipping) {
   auto r = ParseOpenbPods(
