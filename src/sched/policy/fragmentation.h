@@ -28,6 +28,31 @@ inline int64_t TaskFragment(const NodeState& n, const TaskRequest& tau) {
 // fractions and CPU-only tasks, with modest CPU so that CPU-starved GPUs count as stranded.
 std::vector<TypicalTask> DefaultTypicalTasks();
 
+// For fragmentation-aware policies that place a fraction on the GPU whose use scores best:
+// the best score over the GPUs where the fraction fits (only `usable` ones, and with its GPU
+// memory when `check_memory`), and in *gpu the lowest index attaining it (-1 if none).
+// score_gpu(j) must depend only on GPU j's free milli, so equal free amounts are scored once.
+template <typename ScoreGpu>
+int64_t BestGpuForFraction(const NodeState& n, const TaskRequest& t, GpuMask usable,
+                           bool check_memory, ScoreGpu&& score_gpu, int* gpu) {
+  auto fits = [&](int j) {
+    return ((usable >> j) & 1u) && n.gpu_free[j] >= t.gpu_milli &&
+           (!check_memory || t.gpu_memory_mib <= 0 || n.gpu_mem_free[j] >= t.gpu_memory_mib);
+  };
+  int64_t best = 0;
+  int best_gpu = -1;
+  for (int j = 0; j < n.gpu_count; ++j) {
+    if (!fits(j)) continue;
+    bool seen = false;  // an earlier GPU with the same free amount scores the same and wins
+    for (int i = 0; i < j && !seen; ++i) seen = fits(i) && n.gpu_free[i] == n.gpu_free[j];
+    if (seen) continue;
+    const int64_t s = score_gpu(j);
+    if (best_gpu < 0 || s > best) best = s, best_gpu = j;
+  }
+  if (gpu != nullptr) *gpu = best_gpu;
+  return best;
+}
+
 // Per-node score memo for policies whose Score is costly. The engine scores the same node
 // states again and again (one node changes per placement), so a score is remembered per node
 // id and task shape, and forgotten as soon as the node's state differs from the snapshot it

@@ -64,14 +64,9 @@ int64_t GpuorchPolicy::Score(const NodeState& n, const TaskRequest& t) {
   return memo_.Get(n, t, [&]() -> int64_t {
     const int64_t before = Damage(n.cpu_free, n.model, n.gpu_count, n.gpu_free.data());
     if (!t.fractional()) return ScoreOf(n, t, before, -1);
-    int64_t best = INT64_MIN;
-    for (int j = 0; j < n.gpu_count; ++j) {
-      if (n.gpu_free[j] < t.gpu_milli) continue;
-      bool seen = false;  // equal free amounts give equal scores
-      for (int i = 0; i < j; ++i) seen |= n.gpu_free[i] == n.gpu_free[j];
-      if (!seen) best = std::max(best, ScoreOf(n, t, before, j));
-    }
-    return best;
+    return BestGpuForFraction(
+        n, t, n.all_gpus(), /*check_memory=*/false, [&](int j) { return ScoreOf(n, t, before, j); },
+        nullptr);
   });
 }
 
@@ -79,13 +74,8 @@ GpuMask GpuorchPolicy::SelectGpus(const NodeState& n, const TaskRequest& t, GpuM
   if (!t.fractional()) return SelectGpusBestFit(n, t, usable);
   const int64_t before = Damage(n.cpu_free, n.model, n.gpu_count, n.gpu_free.data());
   int best = -1;
-  int64_t best_score = INT64_MIN;
-  for (int j = 0; j < n.gpu_count; ++j) {
-    if (!((usable >> j) & 1u) || n.gpu_free[j] < t.gpu_milli) continue;
-    if (t.gpu_memory_mib > 0 && n.gpu_mem_free[j] < t.gpu_memory_mib) continue;
-    const int64_t s = ScoreOf(n, t, before, j);
-    if (s > best_score) best = j, best_score = s;
-  }
+  BestGpuForFraction(
+      n, t, usable, /*check_memory=*/true, [&](int j) { return ScoreOf(n, t, before, j); }, &best);
   return best < 0 ? GpuMask{0} : static_cast<GpuMask>(1u << best);
 }
 
