@@ -30,8 +30,9 @@ bool Int(const Json& b, const char* key, int64_t lo, int64_t hi, int64_t& out, A
   if (!v.is_number_integer()) return Fail(e, key, "must be an integer");
   int64_t x = v.get<int64_t>();
   if (x < lo || x > hi) {
-    return Fail(e, key, "must be in " + std::to_string(lo) + ".." + std::to_string(hi) +
-                            ", got " + std::to_string(x));
+    return Fail(e, key,
+                "must be in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got " +
+                    std::to_string(x));
   }
   out = x;
   return true;
@@ -49,11 +50,27 @@ bool Str(const Json& b, const char* key, std::string& out, ApiError& e) {
 bool ParseWorkload(const Json& b, const ServerConfig& config,
                    const std::map<std::string, core::QueueId>& leaf_queues,
                    core::GpuModelRegistry& models, ParsedWorkload& out, ApiError& e) {
-  static const std::set<std::string> kFields = {
-      "name", "queue", "kind", "priority", "preemptible", "tasks", "min_tasks", "max_tasks",
-      "gpus", "gpu_milli", "gpu_memory_mib", "cpu_milli", "memory_mib", "gpu_models",
-      "topology", "command", "env", "workdir", "runtime_estimate_s", "min_runtime_s",
-      "grace_period_s"};
+  static const std::set<std::string> kFields = {"name",
+                                                "queue",
+                                                "kind",
+                                                "priority",
+                                                "preemptible",
+                                                "tasks",
+                                                "min_tasks",
+                                                "max_tasks",
+                                                "gpus",
+                                                "gpu_milli",
+                                                "gpu_memory_mib",
+                                                "cpu_milli",
+                                                "memory_mib",
+                                                "gpu_models",
+                                                "topology",
+                                                "command",
+                                                "env",
+                                                "workdir",
+                                                "runtime_estimate_s",
+                                                "min_runtime_s",
+                                                "grace_period_s"};
   if (!b.is_object()) return Fail(e, "", "body must be a JSON object");
   for (const auto& [k, v] : b.items()) {
     if (!kFields.count(k)) return Fail(e, k, "unknown field");
@@ -73,10 +90,14 @@ bool ParseWorkload(const Json& b, const ServerConfig& config,
   s.queue = q->second;
   std::string kind = "experiment";
   if (!Str(b, "kind", kind, e)) return false;
-  if (kind == "training") s.kind = core::WorkloadKind::kTraining;
-  else if (kind == "inference") s.kind = core::WorkloadKind::kInference;
-  else if (kind == "experiment") s.kind = core::WorkloadKind::kExperiment;
-  else return Fail(e, "kind", "must be training, inference or experiment");
+  if (kind == "training")
+    s.kind = core::WorkloadKind::kTraining;
+  else if (kind == "inference")
+    s.kind = core::WorkloadKind::kInference;
+  else if (kind == "experiment")
+    s.kind = core::WorkloadKind::kExperiment;
+  else
+    return Fail(e, "kind", "must be training, inference or experiment");
   out.priority_name = config.default_priority;
   if (!Str(b, "priority", out.priority_name, e)) return false;
   const PriorityClass* pc = config.FindPriority(out.priority_name);
@@ -137,11 +158,16 @@ bool ParseWorkload(const Json& b, const ServerConfig& config,
       return Fail(e, "topology.level", "required: zone, rack, node or nvlink");
     }
     std::string level = t["level"].get<std::string>();
-    if (level == "zone") s.topology.level = core::TopologyLevel::kZone;
-    else if (level == "rack") s.topology.level = core::TopologyLevel::kRack;
-    else if (level == "node") s.topology.level = core::TopologyLevel::kNode;
-    else if (level == "nvlink") s.topology.level = core::TopologyLevel::kNvlink;
-    else return Fail(e, "topology.level", "must be zone, rack, node or nvlink");
+    if (level == "zone")
+      s.topology.level = core::TopologyLevel::kZone;
+    else if (level == "rack")
+      s.topology.level = core::TopologyLevel::kRack;
+    else if (level == "node")
+      s.topology.level = core::TopologyLevel::kNode;
+    else if (level == "nvlink")
+      s.topology.level = core::TopologyLevel::kNvlink;
+    else
+      return Fail(e, "topology.level", "must be zone, rack, node or nvlink");
     if (t.contains("required")) {
       if (!t["required"].is_boolean()) return Fail(e, "topology.required", "must be a boolean");
       s.topology.required = t["required"].get<bool>();

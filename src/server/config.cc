@@ -84,7 +84,8 @@ Status ParseQueue(Reader& r, const YAML::Node& n, const std::string& path, Queue
   GPUORCH_TRY(r.Get(n, "can_borrow", path, q.can_borrow));
   GPUORCH_TRY(r.Get(n, "can_lend", path, q.can_lend));
   if (q.name.empty()) return Status::Invalid(path + ".name: required");
-  if (q.weight < 1 || q.weight > 1000000) return Status::Invalid(path + ".weight: must be in 1..1e6");
+  if (q.weight < 1 || q.weight > 1000000)
+    return Status::Invalid(path + ".weight: must be in 1..1e6");
   if (n["quota"]) {
     if (!n["quota"].IsSequence()) return Status::Invalid(path + ".quota: must be a list");
     for (size_t i = 0; i < n["quota"].size(); ++i) {
@@ -168,7 +169,8 @@ Result<ServerConfig> ParseConfig(const std::string& text) {
   }
   if (root["queues"]) {
     const YAML::Node qs = root["queues"];
-    if (!qs.IsSequence() || qs.size() == 0) return Status::Invalid("queues: must be a non-empty list");
+    if (!qs.IsSequence() || qs.size() == 0)
+      return Status::Invalid("queues: must be a non-empty list");
     c.queues.clear();
     for (size_t i = 0; i < qs.size(); ++i) {
       std::string p = "queues[" + std::to_string(i) + "]";

@@ -15,9 +15,9 @@ struct PriorityClass {
 };
 
 struct QuotaConfig {
-  std::string model;            // "*" = every model without an entry of its own
+  std::string model;  // "*" = every model without an entry of its own
   int64_t guaranteed_milli = 0;
-  int64_t limit_milli = -1;     // -1 = unlimited
+  int64_t limit_milli = -1;  // -1 = unlimited
 };
 
 struct QueueConfig {

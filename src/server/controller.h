@@ -75,8 +75,7 @@ class Controller {
   bool Submit(const Json& body, Json& out, ApiError& error);
   bool Cancel(int64_t id, Json& out, ApiError& error);
   bool GetWorkload(int64_t id, Json& out, ApiError& error);
-  Json ListWorkloads(const std::string& queue, const std::string& state,
-                     const std::string& kind);
+  Json ListWorkloads(const std::string& queue, const std::string& state, const std::string& kind);
   Json ListQueues();
   bool GetQueue(const std::string& name, Json& out, ApiError& error);
   Json ListNodes();
@@ -120,11 +119,11 @@ class Controller {
   std::mutex mu_;
   std::unique_ptr<sched::Scheduler> engine_;
   core::GpuModelRegistry models_;
-  std::map<std::string, core::QueueId> queue_ids_;   // every queue
+  std::map<std::string, core::QueueId> queue_ids_;  // every queue
   std::map<std::string, core::QueueId> leaf_queues_;
   std::map<int64_t, WorkloadRecord> workloads_;
   std::map<std::string, NodeRecord> nodes_;
-  std::vector<std::string> node_names_;  // by engine node id
+  std::vector<std::string> node_names_;               // by engine node id
   std::map<std::string, std::set<int64_t>> on_node_;  // node -> workloads with tasks there
   std::set<int64_t> dirty_;
   std::set<std::string> dirty_nodes_;

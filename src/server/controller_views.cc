@@ -114,15 +114,12 @@ Json Controller::QueueJson(const QueueConfig& q) const {
     pending += w.state == "Pending";
     running += w.state == "Running" || w.state == "Preempted";
   }
-  return Json{{"name", q.name},
-              {"parent", q.parent.empty() ? Json(nullptr) : Json(q.parent)},
-              {"weight", q.weight},
-              {"can_borrow", q.can_borrow},
-              {"can_lend", q.can_lend},
-              {"leaf", leaf_queues_.count(q.name) > 0},
-              {"quota", quota},
-              {"pending", pending},
-              {"running", running}};
+  return Json{
+      {"name", q.name},         {"parent", q.parent.empty() ? Json(nullptr) : Json(q.parent)},
+      {"weight", q.weight},     {"can_borrow", q.can_borrow},
+      {"can_lend", q.can_lend}, {"leaf", leaf_queues_.count(q.name) > 0},
+      {"quota", quota},         {"pending", pending},
+      {"running", running}};
 }
 
 Json Controller::ListQueues() {
@@ -218,8 +215,9 @@ bool Controller::LogTarget(int64_t id, int32_t task, std::string& address, std::
            std::to_string(w.attempt) + "/logs";
     return !address.empty();
   }
-  error = ApiError{404, "task", "task: workload " + std::to_string(id) + " has no task " +
-                                    std::to_string(task) + " in its current attempt"};
+  error = ApiError{404, "task",
+                   "task: workload " + std::to_string(id) + " has no task " + std::to_string(task) +
+                       " in its current attempt"};
   return false;
 }
 
@@ -240,8 +238,9 @@ std::string Controller::Metrics() {
            std::to_string(v) + "\n";
   }
   out += "# HELP gpuorch_gpus GPUs of schedulable nodes per model.\n# TYPE gpuorch_gpus gauge\n";
-  out += "# HELP gpuorch_gpus_allocated Allocated GPUs per model (fractions count by their share).\n"
-         "# TYPE gpuorch_gpus_allocated gauge\n";
+  out +=
+      "# HELP gpuorch_gpus_allocated Allocated GPUs per model (fractions count by their share).\n"
+      "# TYPE gpuorch_gpus_allocated gauge\n";
   const sched::ClusterState& c = engine_->cluster();
   for (uint32_t m = 0; m < models_.size(); ++m) {
     core::GpuModelId id(m);
@@ -252,9 +251,12 @@ std::string Controller::Metrics() {
                   static_cast<double>(c.capacity_milli(id) - c.free_milli(id)) / 1000.0);
     out += "gpuorch_gpus_allocated" + l + " " + buf + "\n";
   }
-  out += "# HELP gpuorch_queue_gpus_used GPUs a queue uses per model.\n# TYPE gpuorch_queue_gpus_used gauge\n";
-  out += "# HELP gpuorch_queue_gpus_guaranteed GPUs guaranteed to a queue per model.\n"
-         "# TYPE gpuorch_queue_gpus_guaranteed gauge\n";
+  out +=
+      "# HELP gpuorch_queue_gpus_used GPUs a queue uses per model.\n# TYPE gpuorch_queue_gpus_used "
+      "gauge\n";
+  out +=
+      "# HELP gpuorch_queue_gpus_guaranteed GPUs guaranteed to a queue per model.\n"
+      "# TYPE gpuorch_queue_gpus_guaranteed gauge\n";
   for (const QueueConfig& q : config_.queues) {
     Json j = QueueJson(q);
     for (const Json& e : j["quota"]) {
@@ -267,16 +269,19 @@ std::string Controller::Metrics() {
       out += "gpuorch_queue_gpus_guaranteed" + l + " " + buf + "\n";
     }
   }
-  out += "# HELP gpuorch_queue_wait_seconds Time from queueing to binding.\n"
-         "# TYPE gpuorch_queue_wait_seconds histogram\n";
+  out +=
+      "# HELP gpuorch_queue_wait_seconds Time from queueing to binding.\n"
+      "# TYPE gpuorch_queue_wait_seconds histogram\n";
   for (const auto& [q, h] : metrics_.queue_wait_seconds) {
     h.Write(out, "gpuorch_queue_wait_seconds", "queue=\"" + LabelValue(q) + "\"");
   }
-  out += "# HELP gpuorch_cycle_seconds Scheduling cycle latency.\n"
-         "# TYPE gpuorch_cycle_seconds histogram\n";
+  out +=
+      "# HELP gpuorch_cycle_seconds Scheduling cycle latency.\n"
+      "# TYPE gpuorch_cycle_seconds histogram\n";
   metrics_.cycle_seconds.Write(out, "gpuorch_cycle_seconds", "");
-  out += "# HELP gpuorch_preemptions_total Evictions and resizes by reason.\n"
-         "# TYPE gpuorch_preemptions_total counter\n";
+  out +=
+      "# HELP gpuorch_preemptions_total Evictions and resizes by reason.\n"
+      "# TYPE gpuorch_preemptions_total counter\n";
   for (const char* r : {"ReclaimGuarantee", "Priority", "ReservationReady", "NodeLost"}) {
     auto it = metrics_.preemptions.find(r);
     out += std::string("gpuorch_preemptions_total{reason=\"") + r + "\"} " +
@@ -295,16 +300,24 @@ std::string Controller::Metrics() {
 store::StoredWorkload Controller::ToStored(const WorkloadRecord& w) const {
   Json tasks = Json::array();
   for (const TaskRecord& t : w.tasks) {
-    tasks.push_back(Json{{"task", t.task}, {"node", t.node}, {"gpus", t.gpus},
-                         {"gpu_milli", t.gpu_milli}, {"state", t.state},
+    tasks.push_back(Json{{"task", t.task},
+                         {"node", t.node},
+                         {"gpus", t.gpus},
+                         {"gpu_milli", t.gpu_milli},
+                         {"state", t.state},
                          {"exit_code", t.exit_code ? Json(*t.exit_code) : Json(nullptr)},
                          {"stopping", t.stopping}});
   }
-  Json status{{"state", w.state},       {"reason", w.reason},
-              {"attempt", w.attempt},   {"submitted_ms", w.submitted_ms},
-              {"started_ms", w.started_ms}, {"finished_ms", w.finished_ms},
-              {"cancel_requested", w.cancel_requested}, {"failed", w.failed},
-              {"tasks", tasks},         {"events", w.events}};
+  Json status{{"state", w.state},
+              {"reason", w.reason},
+              {"attempt", w.attempt},
+              {"submitted_ms", w.submitted_ms},
+              {"started_ms", w.started_ms},
+              {"finished_ms", w.finished_ms},
+              {"cancel_requested", w.cancel_requested},
+              {"failed", w.failed},
+              {"tasks", tasks},
+              {"events", w.events}};
   return store::StoredWorkload{w.id, w.state, w.parsed.canonical.dump(), status.dump()};
 }
 
@@ -370,7 +383,8 @@ Status Controller::Load() {
       if (!w.terminal()) {
         w.state = "Failed";
         w.finished_ms = Now();
-        w.events.push_back(Json{{"time_ms", Now()}, {"type", "Failed"},
+        w.events.push_back(Json{{"time_ms", Now()},
+                                {"type", "Failed"},
                                 {"message", "no longer valid after restart: " + err.message}});
         dirty_.insert(w.id);
       }
@@ -395,8 +409,9 @@ Status Controller::Load() {
     }
     bool adopted = false;
     if ((w.state == "Running" || w.state == "Preempted") && !live.empty()) {
-      adopted = engine_->Adopt(core::WorkloadId(static_cast<uint32_t>(w.id)), w.parsed.spec, live,
-                               w.started_ms)
+      adopted = engine_
+                    ->Adopt(core::WorkloadId(static_cast<uint32_t>(w.id)), w.parsed.spec, live,
+                            w.started_ms)
                     .ok();
       if (adopted) {
         for (const TaskRecord& t : w.tasks) on_node_[t.node].insert(w.id);

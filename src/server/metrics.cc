@@ -23,7 +23,8 @@ void Histogram::Write(std::string& out, const std::string& name, const std::stri
       std::snprintf(buf, sizeof(buf), "%g", bounds_[i]);
       le = buf;
     }
-    out += name + "_bucket{" + labels + sep + "le=\"" + le + "\"} " + std::to_string(cumulative) + "\n";
+    out += name + "_bucket{" + labels + sep + "le=\"" + le + "\"} " + std::to_string(cumulative) +
+           "\n";
   }
   std::snprintf(buf, sizeof(buf), "%.6f", sum_);
   std::string l = labels.empty() ? "" : "{" + labels + "}";

@@ -11,7 +11,8 @@ namespace gpuorch::server {
 // A Prometheus histogram with fixed buckets (seconds).
 class Histogram {
  public:
-  explicit Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
+  explicit Histogram(std::vector<double> bounds)
+      : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
   void Observe(double v);
   // Appends the exposition lines for `name` with extra `labels` (e.g. queue="a").
   void Write(std::string& out, const std::string& name, const std::string& labels) const;

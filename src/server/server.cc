@@ -80,7 +80,8 @@ Result<int> Server::Bind() {
   std::string host;
   int port = 0;
   if (Status st = ParseHostPort(config_.listen, host, port); !st.ok()) return st;
-  int bound = port == 0 ? http_->bind_to_any_port(host) : (http_->bind_to_port(host, port) ? port : -1);
+  int bound =
+      port == 0 ? http_->bind_to_any_port(host) : (http_->bind_to_port(host, port) ? port : -1);
   if (bound < 0) return Status::Invalid("listen: cannot bind " + config_.listen);
   return bound;
 }
@@ -136,22 +137,24 @@ void Server::Routes() {
         return ReplyError(res, ApiError{400, k, k + ": unknown filter"});
       }
     }
-    Reply(res, 200, c.ListWorkloads(req.get_param_value("queue"), req.get_param_value("state"),
-                                    req.get_param_value("kind")));
+    Reply(res, 200,
+          c.ListWorkloads(req.get_param_value("queue"), req.get_param_value("state"),
+                          req.get_param_value("kind")));
   });
   auto with_id = [](const httplib::Request& req, httplib::Response& res, int64_t& id) {
     if (IdParam(req.matches[1], id)) return true;
     ReplyError(res, ApiError{400, "id", "id: must be a workload number"});
     return false;
   };
-  h.Get(R"(/v1/workloads/([^/]+))", [&c, with_id](const httplib::Request& req, httplib::Response& res) {
-    int64_t id;
-    Json out;
-    ApiError e;
-    if (!with_id(req, res, id)) return;
-    if (!c.GetWorkload(id, out, e)) return ReplyError(res, e);
-    Reply(res, 200, out);
-  });
+  h.Get(R"(/v1/workloads/([^/]+))",
+        [&c, with_id](const httplib::Request& req, httplib::Response& res) {
+          int64_t id;
+          Json out;
+          ApiError e;
+          if (!with_id(req, res, id)) return;
+          if (!c.GetWorkload(id, out, e)) return ReplyError(res, e);
+          Reply(res, 200, out);
+        });
   auto cancel = [&c, with_id](const httplib::Request& req, httplib::Response& res) {
     int64_t id;
     Json out;
@@ -162,46 +165,45 @@ void Server::Routes() {
   };
   h.Post(R"(/v1/workloads/([^/]+)/cancel)", cancel);
   h.Delete(R"(/v1/workloads/([^/]+))", cancel);
-  h.Get(R"(/v1/workloads/([^/]+)/logs)", [&c, with_id](const httplib::Request& req,
-                                                        httplib::Response& res) {
-    int64_t id;
-    if (!with_id(req, res, id)) return;
-    std::string task_s = req.has_param("task") ? req.get_param_value("task") : "0";
-    std::string stream = req.has_param("stream") ? req.get_param_value("stream") : "stdout";
-    int64_t task = 0;
-    if (!IdParam(task_s, task) || task > 100000) {
-      return ReplyError(res, ApiError{400, "task", "task: must be a task number"});
-    }
-    if (stream != "stdout" && stream != "stderr") {
-      return ReplyError(res, ApiError{400, "stream", "stream: must be stdout or stderr"});
-    }
-    std::string address, path;
-    ApiError e;
-    if (!c.LogTarget(id, static_cast<int32_t>(task), address, path, e)) return ReplyError(res, e);
-    httplib::Client agent("http://" + address);
-    agent.set_connection_timeout(2, 0);
-    agent.set_read_timeout(10, 0);
-    auto r = agent.Get(path + "?stream=" + stream);
-    if (!r) {
-      return ReplyError(res, ApiError{502, "", "agent at " + address + " did not answer"});
-    }
-    res.status = r->status;
-    res.set_content(r->body, r->get_header_value("Content-Type").empty()
-                                 ? "text/plain"
-                                 : r->get_header_value("Content-Type").c_str());
-  });
-  h.Get("/v1/queues", [&c](const httplib::Request&, httplib::Response& res) {
-    Reply(res, 200, c.ListQueues());
-  });
+  h.Get(R"(/v1/workloads/([^/]+)/logs)",
+        [&c, with_id](const httplib::Request& req, httplib::Response& res) {
+          int64_t id;
+          if (!with_id(req, res, id)) return;
+          std::string task_s = req.has_param("task") ? req.get_param_value("task") : "0";
+          std::string stream = req.has_param("stream") ? req.get_param_value("stream") : "stdout";
+          int64_t task = 0;
+          if (!IdParam(task_s, task) || task > 100000) {
+            return ReplyError(res, ApiError{400, "task", "task: must be a task number"});
+          }
+          if (stream != "stdout" && stream != "stderr") {
+            return ReplyError(res, ApiError{400, "stream", "stream: must be stdout or stderr"});
+          }
+          std::string address, path;
+          ApiError e;
+          if (!c.LogTarget(id, static_cast<int32_t>(task), address, path, e))
+            return ReplyError(res, e);
+          httplib::Client agent("http://" + address);
+          agent.set_connection_timeout(2, 0);
+          agent.set_read_timeout(10, 0);
+          auto r = agent.Get(path + "?stream=" + stream);
+          if (!r) {
+            return ReplyError(res, ApiError{502, "", "agent at " + address + " did not answer"});
+          }
+          res.status = r->status;
+          res.set_content(r->body, r->get_header_value("Content-Type").empty()
+                                       ? "text/plain"
+                                       : r->get_header_value("Content-Type").c_str());
+        });
+  h.Get("/v1/queues",
+        [&c](const httplib::Request&, httplib::Response& res) { Reply(res, 200, c.ListQueues()); });
   h.Get(R"(/v1/queues/([^/]+))", [&c](const httplib::Request& req, httplib::Response& res) {
     Json out;
     ApiError e;
     if (!c.GetQueue(req.matches[1], out, e)) return ReplyError(res, e);
     Reply(res, 200, out);
   });
-  h.Get("/v1/nodes", [&c](const httplib::Request&, httplib::Response& res) {
-    Reply(res, 200, c.ListNodes());
-  });
+  h.Get("/v1/nodes",
+        [&c](const httplib::Request&, httplib::Response& res) { Reply(res, 200, c.ListNodes()); });
   for (bool drain : {true, false}) {
     h.Post(drain ? R"(/v1/nodes/([^/]+)/drain)" : R"(/v1/nodes/([^/]+)/undrain)",
            [&c, drain](const httplib::Request& req, httplib::Response& res) {
@@ -218,14 +220,14 @@ void Server::Routes() {
     if (!c.Register(body, out, e)) return ReplyError(res, e);
     Reply(res, 200, out);
   });
-  h.Post(R"(/v1/agents/([^/]+)/heartbeat)", [&c](const httplib::Request& req,
-                                                 httplib::Response& res) {
-    Json body, out;
-    ApiError e;
-    if (!Body(req, res, body)) return;
-    if (!c.Heartbeat(req.matches[1], body, out, e)) return ReplyError(res, e);
-    Reply(res, 200, out);
-  });
+  h.Post(R"(/v1/agents/([^/]+)/heartbeat)",
+         [&c](const httplib::Request& req, httplib::Response& res) {
+           Json body, out;
+           ApiError e;
+           if (!Body(req, res, body)) return;
+           if (!c.Heartbeat(req.matches[1], body, out, e)) return ReplyError(res, e);
+           Reply(res, 200, out);
+         });
 }
 
 }  // namespace gpuorch::server
