@@ -291,8 +291,10 @@ void Scheduler::Impl::Grow(Plan& plan) {
   size_t kept = 0;
   for (WorkloadId id : growable_) {
     WorkloadRec& w = workloads_[id.value()];
-    if (w.present && w.state == WorkloadState::kRunning && w.live_tasks() < w.spec.max_tasks &&
-        w.spec.task.gpu_count > 0) {
+    // Only elastic workloads grow, and tasks that ended on their own are not replaced: a
+    // gang rank that finished is done, not missing.
+    if (w.present && w.state == WorkloadState::kRunning && w.spec.max_tasks > w.spec.min_tasks &&
+        w.live_tasks() + w.finished_tasks < w.spec.max_tasks && w.spec.task.gpu_count > 0) {
       elastic.push_back(&w);
       growable_[kept++] = id;
     } else {
@@ -311,7 +313,8 @@ void Scheduler::Impl::Grow(Plan& plan) {
     const GpuModelId m = w->model;
     const QueueId q = w->spec.queue;
     const int64_t each = w->task_milli();
-    while (w->live_tasks() + static_cast<int32_t>(grown.size()) < w->spec.max_tasks) {
+    while (w->live_tasks() + w->finished_tasks + static_cast<int32_t>(grown.size()) <
+           w->spec.max_tasks) {
       int64_t extra = each * static_cast<int64_t>(grown.size() + 1);
       if (!WithinLimit(q, m, extra)) break;
       bool in_quota = InQuota(q, m, extra);

@@ -291,6 +291,7 @@ Status Scheduler::Impl::TaskFinished(WorkloadId id, int32_t task) {
   }
   TaskRec t = *it;
   w->tasks.erase(it);
+  if (!t.stopping) ++w->finished_tasks;
   bool resized = t.stopping && w->state == WorkloadState::kRunning;
   ReleaseTask(*w, t);
   if (resized &&
@@ -323,6 +324,7 @@ Status Scheduler::Impl::EvictionCompleted(WorkloadId id) {
   RemoveRunning(*w);
   w->state = WorkloadState::kPending;
   w->next_task_index = 0;
+  w->finished_tasks = 0;
   AddPending(*w);
   return Status::Ok();
 }

@@ -38,7 +38,8 @@ struct WorkloadRec {
   WorkloadState state = WorkloadState::kPending;
   std::vector<TaskRec> tasks;  // live tasks while running or evicting
   int32_t next_task_index = 0;
-  GpuModelId model;  // model the tasks run on (one per workload)
+  int32_t finished_tasks = 0;  // tasks of this run that ended on their own (not stopped)
+  GpuModelId model;            // model the tasks run on (one per workload)
   Time start_time = 0;
   PendingReason reason = PendingReason::kNoFit;
   // Preemption bookkeeping.

@@ -515,6 +515,20 @@ TEST_F(SchedulerTest, ElasticTasksGrowFromIdleAndShrinkFirst) {
   EXPECT_EQ(s_->state(WorkloadId(100)), WorkloadState::kRunning);
 }
 
+TEST_F(SchedulerTest, FinishedGangRanksAreNotReplaced) {
+  Queue(0, QueueBuilder("q"));
+  Nodes(0, 1, 8);
+  Submit(1, WorkloadBuilder("gang", 0).Gpus(2).Tasks(2));
+  Submit(2, WorkloadBuilder("elastic", 0).Gpus(1).Tasks(1, 2));
+  Plan p = Cycle(0);
+  ASSERT_NE(BindOf(p, 1), nullptr);
+  ASSERT_TRUE(s_->TaskFinished(WorkloadId(1), 0).ok());  // rank 0 done, rank 1 still running
+  ASSERT_TRUE(s_->TaskFinished(WorkloadId(2), 0).ok());
+  p = Cycle(1);
+  EXPECT_TRUE(p.binds.empty()) << "neither the gang nor the finished elastic task regrows";
+  EXPECT_EQ(s_->Placement(WorkloadId(1)).size(), 1u);
+}
+
 // 9. Explain.
 TEST_F(SchedulerTest, EveryPendingWorkloadHasAReason) {
   Queue(0, QueueBuilder("q").Guarantee(0, 1));

@@ -31,12 +31,6 @@ std::vector<int> MaskToList(sched::GpuMask m) {
   return out;
 }
 
-sched::GpuMask ListToMask(const std::vector<int>& gpus) {
-  sched::GpuMask m = 0;
-  for (int j : gpus) m = static_cast<sched::GpuMask>(m | (1u << j));
-  return m;
-}
-
 core::WorkloadId Wid(int64_t id) { return core::WorkloadId(static_cast<uint32_t>(id)); }
 
 }  // namespace
@@ -137,7 +131,7 @@ bool Controller::Submit(const Json& body, Json& out, ApiError& error) {
 }
 
 bool Controller::Cancel(int64_t id, Json& out, ApiError& error) {
-  store::Batch batch;
+  uint64_t ticket = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = workloads_.find(id);
@@ -163,9 +157,9 @@ bool Controller::Cancel(int64_t id, Json& out, ApiError& error) {
     }
     Dirty(w);
     out = Json{{"id", id}, {"state", w.state}};
-    batch = TakeDirty();
+    ticket = committer_->Enqueue(TakeDirty());
   }
-  if (Status s = committer_->Persist(std::move(batch)); !s.ok()) {
+  if (Status s = committer_->Wait(ticket); !s.ok()) {
     error = ApiError{500, "", "store: " + s.message()};
     return false;
   }
@@ -269,7 +263,7 @@ bool Controller::Register(const Json& b, Json& out, ApiError& error) {
 }
 
 bool Controller::Heartbeat(const std::string& node, const Json& b, Json& out, ApiError& error) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   auto it = nodes_.find(node);
   if (it == nodes_.end()) {
     error = ApiError{404, "node", "node: unknown node " + node + " (register first)"};
@@ -325,7 +319,28 @@ bool Controller::Heartbeat(const std::string& node, const Json& b, Json& out, Ap
     }
   }
   out = Json{{"desired", desired}};
+  // What the heartbeat changed (exits, finished workloads) is durable before the agent hears
+  // back: the agent forgets an exited task once it is no longer desired.
+  store::Batch batch = TakeDirty();
+  if (batch.empty()) return true;
+  uint64_t ticket = committer_->Enqueue(std::move(batch));
+  lock.unlock();
+  if (Status s = committer_->Wait(ticket); !s.ok()) {
+    error = ApiError{500, "", "store: " + s.message()};
+    return false;
+  }
   return true;
+}
+
+void Controller::Flush() {
+  uint64_t ticket = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    store::Batch batch = TakeDirty();
+    if (batch.empty()) return;
+    ticket = committer_->Enqueue(std::move(batch));
+  }
+  (void)committer_->Wait(ticket);
 }
 
 Json Controller::TaskEnv(const WorkloadRecord& w, const TaskRecord& t) const {
@@ -420,7 +435,7 @@ void Controller::MarkNodeDown(NodeRecord& n) {
 }
 
 void Controller::Step() {
-  store::Batch batch;
+  uint64_t ticket = 0;
   std::vector<int64_t> unpublished;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -428,21 +443,20 @@ void Controller::Step() {
     for (auto& [name, n] : nodes_) {
       if (!n.down && steady - n.last_heartbeat_ms > config_.node_timeout_ms) MarkNodeDown(n);
     }
-    int64_t t0 = SteadyMs();
     auto start = std::chrono::steady_clock::now();
     sched::Plan plan = engine_->Cycle(Now());
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    (void)t0;
     metrics_.cycle_seconds.Observe(secs);
     ++metrics_.cycles;
     ApplyPlan(plan);
     for (int64_t id : dirty_) {
       if (!workloads_.at(id).published) unpublished.push_back(id);
     }
-    batch = TakeDirty();
+    store::Batch batch = TakeDirty();
+    if (batch.empty()) return;
+    ticket = committer_->Enqueue(std::move(batch));
   }
-  if (batch.empty()) return;
-  Status s = committer_->Persist(std::move(batch));
+  Status s = committer_->Wait(ticket);
   std::lock_guard<std::mutex> lock(mu_);
   if (!s.ok()) {
     // Nothing unpersisted may reach an agent; try again next round.

@@ -91,6 +91,10 @@ class Controller {
 
   // One round of the controller loop: node timeouts, an engine cycle, persistence.
   void Step();
+  // Persists whatever is still unwritten (at shutdown).
+  void Flush();
+  // Extra time nodes loaded from the store get to send their first heartbeat.
+  static constexpr int64_t kRestartGraceMs = 5000;
 
  private:
   Controller(const ServerConfig& config, store::StateStore* store);

@@ -17,7 +17,7 @@ std::string Iso(int64_t ms) {
   std::time_t s = static_cast<std::time_t>(ms / 1000);
   std::tm tm{};
   gmtime_r(&s, &tm);
-  char buf[40];
+  char buf[64];
   std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                 static_cast<int>(ms % 1000));
@@ -171,7 +171,7 @@ Json Controller::ListNodes() {
 }
 
 bool Controller::SetDrain(const std::string& name, bool drain, Json& out, ApiError& error) {
-  store::Batch batch;
+  uint64_t ticket = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = nodes_.find(name);
@@ -188,9 +188,9 @@ bool Controller::SetDrain(const std::string& name, bool drain, Json& out, ApiErr
     }
     dirty_nodes_.insert(name);
     out = NodeJson(n);
-    batch = TakeDirty();
+    ticket = committer_->Enqueue(TakeDirty());
   }
-  if (Status s = committer_->Persist(std::move(batch)); !s.ok()) {
+  if (Status s = committer_->Wait(ticket); !s.ok()) {
     error = ApiError{500, "", "store: " + s.message()};
     return false;
   }
@@ -334,6 +334,9 @@ Status Controller::Load() {
     if (!Register(reg, out, err)) {
       return Status::Invalid("store: node " + sn.name + ": " + err.message);
     }
+    // After a restart agents may be in their retry backoff (at most 4 s): give them that
+    // long on top of the timeout before their nodes count as Down.
+    nodes_.at(sn.name).last_heartbeat_ms += kRestartGraceMs;
     if (drained) {
       NodeRecord& n = nodes_.at(sn.name);
       n.drained = true;

@@ -15,12 +15,17 @@ GroupCommitter::~GroupCommitter() {
   writer_.join();
 }
 
-core::Status GroupCommitter::Persist(Batch batch) {
-  std::unique_lock<std::mutex> lock(mu_);
+uint64_t GroupCommitter::Enqueue(Batch batch) {
+  std::lock_guard<std::mutex> lock(mu_);
   uint64_t ticket = next_ticket_++;
   std::move(batch.workloads.begin(), batch.workloads.end(), std::back_inserter(queued_.workloads));
   std::move(batch.nodes.begin(), batch.nodes.end(), std::back_inserter(queued_.nodes));
   queued_cv_.notify_one();
+  return ticket;
+}
+
+core::Status GroupCommitter::Wait(uint64_t ticket) {
+  std::unique_lock<std::mutex> lock(mu_);
   done_cv_.wait(lock, [&] { return committed_through_ >= ticket; });
   if (ticket >= error_from_ && ticket <= error_to_) return last_error_;
   return core::Status::Ok();

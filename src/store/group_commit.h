@@ -20,7 +20,12 @@ class GroupCommitter {
  public:
   explicit GroupCommitter(StateStore* store);
   ~GroupCommitter();
-  core::Status Persist(Batch batch);
+  core::Status Persist(Batch batch) { return Wait(Enqueue(std::move(batch))); }
+  // Queues a batch without waiting; batches commit in Enqueue order. Callers that hold a
+  // lock while taking a snapshot enqueue under that lock, so snapshots reach the disk in
+  // the order they were taken, and wait after releasing it.
+  uint64_t Enqueue(Batch batch);
+  core::Status Wait(uint64_t ticket);
 
  private:
   void Run();

@@ -1,0 +1,214 @@
+// Control-plane throughput through the real API: a `gpuorch server` and 8 emulated agents of
+// 8 GPUs (real processes on loopback, started from the built `gpuorch` binary), then 10,000
+// one-task jobs running `/bin/true` submitted through `POST /v1/workloads` by a few client
+// threads on keep-alive connections. Reported:
+//   api_jobs_per_s  jobs / (last completion - first submit), completion seen on /metrics
+//   api_p99_ms      p99 latency of the submissions (and p50, max)
+// A plain program rather than Google Benchmark: one run is minutes of wall time across
+// processes, not a loop to repeat. The last stdout line is one JSON object (scripts/bench
+// merges it into its summary); progress goes to stderr.
+//
+//   api_bench [--jobs 10000] [--agents 8] [--clients 4] [--gpus 1]
+//             [--heartbeat-ms 100] [--cycle-ms 20] [--timeout-s 600]
+#include <httplib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cluster.h"
+
+namespace {
+
+using gpuorch::cptest::Cluster;
+using gpuorch::cptest::ClusterOptions;
+using gpuorch::cptest::Json;
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  int jobs = 10000, agents = 8, clients = 4, gpus = 1;
+  int heartbeat_ms = 100, cycle_ms = 20, timeout_s = 600;
+};
+
+bool ParseArgs(int argc, char** argv, Options& o) {
+  for (int i = 1; i + 1 < argc; i += 2) {
+    int v = std::atoi(argv[i + 1]);
+    std::string f = argv[i];
+    if (f == "--jobs")
+      o.jobs = v;
+    else if (f == "--agents")
+      o.agents = v;
+    else if (f == "--clients")
+      o.clients = v;
+    else if (f == "--gpus")
+      o.gpus = v;
+    else if (f == "--heartbeat-ms")
+      o.heartbeat_ms = v;
+    else if (f == "--cycle-ms")
+      o.cycle_ms = v;
+    else if (f == "--timeout-s")
+      o.timeout_s = v;
+    else
+      return false;
+  }
+  return argc % 2 == 1 && o.jobs > 0 && o.agents > 0 && o.clients > 0;
+}
+
+// The value of `gpuorch_workloads{queue="default",state="STATE"}` in a scrape.
+long Gauge(const std::string& metrics, const std::string& state) {
+  std::string key = "gpuorch_workloads{queue=\"default\",state=\"" + state + "\"} ";
+  size_t at = metrics.find(key);
+  return at == std::string::npos ? 0 : std::atol(metrics.c_str() + at + key.size());
+}
+
+// CPU seconds of `pid` from /proc/PID/stat: its own (utime + stime), or its reaped
+// children's (cutime + cstime: for an agent, the task shims and the tasks themselves).
+double CpuSeconds(pid_t pid, bool children) {
+  std::string stat = gpuorch::cptest::ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return 0;
+  std::vector<std::string> f;  // f[0] is field 3 (state)
+  std::string rest = stat.substr(paren + 2);
+  for (size_t at = 0, end; at < rest.size(); at = end + 1) {
+    end = rest.find(' ', at);
+    if (end == std::string::npos) end = rest.size();
+    f.push_back(rest.substr(at, end - at));
+  }
+  if (f.size() < 15) return 0;
+  size_t first = children ? 13 : 11;  // fields 16-17 or 14-15
+  return static_cast<double>(std::stoll(f[first]) + std::stoll(f[first + 1])) /
+         static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  if (!ParseArgs(argc, argv, o)) {
+    std::fprintf(stderr,
+                 "usage: api_bench [--jobs N] [--agents N] [--clients N] [--gpus N] "
+                 "[--heartbeat-ms N] [--cycle-ms N] [--timeout-s N]\n");
+    return 2;
+  }
+  ClusterOptions co;
+  co.bin = GPUORCH_BIN;
+  co.agent_heartbeat_ms = o.heartbeat_ms;
+  // A node timeout far above the heartbeat, so a loaded machine never marks a node Down.
+  co.config_yaml = "node_timeout_s: 30\nheartbeat_interval_ms: " + std::to_string(o.heartbeat_ms) +
+                   "\ncycle_interval_ms: " + std::to_string(o.cycle_ms) +
+                   "\nqueues: [{name: default}]\n";
+  Cluster cluster(co);
+  if (!cluster.StartServer()) {
+    std::fprintf(stderr, "api_bench: the server did not start (see %s)\n", cluster.dir().c_str());
+    return 1;
+  }
+  for (int i = 0; i < o.agents; ++i) {
+    if (!cluster.StartAgent("emu-" + std::to_string(i))) {
+      std::fprintf(stderr, "api_bench: agent %d did not register\n", i);
+      return 1;
+    }
+  }
+  std::fprintf(stderr,
+               "api_bench: server and %d agents up (%s); submitting %d jobs from %d "
+               "clients\n",
+               o.agents, cluster.dir().c_str(), o.jobs, o.clients);
+
+  const std::string body = Json{
+      {"name", "true"},
+      {"queue", "default"},
+      {"gpus", o.gpus},
+      {"cpu_milli", 100},
+      {"command",
+       {"/bin/true"}}}.dump();
+  auto cpu = [&] {
+    std::array<double, 3> out{CpuSeconds(cluster.server()->pid(), false), 0, 0};
+    for (int i = 0; i < o.agents; ++i) {
+      pid_t pid = cluster.agent("emu-" + std::to_string(i))->pid();
+      out[1] += CpuSeconds(pid, false);
+      out[2] += CpuSeconds(pid, true);
+    }
+    return out;
+  };
+  const std::array<double, 3> cpu_before = cpu();
+  std::vector<std::vector<double>> latencies(o.clients);
+  std::atomic<int> next{0}, failed_submits{0};
+  const Clock::time_point start = Clock::now();
+  std::vector<std::thread> clients;
+  for (int c = 0; c < o.clients; ++c) {
+    clients.emplace_back([&, c] {
+      httplib::Client client(cluster.url());
+      client.set_keep_alive(true);
+      client.set_tcp_nodelay(true);
+      client.set_read_timeout(60, 0);
+      for (int i = next++; i < o.jobs; i = next++) {
+        Clock::time_point t0 = Clock::now();
+        auto r = client.Post("/v1/workloads", body, "application/json");
+        latencies[c].push_back(Ms(Clock::now() - t0));
+        if (!r || r->status != 201) ++failed_submits;
+      }
+    });
+  }
+  for (std::thread& t : clients) t.join();
+  const Clock::time_point submitted = Clock::now();
+
+  // Completion: the Succeeded (and Failed) gauges, scraped every 50 ms (a scrape walks every
+  // workload under the controller lock, so scraping faster would slow what it measures).
+  httplib::Client scraper(cluster.url());
+  long succeeded = 0, failed = 0;
+  Clock::time_point done = submitted;
+  const Clock::time_point deadline = start + std::chrono::seconds(o.timeout_s);
+  while (Clock::now() < deadline) {
+    auto r = scraper.Get("/metrics");
+    done = Clock::now();
+    if (r && r->status == 200) {
+      succeeded = Gauge(r->body, "Succeeded");
+      failed = Gauge(r->body, "Failed");
+      if (succeeded + failed >= o.jobs - failed_submits) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+
+  const std::array<double, 3> cpu_after = cpu();
+  auto per_job_ms = [&](int i) {
+    return std::round((cpu_after[i] - cpu_before[i]) * 1e4 / static_cast<double>(o.jobs)) / 10;
+  };
+  std::vector<double> all;
+  for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+  std::sort(all.begin(), all.end());
+  auto pct = [&](double p) {
+    return all.empty() ? 0.0
+                       : all[std::min(all.size() - 1,
+                                      static_cast<size_t>(p * static_cast<double>(all.size())))];
+  };
+  const double wall_s = Ms(done - start) / 1000.0;
+  Json out{{"api_jobs_per_s", std::round(static_cast<double>(succeeded) / wall_s * 10) / 10},
+           {"api_p99_ms", std::round(pct(0.99) * 100) / 100},
+           {"api_p50_ms", std::round(pct(0.50) * 100) / 100},
+           {"api_max_ms", std::round(all.empty() ? 0 : all.back() * 100) / 100},
+           {"api_submits_per_s",
+            std::round(static_cast<double>(o.jobs) / (Ms(submitted - start) / 1000.0) * 10) / 10},
+           {"api_wall_s", std::round(wall_s * 100) / 100},
+           {"api_jobs", o.jobs},
+           {"api_server_cpu_ms_per_job", per_job_ms(0)},
+           {"api_agent_cpu_ms_per_job", per_job_ms(1)},
+           {"api_task_cpu_ms_per_job", per_job_ms(2)},
+           {"api_succeeded", succeeded},
+           {"api_failed", failed + failed_submits},
+           {"api_agents", o.agents},
+           {"api_gpus_per_job", o.gpus},
+           {"api_heartbeat_ms", o.heartbeat_ms},
+           {"api_cycle_ms", o.cycle_ms},
+           {"cores", std::thread::hardware_concurrency()}};
+  std::printf("%s\n", out.dump().c_str());
+  return succeeded == o.jobs ? 0 : 1;
+}

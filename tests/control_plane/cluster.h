@@ -1,0 +1,159 @@
+#pragma once
+
+// A real control plane on loopback for integration tests and the API benchmark: the
+// `gpuorch` binary started as `server` and `agent` processes, each in its own process group,
+// with a JSON-over-HTTP client and helpers to wait for conditions. No GoogleTest here, so
+// bench/api_bench.cc compiles this file too.
+//
+// Every process a Cluster starts, and every task its agents start, carries the environment
+// variable GPUORCH_CP_TOKEN with a value unique to the Cluster; the destructor SIGKILLs every
+// process that carries it (tasks run in sessions of their own, so killing the agents'
+// process groups would not reach them). So no test leaks a process, whatever it killed.
+//
+// Thread-safety: Api and RunCli may be used from any thread; a Cluster from one thread.
+#include <sys/types.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace gpuorch::cptest {
+
+using Json = nlohmann::json;
+using namespace std::chrono_literals;
+
+// Polls `cond` every `poll` until it holds (true) or `deadline` passes (false).
+bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds deadline = 30s,
+             std::chrono::milliseconds poll = 20ms);
+
+// A port that was free a moment ago (bound to port 0 on loopback, then closed).
+int FreePort();
+
+std::string ReadFile(const std::string& path);
+std::vector<std::string> ReadLines(const std::string& path);
+void WriteFile(const std::string& path, const std::string& text);
+
+// True while `pid` exists and is not a zombie.
+bool ProcessAlive(pid_t pid);
+
+// A child process in a new process group, stdin from /dev/null, stdout and stderr appended
+// to `log`. The destructor SIGKILLs the group and reaps the child.
+class Process {
+ public:
+  Process(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+          const std::string& log);
+  ~Process();
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  pid_t pid() const { return pid_; }
+  // Sends `sig` to the whole process group.
+  void Signal(int sig);
+  // Waits for the process to end; returns the wait status (-1 if already reaped).
+  int Wait();
+  // True once the process has ended (reaping it).
+  bool Exited();
+
+ private:
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+  int status_ = 0;
+};
+
+struct HttpResult {
+  int status = -1;  // -1: no answer (refused, timeout, broken connection)
+  std::string body;
+  Json json;  // the parsed body, or discarded when it is not JSON
+};
+
+// A small JSON client. One connection per call, so it is safe from any thread.
+class Api {
+ public:
+  explicit Api(std::string url) : url_(std::move(url)) {}
+  HttpResult Get(const std::string& path) const;
+  HttpResult Post(const std::string& path, const std::string& body) const;
+  HttpResult Post(const std::string& path, const Json& body) const {
+    return Post(path, body.dump());
+  }
+  HttpResult Delete(const std::string& path) const;
+  const std::string& url() const { return url_; }
+
+ private:
+  std::string url_;
+};
+
+struct CliResult {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+// Runs `bin args...` to completion with a 60 s limit, capturing stdout and stderr.
+CliResult RunCli(const std::string& bin, const std::vector<std::string>& args);
+
+struct ClusterOptions {
+  std::string bin;  // the gpuorch binary
+  std::string config_yaml;
+  int agent_heartbeat_ms = 100;
+};
+
+// A temporary directory with a server (and its config) and any number of emulated agents.
+class Cluster {
+ public:
+  explicit Cluster(ClusterOptions options);
+  ~Cluster();
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+
+  // Starts the server on this cluster's port and data directory; true once /healthz answers.
+  bool StartServer();
+  // Signals the server's process group and waits for it to end.
+  void StopServer(int sig);
+  Process* server() { return server_.get(); }
+
+  // Starts an agent with emulated GPUs (`gpus`, e.g. "8xH100-80GB"); true once its node is
+  // Ready in /v1/nodes.
+  bool StartAgent(const std::string& name, const std::string& gpus = "8xH100-80GB");
+  Process* agent(const std::string& name) {
+    auto it = agents_.find(name);
+    return it == agents_.end() ? nullptr : it->second.get();
+  }
+  // Signals the agent's process group (its tasks are in other sessions and survive).
+  void KillAgent(const std::string& name, int sig = SIGKILL);
+
+  const std::string& url() const { return url_; }
+  const std::string& dir() const { return dir_; }
+  const Api& api() const { return api_; }
+  const std::string& bin() const { return options_.bin; }
+  // Runs the CLI against this cluster's server (adds --server).
+  CliResult Cli(std::vector<std::string> args) const;
+
+  // POST /v1/workloads; the id, or -1 (with the answer in `answer` when given).
+  int64_t Submit(const Json& spec, HttpResult* answer = nullptr) const;
+  Json Workload(int64_t id) const;  // null when it cannot be read
+  std::string State(int64_t id) const;
+  bool WaitState(int64_t id, const std::string& state,
+                 std::chrono::milliseconds deadline = 30s) const;
+  std::string NodeStatus(const std::string& name) const;
+
+  // A /bin/sh -c command spec in queue `queue`.
+  static Json ShellJob(const std::string& name, const std::string& queue, int gpus,
+                       const std::string& script);
+
+ private:
+  void KillTokenProcesses();
+
+  ClusterOptions options_;
+  std::string dir_, token_, url_;
+  int port_ = 0;
+  Api api_{""};
+  std::unique_ptr<Process> server_;
+  std::map<std::string, std::unique_ptr<Process>> agents_;
+};
+
+}  // namespace gpuorch::cptest
