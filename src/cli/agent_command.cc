@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -33,6 +34,11 @@ int RunProbe() {
 int RunAgent(AgentFlags flags) {
   // Resolved here rather than in Agent::Create because emulated GPU uuids carry the name.
   if (flags.options.name.empty()) flags.options.name = agent::HostName();
+  // Prefer the small gpuorch-shim installed beside this binary (cheap to exec per task).
+  std::error_code ec;
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  std::filesystem::path shim = self.parent_path() / "gpuorch-shim";
+  if (!ec && std::filesystem::exists(shim, ec)) flags.options.shim_command = {shim.string()};
   std::unique_ptr<agent::GpuBackend> gpus;
   if (flags.emulate.empty()) {
     gpus = std::make_unique<agent::NvmlBackend>();
