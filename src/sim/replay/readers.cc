@@ -49,17 +49,15 @@ Result<std::map<std::string, size_t>> Header(const std::string& path, std::strin
   return cols;
 }
 
-}  // namespace
-
-Result<Trace> ReadPhillyTrace(const std::string& path, int32_t node_gpus) {
-  auto text = ReadWholeFile(path);
-  if (!text.ok()) return text.status();
-  Trace trace;
-  trace.name = "philly";
+// Calls row(line_number, fields, columns) for every data row of a CSV whose header names
+// `required`; the header and short rows are errors naming the file and line.
+template <typename Row>
+Status ForEachCsvRow(const std::string& path, std::string_view text,
+                     const std::vector<std::string>& required, Row&& row) {
   std::map<std::string, size_t> cols;
-  Status s = ForEachLine(*text, [&](int no, std::string_view line) -> Status {
+  return ForEachLine(text, [&](int no, std::string_view line) -> Status {
     if (no == 1) {
-      auto h = Header(path, line, {"timestamp", "duration", "num_gpus", "cluster"});
+      auto h = Header(path, line, required);
       if (!h.ok()) return h.status();
       cols = *h;
       return Status::Ok();
@@ -68,28 +66,44 @@ Result<Trace> ReadPhillyTrace(const std::string& path, int32_t node_gpus) {
     if (f.size() < cols.size()) {
       return LineError(path, no, "row", "expected " + std::to_string(cols.size()) + " fields");
     }
-    TraceJob j;
-    int64_t ts = 0, gpus = 0;
-    if (!ParseTimestamp(f[cols["timestamp"]], ts)) {
-      return LineError(path, no, "timestamp", "expected YYYY-MM-DD HH:MM:SS");
-    }
-    j.arrival = ts * core::kSecond;
-    if (!ParseSecondsMs(f[cols["duration"]], j.duration) || j.duration <= 0) {
-      return LineError(path, no, "duration", "expected seconds > 0");
-    }
-    if (!ParseInt(f[cols["num_gpus"]], gpus) || gpus < 1 || gpus > 100000) {
-      return LineError(path, no, "num_gpus", "expected an integer in 1..100000");
-    }
-    const GangShape g = SplitGang(static_cast<int32_t>(gpus), node_gpus);
-    j.tasks = g.tasks;
-    j.gpus_per_task = g.gpus_per_task;
-    std::string_view vc = f[cols["cluster"]];
-    if (vc.empty()) return LineError(path, no, "cluster", "empty virtual cluster id");
-    j.tenant = trace.Tenant(vc);
-    j.name = "philly-" + std::to_string(no);
-    trace.jobs.push_back(std::move(j));
-    return Status::Ok();
+    return row(no, f, cols);
   });
+}
+
+}  // namespace
+
+Result<Trace> ReadPhillyTrace(const std::string& path, int32_t node_gpus) {
+  auto text = ReadWholeFile(path);
+  if (!text.ok()) return text.status();
+  Trace trace;
+  trace.name = "philly";
+  Status s =
+      ForEachCsvRow(path, *text, {"timestamp", "duration", "num_gpus", "cluster"},
+                    [&](int no, const std::vector<std::string_view>& f,
+                        std::map<std::string, size_t>& cols) -> Status {
+                      TraceJob j;
+                      int64_t ts = 0, gpus = 0;
+                      if (!ParseTimestamp(f[cols["timestamp"]], ts)) {
+                        return LineError(path, no, "timestamp", "expected YYYY-MM-DD HH:MM:SS");
+                      }
+                      j.arrival = ts * core::kSecond;
+                      if (!ParseSecondsMs(f[cols["duration"]], j.duration) || j.duration <= 0) {
+                        return LineError(path, no, "duration", "expected seconds > 0");
+                      }
+                      if (!ParseInt(f[cols["num_gpus"]], gpus) || gpus < 1 || gpus > 100000) {
+                        return LineError(path, no, "num_gpus", "expected an integer in 1..100000");
+                      }
+                      const GangShape g = SplitGang(static_cast<int32_t>(gpus), node_gpus);
+                      j.tasks = g.tasks;
+                      j.gpus_per_task = g.gpus_per_task;
+                      std::string_view vc = f[cols["cluster"]];
+                      if (vc.empty())
+                        return LineError(path, no, "cluster", "empty virtual cluster id");
+                      j.tenant = trace.Tenant(vc);
+                      j.name = "philly-" + std::to_string(no);
+                      trace.jobs.push_back(std::move(j));
+                      return Status::Ok();
+                    });
   if (!s.ok()) return s;
   if (trace.jobs.empty()) return Status::Invalid(path + ": no jobs");
   trace.Normalize();
@@ -129,40 +143,32 @@ Result<Trace> ReadPolluxTrace(const std::string& workload_csv, const std::string
   if (!text.ok()) return text.status();
   Trace trace;
   trace.name = "pollux/" + set + "/" + workload;
-  std::map<std::string, size_t> cols;
   const std::string& path = workload_csv;
-  Status s = ForEachLine(*text, [&](int no, std::string_view line) -> Status {
-    if (no == 1) {
-      auto h = Header(path, line, {"name", "time", "application", "num_replicas"});
-      if (!h.ok()) return h.status();
-      cols = *h;
-      return Status::Ok();
-    }
-    auto f = SplitCsv(line);
-    if (f.size() < cols.size()) {
-      return LineError(path, no, "row", "expected " + std::to_string(cols.size()) + " fields");
-    }
-    TraceJob j;
-    j.name = std::string(f[cols["name"]]);
-    if (!ParseSecondsMs(f[cols["time"]], j.arrival)) {
-      return LineError(path, no, "time", "expected seconds >= 0");
-    }
-    int64_t replicas = 0;
-    if (!ParseInt(f[cols["num_replicas"]], replicas) || replicas < 1 || replicas > 100000) {
-      return LineError(path, no, "num_replicas", "expected an integer in 1..100000");
-    }
-    const GangShape g = SplitGang(static_cast<int32_t>(replicas), node_gpus);
-    j.tasks = g.tasks;
-    j.gpus_per_task = g.gpus_per_task;
-    auto it = best.find(j.name);
-    if (it == best.end()) return LineError(path, no, "name", "no published JCT for " + j.name);
-    j.duration = it->second;
-    std::string_view app = f[cols["application"]];
-    if (app.empty()) return LineError(path, no, "application", "empty");
-    j.tenant = trace.Tenant(app);
-    trace.jobs.push_back(std::move(j));
-    return Status::Ok();
-  });
+  Status s = ForEachCsvRow(
+      path, *text, {"name", "time", "application", "num_replicas"},
+      [&](int no, const std::vector<std::string_view>& f,
+          std::map<std::string, size_t>& cols) -> Status {
+        TraceJob j;
+        j.name = std::string(f[cols["name"]]);
+        if (!ParseSecondsMs(f[cols["time"]], j.arrival)) {
+          return LineError(path, no, "time", "expected seconds >= 0");
+        }
+        int64_t replicas = 0;
+        if (!ParseInt(f[cols["num_replicas"]], replicas) || replicas < 1 || replicas > 100000) {
+          return LineError(path, no, "num_replicas", "expected an integer in 1..100000");
+        }
+        const GangShape g = SplitGang(static_cast<int32_t>(replicas), node_gpus);
+        j.tasks = g.tasks;
+        j.gpus_per_task = g.gpus_per_task;
+        auto it = best.find(j.name);
+        if (it == best.end()) return LineError(path, no, "name", "no published JCT for " + j.name);
+        j.duration = it->second;
+        std::string_view app = f[cols["application"]];
+        if (app.empty()) return LineError(path, no, "application", "empty");
+        j.tenant = trace.Tenant(app);
+        trace.jobs.push_back(std::move(j));
+        return Status::Ok();
+      });
   if (!s.ok()) return s;
   if (trace.jobs.empty()) return Status::Invalid(path + ": no jobs");
   trace.Normalize();
