@@ -145,21 +145,23 @@ uint32_t FillBackground(Scheduler& s, uint32_t queue, int64_t gpus, uint32_t fir
   return id;
 }
 
-// --- 1. Single-GPU placements per second.
-//
-// Cluster half full of 1/2/4-GPU background work; one queue whose guarantee covers the whole
-// cluster. Timed: Submit of `batch` single-GPU workloads plus the one Cycle that places them
-// all. Outside the timer they finish, so every iteration sees the same state.
-void BM_PlacementsBatch(benchmark::State& state, const std::string& policy, bool headline) {
+// Shared by scenarios 1 and 2. The cluster is `fill_percent` full of background work under
+// one queue whose guarantee covers it. Timed: Submit of `batch` workloads made by `make`
+// plus the one Cycle that places them all; outside the timer they finish, so every
+// iteration sees the same state. Sets counter `rate` to placed workloads per CPU second.
+template <typename Make>
+void BatchRate(benchmark::State& state, const std::string& policy, int fill_percent, uint64_t seed,
+               Make&& make, const char* rate) {
   const int batch = static_cast<int>(state.range(0));
   auto s = MakeEngine(policy);
   AddCluster(*s);
   Must(s->AddQueue(QueueId(0), QueueBuilder("all").Guarantee(kNodes * kGpusPerNode)));
-  core::Rng rng(1);
+  core::Rng rng(seed);
   Time now = 0;
-  const uint32_t first = FillBackground(*s, 0, kNodes * kGpusPerNode / 2, 0, now, rng);
+  const uint32_t first =
+      FillBackground(*s, 0, kNodes * kGpusPerNode * fill_percent / 100, 0, now, rng);
   std::vector<WorkloadSpec> specs;
-  for (int i = 0; i < batch; ++i) specs.push_back(OneGpu(rng, 0, now));
+  for (int i = 0; i < batch; ++i) specs.push_back(make(rng, now));
 
   int64_t placed = 0;
   double seconds = 0;
@@ -179,9 +181,17 @@ void BM_PlacementsBatch(benchmark::State& state, const std::string& policy, bool
     plan = Plan{};
     state.ResumeTiming();
   }
-  state.counters[headline ? "placements_per_s_1gpu" : "placements_per_s"] =
-      static_cast<double>(placed) / seconds;
+  state.counters[rate] = static_cast<double>(placed) / seconds;
   state.counters["groups"] = static_cast<double>(s->cluster().group_count());
+}
+
+// --- 1. Single-GPU placements per second.
+//
+// Cluster half full of 1/2/4-GPU background work; batches of single-GPU workloads.
+void BM_PlacementsBatch(benchmark::State& state, const std::string& policy, bool headline) {
+  BatchRate(
+      state, policy, 50, 1, [](core::Rng& rng, Time now) { return OneGpu(rng, 0, now); },
+      headline ? "placements_per_s_1gpu" : "placements_per_s");
 }
 
 // One arrival and one departure per cycle (a window of 1,000 running): the latency view.
@@ -220,36 +230,9 @@ void BM_PlacementsPerCycle(benchmark::State& state, const std::string& policy) {
 // Cluster 40% full of background work. Timed: Submit of `batch` gangs plus the Cycle that
 // places them all; they finish outside the timer.
 void BM_Gangs(benchmark::State& state, const std::string& policy, bool headline) {
-  const int batch = static_cast<int>(state.range(0));
-  auto s = MakeEngine(policy);
-  AddCluster(*s);
-  Must(s->AddQueue(QueueId(0), QueueBuilder("all").Guarantee(kNodes * kGpusPerNode)));
-  core::Rng rng(2);
-  Time now = 0;
-  const uint32_t first = FillBackground(*s, 0, kNodes * kGpusPerNode * 4 / 10, 0, now, rng);
-  std::vector<WorkloadSpec> specs;
-  for (int i = 0; i < batch; ++i) specs.push_back(Gang8x8(rng, 0, now));
-
-  int64_t placed = 0;
-  double seconds = 0;
-  for (auto _ : state) {
-    now += core::kSecond;
-    const double start = CpuNow();
-    for (int i = 0; i < batch; ++i) Must(s->Submit(WorkloadId(first + i), specs[i]));
-    Plan plan = s->Cycle(now);
-    seconds += CpuNow() - start;
-    state.PauseTiming();
-    placed += static_cast<int64_t>(plan.binds.size());
-    if (plan.binds.size() != static_cast<size_t>(batch)) {
-      state.SkipWithError("a batch of gangs did not fit");
-      break;
-    }
-    for (int i = 0; i < batch; ++i) Must(s->WorkloadFinished(WorkloadId(first + i)));
-    plan = Plan{};
-    state.ResumeTiming();
-  }
-  state.counters[headline ? "gangs_per_s_8x8gpu" : "gangs_per_s"] =
-      static_cast<double>(placed) / seconds;
+  BatchRate(
+      state, policy, 40, 2, [](core::Rng& rng, Time now) { return Gang8x8(rng, 0, now); },
+      headline ? "gangs_per_s_8x8gpu" : "gangs_per_s");
 }
 
 // --- 3. One full cycle with 10,000 pending workloads.
