@@ -59,7 +59,6 @@ Plan Scheduler::Impl::Cycle(Time now) {
   plan.evictions = std::move(queued_evictions_);
   queued_evictions_.clear();
 
-  const ModelSet present = PresentModels();
   std::unordered_map<ShapeKey, PendingReason, ShapeHash> failed;
   const WorkloadRec* hol = Find(head_of_line_);
   const Time hol_eta = hol != nullptr ? hol->hold_eta : 0;
@@ -72,8 +71,7 @@ Plan Scheduler::Impl::Cycle(Time now) {
     bool any_model = false, any_limit = false;
     for (uint32_t mi = 0; mi < cluster_.model_bound(); ++mi) {
       GpuModelId m(mi);
-      if (!present.Accepts(m) || !w.spec.task.models.Accepts(m) ||
-          cluster_.capacity_milli(m) == 0) {
+      if (!w.spec.task.models.Accepts(m) || cluster_.capacity_milli(m) == 0) {
         continue;
       }
       any_model = true;

@@ -70,9 +70,8 @@ std::optional<std::vector<TaskPlacement>> Scheduler::Impl::PlaceGang(const Workl
   };
 
   // Growing an elastic workload under a required level stays in its current domain.
-  const WorkloadRec* grow = w.tasks.empty() ? nullptr : &w;
-  if (grow != nullptr && cap != TopologyLevel::kCluster) {
-    const NodeState& first = cluster_.node(grow->tasks.front().node);
+  if (!w.tasks.empty() && cap != TopologyLevel::kCluster) {
+    const NodeState& first = cluster_.node(w.tasks.front().node);
     std::vector<NodeId> single{first.id};
     const std::vector<NodeId>* domain =
         cap == TopologyLevel::kZone   ? &cluster_.zone_nodes(first.zone)

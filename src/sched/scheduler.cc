@@ -46,14 +46,6 @@ const WorkloadRec* Scheduler::Impl::Find(WorkloadId id) const {
   return const_cast<Impl*>(this)->Find(id);
 }
 
-ModelSet Scheduler::Impl::PresentModels() const {
-  ModelSet s;
-  for (uint32_t m = 0; m < cluster_.model_bound(); ++m) {
-    if (cluster_.capacity_milli(GpuModelId(m)) > 0) s.Add(GpuModelId(m));
-  }
-  return s;
-}
-
 Status Scheduler::Impl::AddQueue(QueueId id, const QueueSpec& spec, bool update) {
   if (!id.valid() || id.value() > 1'000'000) return Status::Invalid("queue.id: out of range");
   if (Status s = spec.Validate(); !s.ok()) return s;
@@ -153,8 +145,11 @@ void Scheduler::Impl::LoseNode(NodeId id) {
       (void)s;
     }
   }
-  for (NodeId n : {id}) {
-    if (cluster_.node(n).reserved_gpus != 0) cluster_.ClearReservation(n);
+  // A reservation on the lost node is gone too; its holder reserves again if it still waits.
+  const NodeState& n = cluster_.node(id);
+  if (n.reserved_gpus != 0) {
+    if (WorkloadRec* holder = Find(n.reserved_for)) std::erase(holder->held_nodes, id);
+    cluster_.ClearReservation(id);
   }
 }
 

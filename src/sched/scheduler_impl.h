@@ -165,7 +165,6 @@ class Scheduler::Impl {
   void RemoveRunning(WorkloadRec& w);
   void Finish(WorkloadRec& w);
   void LoseNode(NodeId id);
-  ModelSet PresentModels() const;
 
   SchedulerConfig config_;
   std::unique_ptr<PlacementPolicy> policy_;
