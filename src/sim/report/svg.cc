@@ -41,6 +41,19 @@ std::string Frame(const Chart& c) {
          std::to_string(kLeft) + "\" y=\"18\" class=\"title\">" + Escape(c.title) + "</text>";
 }
 
+// Horizontal grid lines with their tick labels, for y values `ticks` mapped by `py`.
+template <typename Py>
+std::string YGrid(const std::vector<double>& ticks, double plot_width, Py&& py) {
+  std::string o;
+  for (double y : ticks) {
+    o += "<line class=\"grid\" x1=\"" + std::to_string(kLeft) + "\" x2=\"" + F(kLeft + plot_width) +
+         "\" y1=\"" + F(py(y)) + "\" y2=\"" + F(py(y)) + "\"/><text class=\"tick\" x=\"" +
+         std::to_string(kLeft - 6) + "\" y=\"" + F(py(y) + 4) + "\" text-anchor=\"end\">" +
+         Short(y) + "</text>";
+  }
+  return o;
+}
+
 }  // namespace
 
 const char* Color(size_t i) {
@@ -102,12 +115,7 @@ std::string LineChart(const Chart& c, const std::vector<Series>& series) {
   auto px = [&](double x) { return kLeft + tx(x) / xmax * pw; };
   auto py = [&](double y) { return kTop + ph - y / ymax * ph; };
   std::string o = Frame(c);
-  for (double y : yt) {
-    o += "<line class=\"grid\" x1=\"" + std::to_string(kLeft) + "\" x2=\"" + F(kLeft + pw) +
-         "\" y1=\"" + F(py(y)) + "\" y2=\"" + F(py(y)) + "\"/><text class=\"tick\" x=\"" +
-         std::to_string(kLeft - 6) + "\" y=\"" + F(py(y) + 4) + "\" text-anchor=\"end\">" +
-         Short(y) + "</text>";
-  }
+  o += YGrid(yt, pw, py);
   // x ticks: linear ticks, or decades on a log axis.
   std::vector<double> xt;
   if (c.log_x) {
@@ -153,12 +161,7 @@ std::string BarChart(const Chart& c, const std::vector<std::string>& labels,
   const double pw = c.width - kLeft - kRight, ph = c.height - kTop - kBottom;
   auto py = [&](double y) { return kTop + ph - y / vmax * ph; };
   std::string o = Frame(c);
-  for (double y : yt) {
-    o += "<line class=\"grid\" x1=\"" + std::to_string(kLeft) + "\" x2=\"" + F(kLeft + pw) +
-         "\" y1=\"" + F(py(y)) + "\" y2=\"" + F(py(y)) + "\"/><text class=\"tick\" x=\"" +
-         std::to_string(kLeft - 6) + "\" y=\"" + F(py(y) + 4) + "\" text-anchor=\"end\">" +
-         Short(y) + "</text>";
-  }
+  o += YGrid(yt, pw, py);
   const double slot = pw / static_cast<double>(std::max<size_t>(1, values.size()));
   for (size_t i = 0; i < values.size(); ++i) {
     const double x = kLeft + slot * static_cast<double>(i) + slot * 0.2;
