@@ -1,9 +1,13 @@
 #include "agent/agent.h"
 
 #include <httplib.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <cstdio>
 #include <set>
@@ -18,6 +22,8 @@ namespace {
 // Backoff while the server is unreachable stays under half the default node timeout (10 s),
 // so a server that comes back hears from the node before it would declare it Down.
 constexpr int64_t kMaxBackoffMs = 4000;
+// How often tasks that cannot be waited on (no pidfd; SIGKILL deadlines) are polled.
+constexpr int64_t kPeriodicPollMs = 20;
 
 int64_t MachineMemoryMib() {
   const long pages = ::sysconf(_SC_PHYS_PAGES);
@@ -58,13 +64,19 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
   if (!logs.ok()) return logs.status();
   a->log_server_ = std::move(logs).value();
 
-  a->client_ = std::make_unique<httplib::Client>(options.server_url);
-  if (!a->client_->is_valid()) {
-    return Status::Invalid("--server '" + options.server_url + "': expected http://host:port");
+  for (auto* c : {&a->client_, &a->watch_client_}) {
+    *c = std::make_unique<httplib::Client>(options.server_url);
+    if (!(*c)->is_valid()) {
+      return Status::Invalid("--server '" + options.server_url + "': expected http://host:port");
+    }
+    (*c)->set_connection_timeout(2, 0);
+    (*c)->set_read_timeout(5, 0);
+    (*c)->set_write_timeout(5, 0);
+    (*c)->set_keep_alive(true);
+    (*c)->set_tcp_nodelay(true);
   }
-  a->client_->set_connection_timeout(2, 0);
-  a->client_->set_read_timeout(5, 0);
-  a->client_->set_write_timeout(5, 0);
+  a->wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (a->wake_fd_ < 0) return Status::Precondition(std::string("eventfd: ") + std::strerror(errno));
 
   Registration& r = a->registration_;
   r.name = options.name;
@@ -85,32 +97,70 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
   return a;
 }
 
-Agent::~Agent() = default;
+Agent::~Agent() {
+  Shutdown();
+  if (watch_thread_.joinable()) watch_thread_.join();
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
 
 void Agent::Run() {
   Log("node " + registration_.name + " (" + std::to_string(registration_.gpus.size()) + " " +
       registration_.backend + " GPUs), logs on " + registration_.address + ", server " +
       options_.server_url);
-  std::unique_lock lock(mu_);
-  while (!stopping_) {
-    lock.unlock();
+  watch_thread_ = std::thread([this] { Watch(); });
+  std::vector<pollfd> fds;
+  while (!Stopping()) {
     const int64_t wait = Tick();
-    lock.lock();
-    cv_.wait_for(lock, std::chrono::milliseconds(wait), [this] { return stopping_; });
+    fds.clear();
+    fds.push_back(pollfd{wake_fd_, POLLIN, 0});
+    for (int fd : runner_->WatchFds()) fds.push_back(pollfd{fd, POLLIN, 0});
+    if (::poll(fds.data(), fds.size(), static_cast<int>(wait)) > 0 && (fds[0].revents & POLLIN)) {
+      uint64_t n;
+      ssize_t r = ::read(wake_fd_, &n, sizeof(n));
+      (void)r;
+    }
   }
+  if (watch_thread_.joinable()) watch_thread_.join();
   Log("stopped; tasks keep running and will be adopted by the next agent on " + options_.data_dir);
 }
 
 void Agent::Shutdown() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    cv_.notify_all();
+  }
+  if (watch_client_) watch_client_->stop();  // ends a long poll in flight
+  Wake();
+}
+
+bool Agent::Stopping() {
   std::lock_guard lock(mu_);
-  stopping_ = true;
-  cv_.notify_all();
+  return stopping_;
+}
+
+void Agent::Wake() {
+  if (wake_fd_ < 0) return;
+  const uint64_t one = 1;
+  ssize_t r = ::write(wake_fd_, &one, sizeof(one));
+  (void)r;
 }
 
 int64_t Agent::Tick() {
-  runner_->Poll();
+  const bool exited = runner_->Poll();
+  {
+    std::unique_lock lock(mu_);
+    if (watched_new_) {
+      watched_new_ = false;
+      DesiredList d = watched_;
+      lock.unlock();
+      Apply(d);
+    }
+  }
   int64_t now = MonotonicMs();
-  if (now >= next_contact_ms_) {
+  // An exit is reported at once (the server can reuse the GPUs), unless the server is
+  // failing: then the backoff stands.
+  if (now >= next_contact_ms_ || (exited && failures_ == 0)) {
     const bool ok = (registered_ || Register()) && Heartbeat();
     now = MonotonicMs();
     if (ok) {
@@ -125,9 +175,9 @@ int64_t Agent::Tick() {
       ++failures_;
     }
   }
-  // Poll at least every heartbeat interval even while backing off, so SIGKILL deadlines and
-  // exits are noticed on time.
-  return std::clamp<int64_t>(next_contact_ms_ - now, 1, interval_ms_);
+  // Tasks without a pidfd, and SIGKILL deadlines, are watched by polling.
+  const int64_t poll_ms = runner_->NeedsPeriodicPoll() ? kPeriodicPollMs : interval_ms_;
+  return std::clamp<int64_t>(next_contact_ms_ - now, 1, poll_ms);
 }
 
 void Agent::ServerFailed(const std::string& why) {
@@ -154,6 +204,12 @@ bool Agent::Register() {
   // asked with --heartbeat-ms.
   interval_ms_ = *interval > 0 ? std::min(*interval, options_.heartbeat_ms) : options_.heartbeat_ms;
   registered_ = true;
+  {
+    std::lock_guard lock(mu_);
+    watch_registered_ = true;
+    watch_interval_ms_ = interval_ms_;
+    cv_.notify_all();
+  }
   Log("registered as " + registration_.name + ", heartbeat every " + std::to_string(interval_ms_) +
       " ms");
   return true;
@@ -177,26 +233,79 @@ bool Agent::Heartbeat() {
     ServerFailed("heartbeat: server answered " + std::to_string(res->status) + ": " + res->body);
     return false;
   }
-  Result<std::vector<TaskSpec>> desired = ParseHeartbeatResponse(res->body);
+  Result<DesiredList> desired = ParseHeartbeatResponse(res->body);
   if (!desired.ok()) {
     ServerFailed(desired.status().message());
     return false;
   }
   if (failures_ > 0) Log("server reachable again");
-  Apply(*desired, tasks);
+  // The answer of the server that answers now is authoritative even when its versions are
+  // below what was applied (a restarted server whose clock went back).
+  if (desired->epoch != applied_.epoch) applied_ = DesiredList{};
+  Apply(*desired);
+  ForgetReported(*desired, tasks);
   return true;
 }
 
-void Agent::Apply(const std::vector<TaskSpec>& desired, const std::vector<TaskStatus>& reported) {
+void Agent::Watch() {
+  int failures = 0;
+  while (true) {
+    int64_t interval = 0;
+    DesiredList known;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || watch_registered_; });
+      if (stopping_) return;
+      interval = watch_interval_ms_;
+      known = watched_;
+    }
+    // The server holds the request until the list changes or `wait_ms` passes; the read
+    // timeout leaves it time to answer on a loaded machine.
+    const int64_t wait_ms = interval;
+    watch_client_->set_read_timeout(static_cast<time_t>(wait_ms / 1000 + 5), 0);
+    httplib::Result res = watch_client_->Get(
+        "/v1/agents/" + registration_.name + "/desired?epoch=" + std::to_string(known.epoch) +
+        "&after=" + std::to_string(known.version) + "&wait_ms=" + std::to_string(wait_ms));
+    Result<DesiredList> got = res && res->status == 200
+                                  ? ParseHeartbeatResponse(res->body)
+                                  : Result<DesiredList>(Status::Precondition("watch failed"));
+    std::unique_lock lock(mu_);
+    if (stopping_) return;
+    if (got.ok()) {
+      failures = 0;
+      if (got->NewerThan(watched_)) {
+        watched_ = std::move(got).value();
+        watched_new_ = true;
+        lock.unlock();
+        Wake();
+      }
+      continue;
+    }
+    // Unreachable, 404 (the loop thread registers again) or a bad answer: back off; the
+    // loop's own heartbeats carry the node meanwhile.
+    const int shift = std::min(failures++, 6);
+    cv_.wait_for(lock, std::chrono::milliseconds(std::min(kMaxBackoffMs, interval << shift)),
+                 [this] { return stopping_; });
+    if (stopping_) return;
+  }
+}
+
+void Agent::Apply(const DesiredList& desired) {
+  for (const TaskSpec& d : desired.tasks) grace_ms_[d.key] = d.grace_period_ms;
+  if (!desired.NewerThan(applied_)) return;
+  applied_ = desired;
   std::set<TaskKey> wanted;
-  for (const TaskSpec& d : desired) {
+  std::vector<const TaskSpec*> to_start;
+  for (const TaskSpec& d : desired.tasks) {
     wanted.insert(d.key);
-    grace_ms_[d.key] = d.grace_period_ms;
-    if (runner_->EverStarted(d.key)) continue;
-    if (Status s = runner_->Start(d); s.ok()) {
-      Log("started task " + d.key.DirName());
+    if (!runner_->EverStarted(d.key)) to_start.push_back(&d);
+  }
+  const std::vector<Status> started = runner_->StartAll(to_start);
+  for (size_t i = 0; i < to_start.size(); ++i) {
+    if (started[i].ok()) {
+      Log("started task " + to_start[i]->key.DirName());
     } else {
-      Log("task " + d.key.DirName() + " failed to start: " + s.message());
+      Log("task " + to_start[i]->key.DirName() + " failed to start: " + started[i].message());
     }
   }
   for (const TaskStatus& t : runner_->Tasks()) {
@@ -209,9 +318,15 @@ void Agent::Apply(const std::vector<TaskSpec>& desired, const std::vector<TaskSt
       }
     }
   }
+}
+
+void Agent::ForgetReported(const DesiredList& desired, const std::vector<TaskStatus>& reported) {
   // An exited task is forgotten only once the server has seen it exited (it was in this
   // heartbeat as exited) and still does not want it: an exit that happened after the
-  // heartbeat was sent is reported at least once.
+  // heartbeat was sent is reported at least once. The server never lists an attempt again
+  // once it stopped wanting it, so any answer after the report can tell.
+  std::set<TaskKey> wanted;
+  for (const TaskSpec& d : desired.tasks) wanted.insert(d.key);
   for (const TaskStatus& t : reported) {
     if (t.state == TaskState::kExited && !wanted.count(t.key)) {
       runner_->Forget(t.key);

@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "agent/gpu.h"
@@ -36,17 +37,23 @@ struct AgentOptions {
   std::vector<std::string> shim_command = {"/proc/self/exe", "task-shim"};
 };
 
-// The node agent's loop: register, then heartbeat with every known task and apply the
-// server's `desired` list exactly as docs/api.md states (level-triggered):
+// The node agent: register, then follow the server's `desired` list for the node exactly
+// as docs/api.md states (level-triggered):
 //   - start each desired attempt never started (the runner remembers across restarts),
 //   - stop each running task not desired (SIGTERM, SIGKILL after the grace period of its
 //     last desired entry),
 //   - report exited tasks until the server stops listing them, then forget them.
+// Two threads talk to the server. The loop thread (Run) owns the runner: it waits on the
+// tasks' pidfds and a wake-up descriptor, reports at once when a task exits (and every
+// heartbeat interval in any case), and applies desired lists. The watch thread long-polls
+// the node's desired list (GET .../desired?after=VERSION), so a bind reaches the node as
+// soon as it is committed; it never touches the runner, so it also keeps the node alive in
+// the server's eyes while the loop is busy launching.
 // The server being down changes nothing on the node: tasks keep running, the agent retries
 // with backoff, and re-registers when the server answers 404 (it has forgotten the node).
 // Shutdown leaves tasks running, to be adopted by the next agent on the same data dir.
 //
-// Run() and Tick() belong to one thread; Shutdown() may be called from any thread.
+// Run() belongs to one thread; Shutdown() may be called from any thread.
 class Agent {
  public:
   // Discovers GPUs, adopts the tasks in the data dir, binds the log endpoint.
@@ -57,9 +64,6 @@ class Agent {
   // Loops until Shutdown().
   void Run();
   void Shutdown();
-  // One iteration: poll tasks, and talk to the server when it is due. Returns how long to
-  // wait before the next iteration (ms).
-  int64_t Tick();
 
   const std::string& log_address() const { return log_server_->address(); }
   const Registration& registration() const { return registration_; }
@@ -67,28 +71,44 @@ class Agent {
 
  private:
   Agent() = default;
+  // One iteration of the loop; returns how long to wait for an event before the next (ms).
+  int64_t Tick();
   bool Register();
   bool Heartbeat();
-  void Apply(const std::vector<TaskSpec>& desired, const std::vector<TaskStatus>& reported);
+  void Watch();
+  // Starts and stops tasks to match `desired` when it is newer than what was applied.
+  void Apply(const DesiredList& desired);
+  // Forgets exited tasks that were `reported` as exited and are not in `desired`.
+  void ForgetReported(const DesiredList& desired, const std::vector<TaskStatus>& reported);
   void ServerFailed(const std::string& why);
+  void Wake();
+  bool Stopping();
 
   AgentOptions options_;
   Registration registration_;
   std::unique_ptr<GpuBackend> gpus_;
   std::unique_ptr<Runner> runner_;
   std::unique_ptr<LogServer> log_server_;
-  std::unique_ptr<httplib::Client> client_;
+  std::unique_ptr<httplib::Client> client_;        // loop thread
+  std::unique_ptr<httplib::Client> watch_client_;  // watch thread
+  int wake_fd_ = -1;                               // eventfd: the loop's wake-up
 
   bool registered_ = false;
   bool register_now_ = false;
   int64_t interval_ms_ = 500;
   int64_t next_contact_ms_ = 0;
   int failures_ = 0;
+  DesiredList applied_;                  // the newest list acted on (start/stop)
   std::map<TaskKey, int64_t> grace_ms_;  // from each task's last desired entry
 
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;  // guarded by mu_
+  bool stopping_ = false;           // guarded by mu_
+  bool watch_registered_ = false;   // guarded by mu_: the watch may start
+  DesiredList watched_;             // guarded by mu_: the newest list the watch got
+  bool watched_new_ = false;        // guarded by mu_
+  int64_t watch_interval_ms_ = 0;   // guarded by mu_
+  std::thread watch_thread_;
 };
 
 // This machine's host name ("localhost" when it has none): the default node name.

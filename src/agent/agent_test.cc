@@ -25,7 +25,8 @@ class FakeServer {
           std::lock_guard lock(mu_);
           registrations_.push_back(json::parse(req.body));
           known_ = true;
-          res.set_content(R"({"node": "n1", "heartbeat_interval_ms": 20})", "application/json");
+          res.set_content(json{{"node", "n1"}, {"heartbeat_interval_ms", interval_ms_}}.dump(),
+                          "application/json");
         });
     server_.Post(R"(/v1/agents/([^/]+)/heartbeat)", [this](const httplib::Request& req,
                                                            httplib::Response& res) {
@@ -42,12 +43,31 @@ class FakeServer {
         return;
       }
       heartbeats_.push_back(json::parse(req.body));
-      res.set_content(json{{"desired", desired_}}.dump(), "application/json");
+      res.set_content(Answer(), "application/json");
+    });
+    // The watch: held until the list changes or wait_ms passes, as the real server does.
+    server_.Get(R"(/v1/agents/([^/]+)/desired)", [this](const httplib::Request& req,
+                                                         httplib::Response& res) {
+      std::unique_lock lock(mu_);
+      ++watches_;
+      const int64_t after = std::stoll(req.get_param_value("after"));
+      changed_.wait_for(lock, std::chrono::milliseconds(std::stoll(req.get_param_value("wait_ms"))),
+                        [&] { return version_ != after || stopping_; });
+      if (!known_ || failing_) {
+        res.status = !known_ ? 404 : 500;
+        return;
+      }
+      res.set_content(Answer(), "application/json");
     });
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
   }
   ~FakeServer() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+      changed_.notify_all();
+    }
     server_.stop();
     thread_.join();
   }
@@ -56,6 +76,16 @@ class FakeServer {
   void SetDesired(json desired) {
     std::lock_guard lock(mu_);
     desired_ = std::move(desired);
+    ++version_;
+    changed_.notify_all();
+  }
+  void SetInterval(int64_t ms) {
+    std::lock_guard lock(mu_);
+    interval_ms_ = ms;
+  }
+  size_t watches() {
+    std::lock_guard lock(mu_);
+    return watches_;
   }
   void Forget() {
     std::lock_guard lock(mu_);
@@ -103,8 +133,17 @@ class FakeServer {
   }
 
  private:
+  std::string Answer() const {
+    return json{{"desired", desired_}, {"epoch", 1}, {"version", version_}}.dump();
+  }
+
   httplib::Server server_;
   std::thread thread_;
+  std::condition_variable changed_;
+  int64_t version_ = 1;
+  int64_t interval_ms_ = 20;
+  size_t watches_ = 0;
+  bool stopping_ = false;
   int port_ = 0;
   std::mutex mu_;
   bool known_ = false;
@@ -134,7 +173,7 @@ class AgentTest : public ::testing::Test {
     o.server_url = server_.url();
     o.name = "n1";
     o.data_dir = dir_.path();
-    o.heartbeat_ms = 20;
+    o.heartbeat_ms = heartbeat_ms_;
     o.zone = "z1";
     o.shim_command = {GPUORCH_TEST_SHIM};
     auto gpus = std::make_unique<EmulatedGpuBackend>(*ParseEmulatedSpec("2xT4"), "n1");
@@ -153,9 +192,11 @@ class AgentTest : public ::testing::Test {
     StopAgent();
     // Nothing may outlive the test: end what is still running, by process group.
     for (int64_t w = 1; w <= 3; ++w) {
-      std::optional<std::string> pid =
-          fs::ReadFile(dir_.path() + "/tasks/" + std::to_string(w) + "-0-0/child.pid");
-      if (pid) ::kill(-std::stoi(*pid), SIGKILL);
+      std::optional<std::string> state =
+          fs::ReadFile(dir_.path() + "/tasks/" + std::to_string(w) + "-0-0/state");
+      if (state && ParseTaskState(*state).child_pid > 0) {
+        ::kill(-ParseTaskState(*state).child_pid, SIGKILL);
+      }
     }
   }
   std::string FetchLog(int64_t workload, const char* stream) {
@@ -165,6 +206,7 @@ class AgentTest : public ::testing::Test {
     return r && r->status == 200 ? r->body : "<" + std::to_string(r ? r->status : -1) + ">";
   }
 
+  int64_t heartbeat_ms_ = 20;
   TempDir dir_;
   FakeServer server_;
   std::unique_ptr<Agent> agent_;
@@ -194,6 +236,24 @@ TEST_F(AgentTest, RegistersWithItsGpusAndLogAddress) {
   const std::string address = r.at("address");
   EXPECT_GT(std::stoi(address.substr(address.rfind(':') + 1)), 0);  // The bound port, not 0.
   ASSERT_TRUE(WaitFor([&] { return server_.heartbeat_count() >= 2; }));
+  ASSERT_TRUE(WaitFor([&] { return server_.watches() >= 2; })) << "the desired list is watched";
+}
+
+TEST_F(AgentTest, StartsWhatTheWatchBringsAndReportsTheExitAtOnce) {
+  // A long heartbeat interval: the start must come through the watch, and the exit report
+  // must not wait for the next periodic heartbeat.
+  heartbeat_ms_ = 5000;
+  server_.SetInterval(5000);
+  StartAgent();
+  ASSERT_TRUE(WaitFor([&] { return server_.watches() >= 1 && server_.heartbeat_count() >= 1; }));
+  const size_t seen = server_.heartbeat_count();
+  const auto t0 = std::chrono::steady_clock::now();
+  server_.SetDesired(json::array({Desired(3, "exit 6")}));
+  ASSERT_TRUE(server_.WaitTask(3, ExitedWith(6), seen));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(4000))
+      << "neither the start nor the report waited for a 5 s heartbeat";
+  const json t = server_.LatestTask(3);
+  EXPECT_TRUE(t.contains("cpu_user_ms") && t.contains("max_rss_kib")) << t.dump();
 }
 
 TEST_F(AgentTest, FollowsDesiredAcrossRestartsOutagesAndForgetfulServers) {
@@ -251,7 +311,7 @@ TEST_F(AgentTest, ReportsAnExitedTaskUntilItIsNoLongerDesired) {
   server_.SetDesired(json::array());
   seen = server_.heartbeat_count();
   ASSERT_TRUE(server_.WaitTask(2, kAbsent, seen));
-  EXPECT_TRUE(fs::Exists(dir_.path() + "/tasks/2-0-0/done"));
+  EXPECT_TRUE(ParseTaskState(*fs::ReadFile(dir_.path() + "/tasks/2-0-0/state")).done);
 }
 
 }  // namespace

@@ -132,17 +132,22 @@ TEST(Nvml, RealLibraryAbsentOrWorking) {
 TEST(Protocol, HeartbeatAnswerRoundTrip) {
   const std::string body = R"({"desired": [{"workload": 17, "task": 0, "attempt": 1,
       "command": ["python", "train.py"], "env": {"RANK": "0"}, "workdir": "/tmp",
-      "gpus": [0, 1], "gpu_milli": 1000, "grace_period_ms": 30000, "future_field": 1}]})";
-  core::Result<std::vector<TaskSpec>> r = ParseHeartbeatResponse(body);
+      "gpus": [0, 1], "gpu_milli": 1000, "grace_period_ms": 30000, "future_field": 1}],
+      "epoch": 1700000000000, "version": 42})";
+  core::Result<DesiredList> r = ParseHeartbeatResponse(body);
   ASSERT_TRUE(r.ok()) << r.status().message();
-  ASSERT_EQ(r->size(), 1u);
-  const TaskSpec& s = (*r)[0];
+  EXPECT_EQ(r->epoch, 1700000000000);
+  EXPECT_EQ(r->version, 42);
+  ASSERT_EQ(r->tasks.size(), 1u);
+  const TaskSpec& s = r->tasks[0];
   EXPECT_EQ(s.key, (TaskKey{17, 0, 1}));
   EXPECT_EQ(s.command, (std::vector<std::string>{"python", "train.py"}));
   EXPECT_EQ(s.env.at("RANK"), "0");
   EXPECT_EQ(s.gpus, (std::vector<int32_t>{0, 1}));
   EXPECT_EQ(s.grace_period_ms, 30000);
-  core::Result<TaskSpec> again = ParseTaskSpec(TaskSpecJson(s));
+  const std::string line = TaskSpecJson(s);
+  EXPECT_EQ(line.find('\n'), std::string::npos) << "one record line of the state file";
+  core::Result<TaskSpec> again = ParseTaskSpec(line);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->key, s.key);
   EXPECT_EQ(again->command, s.command);
@@ -160,10 +165,21 @@ TEST(Protocol, BadAnswersAreErrorsNotExceptions) {
 
 TEST(Protocol, HeartbeatRequestShape) {
   TaskStatus running{{17, 0, 1}, TaskState::kRunning, 4242, 0};
-  TaskStatus exited{{12, 1, 0}, TaskState::kExited, 0, 0};
+  TaskStatus exited{{12, 1, 0}, TaskState::kExited, 0, 0, 15, 4, 2048};
   EXPECT_EQ(HeartbeatRequestJson({running, exited}),
             R"({"tasks":[{"attempt":1,"pid":4242,"state":"running","task":0,"workload":17},)"
-            R"({"attempt":0,"exit_code":0,"state":"exited","task":1,"workload":12}]})");
+            R"({"attempt":0,"cpu_system_ms":4,"cpu_user_ms":15,"exit_code":0,)"
+            R"("max_rss_kib":2048,"state":"exited","task":1,"workload":12}]})");
+}
+
+TEST(Protocol, DesiredListOrder) {
+  DesiredList a{5, 10, {}}, b{5, 11, {}}, restarted{6, 1, {}}, legacy{0, 0, {}};
+  EXPECT_TRUE(b.NewerThan(a));
+  EXPECT_FALSE(a.NewerThan(b));
+  EXPECT_FALSE(a.NewerThan(a));
+  EXPECT_TRUE(restarted.NewerThan(b)) << "a restarted server starts its versions over";
+  EXPECT_FALSE(b.NewerThan(restarted));
+  EXPECT_TRUE(legacy.NewerThan(b)) << "answers without versions always apply";
 }
 
 }  // namespace

@@ -75,24 +75,29 @@ std::string HeartbeatRequestJson(const std::vector<TaskStatus>& tasks) {
     } else {
       j["state"] = "exited";
       j["exit_code"] = t.exit_code;
+      j["cpu_user_ms"] = t.cpu_user_ms;
+      j["cpu_system_ms"] = t.cpu_system_ms;
+      j["max_rss_kib"] = t.max_rss_kib;
     }
     list.push_back(std::move(j));
   }
   return json{{"tasks", std::move(list)}}.dump();
 }
 
-Result<std::vector<TaskSpec>> ParseHeartbeatResponse(const std::string& body) {
+Result<DesiredList> ParseHeartbeatResponse(const std::string& body) {
   try {
     const json j = json::parse(body);
-    std::vector<TaskSpec> out;
-    for (const json& d : j.at("desired")) out.push_back(SpecFromJson(d));
+    DesiredList out;
+    out.epoch = j.value("epoch", int64_t{0});
+    out.version = j.value("version", int64_t{0});
+    for (const json& d : j.at("desired")) out.tasks.push_back(SpecFromJson(d));
     return out;
   } catch (const json::exception& e) {
     return Status::Invalid(std::string("heartbeat answer: ") + e.what());
   }
 }
 
-std::string TaskSpecJson(const TaskSpec& spec) { return SpecToJson(spec).dump(2) + "\n"; }
+std::string TaskSpecJson(const TaskSpec& spec) { return SpecToJson(spec).dump(); }
 
 Result<TaskSpec> ParseTaskSpec(const std::string& body) {
   try {

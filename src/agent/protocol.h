@@ -30,11 +30,25 @@ std::string RegisterRequestJson(const Registration& r);
 core::Result<int64_t> ParseRegisterResponse(const std::string& body);
 
 std::string HeartbeatRequestJson(const std::vector<TaskStatus>& tasks);
-// The `desired` list. Fields the agent does not know are ignored, so a newer server can add
-// some; a missing or mistyped required field fails the whole answer.
-core::Result<std::vector<TaskSpec>> ParseHeartbeatResponse(const std::string& body);
 
-// A desired entry on its own, as stored in a task's spec.json.
+// The tasks the server wants on the node, as a heartbeat or a watch answers them. Within
+// one `epoch` (one server process) a greater `version` is a newer list; a new epoch (a
+// restarted server) starts over. Answers without them (epoch 0) are never older than any.
+struct DesiredList {
+  int64_t epoch = 0;
+  int64_t version = 0;
+  std::vector<TaskSpec> tasks;
+
+  bool NewerThan(const DesiredList& o) const {
+    return epoch != o.epoch ? epoch > o.epoch || epoch == 0 : version > o.version;
+  }
+};
+// Fields the agent does not know are ignored, so a newer server can add some; a missing or
+// mistyped required field fails the whole answer.
+core::Result<DesiredList> ParseHeartbeatResponse(const std::string& body);
+
+// A desired entry on its own, as stored in the `spec` record of a task's state file (one
+// line of JSON).
 std::string TaskSpecJson(const TaskSpec& spec);
 core::Result<TaskSpec> ParseTaskSpec(const std::string& body);
 

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -25,39 +26,32 @@ using core::Status;
 
 namespace {
 
-// A started task whose shim never wrote its pid is given this long (the previous agent may
-// have died between fork and the shim's first write) before it is declared lost.
-constexpr int64_t kPidFileWaitMs = 30000;
-
-// "<pid> <start>" as the shim writes it; {0, 0} when absent or malformed.
-std::pair<pid_t, unsigned long long> ReadPidFile(const std::string& path) {
-  std::optional<std::string> s = fs::ReadFile(path);
-  if (!s) return {0, 0};
-  char* end = nullptr;
-  const long pid = std::strtol(s->c_str(), &end, 10);
-  const unsigned long long start = std::strtoull(end, nullptr, 10);
-  return {pid > 0 ? static_cast<pid_t>(pid) : 0, start};
-}
-
-std::optional<int32_t> ReadExitCode(const std::string& dir) {
-  std::optional<std::string> s = fs::ReadFile(dir + "/exit_code");
-  if (!s || s->empty()) return std::nullopt;
-  return static_cast<int32_t>(std::strtol(s->c_str(), nullptr, 10));
-}
-
-// Closes every descriptor above stderr in a forked child, so no socket or file of the agent
-// (the log server's listening socket above all) outlives the agent inside a task.
-void CloseInheritedFds() {
-#if defined(SYS_close_range)
-  if (::syscall(SYS_close_range, 3u, ~0u, 0u) == 0) return;
-#endif
-  const long max = ::sysconf(_SC_OPEN_MAX);
-  for (long fd = 3; fd < (max > 0 ? max : 1024); ++fd) ::close(static_cast<int>(fd));
-}
+// A started task whose shim never recorded itself is given this long (the previous agent
+// may have died between writing the spec and the launch) before it is declared lost.
+constexpr int64_t kShimRecordWaitMs = 30000;
+// What a shell says of a command or directory that does not exist.
+constexpr int32_t kNotFoundExitCode = 127;
 
 void WriteAll(int fd, const std::string& s) {
   const ssize_t n = ::write(fd, s.data(), s.size());
   (void)n;
+}
+
+// A pidfd for `pid` (Linux 5.3+), or -1.
+int PidFd(pid_t pid) {
+#if defined(SYS_pidfd_open)
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+#else
+  (void)pid;
+  return -1;
+#endif
+}
+
+void FsyncPath(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
 }
 
 }  // namespace
@@ -66,6 +60,13 @@ int64_t MonotonicMs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+Runner::Runner(Options options) : options_(std::move(options)) {
+  for (char** p = environ; *p != nullptr; ++p) {
+    const char* eq = std::strchr(*p, '=');
+    if (eq != nullptr) base_env_[std::string(*p, static_cast<size_t>(eq - *p))] = eq + 1;
+  }
 }
 
 Result<std::unique_ptr<Runner>> Runner::Open(Options options) {
@@ -79,35 +80,62 @@ Result<std::unique_ptr<Runner>> Runner::Open(Options options) {
   return r;
 }
 
-Runner::~Runner() = default;
+Runner::~Runner() {
+  for (auto& [key, e] : tasks_) {
+    if (e.pidfd >= 0) ::close(e.pidfd);
+  }
+}
 
 void Runner::Adopt(const std::string& dir) {
-  // Without `started` the previous agent died before launching: nothing ran, and a later
-  // Start may launch it. With `done` the server has already forgotten it.
-  if (!fs::Exists(dir + "/started") || fs::Exists(dir + "/done")) return;
-  std::optional<std::string> spec_text = fs::ReadFile(dir + "/spec.json");
-  Result<TaskSpec> spec =
-      spec_text ? ParseTaskSpec(*spec_text) : Result<TaskSpec>(Status::NotFound("no spec.json"));
+  std::optional<std::string> text = fs::ReadFile(dir + "/state");
+  if (!text) return;
+  TaskStateFile st = ParseTaskState(*text);
+  // Without a spec the previous agent died before launching: nothing ran. With `done` the
+  // server has already forgotten it.
+  if (!st.spec || st.done) return;
+  Result<TaskSpec> spec = ParseTaskSpec(*st.spec);
   if (!spec.ok()) return;  // Not ours to judge; a stray directory is left alone.
   Entry e;
   e.key = spec->key;
   e.dir = dir;
   e.grace_ms = spec->grace_period_ms;
   e.adopted_at_ms = MonotonicMs();
-  if (std::optional<std::string> stop = fs::ReadFile(dir + "/stop")) {
-    e.kill_at_ms = std::strtoll(stop->c_str(), nullptr, 10);
-  }
-  LoadPids(e);
-  if (std::optional<int32_t> code = ReadExitCode(dir)) {
+  e.kill_at_ms = st.kill_at_ms;
+  e.shim_pid = st.shim_pid;
+  e.shim_start = st.shim_start;
+  e.child_pid = st.child_pid;
+  if (st.exit) {
     e.exited = true;
-    e.exit_code = *code;
+    e.exit = *st.exit;
+  } else {
+    Watch(e);
   }
   tasks_[e.key] = std::move(e);
 }
 
-void Runner::LoadPids(Entry& e) {
-  if (e.shim_pid == 0) std::tie(e.shim_pid, e.shim_start) = ReadPidFile(e.dir + "/shim.pid");
-  if (e.child_pid == 0) e.child_pid = ReadPidFile(e.dir + "/child.pid").first;
+TaskStateFile Runner::Load(Entry& e) {
+  std::optional<std::string> text = fs::ReadFile(e.dir + "/state");
+  TaskStateFile st = text ? ParseTaskState(*text) : TaskStateFile{};
+  if (e.shim_pid == 0 && st.shim_pid > 0) {
+    e.shim_pid = st.shim_pid;
+    e.shim_start = st.shim_start;
+    if (!e.own_child) Watch(e);
+  }
+  if (e.child_pid == 0) e.child_pid = st.child_pid;
+  return st;
+}
+
+void Runner::Watch(Entry& e) {
+  if (e.pidfd >= 0 || e.shim_pid <= 0) return;
+  // An adopted shim is trusted only while its (pid, start time) still names it; the check
+  // after pidfd_open closes the window in which the pid could be reused.
+  const int fd = PidFd(e.shim_pid);
+  if (fd < 0) return;
+  if (!e.own_child && ProcessStartTime(e.shim_pid) != e.shim_start) {
+    ::close(fd);
+    return;
+  }
+  e.pidfd = fd;
 }
 
 std::string Runner::TaskDir(const TaskKey& key) const {
@@ -115,29 +143,72 @@ std::string Runner::TaskDir(const TaskKey& key) const {
 }
 
 bool Runner::EverStarted(const TaskKey& key) const {
-  return tasks_.count(key) > 0 || fs::Exists(TaskDir(key) + "/started");
+  return tasks_.count(key) > 0 || fs::Exists(TaskDir(key) + "/state");
 }
 
-Status Runner::Start(const TaskSpec& spec) {
-  const std::string dir = TaskDir(spec.key);
-  if (EverStarted(spec.key)) return Status::Exists("task " + spec.key.DirName() + " was started");
-  if (Status s = fs::MakeDirs(dir); !s.ok()) return s;
-  if (Status s = fs::WriteFileAtomic(dir + "/spec.json", TaskSpecJson(spec)); !s.ok()) return s;
-  if (Status s = fs::WriteFileAtomic(dir + "/started", ""); !s.ok()) return s;
-  Entry e;
-  e.key = spec.key;
-  e.dir = dir;
-  e.grace_ms = spec.grace_period_ms;
-  Result<pid_t> pid = Launch(spec, dir);
-  if (!pid.ok()) return Fail(std::move(e), pid.status());
-  e.shim_pid = *pid;
-  e.shim_start = ProcessStartTime(*pid);
-  e.own_child = true;
-  tasks_[e.key] = std::move(e);
-  return Status::Ok();
+std::vector<Status> Runner::StartAll(const std::vector<const TaskSpec*>& specs) {
+  std::vector<Status> out(specs.size());
+  // 1. Record every spec; 2. make the records durable, together; 3. launch. An attempt
+  // whose spec is on disk is never launched again, by this agent or a later one.
+  std::vector<int> fds(specs.size(), -1);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const TaskSpec& spec = *specs[i];
+    const std::string dir = TaskDir(spec.key);
+    if (EverStarted(spec.key)) {
+      out[i] = Status::Exists("task " + spec.key.DirName() + " was started");
+      continue;
+    }
+    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+      out[i] = Status::Precondition("mkdir " + dir + ": " + std::strerror(errno));
+      continue;
+    }
+    const std::string record = "spec " + TaskSpecJson(spec) + "\n";
+    fds[i] = ::open((dir + "/state").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC,
+                    0644);
+    if (fds[i] < 0 || ::write(fds[i], record.data(), record.size()) !=
+                          static_cast<ssize_t>(record.size())) {
+      out[i] = Status::Precondition("writing " + dir + "/state: " + std::strerror(errno));
+      // A state file without a complete spec line reads as never launched, but exists, so
+      // this attempt is still never launched twice.
+      continue;
+    }
+  }
+  bool any = false;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (fds[i] < 0) continue;
+    if (out[i].ok() && ::fsync(fds[i]) != 0) {
+      out[i] = Status::Precondition("fsync " + TaskDir(specs[i]->key) + "/state: " +
+                                    std::strerror(errno));
+    }
+    ::close(fds[i]);
+    if (out[i].ok()) {
+      FsyncPath(TaskDir(specs[i]->key));
+      any = true;
+    }
+  }
+  if (any) FsyncPath(options_.data_dir + "/tasks");
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (fds[i] < 0 || !out[i].ok()) continue;
+    const TaskSpec& spec = *specs[i];
+    Entry e;
+    e.key = spec.key;
+    e.dir = TaskDir(spec.key);
+    e.grace_ms = spec.grace_period_ms;
+    int32_t fail_code = kLostExitCode;
+    Result<pid_t> pid = Launch(spec, e.dir, fail_code);
+    if (!pid.ok()) {
+      out[i] = Fail(std::move(e), fail_code, pid.status());
+      continue;
+    }
+    e.shim_pid = *pid;
+    e.own_child = true;
+    Watch(e);
+    tasks_[e.key] = std::move(e);
+  }
+  return out;
 }
 
-Result<pid_t> Runner::Launch(const TaskSpec& spec, const std::string& dir) {
+Result<pid_t> Runner::Launch(const TaskSpec& spec, const std::string& dir, int32_t& fail_code) {
   if (spec.command.empty()) return Status::Invalid("empty command");
   std::string visible;
   for (int32_t g : spec.gpus) {
@@ -147,13 +218,15 @@ Result<pid_t> Runner::Launch(const TaskSpec& spec, const std::string& dir) {
     }
     visible += (visible.empty() ? "" : ",") + options_.visible_ids[g];
   }
+  const std::string workdir = spec.workdir.empty() ? options_.data_dir : spec.workdir;
+  struct stat wd;
+  if (::stat(workdir.c_str(), &wd) != 0 || !S_ISDIR(wd.st_mode)) {
+    fail_code = kNotFoundExitCode;
+    return Status::NotFound("cannot enter workdir '" + workdir + "'");
+  }
   // The task sees the agent's environment (PATH, HOME, ...), then the server's variables,
   // then the GPU selection, which nothing may override.
-  std::map<std::string, std::string> env;
-  for (char** p = environ; *p != nullptr; ++p) {
-    const char* eq = std::strchr(*p, '=');
-    if (eq != nullptr) env[std::string(*p, static_cast<size_t>(eq - *p))] = eq + 1;
-  }
+  std::map<std::string, std::string> env = base_env_;
   for (const auto& [k, v] : spec.env) env[k] = v;
   env["CUDA_VISIBLE_DEVICES"] = visible;
   env["NVIDIA_VISIBLE_DEVICES"] = spec.gpus.empty() ? "none" : visible;
@@ -162,74 +235,72 @@ Result<pid_t> Runner::Launch(const TaskSpec& spec, const std::string& dir) {
   args.insert(args.end(), {"--dir", dir, "--"});
   args.insert(args.end(), spec.command.begin(), spec.command.end());
   std::vector<std::string> env_lines;
+  env_lines.reserve(env.size());
   for (const auto& [k, v] : env) env_lines.push_back(k + "=" + v);
-  // Everything the child needs is built before fork: after fork in a threaded process only
-  // async-signal-safe calls are allowed.
   std::vector<char*> argv, envp;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   for (std::string& l : env_lines) envp.push_back(l.data());
   envp.push_back(nullptr);
-  const std::string workdir = spec.workdir.empty() ? options_.data_dir : spec.workdir;
-  const std::string chdir_error = "gpuorch agent: cannot enter workdir '" + workdir + "'\n";
-  const std::string exec_error = "gpuorch agent: cannot run the task shim '" + args[0] + "'\n";
 
-  const int flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC;
-  const int out = ::open((dir + "/stdout.log").c_str(), flags, 0644);
-  const int err = ::open((dir + "/stderr.log").c_str(), flags, 0644);
-  const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (out < 0 || err < 0 || null < 0) {
-    const Status s = Status::Precondition("opening logs in " + dir + ": " + std::strerror(errno));
-    for (int fd : {out, err, null}) {
-      if (fd >= 0) ::close(fd);
-    }
-    return s;
+  // posix_spawn (vfork-like: no copy of the agent's address space) with: a new session, so
+  // the agent's terminal, process group and their signals (Ctrl-C, SIGHUP) never reach the
+  // task and stopping the agent leaves tasks running; stdin from /dev/null and the logs as
+  // stdout/stderr; no other descriptor of the agent (its sockets above all); every signal
+  // unblocked and at its default action; the working directory.
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&attr);
+  const int log_flags = O_WRONLY | O_CREAT | O_APPEND;
+  const std::string out_path = dir + "/stdout.log", err_path = dir + "/stderr.log";
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), log_flags, 0644);
+  posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), log_flags, 0644);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+  posix_spawn_file_actions_addchdir_np(&fa, workdir.c_str());
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+                                      POSIX_SPAWN_SETSIGDEF);
+  pid_t pid = 0;
+  const int rc = ::posix_spawn(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) {
+    return Status::Precondition("cannot run the task shim '" + args[0] + "': " +
+                                std::strerror(rc));
   }
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    // A new session: the agent's terminal, process group and their signals (Ctrl-C,
-    // SIGHUP) no longer reach the task, so stopping the agent leaves tasks running.
-    ::setsid();
-    ::dup2(null, 0);
-    ::dup2(out, 1);
-    ::dup2(err, 2);
-    CloseInheritedFds();
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    if (::chdir(workdir.c_str()) != 0) {
-      WriteAll(2, chdir_error);
-      ::_exit(127);
-    }
-    ::execve(argv[0], argv.data(), envp.data());
-    WriteAll(2, exec_error);
-    ::_exit(127);
-  }
-  const int fork_errno = errno;
-  for (int fd : {out, err, null}) ::close(fd);
-  if (pid < 0) return Status::Precondition(std::string("fork: ") + std::strerror(fork_errno));
   return pid;
 }
 
-Status Runner::Fail(Entry e, Status why) {
-  const int fd = ::open((e.dir + "/stderr.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+Status Runner::Fail(Entry e, int32_t code, Status why) {
+  const int fd = ::open((e.dir + "/stderr.log").c_str(),
+                        O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd >= 0) {
     WriteAll(fd,
              "gpuorch agent: cannot start task " + e.key.DirName() + ": " + why.message() + "\n");
     ::close(fd);
   }
-  MarkExited(e, kLostExitCode);
+  TaskExit x;
+  x.code = code;
+  MarkExited(e, x, /*record=*/true);
   tasks_[e.key] = std::move(e);
   return why;
 }
 
-void Runner::MarkExited(Entry& e, int32_t code) {
+void Runner::MarkExited(Entry& e, const TaskExit& exit, bool record) {
   e.exited = true;
-  e.exit_code = code;
-  // Recorded so that a later agent reports the same code rather than "lost" again.
-  if (!fs::Exists(e.dir + "/exit_code")) {
-    (void)fs::WriteFileAtomic(e.dir + "/exit_code", std::to_string(code) + "\n");
+  e.exit = exit;
+  if (e.pidfd >= 0) {
+    ::close(e.pidfd);
+    e.pidfd = -1;
   }
+  // Recorded so that a later agent reports the same code rather than "lost" again.
+  if (record) (void)AppendRecord(e.dir + "/state", ExitRecord(exit), /*sync=*/false);
 }
 
 bool Runner::Stop(const TaskKey& key, std::optional<int64_t> grace_ms) {
@@ -237,8 +308,9 @@ bool Runner::Stop(const TaskKey& key, std::optional<int64_t> grace_ms) {
   if (it == tasks_.end() || it->second.exited || it->second.kill_at_ms != 0) return false;
   Entry& e = it->second;
   e.kill_at_ms = MonotonicMs() + std::max<int64_t>(grace_ms.value_or(e.grace_ms), 0);
-  (void)fs::WriteFileAtomic(e.dir + "/stop", std::to_string(e.kill_at_ms) + "\n");
-  LoadPids(e);
+  (void)AppendRecord(e.dir + "/state", "stop " + std::to_string(e.kill_at_ms) + "\n",
+                     /*sync=*/false);
+  if (e.shim_pid == 0 || e.child_pid == 0) Load(e);
   // An adopted shim is signalled only while its (pid, start time) still names it.
   if (e.shim_pid > 0 && (e.own_child || ProcessStartTime(e.shim_pid) == e.shim_start)) {
     ::kill(e.shim_pid, SIGTERM);
@@ -246,11 +318,14 @@ bool Runner::Stop(const TaskKey& key, std::optional<int64_t> grace_ms) {
   return true;
 }
 
-void Runner::Poll() {
+bool Runner::Poll() {
   const int64_t now = MonotonicMs();
+  bool changed = false;
   for (auto& [key, e] : tasks_) {
     if (e.exited) continue;
-    LoadPids(e);
+    // Right after the launch the shim records itself and the command: read until both
+    // pids are known, then not again until the shim has ended.
+    if (e.child_pid == 0 || e.shim_pid == 0) Load(e);
     if (e.own_child && !e.shim_gone) {
       int status = 0;
       if (::waitpid(e.shim_pid, &status, WNOHANG) == e.shim_pid) {
@@ -261,21 +336,25 @@ void Runner::Poll() {
       if (e.shim_pid > 0) {
         e.shim_gone = ProcessStartTime(e.shim_pid) != e.shim_start;
       } else {
-        e.shim_gone = now - e.adopted_at_ms > kPidFileWaitMs;
+        e.shim_gone = now - e.adopted_at_ms > kShimRecordWaitMs;
       }
     }
-    // The exit code is read after the liveness check: a shim writes it before exiting, so
-    // a shim seen gone with no file never wrote one.
-    if (std::optional<int32_t> code = ReadExitCode(e.dir)) {
-      MarkExited(e, *code);
-      continue;
-    }
     if (e.shim_gone) {
-      int32_t code = e.killed ? 128 + SIGKILL : kLostExitCode;
-      // Our own shim that exited by itself before running the command (bad workdir).
-      if (e.shim_status >= 0 && WIFEXITED(e.shim_status)) code = WEXITSTATUS(e.shim_status);
-      if (e.shim_status >= 0 && WIFSIGNALED(e.shim_status)) code = 128 + WTERMSIG(e.shim_status);
-      MarkExited(e, code);
+      // A shim records the exit before it ends, so a shim gone without one never did.
+      TaskStateFile st = Load(e);
+      if (st.exit) {
+        MarkExited(e, *st.exit, /*record=*/false);
+      } else {
+        TaskExit x;
+        x.code = e.killed ? 128 + SIGKILL : kLostExitCode;
+        // Our own shim that ended by itself before running the command.
+        if (e.shim_status >= 0 && WIFEXITED(e.shim_status)) x.code = WEXITSTATUS(e.shim_status);
+        if (e.shim_status >= 0 && WIFSIGNALED(e.shim_status)) {
+          x.code = 128 + WTERMSIG(e.shim_status);
+        }
+        MarkExited(e, x, /*record=*/true);
+      }
+      changed = true;
       continue;
     }
     if (e.kill_at_ms != 0 && now >= e.kill_at_ms && !e.killed) {
@@ -289,26 +368,46 @@ void Runner::Poll() {
       }
     }
   }
+  return changed;
 }
 
 void Runner::Forget(const TaskKey& key) {
   auto it = tasks_.find(key);
   if (it == tasks_.end() || !it->second.exited) return;
-  (void)fs::WriteFileAtomic(it->second.dir + "/done", "");
+  (void)AppendRecord(it->second.dir + "/state", "done\n", /*sync=*/false);
   tasks_.erase(it);
 }
 
 std::vector<TaskStatus> Runner::Tasks() const {
   std::vector<TaskStatus> out;
+  out.reserve(tasks_.size());
   for (const auto& [key, e] : tasks_) {
     TaskStatus t;
     t.key = key;
     t.state = e.exited ? TaskState::kExited : TaskState::kRunning;
     t.pid = e.child_pid;
-    t.exit_code = e.exit_code;
+    t.exit_code = e.exit.code;
+    t.cpu_user_ms = e.exit.cpu_user_ms;
+    t.cpu_system_ms = e.exit.cpu_system_ms;
+    t.max_rss_kib = e.exit.max_rss_kib;
     out.push_back(t);
   }
   return out;
+}
+
+std::vector<int> Runner::WatchFds() const {
+  std::vector<int> fds;
+  for (const auto& [key, e] : tasks_) {
+    if (!e.exited && e.pidfd >= 0) fds.push_back(e.pidfd);
+  }
+  return fds;
+}
+
+bool Runner::NeedsPeriodicPoll() const {
+  for (const auto& [key, e] : tasks_) {
+    if (!e.exited && (e.pidfd < 0 || e.kill_at_ms != 0)) return true;
+  }
+  return false;
 }
 
 }  // namespace gpuorch::agent

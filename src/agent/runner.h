@@ -10,30 +10,27 @@
 #include <vector>
 
 #include "agent/task.h"
+#include "agent/task_state.h"
 #include "core/status.h"
 
 namespace gpuorch::agent {
 
 // Runs tasks as processes, each under a task shim (agent/shim.h), and keeps what it knows
-// about them in files under DATA/tasks/<workload>-<task>-<attempt>/:
-//   spec.json   the desired entry it was started from
-//   started     written (durably) before the launch: an attempt is started at most once
-//   shim.pid, child.pid, exit_code   written by the shim
-//   stdout.log, stderr.log           the command's output
-//   stop        the SIGKILL deadline (CLOCK_MONOTONIC ms) once a stop was asked for
-//   done        the server no longer lists the task: it is not reported any more
-// Because the files are the state, a new Runner over the same directory (an agent restart)
-// adopts running tasks, learns exit codes of tasks that ended meanwhile, and keeps pending
-// SIGKILL deadlines.
+// about them in DATA/tasks/<workload>-<task>-<attempt>/: the append-only `state` file
+// (records in agent/task_state.h) and the command's stdout.log and stderr.log. Because the
+// files are the state, a new Runner over the same directory (an agent restart) adopts
+// running tasks, learns exit codes of tasks that ended meanwhile, and keeps pending SIGKILL
+// deadlines.
 //
-// Not thread-safe: the agent calls it from its loop thread only. Start, Stop and Poll are
-// O(1) system calls per task; Poll is O(tasks).
+// Not thread-safe: the agent calls it from its loop thread only. Start, Stop and Poll cost
+// a few system calls per task; Poll is O(tasks) and reads a task's file only when its shim
+// has just started or has ended.
 class Runner {
  public:
   struct Options {
     std::string data_dir;
-    // The shim command; the runner appends "--dir D -- argv...". The agent uses
-    // {"/proc/self/exe", "task-shim"}.
+    // The shim command; the runner appends "--dir D -- argv...". The agent uses the
+    // gpuorch-shim executable beside its own binary, or {"/proc/self/exe", "task-shim"}.
     std::vector<std::string> shim_command;
     // CUDA_VISIBLE_DEVICES value per node GPU index (GpuBackend::VisibleDeviceId).
     std::vector<std::string> visible_ids;
@@ -44,22 +41,31 @@ class Runner {
   // Tasks keep running: that is the point of the shim.
   ~Runner();
 
-  // Starts an attempt that was never started. AlreadyExists if it ever was (by this or an
-  // earlier agent). Any other failure (bad GPU index, workdir missing, fork failed) is
-  // returned and also recorded: the task is then reported as exited with kLostExitCode
-  // and the reason is in its stderr.log, so the server learns of it instead of waiting.
-  core::Status Start(const TaskSpec& spec);
+  // Starts attempts that were never started, as one batch: every spec is recorded, the
+  // records are made durable together (one round of fsyncs for the batch), then the shims
+  // are launched. One status per spec: AlreadyExists if it was ever started (by this or an
+  // earlier agent). Any other failure (bad GPU index, workdir missing, spawn failed) is
+  // returned and also recorded: the task is then reported as exited (127 for a workdir or
+  // command that does not exist, kLostExitCode otherwise) with the reason in its
+  // stderr.log, so the server learns of it instead of waiting.
+  std::vector<core::Status> StartAll(const std::vector<const TaskSpec*>& specs);
+  core::Status Start(const TaskSpec& spec) { return StartAll({&spec}).front(); }
   bool EverStarted(const TaskKey& key) const;
   // SIGTERM now (the shim forwards it to the command's process group), SIGKILL once
   // `grace_ms` has passed (nullopt: the grace period of the spec it was started from). A
   // second call for the same task changes nothing. True when this call began the stop.
   bool Stop(const TaskKey& key, std::optional<int64_t> grace_ms);
-  // Reaps shims, picks up exit codes, sends due SIGKILLs.
-  void Poll();
+  // Reaps shims, picks up exit codes, sends due SIGKILLs. True when a task exited.
+  bool Poll();
   // Stops reporting an exited task (marks it done on disk). Running tasks are not affected.
   void Forget(const TaskKey& key);
   // Every task started and not forgotten, ordered by key.
   std::vector<TaskStatus> Tasks() const;
+  // Descriptors that become readable when a running task's shim ends (pidfds), for the
+  // agent to wait on; then Poll. Tasks without one (kernels before 5.3) need Poll to be
+  // called periodically: NeedsPeriodicPoll says so.
+  std::vector<int> WatchFds() const;
+  bool NeedsPeriodicPoll() const;
 
   std::string TaskDir(const TaskKey& key) const;
   const std::string& data_dir() const { return options_.data_dir; }
@@ -72,25 +78,30 @@ class Runner {
     unsigned long long shim_start = 0;
     pid_t child_pid = 0;
     bool own_child = false;  // our child: reaped with waitpid, not probed through /proc
+    int pidfd = -1;          // readable once the shim has ended
     bool shim_gone = false;
     int shim_status = -1;  // waitpid status when own_child and reaped
     bool exited = false;
-    int32_t exit_code = 0;
+    TaskExit exit;
     int64_t grace_ms = 0;    // of the spec
     int64_t kill_at_ms = 0;  // 0: no stop asked for
     bool killed = false;
     int64_t adopted_at_ms = 0;
   };
 
-  explicit Runner(Options options) : options_(std::move(options)) {}
+  explicit Runner(Options options);
   void Adopt(const std::string& dir);
-  void LoadPids(Entry& e);
-  void MarkExited(Entry& e, int32_t code);
+  // Reads the task's state file into `e` (pids, exit record); the file's parse.
+  TaskStateFile Load(Entry& e);
+  void Watch(Entry& e);
+  // Records how the task ended; `record` appends the exit record for a later agent.
+  void MarkExited(Entry& e, const TaskExit& exit, bool record);
   // Records a launch failure as an exited task with its reason in stderr.log.
-  core::Status Fail(Entry e, core::Status why);
-  core::Result<pid_t> Launch(const TaskSpec& spec, const std::string& dir);
+  core::Status Fail(Entry e, int32_t code, core::Status why);
+  core::Result<pid_t> Launch(const TaskSpec& spec, const std::string& dir, int32_t& fail_code);
 
   Options options_;
+  std::map<std::string, std::string> base_env_;  // the agent's environment at Open
   std::map<TaskKey, Entry> tasks_;
 };
 

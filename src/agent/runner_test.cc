@@ -59,6 +59,10 @@ class RunnerTest : public ::testing::Test {
     return code;
   }
 
+  TaskStateFile State(const TaskKey& key) {
+    return ParseTaskState(FileOr(dir_.path() + "/tasks/" + key.DirName() + "/state"));
+  }
+
   std::string Log(const TaskKey& key, const char* stream) {
     return FileOr(dir_.path() + "/tasks/" + key.DirName() + "/" + stream + ".log");
   }
@@ -81,7 +85,24 @@ TEST_F(RunnerTest, RunsCommandWithGpuEnvLogsAndExitCode) {
   EXPECT_EQ(WaitExit(*r, s.key), 3);
   EXPECT_EQ(Log(s.key, "stdout"), "1,3 1,3 bar\n" + dir_.path() + "\n");
   EXPECT_EQ(Log(s.key, "stderr"), "oops\n");
-  EXPECT_EQ(FileOr(dir_.path() + "/tasks/17-2-1/exit_code"), "3\n");
+  TaskStateFile st = State(s.key);
+  ASSERT_TRUE(st.exit.has_value());
+  EXPECT_EQ(st.exit->code, 3);
+  EXPECT_GT(st.shim_pid, 0);
+  EXPECT_GT(st.child_pid, 0);
+  EXPECT_GT(st.exit->max_rss_kib, 0) << "resource use of the command is recorded";
+}
+
+TEST_F(RunnerTest, ReportsTheCommandsResourceUse) {
+  std::unique_ptr<Runner> r = Open();
+  // Busy for a while in user space (a few hundred milliseconds of shell arithmetic).
+  TaskSpec s = Shell({18, 0, 0}, "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done");
+  ASSERT_TRUE(r->Start(s).ok());
+  EXPECT_EQ(WaitExit(*r, s.key), 0);
+  std::optional<TaskStatus> t = Find(*r, s.key);
+  ASSERT_TRUE(t.has_value());
+  EXPECT_GT(t->cpu_user_ms + t->cpu_system_ms, 0);
+  EXPECT_GT(t->max_rss_kib, 0);
 }
 
 TEST_F(RunnerTest, NoGpusHidesAllGpus) {
@@ -118,7 +139,7 @@ TEST_F(RunnerTest, LaunchFailuresAreReportedAsExited) {
 
   TaskSpec no_workdir = Shell({3, 0, 0}, "true");
   no_workdir.workdir = dir_.path() + "/missing";
-  ASSERT_TRUE(r->Start(no_workdir).ok());
+  EXPECT_FALSE(r->Start(no_workdir).ok());
   EXPECT_EQ(WaitExit(*r, no_workdir.key), 127);
   EXPECT_NE(Log(no_workdir.key, "stderr").find("cannot enter workdir"), std::string::npos);
 }
@@ -156,7 +177,7 @@ TEST_F(RunnerTest, NewRunnerAdoptsARunningTaskAndLearnsItsExit) {
     ASSERT_TRUE(first->Start(s).ok());
     ASSERT_TRUE(WaitReady(s.key));
     first->Poll();
-    shim = std::stoi(FileOr(dir_.path() + "/tasks/4-1-2/shim.pid", "0"));
+    shim = State(s.key).shim_pid;
   }  // The "agent" is gone; the task is not.
   std::unique_ptr<Runner> second = Open();
   second->Poll();
@@ -178,7 +199,7 @@ TEST_F(RunnerTest, NewRunnerSeesAnExitThatHappenedWhileNoAgentRan) {
     std::unique_ptr<Runner> first = Open();
     ASSERT_TRUE(first->Start(s).ok());
   }
-  ASSERT_TRUE(WaitFor([&] { return fs::Exists(dir_.path() + "/tasks/5-0-0/exit_code"); }));
+  ASSERT_TRUE(WaitFor([&] { return State(s.key).exit.has_value(); }));
   std::unique_ptr<Runner> second = Open();
   EXPECT_EQ(WaitExit(*second, s.key), 4);
 }

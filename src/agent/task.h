@@ -41,6 +41,11 @@ struct TaskStatus {
   TaskState state = TaskState::kRunning;
   int32_t pid = 0;        // the command's pid (0 until the shim has started it)
   int32_t exit_code = 0;  // when exited: the code, 128+signal, or kLostExitCode
+  // When exited: CPU time and peak memory of the command and the descendants it waited
+  // for (getrusage of the shim's child); 0 when unknown (launch failures, lost tasks).
+  int64_t cpu_user_ms = 0;
+  int64_t cpu_system_ms = 0;
+  int64_t max_rss_kib = 0;
 };
 
 // Reported when a task ended without anyone recording how: the launch failed, or its shim

@@ -129,7 +129,14 @@ void RegisterTaskShim(CLI::App& app, int& exit_code) {
   cmd->group("");  // Hidden from the top-level help: users never run it themselves.
   cmd->add_option("--dir", flags->dir, "The task's directory")->required();
   cmd->add_option("command", flags->command, "The command, after --")->required();
-  cmd->callback([flags, &exit_code] { exit_code = agent::RunShim(flags->dir, flags->command); });
+  cmd->callback([flags, &exit_code] {
+    std::vector<std::string> args = {"task-shim", "--dir", flags->dir, "--"};
+    args.insert(args.end(), flags->command.begin(), flags->command.end());
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    exit_code = gpuorch_shim_main(static_cast<int>(args.size()), argv.data());
+  });
 }
 
 }  // namespace

@@ -1,0 +1,173 @@
+/* The task shim: the process between the agent and a task's command (see shim.h).
+ *
+ * Plain C on purpose. The agent starts one shim per task, so its exec cost is paid by every
+ * job: built statically against musl (Debian's musl-tools) the executable is ~30 KB and
+ * execs in ~0.15 ms, where a static glibc or dynamic C++ build touches many more pages at
+ * start (0.6-1.6 ms on the 2-core development VM; bench/README.md has the measurements).
+ * The same file is also compiled into the agent library for `gpuorch task-shim`.
+ *
+ * Only the task's `state` file is written, by appending one short line per record with a
+ * single write(2) on an O_APPEND descriptor, so records of the shim and the agent never
+ * interleave. No fsync: a record lost in a power cut describes a process that is gone too.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent/shim_c.h"
+
+static const int kForwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
+enum { kForwardedCount = sizeof(kForwarded) / sizeof(kForwarded[0]) };
+
+static volatile sig_atomic_t g_child = 0;
+
+/* Async-signal-safe only. The signals are blocked until g_child is set, so a signal that
+ * arrives while the command starts is delivered after, not lost. */
+static void Forward(int sig) {
+  if (g_child > 0) kill(-(pid_t)g_child, sig);
+}
+
+static void Say(const char* a, const char* b, const char* c) {
+  char line[1024];
+  int n = snprintf(line, sizeof(line), "gpuorch task-shim: %s%s%s\n", a, b, c);
+  if (n > 0) {
+    ssize_t w = write(2, line, (size_t)(n < (int)sizeof(line) ? n : (int)sizeof(line) - 1));
+    (void)w;
+  }
+}
+
+unsigned long long gpuorch_process_start_time(int pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  /* The command name (field 2) may hold spaces and parentheses: fields restart after the
+   * last ')'. Then: state (3), ..., starttime (22). */
+  char* p = strrchr(buf, ')');
+  if (p == NULL || p[1] == '\0' || p[2] == '\0') return 0;
+  p += 2;
+  if (*p == 'Z' || *p == 'X' || *p == 'x') return 0;
+  for (int field = 3; field < 22; ++field) {
+    p = strchr(p, ' ');
+    if (p == NULL) return 0;
+    ++p;
+  }
+  unsigned long long v = 0;
+  while (*p >= '0' && *p <= '9') v = v * 10 + (unsigned long long)(*p++ - '0');
+  return v;
+}
+
+/* One record, one write. */
+static int Append(int fd, const char* line, int n) {
+  while (1) {
+    ssize_t w = write(fd, line, (size_t)n);
+    if (w == n) return 0;
+    if (w < 0 && errno == EINTR) continue;
+    return -1;
+  }
+}
+
+static long long Ms(struct timeval tv) { return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000; }
+
+int gpuorch_shim_main(int argc, char** argv) {
+  if (argc < 5 || strcmp(argv[1], "--dir") != 0 || strcmp(argv[3], "--") != 0) {
+    Say("usage: task-shim --dir DIR -- COMMAND [ARGS...]", "", "");
+    return 2;
+  }
+  char path[4096];
+  if (snprintf(path, sizeof(path), "%s/state", argv[2]) >= (int)sizeof(path)) {
+    Say("directory name too long: ", argv[2], "");
+    return 125;
+  }
+  /* The agent created `state` with the task's spec before starting us. */
+  int state = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (state < 0) {
+    Say("cannot open ", path, strerror(errno));
+    return 125;
+  }
+  char line[128];
+  int n = snprintf(line, sizeof(line), "shim %d %llu\n", (int)getpid(),
+                   gpuorch_process_start_time((int)getpid()));
+  if (Append(state, line, n) != 0) {
+    Say("cannot write ", path, "");
+    return 125;
+  }
+  sigset_t forwarded, old;
+  sigemptyset(&forwarded);
+  for (int i = 0; i < kForwardedCount; ++i) sigaddset(&forwarded, kForwarded[i]);
+  sigprocmask(SIG_BLOCK, &forwarded, &old);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = Forward;
+  sigemptyset(&sa.sa_mask);
+  for (int i = 0; i < kForwardedCount; ++i) sigaction(kForwarded[i], &sa, NULL);
+
+  /* The command waits on this pipe until its `child` record is written, so anyone who has
+   * seen the command do anything can also find its pid. */
+  int gate[2];
+  if (pipe2(gate, O_CLOEXEC) != 0) {
+    Say("pipe: ", strerror(errno), "");
+    return 125;
+  }
+  pid_t child = fork();
+  if (child < 0) {
+    Say("fork: ", strerror(errno), "");
+    return 125;
+  }
+  if (child == 0) {
+    close(gate[1]);
+    char byte;
+    while (read(gate[0], &byte, 1) < 0 && errno == EINTR) {
+    }
+    /* Its own process group, so that a stop reaches everything it spawned (torchrun's
+     * workers, a shell's children) and not the shim. */
+    setpgid(0, 0);
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    for (int i = 0; i < kForwardedCount; ++i) sigaction(kForwarded[i], &dfl, NULL);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    execvp(argv[4], argv + 4);
+    Say("cannot run '", argv[4], "'");
+    Say("  ", strerror(errno), "");
+    _exit(127);
+  }
+  setpgid(child, child); /* Also here: whichever runs first, the group exists before a kill. */
+  close(gate[0]);
+  n = snprintf(line, sizeof(line), "child %d %llu\n", (int)child,
+               gpuorch_process_start_time((int)child));
+  (void)Append(state, line, n);
+  close(gate[1]);
+  g_child = child;
+  sigprocmask(SIG_SETMASK, &old, NULL);
+
+  int status = 0;
+  struct rusage ru;
+  memset(&ru, 0, sizeof(ru));
+  while (wait4(child, &status, 0, &ru) < 0) {
+    if (errno != EINTR) {
+      Say("wait4: ", strerror(errno), "");
+      return 125;
+    }
+  }
+  const int code = WIFEXITED(status)     ? WEXITSTATUS(status)
+                   : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+                                         : 125;
+  /* Resource use of the command and of every descendant it waited for. */
+  n = snprintf(line, sizeof(line), "exit %d %lld %lld %ld\n", code, Ms(ru.ru_utime),
+               Ms(ru.ru_stime), (long)ru.ru_maxrss);
+  if (Append(state, line, n) != 0) Say("cannot record the exit code in ", path, "");
+  return code;
+}
