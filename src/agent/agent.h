@@ -103,11 +103,11 @@ class Agent {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;           // guarded by mu_
-  bool watch_registered_ = false;   // guarded by mu_: the watch may start
-  DesiredList watched_;             // guarded by mu_: the newest list the watch got
-  bool watched_new_ = false;        // guarded by mu_
-  int64_t watch_interval_ms_ = 0;   // guarded by mu_
+  bool stopping_ = false;          // guarded by mu_
+  bool watch_registered_ = false;  // guarded by mu_: the watch may start
+  DesiredList watched_;            // guarded by mu_: the newest list the watch got
+  bool watched_new_ = false;       // guarded by mu_
+  int64_t watch_interval_ms_ = 0;  // guarded by mu_
   std::thread watch_thread_;
 };
 

@@ -47,7 +47,7 @@ class FakeServer {
     });
     // The watch: held until the list changes or wait_ms passes, as the real server does.
     server_.Get(R"(/v1/agents/([^/]+)/desired)", [this](const httplib::Request& req,
-                                                         httplib::Response& res) {
+                                                        httplib::Response& res) {
       std::unique_lock lock(mu_);
       ++watches_;
       const int64_t after = std::stoll(req.get_param_value("after"));

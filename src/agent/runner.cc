@@ -163,10 +163,10 @@ std::vector<Status> Runner::StartAll(const std::vector<const TaskSpec*>& specs) 
       continue;
     }
     const std::string record = "spec " + TaskSpecJson(spec) + "\n";
-    fds[i] = ::open((dir + "/state").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC,
-                    0644);
-    if (fds[i] < 0 || ::write(fds[i], record.data(), record.size()) !=
-                          static_cast<ssize_t>(record.size())) {
+    fds[i] =
+        ::open((dir + "/state").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
+    if (fds[i] < 0 ||
+        ::write(fds[i], record.data(), record.size()) != static_cast<ssize_t>(record.size())) {
       out[i] = Status::Precondition("writing " + dir + "/state: " + std::strerror(errno));
       // A state file without a complete spec line reads as never launched, but exists, so
       // this attempt is still never launched twice.
@@ -177,8 +177,8 @@ std::vector<Status> Runner::StartAll(const std::vector<const TaskSpec*>& specs) 
   for (size_t i = 0; i < specs.size(); ++i) {
     if (fds[i] < 0) continue;
     if (out[i].ok() && ::fsync(fds[i]) != 0) {
-      out[i] = Status::Precondition("fsync " + TaskDir(specs[i]->key) + "/state: " +
-                                    std::strerror(errno));
+      out[i] = Status::Precondition("fsync " + TaskDir(specs[i]->key) +
+                                    "/state: " + std::strerror(errno));
     }
     ::close(fds[i]);
     if (out[i].ok()) {
@@ -264,22 +264,21 @@ Result<pid_t> Runner::Launch(const TaskSpec& spec, const std::string& dir, int32
   sigfillset(&all);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-                                      POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   pid_t pid = 0;
   const int rc = ::posix_spawn(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) {
-    return Status::Precondition("cannot run the task shim '" + args[0] + "': " +
-                                std::strerror(rc));
+    return Status::Precondition("cannot run the task shim '" + args[0] + "': " + std::strerror(rc));
   }
   return pid;
 }
 
 Status Runner::Fail(Entry e, int32_t code, Status why) {
-  const int fd = ::open((e.dir + "/stderr.log").c_str(),
-                        O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  const int fd =
+      ::open((e.dir + "/stderr.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd >= 0) {
     WriteAll(fd,
              "gpuorch agent: cannot start task " + e.key.DirName() + ": " + why.message() + "\n");

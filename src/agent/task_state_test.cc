@@ -35,11 +35,11 @@ TEST(TaskState, TornAndOddRecordsAreIgnored) {
   };
   const Case cases[] = {
       {"", false, false, 0, 0},
-      {"spec {}", false, false, 0, 0},                   // torn first line: never launched
-      {"shim 1 2\nspec {}\n", false, false, 0, 0},       // spec only counts first
-      {"spec {}\nexit 4", true, false, 0, 0},            // torn exit record
+      {"spec {}", false, false, 0, 0},              // torn first line: never launched
+      {"shim 1 2\nspec {}\n", false, false, 0, 0},  // spec only counts first
+      {"spec {}\nexit 4", true, false, 0, 0},       // torn exit record
       {"spec {}\nexit x\nexit 5 0 0 0\n", true, true, 5, 0},
-      {"spec {}\nexit 7\n", true, true, 7, 0},           // usage is optional
+      {"spec {}\nexit 7\n", true, true, 7, 0},                        // usage is optional
       {"spec {}\nexit -1 0 0 0\nexit 0 0 0 0\n", true, true, -1, 0},  // the first exit counts
       {"spec {}\nstop 100\nstop 900\n", true, false, 0, 100},         // the first stop stands
       {"spec {}\nbogus line\n\n", true, false, 0, 0},
