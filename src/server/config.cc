@@ -122,8 +122,8 @@ Result<ServerConfig> ParseConfig(const std::string& text) {
   Reader r;
   GPUORCH_TRY(r.Keys(root, "",
                      {"listen", "data", "policy", "node_timeout_s", "heartbeat_interval_ms",
-                      "cycle_interval_ms", "fair_share_half_life_s", "max_body_bytes",
-                      "default_priority", "priority_classes", "queues"}));
+                      "cycle_interval_ms", "http_threads", "fair_share_half_life_s",
+                      "max_body_bytes", "default_priority", "priority_classes", "queues"}));
   GPUORCH_TRY(r.Get(root, "listen", "", c.listen));
   GPUORCH_TRY(r.Get(root, "data", "", c.data));
   GPUORCH_TRY(r.Get(root, "policy", "", c.policy));
@@ -136,6 +136,10 @@ Result<ServerConfig> ParseConfig(const std::string& text) {
   GPUORCH_TRY(r.Get(root, "heartbeat_interval_ms", "", c.heartbeat_interval_ms));
   if (c.heartbeat_interval_ms < 10 || c.heartbeat_interval_ms * 2 > c.node_timeout_ms) {
     return Status::Invalid("heartbeat_interval_ms: must be >= 10 and at most half the timeout");
+  }
+  GPUORCH_TRY(r.Get(root, "http_threads", "", c.http_threads));
+  if (c.http_threads < 8 || c.http_threads > 4096) {
+    return Status::Invalid("http_threads: must be in 8..4096");
   }
   GPUORCH_TRY(r.Get(root, "cycle_interval_ms", "", c.cycle_interval_ms));
   if (c.cycle_interval_ms < 1 || c.cycle_interval_ms > 60000) {

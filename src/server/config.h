@@ -37,7 +37,8 @@ struct ServerConfig {
   std::string policy = "gpuorch";
   int64_t node_timeout_ms = 10'000;
   int64_t heartbeat_interval_ms = 500;
-  int64_t cycle_interval_ms = 50;
+  int64_t cycle_interval_ms = 50;  // the longest wait between cycles
+  int64_t http_threads = 128;      // API threads: above twice the agents plus clients
   int64_t fair_share_half_life_s = 3600;
   int64_t max_body_bytes = 1 << 20;
   std::string default_priority = "normal";

@@ -36,7 +36,7 @@ core::WorkloadId Wid(int64_t id) { return core::WorkloadId(static_cast<uint32_t>
 }  // namespace
 
 Controller::Controller(const ServerConfig& config, store::StateStore* store)
-    : config_(config), store_(store) {}
+    : config_(config), store_(store), epoch_(WallMs()) {}
 
 Controller::~Controller() = default;
 
@@ -127,6 +127,7 @@ bool Controller::Submit(const Json& body, Json& out, ApiError& error) {
   }
   out = Json{{"id", w.id}, {"name", w.parsed.spec.name}, {"state", w.state}};
   workloads_.emplace(w.id, std::move(w));
+  Kick();
   return true;
 }
 
@@ -154,8 +155,10 @@ bool Controller::Cancel(int64_t id, Json& out, ApiError& error) {
       w.finished_ms = Now();
     } else {
       for (TaskRecord& t : w.tasks) t.stopping = true;
+      TouchNodes(w);
     }
     Dirty(w);
+    Kick();
     out = Json{{"id", id}, {"state", w.state}};
     ticket = committer_->Enqueue(TakeDirty());
   }
@@ -258,6 +261,7 @@ bool Controller::Register(const Json& b, Json& out, ApiError& error) {
   n.last_heartbeat_ms = SteadyMs();
   n.last_heartbeat_wall_ms = Now();
   dirty_nodes_.insert(n.name);
+  Kick();
   out = Json{{"node", n.name}, {"heartbeat_interval_ms", config_.heartbeat_interval_ms}};
   return true;
 }
@@ -296,11 +300,35 @@ bool Controller::Heartbeat(const std::string& node, const Json& b, Json& out, Ap
         t.state = "running";
         Dirty(rec);
       } else if (st == "exited") {
+        auto usage = [&r](const char* k) {
+          const auto v = r.find(k);
+          return v != r.end() && v->is_number_integer() ? std::max<int64_t>(v->get<int64_t>(), 0)
+                                                        : int64_t{0};
+        };
+        t.cpu_user_ms = usage("cpu_user_ms");
+        t.cpu_system_ms = usage("cpu_system_ms");
+        t.max_rss_kib = usage("max_rss_kib");
         OnTaskExited(rec, t, r.value("exit_code", -1));
+        Kick();
       }
       break;
     }
   }
+  out = DesiredJson(node);
+  // What the heartbeat changed (exits, finished workloads) is durable before the agent hears
+  // back: the agent forgets an exited task once it is no longer desired.
+  store::Batch batch = TakeDirty();
+  if (batch.empty()) return true;
+  uint64_t ticket = committer_->Enqueue(std::move(batch));
+  lock.unlock();
+  if (Status s = committer_->Wait(ticket); !s.ok()) {
+    error = ApiError{500, "", "store: " + s.message()};
+    return false;
+  }
+  return true;
+}
+
+Json Controller::DesiredJson(const std::string& node) {
   Json desired = Json::array();
   for (int64_t id : on_node_[node]) {
     const WorkloadRecord& w = workloads_.at(id);
@@ -318,18 +346,59 @@ bool Controller::Heartbeat(const std::string& node, const Json& b, Json& out, Ap
                              {"grace_period_ms", w.parsed.spec.grace_period}});
     }
   }
-  out = Json{{"desired", desired}};
-  // What the heartbeat changed (exits, finished workloads) is durable before the agent hears
-  // back: the agent forgets an exited task once it is no longer desired.
-  store::Batch batch = TakeDirty();
-  if (batch.empty()) return true;
-  uint64_t ticket = committer_->Enqueue(std::move(batch));
-  lock.unlock();
-  if (Status s = committer_->Wait(ticket); !s.ok()) {
-    error = ApiError{500, "", "store: " + s.message()};
+  return Json{
+      {"desired", desired}, {"epoch", epoch_}, {"version", nodes_.at(node).desired_version}};
+}
+
+bool Controller::WatchDesired(const std::string& node, int64_t epoch, int64_t after,
+                              int64_t wait_ms, Json& out, ApiError& error) {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto it = nodes_.find(node);
+  if (it == nodes_.end()) {
+    error = ApiError{404, "node", "node: unknown node " + node + " (register first)"};
     return false;
   }
+  NodeRecord& n = it->second;
+  const auto deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::milliseconds(std::clamp<int64_t>(wait_ms, 0, config_.node_timeout_ms / 2));
+  n.last_heartbeat_ms = SteadyMs();
+  ++n.watches;
+  n.changed->wait_until(lock, deadline,
+                        [&] { return shutdown_ || epoch != epoch_ || n.desired_version != after; });
+  --n.watches;
+  n.last_heartbeat_ms = SteadyMs();
+  n.last_heartbeat_wall_ms = Now();
+  out = DesiredJson(node);
   return true;
+}
+
+void Controller::TouchNodes(const WorkloadRecord& w, const std::string& except) {
+  for (const TaskRecord& t : w.tasks) {
+    if (t.node == except) continue;
+    auto n = nodes_.find(t.node);
+    if (n == nodes_.end()) continue;
+    ++n->second.desired_version;
+    n->second.changed->notify_all();
+  }
+}
+
+void Controller::Kick() {
+  work_ = true;
+  work_cv_.notify_one();
+}
+
+void Controller::WaitForWork(int64_t max_ms) {
+  std::unique_lock<std::mutex> lock(mu_);
+  work_cv_.wait_for(lock, std::chrono::milliseconds(max_ms), [this] { return work_ || shutdown_; });
+  work_ = false;
+}
+
+void Controller::Shutdown() {
+  std::lock_guard<std::mutex> lock(mu_);
+  shutdown_ = true;
+  work_cv_.notify_all();
+  for (auto& [name, n] : nodes_) n.changed->notify_all();
 }
 
 void Controller::Flush() {
@@ -380,6 +449,7 @@ void Controller::OnTaskExited(WorkloadRecord& w, TaskRecord& t, int exit_code) {
     w.failed = true;
     for (TaskRecord& o : w.tasks) o.stopping = true;
   }
+  TouchNodes(w, t.node);
   (void)engine_->TaskFinished(Wid(w.id), t.task);
   SyncFromEngine(w);
 }
@@ -409,6 +479,7 @@ void Controller::SyncFromEngine(WorkloadRecord& w) {
 }
 
 void Controller::Requeue(WorkloadRecord& w, const std::string& why) {
+  TouchNodes(w);
   w.state = "Pending";
   ++w.attempt;
   w.tasks.clear();
@@ -441,7 +512,10 @@ void Controller::Step() {
     std::lock_guard<std::mutex> lock(mu_);
     int64_t steady = SteadyMs();
     for (auto& [name, n] : nodes_) {
-      if (!n.down && steady - n.last_heartbeat_ms > config_.node_timeout_ms) MarkNodeDown(n);
+      if (!n.down && n.watches == 0 && steady - n.last_heartbeat_ms > config_.node_timeout_ms) {
+        MarkNodeDown(n);
+        work_ = true;  // what it ran is pending again: cycle once more right away
+      }
     }
     auto start = std::chrono::steady_clock::now();
     sched::Plan plan = engine_->Cycle(Now());
@@ -463,7 +537,11 @@ void Controller::Step() {
     for (int64_t id : unpublished) dirty_.insert(id);
     return;
   }
-  for (int64_t id : unpublished) workloads_.at(id).published = true;
+  for (int64_t id : unpublished) {
+    WorkloadRecord& w = workloads_.at(id);
+    w.published = true;
+    TouchNodes(w);  // wakes the nodes' watches: the binds reach the agents now
+  }
 }
 
 void Controller::ApplyPlan(const sched::Plan& plan) {
@@ -496,6 +574,7 @@ void Controller::ApplyPlan(const sched::Plan& plan) {
     WorkloadRecord& w = workloads_.at(e.workload.value());
     w.state = "Preempted";
     for (TaskRecord& t : w.tasks) t.stopping = true;
+    TouchNodes(w);
     ++metrics_.preemptions[sched::ToString(e.reason)];
     Event(w, "Evicted",
           std::string(sched::ToString(e.reason)) +
@@ -506,6 +585,7 @@ void Controller::ApplyPlan(const sched::Plan& plan) {
     for (TaskRecord& t : w.tasks) {
       if (std::find(r.tasks.begin(), r.tasks.end(), t.task) != r.tasks.end()) t.stopping = true;
     }
+    TouchNodes(w);
     ++metrics_.preemptions[sched::ToString(r.reason)];
     Event(w, "Shrunk",
           std::to_string(r.tasks.size()) + " task(s) for workload " +

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -27,6 +28,8 @@ struct TaskRecord {
   std::string state = "assigned";  // assigned, running, exited, lost
   std::optional<int> exit_code;
   bool stopping = false;  // no longer desired: the agent stops it
+  // Resource use the agent reported with the exit (the command and what it waited for).
+  int64_t cpu_user_ms = 0, cpu_system_ms = 0, max_rss_kib = 0;
 };
 
 struct WorkloadRecord {
@@ -57,6 +60,11 @@ struct NodeRecord {
   bool down = false;
   int64_t last_heartbeat_ms = 0;  // steady clock
   int64_t last_heartbeat_wall_ms = 0;
+  // The node's desired list changes version whenever a task enters or leaves it; watches
+  // wait on `changed` for that.
+  int64_t desired_version = 1;
+  int watches = 0;  // watch requests held now: the agent is alive while one is
+  std::unique_ptr<std::condition_variable> changed = std::make_unique<std::condition_variable>();
 };
 
 // The control plane's state machine: API requests, agent heartbeats and engine cycles all
@@ -88,6 +96,17 @@ class Controller {
   // Agent protocol.
   bool Register(const Json& body, Json& out, ApiError& error);
   bool Heartbeat(const std::string& node, const Json& body, Json& out, ApiError& error);
+  // Answers the node's desired list once its version differs from `after` (or `epoch` is
+  // not this server's), or after `wait_ms` (capped at half the node timeout) with the same
+  // list: a long poll. A held watch counts as a heartbeat.
+  bool WatchDesired(const std::string& node, int64_t epoch, int64_t after, int64_t wait_ms,
+                    Json& out, ApiError& error);
+
+  // Waits until something may have changed what a cycle would do (a submission, an exit, a
+  // cancellation, a node change) or `max_ms` passed; the loop then calls Step.
+  void WaitForWork(int64_t max_ms);
+  // Releases every held watch and waiter (at shutdown).
+  void Shutdown();
 
   // One round of the controller loop: node timeouts, an engine cycle, persistence.
   void Step();
@@ -110,6 +129,11 @@ class Controller {
   void MarkNodeDown(NodeRecord& n);
   void Event(WorkloadRecord& w, const std::string& type, const std::string& message);
   void Dirty(const WorkloadRecord& w) { dirty_.insert(w.id); }
+  // The desired lists of the nodes `w` has tasks on changed (except `except`'s, whose agent
+  // hears it in the answer it is being given).
+  void TouchNodes(const WorkloadRecord& w, const std::string& except = "");
+  void Kick();
+  Json DesiredJson(const std::string& node);
   Json WorkloadJson(const WorkloadRecord& w) const;
   Json NodeJson(const NodeRecord& n) const;
   Json QueueJson(const QueueConfig& q) const;
@@ -133,6 +157,10 @@ class Controller {
   std::set<std::string> dirty_nodes_;
   int64_t next_id_ = 1;
   int64_t last_now_ = 0;
+  const int64_t epoch_;  // this server process: the wall clock at its start
+  std::condition_variable work_cv_;
+  bool work_ = true;       // guarded by mu_: a cycle is due
+  bool shutdown_ = false;  // guarded by mu_
   MetricsState metrics_;
 };
 

@@ -39,6 +39,11 @@ Json Controller::WorkloadJson(const WorkloadRecord& w) const {
                          {"gpu_milli", t.gpu_milli},
                          {"state", t.stopping && t.state != "exited" ? "stopping" : t.state},
                          {"exit_code", t.exit_code ? Json(*t.exit_code) : Json(nullptr)}});
+    if (t.exit_code) {
+      tasks.back()["cpu_user_ms"] = t.cpu_user_ms;
+      tasks.back()["cpu_system_ms"] = t.cpu_system_ms;
+      tasks.back()["max_rss_kib"] = t.max_rss_kib;
+    }
   }
   Json events = Json::array();
   for (const Json& e : w.events) {
@@ -185,6 +190,7 @@ bool Controller::SetDrain(const std::string& name, bool drain, Json& out, ApiErr
       core::NodeSpec spec = n.spec;
       spec.status = drain ? core::NodeStatus::kDraining : core::NodeStatus::kReady;
       (void)engine_->UpdateNode(n.id, spec);
+      Kick();
     }
     dirty_nodes_.insert(name);
     out = NodeJson(n);
@@ -306,7 +312,10 @@ store::StoredWorkload Controller::ToStored(const WorkloadRecord& w) const {
                          {"gpu_milli", t.gpu_milli},
                          {"state", t.state},
                          {"exit_code", t.exit_code ? Json(*t.exit_code) : Json(nullptr)},
-                         {"stopping", t.stopping}});
+                         {"stopping", t.stopping},
+                         {"cpu_user_ms", t.cpu_user_ms},
+                         {"cpu_system_ms", t.cpu_system_ms},
+                         {"max_rss_kib", t.max_rss_kib}});
   }
   Json status{{"state", w.state},
               {"reason", w.reason},
@@ -378,6 +387,9 @@ Status Controller::Load() {
         r.exit_code = t["exit_code"].get<int>();
       }
       r.stopping = t.value("stopping", false);
+      r.cpu_user_ms = t.value("cpu_user_ms", int64_t{0});
+      r.cpu_system_ms = t.value("cpu_system_ms", int64_t{0});
+      r.max_rss_kib = t.value("max_rss_kib", int64_t{0});
       w.tasks.push_back(r);
     }
     ApiError err;

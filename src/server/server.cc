@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <limits>
 
 namespace gpuorch::server {
 
@@ -75,6 +76,13 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   // httplib writes headers and body separately: without this, keep-alive clients wait for a
   // delayed ACK (about 40 ms) on every request.
   s->http_->set_tcp_nodelay(true);
+  // httplib serves a connection on one pool thread for as long as it stays open, and every
+  // agent keeps two (its heartbeats and its watch) open: the pool must exceed the
+  // connections, or new ones wait. Keep-alive connections are never closed for having
+  // served many requests (httplib's default closes one after 5).
+  const size_t threads = static_cast<size_t>(config.http_threads);
+  s->http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  s->http_->set_keep_alive_max_count(std::numeric_limits<size_t>::max());
   s->Routes();
   return s;
 }
@@ -91,9 +99,12 @@ Result<int> Server::Bind() {
 
 void Server::Serve() {
   loop_ = std::thread([this] {
+    // A cycle as soon as something changed, at least every cycle_interval_ms (timers:
+    // node timeouts, grace periods, fair-share decay). Under load the cycle and its commit
+    // take a while and the changes that arrive meanwhile form the next batch.
     while (!stop_) {
       controller_->Step();
-      std::this_thread::sleep_for(std::chrono::milliseconds(config_.cycle_interval_ms));
+      controller_->WaitForWork(config_.cycle_interval_ms);
     }
   });
   http_->listen_after_bind();
@@ -104,6 +115,7 @@ void Server::Serve() {
 
 void Server::Stop() {
   stop_ = true;
+  if (controller_) controller_->Shutdown();  // held watches answer now
   if (http_) http_->stop();
 }
 
@@ -222,6 +234,28 @@ void Server::Routes() {
     ApiError e;
     if (!Body(req, res, body)) return;
     if (!c.Register(body, out, e)) return ReplyError(res, e);
+    Reply(res, 200, out);
+  });
+  h.Get(R"(/v1/agents/([^/]+)/desired)", [&c](const httplib::Request& req, httplib::Response& res) {
+    int64_t values[3] = {0, 0, 0};
+    const char* names[3] = {"epoch", "after", "wait_ms"};
+    for (const auto& [k, v] : req.params) {
+      if (k != names[0] && k != names[1] && k != names[2]) {
+        return ReplyError(res, ApiError{400, k, k + ": unknown parameter"});
+      }
+    }
+    for (int i = 0; i < 3; ++i) {
+      if (req.has_param(names[i]) && !IdParam(req.get_param_value(names[i]), values[i])) {
+        return ReplyError(
+            res,
+            ApiError{400, names[i], std::string(names[i]) + ": must be a non-negative integer"});
+      }
+    }
+    Json out;
+    ApiError e;
+    if (!c.WatchDesired(req.matches[1], values[0], values[1], values[2], out, e)) {
+      return ReplyError(res, e);
+    }
     Reply(res, 200, out);
   });
   h.Post(R"(/v1/agents/([^/]+)/heartbeat)",
