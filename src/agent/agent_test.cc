@@ -193,7 +193,7 @@ class AgentTest : public ::testing::Test {
     // Nothing may outlive the test: end what is still running, by process group.
     for (int64_t w = 1; w <= 3; ++w) {
       std::optional<std::string> state =
-          fs::ReadFile(dir_.path() + "/tasks/" + std::to_string(w) + "-0-0/state");
+          fs::ReadFile(dir_.path() + "/tasks/" + std::to_string(w) + "-0-0.state");
       if (state && ParseTaskState(*state).child_pid > 0) {
         ::kill(-ParseTaskState(*state).child_pid, SIGKILL);
       }
@@ -311,7 +311,7 @@ TEST_F(AgentTest, ReportsAnExitedTaskUntilItIsNoLongerDesired) {
   server_.SetDesired(json::array());
   seen = server_.heartbeat_count();
   ASSERT_TRUE(server_.WaitTask(2, kAbsent, seen));
-  EXPECT_TRUE(ParseTaskState(*fs::ReadFile(dir_.path() + "/tasks/2-0-0/state")).done);
+  EXPECT_TRUE(ParseTaskState(*fs::ReadFile(dir_.path() + "/tasks/2-0-0.state")).done);
 }
 
 }  // namespace

@@ -46,7 +46,7 @@ Result<std::unique_ptr<LogServer>> LogServer::Start(const std::string& listen,
     }
     // The path is built from digits only (the route's pattern), so it cannot escape DATA.
     const std::string path = tasks + std::string(req.matches[1]) + "-" +
-                             std::string(req.matches[2]) + "-" + std::string(req.matches[3]) + "/" +
+                             std::string(req.matches[2]) + "-" + std::string(req.matches[3]) + "." +
                              stream + ".log";
     auto file = std::make_shared<std::ifstream>(path, std::ios::binary);
     if (!*file) {

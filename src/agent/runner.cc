@@ -74,7 +74,7 @@ Result<std::unique_ptr<Runner>> Runner::Open(Options options) {
   std::unique_ptr<Runner> r(new Runner(std::move(options)));
   std::error_code ec;
   for (const auto& d : std::filesystem::directory_iterator(r->data_dir() + "/tasks", ec)) {
-    if (d.is_directory()) r->Adopt(d.path().string());
+    if (d.path().extension() == ".state") r->Adopt(d.path().string());
   }
   if (ec) return Status::Precondition("reading " + r->data_dir() + "/tasks: " + ec.message());
   return r;
@@ -86,8 +86,8 @@ Runner::~Runner() {
   }
 }
 
-void Runner::Adopt(const std::string& dir) {
-  std::optional<std::string> text = fs::ReadFile(dir + "/state");
+void Runner::Adopt(const std::string& state_file) {
+  std::optional<std::string> text = fs::ReadFile(state_file);
   if (!text) return;
   TaskStateFile st = ParseTaskState(*text);
   // Without a spec the previous agent died before launching: nothing ran. With `done` the
@@ -97,7 +97,8 @@ void Runner::Adopt(const std::string& dir) {
   if (!spec.ok()) return;  // Not ours to judge; a stray directory is left alone.
   Entry e;
   e.key = spec->key;
-  e.dir = dir;
+  e.path = TaskPath(e.key);
+  if (e.path + ".state" != state_file) return;  // renamed by hand: not a file we wrote
   e.grace_ms = spec->grace_period_ms;
   e.adopted_at_ms = MonotonicMs();
   e.kill_at_ms = st.kill_at_ms;
@@ -114,7 +115,7 @@ void Runner::Adopt(const std::string& dir) {
 }
 
 TaskStateFile Runner::Load(Entry& e) {
-  std::optional<std::string> text = fs::ReadFile(e.dir + "/state");
+  std::optional<std::string> text = fs::ReadFile(e.path + ".state");
   TaskStateFile st = text ? ParseTaskState(*text) : TaskStateFile{};
   if (e.shim_pid == 0 && st.shim_pid > 0) {
     e.shim_pid = st.shim_pid;
@@ -138,12 +139,12 @@ void Runner::Watch(Entry& e) {
   e.pidfd = fd;
 }
 
-std::string Runner::TaskDir(const TaskKey& key) const {
+std::string Runner::TaskPath(const TaskKey& key) const {
   return options_.data_dir + "/tasks/" + key.DirName();
 }
 
 bool Runner::EverStarted(const TaskKey& key) const {
-  return tasks_.count(key) > 0 || fs::Exists(TaskDir(key) + "/state");
+  return tasks_.count(key) > 0 || fs::Exists(TaskPath(key) + ".state");
 }
 
 std::vector<Status> Runner::StartAll(const std::vector<const TaskSpec*>& specs) {
@@ -153,21 +154,16 @@ std::vector<Status> Runner::StartAll(const std::vector<const TaskSpec*>& specs) 
   std::vector<int> fds(specs.size(), -1);
   for (size_t i = 0; i < specs.size(); ++i) {
     const TaskSpec& spec = *specs[i];
-    const std::string dir = TaskDir(spec.key);
+    const std::string state = TaskPath(spec.key) + ".state";
     if (EverStarted(spec.key)) {
       out[i] = Status::Exists("task " + spec.key.DirName() + " was started");
       continue;
     }
-    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
-      out[i] = Status::Precondition("mkdir " + dir + ": " + std::strerror(errno));
-      continue;
-    }
     const std::string record = "spec " + TaskSpecJson(spec) + "\n";
-    fds[i] =
-        ::open((dir + "/state").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
+    fds[i] = ::open(state.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
     if (fds[i] < 0 ||
         ::write(fds[i], record.data(), record.size()) != static_cast<ssize_t>(record.size())) {
-      out[i] = Status::Precondition("writing " + dir + "/state: " + std::strerror(errno));
+      out[i] = Status::Precondition("writing " + state + ": " + std::strerror(errno));
       // A state file without a complete spec line reads as never launched, but exists, so
       // this attempt is still never launched twice.
       continue;
@@ -177,25 +173,23 @@ std::vector<Status> Runner::StartAll(const std::vector<const TaskSpec*>& specs) 
   for (size_t i = 0; i < specs.size(); ++i) {
     if (fds[i] < 0) continue;
     if (out[i].ok() && ::fsync(fds[i]) != 0) {
-      out[i] = Status::Precondition("fsync " + TaskDir(specs[i]->key) +
-                                    "/state: " + std::strerror(errno));
+      out[i] = Status::Precondition("fsync " + TaskPath(specs[i]->key) +
+                                    ".state: " + std::strerror(errno));
     }
     ::close(fds[i]);
-    if (out[i].ok()) {
-      FsyncPath(TaskDir(specs[i]->key));
-      any = true;
-    }
+    any = any || out[i].ok();
   }
+  // The new files' names: one fsync of the directory for the whole batch.
   if (any) FsyncPath(options_.data_dir + "/tasks");
   for (size_t i = 0; i < specs.size(); ++i) {
     if (fds[i] < 0 || !out[i].ok()) continue;
     const TaskSpec& spec = *specs[i];
     Entry e;
     e.key = spec.key;
-    e.dir = TaskDir(spec.key);
+    e.path = TaskPath(spec.key);
     e.grace_ms = spec.grace_period_ms;
     int32_t fail_code = kLostExitCode;
-    Result<pid_t> pid = Launch(spec, e.dir, fail_code);
+    Result<pid_t> pid = Launch(spec, e.path, fail_code);
     if (!pid.ok()) {
       out[i] = Fail(std::move(e), fail_code, pid.status());
       continue;
@@ -208,7 +202,7 @@ std::vector<Status> Runner::StartAll(const std::vector<const TaskSpec*>& specs) 
   return out;
 }
 
-Result<pid_t> Runner::Launch(const TaskSpec& spec, const std::string& dir, int32_t& fail_code) {
+Result<pid_t> Runner::Launch(const TaskSpec& spec, const std::string& path, int32_t& fail_code) {
   if (spec.command.empty()) return Status::Invalid("empty command");
   std::string visible;
   for (int32_t g : spec.gpus) {
@@ -232,7 +226,7 @@ Result<pid_t> Runner::Launch(const TaskSpec& spec, const std::string& dir, int32
   env["NVIDIA_VISIBLE_DEVICES"] = spec.gpus.empty() ? "none" : visible;
 
   std::vector<std::string> args = options_.shim_command;
-  args.insert(args.end(), {"--dir", dir, "--"});
+  args.insert(args.end(), {"--state", path + ".state", "--"});
   args.insert(args.end(), spec.command.begin(), spec.command.end());
   std::vector<std::string> env_lines;
   env_lines.reserve(env.size());
@@ -253,7 +247,7 @@ Result<pid_t> Runner::Launch(const TaskSpec& spec, const std::string& dir, int32
   posix_spawn_file_actions_init(&fa);
   posix_spawnattr_init(&attr);
   const int log_flags = O_WRONLY | O_CREAT | O_APPEND;
-  const std::string out_path = dir + "/stdout.log", err_path = dir + "/stderr.log";
+  const std::string out_path = path + ".stdout.log", err_path = path + ".stderr.log";
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), log_flags, 0644);
   posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), log_flags, 0644);
@@ -278,7 +272,7 @@ Result<pid_t> Runner::Launch(const TaskSpec& spec, const std::string& dir, int32
 
 Status Runner::Fail(Entry e, int32_t code, Status why) {
   const int fd =
-      ::open((e.dir + "/stderr.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      ::open((e.path + ".stderr.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd >= 0) {
     WriteAll(fd,
              "gpuorch agent: cannot start task " + e.key.DirName() + ": " + why.message() + "\n");
@@ -299,7 +293,7 @@ void Runner::MarkExited(Entry& e, const TaskExit& exit, bool record) {
     e.pidfd = -1;
   }
   // Recorded so that a later agent reports the same code rather than "lost" again.
-  if (record) (void)AppendRecord(e.dir + "/state", ExitRecord(exit), /*sync=*/false);
+  if (record) (void)AppendRecord(e.path + ".state", ExitRecord(exit), /*sync=*/false);
 }
 
 bool Runner::Stop(const TaskKey& key, std::optional<int64_t> grace_ms) {
@@ -307,7 +301,7 @@ bool Runner::Stop(const TaskKey& key, std::optional<int64_t> grace_ms) {
   if (it == tasks_.end() || it->second.exited || it->second.kill_at_ms != 0) return false;
   Entry& e = it->second;
   e.kill_at_ms = MonotonicMs() + std::max<int64_t>(grace_ms.value_or(e.grace_ms), 0);
-  (void)AppendRecord(e.dir + "/state", "stop " + std::to_string(e.kill_at_ms) + "\n",
+  (void)AppendRecord(e.path + ".state", "stop " + std::to_string(e.kill_at_ms) + "\n",
                      /*sync=*/false);
   if (e.shim_pid == 0 || e.child_pid == 0) Load(e);
   // An adopted shim is signalled only while its (pid, start time) still names it.
@@ -373,7 +367,7 @@ bool Runner::Poll() {
 void Runner::Forget(const TaskKey& key) {
   auto it = tasks_.find(key);
   if (it == tasks_.end() || !it->second.exited) return;
-  (void)AppendRecord(it->second.dir + "/state", "done\n", /*sync=*/false);
+  (void)AppendRecord(it->second.path + ".state", "done\n", /*sync=*/false);
   tasks_.erase(it);
 }
 

@@ -16,8 +16,10 @@
 namespace gpuorch::agent {
 
 // Runs tasks as processes, each under a task shim (agent/shim.h), and keeps what it knows
-// about them in DATA/tasks/<workload>-<task>-<attempt>/: the append-only `state` file
-// (records in agent/task_state.h) and the command's stdout.log and stderr.log. Because the
+// about them in three files per task, DATA/tasks/<workload>-<task>-<attempt>.{state,
+// stdout.log,stderr.log}: the append-only state file (records in agent/task_state.h) and
+// the command's output. One directory for all tasks rather than one per task: every inode
+// and every fsync costs, and a task directory would add one of each per task. Because the
 // files are the state, a new Runner over the same directory (an agent restart) adopts
 // running tasks, learns exit codes of tasks that ended meanwhile, and keeps pending SIGKILL
 // deadlines.
@@ -29,7 +31,7 @@ class Runner {
  public:
   struct Options {
     std::string data_dir;
-    // The shim command; the runner appends "--dir D -- argv...". The agent uses the
+    // The shim command; the runner appends "--state FILE -- argv...". The agent uses the
     // gpuorch-shim executable beside its own binary, or {"/proc/self/exe", "task-shim"}.
     std::vector<std::string> shim_command;
     // CUDA_VISIBLE_DEVICES value per node GPU index (GpuBackend::VisibleDeviceId).
@@ -67,13 +69,15 @@ class Runner {
   std::vector<int> WatchFds() const;
   bool NeedsPeriodicPoll() const;
 
-  std::string TaskDir(const TaskKey& key) const;
+  // DATA/tasks/<workload>-<task>-<attempt>: its files are this plus ".state",
+  // ".stdout.log" and ".stderr.log".
+  std::string TaskPath(const TaskKey& key) const;
   const std::string& data_dir() const { return options_.data_dir; }
 
  private:
   struct Entry {
     TaskKey key;
-    std::string dir;
+    std::string path;  // TaskPath
     pid_t shim_pid = 0;
     unsigned long long shim_start = 0;
     pid_t child_pid = 0;
@@ -90,7 +94,7 @@ class Runner {
   };
 
   explicit Runner(Options options);
-  void Adopt(const std::string& dir);
+  void Adopt(const std::string& state_file);
   // Reads the task's state file into `e` (pids, exit record); the file's parse.
   TaskStateFile Load(Entry& e);
   void Watch(Entry& e);
@@ -98,7 +102,7 @@ class Runner {
   void MarkExited(Entry& e, const TaskExit& exit, bool record);
   // Records a launch failure as an exited task with its reason in stderr.log.
   core::Status Fail(Entry e, int32_t code, core::Status why);
-  core::Result<pid_t> Launch(const TaskSpec& spec, const std::string& dir, int32_t& fail_code);
+  core::Result<pid_t> Launch(const TaskSpec& spec, const std::string& path, int32_t& fail_code);
 
   Options options_;
   std::map<std::string, std::string> base_env_;  // the agent's environment at Open

@@ -60,11 +60,11 @@ class RunnerTest : public ::testing::Test {
   }
 
   TaskStateFile State(const TaskKey& key) {
-    return ParseTaskState(FileOr(dir_.path() + "/tasks/" + key.DirName() + "/state"));
+    return ParseTaskState(FileOr(dir_.path() + "/tasks/" + key.DirName() + ".state"));
   }
 
   std::string Log(const TaskKey& key, const char* stream) {
-    return FileOr(dir_.path() + "/tasks/" + key.DirName() + "/" + stream + ".log");
+    return FileOr(dir_.path() + "/tasks/" + key.DirName() + "." + stream + ".log");
   }
 
   bool WaitReady(const TaskKey& key) {

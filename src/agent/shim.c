@@ -82,19 +82,15 @@ static int Append(int fd, const char* line, int n) {
 static long long Ms(struct timeval tv) { return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000; }
 
 int gpuorch_shim_main(int argc, char** argv) {
-  if (argc < 5 || strcmp(argv[1], "--dir") != 0 || strcmp(argv[3], "--") != 0) {
-    Say("usage: task-shim --dir DIR -- COMMAND [ARGS...]", "", "");
+  if (argc < 5 || strcmp(argv[1], "--state") != 0 || strcmp(argv[3], "--") != 0) {
+    Say("usage: task-shim --state FILE -- COMMAND [ARGS...]", "", "");
     return 2;
   }
-  char path[4096];
-  if (snprintf(path, sizeof(path), "%s/state", argv[2]) >= (int)sizeof(path)) {
-    Say("directory name too long: ", argv[2], "");
-    return 125;
-  }
-  /* The agent created `state` with the task's spec before starting us. */
+  const char* path = argv[2];
+  /* The agent created the state file with the task's spec before starting us. */
   int state = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
   if (state < 0) {
-    Say("cannot open ", path, strerror(errno));
+    Say("cannot open ", path, "");
     return 125;
   }
   char line[128];

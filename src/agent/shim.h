@@ -9,9 +9,9 @@ namespace gpuorch::agent {
 // The task shim (shim.c) is the process between the agent and a task's command, so that a
 // task outlives the agent that started it and its exit code is still known afterwards.
 //
-// The agent launches `gpuorch-shim --dir D -- cmd args...` in a new session with the
+// The agent launches `gpuorch-shim --state F -- cmd args...` in a new session with the
 // task's environment, working directory and log files already in place, after writing the
-// task's spec as the first record of D/state. The shim appends to D/state
+// task's spec as the first record of the state file F. The shim appends to F
 //   1. `shim <pid> <start time>`,
 //   2. forks the command into its own process group, appends `child <pid> <start time>`,
 //      then lets it exec,

@@ -5,7 +5,7 @@
 extern "C" {
 #endif
 
-/* `argv` is "PROGRAM --dir D -- cmd args...". Returns the shim's exit status: the command's
+/* `argv` is "PROGRAM --state FILE -- cmd args...". Returns the shim's exit status: the command's
  * exit code, 128+N when it died of signal N, 127 when it could not be executed, 125 when
  * the shim itself failed, 2 on a usage error. Runs in a shim process only: it installs
  * signal handlers and waits for a child. */

@@ -19,7 +19,7 @@ struct TaskExit {
   int64_t max_rss_kib = 0;    // the largest resident set among them
 };
 
-// DATA/tasks/<workload>-<task>-<attempt>/state: the whole memory of one task, an
+// DATA/tasks/<workload>-<task>-<attempt>.state: the whole memory of one task, an
 // append-only file of one record per line, written by the agent and the shim with one
 // write(2) each on an O_APPEND descriptor (so records never interleave):
 //   spec <json>               agent: the desired entry, fsynced before the launch

@@ -120,17 +120,17 @@ void RegisterAgent(CLI::App& app, int& exit_code) {
 
 void RegisterTaskShim(CLI::App& app, int& exit_code) {
   struct ShimFlags {
-    std::string dir;
+    std::string state;
     std::vector<std::string> command;
   };
   auto flags = std::make_shared<ShimFlags>();
   CLI::App* cmd = app.add_subcommand(
       "task-shim", "Internal: run one task for the agent and record its exit code");
   cmd->group("");  // Hidden from the top-level help: users never run it themselves.
-  cmd->add_option("--dir", flags->dir, "The task's directory")->required();
+  cmd->add_option("--state", flags->state, "The task's state file")->required();
   cmd->add_option("command", flags->command, "The command, after --")->required();
   cmd->callback([flags, &exit_code] {
-    std::vector<std::string> args = {"task-shim", "--dir", flags->dir, "--"};
+    std::vector<std::string> args = {"task-shim", "--state", flags->state, "--"};
     args.insert(args.end(), flags->command.begin(), flags->command.end());
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());

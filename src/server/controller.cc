@@ -461,6 +461,7 @@ void Controller::SyncFromEngine(WorkloadRecord& w) {
   if (s == WorkloadState::kPending && (w.state == "Running" || w.state == "Preempted")) {
     if (w.cancel_requested) {
       (void)engine_->Cancel(Wid(w.id));
+      Unindex(w);
       w.state = "Cancelled";
       w.finished_ms = Now();
       return;
@@ -472,6 +473,7 @@ void Controller::SyncFromEngine(WorkloadRecord& w) {
       if (engine_->Submit(Wid(w.id), w.parsed.spec).ok()) Requeue(w, "evicted");
       return;
     }
+    Unindex(w);  // its tasks leave the nodes' desired lists for good
     w.state = w.cancel_requested ? "Cancelled" : w.failed ? "Failed" : "Succeeded";
     w.finished_ms = Now();
     Event(w, w.state, "");
@@ -480,6 +482,7 @@ void Controller::SyncFromEngine(WorkloadRecord& w) {
 
 void Controller::Requeue(WorkloadRecord& w, const std::string& why) {
   TouchNodes(w);
+  Unindex(w);
   w.state = "Pending";
   ++w.attempt;
   w.tasks.clear();
@@ -599,11 +602,12 @@ void Controller::ApplyPlan(const sched::Plan& plan) {
       Dirty(w);
     }
   }
-  // Finished tasks no longer need a place in the per-node index.
-  for (int64_t id : dirty_) {
-    WorkloadRecord& w = workloads_.at(id);
-    if (!w.terminal() && w.state != "Pending") continue;
-    for (auto& [node, ids] : on_node_) ids.erase(id);
+}
+
+void Controller::Unindex(const WorkloadRecord& w) {
+  for (const TaskRecord& t : w.tasks) {
+    auto it = on_node_.find(t.node);
+    if (it != on_node_.end()) it->second.erase(w.id);
   }
 }
 

@@ -133,6 +133,8 @@ class Controller {
   // hears it in the answer it is being given).
   void TouchNodes(const WorkloadRecord& w, const std::string& except = "");
   void Kick();
+  // Removes `w` from the per-node index (it has no task that may run any more).
+  void Unindex(const WorkloadRecord& w);
   Json DesiredJson(const std::string& node);
   Json WorkloadJson(const WorkloadRecord& w) const;
   Json NodeJson(const NodeRecord& n) const;
