@@ -4,13 +4,20 @@
 // threads on keep-alive connections. Reported:
 //   api_jobs_per_s  jobs / (last completion - first submit), completion seen on /metrics
 //   api_p99_ms      p99 latency of the submissions (and p50, max)
+//   api_*_cpu_ms_per_job  CPU per job of the server, the agents, their children (shims and
+//                   tasks) and this client; api_exec_floor_ms the CPU of one spawn of
+//                   /bin/true here, the floor under any design that runs a job as a process
 // A plain program rather than Google Benchmark: one run is minutes of wall time across
 // processes, not a loop to repeat. The last stdout line is one JSON object (scripts/bench
 // merges it into its summary); progress goes to stderr.
 //
 //   api_bench [--jobs 10000] [--agents 8] [--clients 4] [--gpus 1]
-//             [--heartbeat-ms 100] [--cycle-ms 20] [--timeout-s 600]
+//             [--heartbeat-ms 500] [--cycle-ms 50] [--timeout-s 600]
+// The defaults are the server's and the agent's own: nothing is tuned for the benchmark.
 #include <httplib.h>
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,6 +33,8 @@
 
 #include "cluster.h"
 
+extern char** environ;
+
 namespace {
 
 using gpuorch::cptest::Cluster;
@@ -35,7 +44,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Options {
   int jobs = 10000, agents = 8, clients = 4, gpus = 1;
-  int heartbeat_ms = 100, cycle_ms = 20, timeout_s = 600;
+  int heartbeat_ms = 500, cycle_ms = 50, timeout_s = 600;
 };
 
 bool ParseArgs(int argc, char** argv, Options& o) {
@@ -90,6 +99,27 @@ double CpuSeconds(pid_t pid, bool children) {
 
 double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
+double RusageMs(int who) {
+  rusage ru{};
+  getrusage(who, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
+
+// CPU milliseconds that one posix_spawn + wait of `command` costs on this machine: the
+// floor under any orchestrator that runs each job as a process (measured, not assumed).
+double ExecFloorMs(const char* command, int runs) {
+  const double before = RusageMs(RUSAGE_CHILDREN);
+  for (int i = 0; i < runs; ++i) {
+    pid_t pid = 0;
+    char* argv[] = {const_cast<char*>(command), nullptr};
+    if (posix_spawn(&pid, command, nullptr, nullptr, argv, environ) != 0) return 0;
+    int status = 0;
+    waitpid(pid, &status, 0);
+  }
+  return (RusageMs(RUSAGE_CHILDREN) - before) / runs;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -100,6 +130,7 @@ int main(int argc, char** argv) {
                  "[--heartbeat-ms N] [--cycle-ms N] [--timeout-s N]\n");
     return 2;
   }
+  const double exec_floor_ms = ExecFloorMs("/bin/true", 500);
   ClusterOptions co;
   co.bin = GPUORCH_BIN;
   co.agent_heartbeat_ms = o.heartbeat_ms;
@@ -140,6 +171,7 @@ int main(int argc, char** argv) {
     return out;
   };
   const std::array<double, 3> cpu_before = cpu();
+  const double bench_cpu_before = RusageMs(RUSAGE_SELF);
   std::vector<std::vector<double>> latencies(o.clients);
   std::atomic<int> next{0}, failed_submits{0};
   const Clock::time_point start = Clock::now();
@@ -179,6 +211,7 @@ int main(int argc, char** argv) {
   }
 
   const std::array<double, 3> cpu_after = cpu();
+  const double bench_cpu_ms_per_job = (RusageMs(RUSAGE_SELF) - bench_cpu_before) / o.jobs;
   auto per_job_ms = [&](int i) {
     return std::round((cpu_after[i] - cpu_before[i]) * 1e4 / static_cast<double>(o.jobs)) / 10;
   };
@@ -202,6 +235,8 @@ int main(int argc, char** argv) {
            {"api_server_cpu_ms_per_job", per_job_ms(0)},
            {"api_agent_cpu_ms_per_job", per_job_ms(1)},
            {"api_task_cpu_ms_per_job", per_job_ms(2)},
+           {"api_client_cpu_ms_per_job", std::round(bench_cpu_ms_per_job * 10) / 10},
+           {"api_exec_floor_ms", std::round(exec_floor_ms * 100) / 100},
            {"api_succeeded", succeeded},
            {"api_failed", failed + failed_submits},
            {"api_agents", o.agents},

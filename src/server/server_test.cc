@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
 #include "server/api_types.h"
 #include "server/config.h"
@@ -30,6 +32,7 @@ TEST(Config, BadInputNamesTheField) {
       {"bogus: 1", "bogus: unknown field"},
       {"node_timeout_s: 0", "node_timeout_s"},
       {"heartbeat_interval_ms: 6000", "heartbeat_interval_ms"},
+      {"http_threads: 2", "http_threads: must be in 8..4096"},
       {"queues: []", "queues: must be a non-empty list"},
       {"queues: [{weight: 2}]", "queues[0].name: required"},
       {"queues: [{name: a, weight: 0}]", "queues[0].weight"},
@@ -202,6 +205,76 @@ TEST_F(ControllerTest, SubmitRunSucceed) {
   }
   EXPECT_TRUE(Heartbeat("n1", report).empty());
   EXPECT_EQ(Get(id)["state"], "Succeeded");
+}
+
+TEST_F(ControllerTest, WatchAnswersWhenTheNodesListChanges) {
+  Register("n1", 4);
+  Register("n2", 4);
+  Json out;
+  ApiError e;
+  // Nothing changed since version 1 of this epoch: the watch waits out wait_ms.
+  ASSERT_TRUE(controller_->WatchDesired("n1", 0, 0, 0, out, e)) << e.message;
+  const int64_t epoch = out["epoch"], v0 = out["version"];
+  EXPECT_GT(epoch, 0);
+  EXPECT_TRUE(out["desired"].empty());
+  ASSERT_TRUE(controller_->WatchDesired("n1", epoch, v0, 10, out, e));
+  EXPECT_EQ(out["version"], v0) << "timed out with the same list";
+
+  // A bind changes n1's version once it is committed and published; n2's stays.
+  int64_t id = Submit("batch", 4, 1);
+  controller_->Step();
+  ASSERT_TRUE(controller_->WatchDesired("n1", epoch, v0, 60000, out, e));
+  ASSERT_EQ(out["desired"].size(), 1u) << "answered at once: the version moved";
+  EXPECT_EQ(out["desired"][0]["workload"], id);
+  const int64_t v1 = out["version"];
+  EXPECT_GT(v1, v0);
+  Json other;
+  ASSERT_TRUE(controller_->WatchDesired("n2", epoch, v0, 10, other, e));
+  EXPECT_EQ(other["version"], v0);
+
+  // A watch held in another thread wakes up when a cancellation stops the task.
+  std::thread watcher(
+      [&] { EXPECT_TRUE(controller_->WatchDesired("n1", epoch, v1, 60000, out, e)); });
+  Json cancelled;
+  ASSERT_TRUE(controller_->Cancel(id, cancelled, e)) << e.message;
+  watcher.join();
+  EXPECT_GT(out["version"].get<int64_t>(), v1);
+  EXPECT_TRUE(out["desired"].empty());
+
+  // Another epoch (the agent last heard from an earlier server) answers at once, and the
+  // heartbeat answer carries the same epoch and version.
+  ASSERT_TRUE(controller_->WatchDesired("n1", epoch - 1, out["version"], 60000, out, e));
+  Json hb;
+  ASSERT_TRUE(controller_->Heartbeat("n1", {{"tasks", Json::array()}}, hb, e));
+  EXPECT_EQ(hb["epoch"], epoch);
+  EXPECT_EQ(hb["version"], out["version"]);
+  EXPECT_FALSE(controller_->WatchDesired("nope", epoch, 0, 10, out, e));
+  EXPECT_EQ(e.code, 404);
+}
+
+TEST_F(ControllerTest, ExitsAndSubmissionsWakeTheCycleAndUsageIsKept) {
+  Register("n1", 4);
+  controller_->WaitForWork(0);  // takes the registration's wake-up
+  const auto t0 = std::chrono::steady_clock::now();
+  int64_t id = Submit("batch", 1, 1);
+  controller_->WaitForWork(60000);  // returns at once: the submission asked for a cycle
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30));
+  controller_->Step();
+  ASSERT_EQ(Heartbeat("n1", Json::array()).size(), 1u);
+  Heartbeat("n1", {{{"workload", id},
+                    {"task", 0},
+                    {"attempt", 0},
+                    {"state", "exited"},
+                    {"exit_code", 0},
+                    {"cpu_user_ms", 12},
+                    {"cpu_system_ms", 3},
+                    {"max_rss_kib", 4096}}});
+  controller_->WaitForWork(60000);  // the exit asked for one too
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30));
+  const Json task = Get(id)["tasks"][0];
+  EXPECT_EQ(task["cpu_user_ms"], 12);
+  EXPECT_EQ(task["cpu_system_ms"], 3);
+  EXPECT_EQ(task["max_rss_kib"], 4096);
 }
 
 TEST_F(ControllerTest, FailedTaskFailsTheWorkloadAndStopsTheRest) {

@@ -155,11 +155,10 @@ TEST(Faults, ServerSigkilledDuringSubmitBurstLosesNothingAndRunsNothingTwice) {
   SigkillDuringBurst("node_timeout_s: 5\nheartbeat_interval_ms: 100\ncycle_interval_ms: 20\n");
 }
 
-// KNOWN GAP: the same with a 1 s node timeout. Nodes loaded from the store now get a restart
-// grace covering the agents' retry backoff, but an agent that then launches a burst of tasks
-// between two heartbeats still misses a 1 s timeout, so adopted work is requeued and run
-// again (attempts 1..4). Needs heartbeats decoupled from task launches in the agent.
-TEST(Faults, DISABLED_ServerSigkilledDuringSubmitBurstWithOneSecondNodeTimeout) {
+// The same with a 1 s node timeout: nodes loaded from the store get a restart grace covering
+// the agents' retry backoff, and an agent busy launching a burst of tasks still keeps its
+// node alive through its watch thread, so adopted work is never requeued and run again.
+TEST(Faults, ServerSigkilledDuringSubmitBurstWithOneSecondNodeTimeout) {
   SigkillDuringBurst(kFastTimings);
 }
 
