@@ -53,6 +53,9 @@ pid_t SpawnAgent(const std::string& url, const std::string& name, const std::str
                  const std::string& dir) {
   pid_t pid = fork();
   if (pid != 0) return pid;
+  // Its own process group: Ctrl-C (or a signal to the group) reaches only `gpuorch dev`,
+  // which cancels the work and then stops the agents, so no task outlives the dev cluster.
+  ::setpgid(0, 0);
   std::string exe = std::filesystem::read_symlink("/proc/self/exe").string();
   std::vector<std::string> args = {exe, "agent", "--server", url, "--name", name, "--emulate-gpus",
                                    gpus, "--data", dir, "--heartbeat-ms", "200", "--rack",
