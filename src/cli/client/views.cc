@@ -1,5 +1,6 @@
 #include "cli/client/views.h"
 
+#include <cstdio>
 #include <set>
 
 #include "cli/client/table.h"
@@ -204,10 +205,25 @@ std::string RenderDescribe(const json& w, TimePoint now) {
 
   const json& tasks = At(w, "tasks");
   if (tasks.is_array() && !tasks.empty()) {
-    Table t({"TASK", "NODE", "GPUS", "GPU-MILLI", "STATE", "EXIT"});
+    // CPU and peak memory are known once a task has exited (its agent measured them).
+    auto usage = [](const json& task, bool cpu) -> std::string {
+      const json& a = At(task, cpu ? "cpu_user_ms" : "max_rss_kib");
+      if (!a.is_number_integer()) return "-";
+      char buf[32];
+      if (cpu) {
+        const json& sys = At(task, "cpu_system_ms");
+        const int64_t ms = a.get<int64_t>() + (sys.is_number_integer() ? sys.get<int64_t>() : 0);
+        std::snprintf(buf, sizeof(buf), "%.2fs", static_cast<double>(ms) / 1000.0);
+      } else {
+        std::snprintf(buf, sizeof(buf), "%.1fMi", static_cast<double>(a.get<int64_t>()) / 1024.0);
+      }
+      return buf;
+    };
+    Table t({"TASK", "NODE", "GPUS", "GPU-MILLI", "STATE", "EXIT", "CPU", "MAX-RSS"});
     for (const auto& task : tasks) {
       t.AddRow({Text(At(task, "task")), Text(At(task, "node")), JoinInts(At(task, "gpus")),
-                Text(At(task, "gpu_milli")), Text(At(task, "state")), Text(At(task, "exit_code"))});
+                Text(At(task, "gpu_milli")), Text(At(task, "state")), Text(At(task, "exit_code")),
+                usage(task, true), usage(task, false)});
     }
     out += "Tasks:\n" + Indent(t.Render(), "  ");
   } else {

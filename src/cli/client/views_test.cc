@@ -82,7 +82,13 @@ TEST(RenderNodeTable, UsedOverTotalGpus) {
 }
 
 TEST(RenderDescribe, ShowsSpecTasksAndEvents) {
-  const std::string out = RenderDescribe(testing::CannedWorkload(), FixedNow());
+  json w = testing::CannedWorkload();
+  w["tasks"][1].update(json{{"state", "exited"},
+                            {"exit_code", 0},
+                            {"cpu_user_ms", 5230},
+                            {"cpu_system_ms", 410},
+                            {"max_rss_kib", 1843200}});
+  const std::string out = RenderDescribe(w, FixedNow());
   const char* expected_parts[] = {
       "Name:         llm-pretrain\n",
       "ID:           17\n",
@@ -94,9 +100,9 @@ TEST(RenderDescribe, ShowsSpecTasksAndEvents) {
       "Spec:\n  command:\n    - python\n",
       "  name: llm-pretrain\n",
       "  topology:\n    level: rack\n    required: true\n",
-      "Tasks:\n  TASK   NODE    GPUS   GPU-MILLI   STATE     EXIT\n"
-      "  0      gpu-3   0,1    1000        running   -\n"
-      "  1      gpu-4   2,3    1000        running   -\n",
+      "Tasks:\n  TASK   NODE    GPUS   GPU-MILLI   STATE     EXIT   CPU     MAX-RSS\n"
+      "  0      gpu-3   0,1    1000        running   -      -       -\n"
+      "  1      gpu-4   2,3    1000        exited    0      5.64s   1800.0Mi\n",
       "Events:\n  AGE   TYPE        MESSAGE\n  5m    Submitted   queued in research\n"
       "  4m    Started     placed on gpu-3, gpu-4\n",
   };
