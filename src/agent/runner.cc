@@ -321,9 +321,14 @@ bool Runner::Poll() {
     if (e.child_pid == 0 || e.shim_pid == 0) Load(e);
     if (e.own_child && !e.shim_gone) {
       int status = 0;
-      if (::waitpid(e.shim_pid, &status, WNOHANG) == e.shim_pid) {
+      const pid_t reaped = ::waitpid(e.shim_pid, &status, WNOHANG);
+      if (reaped == e.shim_pid) {
         e.shim_gone = true;
         e.shim_status = status;
+      } else if (reaped < 0 && errno == ECHILD) {
+        // Reaped by someone else (the process ignores SIGCHLD, or another waiter): it has
+        // ended, and its pidfd stays readable, so waiting longer would only spin.
+        e.shim_gone = true;
       }
     } else if (!e.own_child && !e.shim_gone) {
       if (e.shim_pid > 0) {
