@@ -239,9 +239,6 @@ bool Agent::Heartbeat() {
     return false;
   }
   if (failures_ > 0) Log("server reachable again");
-  // The answer of the server that answers now is authoritative even when its versions are
-  // below what was applied (a restarted server whose clock went back).
-  if (desired->epoch != applied_.epoch) applied_ = DesiredList{};
   Apply(*desired);
   ForgetReported(*desired, tasks);
   return true;
@@ -259,13 +256,12 @@ void Agent::Watch() {
       interval = watch_interval_ms_;
       known = watched_;
     }
-    // The server holds the request until the list changes or `wait_ms` passes; the read
+    // The server holds the request until the list changes or one interval passes; the read
     // timeout leaves it time to answer on a loaded machine.
-    const int64_t wait_ms = interval;
-    watch_client_->set_read_timeout(static_cast<time_t>(wait_ms / 1000 + 5), 0);
+    watch_client_->set_read_timeout(static_cast<time_t>(interval / 1000 + 5), 0);
     httplib::Result res = watch_client_->Get(
         "/v1/agents/" + registration_.name + "/desired?epoch=" + std::to_string(known.epoch) +
-        "&after=" + std::to_string(known.version) + "&wait_ms=" + std::to_string(wait_ms));
+        "&after=" + std::to_string(known.version) + "&wait_ms=" + std::to_string(interval));
     Result<DesiredList> got = res && res->status == 200
                                   ? ParseHeartbeatResponse(res->body)
                                   : Result<DesiredList>(Status::Precondition("watch failed"));

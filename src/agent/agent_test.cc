@@ -51,8 +51,9 @@ class FakeServer {
       std::unique_lock lock(mu_);
       ++watches_;
       const int64_t after = std::stoll(req.get_param_value("after"));
+      const int64_t epoch = std::stoll(req.get_param_value("epoch"));
       changed_.wait_for(lock, std::chrono::milliseconds(std::stoll(req.get_param_value("wait_ms"))),
-                        [&] { return version_ != after || stopping_; });
+                        [&] { return version_ != after || epoch != epoch_ || stopping_; });
       if (!known_ || failing_) {
         res.status = !known_ ? 404 : 500;
         return;
@@ -77,6 +78,14 @@ class FakeServer {
     std::lock_guard lock(mu_);
     desired_ = std::move(desired);
     ++version_;
+    changed_.notify_all();
+  }
+  // A restarted server: a new epoch (here an earlier one, as after a clock step back) whose
+  // versions start over.
+  void Restart(int64_t epoch) {
+    std::lock_guard lock(mu_);
+    epoch_ = epoch;
+    version_ = 1;
     changed_.notify_all();
   }
   void SetInterval(int64_t ms) {
@@ -134,13 +143,14 @@ class FakeServer {
 
  private:
   std::string Answer() const {
-    return json{{"desired", desired_}, {"epoch", 1}, {"version", version_}}.dump();
+    return json{{"desired", desired_}, {"epoch", epoch_}, {"version", version_}}.dump();
   }
 
   httplib::Server server_;
   std::thread thread_;
   std::condition_variable changed_;
   int64_t version_ = 1;
+  int64_t epoch_ = 100;
   int64_t interval_ms_ = 20;
   size_t watches_ = 0;
   bool stopping_ = false;
@@ -254,6 +264,25 @@ TEST_F(AgentTest, StartsWhatTheWatchBringsAndReportsTheExitAtOnce) {
       << "neither the start nor the report waited for a 5 s heartbeat";
   const json t = server_.LatestTask(3);
   EXPECT_TRUE(t.contains("cpu_user_ms") && t.contains("max_rss_kib")) << t.dump();
+}
+
+TEST_F(AgentTest, FollowsARestartedServerWhoseClockWentBack) {
+  heartbeat_ms_ = 5000;
+  server_.SetInterval(5000);
+  StartAgent();
+  server_.SetDesired(json::array({Desired(1, "echo ready; while true; do sleep 0.02; done")}));
+  ASSERT_TRUE(WaitFor([&] { return FetchLog(1, "stdout") == "ready\n"; }));
+  // The new server's epoch is below the old one's; its list no longer has task 1. The
+  // watch must take it at once (not wait for the 5 s heartbeat, nor ask again in a loop)
+  // and the agent stop the task.
+  const auto t0 = std::chrono::steady_clock::now();
+  server_.Restart(50);
+  server_.SetDesired(json::array());
+  ASSERT_TRUE(server_.WaitTask(1, ExitedWith(128 + SIGTERM)));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(4000));
+  const size_t watches = server_.watches();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_LT(server_.watches(), watches + 5) << "the watch spins on the new epoch";
 }
 
 TEST_F(AgentTest, FollowsDesiredAcrossRestartsOutagesAndForgetfulServers) {

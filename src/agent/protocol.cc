@@ -74,10 +74,10 @@ std::string HeartbeatRequestJson(const std::vector<TaskStatus>& tasks) {
       j["pid"] = t.pid;
     } else {
       j["state"] = "exited";
-      j["exit_code"] = t.exit_code;
-      j["cpu_user_ms"] = t.cpu_user_ms;
-      j["cpu_system_ms"] = t.cpu_system_ms;
-      j["max_rss_kib"] = t.max_rss_kib;
+      j["exit_code"] = t.exit.code;
+      j["cpu_user_ms"] = t.exit.cpu_user_ms;
+      j["cpu_system_ms"] = t.exit.cpu_system_ms;
+      j["max_rss_kib"] = t.exit.max_rss_kib;
     }
     list.push_back(std::move(j));
   }

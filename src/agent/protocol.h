@@ -32,16 +32,16 @@ core::Result<int64_t> ParseRegisterResponse(const std::string& body);
 std::string HeartbeatRequestJson(const std::vector<TaskStatus>& tasks);
 
 // The tasks the server wants on the node, as a heartbeat or a watch answers them. Within
-// one `epoch` (one server process) a greater `version` is a newer list; a new epoch (a
-// restarted server) starts over. Answers without them (epoch 0) are never older than any.
+// one `epoch` (one server process) a greater `version` is a newer list. A list from
+// another epoch is newer whatever the numbers: it comes from the server that answers now
+// (a restarted one, even with its clock set back), and a stopped server answers nothing
+// after its successor has started, since both cannot hold the listen address.
 struct DesiredList {
   int64_t epoch = 0;
   int64_t version = 0;
   std::vector<TaskSpec> tasks;
 
-  bool NewerThan(const DesiredList& o) const {
-    return epoch != o.epoch ? epoch > o.epoch || epoch == 0 : version > o.version;
-  }
+  bool NewerThan(const DesiredList& o) const { return epoch != o.epoch || version > o.version; }
 };
 // Fields the agent does not know are ignored, so a newer server can add some; a missing or
 // mistyped required field fails the whole answer.

@@ -384,10 +384,7 @@ std::vector<TaskStatus> Runner::Tasks() const {
     t.key = key;
     t.state = e.exited ? TaskState::kExited : TaskState::kRunning;
     t.pid = e.child_pid;
-    t.exit_code = e.exit.code;
-    t.cpu_user_ms = e.exit.cpu_user_ms;
-    t.cpu_system_ms = e.exit.cpu_system_ms;
-    t.max_rss_kib = e.exit.max_rss_kib;
+    t.exit = e.exit;
     out.push_back(t);
   }
   return out;

@@ -53,7 +53,7 @@ class RunnerTest : public ::testing::Test {
     WaitFor([&] {
       r.Poll();
       std::optional<TaskStatus> t = Find(r, key);
-      if (t && t->state == TaskState::kExited) code = t->exit_code;
+      if (t && t->state == TaskState::kExited) code = t->exit.code;
       return code.has_value();
     });
     return code;
@@ -101,8 +101,8 @@ TEST_F(RunnerTest, ReportsTheCommandsResourceUse) {
   EXPECT_EQ(WaitExit(*r, s.key), 0);
   std::optional<TaskStatus> t = Find(*r, s.key);
   ASSERT_TRUE(t.has_value());
-  EXPECT_GT(t->cpu_user_ms + t->cpu_system_ms, 0);
-  EXPECT_GT(t->max_rss_kib, 0);
+  EXPECT_GT(t->exit.cpu_user_ms + t->exit.cpu_system_ms, 0);
+  EXPECT_GT(t->exit.max_rss_kib, 0);
 }
 
 TEST_F(RunnerTest, NoGpusHidesAllGpus) {

@@ -35,17 +35,22 @@ struct TaskSpec {
 
 enum class TaskState { kRunning, kExited };
 
+// How a task's command ended, as the shim (or the agent, for a launch failure) recorded it.
+struct TaskExit {
+  int32_t code = 0;  // the exit code, 128+signal, or kLostExitCode
+  // CPU time and peak memory of the command and the descendants it waited for (getrusage
+  // of the shim's child); 0 when unknown (launch failures, lost tasks).
+  int64_t cpu_user_ms = 0;
+  int64_t cpu_system_ms = 0;
+  int64_t max_rss_kib = 0;
+};
+
 // What the agent knows of a task, as reported in heartbeats.
 struct TaskStatus {
   TaskKey key;
   TaskState state = TaskState::kRunning;
-  int32_t pid = 0;        // the command's pid (0 until the shim has started it)
-  int32_t exit_code = 0;  // when exited: the code, 128+signal, or kLostExitCode
-  // When exited: CPU time and peak memory of the command and the descendants it waited
-  // for (getrusage of the shim's child); 0 when unknown (launch failures, lost tasks).
-  int64_t cpu_user_ms = 0;
-  int64_t cpu_system_ms = 0;
-  int64_t max_rss_kib = 0;
+  int32_t pid = 0;  // the command's pid (0 until the shim has started it)
+  TaskExit exit;    // when exited
 };
 
 // Reported when a task ended without anyone recording how: the launch failed, or its shim

@@ -7,17 +7,10 @@
 #include <string>
 #include <string_view>
 
+#include "agent/task.h"
 #include "core/status.h"
 
 namespace gpuorch::agent {
-
-// How a task's command ended, as the shim (or the agent, for a launch failure) recorded it.
-struct TaskExit {
-  int32_t code = 0;
-  int64_t cpu_user_ms = 0;    // of the command and every descendant it waited for
-  int64_t cpu_system_ms = 0;  //
-  int64_t max_rss_kib = 0;    // the largest resident set among them
-};
 
 // DATA/tasks/<workload>-<task>-<attempt>.state: the whole memory of one task, an
 // append-only file of one record per line, written by the agent and the shim with one

@@ -448,8 +448,10 @@ void Controller::OnTaskExited(WorkloadRecord& w, TaskRecord& t, int exit_code) {
     // A task failed on its own: the workload fails, its other tasks are stopped.
     w.failed = true;
     for (TaskRecord& o : w.tasks) o.stopping = true;
+    // The other tasks' nodes must stop them; the reporting node hears it in its answer.
+    // (An exit that changes nothing for the others wakes no watch.)
+    TouchNodes(w, t.node);
   }
-  TouchNodes(w, t.node);
   (void)engine_->TaskFinished(Wid(w.id), t.task);
   SyncFromEngine(w);
 }
