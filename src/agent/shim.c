@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -35,13 +36,18 @@ static void Forward(int sig) {
   if (g_child > 0) kill(-(pid_t)g_child, sig);
 }
 
-static void Say(const char* a, const char* b, const char* c) {
+/* One line on stderr (the task's .stderr.log), prefixed with who says it. */
+__attribute__((format(printf, 1, 2))) static void Say(const char* format, ...) {
   char line[1024];
-  int n = snprintf(line, sizeof(line), "gpuorch task-shim: %s%s%s\n", a, b, c);
-  if (n > 0) {
-    ssize_t w = write(2, line, (size_t)(n < (int)sizeof(line) ? n : (int)sizeof(line) - 1));
-    (void)w;
-  }
+  int n = snprintf(line, sizeof(line), "gpuorch task-shim: ");
+  va_list args;
+  va_start(args, format);
+  n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, format, args);
+  va_end(args);
+  if (n > (int)sizeof(line) - 2) n = (int)sizeof(line) - 2;
+  line[n++] = '\n';
+  ssize_t w = write(2, line, (size_t)n);
+  (void)w;
 }
 
 unsigned long long gpuorch_process_start_time(int pid) {
@@ -83,21 +89,21 @@ static long long Ms(struct timeval tv) { return (long long)tv.tv_sec * 1000 + tv
 
 int gpuorch_shim_main(int argc, char** argv) {
   if (argc < 5 || strcmp(argv[1], "--state") != 0 || strcmp(argv[3], "--") != 0) {
-    Say("usage: task-shim --state FILE -- COMMAND [ARGS...]", "", "");
+    Say("usage: task-shim --state FILE -- COMMAND [ARGS...]");
     return 2;
   }
   const char* path = argv[2];
   /* The agent created the state file with the task's spec before starting us. */
   int state = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
   if (state < 0) {
-    Say("cannot open ", path, "");
+    Say("cannot open %s: %s", path, strerror(errno));
     return 125;
   }
   char line[128];
   int n = snprintf(line, sizeof(line), "shim %d %llu\n", (int)getpid(),
                    gpuorch_process_start_time((int)getpid()));
   if (Append(state, line, n) != 0) {
-    Say("cannot write ", path, "");
+    Say("cannot write %s: %s", path, strerror(errno));
     return 125;
   }
   sigset_t forwarded, old;
@@ -114,12 +120,12 @@ int gpuorch_shim_main(int argc, char** argv) {
    * seen the command do anything can also find its pid. */
   int gate[2];
   if (pipe2(gate, O_CLOEXEC) != 0) {
-    Say("pipe: ", strerror(errno), "");
+    Say("pipe: %s", strerror(errno));
     return 125;
   }
   pid_t child = fork();
   if (child < 0) {
-    Say("fork: ", strerror(errno), "");
+    Say("fork: %s", strerror(errno));
     return 125;
   }
   if (child == 0) {
@@ -136,8 +142,7 @@ int gpuorch_shim_main(int argc, char** argv) {
     for (int i = 0; i < kForwardedCount; ++i) sigaction(kForwarded[i], &dfl, NULL);
     sigprocmask(SIG_SETMASK, &old, NULL);
     execvp(argv[4], argv + 4);
-    Say("cannot run '", argv[4], "'");
-    Say("  ", strerror(errno), "");
+    Say("cannot run '%s': %s", argv[4], strerror(errno));
     _exit(127);
   }
   setpgid(child, child); /* Also here: whichever runs first, the group exists before a kill. */
@@ -154,7 +159,7 @@ int gpuorch_shim_main(int argc, char** argv) {
   memset(&ru, 0, sizeof(ru));
   while (wait4(child, &status, 0, &ru) < 0) {
     if (errno != EINTR) {
-      Say("wait4: ", strerror(errno), "");
+      Say("wait4: %s", strerror(errno));
       return 125;
     }
   }
@@ -164,6 +169,6 @@ int gpuorch_shim_main(int argc, char** argv) {
   /* Resource use of the command and of every descendant it waited for. */
   n = snprintf(line, sizeof(line), "exit %d %lld %lld %ld\n", code, Ms(ru.ru_utime),
                Ms(ru.ru_stime), (long)ru.ru_maxrss);
-  if (Append(state, line, n) != 0) Say("cannot record the exit code in ", path, "");
+  if (Append(state, line, n) != 0) Say("cannot record the exit code in %s", path);
   return code;
 }
