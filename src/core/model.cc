@@ -55,6 +55,11 @@ Status NodeSpec::Validate() const {
   if (gpu_count > 0 && !gpu_model.valid()) {
     return Status::Invalid("node.gpu_model: required when gpu_count > 0");
   }
+  if (gpu_count > 0 && gpu_model.value() >= kMaxGpuModels) {
+    return Status::Invalid("node.gpu_model: id " + std::to_string(gpu_model.value()) +
+                           " is past the " + std::to_string(kMaxGpuModels) +
+                           " GPU models a cluster may hold");
+  }
   if (gpu_memory_mib < 0) return Status::Invalid("node.gpu_memory_mib: must be >= 0");
   if (milli_cpu < 0) return Status::Invalid("node.milli_cpu: must be >= 0");
   if (memory_mib < 0) return Status::Invalid("node.memory_mib: must be >= 0");

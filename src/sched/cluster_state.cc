@@ -23,10 +23,11 @@ int64_t NodeState::idle_milli() const {
 
 int ShapeTag(const TaskRequest& t) { return t.fractional() ? 0 : t.gpu_count; }
 
-GpuMask UsableGpus(const NodeState& n, WorkloadId as, bool preemptible) {
+GpuMask UsableGpus(const NodeState& n, WorkloadId as, ReservationAccess access) {
   GpuMask all = n.all_gpus();
   if (n.reserved_gpus == 0 || n.reserved_for == as) return all;
-  if (n.reservation_lendable && preemptible) return all;
+  if (n.reservation_lendable && (access & kUseLent)) return all;
+  if (n.reservation_borrowed && (access & kUseBorrowed)) return all;
   return static_cast<GpuMask>(all & ~n.reserved_gpus);
 }
 
@@ -69,12 +70,12 @@ GpuMask SelectGpusBestFit(const NodeState& n, const TaskRequest& t, GpuMask usab
   return take(0, n.gpu_count);
 }
 
-bool Fits(const NodeState& n, const TaskRequest& t, WorkloadId as, bool preemptible) {
+bool Fits(const NodeState& n, const TaskRequest& t, WorkloadId as, ReservationAccess access) {
   if (!n.schedulable()) return false;
   if (n.cpu_free < t.milli_cpu || n.memory_free < t.memory_mib) return false;
   if (t.gpu_count == 0) return true;
   if (n.gpu_count < t.gpu_count || !t.models.Accepts(n.model)) return false;
-  GpuMask usable = UsableGpus(n, as, preemptible);
+  GpuMask usable = UsableGpus(n, as, access);
   int ok = 0;
   for (int j = 0; j < n.gpu_count; ++j) {
     if (!((usable >> j) & 1u) || n.gpu_free[j] < t.gpu_milli) continue;
@@ -127,7 +128,7 @@ Status ClusterState::AddNode(NodeId id, const NodeSpec& spec) {
   return Status::Ok();
 }
 
-Status ClusterState::UpdateNode(NodeId id, const NodeSpec& spec) {
+Status ClusterState::CheckUpdate(NodeId id, const NodeSpec& spec) const {
   if (!Has(id)) return Status::NotFound("node " + spec.name + ": unknown");
   if (Status s = spec.Validate(); !s.ok()) return s;
   const NodeState& cur = nodes_[id.value()];
@@ -141,6 +142,15 @@ Status ClusterState::UpdateNode(NodeId id, const NodeSpec& spec) {
                       spec.gpu_memory_mib != cur.gpu_memory_capacity)) {
     return Status::Precondition("node " + spec.name + ": GPUs change while GPUs are in use");
   }
+  return Status::Ok();
+}
+
+Status ClusterState::UpdateNode(NodeId id, const NodeSpec& spec) {
+  if (Status s = CheckUpdate(id, spec); !s.ok()) return s;
+  const NodeState& cur = nodes_[id.value()];
+  int64_t cpu_used = cur.cpu_capacity - cur.cpu_free;
+  int64_t mem_used = cur.memory_capacity - cur.memory_free;
+  bool gpus_in_use = cur.idle_milli() != int64_t{cur.gpu_count} * kMilliGpu;
   // Re-adding keeps the code path single; carry allocations over.
   NodeState old = cur;
   if (Status s = RemoveNode(id); !s.ok()) return s;
@@ -157,6 +167,7 @@ Status ClusterState::UpdateNode(NodeId id, const NodeSpec& spec) {
   n.reserved_gpus = old.reserved_gpus;
   n.reserved_for = old.reserved_for;
   n.reservation_lendable = old.reservation_lendable;
+  n.reservation_borrowed = old.reservation_borrowed;
   Index(id);
   return Status::Ok();
 }
@@ -221,12 +232,14 @@ void ClusterState::Release(NodeId id, const TaskRequest& t, GpuMask mask) {
   Index(id);
 }
 
-void ClusterState::Reserve(NodeId id, GpuMask gpus, WorkloadId holder, bool lendable) {
+void ClusterState::Reserve(NodeId id, GpuMask gpus, WorkloadId holder, bool lendable,
+                           bool borrowed) {
   Unindex(id);
   NodeState& n = nodes_[id.value()];
   n.reserved_gpus = gpus;
   n.reserved_for = holder;
   n.reservation_lendable = lendable;
+  n.reservation_borrowed = borrowed;
   Index(id);
 }
 
@@ -259,6 +272,7 @@ std::string ClusterState::GroupKey(const NodeState& n) const {
   put(n.reserved_gpus);
   put(n.reserved_for);
   put(n.reservation_lendable);
+  put(n.reservation_borrowed);
   for (int j = 0; j < n.gpu_count; ++j) put(gpus[j]);
   return key;
 }

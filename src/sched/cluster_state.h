@@ -46,6 +46,8 @@ struct NodeState {
   GpuMask reserved_gpus = 0;
   WorkloadId reserved_for;
   bool reservation_lendable = false;
+  // Held by a workload that borrows: in-quota work may use it (the holder then plans again).
+  bool reservation_borrowed = false;
 
   bool schedulable() const { return present && status == core::NodeStatus::kReady; }
   // GPUs with all 1000 milli free.
@@ -58,9 +60,17 @@ struct NodeState {
 // Tag of a task shape: 0 for a fractional GPU, k for k whole GPUs. CPU-only tasks have none.
 int ShapeTag(const TaskRequest& t);
 
+// Which reservations of other workloads a placement may use, as bits: kUseLent for GPUs
+// lent out by their holder (work that can be evicted, or that ends in time), and
+// kUseBorrowed for reservations held by borrowers (in-quota work outranks them). A plain
+// `true` means kUseLent.
+using ReservationAccess = uint8_t;
+inline constexpr ReservationAccess kUseLent = 1;
+inline constexpr ReservationAccess kUseBorrowed = 2;
+
 // True if `t` may run on node `n` at all: health, model, CPU, memory and enough GPUs with
-// enough free milli and memory. `as` decides which reserved GPUs count as usable.
-bool Fits(const NodeState& n, const TaskRequest& t, WorkloadId as, bool preemptible);
+// enough free milli and memory. `as` and `access` decide which reserved GPUs are usable.
+bool Fits(const NodeState& n, const TaskRequest& t, WorkloadId as, ReservationAccess access);
 
 // The "best" GPU choice of the FGD protocol: for a fraction, the GPU with the least free
 // milli that still fits (lowest index on ties); for whole GPUs, the lowest-index fully free
@@ -69,7 +79,7 @@ bool Fits(const NodeState& n, const TaskRequest& t, WorkloadId as, bool preempti
 GpuMask SelectGpusBestFit(const NodeState& n, const TaskRequest& t, GpuMask usable);
 
 // GPUs of `n` that workload `as` may use, given reservations.
-GpuMask UsableGpus(const NodeState& n, WorkloadId as, bool preemptible);
+GpuMask UsableGpus(const NodeState& n, WorkloadId as, ReservationAccess access);
 
 // Indexed, incrementally maintained free state of the whole cluster.
 //
@@ -81,6 +91,8 @@ class ClusterState {
   core::Status AddNode(NodeId id, const core::NodeSpec& spec);
   // Changes capacity, status or topology. Capacity may not drop below what is allocated.
   core::Status UpdateNode(NodeId id, const core::NodeSpec& spec);
+  // What UpdateNode would refuse, without changing anything.
+  core::Status CheckUpdate(NodeId id, const core::NodeSpec& spec) const;
   core::Status RemoveNode(NodeId id);
   void SetStatus(NodeId id, core::NodeStatus status);
 
@@ -90,7 +102,7 @@ class ClusterState {
 
   // Reservations: GPUs of a node held for one workload. Lendable reservations may be used
   // by preemptible work of others (which is evicted when the holder is ready).
-  void Reserve(NodeId id, GpuMask gpus, WorkloadId holder, bool lendable);
+  void Reserve(NodeId id, GpuMask gpus, WorkloadId holder, bool lendable, bool borrowed = false);
   void ClearReservation(NodeId id);
 
   bool Has(NodeId id) const { return id.value() < nodes_.size() && nodes_[id.value()].present; }

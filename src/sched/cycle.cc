@@ -60,8 +60,10 @@ Plan Scheduler::Impl::Cycle(Time now) {
   queued_evictions_.clear();
 
   std::unordered_map<ShapeKey, PendingReason, ShapeHash> failed;
-  const WorkloadRec* hol = Find(head_of_line_);
-  const Time hol_eta = hol != nullptr ? hol->hold_eta : 0;
+  // Head-of-line reservations: work that ends before the earliest of them is due may use
+  // their lent GPUs (EASY backfill against every holder at once).
+  Time hol_eta = INT64_MAX;
+  for (WorkloadId h : holders_) hol_eta = std::min(hol_eta, Rec(h).hold_eta);
 
   // Models w may run on now, in the order to try them: in-quota first, then borrowed.
   auto entitled_models = [&](const WorkloadRec& w, std::vector<GpuModelId>& in_quota,
@@ -98,9 +100,9 @@ Plan Scheduler::Impl::Cycle(Time now) {
     Unclaim(w);
     // Lent GPUs go to work that can be evicted when the holder is ready, or that ends
     // before the reservation is due (EASY backfill).
-    const bool may_use_lent =
-        (config_.preemption && w.spec.preemptible) ||
-        (hol != nullptr && w.spec.runtime_estimate > 0 && now + w.spec.runtime_estimate <= hol_eta);
+    const bool may_use_lent = (config_.preemption && w.spec.preemptible) ||
+                              (!holders_.empty() && w.spec.runtime_estimate > 0 &&
+                               now + w.spec.runtime_estimate <= hol_eta);
     std::vector<GpuModelId> in_quota, borrow;
     PendingReason why = PendingReason::kNoFit;
     if (t.gpu_count == 0) {
@@ -117,7 +119,7 @@ Plan Scheduler::Impl::Cycle(Time now) {
         t.gpu_memory_mib,         t.milli_cpu,        t.memory_mib,
         t.models.bits(),          w.spec.min_tasks,   static_cast<uint8_t>(w.spec.topology.level),
         w.spec.topology.required, w.spec.preemptible, may_use_lent};
-    const bool holds = w.hold != HoldKind::kNone;
+    const bool holds = w.hold != HoldKind::kNone || ledger_.Leaving(w.id) > 0;
     if (!holds) {
       if (auto it = failed.find(key); it != failed.end()) {
         w.reason = it->second;
@@ -128,7 +130,9 @@ Plan Scheduler::Impl::Cycle(Time now) {
     w.lent_from = WorkloadId();
     for (const auto* models : {&in_quota, &borrow}) {
       // A reservation held by a borrower does not stand in the way of in-quota work.
-      const bool entitled = models == &in_quota && hol != nullptr && !hol->hold_in_quota;
+      const bool entitled = models == &in_quota;
+      const ReservationAccess access = static_cast<ReservationAccess>(
+          (may_use_lent ? kUseLent : 0) | (entitled ? kUseBorrowed : 0));
       // One task: the policy chooses among the nodes of every entitled model at once. A
       // gang runs on one model: each is tried in turn.
       std::vector<ModelSet> tries;
@@ -142,17 +146,26 @@ Plan Scheduler::Impl::Cycle(Time now) {
       }
       for (ModelSet set : tries) {
         PendingReason r = PendingReason::kNoFit;
-        auto placed = PlaceGang(w, set, w.spec.min_tasks, may_use_lent || entitled, r);
+        auto placed = PlaceGang(w, set, w.spec.min_tasks, access, r);
         if (placed) {
           const GpuModelId m =
               t.gpu_count > 0 ? cluster_.node(placed->front().node).model : GpuModelId();
-          // Bound on GPUs reserved for someone else: it was lent that capacity.
+          // Bound on GPUs reserved for someone else: a borrower's reservation is taken by
+          // in-quota work (its holder plans again); otherwise the capacity was lent.
+          std::vector<WorkloadId> outranked;
           for (const TaskPlacement& p : *placed) {
             const NodeState& n = cluster_.node(p.node);
-            if (!entitled && n.reserved_for.valid() && n.reserved_for != w.id &&
-                (n.reserved_gpus & p.gpus)) {
+            if (!n.reserved_for.valid() || n.reserved_for == w.id || !(n.reserved_gpus & p.gpus)) {
+              continue;
+            }
+            if (entitled && n.reservation_borrowed) {
+              outranked.push_back(n.reserved_for);
+            } else if (!w.lent_from.valid()) {
               w.lent_from = n.reserved_for;
             }
+          }
+          for (WorkloadId h : outranked) {
+            if (WorkloadRec* holder = Find(h)) ReleaseHold(*holder);
           }
           Bind(w, m, *placed, plan, false);
           return;
@@ -160,10 +173,19 @@ Plan Scheduler::Impl::Cycle(Time now) {
         if (r == PendingReason::kTopologyUnsatisfiable) reason = r;
       }
     }
-    // Does not fit. Preemption for entitled work, a reservation for the head of line.
-    if (w.hold == HoldKind::kPreemption && w.victims_outstanding > 0) {
+    // Does not fit. While victims are still leaving for it, it waits: nothing more is
+    // evicted for it (whatever its hold), and its claim stands.
+    if (ledger_.Leaving(w.id) > 0) {
       if (claimed > 0) Claim(w, claimed_model, claimed);
       w.reason = PendingReason::kPreempting;
+      return;
+    }
+    // Work that could not run even on the empty cluster waits for the cluster to change,
+    // and neither preempts, reserves nor blocks anyone (see Grow).
+    if (!FitsEmptyCluster(w)) {
+      ReleaseHold(w);
+      w.reason = PendingReason::kUnschedulable;
+      failed.emplace(key, w.reason);
       return;
     }
     if (w.hold == HoldKind::kHeadOfLine && config_.preemption && ReclaimLent(w, plan)) {
@@ -172,11 +194,11 @@ Plan Scheduler::Impl::Cycle(Time now) {
     }
     if (w.hold == HoldKind::kPreemption) ReleaseHold(w);  // victims gone, still no fit
     if (!in_quota.empty() || !borrow.empty()) {
-      const bool over_borrowed_hold = !in_quota.empty() && hol != nullptr && !hol->hold_in_quota;
-      if (t.gpu_count > 0 && Preempt(w, plan, may_use_lent || over_borrowed_hold)) {
+      const ReservationAccess access = static_cast<ReservationAccess>(
+          (may_use_lent ? kUseLent : 0) | (!in_quota.empty() ? kUseBorrowed : 0));
+      if (t.gpu_count > 0 && Preempt(w, plan, access)) {
         if (w.hold == HoldKind::kHeadOfLine) {
           ReleaseHold(w);  // victims' GPUs will be held instead
-          hol = nullptr;
         }
         w.hold = HoldKind::kPreemption;
         w.reason = PendingReason::kPreempting;
@@ -187,33 +209,42 @@ Plan Scheduler::Impl::Cycle(Time now) {
       w.reason = PendingReason::kReserved;
       return;
     }
-    if (config_.reservations && !head_of_line_.valid() && t.gpu_count > 0 &&
+    const GpuModelId first_model = in_quota.empty() ? borrow.front() : in_quota.front();
+    if (config_.reservations && t.gpu_count > 0 &&
+        Holders(first_model) < config_.max_reservations &&
         reason != PendingReason::kTopologyUnsatisfiable &&
-        CreateHold(w, in_quota.empty() ? borrow.front() : in_quota.front(), now)) {
-      hol = &w;
-      w.hold_in_quota = !in_quota.empty();
+        CreateHold(w, first_model, !in_quota.empty(), now)) {
+      hol_eta = std::min(hol_eta, w.hold_eta);
       w.reason = PendingReason::kReserved;
       return;
     }
-    if (hol != nullptr && !may_use_lent) {
-      // Would it fit on the reserved GPUs? Then the reservation is what blocks it.
+    if (!holders_.empty() && !may_use_lent) {
+      // Would it fit on the reserved GPUs? Then a reservation is what blocks it. Ask with
+      // the holders' nodes opened up for a moment (lent to w).
       PendingReason r;
-      GpuModelId m = in_quota.empty() ? borrow.front() : in_quota.front();
-      ModelSet set = m.valid() ? ModelSet::Of(m) : ModelSet();
-      // Ask with the holder's nodes opened up for a moment (lent to w).
-      std::vector<std::pair<NodeId, bool>> lendable;
-      for (NodeId n : hol->held_nodes) {
-        const NodeState& ns = cluster_.node(n);
-        if (ns.reserved_for != hol->id) continue;
-        lendable.emplace_back(n, ns.reservation_lendable);
-        cluster_.Reserve(n, ns.reserved_gpus, hol->id, true);
+      ModelSet set = first_model.valid() ? ModelSet::Of(first_model) : ModelSet();
+      struct Saved {
+        NodeId node;
+        GpuMask gpus;
+        WorkloadId holder;
+        bool lendable, borrowed;
+      };
+      std::vector<Saved> saved;
+      for (WorkloadId h : holders_) {
+        for (NodeId n : Rec(h).held_nodes) {
+          const NodeState& ns = cluster_.node(n);
+          if (ns.reserved_for != h) continue;
+          saved.push_back(
+              {n, ns.reserved_gpus, h, ns.reservation_lendable, ns.reservation_borrowed});
+          cluster_.Reserve(n, ns.reserved_gpus, h, true, ns.reservation_borrowed);
+        }
       }
-      if (auto placed = PlaceGang(w, set, w.spec.min_tasks, true, r)) {
+      if (auto placed = PlaceGang(w, set, w.spec.min_tasks, kUseLent, r)) {
         Unallocate(w, *placed);
         reason = PendingReason::kBlockedByReservation;
       }
-      for (auto [n, was] : lendable) {
-        cluster_.Reserve(n, cluster_.node(n).reserved_gpus, hol->id, was);
+      for (const Saved& v : saved) {
+        cluster_.Reserve(v.node, v.gpus, v.holder, v.lendable, v.borrowed);
       }
     }
     w.reason = reason;
@@ -223,7 +254,7 @@ Plan Scheduler::Impl::Cycle(Time now) {
   // In-quota work: priority, then age, then id.
   std::vector<WorkloadRec*> ordered;
   ordered.reserve(pending_.size());
-  for (WorkloadId id : pending_) ordered.push_back(&workloads_[id.value()]);
+  for (WorkloadId id : pending_) ordered.push_back(&Rec(id));
   auto by_priority_age = [](const WorkloadRec* a, const WorkloadRec* b) {
     if (a->spec.priority != b->spec.priority) return a->spec.priority > b->spec.priority;
     if (a->spec.submit_time != b->spec.submit_time)
@@ -270,7 +301,7 @@ Plan Scheduler::Impl::Cycle(Time now) {
   if (config_.elastic) Grow(plan);
 
   for (WorkloadId id : pending_) {
-    const WorkloadRec& w = workloads_[id.value()];
+    const WorkloadRec& w = Rec(id);
     plan.pending.push_back(PendingExplanation{id, w.reason});
   }
   std::sort(plan.pending.begin(), plan.pending.end(),
@@ -282,21 +313,22 @@ Plan Scheduler::Impl::Cycle(Time now) {
 // growing never starts a grow-then-shrink cycle with waiting work.
 void Scheduler::Impl::Grow(Plan& plan) {
   for (WorkloadId id : pending_) {
-    if (Waits(workloads_[id.value()].reason)) return;
+    if (Waits(Rec(id).reason)) return;
   }
   std::vector<WorkloadRec*> elastic;
   std::sort(growable_.begin(), growable_.end());
   size_t kept = 0;
   for (WorkloadId id : growable_) {
-    WorkloadRec& w = workloads_[id.value()];
+    WorkloadRec* w = Find(id);
+    if (w == nullptr) continue;  // finished: its record is gone
     // Only elastic workloads grow, and tasks that ended on their own are not replaced: a
     // gang rank that finished is done, not missing.
-    if (w.present && w.state == WorkloadState::kRunning && w.spec.max_tasks > w.spec.min_tasks &&
-        w.live_tasks() + w.finished_tasks < w.spec.max_tasks && w.spec.task.gpu_count > 0) {
-      elastic.push_back(&w);
+    if (w->state == WorkloadState::kRunning && w->spec.max_tasks > w->spec.min_tasks &&
+        w->live_tasks() + w->finished_tasks < w->spec.max_tasks && w->spec.task.gpu_count > 0) {
+      elastic.push_back(w);
       growable_[kept++] = id;
     } else {
-      w.in_growable = false;
+      w->in_growable = false;
     }
   }
   growable_.resize(kept);
@@ -322,7 +354,7 @@ void Scheduler::Impl::Grow(Plan& plan) {
         break;
       }
       PendingReason r;
-      auto p = PlaceGang(*w, ModelSet::Of(m), 1, false, r);
+      auto p = PlaceGang(*w, ModelSet::Of(m), 1, ReservationAccess{0}, r);
       if (!p) break;
       grown.push_back(p->front());
     }
@@ -331,7 +363,13 @@ void Scheduler::Impl::Grow(Plan& plan) {
   }
 }
 
-bool Scheduler::Impl::CreateHold(WorkloadRec& w, GpuModelId m, Time now) {
+int32_t Scheduler::Impl::Holders(GpuModelId m) const {
+  int32_t n = 0;
+  for (WorkloadId h : holders_) n += Rec(h).hold_model == m;
+  return n;
+}
+
+bool Scheduler::Impl::CreateHold(WorkloadRec& w, GpuModelId m, bool in_quota, Time now) {
   const int64_t need = w.task_milli() * w.spec.min_tasks;
   if (cluster_.capacity_milli(m) < need) return false;
   // When each node of model m is expected to be free: the latest expected end of the tasks
@@ -340,7 +378,7 @@ bool Scheduler::Impl::CreateHold(WorkloadRec& w, GpuModelId m, Time now) {
   auto free_at = [&](const NodeState& n) {
     Time t = now;
     for (auto [wid, task] : node_tasks_[n.id.value()]) {
-      const WorkloadRec& r = workloads_[wid.value()];
+      const WorkloadRec& r = Rec(wid);
       Duration est = r.spec.runtime_estimate > 0 ? r.spec.runtime_estimate : kUnknown;
       t = std::max(t, r.start_time + est);
     }
@@ -398,12 +436,14 @@ bool Scheduler::Impl::CreateHold(WorkloadRec& w, GpuModelId m, Time now) {
   if (best.empty()) return false;
   for (NodeId id : best) {
     // Lending needs preemption: lent work must be evicted when the holder is ready.
-    cluster_.Reserve(id, cluster_.node(id).all_gpus(), w.id, config_.preemption);
+    cluster_.Reserve(id, cluster_.node(id).all_gpus(), w.id, config_.preemption, !in_quota);
   }
   w.held_nodes = std::move(best);
   w.hold = HoldKind::kHeadOfLine;
   w.hold_eta = best_eta;
-  head_of_line_ = w.id;
+  w.hold_in_quota = in_quota;
+  w.hold_model = m;
+  holders_.push_back(w.id);
   return true;
 }
 

@@ -38,13 +38,29 @@ int64_t DomainTaskBound(const std::array<int32_t, core::kMaxGpusPerNode + 1>& hi
 
 }  // namespace
 
+int NvlinkRoom(const NodeState& n, const TaskRequest& t, WorkloadId as, ReservationAccess access) {
+  const GpuMask usable = UsableGpus(n, as, access);
+  const int dom = n.nvlink_domain_gpus > 0 ? n.nvlink_domain_gpus : n.gpu_count;
+  int best = 0;
+  for (int d = 0; d < n.gpu_count; d += dom) {
+    int free = 0;
+    for (int j = d; j < std::min<int>(d + dom, n.gpu_count); ++j) {
+      if (!((usable >> j) & 1u) || n.gpu_free[j] != core::kMilliGpu) continue;
+      if (t.gpu_memory_mib > 0 && n.gpu_memory_capacity < t.gpu_memory_mib) continue;
+      ++free;
+    }
+    best = std::max(best, free);
+  }
+  return best;
+}
+
 void Scheduler::Impl::Unallocate(const WorkloadRec& w, const std::vector<TaskPlacement>& placed) {
   for (const TaskPlacement& p : placed) cluster_.Release(p.node, w.spec.task, p.gpus);
 }
 
 std::optional<std::vector<TaskPlacement>> Scheduler::Impl::PlaceGang(const WorkloadRec& w,
                                                                      ModelSet models, int32_t count,
-                                                                     bool may_use_lent,
+                                                                     ReservationAccess access,
                                                                      PendingReason& reason) {
   TaskRequest t = w.spec.task;
   if (t.gpu_count > 0) t.models = models;
@@ -57,7 +73,7 @@ std::optional<std::vector<TaskPlacement>> Scheduler::Impl::PlaceGang(const Workl
   // Places `count` tasks one by one inside `domain` (all nodes if null); all or nothing.
   auto sequential = [&](const std::vector<NodeId>* domain) -> bool {
     for (int32_t i = 0; i < count; ++i) {
-      auto p = ChooseNode(cluster_, *policy_, t, w.id, may_use_lent, rng_, domain);
+      auto p = ChooseNode(cluster_, *policy_, t, w.id, access, rng_, domain);
       if (!p) {
         Unallocate(w, placed);
         placed.clear();
@@ -89,6 +105,44 @@ std::optional<std::vector<TaskPlacement>> Scheduler::Impl::PlaceGang(const Workl
     return InOneNvlinkDomain(cluster_.node(placed.front().node), all);
   };
 
+  // Required NVLink with whole GPUs: every task on one node, all their GPUs in one NVLink
+  // domain. Only nodes with a domain that has room are candidates, and each is tried in
+  // the policy's order until one works: a node whose free GPUs are split across domains
+  // does not end the search.
+  if (nvlink && t.gpu_count > 0 && !t.fractional()) {
+    const int gpus = t.gpu_count * count;
+    TaskRequest whole = t;
+    whole.gpu_count = gpus;
+    whole.milli_cpu = t.milli_cpu * count;
+    whole.memory_mib = t.memory_mib * count;
+    std::vector<NodeId> room;
+    if (gpus <= core::kMaxGpusPerNode) {
+      for (const NodeState& n : cluster_.nodes()) {
+        if (Fits(n, whole, w.id, access) && NvlinkRoom(n, whole, w.id, access) >= gpus) {
+          room.push_back(n.id);
+        }
+      }
+    }
+    while (!room.empty()) {
+      auto p = ChooseNode(cluster_, *policy_, whole, w.id, access, rng_, &room);
+      if (!p) break;
+      std::vector<NodeId> single{p->node};
+      if (sequential(&single)) {
+        if (nvlink_ok()) return placed;
+        Unallocate(w, placed);
+        placed.clear();
+      }
+      std::erase(room, p->node);
+    }
+    reason = PendingReason::kTopologyUnsatisfiable;
+    int64_t free = 0;
+    for (uint32_t m = 0; m < cluster_.model_bound(); ++m) {
+      if (models.Accepts(GpuModelId(m))) free += cluster_.free_milli(GpuModelId(m));
+    }
+    if (free < t.total_milli_gpu() * count) reason = PendingReason::kNoFit;
+    return std::nullopt;
+  }
+
   // One task: the policy picks among all nodes.
   if (count == 1) {
     if (sequential(nullptr)) {
@@ -110,7 +164,7 @@ std::optional<std::vector<TaskPlacement>> Scheduler::Impl::PlaceGang(const Workl
       whole.gpu_count = t.gpu_count * count;
       whole.milli_cpu = t.milli_cpu * count;
       whole.memory_mib = t.memory_mib * count;
-      auto p = ChooseNode(cluster_, *policy_, whole, w.id, may_use_lent, rng_);
+      auto p = ChooseNode(cluster_, *policy_, whole, w.id, access, rng_);
       if (p) {
         std::vector<NodeId> single{p->node};
         if (sequential(&single)) {
@@ -122,7 +176,7 @@ std::optional<std::vector<TaskPlacement>> Scheduler::Impl::PlaceGang(const Workl
     }
   } else if (!Wider(cap, TopologyLevel::kNode)) {
     for (const NodeState& n : cluster_.nodes()) {
-      if (!Fits(n, t, w.id, may_use_lent)) continue;
+      if (!Fits(n, t, w.id, access)) continue;
       std::vector<NodeId> single{n.id};
       if (sequential(&single) && nvlink_ok()) return placed;
       Unallocate(w, placed);

@@ -7,10 +7,10 @@ namespace gpuorch::sched {
 namespace {
 
 std::optional<TaskPlacement> Finish(const ClusterState& cluster, PlacementPolicy& policy,
-                                    const TaskRequest& t, WorkloadId as, bool preemptible,
+                                    const TaskRequest& t, WorkloadId as, ReservationAccess access,
                                     NodeId id) {
   const NodeState& n = cluster.node(id);
-  GpuMask gpus = policy.SelectGpus(n, t, UsableGpus(n, as, preemptible));
+  GpuMask gpus = policy.SelectGpus(n, t, UsableGpus(n, as, access));
   if (t.gpu_count > 0 && gpus == 0) return std::nullopt;
   return TaskPlacement{id, gpus};
 }
@@ -18,8 +18,9 @@ std::optional<TaskPlacement> Finish(const ClusterState& cluster, PlacementPolicy
 }  // namespace
 
 std::optional<TaskPlacement> ChooseNode(const ClusterState& cluster, PlacementPolicy& policy,
-                                        const TaskRequest& t, WorkloadId as, bool preemptible,
-                                        core::Rng& rng, const std::vector<NodeId>* domain) {
+                                        const TaskRequest& t, WorkloadId as,
+                                        ReservationAccess access, core::Rng& rng,
+                                        const std::vector<NodeId>* domain) {
   const bool random = policy.random_node_choice();
   NodeId best;
   int64_t best_score = 0;
@@ -34,24 +35,24 @@ std::optional<TaskPlacement> ChooseNode(const ClusterState& cluster, PlacementPo
     if (random) {
       std::vector<NodeId> feasible;
       for (NodeId id : *domain) {
-        if (Fits(cluster.node(id), t, as, preemptible)) feasible.push_back(id);
+        if (Fits(cluster.node(id), t, as, access)) feasible.push_back(id);
       }
       if (feasible.empty()) return std::nullopt;
-      return Finish(cluster, policy, t, as, preemptible, feasible[rng.Uniform(feasible.size())]);
+      return Finish(cluster, policy, t, as, access, feasible[rng.Uniform(feasible.size())]);
     }
     for (NodeId id : *domain) {
       const NodeState& n = cluster.node(id);
-      if (Fits(n, t, as, preemptible)) consider(n, id);
+      if (Fits(n, t, as, access)) consider(n, id);
     }
   } else if (random) {
     uint64_t feasible = 0;
     cluster.ForEachGroup([&](const NodeState& n, NodeId, size_t members) {
-      if (Fits(n, t, as, preemptible)) feasible += members;
+      if (Fits(n, t, as, access)) feasible += members;
     });
     if (feasible == 0) return std::nullopt;
     uint64_t pick = rng.Uniform(feasible);
     cluster.ForEachGroup([&](const NodeState& n, NodeId lowest, size_t members) {
-      if (best.valid() || !Fits(n, t, as, preemptible)) return;
+      if (best.valid() || !Fits(n, t, as, access)) return;
       if (pick < members) {
         const auto& m = cluster.GroupMembers(lowest);
         best = NodeId(*std::next(m.begin(), static_cast<std::ptrdiff_t>(pick)));
@@ -61,11 +62,11 @@ std::optional<TaskPlacement> ChooseNode(const ClusterState& cluster, PlacementPo
     });
   } else {
     cluster.ForEachGroup([&](const NodeState& n, NodeId lowest, size_t) {
-      if (Fits(n, t, as, preemptible)) consider(n, lowest);
+      if (Fits(n, t, as, access)) consider(n, lowest);
     });
   }
   if (!best.valid()) return std::nullopt;
-  return Finish(cluster, policy, t, as, preemptible, best);
+  return Finish(cluster, policy, t, as, access, best);
 }
 
 }  // namespace gpuorch::sched

@@ -19,8 +19,8 @@ struct TaskPlacement {
 // group of identical nodes: O(groups), not O(nodes). With `domain`, it scores those nodes.
 // Returns nothing when no node fits. It does not change the cluster.
 std::optional<TaskPlacement> ChooseNode(const ClusterState& cluster, PlacementPolicy& policy,
-                                        const TaskRequest& t, WorkloadId as, bool preemptible,
-                                        core::Rng& rng,
+                                        const TaskRequest& t, WorkloadId as,
+                                        ReservationAccess access, core::Rng& rng,
                                         const std::vector<NodeId>* domain = nullptr);
 
 }  // namespace gpuorch::sched

@@ -20,6 +20,8 @@ const char* ToString(PendingReason r) {
       return "Preempting";
     case PendingReason::kReserved:
       return "Reserved";
+    case PendingReason::kUnschedulable:
+      return "Unschedulable";
   }
   return "?";
 }

@@ -21,6 +21,7 @@ enum class PendingReason : uint8_t {
   kBlockedByReservation,   // would delay a reservation held for an older workload
   kPreempting,             // victims are being evicted for it; capacity is reserved
   kReserved,               // head of line: capacity is being gathered for it (no starvation)
+  kUnschedulable,          // does not fit even the empty cluster as it is now; blocks nobody
 };
 const char* ToString(PendingReason r);
 

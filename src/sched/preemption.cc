@@ -1,13 +1,11 @@
 // Preemption: when entitled work does not fit, evict the cheapest set of victims.
 //
 // Who may be a victim (never non-preemptible work, never work younger than min_runtime):
-//   class 0: elastic tasks beyond min_tasks (taken back by a resize, the workload keeps
-//            running);
-//   class 1: work of another queue that borrows, for an in-quota preemptor. Which of a
-//            queue's workloads borrow: in the queue's order (priority, then age), those
-//            past its guarantee; the ones inside it are never victims of a reclaim, and a
-//            victim is taken only while its queue still borrows (counting work already
-//            being evicted and victims already chosen);
+//   class 0: an elastic task beyond min_tasks, one task per victim (taken back by a
+//            resize, the workload keeps running), so a shrink stops only the tasks needed;
+//   class 1: work of another queue that borrows, for an in-quota preemptor, taken only if
+//            the queue stays at or above its guarantee once it and every victim chosen
+//            before it have left (and work already being evicted);
 //   class 2: lower-priority work of the preemptor's own queue;
 //   class 3: work that runs on GPUs lent from the preemptor's head-of-line reservation.
 // Cost order: class, then priority (lowest first), then youngest first.
@@ -20,7 +18,9 @@
 // different nodes the first found wins; age orders victims within a node. So victims free one
 // topology domain rather than scattered GPUs. A preemptor's request counts against its
 // queue's guarantee from the moment it evicts (a claim), so that preemptors of one queue
-// cannot together take more than the guarantee.
+// cannot together take more than the guarantee. Tasks already stopping (for another
+// preemptor, a resize or a node loss) are never offered again: each task stops for one
+// preemptor, recorded in the VictimLedger.
 #include <algorithm>
 #include <map>
 
@@ -66,7 +66,8 @@ void Scheduler::Impl::Unfree(const Victim& v) {
 }
 
 std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::MinimalSet(
-    const WorkloadRec& w, GpuModelId m, const std::vector<Victim>& cands, bool may_use_lent) {
+    const WorkloadRec& w, GpuModelId m, const std::vector<Victim>& cands,
+    ReservationAccess access) {
   const int64_t need = w.task_milli() * w.spec.min_tasks;
   std::vector<Victim> chosen;
   PendingReason ignored;
@@ -86,7 +87,7 @@ std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::MinimalSet(
     Free(v);
     chosen.push_back(v);
     if (cluster_.free_milli(m) < need) continue;  // cheap gate before the exact check
-    auto placed = PlaceGang(w, ModelSet::Of(m), w.spec.min_tasks, may_use_lent, ignored);
+    auto placed = PlaceGang(w, ModelSet::Of(m), w.spec.min_tasks, access, ignored);
     if (placed) {
       Unallocate(w, *placed);
       fits = true;
@@ -100,7 +101,7 @@ std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::MinimalSet(
   // Drop victims that are not needed, most expensive first.
   for (size_t i = chosen.size(); i-- > 0;) {
     Unfree(chosen[i]);
-    auto placed = PlaceGang(w, ModelSet::Of(m), w.spec.min_tasks, may_use_lent, ignored);
+    auto placed = PlaceGang(w, ModelSet::Of(m), w.spec.min_tasks, access, ignored);
     if (placed) {
       Unallocate(w, *placed);
       chosen.erase(chosen.begin() + static_cast<std::ptrdiff_t>(i));
@@ -121,22 +122,29 @@ void Scheduler::Impl::Candidates(const WorkloadRec& w, WorkloadRec& v, GpuModelI
   const QueueId q = w.spec.queue;
   const bool same = v.spec.queue == q;
   const bool lower = same && v.spec.priority < w.spec.priority;
-  // Another queue's work is reclaimable only if it is one of that queue's borrowing
-  // workloads (see ClassifyBorrowers) and, when chosen, the queue still borrows.
-  const bool borrowed = in_quota && !same && v.borrowing && Borrowing(v.spec.queue, m, 0);
-  const int32_t extra = v.live_tasks() - v.spec.min_tasks;
+  // Another queue's work is reclaimable only while that queue borrows; whether taking this
+  // victim would leave it below its guarantee is checked with the victims chosen before it.
+  const bool borrowed = in_quota && !same && Borrowing(v.spec.queue, m, 0);
+  // Tasks already stopping are leaving for someone else: never offered again.
+  std::vector<int32_t> staying;
+  for (const TaskRec& t : v.tasks) {
+    if (!t.stopping) staying.push_back(t.index);
+  }
+  if (staying.empty()) return;
+  std::sort(staying.rbegin(), staying.rend());  // the newest elastic tasks go first
+  const int32_t extra = static_cast<int32_t>(staying.size()) - v.spec.min_tasks;
   if (extra > 0 && (same ? (lower || in_quota) : borrowed)) {
-    Victim e{&v, 0, {}, v.task_milli() * extra};
-    for (const TaskRec& t : v.tasks) e.tasks.push_back(t.index);
-    std::sort(e.tasks.rbegin(), e.tasks.rend());
-    e.tasks.resize(static_cast<size_t>(extra));
-    out.push_back(std::move(e));
+    for (int32_t i = 0; i < extra; ++i) out.push_back(Victim{&v, 0, {staying[i]}, v.task_milli()});
   }
   if (lower || borrowed) {
-    Victim whole{&v, lower ? 2 : 1, {}, v.task_milli() * v.live_tasks()};
-    for (const TaskRec& t : v.tasks) whole.tasks.push_back(t.index);
-    out.push_back(std::move(whole));
+    const int64_t milli = v.task_milli() * static_cast<int64_t>(staying.size());
+    out.push_back(Victim{&v, lower ? 2 : 1, std::move(staying), milli});
   }
+}
+
+bool Scheduler::Impl::Reclaimable(QueueId q, GpuModelId m, int64_t milli) const {
+  const QueueRec& r = queues_[q.value()];
+  return r.usage[m.value()] - r.evicting[m.value()] - milli >= r.guaranteed[m.value()];
 }
 
 namespace {
@@ -145,7 +153,8 @@ bool CheaperVictim(const Scheduler::Impl::Victim& a, const Scheduler::Impl::Vict
   if (a.cls != b.cls) return a.cls < b.cls;
   if (a.w->spec.priority != b.w->spec.priority) return a.w->spec.priority < b.w->spec.priority;
   if (a.w->start_time != b.w->start_time) return a.w->start_time > b.w->start_time;
-  return a.w->id > b.w->id;
+  if (a.w->id != b.w->id) return a.w->id > b.w->id;
+  return a.tasks.front() > b.tasks.front();  // one workload's elastic tasks: newest first
 }
 
 // What ClusterState::Release does to a node's free state, on a scratch copy.
@@ -168,21 +177,21 @@ void ReleaseOnCopy(NodeState& n, const TaskRequest& t, GpuMask mask) {
 // worst; the scan starts where the last one succeeded and stops once an option as cheap
 // as any can be (one victim of the cheapest class) is found.
 std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::PreemptOnOneNode(
-    const WorkloadRec& w, GpuModelId m, bool in_quota, Time now, bool may_use_lent) {
+    const WorkloadRec& w, GpuModelId m, bool in_quota, Time now, ReservationAccess access) {
   TaskRequest t = w.spec.task;
   t.models = ModelSet::Of(m);
   const int cheapest_possible = in_quota ? 1 : 2;
   const int64_t need = w.task_milli();
-  // A candidate on one node: a whole workload, or (class 0) its elastic tasks, which are
-  // the tasks with index >= min_extra.
+  // A candidate on one node: a whole workload (its staying tasks), or (class 0) one of its
+  // elastic tasks.
   struct Local {
     WorkloadRec* w;
     int cls;
-    int32_t min_extra;
+    int32_t task;  // class 0: the task
     int64_t milli;
   };
   auto releases = [](const Local& l, const TaskRec& r) {
-    return l.cls != 0 || r.index >= l.min_extra;
+    return !r.stopping && (l.cls != 0 || r.index == l.task);
   };
   std::vector<Local> local, chosen, trial, best_set;
   NodeId best_node;
@@ -196,7 +205,7 @@ std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::PreemptOnOn
         if (r.node == n.id && releases(l, r)) ReleaseOnCopy(copy, l.w->spec.task, r.gpus);
       }
     }
-    return Fits(copy, t, w.id, may_use_lent);
+    return Fits(copy, t, w.id, access);
   };
   const auto& nodes = cluster_.nodes();
   if (preempt_cursor_.size() <= m.value()) preempt_cursor_.resize(m.value() + 1, 0);
@@ -208,20 +217,18 @@ std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::PreemptOnOn
     if (on_node.empty()) continue;
     local.clear();
     for (size_t i = 0; i < on_node.size(); ++i) {
-      WorkloadRec& v = workloads_[on_node[i].first.value()];
+      WorkloadRec& v = Rec(on_node[i].first);
       bool seen = false;
       for (size_t j = 0; j < i && !seen; ++j) seen = on_node[j].first == v.id;
       if (seen) continue;
       scratch.clear();
       Candidates(w, v, m, in_quota, now, scratch);
       for (const Victim& c : scratch) {
-        Local l{&v, c.cls, 0, c.milli};
+        Local l{&v, c.cls, c.tasks.front(), c.milli};
         if (c.cls == 0) {  // only elastic tasks on this node help
-          l.min_extra = *std::min_element(c.tasks.begin(), c.tasks.end());
-          int64_t here = 0;
-          for (const TaskRec& r : v.tasks) here += r.node == n.id && r.index >= l.min_extra;
-          if (here == 0) continue;
-          l.milli = v.task_milli() * here;
+          bool here = false;
+          for (const TaskRec& r : v.tasks) here |= r.node == n.id && r.index == l.task;
+          if (!here) continue;
         }
         local.push_back(l);
       }
@@ -231,26 +238,35 @@ std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::PreemptOnOn
       if (a.cls != b.cls) return a.cls < b.cls;
       if (a.w->spec.priority != b.w->spec.priority) return a.w->spec.priority < b.w->spec.priority;
       if (a.w->start_time != b.w->start_time) return a.w->start_time > b.w->start_time;
-      return a.w->id > b.w->id;
+      if (a.w->id != b.w->id) return a.w->id > b.w->id;
+      return a.task > b.task;
     });
     chosen.clear();
     taken.clear();
     bool fits = false;
     for (const Local& l : local) {
-      if (std::any_of(chosen.begin(), chosen.end(), [&](const Local& c) { return c.w == l.w; })) {
-        continue;  // already going as a whole or by its elastic tasks
+      // A workload goes at most once: as a whole, or by elastic tasks (a whole victim after
+      // its own elastic tasks takes their place).
+      if (std::any_of(chosen.begin(), chosen.end(),
+                      [&](const Local& c) { return c.w == l.w && c.cls != 0; })) {
+        continue;
+      }
+      int64_t adds = l.milli;
+      if (l.cls != 0) {
+        for (const Local& c : chosen) adds -= c.w == l.w ? c.milli : 0;
       }
       if (l.w->spec.queue != w.spec.queue) {  // never below its guarantee
         auto it = std::find_if(taken.begin(), taken.end(),
                                [&](const auto& e) { return e.first == l.w->spec.queue.value(); });
         int64_t already = it == taken.end() ? 0 : it->second;
-        if (!Borrowing(l.w->spec.queue, m, already)) continue;
+        if (!Reclaimable(l.w->spec.queue, m, already + adds)) continue;
         if (it == taken.end()) {
-          taken.emplace_back(l.w->spec.queue.value(), l.milli);
+          taken.emplace_back(l.w->spec.queue.value(), adds);
         } else {
-          it->second += l.milli;
+          it->second += adds;
         }
       }
+      if (l.cls != 0) std::erase_if(chosen, [&](const Local& c) { return c.w == l.w; });
       chosen.push_back(l);
       if (fits_with(n, chosen)) {
         fits = true;
@@ -280,50 +296,20 @@ std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::PreemptOnOn
   for (const Local& l : best_set) {
     Victim v{l.w, l.cls, {}, l.milli};
     for (const TaskRec& r : l.w->tasks) {
-      if (l.cls != 0 || (r.node == best_node && r.index >= l.min_extra)) v.tasks.push_back(r.index);
+      if (releases(l, r)) v.tasks.push_back(r.index);
     }
     out.push_back(std::move(v));
   }
   return out;
 }
 
-// Marks, once per cycle, the running workloads that borrow: per queue and model, in the
-// queue's own order (priority, then age), those whose cumulative usage passes the
-// guarantee. Reclaim takes only these, so the oldest work inside a guarantee is safe even
-// while the queue as a whole borrows (KAI-Scheduler and YuniKorn classify the same way).
-void Scheduler::Impl::ClassifyBorrowers() {
-  if (classified_cycle_ == cycle_count_) return;
-  classified_cycle_ = cycle_count_;
-  std::vector<WorkloadRec*> live;
-  for (WorkloadId id : running_) {
-    WorkloadRec& w = workloads_[id.value()];
-    w.borrowing = false;
-    if (w.state == WorkloadState::kRunning && w.spec.task.gpu_count > 0) live.push_back(&w);
-  }
-  std::sort(live.begin(), live.end(), [](const WorkloadRec* a, const WorkloadRec* b) {
-    if (a->spec.queue != b->spec.queue) return a->spec.queue < b->spec.queue;
-    if (a->model != b->model) return a->model < b->model;
-    if (a->spec.priority != b->spec.priority) return a->spec.priority > b->spec.priority;
-    if (a->start_time != b->start_time) return a->start_time < b->start_time;
-    return a->id < b->id;
-  });
-  int64_t used = 0;
-  for (size_t i = 0; i < live.size(); ++i) {
-    WorkloadRec& w = *live[i];
-    if (i == 0 || w.spec.queue != live[i - 1]->spec.queue || w.model != live[i - 1]->model) {
-      used = 0;
-    }
-    used += w.task_milli() * w.live_tasks();
-    w.borrowing = used > queues_[w.spec.queue.value()].guaranteed[w.model.value()];
-  }
-}
-
 // Whether w could have any victim on model m at all, in O(queues): most failed placements
 // are not entitled to preempt, and this keeps them from scanning the cluster.
 bool Scheduler::Impl::AnyVictimPossible(const WorkloadRec& w, GpuModelId m, bool in_quota) {
   std::erase_if(elastic_extras_, [&](WorkloadId id) {
-    const WorkloadRec& v = workloads_[id.value()];
-    return !v.present || v.state != WorkloadState::kRunning || v.live_tasks() <= v.spec.min_tasks;
+    const WorkloadRec* v = Find(id);
+    return v == nullptr || v->state != WorkloadState::kRunning ||
+           v->staying_tasks() <= v->spec.min_tasks;
   });
   if (!elastic_extras_.empty()) return true;
   const QueueRec& own = queues_[w.spec.queue.value()];
@@ -341,10 +327,9 @@ bool Scheduler::Impl::AnyVictimPossible(const WorkloadRec& w, GpuModelId m, bool
   return false;
 }
 
-bool Scheduler::Impl::Preempt(WorkloadRec& w, Plan& plan, bool may_use_lent) {
+bool Scheduler::Impl::Preempt(WorkloadRec& w, Plan& plan, ReservationAccess access) {
   if (!config_.preemption) return false;
   if (w.spec.task.gpu_count == 0) return false;  // CPU-only work does not preempt
-  ClassifyBorrowers();
   const QueueId q = w.spec.queue;
   const int64_t need = w.task_milli() * w.spec.min_tasks;
   const bool one_node =
@@ -371,24 +356,31 @@ bool Scheduler::Impl::Preempt(WorkloadRec& w, Plan& plan, bool may_use_lent) {
     in_quota = InQuota(q, m, need);
     if (!AnyVictimPossible(w, m, in_quota)) continue;
     if (one_node) {
-      consider(PreemptOnOneNode(w, m, in_quota, plan.now, may_use_lent));
+      consider(PreemptOnOneNode(w, m, in_quota, plan.now, access));
       continue;
     }
     // Gangs: candidates in cost order; a borrower is a victim only while its queue still
     // borrows after the victims before it.
     std::vector<Victim> cands;
     for (WorkloadId vid : running_) {
-      Candidates(w, workloads_[vid.value()], m, in_quota, plan.now, cands);
+      Candidates(w, Rec(vid), m, in_quota, plan.now, cands);
     }
     if (cands.empty()) continue;
     std::sort(cands.begin(), cands.end(), CheaperVictim);
+    // Never below a guarantee: a borrower's victims are allowed, cheapest first, while its
+    // queue stays at or above its guarantee with all of them gone (a workload's elastic
+    // tasks and the workload as a whole are counted once).
     std::map<uint32_t, int64_t> taken;
+    std::map<WorkloadId, int64_t> counted;
     std::vector<Victim> allowed;
     for (Victim& v : cands) {
-      if (v.w->spec.queue != q) {  // never below its guarantee
+      if (v.w->spec.queue != q) {
         int64_t& already = taken[v.w->spec.queue.value()];
-        if (!Borrowing(v.w->spec.queue, m, already)) continue;
-        already += v.milli;
+        int64_t& of_w = counted[v.w->id];
+        const int64_t adds = v.cls == 0 ? v.milli : std::max<int64_t>(0, v.milli - of_w);
+        if (!Reclaimable(v.w->spec.queue, m, already + adds)) continue;
+        already += adds;
+        of_w += adds;
       }
       allowed.push_back(std::move(v));
     }
@@ -404,15 +396,18 @@ bool Scheduler::Impl::Preempt(WorkloadRec& w, Plan& plan, bool may_use_lent) {
         uint32_t r = rack_of[t.node.value()];
         if (r == UINT32_MAX || r == last) continue;
         if (std::find(v.tasks.begin(), v.tasks.end(), t.index) == v.tasks.end()) continue;
-        if (!per[r].empty() && per[r].back().w == v.w && per[r].back().cls == v.cls) continue;
+        if (!per[r].empty() && per[r].back().w == v.w && per[r].back().cls == v.cls &&
+            per[r].back().tasks == v.tasks) {
+          continue;  // the same victim, on another node of this rack
+        }
         per[r].push_back(v);
         last = r;
       }
     }
     for (uint32_t r = 0; r < per.size(); ++r) {
-      if (!per[r].empty()) consider(MinimalSet(w, m, per[r], may_use_lent));
+      if (!per[r].empty()) consider(MinimalSet(w, m, per[r], access));
     }
-    if (!best) consider(MinimalSet(w, m, allowed, may_use_lent));
+    if (!best) consider(MinimalSet(w, m, allowed, access));
   }
   if (!best) return false;
   Evict(w, *best, plan);
@@ -428,35 +423,50 @@ void Scheduler::Impl::Evict(WorkloadRec& w, const std::vector<Victim>& victims, 
   for (const Victim& v : victims) {
     WorkloadRec& r = *v.w;
     if (v.cls == 0 && whole(&r)) continue;  // the whole workload goes anyway
-    r.evicted_for = w.id;
     EvictionReason reason = v.cls == 3   ? EvictionReason::kReservationReady
                             : v.cls == 2 ? EvictionReason::kPriority
                             : r.spec.queue == w.spec.queue && r.spec.priority < w.spec.priority
                                 ? EvictionReason::kPriority
                                 : EvictionReason::kReclaimGuarantee;
     for (TaskRec& t : r.tasks) {
-      if (v.cls == 0 && std::find(v.tasks.begin(), v.tasks.end(), t.index) == v.tasks.end()) {
-        continue;
-      }
+      if (std::find(v.tasks.begin(), v.tasks.end(), t.index) == v.tasks.end()) continue;
+      GPUORCH_CHECK(!t.stopping);  // Candidates offers staying tasks only
       MarkStopping(r, t);
+      ledger_.Link(w.id, r.id, t.index);
     }
     if (v.cls == 0) {
-      plan.resizes.push_back(Resize{r.id, v.tasks, reason, w.id, r.spec.grace_period});
+      // One resize per workload: its elastic tasks chosen one by one stop together.
+      if (!plan.resizes.empty() && plan.resizes.back().workload == r.id &&
+          plan.resizes.back().preemptor == w.id) {
+        plan.resizes.back().tasks.insert(plan.resizes.back().tasks.end(), v.tasks.begin(),
+                                         v.tasks.end());
+      } else {
+        plan.resizes.push_back(Resize{r.id, v.tasks, reason, w.id, r.spec.grace_period});
+      }
     } else {
+      // Tasks that were already stopping (a resize for someone else) keep their preemptor;
+      // the workload as a whole now leaves.
+      for (TaskRec& t : r.tasks) MarkStopping(r, t);
       r.state = WorkloadState::kEvicting;
       plan.evictions.push_back(Eviction{r.id, reason, w.id, r.spec.grace_period});
     }
-    ++w.victims_outstanding;
   }
 }
 
 bool Scheduler::Impl::ReclaimLent(WorkloadRec& w, Plan& plan) {
+  // Lent work that may go: preemptible and past its min_runtime. Protected lent work
+  // (non-preemptible work that backfilled because it ends in time) is waited for.
   std::vector<Victim> cands;
   for (WorkloadId vid : running_) {
-    WorkloadRec& v = workloads_[vid.value()];
+    WorkloadRec& v = Rec(vid);
     if (v.state != WorkloadState::kRunning || v.lent_from != w.id) continue;
-    Victim x{&v, 3, {}, v.task_milli() * v.live_tasks()};
-    for (const TaskRec& t : v.tasks) x.tasks.push_back(t.index);
+    if (!v.spec.preemptible || plan.now - v.start_time < v.spec.min_runtime) continue;
+    Victim x{&v, 3, {}, 0};
+    for (const TaskRec& t : v.tasks) {
+      if (!t.stopping) x.tasks.push_back(t.index);
+    }
+    if (x.tasks.empty()) continue;
+    x.milli = v.task_milli() * static_cast<int64_t>(x.tasks.size());
     cands.push_back(std::move(x));
   }
   if (cands.empty()) return false;
@@ -466,7 +476,7 @@ bool Scheduler::Impl::ReclaimLent(WorkloadRec& w, Plan& plan) {
     return a.w->id > b.w->id;
   });
   GpuModelId m = cands.front().w->model;
-  auto set = MinimalSet(w, m, cands, false);
+  auto set = MinimalSet(w, m, cands, ReservationAccess{0});
   if (!set || set->empty()) return false;
   Evict(w, *set, plan);
   // From now on the reservation is not lent any more.

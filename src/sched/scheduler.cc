@@ -37,9 +37,9 @@ Scheduler::Impl::Impl(const SchedulerConfig& config, std::unique_ptr<PlacementPo
     : config_(config), policy_(std::move(policy)), rng_(config.seed ^ 0x6770756f726368ull) {}
 
 WorkloadRec* Scheduler::Impl::Find(WorkloadId id) {
-  if (!id.valid() || id.value() >= workloads_.size()) return nullptr;
-  WorkloadRec& w = workloads_[id.value()];
-  return w.present ? &w : nullptr;
+  if (!id.valid()) return nullptr;
+  auto it = slot_of_.find(id);
+  return it == slot_of_.end() ? nullptr : &workloads_[it->second];
 }
 
 const WorkloadRec* Scheduler::Impl::Find(WorkloadId id) const {
@@ -97,21 +97,37 @@ Status Scheduler::Impl::AddQueue(QueueId id, const QueueSpec& spec, bool update)
 
 Status Scheduler::Impl::AddNode(NodeId id, const core::NodeSpec& spec) {
   if (Status s = cluster_.AddNode(id, spec); !s.ok()) return s;
+  ++nodes_version_;
   if (id.value() >= node_tasks_.size()) node_tasks_.resize(id.value() + 1);
   return Status::Ok();
 }
 
 Status Scheduler::Impl::UpdateNode(NodeId id, const core::NodeSpec& spec) {
   if (!cluster_.Has(id)) return Status::NotFound("node " + spec.name + ": unknown");
-  bool was_up = cluster_.node(id).status != NodeStatus::kDown;
-  if (spec.status == NodeStatus::kDown && was_up) {
-    LoseNode(id);
+  // Validate before acting: a refused call changes nothing. Going down releases every
+  // allocation first, so the capacity checks of ClusterState::UpdateNode cannot refuse then.
+  if (Status s = spec.Validate(); !s.ok()) return s;
+  const NodeState& cur = cluster_.node(id);
+  const bool going_down = spec.status == NodeStatus::kDown && cur.status != NodeStatus::kDown;
+  if (!going_down) {
+    if (Status s = cluster_.CheckUpdate(id, spec); !s.ok()) return s;
   }
-  return cluster_.UpdateNode(id, spec);
+  ++nodes_version_;
+  if (going_down) LoseNode(id);
+  // A head-of-line hold on a node that stops being schedulable is planned again.
+  if (spec.status != NodeStatus::kReady && cur.reserved_gpus != 0) {
+    if (WorkloadRec* h = Find(cur.reserved_for); h != nullptr && h->hold == HoldKind::kHeadOfLine) {
+      ReleaseHold(*h);
+    }
+  }
+  Status s = cluster_.UpdateNode(id, spec);
+  GPUORCH_CHECK(s.ok());
+  return s;
 }
 
 Status Scheduler::Impl::RemoveNode(NodeId id) {
   if (!cluster_.Has(id)) return Status::NotFound(Named("node", id) + ": unknown");
+  ++nodes_version_;
   LoseNode(id);
   return cluster_.RemoveNode(id);
 }
@@ -145,16 +161,23 @@ void Scheduler::Impl::LoseNode(NodeId id) {
       (void)s;
     }
   }
-  // A reservation on the lost node is gone too; its holder reserves again if it still waits.
+  // A reservation on the lost node is gone too. A head-of-line holder plans its whole
+  // reservation again (the rest may no longer be enough); a preemptor keeps the rest.
   const NodeState& n = cluster_.node(id);
   if (n.reserved_gpus != 0) {
-    if (WorkloadRec* holder = Find(n.reserved_for)) std::erase(holder->held_nodes, id);
-    cluster_.ClearReservation(id);
+    if (WorkloadRec* holder = Find(n.reserved_for)) {
+      if (holder->hold == HoldKind::kHeadOfLine) {
+        ReleaseHold(*holder);
+      } else {
+        std::erase(holder->held_nodes, id);
+      }
+    }
+    if (cluster_.node(id).reserved_gpus != 0) cluster_.ClearReservation(id);
   }
 }
 
 Status Scheduler::Impl::Submit(WorkloadId id, const WorkloadSpec& spec) {
-  if (!id.valid() || id.value() > 100'000'000) return Status::Invalid("workload.id: out of range");
+  if (!id.valid()) return Status::Invalid("workload.id: out of range");
   if (Status s = spec.Validate(); !s.ok()) return s;
   QueueId q = spec.queue;
   if (q.value() >= queues_.size() || !queues_[q.value()].present) {
@@ -162,8 +185,16 @@ Status Scheduler::Impl::Submit(WorkloadId id, const WorkloadSpec& spec) {
   }
   if (!queues_[q.value()].leaf) return Status::Invalid("workload.queue: not a leaf queue");
   if (Find(id) != nullptr) return Status::Exists("workload " + spec.name + ": already submitted");
-  if (id.value() >= workloads_.size()) workloads_.resize(id.value() + 1);
-  WorkloadRec& w = workloads_[id.value()];
+  uint32_t slot;
+  if (!free_slots_.empty()) {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    slot = static_cast<uint32_t>(workloads_.size());
+    workloads_.emplace_back();
+  }
+  slot_of_.emplace(id, slot);
+  WorkloadRec& w = workloads_[slot];
   w = WorkloadRec{};
   w.present = true;
   w.id = id;
@@ -182,7 +213,7 @@ void Scheduler::Impl::RemovePending(WorkloadRec& w) {
   if (w.pending_pos == SIZE_MAX) return;
   WorkloadId last = pending_.back();
   pending_[w.pending_pos] = last;
-  workloads_[last.value()].pending_pos = w.pending_pos;
+  Rec(last).pending_pos = w.pending_pos;
   pending_.pop_back();
   w.pending_pos = SIZE_MAX;
 }
@@ -201,7 +232,7 @@ void Scheduler::Impl::RemoveRunning(WorkloadRec& w) {
   }
   WorkloadId last = running_.back();
   running_[w.running_pos] = last;
-  workloads_[last.value()].running_pos = w.running_pos;
+  Rec(last).running_pos = w.running_pos;
   running_.pop_back();
   w.running_pos = SIZE_MAX;
 }
@@ -211,8 +242,8 @@ void Scheduler::Impl::ReleaseHold(WorkloadRec& w) {
     if (cluster_.Has(n) && cluster_.node(n).reserved_for == w.id) cluster_.ClearReservation(n);
   }
   w.held_nodes.clear();
+  std::erase(holders_, w.id);
   w.hold = HoldKind::kNone;
-  if (head_of_line_ == w.id) head_of_line_ = WorkloadId();
 }
 
 void Scheduler::Impl::ReleaseTask(WorkloadRec& w, const TaskRec& t) {
@@ -223,24 +254,28 @@ void Scheduler::Impl::ReleaseTask(WorkloadRec& w, const TaskRec& t) {
     Charge(w, w.model, -w.task_milli());
     if (t.stopping) queues_[w.spec.queue.value()].evicting[w.model.value()] -= w.task_milli();
   }
+  // The task is gone: its preemptor (if it stopped for one) waits for one task fewer.
+  const WorkloadId preemptor = ledger_.Unlink(w.id, t.index);
   if (!cluster_.Has(t.node)) return;
   cluster_.Release(t.node, w.spec.task, t.gpus);
   // What a victim frees is held for its preemptor until the preemptor binds.
-  WorkloadRec* p = Find(w.evicted_for);
+  WorkloadRec* p = Find(preemptor);
   if (p != nullptr && p->state == WorkloadState::kPending && t.gpus != 0) {
     const NodeState& n = cluster_.node(t.node);
     // A preemptor's claim outranks a lendable head-of-line reservation: the holder loses
     // this node (it reserves again later if it still waits).
     if (n.reserved_for.valid() && n.reserved_for != p->id && n.reservation_lendable) {
-      if (WorkloadRec* h = Find(n.reserved_for)) std::erase(h->held_nodes, t.node);
-      cluster_.ClearReservation(t.node);
+      if (WorkloadRec* h = Find(n.reserved_for)) ReleaseHold(*h);
+      if (n.reserved_gpus != 0) cluster_.ClearReservation(t.node);
     }
     if (!n.reserved_for.valid() || n.reserved_for == p->id) {
       cluster_.Reserve(t.node, static_cast<GpuMask>(n.reserved_gpus | t.gpus), p->id, false);
       if (std::find(p->held_nodes.begin(), p->held_nodes.end(), t.node) == p->held_nodes.end()) {
         p->held_nodes.push_back(t.node);
       }
-      p->hold = HoldKind::kPreemption;
+      // A head-of-line holder reclaiming lent GPUs keeps its reservation (and its place
+      // among the holders); the freed GPUs join it.
+      if (p->hold == HoldKind::kNone) p->hold = HoldKind::kPreemption;
     }
   }
 }
@@ -256,14 +291,16 @@ void Scheduler::Impl::MarkStopping(WorkloadRec& w, TaskRec& t) {
 void Scheduler::Impl::Finish(WorkloadRec& w) {
   for (const TaskRec& t : w.tasks) ReleaseTask(w, t);
   w.tasks.clear();
-  WorkloadRec* p = Find(w.evicted_for);
-  if (p != nullptr && p->victims_outstanding > 0) --p->victims_outstanding;
+  ledger_.Forget(w.id);
   RemovePending(w);
   RemoveRunning(w);
   ReleaseHold(w);
   Unclaim(w);
-  w.present = false;
-  w.state = WorkloadState::kFinished;
+  const WorkloadId id = w.id;
+  const uint32_t slot = slot_of_.at(id);
+  slot_of_.erase(id);
+  workloads_[slot] = WorkloadRec{};  // frees the spec's and the tasks' memory
+  free_slots_.push_back(slot);
 }
 
 Status Scheduler::Impl::Cancel(WorkloadId id) {
@@ -287,16 +324,7 @@ Status Scheduler::Impl::TaskFinished(WorkloadId id, int32_t task) {
   TaskRec t = *it;
   w->tasks.erase(it);
   if (!t.stopping) ++w->finished_tasks;
-  bool resized = t.stopping && w->state == WorkloadState::kRunning;
   ReleaseTask(*w, t);
-  if (resized &&
-      std::none_of(w->tasks.begin(), w->tasks.end(), [](const TaskRec& r) { return r.stopping; })) {
-    // The resize is done: the preemptor waits for one victim fewer.
-    if (WorkloadRec* p = Find(w->evicted_for); p != nullptr && p->victims_outstanding > 0) {
-      --p->victims_outstanding;
-    }
-    w->evicted_for = WorkloadId();
-  }
   if (w->tasks.empty()) {
     if (w->state == WorkloadState::kEvicting) return EvictionCompleted(id);
     Finish(*w);
@@ -312,10 +340,6 @@ Status Scheduler::Impl::EvictionCompleted(WorkloadId id) {
   }
   for (const TaskRec& t : w->tasks) ReleaseTask(*w, t);
   w->tasks.clear();
-  if (WorkloadRec* p = Find(w->evicted_for); p != nullptr && p->victims_outstanding > 0) {
-    --p->victims_outstanding;
-  }
-  w->evicted_for = WorkloadId();
   RemoveRunning(*w);
   w->state = WorkloadState::kPending;
   w->next_task_index = 0;
@@ -346,7 +370,7 @@ Status Scheduler::Impl::Adopt(WorkloadId id, const WorkloadSpec& spec,
     }
   }
   if (Status s = Submit(id, spec); !s.ok()) return s;
-  WorkloadRec& w = workloads_[id.value()];
+  WorkloadRec& w = Rec(id);
   // Check capacity task by task and roll back on the first one that does not fit.
   std::vector<TaskPlacement> placed;
   for (const TaskBinding& t : tasks) {
@@ -360,8 +384,7 @@ Status Scheduler::Impl::Adopt(WorkloadId id, const WorkloadSpec& spec,
     }
     if (!fits) {
       Unallocate(w, placed);
-      RemovePending(w);
-      w.present = false;
+      Finish(w);
       return Status::Precondition("adopt.tasks: task " + std::to_string(t.task) +
                                   " does not fit node " + std::to_string(t.node.value()));
     }
@@ -394,7 +417,7 @@ void Scheduler::Impl::Bind(WorkloadRec& w, GpuModelId m, const std::vector<TaskP
     w.state = WorkloadState::kRunning;
     w.start_time = plan.now;
     w.model = m;
-    w.victims_outstanding = 0;
+    ledger_.Forget(w.id);  // victims still stopping now stop for nobody
     AddRunning(w);
   }
   for (const TaskPlacement& p : placed) {
@@ -467,6 +490,9 @@ int64_t Scheduler::QueueUsage(QueueId q, GpuModelId m) const {
   if (q.value() >= impl_->queues_.size() || m.value() >= kMaxGpuModels) return 0;
   return impl_->queues_[q.value()].usage[m.value()];
 }
+
+size_t Scheduler::workload_records() const { return impl_->slot_of_.size(); }
+size_t Scheduler::workload_capacity() const { return impl_->workloads_.size(); }
 
 std::vector<TaskBinding> Scheduler::Placement(WorkloadId id) const {
   std::vector<TaskBinding> out;

@@ -27,6 +27,9 @@ struct SchedulerConfig {
   bool preemption = true;
   bool reservations = true;  // head-of-line gangs reserve capacity (no starvation)
   bool elastic = true;       // grant tasks beyond min_tasks from idle capacity
+  // Head-of-line reservations held at once per pool of GPU models (Slurm's
+  // bf_max_job_reserve-like cap on how many waiting gangs gather capacity).
+  int32_t max_reservations = 8;
 };
 
 enum class WorkloadState : uint8_t { kPending, kRunning, kEvicting, kFinished };
@@ -83,6 +86,10 @@ class Scheduler {
   // Bindings of a running workload's live tasks.
   std::vector<TaskBinding> Placement(WorkloadId id) const;
   const PlacementPolicy& policy() const;
+  // Workload records held (pending, running or evicting), and slots allocated for them:
+  // finished workloads free their records and slots are reused.
+  size_t workload_records() const;
+  size_t workload_capacity() const;
 
   class Impl;
 

@@ -6,11 +6,13 @@
 #include <array>
 #include <map>
 #include <optional>
+#include <unordered_map>
 #include <vector>
 
 #include "core/queue.h"
 #include "core/rng.h"
 #include "sched/cluster_state.h"
+#include "sched/ledger.h"
 #include "sched/placer.h"
 #include "sched/plan.h"
 #include "sched/policy.h"
@@ -20,6 +22,9 @@ namespace gpuorch::sched {
 
 using core::kMaxGpuModels;
 using core::ModelSet;
+
+// The most whole GPUs of one NVLink domain of n that a task of `t`'s shape may take.
+int NvlinkRoom(const NodeState& n, const TaskRequest& t, WorkloadId as, ReservationAccess access);
 
 struct TaskRec {
   int32_t index = 0;
@@ -42,22 +47,28 @@ struct WorkloadRec {
   GpuModelId model;            // model the tasks run on (one per workload)
   Time start_time = 0;
   PendingReason reason = PendingReason::kNoFit;
-  // Preemption bookkeeping.
-  WorkloadId evicted_for;           // set on a victim: who its resources are reserved for
-  int32_t victims_outstanding = 0;  // on a preemptor: victims (or resizes) not yet done
+  // Holds (which tasks stop for whom is in the VictimLedger).
   HoldKind hold = HoldKind::kNone;
-  std::vector<NodeId> held_nodes;  // nodes whose GPUs are reserved for this workload
-  Time hold_eta = 0;               // head of line: when the reservation should be ready
-  bool hold_in_quota = false;      // the holder was in-quota when it reserved
-  WorkloadId lent_from;            // bound on GPUs lent from this workload's reservation
-  size_t pending_pos = SIZE_MAX;   // position in pending_ (for O(1) removal)
-  size_t running_pos = SIZE_MAX;   // position in running_
-  bool in_growable = false;        // listed in growable_
-  bool borrowing = false;          // past its queue's guarantee (see ClassifyBorrowers)
-  GpuModelId claim_model;          // preemptor: guarantee claimed while its victims leave
+  std::vector<NodeId> held_nodes;          // nodes whose GPUs are reserved for this workload
+  Time hold_eta = 0;                       // head of line: when the reservation should be ready
+  bool hold_in_quota = false;              // the holder was in-quota when it reserved
+  GpuModelId hold_model;                   // head of line: the model pool it reserved in
+  uint64_t feasible_version = UINT64_MAX;  // node-set version FitsEmptyCluster answered at
+  bool feasible = true;
+  WorkloadId lent_from;           // bound on GPUs lent from this workload's reservation
+  size_t pending_pos = SIZE_MAX;  // position in pending_ (for O(1) removal)
+  size_t running_pos = SIZE_MAX;  // position in running_
+  bool in_growable = false;       // listed in growable_
+  GpuModelId claim_model;         // preemptor: guarantee claimed while its victims leave
   int64_t claim_milli = 0;
 
   int32_t live_tasks() const { return static_cast<int32_t>(tasks.size()); }
+  // Tasks not already stopping (for a resize, an eviction or a node loss).
+  int32_t staying_tasks() const {
+    int32_t n = 0;
+    for (const TaskRec& t : tasks) n += !t.stopping;
+    return n;
+  }
   int64_t task_milli() const { return spec.task.total_milli_gpu(); }
 };
 
@@ -96,7 +107,9 @@ class Scheduler::Impl {
   Plan Cycle(Time now);
   void Grow(Plan& plan);
   // Reserves nodes of model m for head-of-line w where it will fit soonest. True if it did.
-  bool CreateHold(WorkloadRec& w, GpuModelId m, Time now);
+  // `in_quota`: whether w reserves inside its guarantee (a borrower's reservation gives way to
+  // in-quota work).
+  bool CreateHold(WorkloadRec& w, GpuModelId m, bool in_quota, Time now);
 
   // --- quota and fair share (quota.cc)
   void Charge(const WorkloadRec& w, GpuModelId m, int64_t milli);  // +/- on leaf and ancestors
@@ -116,22 +129,27 @@ class Scheduler::Impl {
   // On success the tasks are allocated in the cluster and returned; otherwise nothing
   // changes and `reason` says why.
   std::optional<std::vector<TaskPlacement>> PlaceGang(const WorkloadRec& w, ModelSet models,
-                                                      int32_t count, bool may_use_lent,
+                                                      int32_t count, ReservationAccess access,
                                                       PendingReason& reason);
   void Unallocate(const WorkloadRec& w, const std::vector<TaskPlacement>& placed);
 
   // --- preemption (preemption.cc)
   // Finds and starts the cheapest eviction set that lets w fit. True if it did.
-  // `may_use_lent`: w may take GPUs of reservations that are lent (see Fits).
-  bool Preempt(WorkloadRec& w, Plan& plan, bool may_use_lent);
+  // `access`: the reservations of others w may take (see Fits).
+  bool Preempt(WorkloadRec& w, Plan& plan, ReservationAccess access);
   // Head-of-line reservation: lent work on w's held nodes is evicted once w would fit.
+  // Never non-preemptible work, never work younger than its min_runtime.
   bool ReclaimLent(WorkloadRec& w, Plan& plan);
+  // Whether evicting `milli` more of queue q's model-m work (beyond what is already
+  // evicting) leaves it at or above its guarantee: reclaim never goes below a guarantee.
+  bool Reclaimable(QueueId q, GpuModelId m, int64_t milli) const;
 
   // A possible victim: a whole workload, or some elastic tasks of one.
+  // An elastic victim (class 0) is one task: shrinks take only the tasks that are needed.
   struct Victim {
     WorkloadRec* w = nullptr;
-    int cls = 0;                 // 0 elastic extras, 1 borrowed, 2 lower priority, 3 lent
-    std::vector<int32_t> tasks;  // task indices to stop; all live tasks for a whole eviction
+    int cls = 0;                 // 0 elastic extra task, 1 borrowed, 2 lower priority, 3 lent
+    std::vector<int32_t> tasks;  // task indices to stop; every staying task when whole
     int64_t milli = 0;           // milli-GPU it frees
   };
   void Free(const Victim& v);    // tentatively gives the victim's resources back
@@ -140,18 +158,21 @@ class Scheduler::Impl {
   // Returns the chosen subset (cluster state unchanged) or nothing.
   std::optional<std::vector<Victim>> MinimalSet(const WorkloadRec& w, GpuModelId m,
                                                 const std::vector<Victim>& cands,
-                                                bool may_use_lent);
+                                                ReservationAccess access);
   void Evict(WorkloadRec& w, const std::vector<Victim>& victims, Plan& plan);
   void Candidates(const WorkloadRec& w, WorkloadRec& v, GpuModelId m, bool in_quota, Time now,
                   std::vector<Victim>& out) const;
   bool AnyVictimPossible(const WorkloadRec& w, GpuModelId m, bool in_quota);
-  void ClassifyBorrowers();
   std::optional<std::vector<Victim>> PreemptOnOneNode(const WorkloadRec& w, GpuModelId m,
-                                                      bool in_quota, Time now, bool may_use_lent);
+                                                      bool in_quota, Time now,
+                                                      ReservationAccess access);
 
   // --- helpers (scheduler.cc)
   WorkloadRec* Find(WorkloadId id);
   const WorkloadRec* Find(WorkloadId id) const;
+  // The record of a workload known to be present.
+  WorkloadRec& Rec(WorkloadId id) { return workloads_[slot_of_.at(id)]; }
+  const WorkloadRec& Rec(WorkloadId id) const { return workloads_[slot_of_.at(id)]; }
   void Bind(WorkloadRec& w, GpuModelId m, const std::vector<TaskPlacement>& placed, Plan& plan,
             bool elastic);
   // Releases one task's resources; reserves them for a preemptor if the workload is a victim.
@@ -171,7 +192,12 @@ class Scheduler::Impl {
   core::Rng rng_;
   ClusterState cluster_;
   std::vector<QueueRec> queues_;
+  // Records live in reusable slots: a finished workload frees its slot, so memory follows
+  // the live workloads, not every id ever submitted.
   std::vector<WorkloadRec> workloads_;
+  std::unordered_map<WorkloadId, uint32_t> slot_of_;
+  std::vector<uint32_t> free_slots_;
+  VictimLedger ledger_;
   std::vector<WorkloadId> pending_;  // unordered; the cycle sorts a copy
   std::vector<WorkloadId> running_;  // running or evicting, unordered
   // A superset of the running workloads below max_tasks, the only ones Grow can touch:
@@ -189,10 +215,27 @@ class Scheduler::Impl {
   void Unclaim(WorkloadRec& w);
   std::vector<std::vector<std::pair<WorkloadId, int32_t>>> node_tasks_;
   std::vector<Eviction> queued_evictions_;  // from node loss, emitted by the next cycle
-  WorkloadId head_of_line_;                 // the one workload holding a HOL reservation
+  // Workloads holding a head-of-line reservation, at most max_reservations per GPU model.
+  std::vector<WorkloadId> holders_;
+  int32_t Holders(GpuModelId m) const;
+  // Static feasibility (feasibility.cc): whether w fits the cluster if it were empty, as
+  // its schedulable nodes are now. Cached per node-set version.
+  bool FitsEmptyCluster(WorkloadRec& w);
+  // Schedulable nodes summarised by capacity (see feasibility.cc).
+  struct CapacityType {
+    GpuModelId model;
+    int gpus = 0, nvlink = 0;
+    int64_t cpu = 0, memory = 0, gpu_memory = 0;
+    int64_t count = 0;
+    int64_t Holds(const TaskRequest& t) const;
+  };
+  void SummariseCapacity();
+  uint64_t nodes_version_ = 0;
+  uint64_t capacity_version_ = UINT64_MAX;
+  std::vector<CapacityType> types_;
+  std::vector<std::vector<CapacityType>> rack_types_, zone_types_;
   Time last_decay_ = 0;
   uint64_t cycle_count_ = 0;  // cycles run; stamps per-cycle caches
-  uint64_t classified_cycle_ = UINT64_MAX;
   bool decay_started_ = false;
 };
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <set>
 
+#include "sched/scheduler_fixture.h"
 #include "sched/testing.h"
 
 namespace gpuorch::sched {
@@ -18,62 +19,7 @@ using testing::NodeBuilder;
 using testing::QueueBuilder;
 using testing::WorkloadBuilder;
 
-class SchedulerTest : public ::testing::Test {
- protected:
-  void SetUp() override { Make(SchedulerConfig{.policy = "bestfit"}); }
-
-  void Make(SchedulerConfig config) {
-    auto s = Scheduler::Create(config);
-    ASSERT_TRUE(s.ok()) << s.status().message();
-    s_ = std::move(s).value();
-  }
-  void Queue(uint32_t id, const QueueSpec& q) { ASSERT_TRUE(s_->AddQueue(QueueId(id), q).ok()); }
-  void Node(uint32_t id, const core::NodeSpec& n) {
-    Status st = s_->AddNode(NodeId(id), n);
-    ASSERT_TRUE(st.ok()) << st.message();
-  }
-  // n nodes of `gpus` GPUs each, in racks of `per_rack`, ids from `first`.
-  void Nodes(uint32_t first, int n, int gpus, int per_rack = 1000, uint32_t model = 0) {
-    for (int i = 0; i < n; ++i) {
-      Node(first + static_cast<uint32_t>(i),
-           NodeBuilder("n" + std::to_string(first + static_cast<uint32_t>(i)))
-               .Gpus(gpus, model)
-               .Rack("r" + std::to_string(i / per_rack)));
-    }
-  }
-  void Submit(uint32_t id, const WorkloadSpec& w) {
-    Status st = s_->Submit(WorkloadId(id), w);
-    ASSERT_TRUE(st.ok()) << st.message();
-  }
-  Plan Cycle(Time t = 0) { return s_->Cycle(t); }
-
-  static const Bind* BindOf(const Plan& p, uint32_t id) {
-    for (const Bind& b : p.binds) {
-      if (b.workload == WorkloadId(id)) return &b;
-    }
-    return nullptr;
-  }
-  static const Eviction* EvictionOf(const Plan& p, uint32_t id) {
-    for (const Eviction& e : p.evictions) {
-      if (e.workload == WorkloadId(id)) return &e;
-    }
-    return nullptr;
-  }
-  static std::optional<PendingReason> ReasonOf(const Plan& p, uint32_t id) {
-    for (const PendingExplanation& e : p.pending) {
-      if (e.workload == WorkloadId(id)) return e.reason;
-    }
-    return std::nullopt;
-  }
-  static std::set<uint32_t> NodesOf(const Bind& b) {
-    std::set<uint32_t> s;
-    for (const TaskBinding& t : b.tasks) s.insert(t.node.value());
-    return s;
-  }
-  int64_t Usage(uint32_t q) const { return s_->QueueUsage(QueueId(q), GpuModelId(0)); }
-
-  std::unique_ptr<Scheduler> s_;
-};
+using testing::SchedulerTest;
 
 // 1. Gangs: all min_tasks in one cycle or none.
 TEST_F(SchedulerTest, GangIsAllOrNothing) {
@@ -82,7 +28,8 @@ TEST_F(SchedulerTest, GangIsAllOrNothing) {
   Submit(1, WorkloadBuilder("gang", 0).Gpus(8).Tasks(4));
   Plan p = Cycle();
   EXPECT_EQ(BindOf(p, 1), nullptr);
-  EXPECT_EQ(ReasonOf(p, 1), PendingReason::kNoFit);  // nothing held partially
+  // Nothing held partially; the gang could not run even on the empty cluster.
+  EXPECT_EQ(ReasonOf(p, 1), PendingReason::kUnschedulable);
   for (uint32_t n = 0; n < 3; ++n) EXPECT_EQ(s_->cluster().node(NodeId(n)).full_free_gpus(), 8);
   EXPECT_EQ(Usage(0), 0);
   Node(3, NodeBuilder("n3").Gpus(8));
@@ -111,12 +58,10 @@ TEST_F(SchedulerTest, RequiredRackIsHard) {
 TEST_F(SchedulerTest, TopologyUnsatisfiableWhenCapacityIsSplitAcrossRacks) {
   Queue(0, QueueBuilder("q"));
   Nodes(0, 4, 8, /*per_rack=*/2);
-  // One node of each rack drains: 16 GPUs are free, but not 16 in one rack.
+  // One node of each rack is busy: 16 GPUs are free, but not 16 in one rack.
   for (uint32_t n : {1u, 3u}) {
-    ASSERT_TRUE(s_->UpdateNode(NodeId(n), NodeBuilder("n" + std::to_string(n))
-                                              .Gpus(8)
-                                              .Rack("r" + std::to_string(n / 2))
-                                              .Status(NodeStatus::kDraining))
+    ASSERT_TRUE(s_->Adopt(WorkloadId(10 + n), WorkloadBuilder("busy", 0).Gpus(8),
+                          {{0, NodeId(n), 0xFF, 1000}}, 0)
                     .ok());
   }
   Submit(3, WorkloadBuilder("gang", 0).Gpus(8).Tasks(2).Require(TopologyLevel::kRack));
@@ -540,7 +485,7 @@ TEST_F(SchedulerTest, EveryPendingWorkloadHasAReason) {
   Plan p = Cycle();
   EXPECT_EQ(ReasonOf(p, 1), PendingReason::kModelUnavailable);
   EXPECT_EQ(ReasonOf(p, 2), PendingReason::kOverLimit);
-  EXPECT_EQ(ReasonOf(p, 3), PendingReason::kNoFit);
+  EXPECT_EQ(ReasonOf(p, 3), PendingReason::kUnschedulable) << "16 GPUs on 8-GPU nodes";
   EXPECT_EQ(p.pending.size(), 3u);
 }
 
