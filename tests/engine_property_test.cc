@@ -3,6 +3,7 @@
 // tasks finish after their runtime). After every cycle the invariants are checked.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <iostream>
 #include <map>
 #include <set>
@@ -33,7 +34,7 @@ struct Driver {
   void Apply(const Plan& p) {
     for (const Bind& b : p.binds) {
       Time end = p.now + runtime[b.workload];
-      if (!b.elastic) finish_at.emplace(end, b.workload);
+      if (!b.elastic) finish_at.emplace(end, b.workload), started[b.workload] = p.now;
     }
     for (const Eviction& e : p.evictions) evict_at.emplace(p.now + e.grace_period, e.workload);
     for (const Resize& r : p.resizes) {
@@ -70,6 +71,10 @@ struct Driver {
   std::unique_ptr<Scheduler> sched;
   std::map<WorkloadId, Duration> runtime;
   std::map<WorkloadId, WorkloadSpec> specs;
+  std::map<WorkloadId, Time> started;        // when the current run began
+  std::map<WorkloadId, int> preempting_for;  // cycles a preemptor has waited with no new victim
+  std::vector<core::NodeSpec> nodes;         // as last given to the engine
+  std::vector<int64_t> guarantees;           // milli-GPU per queue, every model
   std::multimap<Time, WorkloadId> finish_at, evict_at;
   std::multimap<Time, std::pair<WorkloadId, int32_t>> shrink_at;
   int evictions_done = 0;
@@ -124,9 +129,129 @@ WorkloadSpec RandomWorkload(core::Rng& rng, uint32_t queues, Time now) {
   return b;
 }
 
+// An oracle independent of the engine's capacity summary: whether w fits the empty cluster
+// as its schedulable nodes are now (one GPU model per gang; required levels honoured).
+bool FitsEmptyCluster(const Driver& d, const WorkloadSpec& w) {
+  const core::TaskRequest& t = w.task;
+  auto holds = [&](const core::NodeSpec& n) -> int64_t {
+    if (n.status != core::NodeStatus::kReady || !t.models.Accepts(n.gpu_model)) return 0;
+    int64_t k = std::min(n.milli_cpu / std::max<int64_t>(1, t.milli_cpu),
+                         n.memory_mib / std::max<int64_t>(1, t.memory_mib));
+    if (t.fractional()) return std::min<int64_t>(k, n.gpu_count * (1000 / t.gpu_milli));
+    return std::min<int64_t>(k, n.gpu_count / t.gpu_count);
+  };
+  const bool required = w.topology.required;
+  for (uint32_t m = 0; m < 2; ++m) {
+    std::map<std::string, int64_t> per_rack;
+    int64_t total = 0;
+    for (const core::NodeSpec& n : d.nodes) {
+      if (n.gpu_model.value() != m) continue;
+      int64_t h = holds(n);
+      if (required && w.topology.level == TopologyLevel::kNode && h >= w.min_tasks) return true;
+      per_rack[n.rack] += h;
+      total += h;
+    }
+    if (required && w.topology.level == TopologyLevel::kNode) continue;
+    if (required && w.topology.level == TopologyLevel::kRack) {
+      for (const auto& [r, h] : per_rack) {
+        if (h >= w.min_tasks) return true;
+      }
+      continue;
+    }
+    if (total >= w.min_tasks) return true;
+  }
+  return false;
+}
+
+// What ClusterState::Release does, on a copy of a node's free state (the oracle's own).
+void ReleaseOnCopy(NodeState& n, const core::TaskRequest& t, const TaskBinding& b) {
+  n.cpu_free += t.milli_cpu;
+  n.memory_free += t.memory_mib;
+  for (int j = 0; j < n.gpu_count; ++j) {
+    if (!((b.gpus >> j) & 1u)) continue;
+    n.gpu_free[j] = static_cast<int16_t>(n.gpu_free[j] + b.gpu_milli);
+    n.gpu_mem_free[j] =
+        t.fractional() ? n.gpu_mem_free[j] + t.gpu_memory_mib : n.gpu_memory_capacity;
+  }
+}
+
+// Minimal victim sets: for a one-task preemptor whose victims all run on one node, every
+// victim is needed. Judged on the node as the plan left it (victims still allocated):
+// with all victims gone the preemptor fits, and with any one of them kept it does not.
+// Returns a violation or "", and counts the sets it judged.
+std::string CheckMinimalVictims(const Driver& d, const Plan& p, int* judged) {
+  struct Unit {
+    WorkloadId victim;
+    std::vector<TaskBinding> tasks;
+  };
+  std::map<WorkloadId, std::vector<Unit>> by_preemptor;
+  for (const Eviction& e : p.evictions) {
+    if (e.reason == EvictionReason::kNodeLost) continue;
+    by_preemptor[e.preemptor].push_back({e.workload, d.sched->Placement(e.workload)});
+  }
+  for (const Resize& r : p.resizes) {
+    for (int32_t task : r.tasks) {
+      for (const TaskBinding& b : d.sched->Placement(r.workload)) {
+        if (b.task == task) by_preemptor[r.preemptor].push_back({r.workload, {b}});
+      }
+    }
+  }
+  const ClusterState& c = d.sched->cluster();
+  for (const auto& [pid, units] : by_preemptor) {
+    const WorkloadSpec& ps = d.specs.at(pid);
+    if (ps.min_tasks != 1 || ps.topology.required) continue;
+    std::set<uint32_t> on;
+    for (const Unit& u : units) {
+      for (const TaskBinding& b : u.tasks) on.insert(b.node.value());
+    }
+    if (on.size() != 1) continue;
+    const NodeState& node = c.node(NodeId(*on.begin()));
+    if (node.reserved_gpus != 0 && node.reserved_for != pid) continue;  // lent capacity
+    auto fits_without = [&](size_t keep) {
+      NodeState copy = node;
+      for (size_t i = 0; i < units.size(); ++i) {
+        if (i == keep) continue;
+        for (const TaskBinding& b : units[i].tasks) {
+          ReleaseOnCopy(copy, d.specs.at(units[i].victim).task, b);
+        }
+      }
+      return Fits(copy, ps.task, pid, 0);
+    };
+    if (!fits_without(SIZE_MAX)) {
+      std::string dbg = " node " + std::to_string(node.id.value()) + " free";
+      for (int j = 0; j < node.gpu_count; ++j) dbg += " " + std::to_string(node.gpu_free[j]);
+      dbg += " res " + std::to_string(node.reserved_gpus) + " for " +
+             std::to_string(node.reserved_for.value()) + " task " +
+             std::to_string(ps.task.gpu_count) + "x" + std::to_string(ps.task.gpu_milli) + " cpu " +
+             std::to_string(node.cpu_free) + " units " + std::to_string(units.size());
+      for (const Unit& u : units) {
+        for (const TaskBinding& b : u.tasks)
+          dbg += " v" + std::to_string(u.victim.value()) + "@" + std::to_string(b.node.value()) +
+                 "/" + std::to_string(b.gpus) + "x" + std::to_string(b.gpu_milli);
+      }
+      return "victims do not make room for " + std::to_string(pid.value()) + dbg;
+    }
+    ++*judged;
+    for (size_t i = 0; i < units.size(); ++i) {
+      if (fits_without(i)) {
+        std::string dbg = " node " + std::to_string(node.id.value()) + " free";
+        for (int j = 0; j < node.gpu_count; ++j) dbg += " " + std::to_string(node.gpu_free[j]);
+        dbg += " cpu " + std::to_string(node.cpu_free) + " task gpus " +
+               std::to_string(ps.task.gpu_count) + "x" + std::to_string(ps.task.gpu_milli) +
+               " mem " + std::to_string(ps.task.gpu_memory_mib) + " models " +
+               std::to_string(ps.task.models.bits()) + " nodemodel " +
+               std::to_string(node.model.value()) + " res " + std::to_string(node.reserved_gpus);
+        return "victim " + std::to_string(units[i].victim.value()) + " not needed by " +
+               std::to_string(pid.value()) + dbg;
+      }
+    }
+  }
+  return "";
+}
+
 // Checks what must hold after every cycle; returns the first violation, or "".
-std::string CheckInvariants(const Driver& d, const Plan& p, uint32_t queues, uint32_t nodes,
-                            const std::vector<int64_t>& limits) {
+std::string CheckInvariants(Driver& d, const Plan& p, uint32_t queues, uint32_t nodes,
+                            const std::vector<int64_t>& limits, int* minimal_judged) {
   const ClusterState& c = d.sched->cluster();
   // No GPU over-committed, and the engine's accounting matches the placements.
   std::map<std::pair<uint32_t, int>, int64_t> used;
@@ -166,16 +291,112 @@ std::string CheckInvariants(const Driver& d, const Plan& p, uint32_t queues, uin
       if (limits[q] >= 0 && u > limits[q]) return "queue limit exceeded";
     }
   }
-  // Every pending workload is explained; every eviction names its preemptor.
+  // Every eviction names its preemptor; protected work goes only with its node.
+  auto protected_work = [&](WorkloadId v) -> std::string {
+    if (!d.specs.count(v)) return "unknown workload in the plan: " + std::to_string(v.value());
+    const WorkloadSpec& s = d.specs.at(v);
+    if (!s.preemptible) return "non-preemptible work evicted: " + std::to_string(v.value());
+    // Nothing is bound and evicted in the same cycle (a start that is killed at once).
+    if (!d.started.count(v)) return "bound and evicted in one cycle: " + std::to_string(v.value());
+    if (p.now - d.started.at(v) < s.min_runtime) {
+      return "evicted before min_runtime: " + std::to_string(v.value());
+    }
+    return "";
+  };
+  std::set<WorkloadId> fresh_victims_for;
   for (const Eviction& e : p.evictions) {
-    if (e.reason != EvictionReason::kNodeLost && !e.preemptor.valid()) return "anonymous eviction";
+    if (e.reason == EvictionReason::kNodeLost) continue;
+    if (!e.preemptor.valid()) return "anonymous eviction";
+    if (std::string bad = protected_work(e.workload); !bad.empty()) return bad;
+    fresh_victims_for.insert(e.preemptor);
   }
-  return "";
+  for (const Resize& r : p.resizes) {
+    if (std::string bad = protected_work(r.workload); !bad.empty()) return bad;
+    fresh_victims_for.insert(r.preemptor);
+  }
+  // No queue is reclaimed below its guarantee: what stays after every stopping task left,
+  // not counting work this plan stops for other reasons (the queue's own higher-priority
+  // work, or a reservation taking back the GPUs it lent): those are not reclaims.
+  std::map<std::pair<uint32_t, uint32_t>, int64_t> own;  // (queue, model) -> milli
+  auto milli_of = [&](const std::vector<TaskBinding>& tasks, GpuModelId* m) {
+    int64_t sum = 0;
+    for (const TaskBinding& t : tasks) {
+      sum += int64_t{t.gpu_milli} * std::popcount(t.gpus);
+      *m = c.node(t.node).model;
+    }
+    return sum;
+  };
+  for (const Eviction& e : p.evictions) {
+    if (e.reason == EvictionReason::kNodeLost || e.reason == EvictionReason::kReclaimGuarantee) {
+      continue;
+    }
+    const QueueId q = d.specs.at(e.workload).queue;
+    GpuModelId m;
+    const int64_t milli = milli_of(d.sched->Placement(e.workload), &m);
+    own[{q.value(), m.value()}] += milli;
+  }
+  for (const Eviction& e : p.evictions) {
+    if (e.reason != EvictionReason::kReclaimGuarantee) continue;
+    const QueueId q = d.specs.at(e.workload).queue;
+    auto tasks = d.sched->Placement(e.workload);
+    if (tasks.empty()) continue;
+    const GpuModelId m = c.node(tasks.front().node).model;
+    const int64_t stays =
+        d.sched->QueueUsage(q, m) - d.sched->QueueEvicting(q, m) + own[{q.value(), m.value()}];
+    if (stays < d.guarantees[q.value()]) {
+      return "queue " + std::to_string(q.value()) + " reclaimed below its guarantee";
+    }
+  }
+  // Every pending workload is explained, exactly once; Unschedulable exactly when the
+  // workload cannot fit the empty cluster (among those that reached placement: quota and
+  // model reasons are reported first).
+  std::set<WorkloadId> explained;
+  for (const PendingExplanation& e : p.pending) {
+    if (!explained.insert(e.workload).second) return "pending workload explained twice";
+    if (d.sched->state(e.workload) != WorkloadState::kPending) return "explained but not pending";
+    const bool placeable =
+        e.reason == PendingReason::kNoFit || e.reason == PendingReason::kTopologyUnsatisfiable ||
+        e.reason == PendingReason::kPreempting || e.reason == PendingReason::kReserved ||
+        e.reason == PendingReason::kBlockedByReservation;
+    const bool fits = FitsEmptyCluster(d, d.specs.at(e.workload));
+    if (e.reason == PendingReason::kUnschedulable && fits) {
+      return "Unschedulable but fits the empty cluster: " + std::to_string(e.workload.value());
+    }
+    if (placeable && !fits) {
+      return std::string(ToString(e.reason)) +
+             " but cannot fit the empty cluster: " + std::to_string(e.workload.value());
+    }
+  }
+  for (const auto& [w, spec] : d.specs) {
+    if (d.sched->state(w) == WorkloadState::kPending && !explained.count(w)) {
+      return "pending workload without a reason: " + std::to_string(w.value());
+    }
+  }
+  // Holds and claims never leak: with nothing pending, nothing is held for anyone.
+  if (p.pending.empty()) {
+    Scheduler::Holds h = d.sched->holds();
+    if (h.reserved_nodes || h.victim_links || h.claimed_milli || h.holders) {
+      return "holds leak with nothing pending";
+    }
+  }
+  // Liveness: a preemptor does not wait forever. Victims leave within their grace period
+  // (at most 3 s here, a cycle per second), so a preemptor that saw no new victim for more
+  // cycles than that has been stranded.
+  std::map<WorkloadId, int> waiting;
+  for (const PendingExplanation& e : p.pending) {
+    if (e.reason != PendingReason::kPreempting) continue;
+    int n = fresh_victims_for.count(e.workload) ? 0 : d.preempting_for[e.workload] + 1;
+    if (n > 6) return "preemptor stranded: " + std::to_string(e.workload.value());
+    waiting[e.workload] = n;
+  }
+  d.preempting_for = std::move(waiting);
+  return CheckMinimalVictims(d, p, minimal_judged);
 }
 
 // What a history exercised, so the test can tell that it covered each mechanism.
 struct Coverage {
   int binds = 0, elastic = 0, evictions = 0, resizes = 0, reserved = 0, node_lost = 0;
+  int unschedulable = 0, minimal_judged = 0, drained = 0;
 };
 
 // Runs one random history; returns the concatenated plans.
@@ -193,16 +414,16 @@ std::string RunHistory(uint64_t seed, int steps, const std::string& policy,
     if (rng.Uniform(4) == 0) b.NoBorrow();
     if (rng.Uniform(4) == 0) b.NoLend();
     limits[q] = lim < 0 ? -1 : lim * 1000;
+    d.guarantees.push_back(g * 1000);
     EXPECT_TRUE(d.sched->AddQueue(QueueId(q), b).ok());
   }
   const uint32_t nodes = static_cast<uint32_t>(6 + rng.Uniform(10));
   for (uint32_t n = 0; n < nodes; ++n) {
-    EXPECT_TRUE(d.sched
-                    ->AddNode(NodeId(n), NodeBuilder("n" + std::to_string(n))
-                                             .Gpus(rng.Uniform(3) == 0 ? 4 : 8, n % 2)
-                                             .Rack("r" + std::to_string(n / 4))
-                                             .Nvlink(4))
-                    .ok());
+    d.nodes.push_back(NodeBuilder("n" + std::to_string(n))
+                          .Gpus(rng.Uniform(3) == 0 ? 4 : 8, n % 2)
+                          .Rack("r" + std::to_string(n / 4))
+                          .Nvlink(4));
+    EXPECT_TRUE(d.sched->AddNode(NodeId(n), d.nodes.back()).ok());
   }
   std::string trace;
   uint32_t next_id = 0;
@@ -217,23 +438,24 @@ std::string RunHistory(uint64_t seed, int steps, const std::string& policy,
       d.runtime[id] = static_cast<Duration>(1 + rng.Uniform(40)) * kSecond;
       EXPECT_TRUE(d.sched->Submit(id, spec).ok());
     }
-    if (rng.Uniform(25) == 0) {  // a node fails or comes back
+    if (rng.Uniform(25) == 0) {  // a node fails or is drained, or comes back
       uint32_t n = static_cast<uint32_t>(rng.Uniform(nodes));
       bool goes_down = !down.count(n);
-      core::NodeSpec spec =
-          NodeBuilder("n" + std::to_string(n))
-              .Gpus(d.sched->cluster().node(NodeId(n)).gpu_count, n % 2)
-              .Rack("r" + std::to_string(n / 4))
-              .Nvlink(4)
-              .Status(goes_down ? core::NodeStatus::kDown : core::NodeStatus::kReady);
+      core::NodeSpec spec = d.nodes[n];
+      spec.status = !goes_down            ? core::NodeStatus::kReady
+                    : rng.Uniform(3) == 0 ? core::NodeStatus::kDraining
+                                          : core::NodeStatus::kDown;
+      if (cov != nullptr && spec.status == core::NodeStatus::kDraining) ++cov->drained;
       EXPECT_TRUE(d.sched->UpdateNode(NodeId(n), spec).ok());
+      d.nodes[n] = spec;
       goes_down ? (void)down.insert(n) : (void)down.erase(n);
     }
     if (rng.Uniform(10) == 0 && next_id > 0)
       (void)d.sched->Cancel(WorkloadId(static_cast<uint32_t>(rng.Uniform(next_id))));
     Plan p = d.sched->Cycle(now);
-    std::string bad = CheckInvariants(d, p, queues, nodes, limits);
-    EXPECT_EQ(bad, "") << "seed " << seed << " step " << step;
+    int judged = 0;
+    std::string bad = CheckInvariants(d, p, queues, nodes, limits, &judged);
+    EXPECT_EQ(bad, "") << "seed " << seed << " step " << step << "\n" << Serialize(p);
     if (!bad.empty()) return trace;
     d.Apply(p);
     trace += Serialize(p) + "\n";
@@ -243,7 +465,11 @@ std::string RunHistory(uint64_t seed, int steps, const std::string& policy,
         ++(e.reason == EvictionReason::kNodeLost ? cov->node_lost : cov->evictions);
       }
       cov->resizes += static_cast<int>(p.resizes.size());
-      for (const auto& e : p.pending) cov->reserved += e.reason == PendingReason::kReserved;
+      for (const auto& e : p.pending) {
+        cov->reserved += e.reason == PendingReason::kReserved;
+        cov->unschedulable += e.reason == PendingReason::kUnschedulable;
+      }
+      cov->minimal_judged += judged;
     }
   }
   return trace;
@@ -262,9 +488,13 @@ TEST(EngineProperty, InvariantsHoldOverLongRandomHistories) {
   EXPECT_GT(cov.resizes, 5);
   EXPECT_GT(cov.reserved, 10);
   EXPECT_GT(cov.node_lost, 0);
+  EXPECT_GT(cov.unschedulable, 10);
+  EXPECT_GT(cov.minimal_judged, 100);
+  EXPECT_GT(cov.drained, 5);
   std::cout << "coverage: binds " << cov.binds << " elastic " << cov.elastic << " evictions "
             << cov.evictions << " resizes " << cov.resizes << " reserved " << cov.reserved
-            << " node_lost " << cov.node_lost << "\n";
+            << " node_lost " << cov.node_lost << " unschedulable " << cov.unschedulable
+            << " minimal_judged " << cov.minimal_judged << " drained " << cov.drained << "\n";
 }
 
 TEST(EngineProperty, SameInputSamePlan) {

@@ -197,10 +197,6 @@ Plan Scheduler::Impl::Cycle(Time now) {
       const ReservationAccess access = static_cast<ReservationAccess>(
           (may_use_lent ? kUseLent : 0) | (!in_quota.empty() ? kUseBorrowed : 0));
       if (t.gpu_count > 0 && Preempt(w, plan, access)) {
-        if (w.hold == HoldKind::kHeadOfLine) {
-          ReleaseHold(w);  // victims' GPUs will be held instead
-        }
-        w.hold = HoldKind::kPreemption;
         w.reason = PendingReason::kPreempting;
         return;
       }
@@ -251,16 +247,29 @@ Plan Scheduler::Impl::Cycle(Time now) {
     failed.emplace(key, reason);
   };
 
-  // In-quota work: priority, then age, then id.
-  std::vector<WorkloadRec*> ordered;
-  ordered.reserve(pending_.size());
-  for (WorkloadId id : pending_) ordered.push_back(&Rec(id));
   auto by_priority_age = [](const WorkloadRec* a, const WorkloadRec* b) {
     if (a->spec.priority != b->spec.priority) return a->spec.priority > b->spec.priority;
     if (a->spec.submit_time != b->spec.submit_time)
       return a->spec.submit_time < b->spec.submit_time;
     return a->id < b->id;
   };
+  // A head-of-line holder that can start now, or once its lent work leaves, lends nothing
+  // this cycle (what it lent now would be taken back at once), and an in-quota one goes
+  // first. A borrower keeps its place: in-quota work could reclaim it in the same cycle.
+  std::vector<WorkloadRec*> ready, closed;
+  for (WorkloadId h : holders_) {
+    WorkloadRec& r = Rec(h);
+    if (!HolderReady(r, now)) continue;
+    if (r.lends) SetLending(r, false), closed.push_back(&r);
+    if (r.hold_in_quota) ready.push_back(&r);
+  }
+  std::sort(ready.begin(), ready.end(), by_priority_age);
+  for (WorkloadRec* h : ready) attempt(*h);
+
+  // In-quota work: priority, then age, then id.
+  std::vector<WorkloadRec*> ordered;
+  ordered.reserve(pending_.size());
+  for (WorkloadId id : pending_) ordered.push_back(&Rec(id));
   std::sort(ordered.begin(), ordered.end(), by_priority_age);
   auto in_quota_now = [&](const WorkloadRec& w) {
     if (w.spec.task.gpu_count == 0) return true;
@@ -298,6 +307,9 @@ Plan Scheduler::Impl::Cycle(Time now) {
     if (next[q] < over[q].size()) heap.emplace(Share(QueueId(q)), q);
   }
 
+  for (WorkloadRec* h : closed) {
+    if (h->hold == HoldKind::kHeadOfLine && h->lends) SetLending(*h, true);
+  }
   if (config_.elastic) Grow(plan);
 
   for (WorkloadId id : pending_) {
@@ -360,6 +372,15 @@ void Scheduler::Impl::Grow(Plan& plan) {
     }
     if (grown.empty()) continue;
     Bind(*w, m, grown, plan, true);
+  }
+}
+
+void Scheduler::Impl::SetLending(const WorkloadRec& h, bool on) {
+  for (NodeId n : h.held_nodes) {
+    const NodeState& s = cluster_.node(n);
+    if (s.reserved_for == h.id && s.reservation_lendable != on) {
+      cluster_.Reserve(n, s.reserved_gpus, h.id, on, s.reservation_borrowed);
+    }
   }
 }
 
@@ -443,6 +464,7 @@ bool Scheduler::Impl::CreateHold(WorkloadRec& w, GpuModelId m, bool in_quota, Ti
   w.hold_eta = best_eta;
   w.hold_in_quota = in_quota;
   w.hold_model = m;
+  w.lends = config_.preemption;
   holders_.push_back(w.id);
   return true;
 }

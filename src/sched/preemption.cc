@@ -119,6 +119,7 @@ void Scheduler::Impl::Candidates(const WorkloadRec& w, WorkloadRec& v, GpuModelI
                                  Time now, std::vector<Victim>& out) const {
   if (v.state != WorkloadState::kRunning || v.model != m || !v.spec.preemptible) return;
   if (now - v.start_time < v.spec.min_runtime || v.id == w.id) return;
+  if (v.start_time == now) return;  // bound in this cycle: never bind-then-evict
   const QueueId q = w.spec.queue;
   const bool same = v.spec.queue == q;
   const bool lower = same && v.spec.priority < w.spec.priority;
@@ -213,6 +214,8 @@ std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::PreemptOnOn
   for (size_t k = 0; k < nodes.size(); ++k) {
     const NodeState& n = nodes[(start + k) % nodes.size()];
     if (!n.schedulable() || n.model != m || n.gpu_count < t.gpu_count) continue;
+    // A node held for another preemptor cannot hold w's room as well: look elsewhere.
+    if (n.reserved_gpus != 0 && n.reserved_for != w.id && !n.reservation_lendable) continue;
     const auto& on_node = node_tasks_[n.id.value()];
     if (on_node.empty()) continue;
     local.clear();
@@ -410,9 +413,37 @@ bool Scheduler::Impl::Preempt(WorkloadRec& w, Plan& plan, ReservationAccess acce
     if (!best) consider(MinimalSet(w, m, allowed, access));
   }
   if (!best) return false;
+  // Where w will run once the victims are gone: those GPUs, free ones included, are held
+  // for it from now on, so that nothing placed later takes the free part of its room.
+  for (const Victim& v : *best) Free(v);
+  PendingReason ignored;
+  auto target = PlaceGang(w, ModelSet::Of(best_model), w.spec.min_tasks, access, ignored);
+  if (target) Unallocate(w, *target);
+  for (auto it = best->rbegin(); it != best->rend(); ++it) Unfree(*it);
+  if (w.hold == HoldKind::kHeadOfLine) ReleaseHold(w);  // the victims' GPUs are held instead
   Evict(w, *best, plan);
+  w.hold = HoldKind::kPreemption;
+  if (target) {
+    for (const TaskPlacement& p : *target) HoldGpus(w, p.node, p.gpus);
+  }
   if (best_in_quota) Claim(w, best_model, need);
   return true;
+}
+
+void Scheduler::Impl::HoldGpus(WorkloadRec& w, NodeId node, GpuMask gpus) {
+  const NodeState& n = cluster_.node(node);
+  if (n.reserved_for.valid() && n.reserved_for != w.id) {
+    // A preemptor's claim outranks a lendable head-of-line reservation (the holder plans
+    // again); another preemptor's hold stands.
+    if (!n.reservation_lendable) return;
+    if (WorkloadRec* h = Find(n.reserved_for)) ReleaseHold(*h);
+    if (n.reserved_gpus != 0) cluster_.ClearReservation(node);
+  }
+  const GpuMask held = n.reserved_for == w.id ? n.reserved_gpus : GpuMask{0};
+  cluster_.Reserve(node, static_cast<GpuMask>(held | gpus), w.id, false);
+  if (std::find(w.held_nodes.begin(), w.held_nodes.end(), node) == w.held_nodes.end()) {
+    w.held_nodes.push_back(node);
+  }
 }
 
 void Scheduler::Impl::Evict(WorkloadRec& w, const std::vector<Victim>& victims, Plan& plan) {
@@ -453,14 +484,16 @@ void Scheduler::Impl::Evict(WorkloadRec& w, const std::vector<Victim>& victims, 
   }
 }
 
-bool Scheduler::Impl::ReclaimLent(WorkloadRec& w, Plan& plan) {
+std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::LentVictims(WorkloadRec& w,
+                                                                                 Time now) {
   // Lent work that may go: preemptible and past its min_runtime. Protected lent work
   // (non-preemptible work that backfilled because it ends in time) is waited for.
   std::vector<Victim> cands;
   for (WorkloadId vid : running_) {
     WorkloadRec& v = Rec(vid);
     if (v.state != WorkloadState::kRunning || v.lent_from != w.id) continue;
-    if (!v.spec.preemptible || plan.now - v.start_time < v.spec.min_runtime) continue;
+    if (!v.spec.preemptible || now - v.start_time < v.spec.min_runtime) continue;
+    if (v.start_time == now) continue;  // bound in this cycle: never bind-then-evict
     Victim x{&v, 3, {}, 0};
     for (const TaskRec& t : v.tasks) {
       if (!t.stopping) x.tasks.push_back(t.index);
@@ -469,7 +502,7 @@ bool Scheduler::Impl::ReclaimLent(WorkloadRec& w, Plan& plan) {
     x.milli = v.task_milli() * static_cast<int64_t>(x.tasks.size());
     cands.push_back(std::move(x));
   }
-  if (cands.empty()) return false;
+  if (cands.empty()) return std::nullopt;
   std::sort(cands.begin(), cands.end(), [](const Victim& a, const Victim& b) {
     if (a.w->spec.priority != b.w->spec.priority) return a.w->spec.priority < b.w->spec.priority;
     if (a.w->start_time != b.w->start_time) return a.w->start_time > b.w->start_time;
@@ -477,13 +510,26 @@ bool Scheduler::Impl::ReclaimLent(WorkloadRec& w, Plan& plan) {
   });
   GpuModelId m = cands.front().w->model;
   auto set = MinimalSet(w, m, cands, ReservationAccess{0});
-  if (!set || set->empty()) return false;
+  if (!set || set->empty()) return std::nullopt;
+  return set;
+}
+
+bool Scheduler::Impl::HolderReady(WorkloadRec& w, Time now) {
+  PendingReason ignored;
+  if (auto placed = PlaceGang(w, ModelSet::Of(w.hold_model), w.spec.min_tasks, 0, ignored)) {
+    Unallocate(w, *placed);
+    return true;
+  }
+  return LentVictims(w, now).has_value();
+}
+
+bool Scheduler::Impl::ReclaimLent(WorkloadRec& w, Plan& plan) {
+  auto set = LentVictims(w, plan.now);
+  if (!set) return false;
   Evict(w, *set, plan);
   // From now on the reservation is not lent any more.
-  for (NodeId n : w.held_nodes) {
-    const NodeState& s = cluster_.node(n);
-    if (s.reserved_for == w.id) cluster_.Reserve(n, s.reserved_gpus, w.id, false);
-  }
+  w.lends = false;
+  SetLending(w, false);
   return true;
 }
 

@@ -491,6 +491,23 @@ int64_t Scheduler::QueueUsage(QueueId q, GpuModelId m) const {
   return impl_->queues_[q.value()].usage[m.value()];
 }
 
+int64_t Scheduler::QueueEvicting(QueueId q, GpuModelId m) const {
+  if (q.value() >= impl_->queues_.size() || m.value() >= kMaxGpuModels) return 0;
+  return impl_->queues_[q.value()].evicting[m.value()];
+}
+
+Scheduler::Holds Scheduler::holds() const {
+  Holds h;
+  for (const NodeState& n : impl_->cluster_.nodes())
+    h.reserved_nodes += n.present && n.reserved_gpus;
+  h.victim_links = impl_->ledger_.links();
+  for (const QueueRec& q : impl_->queues_) {
+    for (int64_t c : q.claimed) h.claimed_milli += c;
+  }
+  h.holders = impl_->holders_.size();
+  return h;
+}
+
 size_t Scheduler::workload_records() const { return impl_->slot_of_.size(); }
 size_t Scheduler::workload_capacity() const { return impl_->workloads_.size(); }
 

@@ -83,6 +83,18 @@ class Scheduler {
   WorkloadState state(WorkloadId id) const;
   // Milli-GPU of model m in use by queue q (leaf or inner), including evicting work.
   int64_t QueueUsage(QueueId q, GpuModelId m) const;
+  // The part of QueueUsage being evicted or shrunk (tasks stopping).
+  int64_t QueueEvicting(QueueId q, GpuModelId m) const;
+  // Bookkeeping that must drain when nothing is pending: nodes holding a reservation,
+  // tasks stopping for a preemptor (VictimLedger links), and guarantee claimed by
+  // preemptors (milli-GPU over every queue and model).
+  struct Holds {
+    size_t reserved_nodes = 0;
+    size_t victim_links = 0;
+    int64_t claimed_milli = 0;
+    size_t holders = 0;  // head-of-line holders
+  };
+  Holds holds() const;
   // Bindings of a running workload's live tasks.
   std::vector<TaskBinding> Placement(WorkloadId id) const;
   const PlacementPolicy& policy() const;

@@ -53,6 +53,7 @@ struct WorkloadRec {
   Time hold_eta = 0;                       // head of line: when the reservation should be ready
   bool hold_in_quota = false;              // the holder was in-quota when it reserved
   GpuModelId hold_model;                   // head of line: the model pool it reserved in
+  bool lends = false;                      // head of line: its GPUs are lent while it waits
   uint64_t feasible_version = UINT64_MAX;  // node-set version FitsEmptyCluster answered at
   bool feasible = true;
   WorkloadId lent_from;           // bound on GPUs lent from this workload's reservation
@@ -140,11 +141,17 @@ class Scheduler::Impl {
   // Head-of-line reservation: lent work on w's held nodes is evicted once w would fit.
   // Never non-preemptible work, never work younger than its min_runtime.
   bool ReclaimLent(WorkloadRec& w, Plan& plan);
+  // Whether a head-of-line holder can start now, or once its lent work leaves: such a
+  // holder is tried first in the cycle, so that nothing is lent GPUs it takes back at once.
+  bool HolderReady(WorkloadRec& w, Time now);
   // Whether evicting `milli` more of queue q's model-m work (beyond what is already
   // evicting) leaves it at or above its guarantee: reclaim never goes below a guarantee.
   bool Reclaimable(QueueId q, GpuModelId m, int64_t milli) const;
 
   // A possible victim: a whole workload, or some elastic tasks of one.
+  struct Victim;
+  // The lent work to evict so that holder w fits (cheapest first, minimal), or nothing.
+  std::optional<std::vector<Victim>> LentVictims(WorkloadRec& w, Time now);
   // An elastic victim (class 0) is one task: shrinks take only the tasks that are needed.
   struct Victim {
     WorkloadRec* w = nullptr;
@@ -160,6 +167,8 @@ class Scheduler::Impl {
                                                 const std::vector<Victim>& cands,
                                                 ReservationAccess access);
   void Evict(WorkloadRec& w, const std::vector<Victim>& victims, Plan& plan);
+  // Holds `gpus` of `node` for preemptor w until it binds.
+  void HoldGpus(WorkloadRec& w, NodeId node, GpuMask gpus);
   void Candidates(const WorkloadRec& w, WorkloadRec& v, GpuModelId m, bool in_quota, Time now,
                   std::vector<Victim>& out) const;
   bool AnyVictimPossible(const WorkloadRec& w, GpuModelId m, bool in_quota);
@@ -218,6 +227,10 @@ class Scheduler::Impl {
   // Workloads holding a head-of-line reservation, at most max_reservations per GPU model.
   std::vector<WorkloadId> holders_;
   int32_t Holders(GpuModelId m) const;
+  // Opens or closes a holder's reserved GPUs to lent work. A cycle closes every holder's
+  // GPUs until the holder itself has been tried, so that nothing is lent GPUs that the
+  // holder takes back in the same cycle (bind-then-evict thrash).
+  void SetLending(const WorkloadRec& h, bool on);
   // Static feasibility (feasibility.cc): whether w fits the cluster if it were empty, as
   // its schedulable nodes are now. Cached per node-set version.
   bool FitsEmptyCluster(WorkloadRec& w);
