@@ -145,7 +145,7 @@ TEST(Flows, PendingWorkloadShowsStateAndReasonAsJson) {
     std::string reason;  // empty: any documented reason
   };
   const Case cases[] = {
-      {{"--gpus", "16"}, "NoFit"},
+      {{"--gpus", "16"}, "Unschedulable"},  // 8-GPU nodes: never fits
       {{"--gpus", "1", "--model", "A100-80GB"}, "ModelUnavailable"},
   };
   for (const Case& k : cases) {
