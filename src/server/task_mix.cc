@@ -74,7 +74,8 @@ void TaskMix::Trim() {
   while (remembered > kMaxRecentShapes) {
     auto least = shapes_.end();
     for (auto it = shapes_.begin(); it != shapes_.end(); ++it) {
-      if (it->second.live == 0 && (least == shapes_.end() || it->second.recent < least->second.recent)) {
+      if (it->second.live == 0 &&
+          (least == shapes_.end() || it->second.recent < least->second.recent)) {
         least = it;
       }
     }

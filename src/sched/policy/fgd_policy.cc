@@ -31,7 +31,8 @@ int64_t FgdPolicy::ScoreOf(const NodeView& n, const TaskRequest& t, double befor
       if (after[i] == core::kMilliGpu) after[i] = 0, --left;
     }
   }
-  const double delta = before - NodeFragment(n.cpu_free() - t.milli_cpu, n.model(), n.gpu_count(), after);
+  const double delta =
+      before - NodeFragment(n.cpu_free() - t.milli_cpu, n.model(), n.gpu_count(), after);
   const double sigmoid = 1.0 / (1.0 + std::exp(-delta / 1000.0));
   return static_cast<int64_t>(100.0 * sigmoid);
 }
@@ -51,7 +52,8 @@ GpuMask FgdPolicy::SelectGpus(const NodeView& n, const TaskRequest& t) {
   const double before = NodeFragment(n.cpu_free(), n.model(), n.gpu_count(), n.gpu_free().data());
   int best = -1;
   BestGpuForFraction(
-      n, t, n.usable(), /*check_memory=*/true, [&](int j) { return ScoreOf(n, t, before, j); }, &best);
+      n, t, n.usable(), /*check_memory=*/true, [&](int j) { return ScoreOf(n, t, before, j); },
+      &best);
   return best < 0 ? GpuMask{0} : static_cast<GpuMask>(1u << best);
 }
 

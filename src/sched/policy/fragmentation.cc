@@ -1,6 +1,5 @@
 #include "sched/policy/fragmentation.h"
 
-
 namespace gpuorch::sched {
 
 int64_t TaskFragment(int64_t cpu_free, GpuModelId model, int gpu_count, const int16_t* gpu_free,

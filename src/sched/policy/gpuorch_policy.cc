@@ -57,7 +57,8 @@ int64_t GpuorchPolicy::ScoreOf(const NodeView& n, const TaskRequest& t, int64_t 
       if (after[i] == core::kMilliGpu) after[i] = 0, --left;
     }
   }
-  const int64_t damage = Damage(n.cpu_free() - t.milli_cpu, n.model(), n.gpu_count(), after) - before;
+  const int64_t damage =
+      Damage(n.cpu_free() - t.milli_cpu, n.model(), n.gpu_count(), after) - before;
   return FloorDiv(-damage, quantum_);
 }
 
@@ -76,7 +77,8 @@ GpuMask GpuorchPolicy::SelectGpus(const NodeView& n, const TaskRequest& t) {
   const int64_t before = Damage(n.cpu_free(), n.model(), n.gpu_count(), n.gpu_free().data());
   int best = -1;
   BestGpuForFraction(
-      n, t, n.usable(), /*check_memory=*/true, [&](int j) { return ScoreOf(n, t, before, j); }, &best);
+      n, t, n.usable(), /*check_memory=*/true, [&](int j) { return ScoreOf(n, t, before, j); },
+      &best);
   return best < 0 ? GpuMask{0} : static_cast<GpuMask>(1u << best);
 }
 

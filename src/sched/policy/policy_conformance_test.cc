@@ -324,8 +324,8 @@ TEST(HandTable, Winners) {
     ASSERT_TRUE(cluster.AddNode(NodeId(0), Spec("a", 8, 96000)).ok());
     ASSERT_TRUE(cluster.AddNode(NodeId(1), Spec("b", 2, 64000)).ok());
     cluster.Allocate(NodeId(1), Fraction(810, 0), 0b10);
-    auto p = ChooseNode(cluster, *setup.policy, setup.choice, c.task, core::WorkloadId(1), false,
-                        rng);
+    auto p =
+        ChooseNode(cluster, *setup.policy, setup.choice, c.task, core::WorkloadId(1), false, rng);
     ASSERT_TRUE(p.has_value());
     EXPECT_EQ(p->node.value(), c.winner) << c.policy;
   }
@@ -343,8 +343,8 @@ TEST(RandomPolicy, DrawsEveryFeasibleNode) {
   cluster.Allocate(NodeId(2), Whole(2, 0), 0b11);  // node 2 cannot take a GPU task
   int hits[3] = {0, 0, 0};
   for (int k = 0; k < 200; ++k) {
-    auto p = ChooseNode(cluster, *setup.policy, setup.choice, Fraction(100, 0),
-                        core::WorkloadId(1), false, rng);
+    auto p = ChooseNode(cluster, *setup.policy, setup.choice, Fraction(100, 0), core::WorkloadId(1),
+                        false, rng);
     ASSERT_TRUE(p.has_value());
     ++hits[p->node.value()];
   }
