@@ -4,6 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <functional>
+#include <tuple>
+#include <vector>
+
 namespace gpuorch::server {
 namespace {
 
@@ -16,16 +21,15 @@ core::TaskRequest Gpus(int32_t count, int32_t milli = 1000, int64_t cpu = 4000) 
 }
 
 // (gpu_count, gpu_milli, weight in ppm) of each typical task, in order.
-std::vector<std::tuple<int32_t, int32_t, int64_t>> Summary(
-    const std::vector<sched::TypicalTask>& typical) {
-  std::vector<std::tuple<int32_t, int32_t, int64_t>> out;
+using Weights = std::vector<std::tuple<int32_t, int32_t, int64_t>>;
+
+Weights Summary(const std::vector<sched::TypicalTask>& typical) {
+  Weights out;
   for (const sched::TypicalTask& tt : typical) {
     out.emplace_back(tt.task.gpu_count, tt.task.gpu_milli, std::llround(tt.weight * 1e6));
   }
   return out;
 }
-
-using Summary_t = std::vector<std::tuple<int32_t, int32_t, int64_t>>;
 
 TEST(TaskMix, EmptyUntilSomethingIsSeen) {
   TaskMix mix;
@@ -37,7 +41,7 @@ TEST(TaskMix, HandComputedWeights) {
   struct Case {
     const char* name;
     std::function<void(TaskMix&)> events;
-    Summary_t want;
+    Weights want;
   };
   const Case cases[] = {
       // A then B, one task each: A decays once, 65536 - 65536/64 = 64512; B 65536; total
@@ -122,7 +126,7 @@ TEST(TaskMix, OldSubmissionsAreForgotten) {
   mix.Submitted(Gpus(8), 1);
   // 65536 * (63/64)^n falls below 64 after 477 submissions; then the shape is gone.
   for (int k = 0; k < 500; ++k) mix.Submitted(Gpus(1), 1);
-  EXPECT_EQ(Summary(mix.Typical()), (Summary_t{{1, 1000, 1000000}}));
+  EXPECT_EQ(Summary(mix.Typical()), (Weights{{1, 1000, 1000000}}));
 }
 
 TEST(TaskMix, OnlyMaterialChangesAreTaken) {
@@ -140,7 +144,7 @@ TEST(TaskMix, OnlyMaterialChangesAreTaken) {
   mix.SetLive(1, Gpus(1), 70);
   auto moved = mix.TakeIfChanged();
   ASSERT_TRUE(moved.has_value());
-  EXPECT_EQ(Summary(*moved), (Summary_t{{1, 1000, 583334}, {2, 1000, 416666}}));
+  EXPECT_EQ(Summary(*moved), (Weights{{1, 1000, 583334}, {2, 1000, 416666}}));
   // Everything leaves: the policy keeps the last mix.
   mix.SetLive(1, Gpus(1), 0);
   mix.SetLive(2, Gpus(2), 0);
