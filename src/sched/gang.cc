@@ -73,7 +73,7 @@ std::optional<std::vector<TaskPlacement>> Scheduler::Impl::PlaceGang(const Workl
   // Places `count` tasks one by one inside `domain` (all nodes if null); all or nothing.
   auto sequential = [&](const std::vector<NodeId>* domain) -> bool {
     for (int32_t i = 0; i < count; ++i) {
-      auto p = ChooseNode(cluster_, *policy_, t, w.id, access, rng_, domain);
+      auto p = ChooseNode(cluster_, *policy_, node_choice_, t, w.id, access, rng_, domain);
       if (!p) {
         Unallocate(w, placed);
         placed.clear();
@@ -124,7 +124,7 @@ std::optional<std::vector<TaskPlacement>> Scheduler::Impl::PlaceGang(const Workl
       }
     }
     while (!room.empty()) {
-      auto p = ChooseNode(cluster_, *policy_, whole, w.id, access, rng_, &room);
+      auto p = ChooseNode(cluster_, *policy_, node_choice_, whole, w.id, access, rng_, &room);
       if (!p) break;
       std::vector<NodeId> single{p->node};
       if (sequential(&single)) {
@@ -164,7 +164,7 @@ std::optional<std::vector<TaskPlacement>> Scheduler::Impl::PlaceGang(const Workl
       whole.gpu_count = t.gpu_count * count;
       whole.milli_cpu = t.milli_cpu * count;
       whole.memory_mib = t.memory_mib * count;
-      auto p = ChooseNode(cluster_, *policy_, whole, w.id, access, rng_);
+      auto p = ChooseNode(cluster_, *policy_, node_choice_, whole, w.id, access, rng_);
       if (p) {
         std::vector<NodeId> single{p->node};
         if (sequential(&single)) {

@@ -10,7 +10,7 @@ std::optional<TaskPlacement> Finish(const ClusterState& cluster, PlacementPolicy
                                     const TaskRequest& t, WorkloadId as, ReservationAccess access,
                                     NodeId id) {
   const NodeState& n = cluster.node(id);
-  GpuMask gpus = policy.SelectGpus(n, t, UsableGpus(n, as, access));
+  GpuMask gpus = policy.SelectGpus(NodeView(n, UsableGpus(n, as, access)), t);
   if (t.gpu_count > 0 && gpus == 0) return std::nullopt;
   return TaskPlacement{id, gpus};
 }
@@ -18,14 +18,14 @@ std::optional<TaskPlacement> Finish(const ClusterState& cluster, PlacementPolicy
 }  // namespace
 
 std::optional<TaskPlacement> ChooseNode(const ClusterState& cluster, PlacementPolicy& policy,
-                                        const TaskRequest& t, WorkloadId as,
+                                        NodeChoice choice, const TaskRequest& t, WorkloadId as,
                                         ReservationAccess access, core::Rng& rng,
                                         const std::vector<NodeId>* domain) {
-  const bool random = policy.random_node_choice();
+  const bool random = choice == NodeChoice::kUniform;
   NodeId best;
   int64_t best_score = 0;
   auto consider = [&](const NodeState& n, NodeId lowest) {
-    int64_t s = policy.Score(n, t);
+    int64_t s = policy.Score(NodeView(n, UsableGpus(n, as, access)), t);
     if (!best.valid() || s > best_score || (s == best_score && lowest < best)) {
       best = lowest;
       best_score = s;

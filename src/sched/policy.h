@@ -8,7 +8,7 @@
 #include "core/rng.h"
 #include "core/status.h"
 #include "core/workload.h"
-#include "sched/cluster_state.h"
+#include "sched/node_view.h"
 
 namespace gpuorch::sched {
 
@@ -20,33 +20,48 @@ struct TypicalTask {
 };
 
 // A placement policy: how to rank the feasible nodes for one task, and which GPUs to take
-// inside the chosen node. The mechanism (filtering, gangs, topology, reservations) is the
-// engine's; a policy only scores.
+// inside the chosen node. The mechanism (filtering, gangs, topology, reservations, and how
+// to choose among the nodes: see NodeChoice) is the engine's; a policy only scores.
 //
 // Contract:
+// - A policy sees a node only through a NodeView: its state, never its id or place.
 // - Score() is called only on nodes where the task fits (see Fits), must depend only on the
-//   node's state and the task (the engine scores one node per group of identical nodes), and
+//   view and the task (the engine scores one node per group of identical nodes), and
 //   returns an integer: higher is better; the engine breaks ties by the lowest node id.
-// - SelectGpus() returns exactly t.gpu_count GPUs among `usable` that fit the task.
+// - SelectGpus() returns exactly t.gpu_count GPUs among n.usable() that fit the task.
 // - Single-threaded. Randomness comes only from the Rng handed to the factory.
 class PlacementPolicy {
  public:
   virtual ~PlacementPolicy() = default;
   virtual std::string_view name() const = 0;
-  virtual int64_t Score(const NodeState& n, const TaskRequest& t) = 0;
-  virtual GpuMask SelectGpus(const NodeState& n, const TaskRequest& t, GpuMask usable) {
-    return SelectGpusBestFit(n, t, usable);
+  virtual int64_t Score(const NodeView& n, const TaskRequest& t) = 0;
+  virtual GpuMask SelectGpus(const NodeView& n, const TaskRequest& t) {
+    return SelectGpusBestFit(n, t);
   }
-  // True for a policy that picks uniformly among feasible nodes instead of scoring.
-  virtual bool random_node_choice() const { return false; }
   // The task distribution fragmentation-aware policies optimise for. Others ignore it.
   virtual void SetTypicalTasks(std::vector<TypicalTask> tasks) { (void)tasks; }
+  // The distribution in use (after defaults); empty for policies that ignore it.
+  virtual std::vector<TypicalTask> typical_tasks() const { return {}; }
+};
+
+// How the engine chooses among the nodes where a task fits. A mechanism option that comes
+// with the policy's name, not a question the engine asks the policy.
+enum class NodeChoice : uint8_t {
+  kBestScore,  // the highest Score, ties to the lowest node id
+  kUniform,    // uniformly among the feasible nodes, from the engine's Rng; Score is unused
+};
+
+// A policy with the node choice it runs under.
+struct PolicySetup {
+  std::unique_ptr<PlacementPolicy> policy;
+  NodeChoice choice = NodeChoice::kBestScore;
 };
 
 // The names MakePolicy accepts, in a stable order.
 const std::vector<std::string>& PolicyNames();
 
-// Builds a policy by name. `rng` must outlive the policy (only `random` draws from it).
-core::Result<std::unique_ptr<PlacementPolicy>> MakePolicy(std::string_view name, core::Rng* rng);
+// Builds a policy by name. `rng` must outlive the policy (only `random` draws from it, to
+// pick a GPU inside the node; it runs under NodeChoice::kUniform).
+core::Result<PolicySetup> MakePolicy(std::string_view name, core::Rng* rng);
 
 }  // namespace gpuorch::sched

@@ -441,7 +441,9 @@ core::Result<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerConfig
   auto impl = std::make_unique<Impl>(config, nullptr);
   auto policy = MakePolicy(config.policy, &impl->rng_);
   if (!policy.ok()) return policy.status();
-  impl->policy_ = std::move(policy).value();
+  PolicySetup setup = std::move(policy).value();
+  impl->policy_ = std::move(setup.policy);
+  impl->node_choice_ = setup.choice;
   return std::unique_ptr<Scheduler>(new Scheduler(std::move(impl)));
 }
 

@@ -198,6 +198,7 @@ class Scheduler::Impl {
 
   SchedulerConfig config_;
   std::unique_ptr<PlacementPolicy> policy_;
+  NodeChoice node_choice_ = NodeChoice::kBestScore;  // comes with the policy (MakePolicy)
   core::Rng rng_;
   ClusterState cluster_;
   std::vector<QueueRec> queues_;

@@ -51,6 +51,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const ServerConfig& confi
   c->engine_ = std::move(engine).value();
   if (Status s = c->AddQueues(); !s.ok()) return s;
   if (Status s = c->Load(); !s.ok()) return s;
+  for (const auto& [id, w] : c->workloads_) c->NoteLive(w);
   c->committer_ = std::make_unique<store::GroupCommitter>(store);
   return c;
 }
@@ -125,6 +126,7 @@ bool Controller::Submit(const Json& body, Json& out, ApiError& error) {
     error = ApiError{500, "", s.message()};
     return false;
   }
+  task_mix_.Submitted(w.parsed.spec.task, w.parsed.spec.min_tasks);
   out = Json{{"id", w.id}, {"name", w.parsed.spec.name}, {"state", w.state}};
   workloads_.emplace(w.id, std::move(w));
   Kick();
@@ -522,6 +524,9 @@ void Controller::Step() {
         work_ = true;  // what it ran is pending again: cycle once more right away
       }
     }
+    // The policy forgets its score memo with every new mix, so only a material change of
+    // the mix reaches it (TaskMix::kMinChangePpm), at most once per cycle.
+    if (auto typical = task_mix_.TakeIfChanged()) engine_->SetTypicalTasks(std::move(*typical));
     auto start = std::chrono::steady_clock::now();
     sched::Plan plan = engine_->Cycle(Now());
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -613,9 +618,29 @@ void Controller::Unindex(const WorkloadRecord& w) {
   }
 }
 
+void Controller::NoteLive(const WorkloadRecord& w) {
+  int32_t live = 0;
+  if (!w.terminal()) {
+    for (const TaskRecord& t : w.tasks) {
+      live += !t.stopping && t.state != "exited" && t.state != "lost";
+    }
+  }
+  task_mix_.SetLive(w.id, w.parsed.spec.task, live);
+}
+
+std::vector<sched::TypicalTask> Controller::TypicalTasks() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return engine_->policy().typical_tasks();
+}
+
 store::Batch Controller::TakeDirty() {
   store::Batch batch;
-  for (int64_t id : dirty_) batch.workloads.push_back(ToStored(workloads_.at(id)));
+  // Every change of a record's tasks (bind, growth, exit, eviction, shrink, requeue, node
+  // loss, cancellation) marks it dirty, so the task mix learns them all here.
+  for (int64_t id : dirty_) {
+    NoteLive(workloads_.at(id));
+    batch.workloads.push_back(ToStored(workloads_.at(id)));
+  }
   for (const std::string& n : dirty_nodes_) {
     const NodeRecord& r = nodes_.at(n);
     Json j = r.registration;

@@ -14,6 +14,7 @@
 #include "server/api_types.h"
 #include "server/config.h"
 #include "server/metrics.h"
+#include "server/task_mix.h"
 #include "store/group_commit.h"
 #include "store/state_store.h"
 
@@ -112,6 +113,10 @@ class Controller {
   void Step();
   // Persists whatever is still unwritten (at shutdown).
   void Flush();
+  // The typical tasks the placement policy works with now (empty for a policy that uses
+  // none): the live task mix once one was learnt (see TaskMix), else the policy's default.
+  std::vector<sched::TypicalTask> TypicalTasks();
+
   // Extra time nodes loaded from the store get to send their first heartbeat.
   static constexpr int64_t kRestartGraceMs = 5000;
 
@@ -129,6 +134,8 @@ class Controller {
   void MarkNodeDown(NodeRecord& n);
   void Event(WorkloadRecord& w, const std::string& type, const std::string& message);
   void Dirty(const WorkloadRecord& w) { dirty_.insert(w.id); }
+  // Tells the task mix how many of w's tasks are placed now.
+  void NoteLive(const WorkloadRecord& w);
   // The desired lists of the nodes `w` has tasks on changed (except `except`'s, whose agent
   // hears it in the answer it is being given).
   void TouchNodes(const WorkloadRecord& w, const std::string& except = "");
@@ -164,6 +171,8 @@ class Controller {
   bool work_ = true;       // guarded by mu_: a cycle is due
   bool shutdown_ = false;  // guarded by mu_
   MetricsState metrics_;
+  // Shapes of running and recently submitted tasks, fed to the policy as its typical tasks.
+  TaskMix task_mix_;
 };
 
 }  // namespace gpuorch::server

@@ -382,5 +382,39 @@ TEST_F(ControllerTest, SilentNodeGoesDownAndItsGangIsRequeued) {
   }
 }
 
+// The fragmentation-aware policy works with the live task mix (TaskMix), not its fixed
+// default: recent submissions first, then running tasks, and again after a restart.
+TEST_F(ControllerTest, PolicyLearnsTheLiveTaskMix) {
+  EXPECT_EQ(controller_->TypicalTasks().size(), 7u) << "gpuorch's default mix before any work";
+  Register("n1", 8);
+  for (int k = 0; k < 3; ++k) Submit("batch", 1);
+  Submit("batch", 2);
+  controller_->Step();
+  auto typical = controller_->TypicalTasks();
+  ASSERT_EQ(typical.size(), 2u);
+  EXPECT_EQ(typical[0].task.gpu_count, 1);
+  EXPECT_EQ(typical[1].task.gpu_count, 2);
+  // Three 1-GPU submissions to one 2-GPU, the older ones decayed a little: about 3:1.
+  EXPECT_NEAR(typical[0].weight, 0.75, 0.02);
+
+  // Eight 4-GPU submissions move the mix: it now holds them, weighted by the recent half.
+  for (int k = 0; k < 8; ++k) Submit("batch", 4);
+  controller_->Step();
+  typical = controller_->TypicalTasks();
+  ASSERT_EQ(typical.size(), 3u);
+  double four = 0;
+  for (const sched::TypicalTask& t : typical) four += t.task.gpu_count == 4 ? t.weight : 0;
+  EXPECT_GT(four, 0.3);
+
+  // After a restart the running tasks alone make the mix (submissions are not replayed):
+  // the three 1-GPU tasks and the 2-GPU one that fit the node, 3:1.
+  Open();
+  controller_->Step();
+  typical = controller_->TypicalTasks();
+  ASSERT_EQ(typical.size(), 2u);
+  EXPECT_EQ(typical[0].task.gpu_count, 1);
+  EXPECT_DOUBLE_EQ(typical[0].weight, 0.75);
+}
+
 }  // namespace
 }  // namespace gpuorch::server

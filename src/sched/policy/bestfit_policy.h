@@ -12,7 +12,7 @@ namespace gpuorch::sched {
 class BestFitPolicy final : public PlacementPolicy {
  public:
   std::string_view name() const override { return "bestfit"; }
-  int64_t Score(const NodeState& n, const TaskRequest& t) override;
+  int64_t Score(const NodeView& n, const TaskRequest& t) override;
 };
 
 }  // namespace gpuorch::sched

@@ -13,7 +13,7 @@ namespace gpuorch::sched {
 class DotProdPolicy final : public PlacementPolicy {
  public:
   std::string_view name() const override { return "dotprod"; }
-  int64_t Score(const NodeState& n, const TaskRequest& t) override;
+  int64_t Score(const NodeView& n, const TaskRequest& t) override;
 };
 
 // floor(a / b) for b > 0, also for negative a.

@@ -20,25 +20,26 @@ double FgdPolicy::NodeFragment(int64_t cpu_free, GpuModelId model, int gpu_count
   return f;
 }
 
-int64_t FgdPolicy::ScoreOf(const NodeState& n, const TaskRequest& t, double before, int j) const {
+int64_t FgdPolicy::ScoreOf(const NodeView& n, const TaskRequest& t, double before, int j) const {
   int16_t after[core::kMaxGpusPerNode];
-  for (int i = 0; i < n.gpu_count; ++i) after[i] = n.gpu_free[i];
+  for (int i = 0; i < n.gpu_count(); ++i) after[i] = n.gpu_free(i);
   if (j >= 0) {
     after[j] = static_cast<int16_t>(after[j] - t.gpu_milli);
   } else {
     int left = t.gpu_count;
-    for (int i = 0; i < n.gpu_count && left > 0; ++i) {
+    for (int i = 0; i < n.gpu_count() && left > 0; ++i) {
       if (after[i] == core::kMilliGpu) after[i] = 0, --left;
     }
   }
-  const double delta = before - NodeFragment(n.cpu_free - t.milli_cpu, n.model, n.gpu_count, after);
+  const double delta =
+      before - NodeFragment(n.cpu_free() - t.milli_cpu, n.model(), n.gpu_count(), after);
   const double sigmoid = 1.0 / (1.0 + std::exp(-delta / 1000.0));
   return static_cast<int64_t>(100.0 * sigmoid);
 }
 
-int64_t FgdPolicy::Score(const NodeState& n, const TaskRequest& t) {
+int64_t FgdPolicy::Score(const NodeView& n, const TaskRequest& t) {
   return memo_.Get(n, t, [&]() -> int64_t {
-    const double before = NodeFragment(n.cpu_free, n.model, n.gpu_count, n.gpu_free.data());
+    const double before = NodeFragment(n.cpu_free(), n.model(), n.gpu_count(), n.gpu_free().data());
     if (!t.fractional()) return ScoreOf(n, t, before, -1);
     return BestGpuForFraction(
         n, t, n.all_gpus(), /*check_memory=*/false, [&](int j) { return ScoreOf(n, t, before, j); },
@@ -46,12 +47,13 @@ int64_t FgdPolicy::Score(const NodeState& n, const TaskRequest& t) {
   });
 }
 
-GpuMask FgdPolicy::SelectGpus(const NodeState& n, const TaskRequest& t, GpuMask usable) {
-  if (!t.fractional()) return SelectGpusBestFit(n, t, usable);
-  const double before = NodeFragment(n.cpu_free, n.model, n.gpu_count, n.gpu_free.data());
+GpuMask FgdPolicy::SelectGpus(const NodeView& n, const TaskRequest& t) {
+  if (!t.fractional()) return SelectGpusBestFit(n, t);
+  const double before = NodeFragment(n.cpu_free(), n.model(), n.gpu_count(), n.gpu_free().data());
   int best = -1;
   BestGpuForFraction(
-      n, t, usable, /*check_memory=*/true, [&](int j) { return ScoreOf(n, t, before, j); }, &best);
+      n, t, n.usable(), /*check_memory=*/true, [&](int j) { return ScoreOf(n, t, before, j); },
+      &best);
   return best < 0 ? GpuMask{0} : static_cast<GpuMask>(1u << best);
 }
 

@@ -21,9 +21,10 @@ class FgdPolicy final : public PlacementPolicy {
  public:
   FgdPolicy() { SetTypicalTasks({}); }
   std::string_view name() const override { return "fgd"; }
-  int64_t Score(const NodeState& n, const TaskRequest& t) override;
-  GpuMask SelectGpus(const NodeState& n, const TaskRequest& t, GpuMask usable) override;
+  int64_t Score(const NodeView& n, const TaskRequest& t) override;
+  GpuMask SelectGpus(const NodeView& n, const TaskRequest& t) override;
   void SetTypicalTasks(std::vector<TypicalTask> tasks) override;
+  std::vector<TypicalTask> typical_tasks() const override { return typical_; }
 
   // F(n) in milli-GPU for a node given as raw state.
   double NodeFragment(int64_t cpu_free, GpuModelId model, int gpu_count,
@@ -31,7 +32,7 @@ class FgdPolicy final : public PlacementPolicy {
 
  private:
   // The score of taking t.gpu_milli from GPU j (j < 0: whole GPUs or CPU only).
-  int64_t ScoreOf(const NodeState& n, const TaskRequest& t, double before, int j) const;
+  int64_t ScoreOf(const NodeView& n, const TaskRequest& t, double before, int j) const;
 
   std::vector<TypicalTask> typical_;
   ScoreMemo memo_;

@@ -1,7 +1,5 @@
 #include "sched/policy/fragmentation.h"
 
-#include <cstring>
-
 namespace gpuorch::sched {
 
 int64_t TaskFragment(int64_t cpu_free, GpuModelId model, int gpu_count, const int16_t* gpu_free,
@@ -39,7 +37,7 @@ std::vector<TypicalTask> DefaultTypicalTasks() {
 }
 
 void ScoreMemo::Clear() {
-  entries_.clear();
+  slots_.clear();
   shapes_.clear();
   last_key_ = ShapeKey{-1, -1, -1, -1, 0};
 }
@@ -55,32 +53,33 @@ uint32_t ScoreMemo::ShapeOf(const TaskRequest& t) {
   return s;
 }
 
-int64_t* ScoreMemo::Slot(const NodeState& n, const TaskRequest& t) {
-  current_shape_ = ShapeOf(t);
-  const uint32_t id = n.id.value();
-  if (id >= entries_.size()) entries_.resize(id + 1);
-  Entry& e = entries_[id];
-  Snapshot snap;
-  snap.cpu_free = n.cpu_free;
-  snap.memory_free = n.memory_free;
-  snap.model = n.model.value();
-  snap.gpu_count = n.gpu_count;
-  std::memcpy(snap.gpu_free.data(), n.gpu_free.data(), sizeof(int16_t) * n.gpu_count);
-  if (!(snap == e.snap)) {
-    e.snap = snap;
-    ++e.epoch;
-    return nullptr;
+ScoreMemo::Slot& ScoreMemo::Find(const NodeView& n, const TaskRequest& t) {
+  Key key;
+  key.cpu_free = n.cpu_free();
+  key.memory_free = n.memory_free();
+  key.model = n.model().value();
+  key.gpu_count = n.gpu_count();
+  key.shape = ShapeOf(t);
+  // The hash reads the fields one by one (never the struct's bytes, padding included).
+  uint64_t h = 0x9e3779b97f4a7c15ull;
+  auto mix = [&h](uint64_t v) {
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    h *= 0xff51afd7ed558ccdull;
+  };
+  mix(static_cast<uint64_t>(key.cpu_free));
+  mix(static_cast<uint64_t>(key.memory_free));
+  mix(uint64_t{key.model} << 32 | key.shape);
+  for (int j = 0; j < key.gpu_count; ++j) {
+    key.gpu_free[j] = n.gpu_free(j);
+    mix(static_cast<uint16_t>(key.gpu_free[j]));
   }
-  if (current_shape_ >= e.scores.size() || e.scores[current_shape_].first != e.epoch) {
-    return nullptr;
+  if (slots_.empty()) slots_.resize(kSlots);
+  Slot& slot = slots_[(h ^ (h >> 29)) & (kSlots - 1)];
+  if (!(slot.valid && slot.key == key)) {
+    slot.key = key;
+    slot.valid = false;
   }
-  return &e.scores[current_shape_].second;
-}
-
-void ScoreMemo::Store(const NodeState& n, int64_t score) {
-  Entry& e = entries_[n.id.value()];
-  if (current_shape_ >= e.scores.size()) e.scores.resize(current_shape_ + 1, {0, 0});
-  e.scores[current_shape_] = {e.epoch, score};
+  return slot;
 }
 
 }  // namespace gpuorch::sched

@@ -1,9 +1,11 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
 #include "sched/cluster_state.h"
+#include "sched/node_view.h"
 #include "sched/policy.h"
 
 namespace gpuorch::sched {
@@ -33,18 +35,18 @@ std::vector<TypicalTask> DefaultTypicalTasks();
 // memory when `check_memory`), and in *gpu the lowest index attaining it (-1 if none).
 // score_gpu(j) must depend only on GPU j's free milli, so equal free amounts are scored once.
 template <typename ScoreGpu>
-int64_t BestGpuForFraction(const NodeState& n, const TaskRequest& t, GpuMask usable,
+int64_t BestGpuForFraction(const NodeView& n, const TaskRequest& t, GpuMask usable,
                            bool check_memory, ScoreGpu&& score_gpu, int* gpu) {
   auto fits = [&](int j) {
-    return ((usable >> j) & 1u) && n.gpu_free[j] >= t.gpu_milli &&
-           (!check_memory || t.gpu_memory_mib <= 0 || n.gpu_mem_free[j] >= t.gpu_memory_mib);
+    return ((usable >> j) & 1u) && n.gpu_free(j) >= t.gpu_milli &&
+           (!check_memory || t.gpu_memory_mib <= 0 || n.gpu_mem_free(j) >= t.gpu_memory_mib);
   };
   int64_t best = 0;
   int best_gpu = -1;
-  for (int j = 0; j < n.gpu_count; ++j) {
+  for (int j = 0; j < n.gpu_count(); ++j) {
     if (!fits(j)) continue;
     bool seen = false;  // an earlier GPU with the same free amount scores the same and wins
-    for (int i = 0; i < j && !seen; ++i) seen = fits(i) && n.gpu_free[i] == n.gpu_free[j];
+    for (int i = 0; i < j && !seen; ++i) seen = fits(i) && n.gpu_free(i) == n.gpu_free(j);
     if (seen) continue;
     const int64_t s = score_gpu(j);
     if (best_gpu < 0 || s > best) best = s, best_gpu = j;
@@ -53,40 +55,46 @@ int64_t BestGpuForFraction(const NodeState& n, const TaskRequest& t, GpuMask usa
   return best;
 }
 
-// Per-node score memo for policies whose Score is costly. The engine scores the same node
-// states again and again (one node changes per placement), so a score is remembered per node
-// id and task shape, and forgotten as soon as the node's state differs from the snapshot it
-// was computed on. Validation is by content, so it is exact whatever id the caller passes.
+// Score memo for policies whose Score is costly and reads only a node's free state (CPU,
+// memory, model, per-GPU free milli), not NodeView::usable(). The engine scores the same
+// node states again and again (one node changes per placement), so a score is remembered
+// per node state and task shape. A policy sees no node id, so the memo is keyed by content:
+// a direct-mapped table of kSlots entries, each holding one (state, shape) and its score,
+// overwritten by the next key that hashes to it. A hit needs an equal state and shape, so
+// the memo is exact whatever its hit rate.
 //
-// Contract: single-threaded; O(1) per lookup (a snapshot compare and, when the task shape
-// changes between calls, one hash lookup).
+// Contract: single-threaded; O(gpus) per lookup (hash and compare); memory is fixed at
+// kSlots entries once used, plus one key per distinct task shape.
 class ScoreMemo {
  public:
+  static constexpr size_t kSlots = size_t{1} << 16;
+
   // Returns the remembered score of (n, t) or stores and returns compute().
   template <typename Compute>
-  int64_t Get(const NodeState& n, const TaskRequest& t, Compute&& compute) {
-    int64_t* slot = Slot(n, t);
-    if (slot != nullptr) return *slot;
-    int64_t s = compute();
-    Store(n, s);
-    return s;
+  int64_t Get(const NodeView& n, const TaskRequest& t, Compute&& compute) {
+    Slot& slot = Find(n, t);
+    if (slot.valid) return slot.score;
+    slot.score = compute();
+    slot.valid = true;
+    return slot.score;
   }
   // Forgets everything (the scoring rule changed).
   void Clear();
 
  private:
-  struct Snapshot {
+  struct Key {
     int64_t cpu_free = -1;
     int64_t memory_free = -1;
     uint32_t model = 0;
     int32_t gpu_count = -1;
+    uint32_t shape = 0;
     std::array<int16_t, core::kMaxGpusPerNode> gpu_free{};
-    bool operator==(const Snapshot&) const = default;
+    bool operator==(const Key&) const = default;
   };
-  struct Entry {
-    Snapshot snap;
-    uint32_t epoch = 0;
-    std::vector<std::pair<uint32_t, int64_t>> scores;  // per shape: (epoch, score)
+  struct Slot {
+    Key key;
+    bool valid = false;  // `score` is the score of `key`
+    int64_t score = 0;
   };
   struct ShapeKey {
     int64_t cpu, mem;
@@ -95,15 +103,14 @@ class ScoreMemo {
     bool operator==(const ShapeKey&) const = default;
   };
 
-  int64_t* Slot(const NodeState& n, const TaskRequest& t);
-  void Store(const NodeState& n, int64_t score);
+  // The slot of (n, t): holding its score (valid) or claimed for it (not valid).
+  Slot& Find(const NodeView& n, const TaskRequest& t);
   uint32_t ShapeOf(const TaskRequest& t);
 
-  std::vector<Entry> entries_;
+  std::vector<Slot> slots_;  // kSlots once used
   std::vector<ShapeKey> shapes_;
   ShapeKey last_key_{-1, -1, -1, -1, 0};
   uint32_t last_shape_ = 0;
-  uint32_t current_shape_ = 0;
 };
 
 }  // namespace gpuorch::sched

@@ -23,6 +23,7 @@ int64_t GpuorchPolicy::Stranded(int64_t cpu_free, GpuModelId model, int gpu_coun
 
 void GpuorchPolicy::SetTypicalTasks(std::vector<TypicalTask> tasks) {
   if (tasks.empty()) tasks = DefaultTypicalTasks();
+  given_ = tasks;
   typical_.clear();
   int64_t total = 0;
   for (const TypicalTask& t : tasks) {
@@ -44,25 +45,26 @@ int64_t GpuorchPolicy::Damage(int64_t cpu_free, GpuModelId model, int gpu_count,
   return d;
 }
 
-int64_t GpuorchPolicy::ScoreOf(const NodeState& n, const TaskRequest& t, int64_t before,
+int64_t GpuorchPolicy::ScoreOf(const NodeView& n, const TaskRequest& t, int64_t before,
                                int j) const {
   int16_t after[core::kMaxGpusPerNode];
-  for (int i = 0; i < n.gpu_count; ++i) after[i] = n.gpu_free[i];
+  for (int i = 0; i < n.gpu_count(); ++i) after[i] = n.gpu_free(i);
   if (j >= 0) {
     after[j] = static_cast<int16_t>(after[j] - t.gpu_milli);
   } else {
     int left = t.gpu_count;
-    for (int i = 0; i < n.gpu_count && left > 0; ++i) {
+    for (int i = 0; i < n.gpu_count() && left > 0; ++i) {
       if (after[i] == core::kMilliGpu) after[i] = 0, --left;
     }
   }
-  const int64_t damage = Damage(n.cpu_free - t.milli_cpu, n.model, n.gpu_count, after) - before;
+  const int64_t damage =
+      Damage(n.cpu_free() - t.milli_cpu, n.model(), n.gpu_count(), after) - before;
   return FloorDiv(-damage, quantum_);
 }
 
-int64_t GpuorchPolicy::Score(const NodeState& n, const TaskRequest& t) {
+int64_t GpuorchPolicy::Score(const NodeView& n, const TaskRequest& t) {
   return memo_.Get(n, t, [&]() -> int64_t {
-    const int64_t before = Damage(n.cpu_free, n.model, n.gpu_count, n.gpu_free.data());
+    const int64_t before = Damage(n.cpu_free(), n.model(), n.gpu_count(), n.gpu_free().data());
     if (!t.fractional()) return ScoreOf(n, t, before, -1);
     return BestGpuForFraction(
         n, t, n.all_gpus(), /*check_memory=*/false, [&](int j) { return ScoreOf(n, t, before, j); },
@@ -70,12 +72,13 @@ int64_t GpuorchPolicy::Score(const NodeState& n, const TaskRequest& t) {
   });
 }
 
-GpuMask GpuorchPolicy::SelectGpus(const NodeState& n, const TaskRequest& t, GpuMask usable) {
-  if (!t.fractional()) return SelectGpusBestFit(n, t, usable);
-  const int64_t before = Damage(n.cpu_free, n.model, n.gpu_count, n.gpu_free.data());
+GpuMask GpuorchPolicy::SelectGpus(const NodeView& n, const TaskRequest& t) {
+  if (!t.fractional()) return SelectGpusBestFit(n, t);
+  const int64_t before = Damage(n.cpu_free(), n.model(), n.gpu_count(), n.gpu_free().data());
   int best = -1;
   BestGpuForFraction(
-      n, t, usable, /*check_memory=*/true, [&](int j) { return ScoreOf(n, t, before, j); }, &best);
+      n, t, n.usable(), /*check_memory=*/true, [&](int j) { return ScoreOf(n, t, before, j); },
+      &best);
   return best < 0 ? GpuMask{0} : static_cast<GpuMask>(1u << best);
 }
 

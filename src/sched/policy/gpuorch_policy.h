@@ -32,9 +32,10 @@ class GpuorchPolicy final : public PlacementPolicy {
 
   GpuorchPolicy() { SetTypicalTasks({}); }
   std::string_view name() const override { return "gpuorch"; }
-  int64_t Score(const NodeState& n, const TaskRequest& t) override;
-  GpuMask SelectGpus(const NodeState& n, const TaskRequest& t, GpuMask usable) override;
+  int64_t Score(const NodeView& n, const TaskRequest& t) override;
+  GpuMask SelectGpus(const NodeView& n, const TaskRequest& t) override;
   void SetTypicalTasks(std::vector<TypicalTask> tasks) override;
+  std::vector<TypicalTask> typical_tasks() const override { return given_; }
 
   // Idle milli-GPU a stream of tasks of shape tau could not use on a node: idle minus what
   // as many copies of tau as fit together (GPU slots, CPU) would take.
@@ -49,8 +50,9 @@ class GpuorchPolicy final : public PlacementPolicy {
   // D(n) for a node given as raw state, in ppm x milli-GPU.
   int64_t Damage(int64_t cpu_free, GpuModelId model, int gpu_count, const int16_t* gpu_free) const;
   // Score of taking t from GPU j (j < 0: whole GPUs or CPU only).
-  int64_t ScoreOf(const NodeState& n, const TaskRequest& t, int64_t before, int j) const;
+  int64_t ScoreOf(const NodeView& n, const TaskRequest& t, int64_t before, int j) const;
 
+  std::vector<TypicalTask> given_;  // as set (or the default), for typical_tasks()
   std::vector<Weighted> typical_;
   int64_t quantum_ = 1;
   ScoreMemo memo_;

@@ -13,7 +13,7 @@ namespace gpuorch::sched {
 class GpuPackingPolicy final : public PlacementPolicy {
  public:
   std::string_view name() const override { return "gpupacking"; }
-  int64_t Score(const NodeState& n, const TaskRequest& t) override;
+  int64_t Score(const NodeView& n, const TaskRequest& t) override;
 };
 
 }  // namespace gpuorch::sched

@@ -63,11 +63,18 @@ NodeSpec Spec(std::string name, int32_t gpus, int64_t cpu) {
   return s;
 }
 
-std::unique_ptr<PlacementPolicy> Make(const std::string& name, core::Rng* rng) {
+PolicySetup MakeSetup(const std::string& name, core::Rng* rng) {
   auto p = MakePolicy(name, rng);
   EXPECT_TRUE(p.ok()) << p.status().message();
   return std::move(p).value();
 }
+
+std::unique_ptr<PlacementPolicy> Make(const std::string& name, core::Rng* rng) {
+  return MakeSetup(name, rng).policy;
+}
+
+// The view of a whole node, every GPU usable.
+NodeView All(const NodeState& n) { return NodeView(n, n.all_gpus()); }
 
 class PolicyConformance : public testing::TestWithParam<std::string> {};
 
@@ -79,7 +86,7 @@ struct Replay {
 
 Replay RunReplay(const std::string& name, uint64_t seed, bool check) {
   core::Rng rng(seed);
-  auto policy = Make(name, &rng);
+  PolicySetup setup = MakeSetup(name, &rng);
   ClusterState cluster;
   core::Rng shapes(1234);  // the cluster and tasks are the same for every policy and seed
   for (uint32_t i = 0; i < 40; ++i) {
@@ -107,7 +114,7 @@ Replay RunReplay(const std::string& name, uint64_t seed, bool check) {
     }
     if (shapes.Uniform(4) == 0)
       t.models = core::ModelSet::Of(GpuModelId(static_cast<uint32_t>(shapes.Uniform(3))));
-    auto p = ChooseNode(cluster, *policy, t, core::WorkloadId(1), false, rng);
+    auto p = ChooseNode(cluster, *setup.policy, setup.choice, t, core::WorkloadId(1), false, rng);
     bool any_fits = false;
     for (const NodeState& n : cluster.nodes()) any_fits |= Fits(n, t, core::WorkloadId(1), false);
     if (check) {
@@ -153,7 +160,7 @@ TEST_P(PolicyConformance, SelectGpusRespectsUsable) {
   for (int trial = 0; trial < 20; ++trial) {
     for (const TaskRequest& t : {Whole(1, 0), Whole(2, 0), Whole(3, 0), Fraction(250, 0),
                                  Fraction(600, 0), Fraction(900, 0)}) {
-      const GpuMask m = policy->SelectGpus(n, t, usable);
+      const GpuMask m = policy->SelectGpus(NodeView(n, usable), t);
       EXPECT_EQ(std::popcount(m), t.gpu_count) << GetParam();
       EXPECT_EQ(m & ~usable, 0) << GetParam();
       for (int j = 0; j < 8; ++j) {
@@ -164,8 +171,8 @@ TEST_P(PolicyConformance, SelectGpusRespectsUsable) {
     }
   }
   // Whole GPUs are the lowest-index fully free usable ones for every policy (§4).
-  EXPECT_EQ(policy->SelectGpus(n, Whole(2, 0), usable), 0b00110000) << GetParam();
-  EXPECT_EQ(policy->SelectGpus(n, Whole(4, 0), usable), 0) << GetParam();
+  EXPECT_EQ(policy->SelectGpus(NodeView(n, usable), Whole(2, 0)), 0b00110000) << GetParam();
+  EXPECT_EQ(policy->SelectGpus(NodeView(n, usable), Whole(4, 0)), 0) << GetParam();
 }
 
 TEST_P(PolicyConformance, WorksWithAndWithoutTypicalTasks) {
@@ -173,10 +180,56 @@ TEST_P(PolicyConformance, WorksWithAndWithoutTypicalTasks) {
   auto policy = Make(GetParam(), &rng);
   EXPECT_EQ(policy->name(), GetParam());
   NodeState n = State(0, 64000, {1000, 500});
-  (void)policy->Score(n, Fraction(500, 1000));
+  (void)policy->Score(All(n), Fraction(500, 1000));
   policy->SetTypicalTasks({{Fraction(500, 1000), 0.5}, {Whole(1, 1000), 0.5}});
-  (void)policy->Score(n, Whole(1, 1000));
-  EXPECT_NE(policy->SelectGpus(n, Fraction(400, 0), n.all_gpus()), 0);
+  (void)policy->Score(All(n), Whole(1, 1000));
+  EXPECT_NE(policy->SelectGpus(All(n), Fraction(400, 0)), 0);
+  // A policy that uses typical tasks reports the ones it was given; the others none.
+  const std::vector<TypicalTask> typical = policy->typical_tasks();
+  if (GetParam() == "fgd" || GetParam() == "gpuorch") {
+    ASSERT_EQ(typical.size(), 2u) << GetParam();
+    EXPECT_EQ(typical[0].task.gpu_milli, 500);
+    EXPECT_EQ(typical[1].weight, 0.5);
+  } else {
+    EXPECT_TRUE(typical.empty()) << GetParam();
+  }
+}
+
+// Only `random` draws the node; every other policy is scored.
+TEST_P(PolicyConformance, NodeChoiceComesWithTheName) {
+  core::Rng rng(5);
+  EXPECT_EQ(MakeSetup(GetParam(), &rng).choice,
+            GetParam() == "random" ? NodeChoice::kUniform : NodeChoice::kBestScore);
+}
+
+// A score is a function of the node's state alone: nodes that differ only in identity,
+// topology or reservation holder score the same, and the fragmentation policies' memo
+// (keyed by content) gives the same scores as a fresh policy, whatever the order of calls.
+TEST_P(PolicyConformance, ScoreDependsOnlyOnState) {
+  core::Rng rng(11), fresh_rng(11);
+  auto policy = Make(GetParam(), &rng);
+  core::Rng shapes(99);
+  std::vector<NodeState> states;
+  for (int k = 0; k < 60; ++k) {
+    std::vector<int16_t> free;
+    const int gpus = 1 + static_cast<int>(shapes.Uniform(8));
+    for (int j = 0; j < gpus; ++j) free.push_back(static_cast<int16_t>(250 * shapes.Uniform(5)));
+    states.push_back(State(static_cast<uint32_t>(k % 3), 8000 * (1 + shapes.Uniform(8)), free));
+  }
+  for (int k = 0; k < 300; ++k) {
+    NodeState n = states[shapes.Uniform(states.size())];
+    const TaskRequest t = k % 2 == 0 ? Fraction(250, 2000) : Whole(1, 4000);
+    const int64_t memo = policy->Score(All(n), t);
+    n.id = NodeId(1000 + static_cast<uint32_t>(k));
+    n.zone = 7;
+    n.rack = 9;
+    n.reserved_for = core::WorkloadId(3);
+    EXPECT_EQ(policy->Score(All(n), t), memo) << GetParam() << " call " << k;
+    if (k % 3 == 0) {
+      auto fresh = Make(GetParam(), &fresh_rng);
+      EXPECT_EQ(fresh->Score(All(n), t), memo) << GetParam() << " call " << k;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(All, PolicyConformance, testing::ValuesIn(PolicyNames()),
@@ -219,7 +272,7 @@ TEST_P(HandTable, Score) {
   auto policy = Make(c.policy, &rng);
   // One typical task for the fragmentation policies: half a GPU with 30 cores.
   policy->SetTypicalTasks({{Fraction(500, 30000), 1.0}});
-  EXPECT_EQ(policy->Score(NamedNode(c.node), c.task), c.score) << c.policy << " on " << c.node;
+  EXPECT_EQ(policy->Score(All(NamedNode(c.node)), c.task), c.score) << c.policy << " on " << c.node;
 }
 
 // DotProd, whole GPU + 8 cores: A d = (96000*8000 + 256*8000*1000)/128000^2 = 0.171875,
@@ -266,12 +319,13 @@ TEST(HandTable, Winners) {
         Case{"gpuclustering", Whole(1, 8000), 0}, Case{"gpuclustering", Fraction(100, 1000), 1},
         Case{"gpupacking", Whole(1, 8000), 1}, Case{"gpuclustering", CpuOnly(1000), 0}}) {
     core::Rng rng(1);
-    auto policy = Make(c.policy, &rng);
+    PolicySetup setup = MakeSetup(c.policy, &rng);
     ClusterState cluster;
     ASSERT_TRUE(cluster.AddNode(NodeId(0), Spec("a", 8, 96000)).ok());
     ASSERT_TRUE(cluster.AddNode(NodeId(1), Spec("b", 2, 64000)).ok());
     cluster.Allocate(NodeId(1), Fraction(810, 0), 0b10);
-    auto p = ChooseNode(cluster, *policy, c.task, core::WorkloadId(1), false, rng);
+    auto p =
+        ChooseNode(cluster, *setup.policy, setup.choice, c.task, core::WorkloadId(1), false, rng);
     ASSERT_TRUE(p.has_value());
     EXPECT_EQ(p->node.value(), c.winner) << c.policy;
   }
@@ -280,8 +334,8 @@ TEST(HandTable, Winners) {
 // Random draws the node uniformly: over many draws both feasible nodes are chosen.
 TEST(RandomPolicy, DrawsEveryFeasibleNode) {
   core::Rng rng(9);
-  auto policy = Make("random", &rng);
-  EXPECT_TRUE(policy->random_node_choice());
+  PolicySetup setup = MakeSetup("random", &rng);
+  ASSERT_EQ(setup.choice, NodeChoice::kUniform);
   ClusterState cluster;
   for (uint32_t i = 0; i < 3; ++i) {
     ASSERT_TRUE(cluster.AddNode(NodeId(i), Spec("n" + std::to_string(i), 2, 8000)).ok());
@@ -289,7 +343,8 @@ TEST(RandomPolicy, DrawsEveryFeasibleNode) {
   cluster.Allocate(NodeId(2), Whole(2, 0), 0b11);  // node 2 cannot take a GPU task
   int hits[3] = {0, 0, 0};
   for (int k = 0; k < 200; ++k) {
-    auto p = ChooseNode(cluster, *policy, Fraction(100, 0), core::WorkloadId(1), false, rng);
+    auto p = ChooseNode(cluster, *setup.policy, setup.choice, Fraction(100, 0), core::WorkloadId(1),
+                        false, rng);
     ASSERT_TRUE(p.has_value());
     ++hits[p->node.value()];
   }

@@ -18,11 +18,13 @@ const std::vector<std::string>& PolicyNames() {
   return kNames;
 }
 
-core::Result<std::unique_ptr<PlacementPolicy>> MakePolicy(std::string_view name, core::Rng* rng) {
+core::Result<PolicySetup> MakePolicy(std::string_view name, core::Rng* rng) {
   std::unique_ptr<PlacementPolicy> p;
+  NodeChoice choice = NodeChoice::kBestScore;
   if (name == "random") {
     if (rng == nullptr) return core::Status::Invalid("policy random: needs a generator");
     p = std::make_unique<RandomPolicy>(rng);
+    choice = NodeChoice::kUniform;
   } else if (name == "dotprod") {
     p = std::make_unique<DotProdPolicy>();
   } else if (name == "gpuclustering") {
@@ -41,7 +43,7 @@ core::Result<std::unique_ptr<PlacementPolicy>> MakePolicy(std::string_view name,
     return core::Status::Invalid("policy: unknown name '" + std::string(name) +
                                  "' (known: " + known + ")");
   }
-  return std::unique_ptr<PlacementPolicy>(std::move(p));
+  return PolicySetup{std::move(p), choice};
 }
 
 }  // namespace gpuorch::sched
