@@ -29,7 +29,7 @@ TEST(FgdStats, SpreadOfValues) {
 }
 
 // A run whose allocation is `a100` and `a130` hundredths of a percent.
-FgdRunResult Run(int64_t a100, int64_t a130) {
+FgdRunResult Alloc(int64_t a100, int64_t a130) {
   FgdRunResult r;
   r.alloc_centi[100] = a100;
   r.alloc_centi[130] = a130;
@@ -42,8 +42,8 @@ TEST(FgdStats, MarginsArePairedBySeed) {
   // must not count in the margin, only in gpuorch's own spread.
   b.keys = {{"w", "fgd", 1},     {"w", "fgd", 2},     {"w", "gpuorch", 2},
             {"w", "gpuorch", 1}, {"w", "gpuorch", 3}, {"w", "bestfit", 1}};
-  b.results = {Run(9000, 9500), Run(9100, 9400), Run(9150, 9460),
-               Run(9020, 9530), Run(9900, 9990), Run(8800, 9300)};
+  b.results = {Alloc(9000, 9500), Alloc(9100, 9400), Alloc(9150, 9460),
+               Alloc(9020, 9530), Alloc(9900, 9990), Alloc(8800, 9300)};
   const FgdSpreads s = ComputeSpreads(b);
   ASSERT_EQ(s.policies.size(), 3u);
   EXPECT_EQ(s.policies[0].policy, "fgd");
@@ -73,7 +73,7 @@ TEST(FgdStats, MarginsArePairedBySeed) {
 TEST(FgdStats, NoMarginsWithoutFgd) {
   FgdBatch b;
   b.keys = {{"w", "gpuorch", 1}};
-  b.results = {Run(9000, 9500)};
+  b.results = {Alloc(9000, 9500)};
   const FgdSpreads s = ComputeSpreads(b);
   EXPECT_EQ(s.policies.size(), 1u);
   EXPECT_TRUE(s.margins.empty());

@@ -131,8 +131,9 @@ TEST(Replay, UnknownTenantAndInfeasibleJobs) {
 
 // What the engine is told of run times changes its plans: with exact estimates a short job
 // that cannot be evicted backfills before a reserved gang (EASY backfill); with none it
-// must wait; noisy estimates with f = 0 are exact. One 8-GPU node, one queue with no
-// guarantee (so no job is entitled to the reserved GPUs by quota), nothing preemptible:
+// must wait; noisy estimates with f = 0 are exact. One 8-GPU node, one queue guaranteed
+// more than all its jobs (so B's reservation is in quota and C may not take its GPUs by
+// quota), nothing preemptible (so nothing borrows or is evicted):
 //   A 4 GPUs at 0 s for 1000 s; B 8 GPUs at 1 s for 100 s (cannot start: the head-of-line
 //   reservation, due when A ends); C 4 GPUs at 2 s for 500 s.
 TEST(Replay, EstimateModeChangesWhatTheEngineSees) {
@@ -142,7 +143,7 @@ TEST(Replay, EstimateModeChangesWhatTheEngineSees) {
   c.groups = {g};
   ASSERT_TRUE(c.Expand().ok());
   QueuesConfig q;
-  q.queues = {TenantQueue{"t", 0}};
+  q.queues = {TenantQueue{"t", 16000}};
   Trace t;
   const int64_t kShape[][3] = {{0, 4, 1000}, {1, 8, 100}, {2, 4, 500}};  // at, GPUs, run (s)
   for (const auto& s : kShape) {
