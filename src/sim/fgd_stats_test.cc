@@ -3,6 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 namespace gpuorch::sim {
 namespace {
 
@@ -68,6 +72,34 @@ TEST(FgdStats, MarginsArePairedBySeed) {
   EXPECT_EQ(bf.wins130, 0);
   EXPECT_EQ(s.gpuorch_all130.n, 2);
   EXPECT_NEAR(s.gpuorch_all130.mean, 0.45, 1e-9);
+}
+
+// The report carries the spread and the paired margins into summary.json and the table.
+TEST(FgdStats, ReportWritesSpreadAndMargins) {
+  FgdBatch b;
+  b.keys = {{"w", "fgd", 1}, {"w", "fgd", 2}, {"w", "gpuorch", 1}, {"w", "gpuorch", 2}};
+  b.results = {Alloc(9000, 9500), Alloc(9100, 9400), Alloc(9020, 9530), Alloc(9150, 9460)};
+  const auto dir = std::filesystem::temp_directory_path() / "gpuorch_fgd_stats_report";
+  std::string table;
+  ASSERT_TRUE(WriteFgdReport(b, "/nonexistent", dir.string(), &table).ok());
+  std::ifstream in(dir / "summary.json");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string json = ss.str();
+  // gpuorch at 130: 95.30 and 94.60, mean 94.95, sd sqrt(0.245) = 0.495.
+  EXPECT_NE(json.find("\"alloc_at_130_spread\": {\"n\": 2, \"mean\": 94.950, \"min\": 94.600, "
+                      "\"max\": 95.300, \"sd\": 0.495}"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"margins_vs_fgd\": [\n    {\"workload\": \"w\", \"policy\": \"gpuorch\""),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"wins_at_130\": 2"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"gpuorch_minus_fgd_at_130_all_runs\": {\"n\": 2, \"mean\": 0.450"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(table.find("margin over fgd, paired by seed"), std::string::npos) << table;
+  std::filesystem::remove_all(dir);
 }
 
 TEST(FgdStats, NoMarginsWithoutFgd) {
