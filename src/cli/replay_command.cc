@@ -34,6 +34,12 @@ struct ReplayCliOptions {
   double checkpoint_interval_s = 0;
   int scale = 100;
   uint64_t seed = 0;
+  std::string estimates = "exact";
+  std::string estimate_model = "factor";
+  double estimate_f = 4.0;
+  double estimate_a_min = 0.1;
+  uint64_t estimate_seed = 1;
+  bool estimate_round = false;
 };
 
 std::vector<std::string> Split(const std::string& s) {
@@ -75,6 +81,20 @@ int RunReplayCommand(const ReplayCliOptions& o) {
   } else if (o.restart != "checkpoint") {
     return Fail("--restart: expected checkpoint or scratch", 2);
   }
+  if (!sim::ParseEstimateMode(o.estimates, ro.estimates.mode)) {
+    return Fail("--estimates: expected exact, noisy or none", 2);
+  }
+  if (!sim::ParseNoiseModel(o.estimate_model, ro.estimates.model)) {
+    return Fail("--estimate-model: expected factor or accuracy", 2);
+  }
+  if (o.estimate_f < 0 || o.estimate_f > 1000) return Fail("--estimate-f: must be in 0..1000", 2);
+  if (o.estimate_a_min < 0.001 || o.estimate_a_min > 1) {
+    return Fail("--estimate-a-min: must be in 0.001..1", 2);
+  }
+  ro.estimates.f_permille = static_cast<int32_t>(o.estimate_f * 1000.0 + 0.5);
+  ro.estimates.a_min_permille = static_cast<int32_t>(o.estimate_a_min * 1000.0 + 0.5);
+  ro.estimates.seed = o.estimate_seed;
+  ro.estimates.round_up = o.estimate_round;
   if (o.grace_s < 0 || o.checkpoint_interval_s < 0)
     return Fail("--grace/--checkpoint-interval: must be >= 0", 2);
 
@@ -209,6 +229,19 @@ void AddReplayCommand(CLI::App* sim, int& exit_code) {
   c->add_option("--scale", o->scale, "Philly: percent of each VC's node count")
       ->capture_default_str();
   c->add_option("--seed", o->seed, "Seed for the engine")->capture_default_str();
+  c->add_option("--estimates", o->estimates,
+                "Run-time estimates the engine sees: exact, noisy (user overestimates) or none")
+      ->capture_default_str();
+  c->add_option("--estimate-model", o->estimate_model,
+                "noisy: factor (runtime x U[1, 1+f]) or accuracy (runtime / U[a_min, 1])")
+      ->capture_default_str();
+  c->add_option("--estimate-f", o->estimate_f, "noisy, factor: f")->capture_default_str();
+  c->add_option("--estimate-a-min", o->estimate_a_min, "noisy, accuracy: a_min")
+      ->capture_default_str();
+  c->add_option("--estimate-seed", o->estimate_seed, "noisy: seed of the per-job draws")
+      ->capture_default_str();
+  c->add_flag("--estimate-round", o->estimate_round,
+              "noisy: round each estimate up to a round value (15 min, 1 h, 1 day, ...)");
   c->add_option("--fgd", o->fgd, "FGD experiment output folder (adds its alloc.csv curves)");
   c->add_option("--out", o->out, "Output folder")->capture_default_str();
   c->callback([o, &exit_code]() { exit_code = RunReplayCommand(*o); });

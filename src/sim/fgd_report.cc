@@ -8,6 +8,8 @@
 #include <sstream>
 #include <thread>
 
+#include "sim/fgd_stats.h"
+
 namespace gpuorch::sim {
 
 using core::Result;
@@ -104,6 +106,48 @@ std::string Fixed(double v, int decimals) {
 
 std::string Centi(int64_t c) { return c < 0 ? "" : Fixed(static_cast<double>(c) / 100.0, 2); }
 
+std::string SpreadJson(const SeedSpread& s) {
+  return "{\"n\": " + std::to_string(s.n) + ", \"mean\": " + Fixed(s.mean, 3) +
+         ", \"min\": " + Fixed(s.min, 3) + ", \"max\": " + Fixed(s.max, 3) +
+         ", \"sd\": " + Fixed(s.sd, 3) + "}";
+}
+
+// The margins over FGD (paired by seed) as summary.json's "margins_vs_fgd" and a second
+// table: a margin is quoted with its spread, and with how many seeds it won.
+void AppendMargins(const FgdSpreads& spreads, std::string& json, std::string* table) {
+  json += "  \"margins_vs_fgd\": [\n";
+  char line[512];
+  std::snprintf(line, sizeof(line), "\nmargin over fgd, paired by seed (points of allocation)\n");
+  std::string text = line;
+  std::snprintf(line, sizeof(line), "%-28s %-14s %5s %8s %6s %8s %8s %8s %6s %5s\n", "workload",
+                "policy", "seeds", "mean100", "sd100", "mean130", "min130", "max130", "sd130",
+                "wins");
+  text += line;
+  for (size_t i = 0; i < spreads.margins.size(); ++i) {
+    const MarginSpread& m = spreads.margins[i];
+    json += "    {\"workload\": \"" + m.workload + "\", \"policy\": \"" + m.policy +
+            "\", \"at_100\": " + SpreadJson(m.at100) + ", \"at_130\": " + SpreadJson(m.at130) +
+            ", \"wins_at_130\": " + std::to_string(m.wins130) + "}" +
+            (i + 1 < spreads.margins.size() ? ",\n" : "\n");
+    std::snprintf(line, sizeof(line),
+                  "%-28s %-14s %5d %+8.2f %6.2f %+8.2f %+8.2f %+8.2f %6.2f %5d\n",
+                  m.workload.c_str(), m.policy.c_str(), m.at130.n, m.at100.mean, m.at100.sd,
+                  m.at130.mean, m.at130.min, m.at130.max, m.at130.sd, m.wins130);
+    text += line;
+  }
+  json +=
+      "  ],\n  \"gpuorch_minus_fgd_at_130_all_runs\": " + SpreadJson(spreads.gpuorch_all130) + "\n";
+  const SeedSpread& g = spreads.gpuorch_all130;
+  if (g.n > 0) {
+    std::snprintf(line, sizeof(line),
+                  "gpuorch - fgd at 130%%, all %d (workload, seed) pairs: mean %+.2f, min %+.2f, "
+                  "max %+.2f, sd %.2f\n",
+                  g.n, g.mean, g.min, g.max, g.sd);
+    text += line;
+  }
+  if (table != nullptr) *table += text;
+}
+
 }  // namespace
 
 Result<std::map<std::pair<std::string, std::string>, AuthorMeans>> ReadAuthorSummary(
@@ -148,13 +192,6 @@ Status WriteFgdReport(const FgdBatch& batch, const std::string& traces_dir,
   std::string alloc = "workload,policy,seed,total_gpus" + header + "\n";
   std::string frag = "workload,policy,seed" + header + "\n";
   std::string ratio = frag;
-  // Means over seeds, per (workload, policy), in first-seen order.
-  struct Mean {
-    std::string workload, policy;
-    double sum100 = 0, sum130 = 0;
-    int n = 0;
-  };
-  std::vector<Mean> means;
   for (size_t i = 0; i < batch.keys.size(); ++i) {
     const FgdRunKey& key = batch.keys[i];
     const FgdRunResult& r = batch.results[i];
@@ -170,28 +207,26 @@ Status WriteFgdReport(const FgdBatch& batch, const std::string& traces_dir,
     alloc += "\n";
     frag += "\n";
     ratio += "\n";
-    if (means.empty() || means.back().workload != key.workload ||
-        means.back().policy != key.policy) {
-      means.push_back({key.workload, key.policy});
-    }
-    means.back().sum100 += static_cast<double>(r.alloc_centi[100]) / 100.0;
-    means.back().sum130 += static_cast<double>(r.alloc_centi[130]) / 100.0;
-    means.back().n += 1;
   }
+  const FgdSpreads spreads = ComputeSpreads(batch);
   auto authors =
       ReadAuthorSummary(traces_dir + "/fgd-results/summary_gpu_alloc_pct_mean10seeds.csv");
   std::string json = "{\n  \"experiment\": \"fgd\",\n  \"arrival_ratio_percent\": 130,\n";
   json += "  \"rows\": [\n";
   char line[512];
-  std::snprintf(line, sizeof(line), "%-28s %-14s %5s %8s %8s %8s %8s %7s %7s\n", "workload",
-                "policy", "seeds", "ours100", "ours130", "auth100", "auth130", "d100", "d130");
+  std::snprintf(line, sizeof(line), "%-28s %-14s %5s %8s %6s %8s %6s %8s %8s %7s %7s\n", "workload",
+                "policy", "seeds", "ours100", "sd100", "ours130", "sd130", "auth100", "auth130",
+                "d100", "d130");
   if (table != nullptr) *table = line;
+  const std::vector<PolicySpread>& means = spreads.policies;
   for (size_t i = 0; i < means.size(); ++i) {
-    const Mean& m = means[i];
-    const double o100 = m.sum100 / m.n, o130 = m.sum130 / m.n;
+    const PolicySpread& m = means[i];
+    const double o100 = m.at100.mean, o130 = m.at130.mean;
     json += "    {\"workload\": \"" + m.workload + "\", \"policy\": \"" + m.policy +
-            "\", \"seeds\": " + std::to_string(m.n) + ", \"alloc_at_100\": " + Fixed(o100, 3) +
-            ", \"alloc_at_130\": " + Fixed(o130, 3);
+            "\", \"seeds\": " + std::to_string(m.at100.n) +
+            ", \"alloc_at_100\": " + Fixed(o100, 3) + ", \"alloc_at_130\": " + Fixed(o130, 3) +
+            ", \"alloc_at_100_spread\": " + SpreadJson(m.at100) +
+            ", \"alloc_at_130_spread\": " + SpreadJson(m.at130);
     std::string a100 = "-", a130 = "-", d100 = "-", d130 = "-";
     const std::string author_policy = AuthorPolicyName(m.policy);
     if (authors.ok()) {
@@ -211,12 +246,14 @@ Status WriteFgdReport(const FgdBatch& batch, const std::string& traces_dir,
       }
     }
     json += i + 1 < means.size() ? "},\n" : "}\n";
-    std::snprintf(line, sizeof(line), "%-28s %-14s %5d %8.2f %8.2f %8s %8s %7s %7s\n",
-                  m.workload.c_str(), m.policy.c_str(), m.n, o100, o130, a100.c_str(), a130.c_str(),
-                  d100.c_str(), d130.c_str());
+    std::snprintf(line, sizeof(line), "%-28s %-14s %5d %8.2f %6.2f %8.2f %6.2f %8s %8s %7s %7s\n",
+                  m.workload.c_str(), m.policy.c_str(), m.at100.n, o100, m.at100.sd, o130,
+                  m.at130.sd, a100.c_str(), a130.c_str(), d100.c_str(), d130.c_str());
     if (table != nullptr) *table += line;
   }
-  json += "  ]\n}\n";
+  json += "  ],\n";
+  AppendMargins(spreads, json, table);
+  json += "}\n";
   for (const auto& [name, content] :
        {std::pair<std::string, const std::string*>{"alloc.csv", &alloc},
         {"frag.csv", &frag},

@@ -193,6 +193,21 @@ void Cell(std::string& out, const ordered_json& v) {
   out += v.dump();
 }
 
+// The estimate model, with only the parameters that apply to it.
+ordered_json EstimatesJson(const EstimateOptions& e) {
+  ordered_json j = {{"mode", ToString(e.mode)}};
+  if (e.mode != EstimateMode::kNoisy) return j;
+  j["model"] = ToString(e.model);
+  if (e.model == NoiseModel::kFactor) {
+    j["f"] = static_cast<double>(e.f_permille) / 1000.0;
+  } else {
+    j["a_min"] = static_cast<double>(e.a_min_permille) / 1000.0;
+  }
+  j["round_up"] = e.round_up;
+  j["seed"] = e.seed;
+  return j;
+}
+
 }  // namespace
 
 int64_t Percentile(const std::vector<int64_t>& sorted, int p) {
@@ -227,7 +242,8 @@ ordered_json MetricsJson(const ReplayRun& run) {
       {"grace_period_s", Seconds(run.options.grace_period)},
       {"restart", run.options.restart == RestartMode::kCheckpoint ? "checkpoint" : "scratch"},
       {"checkpoint_interval_s", Seconds(run.options.checkpoint_interval)},
-      {"placement", run.options.placement}};
+      {"placement", run.options.placement},
+      {"estimates", EstimatesJson(run.options.estimates)}};
   m["setup_notes"] = run.setup_notes;
   core::Time horizon = 1;
   for (const ReplayResult& r : run.results) horizon = std::max(horizon, r.end);

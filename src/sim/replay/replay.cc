@@ -300,7 +300,7 @@ Status Replayer::Submit(uint32_t j, Time now) {
   w.task.gpu_milli = tj.gpu_milli;
   if (job.model != UINT32_MAX) w.task.models = core::ModelSet::Of(core::GpuModelId(job.model));
   w.submit_time = now;
-  w.runtime_estimate = tj.duration;
+  w.runtime_estimate = EstimateRuntime(o_.estimates, j, tj.duration);
   w.grace_period = o_.grace_period;
   job.local = static_cast<uint32_t>(p.job_of.size());
   if (Status s = p.engine->Submit(core::WorkloadId(job.local), w); !s.ok()) {
@@ -488,6 +488,7 @@ Status Replayer::Run() {
 
 Result<ReplayResult> RunReplay(const Trace& trace, const ClusterConfig& cluster,
                                const QueuesConfig& queues, const ReplayOptions& options) {
+  if (Status s = options.estimates.Validate(); !s.ok()) return s;
   Replayer r(trace, cluster, queues, options);
   if (Status s = r.Setup(); !s.ok()) return s;
   if (Status s = r.Run(); !s.ok()) return s;

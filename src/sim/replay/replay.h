@@ -16,6 +16,7 @@
 #include "core/ids.h"
 #include "core/status.h"
 #include "sim/replay/config.h"
+#include "sim/replay/estimates.h"
 #include "sim/replay/trace.h"
 
 namespace gpuorch::sim {
@@ -42,6 +43,8 @@ struct ReplayOptions {
   // periodic checkpoints count (progress rounds down to a multiple of the interval).
   core::Duration checkpoint_interval = 0;
   uint64_t seed = 0;
+  // What the engine is told of each job's run time (estimates.h); the same for every policy.
+  EstimateOptions estimates;
 };
 
 // What happened to one job of the trace.

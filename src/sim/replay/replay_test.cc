@@ -129,6 +129,67 @@ TEST(Replay, UnknownTenantAndInfeasibleJobs) {
   }
 }
 
+// What the engine is told of run times changes its plans: with exact estimates a short job
+// that cannot be evicted backfills before a reserved gang (EASY backfill); with none it
+// must wait; noisy estimates with f = 0 are exact. One 8-GPU node, one queue guaranteed
+// more than all its jobs (so B's reservation is in quota and C may not take its GPUs by
+// quota), nothing preemptible (so nothing borrows or is evicted):
+//   A 4 GPUs at 0 s for 1000 s; B 8 GPUs at 1 s for 100 s (cannot start: the head-of-line
+//   reservation, due when A ends); C 4 GPUs at 2 s for 500 s.
+TEST(Replay, EstimateModeChangesWhatTheEngineSees) {
+  ClusterConfig c;
+  NodeGroup g;
+  g.name = "n";
+  c.groups = {g};
+  ASSERT_TRUE(c.Expand().ok());
+  QueuesConfig q;
+  q.queues = {TenantQueue{"t", 16000}};
+  Trace t;
+  const int64_t kShape[][3] = {{0, 4, 1000}, {1, 8, 100}, {2, 4, 500}};  // at, GPUs, run (s)
+  for (const auto& s : kShape) {
+    TraceJob j;
+    j.name = "j" + std::to_string(t.jobs.size());
+    j.arrival = s[0] * kSecond;
+    j.gpus_per_task = static_cast<int32_t>(s[1]);
+    j.duration = s[2] * kSecond;
+    j.preemptible = false;
+    j.tenant = t.Tenant("t");
+    t.jobs.push_back(j);
+  }
+  auto run = [&](EstimateOptions e) {
+    ReplayOptions o;
+    o.estimates = e;
+    auto r = RunReplay(t, c, q, o);
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() ? std::move(r).value() : ReplayResult{};
+  };
+  EstimateOptions exact, none, zero_noise, noisy;
+  none.mode = EstimateMode::kNone;
+  zero_noise.mode = noisy.mode = EstimateMode::kNoisy;
+  zero_noise.f_permille = 0;
+  const ReplayResult re = run(exact), rn = run(none), rz = run(zero_noise);
+  // Exact: C ends at 502 s, before B's reservation is due at 1000 s, so it backfills.
+  EXPECT_EQ(re.jobs[2].first_start, 2 * kSecond);
+  EXPECT_EQ(re.jobs[1].first_start, 1000 * kSecond);
+  // None: C's end is unknown, so it may not use B's reserved GPUs; it starts after B.
+  EXPECT_EQ(rn.jobs[1].first_start, 1000 * kSecond);
+  EXPECT_EQ(rn.jobs[2].first_start, 1100 * kSecond);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(rz.jobs[i].first_start, re.jobs[i].first_start) << i;
+  }
+  // Noisy runs are repeatable for a seed.
+  const ReplayResult n1 = run(noisy), n2 = run(noisy);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(n1.jobs[i].first_start, n2.jobs[i].first_start) << i;
+  // A bad model is refused, naming the field.
+  EstimateOptions bad = noisy;
+  bad.a_min_permille = 0;
+  ReplayOptions o;
+  o.estimates = bad;
+  auto refused = RunReplay(t, c, q, o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("estimates.a_min"), std::string::npos);
+}
+
 // A few hundred random jobs over a small cluster, to exercise preemption and reservations.
 Trace RandomTrace(uint64_t seed, int n) {
   core::Rng rng(seed);
