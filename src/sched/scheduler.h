@@ -27,6 +27,8 @@ struct SchedulerConfig {
   bool preemption = true;
   bool reservations = true;  // head-of-line gangs reserve capacity (no starvation)
   bool elastic = true;       // grant tasks beyond min_tasks from idle capacity
+  // Pending workloads per cycle, first in the cycle's order, given a start estimate.
+  int32_t estimate_limit = 1000;
 };
 
 enum class WorkloadState : uint8_t { kPending, kRunning, kEvicting, kFinished };

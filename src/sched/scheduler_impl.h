@@ -56,6 +56,7 @@ struct WorkloadRec {
   bool borrowing = false;          // past its queue's guarantee (see ClassifyBorrowers)
   GpuModelId claim_model;          // preemptor: guarantee claimed while its victims leave
   int64_t claim_milli = 0;
+  Time stop_due = 0;  // victim: when its grace period ends (set by EstimateStarts)
 
   int32_t live_tasks() const { return static_cast<int32_t>(tasks.size()); }
   int64_t task_milli() const { return spec.task.total_milli_gpu(); }
@@ -188,6 +189,7 @@ class Scheduler::Impl {
   void Claim(WorkloadRec& w, GpuModelId m, int64_t milli);
   void Unclaim(WorkloadRec& w);
   std::vector<std::vector<std::pair<WorkloadId, int32_t>>> node_tasks_;
+  std::vector<WorkloadId> cycle_order_;     // pending work in the order the cycle tried it
   std::vector<Eviction> queued_evictions_;  // from node loss, emitted by the next cycle
   WorkloadId head_of_line_;                 // the one workload holding a HOL reservation
   Time last_decay_ = 0;
