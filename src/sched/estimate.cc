@@ -108,7 +108,10 @@ Time HolderEta(const Scheduler::Impl& s, const WorkloadRec& w, Time now, Workloa
       } else {
         return -1;
       }
-      if (end > eta || !last.valid()) eta = std::max(eta, end), last = r.id;
+      if (end > eta || !last.valid()) {
+        eta = std::max(eta, end);
+        last = r.id;
+      }
     }
   }
   return any ? eta + lent_grace : -1;
@@ -239,7 +242,11 @@ void EstimateStarts(Scheduler::Impl& s, const std::vector<WorkloadId>& order, Pl
       }
       WorkloadId by;
       const Time t = profiles[m].Earliest(need, w->spec.runtime_estimate, &by);
-      if (t >= 0 && (best < 0 || t < best)) best = t, best_model = GpuModelId(m), best_by = by;
+      if (t >= 0 && (best < 0 || t < best)) {
+        best = t;
+        best_model = GpuModelId(m);
+        best_by = by;
+      }
     }
     if (best < 0) continue;
     profiles[best_model.value()].Take(best, w->spec.runtime_estimate, need, w->id);
