@@ -26,10 +26,28 @@ CapacityProfile::CapacityProfile(Time now, int64_t free_now, std::vector<Release
 }
 
 Time CapacityProfile::Earliest(int64_t milli, Duration duration, WorkloadId* by) const {
+  const Duration key = duration > 0 ? duration : std::numeric_limits<Duration>::max();
+  Time floor = now_ + 1;
+  for (const Floor& f : floors_) {
+    if (f.milli <= milli && f.duration <= key) floor = std::max(floor, f.at);
+  }
+  const Time found = Scan(milli, duration, floor, by);
+  const Floor remember{milli, key, found < 0 ? std::numeric_limits<Time>::max() : found};
+  if (floors_.size() < kFloors) {
+    floors_.push_back(remember);
+  } else {
+    floors_[next_floor_++ % kFloors] = remember;
+  }
+  return found;
+}
+
+Time CapacityProfile::Scan(int64_t milli, Duration duration, Time floor, WorkloadId* by) const {
   // Two pointers: a candidate start fails at the first step inside its window with too
   // little free, and no start before that step can succeed either, so the scan resumes
   // after it. O(steps).
-  size_t i = 1;
+  auto it = std::lower_bound(steps_.begin() + 1, steps_.end(), floor,
+                             [](const Step& s, Time t) { return s.at < t; });
+  size_t i = static_cast<size_t>(it - steps_.begin());
   while (i < steps_.size()) {
     if (steps_[i].free < milli) {
       ++i;
@@ -65,6 +83,7 @@ void CapacityProfile::Take(Time from, Duration duration, int64_t milli, Workload
 }
 
 void CapacityProfile::Add(Time at, int64_t milli, WorkloadId by) {
+  floors_.clear();  // more room: earlier answers are no floor any more
   for (size_t k = Split(std::max(at, now_ + 1), by); k < steps_.size(); ++k) {
     steps_[k].free += milli;
   }
@@ -78,6 +97,18 @@ struct VictimsDue {
   Time due = 0;
   WorkloadId last;
 };
+
+// Expected ends are rounded up to a whole minute, as Slurm's backfill does (bf_resolution,
+// 60 s by default): a timeline then has at most one step per minute of its horizon, which
+// bounds the cost of every query, and a start estimate means nothing to the second.
+constexpr Duration kResolution = core::kMinute;
+
+Time RoundUp(Time t) { return t <= 0 ? t : (t + kResolution - 1) / kResolution * kResolution; }
+
+// How long work starting at `start` holds its GPUs on the timeline (<= 0: for ever).
+Duration Span(Time start, Duration runtime) {
+  return runtime > 0 ? RoundUp(start + runtime) - start : 0;
+}
 
 bool WaitsForCapacity(PendingReason r) {
   return r == PendingReason::kNoFit || r == PendingReason::kTopologyUnsatisfiable ||
@@ -150,7 +181,7 @@ void EstimateStarts(Scheduler::Impl& s, const std::vector<WorkloadId>& order, Pl
     for (const TaskRec& t : r.tasks) tasks += t.stopping ? 0 : 1;
     if (tasks == 0) continue;
     releases[r.model.value()].push_back(CapacityProfile::Release{
-        r.start_time + r.spec.runtime_estimate, tasks * r.task_milli(), r.id});
+        RoundUp(r.start_time + r.spec.runtime_estimate), tasks * r.task_milli(), r.id});
   }
   // Per preemptor, the victim due last (ties: the lowest id).
   std::sort(victims.begin(), victims.end(), [](const VictimsDue& a, const VictimsDue& b) {
@@ -215,7 +246,7 @@ void EstimateStarts(Scheduler::Impl& s, const std::vector<WorkloadId>& order, Pl
       p->estimated_start = it->due;
       p->waiting_for = it->last;
       if (on_model && w->spec.runtime_estimate > 0) {
-        profiles[m.value()].Add(it->due + w->spec.runtime_estimate, need, w->id);
+        profiles[m.value()].Add(RoundUp(it->due + w->spec.runtime_estimate), need, w->id);
       }
     } else if (p->reason == PendingReason::kReserved && w->hold == HoldKind::kHeadOfLine) {
       if (on_model) holders.emplace_back(m, w->id);
@@ -224,7 +255,7 @@ void EstimateStarts(Scheduler::Impl& s, const std::vector<WorkloadId>& order, Pl
       if (eta < 0) continue;
       p->estimated_start = eta;
       p->waiting_for = last;
-      if (on_model) profiles[m.value()].Take(eta, w->spec.runtime_estimate, need, w->id);
+      if (on_model) profiles[m.value()].Take(eta, Span(eta, w->spec.runtime_estimate), need, w->id);
     }
   }
   // Then the rest, in the cycle's order: each takes its room, so later work comes after it.
@@ -249,7 +280,7 @@ void EstimateStarts(Scheduler::Impl& s, const std::vector<WorkloadId>& order, Pl
       }
     }
     if (best < 0) continue;
-    profiles[best_model.value()].Take(best, w->spec.runtime_estimate, need, w->id);
+    profiles[best_model.value()].Take(best, Span(best, w->spec.runtime_estimate), need, w->id);
     p->estimated_start = best;
     p->waiting_for = best_by;
     if (p->reason == PendingReason::kBlockedByReservation) {

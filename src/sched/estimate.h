@@ -66,6 +66,10 @@ class CapacityProfile {
   // `milli` more are free from `at` on (not before now + 1), freed by `by`.
   void Add(Time at, int64_t milli, WorkloadId by);
 
+  // Cost: Earliest O(steps after its floor), Take and Add O(steps). Earliest remembers its
+  // last answers: as Take only removes room, an earlier answer for no more milli and no
+  // longer a duration is a floor for the next one, and the scan starts there.
+
   size_t steps() const { return steps_.size(); }
 
  private:
@@ -76,8 +80,18 @@ class CapacityProfile {
   };
   // Index of the step starting exactly at `at` (inserted if needed, with `by`).
   size_t Split(Time at, WorkloadId by);
+  Time Scan(int64_t milli, Duration duration, Time floor, WorkloadId* by) const;
+
+  struct Floor {
+    int64_t milli;
+    Duration duration;  // <= 0 (for ever) is stored as the largest
+    Time at;            // the answer then; the largest Time for "never"
+  };
+  static constexpr size_t kFloors = 32;
 
   Time now_;
+  mutable std::vector<Floor> floors_;  // at most kFloors, overwritten round-robin
+  mutable size_t next_floor_ = 0;
   std::vector<Step> steps_;  // sorted by time, strictly increasing; steps_[0].at == now_
 };
 

@@ -48,12 +48,34 @@ TEST(CapacityProfileTest, EarliestAndTake) {
   EXPECT_EQ(by, c);
   EXPECT_EQ(p.Earliest(2000, 10), 10);
   EXPECT_EQ(p.Earliest(3000, 10), 20);
-  // Releases before now + 1 count as now + 1.
+  // Releases before now + 1 count as now + 1. An answer of "never" is remembered only
+  // until room is added.
   CapacityProfile late(100, 0, {{50, 1000, a}});
   EXPECT_EQ(late.Earliest(1000, 0), 101);
+  EXPECT_EQ(late.Earliest(2000, 0), -1);
+  EXPECT_EQ(late.Earliest(3000, 0), -1);
   late.Add(500, 1000, b);
   EXPECT_EQ(late.Earliest(2000, 0, &by), 500);
   EXPECT_EQ(by, b);
+}
+
+// Earlier answers speed up later queries; they must never hide an answer. A queue of
+// same-shaped jobs, each taking its room, gets the same starts as fresh scans would.
+TEST(CapacityProfileTest, RememberedAnswersAreOnlyFloors) {
+  std::vector<CapacityProfile::Release> releases;
+  for (int i = 1; i <= 6; ++i) releases.push_back({i * 10, 1000, WorkloadId(i)});
+  CapacityProfile p(0, 0, releases);
+  // 2-GPU jobs of 15 each, one GPU freed every 10: the first starts at 20 when two are
+  // free, the second at 35 when the first's end leaves three, the third at 40 ...
+  const Time want[] = {20, 35, 40, 50, 55, 60};
+  for (Time w : want) {
+    // The GPU freed at 10 is never taken for 15, so a 1-GPU job for 5 always starts there:
+    // the 2-GPU answers are no floor for it.
+    EXPECT_EQ(p.Earliest(1000, 5), 10);
+    const Time t = p.Earliest(2000, 15);
+    EXPECT_EQ(t, w);
+    p.Take(t, 15, 2000, WorkloadId(99));
+  }
 }
 
 class EstimateTest : public ::testing::Test {
