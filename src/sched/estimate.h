@@ -25,11 +25,14 @@
 // Limits, said plainly: the timeline aggregates a model's GPUs, so it ignores fragmentation
 // and topology (an estimate can be early when the room frees on scattered nodes), and it
 // trusts runtime estimates (users overestimate, so estimates tend to be late). Overdue work
-// is expected to end at any moment (now + 1 ms).
+// is expected to end at any moment (now + 1 ms). Expected ends go on the timeline rounded
+// up to a whole minute (Slurm's bf_resolution): starts that follow from them are minutes.
 //
 // Cost: O(R log R + P) to build the timelines, for R running and P pending workloads,
-// then O(S) per estimated workload and model, where S (the timeline's steps) is at most R
-// plus twice the number estimated: O(K * (R + K)) for the first K of the order.
+// then O(S) per estimated workload and acceptable model, where S (a timeline's steps) is
+// at most min(R, minutes of the horizon) plus twice the number estimated: O(K * S) for the
+// first K of the order. Measured on the 10k-pending benchmark (80k GPUs) with every
+// workload given its own runtime estimate: about 6 ms for K = 1000.
 
 #include <cstdint>
 #include <vector>
