@@ -176,6 +176,28 @@ TEST_F(EstimateTest, ReservationAndWorkBlockedByIt) {
   }
 }
 
+// With preemption, X is lent n0's reserved GPUs instead of waiting. It is evicted once the
+// rest of the reserved nodes is free, so its unknown runtime does not hide G's estimate:
+// G starts when J2 ends plus X's grace period.
+TEST_F(EstimateTest, ReservationCountsLentWorkAsItsGracePeriod) {
+  Make(SchedulerConfig{});
+  Queue(0, QueueBuilder("q"));
+  Node(0, 8);
+  Node(1, 8);
+  Submit(1, WorkloadBuilder("j1", 0).Gpus(4).Estimate(kHour));
+  Submit(2, WorkloadBuilder("j2", 0).Gpus(8).Estimate(2 * kHour));
+  ASSERT_EQ(s_->Cycle(0).binds.size(), 2u);
+  Submit(3, WorkloadBuilder("g", 0).Gpus(8).Tasks(2).Submitted(1));
+  ASSERT_EQ(Of(s_->Cycle(1), 3).reason, PendingReason::kReserved);
+  Submit(4, WorkloadBuilder("x", 0).Gpus(1).Grace(20 * kSecond).Submitted(2));
+  const Plan plan = s_->Cycle(2);
+  ASSERT_EQ(plan.binds.size(), 1u);
+  EXPECT_EQ(plan.binds[0].workload, WorkloadId(4));
+  const PendingExplanation g = Of(plan, 3);
+  EXPECT_EQ(g.estimated_start, 2 * kHour + 20 * kSecond);
+  EXPECT_EQ(g.waiting_for, WorkloadId(2));
+}
+
 // A borrower V runs on the only node; P, in-quota, evicts it at 100 and starts when V's
 // grace period (30 s) ends, in the cycle that evicts and in the ones after.
 TEST_F(EstimateTest, PreemptorWaitsForVictimsGrace) {
