@@ -67,8 +67,8 @@ struct PendingExplanation {
   // When it is expected to start, or -1 when unknown (see estimate.h for how).
   Time estimated_start = -1;
   // What it waits for: the reservation holder that blocks it (kBlockedByReservation), its
-  // victim due last (kPreempting), the running workload whose end makes room (kReserved and
-  // work waiting for capacity), or none.
+  // victim due last (kPreempting), or the workload whose expected end makes room (running,
+  // or ahead of it in the queue); invalid when unknown.
   WorkloadId waiting_for;
 };
 
