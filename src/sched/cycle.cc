@@ -6,6 +6,7 @@
 #include <queue>
 #include <unordered_map>
 
+#include "sched/estimate.h"
 #include "sched/scheduler_impl.h"
 
 namespace gpuorch::sched {
@@ -93,6 +94,7 @@ Plan Scheduler::Impl::Cycle(Time now) {
   };
 
   auto attempt = [&](WorkloadRec& w) {
+    cycle_order_.push_back(w.id);
     const TaskRequest& t = w.spec.task;
     // A preemptor's own claim must not count against itself.
     const GpuModelId claimed_model = w.claim_model;
@@ -314,10 +316,12 @@ Plan Scheduler::Impl::Cycle(Time now) {
 
   for (WorkloadId id : pending_) {
     const WorkloadRec& w = Rec(id);
-    plan.pending.push_back(PendingExplanation{id, w.reason});
+    plan.pending.push_back(PendingExplanation{id, w.reason, -1, WorkloadId()});
   }
   std::sort(plan.pending.begin(), plan.pending.end(),
             [](const auto& a, const auto& b) { return a.workload < b.workload; });
+  EstimateStarts(*this, cycle_order_, plan);
+  cycle_order_.clear();
   return plan;
 }
 

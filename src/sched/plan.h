@@ -65,6 +65,12 @@ struct Resize {
 struct PendingExplanation {
   WorkloadId workload;
   PendingReason reason;
+  // When it is expected to start, or -1 when unknown (see estimate.h for how).
+  Time estimated_start = -1;
+  // What it waits for: the reservation holder that blocks it (kBlockedByReservation), its
+  // victim due last (kPreempting), or the workload whose expected end makes room (running,
+  // or ahead of it in the queue); invalid when unknown.
+  WorkloadId waiting_for;
 };
 
 // What one cycle decided. Binds take effect at once in the engine's accounting; evictions

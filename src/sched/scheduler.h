@@ -30,6 +30,8 @@ struct SchedulerConfig {
   // Head-of-line reservations held at once per pool of GPU models (Slurm's
   // bf_max_job_reserve-like cap on how many waiting gangs gather capacity).
   int32_t max_reservations = 8;
+  // Pending workloads per cycle, first in the cycle's order, given a start estimate.
+  int32_t estimate_limit = 1000;
 };
 
 enum class WorkloadState : uint8_t { kPending, kRunning, kEvicting, kFinished };

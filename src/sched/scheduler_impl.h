@@ -62,6 +62,7 @@ struct WorkloadRec {
   bool in_growable = false;       // listed in growable_
   GpuModelId claim_model;         // preemptor: guarantee claimed while its victims leave
   int64_t claim_milli = 0;
+  Time stop_due = 0;  // victim: when its grace period ends (set by EstimateStarts)
 
   int32_t live_tasks() const { return static_cast<int32_t>(tasks.size()); }
   // Tasks not already stopping (for a resize, an eviction or a node loss).
@@ -224,6 +225,7 @@ class Scheduler::Impl {
   void Claim(WorkloadRec& w, GpuModelId m, int64_t milli);
   void Unclaim(WorkloadRec& w);
   std::vector<std::vector<std::pair<WorkloadId, int32_t>>> node_tasks_;
+  std::vector<WorkloadId> cycle_order_;     // pending work in the order the cycle tried it
   std::vector<Eviction> queued_evictions_;  // from node loss, emitted by the next cycle
   // Workloads holding a head-of-line reservation, at most max_reservations per GPU model.
   std::vector<WorkloadId> holders_;

@@ -488,6 +488,7 @@ void Controller::Requeue(WorkloadRecord& w, const std::string& why) {
   TouchNodes(w);
   Unindex(w);
   w.state = "Pending";
+  w.estimated_start_ms = w.waiting_for = -1;  // until the next cycle estimates again
   ++w.attempt;
   w.tasks.clear();
   w.queued_since_ms = Now();
@@ -608,6 +609,8 @@ void Controller::ApplyPlan(const sched::Plan& plan) {
       w.reason = reason;
       Dirty(w);
     }
+    w.estimated_start_ms = p.estimated_start;
+    w.waiting_for = p.waiting_for.valid() ? int64_t{p.waiting_for.value()} : -1;
   }
 }
 

@@ -38,6 +38,10 @@ struct WorkloadRecord {
   ParsedWorkload parsed;
   std::string state = "Pending";  // Pending Running Preempted Succeeded Failed Cancelled
   std::string reason;
+  // The engine's latest start estimate while pending (ms since the epoch, -1 unknown) and
+  // what it waits for (a workload id, -1 none). Recomputed every cycle, never stored.
+  int64_t estimated_start_ms = -1;
+  int64_t waiting_for = -1;
   int32_t attempt = 0;
   int64_t submitted_ms = 0, started_ms = 0, finished_ms = 0;
   int64_t queued_since_ms = 0;  // for the queue wait-time histogram

@@ -64,7 +64,15 @@ Json Controller::WorkloadJson(const WorkloadRecord& w) const {
          {"attempt", w.attempt},
          {"tasks", tasks},
          {"events", events}};
-  if (w.state == "Pending") j["reason"] = w.reason.empty() ? "Queued" : w.reason;
+  if (w.state == "Pending") {
+    j["reason"] = w.reason.empty() ? "Queued" : w.reason;
+    j["estimated_start"] = TimeOrNull(w.estimated_start_ms);
+    Json waiting_for(nullptr);
+    if (auto it = workloads_.find(w.waiting_for); w.waiting_for >= 0 && it != workloads_.end()) {
+      waiting_for = Json{{"id", w.waiting_for}, {"name", it->second.parsed.spec.name}};
+    }
+    j["waiting_for"] = waiting_for;
+  }
   return j;
 }
 

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <thread>
 
@@ -314,6 +316,55 @@ TEST_F(ControllerTest, ReclaimEvictsTheBorrowerWhichIsRequeued) {
   Json desired = Heartbeat("n1", Json::array());
   ASSERT_EQ(desired.size(), 1u);
   EXPECT_EQ(desired[0]["workload"], owner);
+}
+
+// Milliseconds since the epoch of an API timestamp ("2026-11-24T14:00:00.000Z").
+int64_t EpochMs(const Json& iso) {
+  std::tm tm{};
+  int ms = 0;
+  EXPECT_EQ(std::sscanf(iso.get<std::string>().c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year,
+                        &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms),
+            7)
+      << iso;
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return int64_t{timegm(&tm)} * 1000 + ms;
+}
+
+TEST_F(ControllerTest, PendingWorkShowsWhenItShouldStartAndWhatItWaitsFor) {
+  Register("n1", 4);
+  auto submit = [&](const std::string& name, int64_t runtime_s) {
+    Json out;
+    ApiError e;
+    EXPECT_TRUE(controller_->Submit({{"name", name},
+                                     {"queue", "batch"},
+                                     {"gpus", 4},
+                                     {"runtime_estimate_s", runtime_s},
+                                     {"command", {"true"}}},
+                                    out, e))
+        << e.message;
+    return out.value("id", int64_t{-1});
+  };
+  const int64_t a = submit("first", 3600);
+  controller_->Step();
+  const int64_t b = submit("second", 0);
+  const int64_t c = submit("third", 0);
+  EXPECT_TRUE(Get(b)["estimated_start"].is_null()) << "no estimate before a cycle";
+  controller_->Step();
+  const Json first = Get(a), second = Get(b), third = Get(c);
+  ASSERT_EQ(first["state"], "Running");
+  EXPECT_FALSE(first.contains("estimated_start")) << "only pending work has one";
+  // The second reserves the node and starts when the first's hour is up.
+  EXPECT_EQ(second["reason"], "Reserved");
+  ASSERT_TRUE(second["estimated_start"].is_string()) << second.dump();
+  EXPECT_EQ(EpochMs(second["estimated_start"]), EpochMs(first["started_at"]) + 3600 * 1000);
+  EXPECT_EQ(second["waiting_for"], (Json{{"id", a}, {"name", "first"}}));
+  // The third comes after the second, whose runtime is unknown: no estimate.
+  EXPECT_TRUE(third["estimated_start"].is_null()) << third.dump();
+  EXPECT_TRUE(third["waiting_for"].is_null());
+  Json list = controller_->ListWorkloads("", "Pending", "");
+  ASSERT_EQ(list["workloads"].size(), 2u);
+  EXPECT_EQ(list["workloads"][0]["estimated_start"], second["estimated_start"]);
 }
 
 TEST_F(ControllerTest, RestartKeepsSubmissionsAndAdoptsRunningWork) {

@@ -302,9 +302,10 @@ TEST_F(ClientE2E, UsageErrorsExitTwoWithoutTouchingTheServer) {
 TEST_F(ClientE2E, GetListsWithFiltersAndShowsOne) {
   CliResult r = RunCli(Args({"get", "--queue", "research", "--state", "Running"}));
   EXPECT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(r.out.substr(0, r.out.find('\n')),
-            "ID   NAME           QUEUE      KIND         STATE     REASON            TASKS   "
-            "GPUS   AGE");
+  EXPECT_EQ(
+      r.out.substr(0, r.out.find('\n')),
+      "ID   NAME           QUEUE      KIND         STATE     REASON            ESTIMATED START   "
+      "TASKS   GPUS   AGE");
   EXPECT_EQ(server_.seen().back().path, "/v1/workloads?queue=research&state=Running");
   EXPECT_EQ(server_.seen().back().method, "GET");
 
@@ -322,8 +323,10 @@ TEST_F(ClientE2E, GetListsWithFiltersAndShowsOne) {
 
   r = RunCli(Args({"get", "17"}));
   EXPECT_EQ(r.code, 0);
-  EXPECT_NE(r.out.find("\n17   llm-pretrain   research   training   Running   -        2/2"),
-            std::string::npos)
+  EXPECT_NE(
+      r.out.find(
+          "\n17   llm-pretrain   research   training   Running   -        -                 2/2"),
+      std::string::npos)
       << r.out;
 }
 

@@ -81,6 +81,30 @@ std::string GpusCell(const json& w) {
   return MilliToGpusShort(gpus * milli * tasks);
 }
 
+// A pending workload's estimated start, to the second. Like Slurm's `squeue --start`, "N/A"
+// when the server cannot estimate it (null); "-" when it is not pending, or the server is
+// older than the field.
+std::string StartCell(const json& w) {
+  if (At(w, "state") != "Pending" || !w.contains("estimated_start")) return "-";
+  const json& v = At(w, "estimated_start");
+  if (!v.is_string()) return v.is_null() ? "N/A" : "-";
+  std::string s = v.get<std::string>();
+  // "2026-12-02T07:10:00.000Z": the milliseconds only add noise to an estimate.
+  if (s.size() > 20 && s[19] == '.' && s.back() == 'Z') s = s.substr(0, 19) + "Z";
+  return s;
+}
+
+// What a pending workload waits for, in words that follow its reason.
+std::string WaitingFor(const json& w) {
+  const json& wf = At(w, "waiting_for");
+  if (!wf.is_object()) return "-";
+  const std::string who = "workload " + Text(At(wf, "id")) + " (" + Text(At(wf, "name")) + ")";
+  const json& reason = At(w, "reason");
+  if (reason == "BlockedByReservation") return "reservation of " + who;
+  if (reason == "Preempting") return who + " to stop (the last of its victims to leave)";
+  return who + " to end";
+}
+
 std::string Indent(const std::string& text, const std::string& prefix) {
   std::string out;
   size_t start = 0;
@@ -110,13 +134,14 @@ Outcome<OutputFormat> ParseOutputFormat(const std::string& s) {
 }
 
 std::string RenderWorkloadTable(const json& workloads, TimePoint now) {
-  Table t({"ID", "NAME", "QUEUE", "KIND", "STATE", "REASON", "TASKS", "GPUS", "AGE"});
+  Table t({"ID", "NAME", "QUEUE", "KIND", "STATE", "REASON", "ESTIMATED START", "TASKS", "GPUS",
+           "AGE"});
   if (!workloads.is_array()) return t.Render();
   for (const auto& w : workloads) {
     const json& submitted = At(w, "submitted_at");
     t.AddRow({Text(At(w, "id")), Text(WorkloadField(w, "name")), Text(WorkloadField(w, "queue")),
               Text(WorkloadField(w, "kind")), Text(At(w, "state")), Text(At(w, "reason")),
-              TasksCell(w), GpusCell(w),
+              StartCell(w), TasksCell(w), GpusCell(w),
               submitted.is_string() ? Age(submitted.get<std::string>(), now) : "-"});
   }
   return t.Render();
@@ -190,6 +215,10 @@ std::string RenderDescribe(const json& w, TimePoint now) {
   line("Priority", Text(WorkloadField(w, "priority")));
   line("State", Text(At(w, "state")));
   line("Reason", Text(At(w, "reason")));
+  if (At(w, "state") == "Pending") {
+    line("Waiting for", WaitingFor(w));
+    line("Est. start", StartCell(w));
+  }
   line("Attempt", Text(At(w, "attempt")));
   line("Submitted", when("submitted_at"));
   line("Started", when("started_at"));

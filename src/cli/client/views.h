@@ -17,9 +17,11 @@ enum class OutputFormat { kTable, kJson, kYaml };
 // "table", "json" or "yaml"; anything else is a usage error naming the value.
 Outcome<OutputFormat> ParseOutputFormat(const std::string& s);
 
-// ID NAME QUEUE KIND STATE REASON TASKS GPUS AGE, one row per element of `workloads`.
-// TASKS is running/wanted ("2/4", or "2/2-4" for elastic gangs); GPUS is the GPUs the
-// workload asks for at its minimum size (gpus x gpu_milli x min_tasks).
+// ID NAME QUEUE KIND STATE REASON ESTIMATED START TASKS GPUS AGE, one row per element of
+// `workloads`. ESTIMATED START is a pending workload's expected start to the second, "N/A"
+// when the server has no estimate, "-" otherwise. TASKS is running/wanted ("2/4", or "2/2-4" for
+// elastic gangs); GPUS is the GPUs the workload asks for at its minimum size (gpus x gpu_milli x
+// min_tasks).
 std::string RenderWorkloadTable(const nlohmann::json& workloads,
                                 std::chrono::system_clock::time_point now);
 
@@ -31,7 +33,8 @@ std::string RenderQueueTable(const nlohmann::json& queues);
 // HEARTBEAT the age of the last heartbeat.
 std::string RenderNodeTable(const nlohmann::json& nodes, std::chrono::system_clock::time_point now);
 
-// `gpuorch describe`: labelled fields, the spec as YAML, the tasks and the events.
+// `gpuorch describe`: labelled fields (for pending work also what it waits for and its
+// estimated start), the spec as YAML, the tasks and the events.
 std::string RenderDescribe(const nlohmann::json& workload,
                            std::chrono::system_clock::time_point now);
 

@@ -48,21 +48,54 @@ TEST(Time, ParsesApiTimestampsAndFormatsAges) {
 
 TEST(RenderWorkloadTable, KubectlStyleColumns) {
   const json ws = json::array({testing::CannedWorkload(), testing::CannedPendingFraction()});
-  EXPECT_EQ(RenderWorkloadTable(ws, FixedNow()),
-            "ID   NAME           QUEUE      KIND         STATE     REASON            TASKS   "
-            "GPUS   AGE\n"
-            "17   llm-pretrain   research   training     Running   -                 2/2     "
-            "4      5m\n"
-            "18   notebook       dev        experiment   Pending   WaitingForQuota   0/1     "
-            "0.50   1h\n");
+  EXPECT_EQ(
+      RenderWorkloadTable(ws, FixedNow()),
+      "ID   NAME           QUEUE      KIND         STATE     REASON            ESTIMATED START   "
+      "TASKS   GPUS   AGE\n"
+      "17   llm-pretrain   research   training     Running   -                 -                 "
+      "2/2     4      5m\n"
+      "18   notebook       dev        experiment   Pending   WaitingForQuota   -                 "
+      "0/1     0.50   1h\n");
+}
+
+// Pending work shows its estimated start to the second, N/A when the server has none; an
+// older server's answer (no field) and work that is not pending show "-".
+TEST(RenderWorkloadTable, EstimatedStartOfPendingWork) {
+  const struct {
+    json estimate;
+    const char* state;
+    const char* want;
+  } cases[] = {
+      {"2026-12-02T07:10:00.000Z", "Pending", "2026-12-02T07:10:00Z"},
+      {"2026-12-02T07:10:00Z", "Pending", "2026-12-02T07:10:00Z"},
+      {nullptr, "Pending", "N/A"},
+      {"2026-12-02T07:10:00.000Z", "Running", "-"},
+  };
+  for (const auto& c : cases) {
+    json w = testing::CannedPendingFraction();
+    w["state"] = c.state;
+    w["estimated_start"] = c.estimate;
+    const std::string out = RenderWorkloadTable(json::array({w}), FixedNow());
+    // The second line's cells, split where the table pads (cells hold no double spaces).
+    std::vector<std::string> cells;
+    std::string row = out.substr(out.find('\n') + 1);
+    for (size_t at = 0; at < row.size();) {
+      const size_t gap = std::min(row.find("  ", at), row.find('\n', at));
+      cells.push_back(row.substr(at, gap - at));
+      at = row.find_first_not_of(' ', gap);
+      if (row[at] == '\n') break;
+    }
+    ASSERT_EQ(cells.size(), 10u) << out;
+    EXPECT_EQ(cells[6], c.want) << out;
+  }
 }
 
 TEST(RenderWorkloadTable, ToleratesSparseObjects) {
   EXPECT_EQ(RenderWorkloadTable(json::parse(R"([{"id": 1}])"), FixedNow()),
-            "ID   NAME   QUEUE   KIND   STATE   REASON   TASKS   GPUS   AGE\n"
-            "1    -      -       -      -       -        0/-     0      -\n");
+            "ID   NAME   QUEUE   KIND   STATE   REASON   ESTIMATED START   TASKS   GPUS   AGE\n"
+            "1    -      -       -      -       -        -                 0/-     0      -\n");
   EXPECT_EQ(RenderWorkloadTable(json::object(), FixedNow()),
-            "ID   NAME   QUEUE   KIND   STATE   REASON   TASKS   GPUS   AGE\n");
+            "ID   NAME   QUEUE   KIND   STATE   REASON   ESTIMATED START   TASKS   GPUS   AGE\n");
 }
 
 TEST(RenderQueueTable, UsageAgainstQuotaPerModel) {
@@ -113,6 +146,37 @@ TEST(RenderDescribe, ShowsSpecTasksAndEvents) {
   EXPECT_NE(pending.find("Reason:       WaitingForQuota\n"), std::string::npos);
   EXPECT_NE(pending.find("Tasks:        <none>\n"), std::string::npos);
   EXPECT_NE(pending.find("Events:       <none>\n"), std::string::npos);
+  EXPECT_EQ(RenderDescribe(testing::CannedWorkload(), FixedNow()).find("Waiting for:"),
+            std::string::npos)
+      << "only pending work waits";
+}
+
+TEST(RenderDescribe, PendingWorkSaysWhatItWaitsForAndWhen) {
+  const json holder = json::parse(R"({"id": 12, "name": "train-llama"})");
+  const struct {
+    const char* reason;
+    json waiting_for, estimate;
+    const char* want;
+  } cases[] = {
+      {"BlockedByReservation", holder, "2026-12-02T07:10:00.000Z",
+       "Waiting for:  reservation of workload 12 (train-llama)\n"
+       "Est. start:   2026-12-02T07:10:00Z\n"},
+      {"Preempting", holder, "2026-12-02T07:10:00.000Z",
+       "Waiting for:  workload 12 (train-llama) to stop (the last of its victims to leave)\n"
+       "Est. start:   2026-12-02T07:10:00Z\n"},
+      {"NoFit", holder, "2026-12-02T07:10:00.000Z",
+       "Waiting for:  workload 12 (train-llama) to end\nEst. start:   2026-12-02T07:10:00Z\n"},
+      {"NoFit", nullptr, nullptr, "Waiting for:  -\nEst. start:   N/A\n"},
+  };
+  for (const auto& c : cases) {
+    json w = testing::CannedPendingFraction();
+    w["reason"] = c.reason;
+    w["waiting_for"] = c.waiting_for;
+    w["estimated_start"] = c.estimate;
+    const std::string out = RenderDescribe(w, FixedNow());
+    EXPECT_NE(out.find(std::string("Reason:       ") + c.reason + "\n" + c.want), std::string::npos)
+        << out;
+  }
 }
 
 TEST(RenderData, JsonIsPrettyAndYamlRoundTrips) {
