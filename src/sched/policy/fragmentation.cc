@@ -37,7 +37,7 @@ std::vector<TypicalTask> DefaultTypicalTasks() {
 }
 
 void ScoreMemo::Clear() {
-  slots_.clear();
+  states_.clear();
   shapes_.clear();
   last_key_ = ShapeKey{-1, -1, -1, -1, 0};
 }
@@ -53,33 +53,32 @@ uint32_t ScoreMemo::ShapeOf(const TaskRequest& t) {
   return s;
 }
 
-ScoreMemo::Slot& ScoreMemo::Find(const NodeView& n, const TaskRequest& t) {
-  Key key;
-  key.cpu_free = n.cpu_free();
-  key.memory_free = n.memory_free();
-  key.model = n.model().value();
-  key.gpu_count = n.gpu_count();
-  key.shape = ShapeOf(t);
+size_t ScoreMemo::KeyHash::operator()(const Key& k) const {
   // The hash reads the fields one by one (never the struct's bytes, padding included).
   uint64_t h = 0x9e3779b97f4a7c15ull;
   auto mix = [&h](uint64_t v) {
     h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
     h *= 0xff51afd7ed558ccdull;
   };
-  mix(static_cast<uint64_t>(key.cpu_free));
-  mix(static_cast<uint64_t>(key.memory_free));
-  mix(uint64_t{key.model} << 32 | key.shape);
-  for (int j = 0; j < key.gpu_count; ++j) {
-    key.gpu_free[j] = n.gpu_free(j);
-    mix(static_cast<uint16_t>(key.gpu_free[j]));
-  }
-  if (slots_.empty()) slots_.resize(kSlots);
-  Slot& slot = slots_[(h ^ (h >> 29)) & (kSlots - 1)];
-  if (!(slot.valid && slot.key == key)) {
-    slot.key = key;
-    slot.valid = false;
-  }
-  return slot;
+  mix(static_cast<uint64_t>(k.cpu_free));
+  mix(static_cast<uint64_t>(k.memory_free));
+  mix(k.model);
+  for (int j = 0; j < k.gpu_count; ++j) mix(static_cast<uint16_t>(k.gpu_free[j]));
+  return static_cast<size_t>(h ^ (h >> 29));
+}
+
+std::optional<int64_t>& ScoreMemo::Find(const NodeView& n, const TaskRequest& t) {
+  Key key;
+  key.cpu_free = n.cpu_free();
+  key.memory_free = n.memory_free();
+  key.model = n.model().value();
+  key.gpu_count = n.gpu_count();
+  for (int j = 0; j < key.gpu_count; ++j) key.gpu_free[j] = n.gpu_free(j);
+  if (states_.size() >= kMaxStates && !states_.contains(key)) states_.clear();
+  std::vector<std::optional<int64_t>>& scores = states_[key];
+  const uint32_t shape = ShapeOf(t);
+  if (shape >= scores.size()) scores.resize(shape + 1);
+  return scores[shape];
 }
 
 }  // namespace gpuorch::sched

@@ -2,6 +2,8 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
+#include <unordered_map>
 #include <vector>
 
 #include "sched/cluster_state.h"
@@ -59,24 +61,23 @@ int64_t BestGpuForFraction(const NodeView& n, const TaskRequest& t, GpuMask usab
 // memory, model, per-GPU free milli), not NodeView::usable(). The engine scores the same
 // node states again and again (one node changes per placement), so a score is remembered
 // per node state and task shape. A policy sees no node id, so the memo is keyed by content:
-// a direct-mapped table of kSlots entries, each holding one (state, shape) and its score,
-// overwritten by the next key that hashes to it. A hit needs an equal state and shape, so
-// the memo is exact whatever its hit rate.
+// a hash map from node state to its scores per task shape. A hit needs an equal state, so
+// the memo is exact; it forgets everything once it holds kMaxStates states (states that no
+// node has any more are never looked up again, and this bounds them).
 //
-// Contract: single-threaded; O(gpus) per lookup (hash and compare); memory is fixed at
-// kSlots entries once used, plus one key per distinct task shape.
+// Contract: single-threaded; O(gpus) per lookup (hash and compare) plus, when the task
+// shape changes between calls, a scan of the distinct shapes seen; memory is at most
+// kMaxStates states, each with one score per task shape scored.
 class ScoreMemo {
  public:
-  static constexpr size_t kSlots = size_t{1} << 16;
+  static constexpr size_t kMaxStates = size_t{1} << 16;
 
   // Returns the remembered score of (n, t) or stores and returns compute().
   template <typename Compute>
   int64_t Get(const NodeView& n, const TaskRequest& t, Compute&& compute) {
-    Slot& slot = Find(n, t);
-    if (slot.valid) return slot.score;
-    slot.score = compute();
-    slot.valid = true;
-    return slot.score;
+    std::optional<int64_t>& score = Find(n, t);
+    if (!score.has_value()) score = compute();
+    return *score;
   }
   // Forgets everything (the scoring rule changed).
   void Clear();
@@ -87,14 +88,11 @@ class ScoreMemo {
     int64_t memory_free = -1;
     uint32_t model = 0;
     int32_t gpu_count = -1;
-    uint32_t shape = 0;
     std::array<int16_t, core::kMaxGpusPerNode> gpu_free{};
     bool operator==(const Key&) const = default;
   };
-  struct Slot {
-    Key key;
-    bool valid = false;  // `score` is the score of `key`
-    int64_t score = 0;
+  struct KeyHash {
+    size_t operator()(const Key& k) const;
   };
   struct ShapeKey {
     int64_t cpu, mem;
@@ -103,11 +101,11 @@ class ScoreMemo {
     bool operator==(const ShapeKey&) const = default;
   };
 
-  // The slot of (n, t): holding its score (valid) or claimed for it (not valid).
-  Slot& Find(const NodeView& n, const TaskRequest& t);
+  // The score of (n, t) if remembered, else the empty place to store it.
+  std::optional<int64_t>& Find(const NodeView& n, const TaskRequest& t);
   uint32_t ShapeOf(const TaskRequest& t);
 
-  std::vector<Slot> slots_;  // kSlots once used
+  std::unordered_map<Key, std::vector<std::optional<int64_t>>, KeyHash> states_;  // by shape
   std::vector<ShapeKey> shapes_;
   ShapeKey last_key_{-1, -1, -1, -1, 0};
   uint32_t last_shape_ = 0;
