@@ -17,14 +17,13 @@ namespace {
 // keeps sums over a queue tree within int64.
 constexpr int64_t kMaxQuota = int64_t{1} << 48;
 
-Status ValidateHost(const std::optional<HostQuota>& q, const char* field) {
-  if (!q) return Status::Ok();
+Status ValidateHost(const HostQuota& q, const char* field) {
   const std::string f = std::string("queue.") + field;
-  if (q->guaranteed < 0 || q->guaranteed > kMaxQuota) {
-    return Status::Invalid(f + ".guaranteed: must be in 0..2^48");
+  if (q.has_guarantee() && (q.guaranteed < 0 || q.guaranteed > kMaxQuota)) {
+    return Status::Invalid(f + ".guaranteed: must be in 0..2^48 or unset");
   }
-  if (q->limit != kUnlimited && (q->limit < q->guaranteed || q->limit > kMaxQuota)) {
-    return Status::Invalid(f + ".limit: must be >= guaranteed (and <= 2^48) or unlimited");
+  if (q.limit != kUnlimited && (q.limit < 0 || q.limit < q.guaranteed || q.limit > kMaxQuota)) {
+    return Status::Invalid(f + ".limit: must be in guaranteed..2^48 or unlimited");
   }
   return Status::Ok();
 }

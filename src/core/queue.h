@@ -1,7 +1,6 @@
 #pragma once
 
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +11,7 @@
 namespace gpuorch::core {
 
 inline constexpr int64_t kUnlimited = -1;
+inline constexpr int64_t kNoGuarantee = -1;
 inline constexpr int32_t kMaxQueueWeight = 1'000'000;
 
 // Quota of one queue for one GPU model, in milli-GPU. An entry with an invalid model is the
@@ -22,10 +22,15 @@ struct QuotaEntry {
   int64_t limit = kUnlimited;  // hard cap on usage, borrowed or not
 };
 
-// Quota of one queue for a host resource: CPU in milli-CPU or memory in MiB, over all nodes.
+// Quota of one queue for a host resource: CPU in milli-CPU or memory in MiB, over all nodes,
+// counting the tasks of GPU work too. Both parts are optional. Without a guarantee the
+// resource does not decide whether work is in quota (CPU-only work is then in quota, as
+// before CPU quotas existed); with one, work is in quota only while the queue's usage of the
+// resource stays within it (and, for GPU work, within its GPU guarantee too).
 struct HostQuota {
-  int64_t guaranteed = 0;      // nominal quota: work within it is in quota for this resource
-  int64_t limit = kUnlimited;  // hard cap on usage of the resource, by GPU tasks too
+  int64_t guaranteed = kNoGuarantee;  // kNoGuarantee or 0..2^48
+  int64_t limit = kUnlimited;         // hard cap, at every level of the tree
+  bool has_guarantee() const { return guaranteed != kNoGuarantee; }
 };
 
 // A node of the queue tree. Workloads are submitted to leaf queues. Usage of an inner queue
@@ -38,11 +43,8 @@ struct QueueSpec {
   bool can_borrow = true;  // may run over its guarantee on idle capacity
   bool can_lend = true;    // others may use its unused guarantee
   std::vector<QuotaEntry> quotas;
-  // CPU and memory quotas are optional. A queue without one neither guarantees nor limits
-  // that resource: its work counts as in quota for it (CPU-only work is then always in
-  // quota, as long as no ancestor's limit says no).
-  std::optional<HostQuota> cpu_quota;     // milli-CPU
-  std::optional<HostQuota> memory_quota;  // MiB
+  HostQuota cpu_quota;     // milli-CPU; unset by default
+  HostQuota memory_quota;  // MiB; unset by default
 
   const QuotaEntry* QuotaFor(GpuModelId model) const;
   Status Validate() const;

@@ -46,7 +46,7 @@ bool Scheduler::Impl::HostInQuota(QueueId q, int64_t cpu, int64_t memory) const 
   const std::array<int64_t, 2> extra = {cpu, memory};
   for (size_t h = 0; h < extra.size(); ++h) {
     const int64_t g = r.host_guaranteed[h];
-    if (g != kNoHostQuota && r.host_usage[h] + extra[h] > g) return false;
+    if (g != core::kNoGuarantee && r.host_usage[h] + extra[h] > g) return false;
   }
   return true;
 }
@@ -70,7 +70,7 @@ int64_t GuaranteedGpu(const QueueSpec& s, uint32_t m) {
   return e != nullptr ? e->guaranteed : 0;
 }
 
-const std::optional<core::HostQuota>& HostQuotaOf(const QueueSpec& s, size_t h) {
+const core::HostQuota& HostQuotaOf(const QueueSpec& s, size_t h) {
   return h == kCpu ? s.cpu_quota : s.memory_quota;
 }
 
@@ -100,18 +100,18 @@ Status Scheduler::Impl::CheckNestedGuarantees(QueueId id, const QueueSpec& spec)
       }
     }
     for (size_t h : {kCpu, kMemory}) {
-      const auto& own = HostQuotaOf(p, h);
-      if (!own) continue;  // the parent does not constrain this resource
+      const core::HostQuota& own = HostQuotaOf(p, h);
+      if (!own.has_guarantee()) continue;  // the parent guarantees none of this resource
       int64_t sum = 0;
       for (const QueueSpec* c : children) {
-        if (const auto& q = HostQuotaOf(*c, h)) sum += q->guaranteed;
+        if (const core::HostQuota& q = HostQuotaOf(*c, h); q.has_guarantee()) sum += q.guaranteed;
       }
-      if (sum > own->guaranteed) {
+      if (sum > own.guaranteed) {
         const char* field =
             h == kCpu ? "queue.cpu_quota.guaranteed: " : "queue.memory_quota.guaranteed: ";
         const char* unit = h == kCpu ? "milli-CPU" : "MiB";
         return Status::Invalid(field + head + Amount(sum, unit) + ", more than its " +
-                               Amount(own->guaranteed, unit));
+                               Amount(own.guaranteed, unit));
       }
     }
     return Status::Ok();

@@ -94,9 +94,9 @@ Status Scheduler::Impl::AddQueue(QueueId id, const QueueSpec& spec, bool update)
     q.limit[m] = e ? e->limit : core::kUnlimited;
   }
   for (size_t h : {kCpu, kMemory}) {
-    const auto& hq = h == kCpu ? spec.cpu_quota : spec.memory_quota;
-    q.host_guaranteed[h] = hq ? hq->guaranteed : kNoHostQuota;
-    q.host_limit[h] = hq ? hq->limit : core::kUnlimited;
+    const core::HostQuota& hq = h == kCpu ? spec.cpu_quota : spec.memory_quota;
+    q.host_guaranteed[h] = hq.guaranteed;
+    q.host_limit[h] = hq.limit;
   }
   return Status::Ok();
 }

@@ -62,8 +62,7 @@ struct WorkloadRec {
 };
 
 inline constexpr size_t kCpu = 0, kMemory = 1;  // host resources of QueueRec
-inline constexpr int64_t kNoHostQuota = -1;
-inline constexpr int kDecayShift = 20;  // fractional bits of decayed usage
+inline constexpr int kDecayShift = 20;          // fractional bits of decayed usage
 
 struct QueueRec {
   bool present = false;
@@ -79,9 +78,9 @@ struct QueueRec {
   // Exponentially decayed past usage, in Q(kDecayShift) of the unit (see Decay).
   std::array<int64_t, kMaxGpuModels> decayed{};
   // CPU (milli-CPU) and memory (MiB), indexed by kCpu and kMemory. Usage counts every task
-  // of the subtree, GPU tasks included. kNoHostQuota: the queue sets no guarantee for it.
+  // of the subtree, GPU tasks included. core::kNoGuarantee: the queue sets no guarantee for it.
   std::array<int64_t, 2> host_usage{};
-  std::array<int64_t, 2> host_guaranteed{kNoHostQuota, kNoHostQuota};
+  std::array<int64_t, 2> host_guaranteed{core::kNoGuarantee, core::kNoGuarantee};
   std::array<int64_t, 2> host_limit{core::kUnlimited, core::kUnlimited};
   std::array<int64_t, 2> host_decayed{};
 };
