@@ -474,6 +474,16 @@ int64_t Scheduler::QueueUsage(QueueId q, GpuModelId m) const {
   return impl_->queues_[q.value()].usage[m.value()];
 }
 
+int64_t Scheduler::QueueCpuUsage(QueueId q) const {
+  if (q.value() >= impl_->queues_.size()) return 0;
+  return impl_->queues_[q.value()].host_usage[kCpu];
+}
+
+int64_t Scheduler::QueueMemoryUsage(QueueId q) const {
+  if (q.value() >= impl_->queues_.size()) return 0;
+  return impl_->queues_[q.value()].host_usage[kMemory];
+}
+
 std::vector<TaskBinding> Scheduler::Placement(WorkloadId id) const {
   std::vector<TaskBinding> out;
   const WorkloadRec* w = impl_->Find(id);

@@ -80,6 +80,9 @@ class Scheduler {
   WorkloadState state(WorkloadId id) const;
   // Milli-GPU of model m in use by queue q (leaf or inner), including evicting work.
   int64_t QueueUsage(QueueId q, GpuModelId m) const;
+  // CPU (milli-CPU) and memory (MiB) that queue q's subtree uses, GPU tasks included.
+  int64_t QueueCpuUsage(QueueId q) const;
+  int64_t QueueMemoryUsage(QueueId q) const;
   // Bindings of a running workload's live tasks.
   std::vector<TaskBinding> Placement(WorkloadId id) const;
   const PlacementPolicy& policy() const;
