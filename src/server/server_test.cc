@@ -294,6 +294,19 @@ queues:
   EXPECT_EQ(bad.status().message(),
             "config: queues.team: queue.quota.guaranteed: children of \"org\" guarantee 3 GPUs "
             "of model 0, more than its 2 GPUs");
+  // The tree of docs/operations.md is accepted.
+  config_ = *ParseConfig(R"(
+queues:
+  - name: org
+    quota: [{model: "*", guaranteed: 16, limit: 64}]
+    cpu_quota: {limit_milli: 512000}
+  - name: research
+    parent: org
+    weight: 2
+    quota: [{model: H100-80GB, guaranteed: 16, limit: 32}]
+    memory_quota: {guaranteed_mib: 1048576, limit_mib: 2097152}
+)");
+  Open();
   config_ = *ParseConfig(R"(
 queues:
   - {name: org, cpu_quota: {limit_milli: 8000}}
