@@ -187,6 +187,25 @@ TEST_F(QuotaTest, CpuGuaranteeAlsoDecidesWhetherGpuWorkIsInQuota) {
   EXPECT_TRUE(Bound(p, 2));
 }
 
+TEST_F(QuotaTest, WorkOverItsCpuGuaranteeDoesNotReclaimGpus) {
+  // a is guaranteed 4 GPUs but only 1 CPU; b borrows all 8 GPUs. a's 1-GPU task asking for
+  // 2 CPUs is over a's CPU guarantee, so it is a borrower like b's work: it may not reclaim.
+  Add(0, WithCpu(QueueBuilder("a").Guarantee(4), 1000));
+  Add(1, QueueBuilder("b"));
+  Node(0, NodeBuilder("n0").Gpus(8));
+  for (uint32_t i = 0; i < 8; ++i) Submit(10 + i, WorkloadBuilder("b", 1).Gpus(1));
+  ASSERT_EQ(s_->Cycle(0).binds.size(), 8u);
+  Submit(1, WorkloadBuilder("fat", 0).Gpus(1).Cpu(2000));
+  Plan p = s_->Cycle(core::kHour);
+  EXPECT_TRUE(p.evictions.empty());
+  EXPECT_NE(ReasonOf(p, 1), PendingReason::kPreempting);
+  // Within both guarantees it reclaims.
+  Submit(2, WorkloadBuilder("thin", 0).Gpus(1).Cpu(1000));
+  p = s_->Cycle(core::kHour);
+  EXPECT_EQ(p.evictions.size(), 1u);
+  EXPECT_EQ(ReasonOf(p, 2), PendingReason::kPreempting);
+}
+
 TEST_F(QuotaTest, DominantShareCountsCpu) {
   // 8 GPUs and 64 CPUs. "cpu-heavy" runs 32 CPUs (half the cluster's CPU) and no GPU;
   // "gpu" runs 1 GPU (1/8 of the GPUs, 1/64 of the CPUs). Dominant shares: 1/2 and 1/8, so
