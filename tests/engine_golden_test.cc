@@ -1,5 +1,5 @@
 // Golden plan hash: the same events must give the same plans on every machine and compiler
-// (docs/scheduling.md, "Determinism"). A fixed scenario (a queue tree with GPU, CPU and
+// (docs/scheduling.md, "The engine's contract"). A fixed scenario (a queue tree with GPU, CPU and
 // memory quotas, two GPU models, a few hundred workloads of varied shapes, cycles with time
 // advancing, evictions and resizes completed) runs through the engine, and every plan is
 // folded into one FNV-1a hash over its explicit integer fields (never over struct bytes,
