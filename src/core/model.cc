@@ -1,7 +1,6 @@
 #include <string>
 
 #include "core/node.h"
-#include "core/queue.h"
 #include "core/workload.h"
 
 namespace gpuorch::core {
@@ -95,27 +94,6 @@ Status WorkloadSpec::Validate() const {
   if (runtime_estimate < 0) return Status::Invalid("workload.runtime_estimate: must be >= 0");
   if (min_runtime < 0) return Status::Invalid("workload.min_runtime: must be >= 0");
   if (grace_period < 0) return Status::Invalid("workload.grace_period: must be >= 0");
-  return Status::Ok();
-}
-
-const QuotaEntry* QueueSpec::QuotaFor(GpuModelId model) const {
-  const QuotaEntry* fallback = nullptr;
-  for (const QuotaEntry& q : quotas) {
-    if (q.model == model) return &q;
-    if (!q.model.valid()) fallback = &q;
-  }
-  return fallback;
-}
-
-Status QueueSpec::Validate() const {
-  if (name.empty()) return Status::Invalid("queue.name: must not be empty");
-  if (weight < 1 || weight > 1000000) return Status::Invalid("queue.weight: must be in 1..1e6");
-  for (const QuotaEntry& q : quotas) {
-    if (q.guaranteed < 0) return Status::Invalid("queue.quota.guaranteed: must be >= 0");
-    if (q.limit != kUnlimited && q.limit < q.guaranteed) {
-      return Status::Invalid("queue.quota.limit: must be >= guaranteed or unlimited");
-    }
-  }
   return Status::Ok();
 }
 

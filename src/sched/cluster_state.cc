@@ -284,6 +284,8 @@ void ClusterState::Unindex(NodeId id) {
   if (!n.schedulable()) return;
   racks_[n.rack].free_hist[n.full_free_gpus()]--;
   zones_[n.zone].free_hist[n.full_free_gpus()]--;
+  cpu_capacity_ -= n.cpu_capacity;
+  memory_capacity_ -= n.memory_capacity;
   if (n.model.valid()) {
     model_capacity_[n.model.value()] -= int64_t{n.gpu_count} * kMilliGpu;
     model_free_[n.model.value()] -= n.idle_milli();
@@ -307,6 +309,8 @@ void ClusterState::Index(NodeId id) {
   if (!n.schedulable()) return;
   racks_[n.rack].free_hist[n.full_free_gpus()]++;
   zones_[n.zone].free_hist[n.full_free_gpus()]++;
+  cpu_capacity_ += n.cpu_capacity;
+  memory_capacity_ += n.memory_capacity;
   if (n.model.valid()) {
     if (n.model.value() >= model_capacity_.size()) {
       model_capacity_.resize(n.model.value() + 1, 0);

@@ -131,6 +131,9 @@ class ClusterState {
   int64_t capacity_milli(GpuModelId m) const;
   int64_t free_milli(GpuModelId m) const;
   uint32_t model_bound() const { return static_cast<uint32_t>(model_capacity_.size()); }
+  // Totals over schedulable nodes of CPU (milli-CPU) and memory (MiB) capacity, O(1).
+  int64_t cpu_capacity() const { return cpu_capacity_; }
+  int64_t memory_capacity() const { return memory_capacity_; }
 
   // Calls fn(const NodeState& representative, NodeId lowest_member, size_t members) once per
   // group of schedulable nodes with identical free state. Order is unspecified; callers break
@@ -183,6 +186,7 @@ class ClusterState {
   std::vector<uint32_t> active_groups_;
   std::unordered_map<std::string, uint32_t> group_ix_;
   std::vector<int64_t> model_capacity_, model_free_;
+  int64_t cpu_capacity_ = 0, memory_capacity_ = 0;
   uint64_t clock_ = 0;
 };
 

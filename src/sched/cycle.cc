@@ -3,10 +3,11 @@
 // reserve for the head-of-line workload that cannot start, grow elastic workloads from idle
 // capacity, and explain every workload left pending.
 #include <algorithm>
-#include <queue>
+#include <optional>
 #include <unordered_map>
 
 #include "sched/estimate.h"
+#include "sched/fair_share.h"
 #include "sched/scheduler_impl.h"
 
 namespace gpuorch::sched {
@@ -71,6 +72,24 @@ Plan Scheduler::Impl::Cycle(Time now) {
                              std::vector<GpuModelId>& borrow, PendingReason& why) {
     const QueueRec& q = queues_[w.spec.queue.value()];
     const int64_t need = w.task_milli() * w.spec.min_tasks;
+    // CPU and memory count against the queue tree's CPU and memory quotas, for GPU work too.
+    const int64_t cpu = w.spec.task.milli_cpu * w.spec.min_tasks;
+    const int64_t memory = w.spec.task.memory_mib * w.spec.min_tasks;
+    const bool host_ok = HostWithinLimit(w.spec.queue, cpu, memory);
+    const bool host_in_quota = HostInQuota(w.spec.queue, cpu, memory);
+    if (w.spec.task.gpu_count == 0) {
+      // CPU-only: no GPU quota applies; the (optional) CPU and memory quotas decide.
+      if (!host_ok) {
+        why = PendingReason::kOverLimit;
+      } else if (host_in_quota) {
+        in_quota.push_back(GpuModelId());
+      } else if (q.spec.can_borrow && w.spec.preemptible) {
+        borrow.push_back(GpuModelId());
+      } else {
+        why = PendingReason::kWaitingForQuota;
+      }
+      return;
+    }
     bool any_model = false, any_limit = false;
     for (uint32_t mi = 0; mi < cluster_.model_bound(); ++mi) {
       GpuModelId m(mi);
@@ -78,9 +97,9 @@ Plan Scheduler::Impl::Cycle(Time now) {
         continue;
       }
       any_model = true;
-      if (!WithinLimit(w.spec.queue, m, need)) continue;
+      if (!host_ok || !WithinLimit(w.spec.queue, m, need)) continue;
       any_limit = true;
-      if (InQuota(w.spec.queue, m, need)) {
+      if (host_in_quota && InQuota(w.spec.queue, m, need)) {
         in_quota.push_back(m);
       } else if (q.spec.can_borrow && w.spec.preemptible) {
         // Borrowing may not eat into the unused guarantee of queues that do not lend.
@@ -107,14 +126,10 @@ Plan Scheduler::Impl::Cycle(Time now) {
                                now + w.spec.runtime_estimate <= hol_eta);
     std::vector<GpuModelId> in_quota, borrow;
     PendingReason why = PendingReason::kNoFit;
-    if (t.gpu_count == 0) {
-      in_quota.push_back(GpuModelId());  // CPU-only: no GPU quota applies
-    } else {
-      entitled_models(w, in_quota, borrow, why);
-      if (in_quota.empty() && borrow.empty()) {
-        w.reason = why;
-        return;
-      }
+    entitled_models(w, in_quota, borrow, why);
+    if (in_quota.empty() && borrow.empty()) {
+      w.reason = why;
+      return;
     }
     ShapeKey key{
         w.spec.queue.value(),     t.gpu_count,        t.gpu_milli,
@@ -274,6 +289,11 @@ Plan Scheduler::Impl::Cycle(Time now) {
   for (WorkloadId id : pending_) ordered.push_back(&Rec(id));
   std::sort(ordered.begin(), ordered.end(), by_priority_age);
   auto in_quota_now = [&](const WorkloadRec& w) {
+    const int64_t cpu = w.spec.task.milli_cpu * w.spec.min_tasks;
+    const int64_t memory = w.spec.task.memory_mib * w.spec.min_tasks;
+    if (!HostWithinLimit(w.spec.queue, cpu, memory) || !HostInQuota(w.spec.queue, cpu, memory)) {
+      return false;
+    }
     if (w.spec.task.gpu_count == 0) return true;
     const int64_t need = w.task_milli() * w.spec.min_tasks;
     for (uint32_t mi = 0; mi < cluster_.model_bound(); ++mi) {
@@ -295,18 +315,21 @@ Plan Scheduler::Impl::Cycle(Time now) {
       over[w->spec.queue.value()].push_back(w);  // keeps priority/age order
     }
   }
-  // Borrowers: the queue with the lowest weighted dominant share goes next (DRF).
-  using Head = std::pair<int64_t, uint32_t>;
-  std::priority_queue<Head, std::vector<Head>, std::greater<>> heap;
-  std::vector<size_t> next(queues_.size(), 0);
-  for (uint32_t q = 0; q < over.size(); ++q) {
-    if (!over[q].empty()) heap.emplace(Share(QueueId(q)), q);
+  // Borrowers: hierarchical DRF (see BorrowerOrder). From the root down, the child with the
+  // lowest weighted dominant share among its siblings that has borrowers below it, down to
+  // a leaf, whose next workload (by priority and age) goes.
+  std::vector<QueueId> parents(queues_.size());
+  std::vector<size_t> waiting(queues_.size());
+  for (uint32_t q = 0; q < queues_.size(); ++q) {
+    if (queues_[q].present) parents[q] = queues_[q].spec.parent;
+    waiting[q] = over[q].size();
   }
-  while (!heap.empty()) {
-    uint32_t q = heap.top().second;
-    heap.pop();
-    attempt(*over[q][next[q]++]);
-    if (next[q] < over[q].size()) heap.emplace(Share(QueueId(q)), q);
+  const BorrowerOrder::ShareFn share = [this](uint32_t q) { return Share(QueueId(q)); };
+  BorrowerOrder order(parents, waiting, share);
+  std::vector<size_t> next(queues_.size(), 0);
+  while (std::optional<uint32_t> q = order.Pop()) {
+    attempt(*over[*q][next[*q]++]);
+    order.Done(share);
   }
 
   for (WorkloadRec* h : closed) {
@@ -362,8 +385,10 @@ void Scheduler::Impl::Grow(Plan& plan) {
     while (w->live_tasks() + w->finished_tasks + static_cast<int32_t>(grown.size()) <
            w->spec.max_tasks) {
       int64_t extra = each * static_cast<int64_t>(grown.size() + 1);
-      if (!WithinLimit(q, m, extra)) break;
-      bool in_quota = InQuota(q, m, extra);
+      const int64_t n = static_cast<int64_t>(grown.size() + 1);
+      const int64_t cpu = w->spec.task.milli_cpu * n, memory = w->spec.task.memory_mib * n;
+      if (!WithinLimit(q, m, extra) || !HostWithinLimit(q, cpu, memory)) break;
+      bool in_quota = InQuota(q, m, extra) && HostInQuota(q, cpu, memory);
       if (!w->spec.preemptible && !in_quota) break;
       if (!in_quota &&
           (!queues_[q.value()].spec.can_borrow || cluster_.free_milli(m) - each < HeldBack(m, q))) {

@@ -356,7 +356,9 @@ bool Scheduler::Impl::Preempt(WorkloadRec& w, Plan& plan, ReservationAccess acce
     m = GpuModelId(mi);
     if (!w.spec.task.models.Accepts(m) || cluster_.capacity_milli(m) < need) continue;
     if (!WithinLimit(q, m, need)) continue;
-    in_quota = InQuota(q, m, need);
+    // In quota for CPU and memory too where the queue guarantees them (as in the cycle).
+    in_quota = InQuota(q, m, need) && HostInQuota(q, w.spec.task.milli_cpu * w.spec.min_tasks,
+                                                  w.spec.task.memory_mib * w.spec.min_tasks);
     if (!AnyVictimPossible(w, m, in_quota)) continue;
     if (one_node) {
       consider(PreemptOnOneNode(w, m, in_quota, plan.now, access));

@@ -68,6 +68,7 @@ Status Scheduler::Impl::AddQueue(QueueId id, const QueueSpec& spec, bool update)
   if (update && queues_[id.value()].spec.parent != spec.parent) {
     return Status::Invalid("queue.parent: cannot change on update");
   }
+  if (Status s = CheckNestedGuarantees(id, spec); !s.ok()) return s;
   if (id.value() >= queues_.size()) queues_.resize(id.value() + 1);
   QueueRec& q = queues_[id.value()];
   if (!update) {
@@ -91,6 +92,11 @@ Status Scheduler::Impl::AddQueue(QueueId id, const QueueSpec& spec, bool update)
     const core::QuotaEntry* e = spec.QuotaFor(GpuModelId(m));
     q.guaranteed[m] = e ? e->guaranteed : 0;
     q.limit[m] = e ? e->limit : core::kUnlimited;
+  }
+  for (size_t h : {kCpu, kMemory}) {
+    const core::HostQuota& hq = h == kCpu ? spec.cpu_quota : spec.memory_quota;
+    q.host_guaranteed[h] = hq.guaranteed;
+    q.host_limit[h] = hq.limit;
   }
   return Status::Ok();
 }
@@ -250,9 +256,9 @@ void Scheduler::Impl::ReleaseTask(WorkloadRec& w, const TaskRec& t) {
   ListGrowable(w);
   auto& on_node = node_tasks_[t.node.value()];
   on_node.erase(std::find(on_node.begin(), on_node.end(), std::make_pair(w.id, t.index)));
-  if (w.spec.task.gpu_count > 0) {
-    Charge(w, w.model, -w.task_milli());
-    if (t.stopping) queues_[w.spec.queue.value()].evicting[w.model.value()] -= w.task_milli();
+  Charge(w, w.model, -1);
+  if (w.spec.task.gpu_count > 0 && t.stopping) {
+    queues_[w.spec.queue.value()].evicting[w.model.value()] -= w.task_milli();
   }
   // The task is gone: its preemptor (if it stopped for one) waits for one task fewer.
   const WorkloadId preemptor = ledger_.Unlink(w.id, t.index);
@@ -400,7 +406,7 @@ Status Scheduler::Impl::Adopt(WorkloadId id, const WorkloadSpec& spec,
     w.tasks.push_back(TaskRec{t.task, t.node, t.gpus, false});
     w.next_task_index = std::max(w.next_task_index, t.task + 1);
     node_tasks_[t.node.value()].emplace_back(id, t.task);
-    if (spec.task.gpu_count > 0) Charge(w, model, w.task_milli());
+    Charge(w, model, +1);
   }
   return Status::Ok();
 }
@@ -424,7 +430,7 @@ void Scheduler::Impl::Bind(WorkloadRec& w, GpuModelId m, const std::vector<TaskP
     TaskRec t{w.next_task_index++, p.node, p.gpus, false};
     w.tasks.push_back(t);
     node_tasks_[p.node.value()].emplace_back(w.id, t.index);
-    if (w.spec.task.gpu_count > 0) Charge(w, m, w.task_milli());
+    Charge(w, m, +1);
     bind.tasks.push_back(TaskBinding{t.index, p.node, p.gpus, w.spec.task.gpu_milli});
   }
   plan.binds.push_back(std::move(bind));
@@ -512,6 +518,16 @@ Scheduler::Holds Scheduler::holds() const {
 
 size_t Scheduler::workload_records() const { return impl_->slot_of_.size(); }
 size_t Scheduler::workload_capacity() const { return impl_->workloads_.size(); }
+
+int64_t Scheduler::QueueCpuUsage(QueueId q) const {
+  if (q.value() >= impl_->queues_.size()) return 0;
+  return impl_->queues_[q.value()].host_usage[kCpu];
+}
+
+int64_t Scheduler::QueueMemoryUsage(QueueId q) const {
+  if (q.value() >= impl_->queues_.size()) return 0;
+  return impl_->queues_[q.value()].host_usage[kMemory];
+}
 
 std::vector<TaskBinding> Scheduler::Placement(WorkloadId id) const {
   std::vector<TaskBinding> out;

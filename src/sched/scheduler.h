@@ -97,6 +97,9 @@ class Scheduler {
     size_t holders = 0;  // head-of-line holders
   };
   Holds holds() const;
+  // CPU (milli-CPU) and memory (MiB) that queue q's subtree uses, GPU tasks included.
+  int64_t QueueCpuUsage(QueueId q) const;
+  int64_t QueueMemoryUsage(QueueId q) const;
   // Bindings of a running workload's live tasks.
   std::vector<TaskBinding> Placement(WorkloadId id) const;
   const PlacementPolicy& policy() const;

@@ -74,6 +74,9 @@ struct WorkloadRec {
   int64_t task_milli() const { return spec.task.total_milli_gpu(); }
 };
 
+inline constexpr size_t kCpu = 0, kMemory = 1;  // host resources of QueueRec
+inline constexpr int kDecayShift = 20;          // fractional bits of decayed usage
+
 struct QueueRec {
   bool present = false;
   QueueSpec spec;
@@ -85,7 +88,14 @@ struct QueueRec {
   std::array<int64_t, kMaxGpuModels> evicting{};  // part of usage being evicted (leaf)
   std::array<int64_t, kMaxGpuModels> claimed{};   // claimed by preemptors (leaf), see Claim
   std::map<int32_t, int32_t> running_priorities;  // running preemptible work: priority -> count
-  std::array<double, kMaxGpuModels> decayed{};    // exponentially decayed past usage
+  // Exponentially decayed past usage, in Q(kDecayShift) of the unit (see Decay).
+  std::array<int64_t, kMaxGpuModels> decayed{};
+  // CPU (milli-CPU) and memory (MiB), indexed by kCpu and kMemory. Usage counts every task
+  // of the subtree, GPU tasks included. core::kNoGuarantee: the queue sets no guarantee for it.
+  std::array<int64_t, 2> host_usage{};
+  std::array<int64_t, 2> host_guaranteed{core::kNoGuarantee, core::kNoGuarantee};
+  std::array<int64_t, 2> host_limit{core::kUnlimited, core::kUnlimited};
+  std::array<int64_t, 2> host_decayed{};
 };
 
 class Scheduler::Impl {
@@ -114,15 +124,26 @@ class Scheduler::Impl {
   bool CreateHold(WorkloadRec& w, GpuModelId m, bool in_quota, Time now);
 
   // --- quota and fair share (quota.cc)
-  void Charge(const WorkloadRec& w, GpuModelId m, int64_t milli);  // +/- on leaf and ancestors
+  // Refuses a queue whose children's guarantees, or whose siblings' and own, exceed their
+  // parent's (see quota.cc).
+  Status CheckNestedGuarantees(QueueId id, const QueueSpec& spec) const;
+  // Adds (sign +1) or removes (-1) one task of w on the leaf and its ancestors: its GPUs
+  // of model m (when it has GPUs), its CPU and its memory.
+  void Charge(const WorkloadRec& w, GpuModelId m, int sign);
   bool WithinLimit(QueueId q, GpuModelId m, int64_t extra) const;
   bool InQuota(QueueId q, GpuModelId m, int64_t extra) const;
+  // CPU and memory limits of the leaf and every ancestor admit `cpu` and `memory` more.
+  bool HostWithinLimit(QueueId q, int64_t cpu, int64_t memory) const;
+  // The leaf's CPU and memory guarantees (where it sets them) admit `cpu` and `memory` more.
+  bool HostInQuota(QueueId q, int64_t cpu, int64_t memory) const;
   // Milli-GPU of model m that borrowers from queue q may not take (unused guarantees of
   // queues that do not lend).
   int64_t HeldBack(GpuModelId m, QueueId q) const;
   bool Borrowing(QueueId q, GpuModelId m, int64_t minus) const;
   void Decay(Time now);
-  // Weighted dominant share of a leaf queue, in parts per billion.
+  // Weighted dominant share of a queue (leaf or inner): its dominant share in parts per
+  // billion times kMaxQueueWeight / weight. Only compared with its siblings' (and, by Grow,
+  // with other leaves').
   int64_t Share(QueueId q) const;
 
   // --- placement of a gang (gang.cc)

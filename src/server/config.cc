@@ -76,8 +76,33 @@ class Reader {
     if (!s_.ok()) return s_;           \
   } while (0)
 
+// cpu_quota: {guaranteed_milli, limit_milli} or memory_quota: {guaranteed_mib, limit_mib};
+// both parts optional, integers in 0..2^48.
+Status ParseHostQuota(Reader& r, const YAML::Node& n, const std::string& key,
+                      const std::string& unit, const std::string& path, HostQuotaConfig& q) {
+  if (!n[key]) return Status::Ok();
+  const std::string p = path + "." + key;
+  const std::string g = "guaranteed" + unit, l = "limit" + unit;
+  GPUORCH_TRY(r.Keys(n[key], p, {g, l}));
+  GPUORCH_TRY(r.Get(n[key], g, p, q.guaranteed));
+  GPUORCH_TRY(r.Get(n[key], l, p, q.limit));
+  constexpr int64_t kMax = int64_t{1} << 48;
+  if (n[key][g] && (q.guaranteed < 0 || q.guaranteed > kMax)) {
+    return Status::Invalid(p + "." + g + ": must be in 0..2^48");
+  }
+  if (n[key][l] && (q.limit < 0 || q.limit > kMax)) {
+    return Status::Invalid(p + "." + l + ": must be in 0..2^48");
+  }
+  if (n[key][l] && q.limit < q.guaranteed) {
+    return Status::Invalid(p + "." + l + ": must be >= " + g);
+  }
+  return Status::Ok();
+}
+
 Status ParseQueue(Reader& r, const YAML::Node& n, const std::string& path, QueueConfig& q) {
-  GPUORCH_TRY(r.Keys(n, path, {"name", "parent", "weight", "can_borrow", "can_lend", "quota"}));
+  GPUORCH_TRY(r.Keys(n, path,
+                     {"name", "parent", "weight", "can_borrow", "can_lend", "quota", "cpu_quota",
+                      "memory_quota"}));
   GPUORCH_TRY(r.Get(n, "name", path, q.name));
   GPUORCH_TRY(r.Get(n, "parent", path, q.parent));
   GPUORCH_TRY(r.Get(n, "weight", path, q.weight));
@@ -105,6 +130,8 @@ Status ParseQueue(Reader& r, const YAML::Node& n, const std::string& path, Queue
       q.quota.push_back(c);
     }
   }
+  GPUORCH_TRY(ParseHostQuota(r, n, "cpu_quota", "_milli", path, q.cpu_quota));
+  GPUORCH_TRY(ParseHostQuota(r, n, "memory_quota", "_mib", path, q.memory_quota));
   return Status::Ok();
 }
 

@@ -20,6 +20,13 @@ struct QuotaConfig {
   int64_t limit_milli = -1;  // -1 = unlimited
 };
 
+// CPU (milli-CPU) or memory (MiB) quota of a queue; -1 = not set (no guarantee: the resource
+// does not decide whether work is in quota; no limit: unlimited).
+struct HostQuotaConfig {
+  int64_t guaranteed = -1;
+  int64_t limit = -1;
+};
+
 struct QueueConfig {
   std::string name;
   std::string parent;
@@ -27,6 +34,8 @@ struct QueueConfig {
   bool can_borrow = true;
   bool can_lend = true;
   std::vector<QuotaConfig> quota;
+  HostQuotaConfig cpu_quota;     // cpu_quota: {guaranteed_milli, limit_milli}
+  HostQuotaConfig memory_quota;  // memory_quota: {guaranteed_mib, limit_mib}
 };
 
 // The server's configuration (YAML). Every field has a default, so an empty file (or none)

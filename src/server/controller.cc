@@ -77,6 +77,8 @@ Status Controller::AddQueues() {
       entry.limit = e.limit_milli;
       spec.quotas.push_back(entry);
     }
+    spec.cpu_quota = core::HostQuota{q.cpu_quota.guaranteed, q.cpu_quota.limit};
+    spec.memory_quota = core::HostQuota{q.memory_quota.guaranteed, q.memory_quota.limit};
     core::QueueId id(next++);
     if (Status s = engine_->AddQueue(id, spec); !s.ok()) {
       return Status::Invalid("config: queues." + q.name + ": " + s.message());

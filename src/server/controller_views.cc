@@ -127,11 +127,19 @@ Json Controller::QueueJson(const QueueConfig& q) const {
     pending += w.state == "Pending";
     running += w.state == "Running" || w.state == "Preempted";
   }
+  auto opt = [](int64_t v) { return v >= 0 ? Json(v) : Json(nullptr); };
+  const Json cpu = {{"guaranteed_milli", opt(q.cpu_quota.guaranteed)},
+                    {"limit_milli", opt(q.cpu_quota.limit)},
+                    {"used_milli", engine_->QueueCpuUsage(id)}};
+  const Json memory = {{"guaranteed_mib", opt(q.memory_quota.guaranteed)},
+                       {"limit_mib", opt(q.memory_quota.limit)},
+                       {"used_mib", engine_->QueueMemoryUsage(id)}};
   return Json{
       {"name", q.name},         {"parent", q.parent.empty() ? Json(nullptr) : Json(q.parent)},
       {"weight", q.weight},     {"can_borrow", q.can_borrow},
       {"can_lend", q.can_lend}, {"leaf", leaf_queues_.count(q.name) > 0},
-      {"quota", quota},         {"pending", pending},
+      {"quota", quota},         {"cpu_quota", cpu},
+      {"memory_quota", memory}, {"pending", pending},
       {"running", running}};
 }
 

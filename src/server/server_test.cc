@@ -43,6 +43,11 @@ TEST(Config, BadInputNamesTheField) {
       {"queues: [{name: a, quota: [{gpus: 4}]}]", "queues[0].quota[0].gpus: unknown field"},
       {"queues: [{name: a, parent: b}]", "queues[0].parent: unknown queue b"},
       {"queues: [{name: a}, {name: a}]", "queues[1].name: duplicate a"},
+      {"queues: [{name: a, cpu_quota: {guaranteed_milli: -1}}]",
+       "queues[0].cpu_quota.guaranteed_milli: must be in 0..2^48"},
+      {"queues: [{name: a, memory_quota: {guaranteed_mib: 4, limit_mib: 2}}]",
+       "queues[0].memory_quota.limit_mib: must be >= guaranteed_mib"},
+      {"queues: [{name: a, cpu_quota: {cpus: 1}}]", "queues[0].cpu_quota.cpus: unknown field"},
       {"default_priority: gold", "default_priority"},
       {"priority_classes: [{name: x, value: 1}, {name: x}]", "priority_classes[1].name"},
       {"{{{", "config: not valid YAML"},
@@ -277,6 +282,60 @@ TEST_F(ControllerTest, ExitsAndSubmissionsWakeTheCycleAndUsageIsKept) {
   EXPECT_EQ(task["cpu_user_ms"], 12);
   EXPECT_EQ(task["cpu_system_ms"], 3);
   EXPECT_EQ(task["max_rss_kib"], 4096);
+}
+
+TEST_F(ControllerTest, QueueTreeIsCheckedAndShowsCpuAndMemoryQuotas) {
+  // A child may not be guaranteed more than its parent: the engine refuses the config.
+  config_ = *ParseConfig(R"(
+queues:
+  - {name: org, quota: [{model: "*", guaranteed: 2}]}
+  - {name: team, parent: org, quota: [{model: "*", guaranteed: 3}]}
+)");
+  auto bad = Controller::Create(config_, store_.get());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(),
+            "config: queues.team: queue.quota.guaranteed: children of \"org\" guarantee 3 GPUs "
+            "of model 0, more than its 2 GPUs");
+  // The tree of docs/operations.md is accepted.
+  config_ = *ParseConfig(R"(
+queues:
+  - name: org
+    quota: [{model: "*", guaranteed: 16, limit: 64}]
+    cpu_quota: {limit_milli: 512000}
+  - name: research
+    parent: org
+    weight: 2
+    quota: [{model: H100-80GB, guaranteed: 16, limit: 32}]
+    memory_quota: {guaranteed_mib: 1048576, limit_mib: 2097152}
+)");
+  Open();
+  config_ = *ParseConfig(R"(
+queues:
+  - {name: org, cpu_quota: {limit_milli: 8000}}
+  - {name: team, parent: org, memory_quota: {guaranteed_mib: 2048, limit_mib: 4096}}
+)");
+  Open();
+  Register("n1", 4);
+  Json out;
+  ApiError e;
+  EXPECT_TRUE(controller_->Submit({{"name", "w"},
+                                   {"queue", "team"},
+                                   {"gpus", 1},
+                                   {"cpu_milli", 3000},
+                                   {"memory_mib", 1024},
+                                   {"command", {"true"}}},
+                                  out, e))
+      << e.message;
+  controller_->Step();
+  Json team, org;
+  ASSERT_TRUE(controller_->GetQueue("team", team, e));
+  ASSERT_TRUE(controller_->GetQueue("org", org, e));
+  EXPECT_EQ(team["memory_quota"],
+            Json({{"guaranteed_mib", 2048}, {"limit_mib", 4096}, {"used_mib", 1024}}));
+  EXPECT_EQ(team["cpu_quota"],
+            Json({{"guaranteed_milli", nullptr}, {"limit_milli", nullptr}, {"used_milli", 3000}}));
+  EXPECT_EQ(org["cpu_quota"],
+            Json({{"guaranteed_milli", nullptr}, {"limit_milli", 8000}, {"used_milli", 3000}}));
 }
 
 TEST_F(ControllerTest, FailedTaskFailsTheWorkloadAndStopsTheRest) {

@@ -160,14 +160,30 @@ std::string RenderQueueTable(const json& queues) {
                                      Text(At(q, "weight"))};
     std::vector<std::string> tail = {Text(At(q, "pending")), Text(At(q, "running"))};
     const json& quota = At(q, "quota");
-    if (!quota.is_array() || quota.empty()) {
-      t.AddRow({head[0], head[1], head[2], "-", "-", "-", "-", tail[0], tail[1]});
-      continue;
-    }
-    for (const auto& e : quota) {
+    bool any = false;
+    for (const auto& e : quota.is_array() ? quota : json::array()) {
       t.AddRow({head[0], head[1], head[2], Text(At(e, "model")), gpus(At(e, "used_milli")),
                 gpus(At(e, "guaranteed_milli")), gpus(At(e, "limit_milli")), tail[0], tail[1]});
+      any = true;
     }
+    // CPU (in CPUs) and memory (in GiB) rows for queues that set a CPU or memory quota.
+    auto gib = [](const json& v) {
+      auto m = Int(v);
+      return m ? MilliToGpus2(*m * 1000 / 1024) : std::string("-");
+    };
+    const json& cpu = At(q, "cpu_quota");
+    if (Int(At(cpu, "guaranteed_milli")) || Int(At(cpu, "limit_milli"))) {
+      t.AddRow({head[0], head[1], head[2], "cpu", gpus(At(cpu, "used_milli")),
+                gpus(At(cpu, "guaranteed_milli")), gpus(At(cpu, "limit_milli")), tail[0], tail[1]});
+      any = true;
+    }
+    const json& mem = At(q, "memory_quota");
+    if (Int(At(mem, "guaranteed_mib")) || Int(At(mem, "limit_mib"))) {
+      t.AddRow({head[0], head[1], head[2], "memory-gib", gib(At(mem, "used_mib")),
+                gib(At(mem, "guaranteed_mib")), gib(At(mem, "limit_mib")), tail[0], tail[1]});
+      any = true;
+    }
+    if (!any) t.AddRow({head[0], head[1], head[2], "-", "-", "-", "-", tail[0], tail[1]});
   }
   return t.Render();
 }

@@ -107,6 +107,17 @@ TEST(RenderQueueTable, UsageAgainstQuotaPerModel) {
             "dev        org      2        -           -      -            -       0         0\n");
 }
 
+TEST(RenderQueueTable, CpuAndMemoryQuotasGetRowsOfTheirOwn) {
+  const json queues = json::parse(R"([{"name": "org", "parent": null, "weight": 1,
+    "quota": [], "pending": 0, "running": 1,
+    "cpu_quota": {"guaranteed_milli": null, "limit_milli": 64000, "used_milli": 1500},
+    "memory_quota": {"guaranteed_mib": 2048, "limit_mib": null, "used_mib": 512}}])");
+  EXPECT_EQ(RenderQueueTable(queues),
+            "NAME   PARENT   WEIGHT   MODEL        USED   GUARANTEED   LIMIT   PENDING   RUNNING\n"
+            "org    -        1        cpu          1.50   -            64.00   0         1\n"
+            "org    -        1        memory-gib   0.50   2.00         -       0         1\n");
+}
+
 TEST(RenderNodeTable, UsedOverTotalGpus) {
   EXPECT_EQ(RenderNodeTable(testing::CannedNodes()["nodes"], FixedNow()),
             "NAME    STATUS     ZONE   RACK   MODEL       GPUS     HEARTBEAT\n"

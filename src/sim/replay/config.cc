@@ -63,6 +63,11 @@ int QueuesConfig::Find(const std::string& name) const {
   return -1;
 }
 
+bool QueuesConfig::IsLeaf(size_t q) const {
+  return std::none_of(queues.begin(), queues.end(),
+                      [&](const TenantQueue& t) { return t.parent == queues[q].name; });
+}
+
 namespace {
 
 Status At(const std::string& file, const YAML::Node& n, const std::string& field,
@@ -181,8 +186,9 @@ Result<QueuesConfig> ParseQueuesYaml(const std::string& text, const std::string&
   for (size_t i = 0; i < qs.size(); ++i) {
     const YAML::Node q = qs[i];
     const std::string where = "queues[" + std::to_string(i) + "]";
-    if (Status s = CheckKeys(file, q, where,
-                             {"name", "guarantee", "limit", "weight", "can_borrow", "can_lend"});
+    if (Status s =
+            CheckKeys(file, q, where,
+                      {"name", "parent", "guarantee", "limit", "weight", "can_borrow", "can_lend"});
         !s.ok()) {
       return s;
     }
@@ -191,6 +197,12 @@ Result<QueuesConfig> ParseQueuesYaml(const std::string& text, const std::string&
     if (Status s = Scalar(file, q["name"], where + ".name", t.name); !s.ok()) return s;
     if (t.name.empty() || c.Find(t.name) >= 0) {
       return At(file, q["name"], where + ".name", "must be non-empty and unique");
+    }
+    if (q["parent"]) {
+      if (Status s = Scalar(file, q["parent"], where + ".parent", t.parent); !s.ok()) return s;
+      if (c.Find(t.parent) < 0) {
+        return At(file, q["parent"], where + ".parent", "must name an earlier queue");
+      }
     }
     int64_t v = 0;
     if (q["guarantee"]) {
@@ -253,7 +265,9 @@ std::string ClusterToYaml(const ClusterConfig& c) {
 std::string QueuesToYaml(const QueuesConfig& q) {
   std::string y = "queues:\n";
   for (const TenantQueue& t : q.queues) {
-    y += "  - {name: \"" + t.name + "\", guarantee: " + std::to_string(t.guarantee_milli / 1000);
+    y += "  - {name: \"" + t.name + "\"";
+    if (!t.parent.empty()) y += ", parent: \"" + t.parent + "\"";
+    y += ", guarantee: " + std::to_string(t.guarantee_milli / 1000);
     if (t.limit_milli >= 0) y += ", limit: " + std::to_string(t.limit_milli / 1000);
     y += ", weight: " + std::to_string(t.weight);
     y += std::string(", can_borrow: ") + (t.can_borrow ? "true" : "false");

@@ -49,12 +49,17 @@ struct TenantQueue {
   int32_t weight = 1;
   bool can_borrow = true;
   bool can_lend = true;
+  // Parent queue ("" = top level), listed earlier. A parent's guarantee must cover its
+  // children's; tenants (trace jobs, node owners) go to leaves only.
+  std::string parent;
 };
 
 struct QueuesConfig {
   std::vector<TenantQueue> queues;
   // Index of a queue by name, or -1.
   int Find(const std::string& name) const;
+  // True if no queue names q as its parent.
+  bool IsLeaf(size_t q) const;
 };
 
 core::Result<ClusterConfig> LoadClusterYaml(const std::string& path);

@@ -67,6 +67,16 @@ TEST(QueuesYaml, ReadsQueuesAndRejectsBadOnes) {
   EXPECT_FALSE(q->queues[0].can_borrow);
   EXPECT_EQ(q->queues[1].name, "6214e9");
   EXPECT_EQ(q->queues[1].limit_milli, core::kUnlimited);
+  // A tree: parents come first; the YAML written back reads the same.
+  auto tree = ParseQueuesYaml(
+      "queues:\n  - {name: org, guarantee: 8}\n"
+      "  - {name: team, parent: org, guarantee: 8}\n",
+      "t.yaml");
+  ASSERT_TRUE(tree.ok()) << tree.status().message();
+  EXPECT_EQ(tree->queues[1].parent, "org");
+  auto again = ParseQueuesYaml(QueuesToYaml(*tree), "again.yaml");
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_EQ(again->queues[1].parent, "org");
   struct Case {
     std::string text, want;
   };
@@ -76,6 +86,8 @@ TEST(QueuesYaml, ReadsQueuesAndRejectsBadOnes) {
            Case{"queues:\n  - {name: a, weight: 0}\n", "q.yaml:2: queues[0].weight"},
            Case{"queues:\n  - {name: a, can_borrow: perhaps}\n", "q.yaml:2: queues[0].can_borrow"},
            Case{"tenants: []\n", "q.yaml:1: queues.tenants"},
+           Case{"queues:\n  - {name: a, parent: b}\n  - {name: b}\n",
+                "q.yaml:2: queues[0].parent: must name an earlier queue"},
        }) {
     auto r = ParseQueuesYaml(c.text, "q.yaml");
     ASSERT_FALSE(r.ok()) << c.text;

@@ -149,6 +149,8 @@ Status Replayer::MakePool(const std::vector<uint32_t>& nodes,
       spec.weight = t.weight;
       spec.can_borrow = t.can_borrow;
       spec.can_lend = t.can_lend;
+      if (!t.parent.empty())
+        spec.parent = core::QueueId(static_cast<uint32_t>(queues_.Find(t.parent)));
       spec.quotas.push_back(core::QuotaEntry{core::GpuModelId(), t.guarantee_milli, t.limit_milli});
       if (Status s = p.engine->AddQueue(core::QueueId(q), spec); !s.ok()) {
         return Status::Invalid("queue " + t.name + ": " + s.message());
@@ -171,6 +173,10 @@ Status Replayer::Setup() {
   for (uint32_t t = 0; t < trace_.tenants.size(); ++t) {
     const int q = queues_.Find(trace_.tenants[t]);
     if (q < 0) return Status::Invalid("tenant " + trace_.tenants[t] + ": no queue of that name");
+    if (!queues_.IsLeaf(static_cast<size_t>(q))) {
+      return Status::Invalid("tenant " + trace_.tenants[t] +
+                             ": its queue has child queues (work goes to leaves)");
+    }
     queue_of_tenant[t] = static_cast<uint32_t>(q);
   }
   for (const core::NodeSpec& n : cluster_.nodes) free_.AddNode(n.gpu_model.value(), n.gpu_count);
@@ -188,29 +194,37 @@ Status Replayer::Setup() {
         continue;
       }
       const int q = queues_.Find(cluster_.owners[n]);
-      if (q < 0) {
+      if (q < 0 || !queues_.IsLeaf(static_cast<size_t>(q))) {
         return Status::Invalid("node " + cluster_.nodes[n].name + ": owner " + cluster_.owners[n] +
-                               " has no queue");
+                               " has no leaf queue");
       }
       part[static_cast<size_t>(q)].push_back(n);
     }
-    int64_t total_g = 0;
-    for (const TenantQueue& t : queues_.queues) total_g += t.guarantee_milli;
+    // Partitions are the leaves: an inner queue's guarantee is its children's.
+    int64_t total_g = 0, leaves = 0;
+    for (size_t q = 0; q < nq; ++q) {
+      if (!queues_.IsLeaf(q)) continue;
+      total_g += queues_.queues[q].guarantee_milli;
+      ++leaves;
+    }
     const int64_t un = static_cast<int64_t>(unowned.size());
     std::vector<int64_t> share(nq), rem(nq);
     int64_t given = 0;
     for (size_t q = 0; q < nq; ++q) {
+      if (!queues_.IsLeaf(q)) continue;
       const int64_t num = total_g > 0 ? un * queues_.queues[q].guarantee_milli : un;
-      const int64_t den = total_g > 0 ? total_g : static_cast<int64_t>(nq);
+      const int64_t den = total_g > 0 ? total_g : leaves;
       share[q] = num / den;
       rem[q] = num % den;
       given += share[q];
     }
-    std::vector<size_t> by_rem(nq);
-    for (size_t q = 0; q < nq; ++q) by_rem[q] = q;
+    std::vector<size_t> by_rem;
+    for (size_t q = 0; q < nq; ++q) {
+      if (queues_.IsLeaf(q)) by_rem.push_back(q);
+    }
     std::stable_sort(by_rem.begin(), by_rem.end(),
                      [&](size_t a, size_t b) { return rem[a] > rem[b]; });
-    for (size_t i = 0; given < un; ++i, ++given) ++share[by_rem[i % nq]];
+    for (size_t i = 0; given < un; ++i, ++given) ++share[by_rem[i % by_rem.size()]];
     size_t next = 0;
     for (size_t q = 0; q < nq; ++q) {
       for (int64_t k = 0; k < share[q]; ++k) part[q].push_back(unowned[next++]);

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "core/rng.h"
@@ -254,6 +255,85 @@ TEST(Replay, SameInputGivesByteIdenticalMetrics) {
   const auto& ps = m["policies"];
   EXPECT_LT(ps[2]["summary"]["idle_while_waiting_gpu_hours"].get<double>(),
             ps[0]["summary"]["idle_while_waiting_gpu_hours"].get<double>());
+}
+
+// A two-level tenant tree: org-a (teams a1, a2) and org-b (team b1), nothing guaranteed, so
+// every job borrows and fair share alone orders them. 8 GPUs; each team submits four 1-GPU
+// jobs of 100 s at t=0. Weights are relative to siblings: the orgs split the 8 GPUs 4:4
+// first, then org-a splits its 4 between a1 and a2. Bind order (ties to the lower queue id;
+// ids: org-a 0, a1 1, a2 2, org-b 3, b1 4), GPUs per org / per team:
+//   org-a 0 = org-b 0 -> org-a; a1 0 = a2 0 -> a1.   org-b 0 < 1 -> b1.
+//   1 = 1 -> org-a; a2 0 < a1 1 -> a2.                org-b 1 < 2 -> b1.
+//   2 = 2 -> org-a; a1 1 = a2 1 -> a1.                org-b 2 < 3 -> b1.
+//   3 = 3 -> org-a; a2 1 < a1 2 -> a2.                org-b 3 < 4 -> b1. 8 GPUs in use.
+// So b1 runs 4 jobs at 0, a1 and a2 2 each; their other two start at 100 s. A flat fair
+// share over the three teams would give a1 and a2 3 each and b1 only 2.
+TEST(Replay, TwoLevelTreeSplitsBetweenOrgsThenTeams) {
+  ClusterConfig c;
+  NodeGroup g;
+  g.name = "n";
+  g.count = 2;
+  g.gpus = 4;
+  c.groups = {g};
+  ASSERT_TRUE(c.Expand().ok());
+  QueuesConfig q;
+  q.queues = {TenantQueue{.name = "org-a"}, TenantQueue{.name = "a1", .parent = "org-a"},
+              TenantQueue{.name = "a2", .parent = "org-a"}, TenantQueue{.name = "org-b"},
+              TenantQueue{.name = "b1", .parent = "org-b"}};
+  Trace t;
+  t.name = "tree";
+  for (const char* team : {"a1", "a2", "b1"}) {
+    for (int k = 0; k < 4; ++k) {
+      TraceJob j;
+      j.name = std::string(team) + "-" + std::to_string(k);
+      j.duration = 100 * kSecond;
+      j.tenant = t.Tenant(team);
+      t.jobs.push_back(j);
+    }
+  }
+  ReplayOptions o;
+  o.policy = ReplayPolicy::kGpuorch;
+  auto r = RunReplay(t, c, q, o);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  std::map<std::string, int> at_zero;
+  for (size_t i = 0; i < t.jobs.size(); ++i) {
+    const core::Time start = r->jobs[i].first_start;
+    EXPECT_TRUE(start == 0 || start == 100 * kSecond) << t.jobs[i].name << " " << start;
+    if (start == 0) ++at_zero[t.tenants[t.jobs[i].tenant]];
+  }
+  EXPECT_EQ(at_zero, (std::map<std::string, int>{{"a1", 2}, {"a2", 2}, {"b1", 4}}));
+}
+
+// The shipped two-level example (two organizations of two teams) runs under every policy.
+TEST(Replay, ExampleQueueTreeRunsUnderEveryPolicy) {
+  const std::string dir = std::string(GPUORCH_SOURCE_DIR) + "/examples/replay/";
+  auto trace = ReadGenericTrace(dir + "jobs.csv");
+  ASSERT_TRUE(trace.ok()) << trace.status().message();
+  auto cluster = LoadClusterYaml(dir + "cluster.yaml");
+  ASSERT_TRUE(cluster.ok()) << cluster.status().message();
+  auto queues = LoadQueuesYaml(dir + "queues-tree.yaml");
+  ASSERT_TRUE(queues.ok()) << queues.status().message();
+  EXPECT_EQ(queues->queues[1].parent, "product");
+  EXPECT_FALSE(queues->IsLeaf(0));
+  EXPECT_TRUE(queues->IsLeaf(1));
+  for (ReplayPolicy p : {ReplayPolicy::kStatic, ReplayPolicy::kFifo, ReplayPolicy::kGpuorch}) {
+    ReplayOptions o;
+    o.policy = p;
+    auto r = RunReplay(*trace, *cluster, *queues, o);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    for (size_t i = 0; i < r->jobs.size(); ++i) {
+      EXPECT_TRUE(r->jobs[i].finish >= 0 || r->jobs[i].infeasible) << int(p) << " job " << i;
+    }
+  }
+  // A tenant must be a leaf: make `prod` a parent and the replay refuses the trace.
+  QueuesConfig bad = *queues;
+  bad.queues.push_back(TenantQueue{.name = "prod-sub", .parent = "prod"});
+  ReplayOptions o;
+  o.policy = ReplayPolicy::kGpuorch;
+  auto r = RunReplay(*trace, *cluster, bad, o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("tenant prod: its queue has child queues"), std::string::npos)
+      << r.status().message();
 }
 
 TEST(Metrics, PercentileAndJain) {
