@@ -53,7 +53,7 @@ struct ServerConfig {
   std::string default_priority = "normal";
   std::vector<PriorityClass> priority_classes = {
       {"production", 100, false}, {"normal", 50, true}, {"opportunistic", 0, true}};
-  std::vector<QueueConfig> queues = {{"default", "", 1, true, true, {}}};
+  std::vector<QueueConfig> queues = {QueueConfig{.name = "default"}};
 
   const PriorityClass* FindPriority(const std::string& name) const;
   const QueueConfig* FindQueue(const std::string& name) const;
