@@ -38,6 +38,13 @@ struct QueueConfig {
   HostQuotaConfig memory_quota;  // memory_quota: {guaranteed_mib, limit_mib}
 };
 
+// The queue a server has when its configuration names none.
+inline QueueConfig DefaultQueue() {
+  QueueConfig q;
+  q.name = "default";
+  return q;
+}
+
 // The server's configuration (YAML). Every field has a default, so an empty file (or none)
 // gives a working single-queue server on loopback.
 struct ServerConfig {
@@ -53,7 +60,7 @@ struct ServerConfig {
   std::string default_priority = "normal";
   std::vector<PriorityClass> priority_classes = {
       {"production", 100, false}, {"normal", 50, true}, {"opportunistic", 0, true}};
-  std::vector<QueueConfig> queues = {QueueConfig{.name = "default"}};
+  std::vector<QueueConfig> queues = {DefaultQueue()};
 
   const PriorityClass* FindPriority(const std::string& name) const;
   const QueueConfig* FindQueue(const std::string& name) const;
