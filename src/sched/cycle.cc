@@ -64,7 +64,7 @@ Plan Scheduler::Impl::Cycle(Time now) {
   // Head-of-line reservations: work that ends before the earliest of them is due may use
   // their lent GPUs (EASY backfill against every holder at once).
   Time hol_eta = INT64_MAX;
-  for (WorkloadId h : holders_) hol_eta = std::min(hol_eta, Rec(h).hold_eta);
+  for (WorkloadId h : ledger_.holders()) hol_eta = std::min(hol_eta, ledger_.HoldOf(h).eta);
 
   // Models w may run on now, in the order to try them: in-quota first, then borrowed.
   auto entitled_models = [&](const WorkloadRec& w, std::vector<GpuModelId>& in_quota,
@@ -97,13 +97,12 @@ Plan Scheduler::Impl::Cycle(Time now) {
     cycle_order_.push_back(w.id);
     const TaskRequest& t = w.spec.task;
     // A preemptor's own claim must not count against itself.
-    const GpuModelId claimed_model = w.claim_model;
-    const int64_t claimed = w.claim_milli;
-    Unclaim(w);
+    const ClaimRec claim = ledger_.ClaimOf(w.id);
+    ledger_.Unclaim(w.id);
     // Lent GPUs go to work that can be evicted when the holder is ready, or that ends
     // before the reservation is due (EASY backfill).
     const bool may_use_lent = (config_.preemption && w.spec.preemptible) ||
-                              (!holders_.empty() && w.spec.runtime_estimate > 0 &&
+                              (!ledger_.holders().empty() && w.spec.runtime_estimate > 0 &&
                                now + w.spec.runtime_estimate <= hol_eta);
     std::vector<GpuModelId> in_quota, borrow;
     PendingReason why = PendingReason::kNoFit;
@@ -121,7 +120,7 @@ Plan Scheduler::Impl::Cycle(Time now) {
         t.gpu_memory_mib,         t.milli_cpu,        t.memory_mib,
         t.models.bits(),          w.spec.min_tasks,   static_cast<uint8_t>(w.spec.topology.level),
         w.spec.topology.required, w.spec.preemptible, may_use_lent};
-    const bool holds = w.hold != HoldKind::kNone || ledger_.Leaving(w.id) > 0;
+    const bool holds = ledger_.KindOf(w.id) != HoldKind::kNone || ledger_.Leaving(w.id) > 0;
     if (!holds) {
       if (auto it = failed.find(key); it != failed.end()) {
         w.reason = it->second;
@@ -166,9 +165,7 @@ Plan Scheduler::Impl::Cycle(Time now) {
               w.lent_from = n.reserved_for;
             }
           }
-          for (WorkloadId h : outranked) {
-            if (WorkloadRec* holder = Find(h)) ReleaseHold(*holder);
-          }
+          for (WorkloadId h : outranked) ledger_.Release(h);
           Bind(w, m, *placed, plan, false);
           return;
         }
@@ -178,23 +175,26 @@ Plan Scheduler::Impl::Cycle(Time now) {
     // Does not fit. While victims are still leaving for it, it waits: nothing more is
     // evicted for it (whatever its hold), and its claim stands.
     if (ledger_.Leaving(w.id) > 0) {
-      if (claimed > 0) Claim(w, claimed_model, claimed);
+      if (claim.milli > 0) ledger_.AddClaim(w.id, claim.queue, claim.model, claim.milli);
       w.reason = PendingReason::kPreempting;
       return;
     }
     // Work that could not run even on the empty cluster waits for the cluster to change,
     // and neither preempts, reserves nor blocks anyone (see Grow).
     if (!FitsEmptyCluster(w)) {
-      ReleaseHold(w);
+      ledger_.Release(w.id);
       w.reason = PendingReason::kUnschedulable;
       failed.emplace(key, w.reason);
       return;
     }
-    if (w.hold == HoldKind::kHeadOfLine && config_.preemption && ReclaimLent(w, plan)) {
+    if (ledger_.KindOf(w.id) == HoldKind::kHeadOfLine && config_.preemption &&
+        ReclaimLent(w, plan)) {
       w.reason = PendingReason::kPreempting;
       return;
     }
-    if (w.hold == HoldKind::kPreemption) ReleaseHold(w);  // victims gone, still no fit
+    if (ledger_.KindOf(w.id) == HoldKind::kPreemption) {
+      ledger_.Release(w.id);  // victims gone, still no fit
+    }
     if (!in_quota.empty() || !borrow.empty()) {
       const ReservationAccess access = static_cast<ReservationAccess>(
           (may_use_lent ? kUseLent : 0) | (!in_quota.empty() ? kUseBorrowed : 0));
@@ -203,47 +203,30 @@ Plan Scheduler::Impl::Cycle(Time now) {
         return;
       }
     }
-    if (w.hold == HoldKind::kHeadOfLine) {
+    if (ledger_.KindOf(w.id) == HoldKind::kHeadOfLine) {
       w.reason = PendingReason::kReserved;
       return;
     }
     const GpuModelId first_model = in_quota.empty() ? borrow.front() : in_quota.front();
     if (config_.reservations && t.gpu_count > 0 &&
-        Holders(first_model) < config_.max_reservations &&
+        ledger_.HoldersOn(first_model) < config_.max_reservations &&
         reason != PendingReason::kTopologyUnsatisfiable &&
         CreateHold(w, first_model, !in_quota.empty(), now)) {
-      hol_eta = std::min(hol_eta, w.hold_eta);
+      hol_eta = std::min(hol_eta, ledger_.HoldOf(w.id).eta);
       w.reason = PendingReason::kReserved;
       return;
     }
-    if (!holders_.empty() && !may_use_lent) {
+    if (!ledger_.holders().empty() && !may_use_lent) {
       // Would it fit on the reserved GPUs? Then a reservation is what blocks it. Ask with
       // the holders' nodes opened up for a moment (lent to w).
       PendingReason r;
       ModelSet set = first_model.valid() ? ModelSet::Of(first_model) : ModelSet();
-      struct Saved {
-        NodeId node;
-        GpuMask gpus;
-        WorkloadId holder;
-        bool lendable, borrowed;
-      };
-      std::vector<Saved> saved;
-      for (WorkloadId h : holders_) {
-        for (NodeId n : Rec(h).held_nodes) {
-          const NodeState& ns = cluster_.node(n);
-          if (ns.reserved_for != h) continue;
-          saved.push_back(
-              {n, ns.reserved_gpus, h, ns.reservation_lendable, ns.reservation_borrowed});
-          cluster_.Reserve(n, ns.reserved_gpus, h, true, ns.reservation_borrowed);
+      ledger_.WithAllLent([&] {
+        if (auto placed = PlaceGang(w, set, w.spec.min_tasks, kUseLent, r)) {
+          Unallocate(w, *placed);
+          reason = PendingReason::kBlockedByReservation;
         }
-      }
-      if (auto placed = PlaceGang(w, set, w.spec.min_tasks, kUseLent, r)) {
-        Unallocate(w, *placed);
-        reason = PendingReason::kBlockedByReservation;
-      }
-      for (const Saved& v : saved) {
-        cluster_.Reserve(v.node, v.gpus, v.holder, v.lendable, v.borrowed);
-      }
+      });
     }
     w.reason = reason;
     failed.emplace(key, reason);
@@ -259,11 +242,12 @@ Plan Scheduler::Impl::Cycle(Time now) {
   // this cycle (what it lent now would be taken back at once), and an in-quota one goes
   // first. A borrower keeps its place: in-quota work could reclaim it in the same cycle.
   std::vector<WorkloadRec*> ready, closed;
-  for (WorkloadId h : holders_) {
+  for (WorkloadId h : ledger_.holders()) {
     WorkloadRec& r = Rec(h);
     if (!HolderReady(r, now)) continue;
-    if (r.lends) SetLending(r, false), closed.push_back(&r);
-    if (r.hold_in_quota) ready.push_back(&r);
+    const Hold& hold = ledger_.HoldOf(h);
+    if (hold.lends) ledger_.SetLending(h, false), closed.push_back(&r);
+    if (hold.in_quota) ready.push_back(&r);
   }
   std::sort(ready.begin(), ready.end(), by_priority_age);
   for (WorkloadRec* h : ready) attempt(*h);
@@ -276,10 +260,11 @@ Plan Scheduler::Impl::Cycle(Time now) {
   auto in_quota_now = [&](const WorkloadRec& w) {
     if (w.spec.task.gpu_count == 0) return true;
     const int64_t need = w.task_milli() * w.spec.min_tasks;
+    const ClaimRec claim = ledger_.ClaimOf(w.id);
     for (uint32_t mi = 0; mi < cluster_.model_bound(); ++mi) {
       GpuModelId m(mi);
       // A preemptor's own claim is part of the guarantee it is entitled to.
-      const int64_t own = w.claim_model == m ? w.claim_milli : 0;
+      const int64_t own = claim.model == m ? claim.milli : 0;
       if (w.spec.task.models.Accepts(m) && cluster_.capacity_milli(m) > 0 &&
           InQuota(w.spec.queue, m, need - own) && WithinLimit(w.spec.queue, m, need)) {
         return true;
@@ -310,7 +295,8 @@ Plan Scheduler::Impl::Cycle(Time now) {
   }
 
   for (WorkloadRec* h : closed) {
-    if (h->hold == HoldKind::kHeadOfLine && h->lends) SetLending(*h, true);
+    const Hold& hold = ledger_.HoldOf(h->id);
+    if (hold.kind == HoldKind::kHeadOfLine && hold.lends) ledger_.SetLending(h->id, true);
   }
   if (config_.elastic) Grow(plan);
 
@@ -379,21 +365,6 @@ void Scheduler::Impl::Grow(Plan& plan) {
   }
 }
 
-void Scheduler::Impl::SetLending(const WorkloadRec& h, bool on) {
-  for (NodeId n : h.held_nodes) {
-    const NodeState& s = cluster_.node(n);
-    if (s.reserved_for == h.id && s.reservation_lendable != on) {
-      cluster_.Reserve(n, s.reserved_gpus, h.id, on, s.reservation_borrowed);
-    }
-  }
-}
-
-int32_t Scheduler::Impl::Holders(GpuModelId m) const {
-  int32_t n = 0;
-  for (WorkloadId h : holders_) n += Rec(h).hold_model == m;
-  return n;
-}
-
 bool Scheduler::Impl::CreateHold(WorkloadRec& w, GpuModelId m, bool in_quota, Time now) {
   const int64_t need = w.task_milli() * w.spec.min_tasks;
   if (cluster_.capacity_milli(m) < need) return false;
@@ -459,17 +430,8 @@ bool Scheduler::Impl::CreateHold(WorkloadRec& w, GpuModelId m, bool in_quota, Ti
     }
   }
   if (best.empty()) return false;
-  for (NodeId id : best) {
-    // Lending needs preemption: lent work must be evicted when the holder is ready.
-    cluster_.Reserve(id, cluster_.node(id).all_gpus(), w.id, config_.preemption, !in_quota);
-  }
-  w.held_nodes = std::move(best);
-  w.hold = HoldKind::kHeadOfLine;
-  w.hold_eta = best_eta;
-  w.hold_in_quota = in_quota;
-  w.hold_model = m;
-  w.lends = config_.preemption;
-  holders_.push_back(w.id);
+  // Lending needs preemption: lent work must be evicted when the holder is ready.
+  ledger_.HoldHeadOfLine(w.id, std::move(best), best_eta, m, in_quota, config_.preemption);
   return true;
 }
 

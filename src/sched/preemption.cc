@@ -420,30 +420,13 @@ bool Scheduler::Impl::Preempt(WorkloadRec& w, Plan& plan, ReservationAccess acce
   auto target = PlaceGang(w, ModelSet::Of(best_model), w.spec.min_tasks, access, ignored);
   if (target) Unallocate(w, *target);
   for (auto it = best->rbegin(); it != best->rend(); ++it) Unfree(*it);
-  if (w.hold == HoldKind::kHeadOfLine) ReleaseHold(w);  // the victims' GPUs are held instead
+  ledger_.StartPreemption(w.id);  // a head-of-line reservation gives way to the victims' GPUs
   Evict(w, *best, plan);
-  w.hold = HoldKind::kPreemption;
   if (target) {
-    for (const TaskPlacement& p : *target) HoldGpus(w, p.node, p.gpus);
+    for (const TaskPlacement& p : *target) ledger_.HoldGpus(w.id, p.node, p.gpus);
   }
-  if (best_in_quota) Claim(w, best_model, need);
+  if (best_in_quota) ledger_.AddClaim(w.id, q, best_model, need);
   return true;
-}
-
-void Scheduler::Impl::HoldGpus(WorkloadRec& w, NodeId node, GpuMask gpus) {
-  const NodeState& n = cluster_.node(node);
-  if (n.reserved_for.valid() && n.reserved_for != w.id) {
-    // A preemptor's claim outranks a lendable head-of-line reservation (the holder plans
-    // again); another preemptor's hold stands.
-    if (!n.reservation_lendable) return;
-    if (WorkloadRec* h = Find(n.reserved_for)) ReleaseHold(*h);
-    if (n.reserved_gpus != 0) cluster_.ClearReservation(node);
-  }
-  const GpuMask held = n.reserved_for == w.id ? n.reserved_gpus : GpuMask{0};
-  cluster_.Reserve(node, static_cast<GpuMask>(held | gpus), w.id, false);
-  if (std::find(w.held_nodes.begin(), w.held_nodes.end(), node) == w.held_nodes.end()) {
-    w.held_nodes.push_back(node);
-  }
 }
 
 void Scheduler::Impl::Evict(WorkloadRec& w, const std::vector<Victim>& victims, Plan& plan) {
@@ -516,7 +499,8 @@ std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::LentVictims
 
 bool Scheduler::Impl::HolderReady(WorkloadRec& w, Time now) {
   PendingReason ignored;
-  if (auto placed = PlaceGang(w, ModelSet::Of(w.hold_model), w.spec.min_tasks, 0, ignored)) {
+  if (auto placed =
+          PlaceGang(w, ModelSet::Of(ledger_.HoldOf(w.id).model), w.spec.min_tasks, 0, ignored)) {
     Unallocate(w, *placed);
     return true;
   }
@@ -527,9 +511,7 @@ bool Scheduler::Impl::ReclaimLent(WorkloadRec& w, Plan& plan) {
   auto set = LentVictims(w, plan.now);
   if (!set) return false;
   Evict(w, *set, plan);
-  // From now on the reservation is not lent any more.
-  w.lends = false;
-  SetLending(w, false);
+  ledger_.StopLending(w.id);  // from now on the reservation is not lent any more
   return true;
 }
 
