@@ -93,8 +93,22 @@ class Scheduler::Impl {
   Status Adopt(WorkloadId id, const WorkloadSpec& spec, const std::vector<TaskBinding>& tasks,
                Time start_time);
 
-  // --- the cycle (cycle.cc)
+  // --- the cycle (cycle.cc), in named steps
   Plan Cycle(Time now);
+  struct CycleContext;  // what one cycle carries from workload to workload
+  struct Entitlement;   // the models one workload may run on now
+  std::vector<WorkloadRec*> AttemptReadyHolders(CycleContext& c);
+  bool InQuotaNow(const WorkloadRec& w) const;
+  void FinishCycle(Plan& plan, const std::vector<WorkloadRec*>& closed);
+  void EntitledModels(const WorkloadRec& w, Entitlement& e, PendingReason& why) const;
+  void Attempt(CycleContext& c, WorkloadRec& w);
+  bool TryPlace(Plan& plan, WorkloadRec& w, const Entitlement& e, PendingReason& reason);
+  void BindPlaced(Plan& plan, WorkloadRec& w, bool entitled,
+                  const std::vector<TaskPlacement>& placed);
+  bool WaitOrReclaim(Plan& plan, WorkloadRec& w, const Entitlement& e);
+  bool ReserveHeadOfLine(CycleContext& c, WorkloadRec& w, const Entitlement& e,
+                         PendingReason reason);
+  void ExplainBlocked(WorkloadRec& w, const Entitlement& e, PendingReason& reason);
   void Grow(Plan& plan);
   // Reserves nodes of model m for head-of-line w where it will fit soonest. True if it did.
   // `in_quota`: whether w reserves inside its guarantee (a borrower's reservation gives way to
