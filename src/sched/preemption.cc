@@ -394,6 +394,80 @@ bool Scheduler::Impl::AnyVictimPossible(const WorkloadRec& w, GpuModelId m, bool
   return false;
 }
 
+namespace {
+
+// The cheapest victim set found so far, and where.
+struct Choice {
+  std::optional<std::vector<Victim>> set;
+  Cost cost;
+  GpuModelId model;
+  bool in_quota = false;
+  void Consider(std::optional<std::vector<Victim>> s, GpuModelId m, bool q) {
+    if (s && !s->empty() && (!set || CostOf(*s) < cost)) {
+      cost = CostOf(*s);
+      set = std::move(s);
+      model = m;
+      in_quota = q;
+    }
+  }
+};
+
+// Step (gangs): the victims gang w may take on model m, in cost order. A borrower's
+// victims are allowed, cheapest first, while its queue stays at or above its guarantee
+// with all of them gone (a workload's elastic tasks and the workload as a whole are
+// counted once).
+std::vector<Victim> AllowedGangVictims(Scheduler::Impl& s, const WorkloadRec& w, GpuModelId m,
+                                       bool in_quota, Time now) {
+  std::vector<Victim> cands;
+  for (WorkloadId vid : s.running_) s.Candidates(w, s.Rec(vid), m, in_quota, now, cands);
+  std::sort(cands.begin(), cands.end(), CheaperVictim);
+  std::map<uint32_t, int64_t> taken;
+  std::map<WorkloadId, int64_t> counted;
+  std::vector<Victim> allowed;
+  for (Victim& v : cands) {
+    if (v.w->spec.queue != w.spec.queue) {
+      int64_t& already = taken[v.w->spec.queue.value()];
+      int64_t& of_w = counted[v.w->id];
+      const int64_t adds = v.cls == 0 ? v.milli : std::max<int64_t>(0, v.milli - of_w);
+      if (!s.Reclaimable(v.w->spec.queue, m, already + adds)) continue;
+      already += adds;
+      of_w += adds;
+    }
+    allowed.push_back(std::move(v));
+  }
+  return allowed;
+}
+
+// Step (gangs): the allowed victims of each rack (a victim is listed in every rack it
+// has tasks to stop in), so that victims free one domain.
+std::vector<std::vector<Victim>> VictimsByRack(const ClusterState& c,
+                                               const std::vector<Victim>& allowed) {
+  std::vector<uint32_t> rack_of(c.nodes().size(), UINT32_MAX);
+  for (const NodeState& n : c.nodes()) {
+    if (n.present) rack_of[n.id.value()] = n.rack;
+  }
+  std::vector<std::vector<Victim>> per(c.rack_count());
+  for (const Victim& v : allowed) {
+    uint32_t last = UINT32_MAX;
+    for (const TaskRec& t : v.w->tasks) {
+      uint32_t r = rack_of[t.node.value()];
+      if (r == UINT32_MAX || r == last) continue;
+      if (std::find(v.tasks.begin(), v.tasks.end(), t.index) == v.tasks.end()) continue;
+      if (!per[r].empty() && per[r].back().w == v.w && per[r].back().cls == v.cls &&
+          per[r].back().tasks == v.tasks) {
+        continue;  // the same victim, on another node of this rack
+      }
+      per[r].push_back(v);
+      last = r;
+    }
+  }
+  return per;
+}
+
+}  // namespace
+
+// Tries every model w may use: one node's victims for a one-node preemptor, otherwise one
+// rack at a time, then anywhere; the cheapest set wins and its eviction starts.
 bool Scheduler::Impl::Preempt(WorkloadRec& w, Plan& plan, ReservationAccess access) {
   if (!config_.preemption) return false;
   if (w.spec.task.gpu_count == 0) return false;  // CPU-only work does not preempt
@@ -402,95 +476,46 @@ bool Scheduler::Impl::Preempt(WorkloadRec& w, Plan& plan, ReservationAccess acce
   const bool one_node =
       w.spec.min_tasks == 1 &&
       !(w.spec.topology.required && w.spec.topology.level == core::TopologyLevel::kNvlink);
-  std::optional<std::vector<Victim>> best;
-  Cost best_cost;
-  GpuModelId best_model;
-  bool best_in_quota = false;
-  GpuModelId m;
-  bool in_quota = false;
-  auto consider = [&](std::optional<std::vector<Victim>> set) {
-    if (set && !set->empty() && (!best || CostOf(*set) < best_cost)) {
-      best_cost = CostOf(*set);
-      best = std::move(set);
-      best_model = m;
-      best_in_quota = in_quota;
-    }
-  };
+  Choice best;
   for (uint32_t mi = 0; mi < cluster_.model_bound(); ++mi) {
-    m = GpuModelId(mi);
+    const GpuModelId m(mi);
     if (!w.spec.task.models.Accepts(m) || cluster_.capacity_milli(m) < need) continue;
     if (!WithinLimit(q, m, need)) continue;
-    in_quota = InQuota(q, m, need);
+    const bool in_quota = InQuota(q, m, need);
     if (!AnyVictimPossible(w, m, in_quota)) continue;
     if (one_node) {
-      consider(PreemptOnOneNode(w, m, in_quota, plan.now, access));
+      best.Consider(PreemptOnOneNode(w, m, in_quota, plan.now, access), m, in_quota);
       continue;
     }
-    // Gangs: candidates in cost order; a borrower is a victim only while its queue still
-    // borrows after the victims before it.
-    std::vector<Victim> cands;
-    for (WorkloadId vid : running_) {
-      Candidates(w, Rec(vid), m, in_quota, plan.now, cands);
+    const std::vector<Victim> allowed = AllowedGangVictims(*this, w, m, in_quota, plan.now);
+    if (allowed.empty()) continue;
+    for (const std::vector<Victim>& rack : VictimsByRack(cluster_, allowed)) {
+      if (!rack.empty()) best.Consider(MinimalSet(w, m, rack, access), m, in_quota);
     }
-    if (cands.empty()) continue;
-    std::sort(cands.begin(), cands.end(), CheaperVictim);
-    // Never below a guarantee: a borrower's victims are allowed, cheapest first, while its
-    // queue stays at or above its guarantee with all of them gone (a workload's elastic
-    // tasks and the workload as a whole are counted once).
-    std::map<uint32_t, int64_t> taken;
-    std::map<WorkloadId, int64_t> counted;
-    std::vector<Victim> allowed;
-    for (Victim& v : cands) {
-      if (v.w->spec.queue != q) {
-        int64_t& already = taken[v.w->spec.queue.value()];
-        int64_t& of_w = counted[v.w->id];
-        const int64_t adds = v.cls == 0 ? v.milli : std::max<int64_t>(0, v.milli - of_w);
-        if (!Reclaimable(v.w->spec.queue, m, already + adds)) continue;
-        already += adds;
-        of_w += adds;
-      }
-      allowed.push_back(std::move(v));
-    }
-    // One rack at a time first, so that victims free one domain; then anywhere.
-    std::vector<uint32_t> rack_of(cluster_.nodes().size(), UINT32_MAX);
-    for (const NodeState& n : cluster_.nodes()) {
-      if (n.present) rack_of[n.id.value()] = n.rack;
-    }
-    std::vector<std::vector<Victim>> per(cluster_.rack_count());
-    for (const Victim& v : allowed) {
-      uint32_t last = UINT32_MAX;
-      for (const TaskRec& t : v.w->tasks) {
-        uint32_t r = rack_of[t.node.value()];
-        if (r == UINT32_MAX || r == last) continue;
-        if (std::find(v.tasks.begin(), v.tasks.end(), t.index) == v.tasks.end()) continue;
-        if (!per[r].empty() && per[r].back().w == v.w && per[r].back().cls == v.cls &&
-            per[r].back().tasks == v.tasks) {
-          continue;  // the same victim, on another node of this rack
-        }
-        per[r].push_back(v);
-        last = r;
-      }
-    }
-    for (uint32_t r = 0; r < per.size(); ++r) {
-      if (!per[r].empty()) consider(MinimalSet(w, m, per[r], access));
-    }
-    if (!best) consider(MinimalSet(w, m, allowed, access));
+    if (!best.set) best.Consider(MinimalSet(w, m, allowed, access), m, in_quota);
   }
-  if (!best) return false;
-  // Where w will run once the victims are gone: those GPUs, free ones included, are held
-  // for it from now on, so that nothing placed later takes the free part of its room.
-  for (const Victim& v : *best) Free(v);
+  if (!best.set) return false;
+  StartEviction(w, *best.set, best.model, best.in_quota ? need : 0, access, plan);
+  return true;
+}
+
+// Step: evicts `victims` for w. Where w will run once they are gone, those GPUs (free
+// ones included) are held for it from now on, so that nothing placed later takes the
+// free part of its room; an in-quota preemptor claims `claim` of its guarantee.
+void Scheduler::Impl::StartEviction(WorkloadRec& w, const std::vector<Victim>& victims,
+                                    GpuModelId m, int64_t claim, ReservationAccess access,
+                                    Plan& plan) {
+  for (const Victim& v : victims) Free(v);
   PendingReason ignored;
-  auto target = PlaceGang(w, ModelSet::Of(best_model), w.spec.min_tasks, access, ignored);
+  auto target = PlaceGang(w, ModelSet::Of(m), w.spec.min_tasks, access, ignored);
   if (target) Unallocate(w, *target);
-  for (auto it = best->rbegin(); it != best->rend(); ++it) Unfree(*it);
+  for (auto it = victims.rbegin(); it != victims.rend(); ++it) Unfree(*it);
   ledger_.StartPreemption(w.id);  // a head-of-line reservation gives way to the victims' GPUs
-  Evict(w, *best, plan);
+  Evict(w, victims, plan);
   if (target) {
     for (const TaskPlacement& p : *target) ledger_.HoldGpus(w.id, p.node, p.gpus);
   }
-  if (best_in_quota) ledger_.AddClaim(w.id, q, best_model, need);
-  return true;
+  if (claim > 0) ledger_.AddClaim(w.id, w.spec.queue, m, claim);
 }
 
 void Scheduler::Impl::Evict(WorkloadRec& w, const std::vector<Victim>& victims, Plan& plan) {

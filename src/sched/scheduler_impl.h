@@ -170,6 +170,9 @@ class Scheduler::Impl {
                                                 const std::vector<Victim>& cands,
                                                 ReservationAccess access);
   void Evict(WorkloadRec& w, const std::vector<Victim>& victims, Plan& plan);
+  // Evicts the chosen victims for w and holds its room on model m (see Preempt).
+  void StartEviction(WorkloadRec& w, const std::vector<Victim>& victims, GpuModelId m,
+                     int64_t claim, ReservationAccess access, Plan& plan);
   void Candidates(const WorkloadRec& w, WorkloadRec& v, GpuModelId m, bool in_quota, Time now,
                   std::vector<Victim>& out) const;
   bool AnyVictimPossible(const WorkloadRec& w, GpuModelId m, bool in_quota);
