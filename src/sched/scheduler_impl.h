@@ -110,7 +110,8 @@ class Scheduler::Impl {
                          PendingReason reason);
   void ExplainBlocked(WorkloadRec& w, const Entitlement& e, PendingReason& reason);
   void Grow(Plan& plan);
-  // Reserves nodes of model m for head-of-line w where it will fit soonest. True if it did.
+  // Reserves nodes of model m for head-of-line w where it will fit soonest
+  // (reservations.cc). True if it did.
   // `in_quota`: whether w reserves inside its guarantee (a borrower's reservation gives way to
   // in-quota work).
   bool CreateHold(WorkloadRec& w, GpuModelId m, bool in_quota, Time now);
@@ -141,7 +142,8 @@ class Scheduler::Impl {
   // Finds and starts the cheapest eviction set that lets w fit. True if it did.
   // `access`: the reservations of others w may take (see Fits).
   bool Preempt(WorkloadRec& w, Plan& plan, ReservationAccess access);
-  // Head-of-line reservation: lent work on w's held nodes is evicted once w would fit.
+  // Head-of-line reservation (reservations.cc): lent work on w's held nodes is evicted
+  // once w would fit.
   // Never non-preemptible work, never work younger than its min_runtime.
   bool ReclaimLent(WorkloadRec& w, Plan& plan);
   // Whether a head-of-line holder can start now, or once its lent work leaves: such a
@@ -153,7 +155,8 @@ class Scheduler::Impl {
 
   // A possible victim: a whole workload, or some elastic tasks of one.
   struct Victim;
-  // The lent work to evict so that holder w fits (cheapest first, minimal), or nothing.
+  // The lent work to evict so that holder w fits (cheapest first, minimal), or nothing
+  // (reservations.cc).
   std::optional<std::vector<Victim>> LentVictims(WorkloadRec& w, Time now);
   // An elastic victim (class 0) is one task: shrinks take only the tasks that are needed.
   struct Victim {
