@@ -16,9 +16,11 @@
 // - Links, claims and holds drain when their workload binds or leaves (Drop): with nothing
 //   pending, the ledger is empty.
 //
-// Contract: single-threaded. Lookups are O(1) expected; Release is O(nodes held);
-// Forget is O(victims of the preemptor); holder lists are vectors in the order holds were
-// made, so unordered-map iteration order never reaches a decision.
+// Contract: single-threaded. Lookups (HoldOf, ClaimOf, Claimed, Leaving, PreemptorOf,
+// HoldersOn) are O(1) expected; HoldGpus is O(nodes the holder holds); Release is
+// O(nodes held + head-of-line holders); Forget is O(victims of the preemptor). The
+// holder list is a vector in the order holds were made, and no unordered map is ever
+// iterated where the order could reach a decision (claimed_total only sums).
 
 #include <array>
 #include <cstdint>

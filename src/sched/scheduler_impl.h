@@ -1,7 +1,9 @@
 #pragma once
 
 // Internal state of the Scheduler, shared by its .cc files (one idea each: events, quota,
-// gang placement, preemption, the cycle). Not part of the public API.
+// gang placement, preemption, head-of-line reservations, the cycle). Holds, claims and
+// victim links live in the Ledger (ledger.h), the only writer of node reservations. Not
+// part of the public API.
 
 #include <array>
 #include <map>
