@@ -95,6 +95,8 @@ struct Scheduler::Impl::CycleContext {
   Time hol_eta = INT64_MAX;
 };
 
+// One cycle: ready holders first, then in-quota work by priority and age, then borrowers
+// by share; then FinishCycle. (The lambdas below keep the ordering code as it was.)
 Plan Scheduler::Impl::Cycle(Time now) {
   Plan plan;
   plan.now = now;

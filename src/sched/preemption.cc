@@ -20,7 +20,7 @@
 // queue's guarantee from the moment it evicts (a claim), so that preemptors of one queue
 // cannot together take more than the guarantee. Tasks already stopping (for another
 // preemptor, a resize or a node loss) are never offered again: each task stops for one
-// preemptor, recorded in the VictimLedger.
+// preemptor, recorded in the Ledger.
 #include <algorithm>
 #include <map>
 
