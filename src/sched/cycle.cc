@@ -51,8 +51,53 @@ bool Waits(PendingReason r) {
          r == PendingReason::kBlockedByReservation;
 }
 
+ShapeKey KeyOf(const WorkloadRec& w, bool may_use_lent) {
+  const TaskRequest& t = w.spec.task;
+  return ShapeKey{
+      w.spec.queue.value(),     t.gpu_count,        t.gpu_milli,
+      t.gpu_memory_mib,         t.milli_cpu,        t.memory_mib,
+      t.models.bits(),          w.spec.min_tasks,   static_cast<uint8_t>(w.spec.topology.level),
+      w.spec.topology.required, w.spec.preemptible, may_use_lent};
+}
+
+// Pending work in order: priority, then age, then id.
+bool ByPriorityAge(const WorkloadRec* a, const WorkloadRec* b) {
+  if (a->spec.priority != b->spec.priority) return a->spec.priority > b->spec.priority;
+  if (a->spec.submit_time != b->spec.submit_time) return a->spec.submit_time < b->spec.submit_time;
+  return a->id < b->id;
+}
+
 }  // namespace
 
+// The standing of one workload in this cycle.
+struct Scheduler::Impl::Entitlement {
+  // Models it may run on now, in the order to try them: in-quota first, then borrowed.
+  std::vector<GpuModelId> in_quota, borrow;
+  // Lent GPUs go to work that can be evicted when the holder is ready, or that ends
+  // before the reservation is due (EASY backfill).
+  bool may_use_lent = false;
+  // The reservations of others it may take: lent ones if it may use lent GPUs, and a
+  // borrower's reservation does not stand in the way of in-quota work.
+  ReservationAccess Access(bool entitled) const {
+    return static_cast<ReservationAccess>((may_use_lent ? kUseLent : 0) |
+                                          (entitled ? kUseBorrowed : 0));
+  }
+  GpuModelId first_model() const { return in_quota.empty() ? borrow.front() : in_quota.front(); }
+};
+
+// What one cycle carries from workload to workload.
+struct Scheduler::Impl::CycleContext {
+  Plan& plan;
+  Time now;
+  // Shapes that failed this cycle, and why (see ShapeKey).
+  std::unordered_map<ShapeKey, PendingReason, ShapeHash> failed;
+  // Head-of-line reservations: work that ends before the earliest of them is due may use
+  // their lent GPUs (EASY backfill against every holder at once).
+  Time hol_eta = INT64_MAX;
+};
+
+// One cycle: ready holders first, then in-quota work by priority and age, then borrowers
+// by share; then FinishCycle. (The lambdas below keep the ordering code as it was.)
 Plan Scheduler::Impl::Cycle(Time now) {
   Plan plan;
   plan.now = now;
@@ -61,252 +106,20 @@ Plan Scheduler::Impl::Cycle(Time now) {
   plan.evictions = std::move(queued_evictions_);
   queued_evictions_.clear();
 
-  std::unordered_map<ShapeKey, PendingReason, ShapeHash> failed;
-  // Head-of-line reservations: work that ends before the earliest of them is due may use
-  // their lent GPUs (EASY backfill against every holder at once).
-  Time hol_eta = INT64_MAX;
-  for (WorkloadId h : holders_) hol_eta = std::min(hol_eta, Rec(h).hold_eta);
-
-  // Models w may run on now, in the order to try them: in-quota first, then borrowed.
-  auto entitled_models = [&](const WorkloadRec& w, std::vector<GpuModelId>& in_quota,
-                             std::vector<GpuModelId>& borrow, PendingReason& why) {
-    const QueueRec& q = queues_[w.spec.queue.value()];
-    const int64_t need = w.task_milli() * w.spec.min_tasks;
-    // CPU and memory count against the queue tree's CPU and memory quotas, for GPU work too.
-    const int64_t cpu = w.spec.task.milli_cpu * w.spec.min_tasks;
-    const int64_t memory = w.spec.task.memory_mib * w.spec.min_tasks;
-    const bool host_ok = HostWithinLimit(w.spec.queue, cpu, memory);
-    const bool host_in_quota = HostInQuota(w.spec.queue, cpu, memory);
-    if (w.spec.task.gpu_count == 0) {
-      // CPU-only: no GPU quota applies; the (optional) CPU and memory quotas decide.
-      if (!host_ok) {
-        why = PendingReason::kOverLimit;
-      } else if (host_in_quota) {
-        in_quota.push_back(GpuModelId());
-      } else if (q.spec.can_borrow && w.spec.preemptible) {
-        borrow.push_back(GpuModelId());
-      } else {
-        why = PendingReason::kWaitingForQuota;
-      }
-      return;
-    }
-    bool any_model = false, any_limit = false;
-    for (uint32_t mi = 0; mi < cluster_.model_bound(); ++mi) {
-      GpuModelId m(mi);
-      if (!w.spec.task.models.Accepts(m) || cluster_.capacity_milli(m) == 0) {
-        continue;
-      }
-      any_model = true;
-      if (!host_ok || !WithinLimit(w.spec.queue, m, need)) continue;
-      any_limit = true;
-      if (host_in_quota && InQuota(w.spec.queue, m, need)) {
-        in_quota.push_back(m);
-      } else if (q.spec.can_borrow && w.spec.preemptible) {
-        // Borrowing may not eat into the unused guarantee of queues that do not lend.
-        int64_t held = HeldBack(m, w.spec.queue);
-        if (held == 0 || cluster_.free_milli(m) - need >= held) borrow.push_back(m);
-      }
-    }
-    why = !any_model   ? PendingReason::kModelUnavailable
-          : !any_limit ? PendingReason::kOverLimit
-                       : PendingReason::kWaitingForQuota;
-  };
-
-  auto attempt = [&](WorkloadRec& w) {
-    cycle_order_.push_back(w.id);
-    const TaskRequest& t = w.spec.task;
-    // A preemptor's own claim must not count against itself.
-    const GpuModelId claimed_model = w.claim_model;
-    const int64_t claimed = w.claim_milli;
-    Unclaim(w);
-    // Lent GPUs go to work that can be evicted when the holder is ready, or that ends
-    // before the reservation is due (EASY backfill).
-    const bool may_use_lent = (config_.preemption && w.spec.preemptible) ||
-                              (!holders_.empty() && w.spec.runtime_estimate > 0 &&
-                               now + w.spec.runtime_estimate <= hol_eta);
-    std::vector<GpuModelId> in_quota, borrow;
-    PendingReason why = PendingReason::kNoFit;
-    entitled_models(w, in_quota, borrow, why);
-    if (in_quota.empty() && borrow.empty()) {
-      w.reason = why;
-      return;
-    }
-    ShapeKey key{
-        w.spec.queue.value(),     t.gpu_count,        t.gpu_milli,
-        t.gpu_memory_mib,         t.milli_cpu,        t.memory_mib,
-        t.models.bits(),          w.spec.min_tasks,   static_cast<uint8_t>(w.spec.topology.level),
-        w.spec.topology.required, w.spec.preemptible, may_use_lent};
-    const bool holds = w.hold != HoldKind::kNone || ledger_.Leaving(w.id) > 0;
-    if (!holds) {
-      if (auto it = failed.find(key); it != failed.end()) {
-        w.reason = it->second;
-        return;
-      }
-    }
-    PendingReason reason = PendingReason::kNoFit;
-    w.lent_from = WorkloadId();
-    for (const auto* models : {&in_quota, &borrow}) {
-      // A reservation held by a borrower does not stand in the way of in-quota work.
-      const bool entitled = models == &in_quota;
-      const ReservationAccess access = static_cast<ReservationAccess>(
-          (may_use_lent ? kUseLent : 0) | (entitled ? kUseBorrowed : 0));
-      // One task: the policy chooses among the nodes of every entitled model at once. A
-      // gang runs on one model: each is tried in turn.
-      std::vector<ModelSet> tries;
-      if (w.spec.min_tasks == 1 && !models->empty()) {
-        tries.emplace_back();
-        for (GpuModelId m : *models) {
-          if (m.valid()) tries.back().Add(m);
-        }
-      } else {
-        for (GpuModelId m : *models) tries.push_back(m.valid() ? ModelSet::Of(m) : ModelSet());
-      }
-      for (ModelSet set : tries) {
-        PendingReason r = PendingReason::kNoFit;
-        auto placed = PlaceGang(w, set, w.spec.min_tasks, access, r);
-        if (placed) {
-          const GpuModelId m =
-              t.gpu_count > 0 ? cluster_.node(placed->front().node).model : GpuModelId();
-          // Bound on GPUs reserved for someone else: a borrower's reservation is taken by
-          // in-quota work (its holder plans again); otherwise the capacity was lent.
-          std::vector<WorkloadId> outranked;
-          for (const TaskPlacement& p : *placed) {
-            const NodeState& n = cluster_.node(p.node);
-            if (!n.reserved_for.valid() || n.reserved_for == w.id || !(n.reserved_gpus & p.gpus)) {
-              continue;
-            }
-            if (entitled && n.reservation_borrowed) {
-              outranked.push_back(n.reserved_for);
-            } else if (!w.lent_from.valid()) {
-              w.lent_from = n.reserved_for;
-            }
-          }
-          for (WorkloadId h : outranked) {
-            if (WorkloadRec* holder = Find(h)) ReleaseHold(*holder);
-          }
-          Bind(w, m, *placed, plan, false);
-          return;
-        }
-        if (r == PendingReason::kTopologyUnsatisfiable) reason = r;
-      }
-    }
-    // Does not fit. While victims are still leaving for it, it waits: nothing more is
-    // evicted for it (whatever its hold), and its claim stands.
-    if (ledger_.Leaving(w.id) > 0) {
-      if (claimed > 0) Claim(w, claimed_model, claimed);
-      w.reason = PendingReason::kPreempting;
-      return;
-    }
-    // Work that could not run even on the empty cluster waits for the cluster to change,
-    // and neither preempts, reserves nor blocks anyone (see Grow).
-    if (!FitsEmptyCluster(w)) {
-      ReleaseHold(w);
-      w.reason = PendingReason::kUnschedulable;
-      failed.emplace(key, w.reason);
-      return;
-    }
-    if (w.hold == HoldKind::kHeadOfLine && config_.preemption && ReclaimLent(w, plan)) {
-      w.reason = PendingReason::kPreempting;
-      return;
-    }
-    if (w.hold == HoldKind::kPreemption) ReleaseHold(w);  // victims gone, still no fit
-    if (!in_quota.empty() || !borrow.empty()) {
-      const ReservationAccess access = static_cast<ReservationAccess>(
-          (may_use_lent ? kUseLent : 0) | (!in_quota.empty() ? kUseBorrowed : 0));
-      if (t.gpu_count > 0 && Preempt(w, plan, access)) {
-        w.reason = PendingReason::kPreempting;
-        return;
-      }
-    }
-    if (w.hold == HoldKind::kHeadOfLine) {
-      w.reason = PendingReason::kReserved;
-      return;
-    }
-    const GpuModelId first_model = in_quota.empty() ? borrow.front() : in_quota.front();
-    if (config_.reservations && t.gpu_count > 0 &&
-        Holders(first_model) < config_.max_reservations &&
-        reason != PendingReason::kTopologyUnsatisfiable &&
-        CreateHold(w, first_model, !in_quota.empty(), now)) {
-      hol_eta = std::min(hol_eta, w.hold_eta);
-      w.reason = PendingReason::kReserved;
-      return;
-    }
-    if (!holders_.empty() && !may_use_lent) {
-      // Would it fit on the reserved GPUs? Then a reservation is what blocks it. Ask with
-      // the holders' nodes opened up for a moment (lent to w).
-      PendingReason r;
-      ModelSet set = first_model.valid() ? ModelSet::Of(first_model) : ModelSet();
-      struct Saved {
-        NodeId node;
-        GpuMask gpus;
-        WorkloadId holder;
-        bool lendable, borrowed;
-      };
-      std::vector<Saved> saved;
-      for (WorkloadId h : holders_) {
-        for (NodeId n : Rec(h).held_nodes) {
-          const NodeState& ns = cluster_.node(n);
-          if (ns.reserved_for != h) continue;
-          saved.push_back(
-              {n, ns.reserved_gpus, h, ns.reservation_lendable, ns.reservation_borrowed});
-          cluster_.Reserve(n, ns.reserved_gpus, h, true, ns.reservation_borrowed);
-        }
-      }
-      if (auto placed = PlaceGang(w, set, w.spec.min_tasks, kUseLent, r)) {
-        Unallocate(w, *placed);
-        reason = PendingReason::kBlockedByReservation;
-      }
-      for (const Saved& v : saved) {
-        cluster_.Reserve(v.node, v.gpus, v.holder, v.lendable, v.borrowed);
-      }
-    }
-    w.reason = reason;
-    failed.emplace(key, reason);
-  };
-
-  auto by_priority_age = [](const WorkloadRec* a, const WorkloadRec* b) {
-    if (a->spec.priority != b->spec.priority) return a->spec.priority > b->spec.priority;
-    if (a->spec.submit_time != b->spec.submit_time)
-      return a->spec.submit_time < b->spec.submit_time;
-    return a->id < b->id;
-  };
-  // A head-of-line holder that can start now, or once its lent work leaves, lends nothing
-  // this cycle (what it lent now would be taken back at once), and an in-quota one goes
-  // first. A borrower keeps its place: in-quota work could reclaim it in the same cycle.
-  std::vector<WorkloadRec*> ready, closed;
-  for (WorkloadId h : holders_) {
-    WorkloadRec& r = Rec(h);
-    if (!HolderReady(r, now)) continue;
-    if (r.lends) SetLending(r, false), closed.push_back(&r);
-    if (r.hold_in_quota) ready.push_back(&r);
+  CycleContext ctx{plan, now, {}, INT64_MAX};
+  for (WorkloadId h : ledger_.holders()) {
+    ctx.hol_eta = std::min(ctx.hol_eta, ledger_.HoldOf(h).eta);
   }
-  std::sort(ready.begin(), ready.end(), by_priority_age);
-  for (WorkloadRec* h : ready) attempt(*h);
+  auto attempt = [&](WorkloadRec& w) { Attempt(ctx, w); };
+  const auto by_priority_age = ByPriorityAge;
+  const std::vector<WorkloadRec*> closed = AttemptReadyHolders(ctx);
 
   // In-quota work: priority, then age, then id.
   std::vector<WorkloadRec*> ordered;
   ordered.reserve(pending_.size());
   for (WorkloadId id : pending_) ordered.push_back(&Rec(id));
   std::sort(ordered.begin(), ordered.end(), by_priority_age);
-  auto in_quota_now = [&](const WorkloadRec& w) {
-    const int64_t cpu = w.spec.task.milli_cpu * w.spec.min_tasks;
-    const int64_t memory = w.spec.task.memory_mib * w.spec.min_tasks;
-    if (!HostWithinLimit(w.spec.queue, cpu, memory) || !HostInQuota(w.spec.queue, cpu, memory)) {
-      return false;
-    }
-    if (w.spec.task.gpu_count == 0) return true;
-    const int64_t need = w.task_milli() * w.spec.min_tasks;
-    for (uint32_t mi = 0; mi < cluster_.model_bound(); ++mi) {
-      GpuModelId m(mi);
-      // A preemptor's own claim is part of the guarantee it is entitled to.
-      const int64_t own = w.claim_model == m ? w.claim_milli : 0;
-      if (w.spec.task.models.Accepts(m) && cluster_.capacity_milli(m) > 0 &&
-          InQuota(w.spec.queue, m, need - own) && WithinLimit(w.spec.queue, m, need)) {
-        return true;
-      }
-    }
-    return false;
-  };
+  auto in_quota_now = [&](const WorkloadRec& w) { return InQuotaNow(w); };
   std::vector<std::vector<WorkloadRec*>> over(queues_.size());
   for (WorkloadRec* w : ordered) {
     if (in_quota_now(*w)) {
@@ -332,8 +145,56 @@ Plan Scheduler::Impl::Cycle(Time now) {
     order.Done(share);
   }
 
+  FinishCycle(plan, closed);
+  return plan;
+}
+
+// Step: head-of-line holders that can start now (or once their lent work leaves).
+// Such a holder lends nothing this cycle (what it lent now would be taken back at once),
+// and an in-quota one goes first. A borrower keeps its place: in-quota work could reclaim
+// it in the same cycle. Returns the holders whose lending was closed.
+std::vector<WorkloadRec*> Scheduler::Impl::AttemptReadyHolders(CycleContext& c) {
+  std::vector<WorkloadRec*> ready, closed;
+  for (WorkloadId h : ledger_.holders()) {
+    WorkloadRec& r = Rec(h);
+    if (!HolderReady(r, c.now)) continue;
+    const Hold& hold = ledger_.HoldOf(h);
+    if (hold.lends) ledger_.SetLending(h, false), closed.push_back(&r);
+    if (hold.in_quota) ready.push_back(&r);
+  }
+  std::sort(ready.begin(), ready.end(), ByPriorityAge);
+  for (WorkloadRec* h : ready) Attempt(c, *h);
+  return closed;
+}
+
+// Step: whether w is entitled to run in quota on some model now (its own claim counts
+// as part of the guarantee it is entitled to).
+bool Scheduler::Impl::InQuotaNow(const WorkloadRec& w) const {
+  const int64_t cpu = w.spec.task.milli_cpu * w.spec.min_tasks;
+  const int64_t memory = w.spec.task.memory_mib * w.spec.min_tasks;
+  if (!HostWithinLimit(w.spec.queue, cpu, memory) || !HostInQuota(w.spec.queue, cpu, memory)) {
+    return false;
+  }
+  if (w.spec.task.gpu_count == 0) return true;
+  const int64_t need = w.task_milli() * w.spec.min_tasks;
+  const ClaimRec claim = ledger_.ClaimOf(w.id);
+  for (uint32_t mi = 0; mi < cluster_.model_bound(); ++mi) {
+    GpuModelId m(mi);
+    const int64_t own = claim.model == m ? claim.milli : 0;
+    if (w.spec.task.models.Accepts(m) && cluster_.capacity_milli(m) > 0 &&
+        InQuota(w.spec.queue, m, need - own) && WithinLimit(w.spec.queue, m, need)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Step: the end of a cycle. Holders lend again, elastic work grows, every pending
+// workload is explained and start times are estimated.
+void Scheduler::Impl::FinishCycle(Plan& plan, const std::vector<WorkloadRec*>& closed) {
   for (WorkloadRec* h : closed) {
-    if (h->hold == HoldKind::kHeadOfLine && h->lends) SetLending(*h, true);
+    const Hold& hold = ledger_.HoldOf(h->id);
+    if (hold.kind == HoldKind::kHeadOfLine && hold.lends) ledger_.SetLending(h->id, true);
   }
   if (config_.elastic) Grow(plan);
 
@@ -345,7 +206,211 @@ Plan Scheduler::Impl::Cycle(Time now) {
             [](const auto& a, const auto& b) { return a.workload < b.workload; });
   EstimateStarts(*this, cycle_order_, plan);
   cycle_order_.clear();
-  return plan;
+}
+
+// Step: the models w may run on now (see Entitlement), or why none.
+void Scheduler::Impl::EntitledModels(const WorkloadRec& w, Entitlement& e,
+                                     PendingReason& why) const {
+  const QueueRec& q = queues_[w.spec.queue.value()];
+  const int64_t need = w.task_milli() * w.spec.min_tasks;
+  // CPU and memory count against the queue tree's CPU and memory quotas, for GPU work too.
+  const int64_t cpu = w.spec.task.milli_cpu * w.spec.min_tasks;
+  const int64_t memory = w.spec.task.memory_mib * w.spec.min_tasks;
+  const bool host_ok = HostWithinLimit(w.spec.queue, cpu, memory);
+  const bool host_in_quota = HostInQuota(w.spec.queue, cpu, memory);
+  if (w.spec.task.gpu_count == 0) {
+    // CPU-only: no GPU quota applies; the (optional) CPU and memory quotas decide.
+    if (!host_ok) {
+      why = PendingReason::kOverLimit;
+    } else if (host_in_quota) {
+      e.in_quota.push_back(GpuModelId());
+    } else if (q.spec.can_borrow && w.spec.preemptible) {
+      e.borrow.push_back(GpuModelId());
+    } else {
+      why = PendingReason::kWaitingForQuota;
+    }
+    return;
+  }
+  bool any_model = false, any_limit = false;
+  for (uint32_t mi = 0; mi < cluster_.model_bound(); ++mi) {
+    GpuModelId m(mi);
+    if (!w.spec.task.models.Accepts(m) || cluster_.capacity_milli(m) == 0) {
+      continue;
+    }
+    any_model = true;
+    if (!host_ok || !WithinLimit(w.spec.queue, m, need)) continue;
+    any_limit = true;
+    if (host_in_quota && InQuota(w.spec.queue, m, need)) {
+      e.in_quota.push_back(m);
+    } else if (q.spec.can_borrow && w.spec.preemptible) {
+      // Borrowing may not eat into the unused guarantee of queues that do not lend.
+      int64_t held = HeldBack(m, w.spec.queue);
+      if (held == 0 || cluster_.free_milli(m) - need >= held) e.borrow.push_back(m);
+    }
+  }
+  why = !any_model   ? PendingReason::kModelUnavailable
+        : !any_limit ? PendingReason::kOverLimit
+                     : PendingReason::kWaitingForQuota;
+}
+
+// One pending workload: place it, or else wait for its victims, preempt, reserve, or
+// say what blocks it.
+void Scheduler::Impl::Attempt(CycleContext& c, WorkloadRec& w) {
+  cycle_order_.push_back(w.id);
+  const TaskRequest& t = w.spec.task;
+  // A preemptor's own claim must not count against itself.
+  const ClaimRec claim = ledger_.ClaimOf(w.id);
+  ledger_.Unclaim(w.id);
+  Entitlement e;
+  e.may_use_lent = (config_.preemption && w.spec.preemptible) ||
+                   (!ledger_.holders().empty() && w.spec.runtime_estimate > 0 &&
+                    c.now + w.spec.runtime_estimate <= c.hol_eta);
+  PendingReason why = PendingReason::kNoFit;
+  EntitledModels(w, e, why);
+  if (e.in_quota.empty() && e.borrow.empty()) {
+    w.reason = why;
+    return;
+  }
+  const ShapeKey key = KeyOf(w, e.may_use_lent);
+  const bool holds = ledger_.KindOf(w.id) != HoldKind::kNone || ledger_.Leaving(w.id) > 0;
+  if (!holds) {
+    if (auto it = c.failed.find(key); it != c.failed.end()) {
+      w.reason = it->second;
+      return;
+    }
+  }
+  PendingReason reason = PendingReason::kNoFit;
+  if (TryPlace(c.plan, w, e, reason)) return;
+  // Does not fit. While victims are still leaving for it, it waits: nothing more is
+  // evicted for it (whatever its hold), and its claim stands.
+  if (ledger_.Leaving(w.id) > 0) {
+    if (claim.milli > 0) ledger_.AddClaim(w.id, claim.queue, claim.model, claim.milli);
+    w.reason = PendingReason::kPreempting;
+    return;
+  }
+  // Work that could not run even on the empty cluster waits for the cluster to change,
+  // and neither preempts, reserves nor blocks anyone (see Grow).
+  if (!FitsEmptyCluster(w)) {
+    ledger_.Release(w.id);
+    w.reason = PendingReason::kUnschedulable;
+    c.failed.emplace(key, w.reason);
+    return;
+  }
+  if (WaitOrReclaim(c.plan, w, e)) return;
+  if (ReserveHeadOfLine(c, w, e, reason)) return;
+  ExplainBlocked(w, e, reason);
+  w.reason = reason;
+  c.failed.emplace(key, reason);
+}
+
+// Step: places w on the models it is entitled to (in-quota first) and binds it. True if
+// it did; otherwise `reason` says kTopologyUnsatisfiable when some try said so.
+bool Scheduler::Impl::TryPlace(Plan& plan, WorkloadRec& w, const Entitlement& e,
+                               PendingReason& reason) {
+  w.lent_from = WorkloadId();
+  for (const auto* models : {&e.in_quota, &e.borrow}) {
+    const bool entitled = models == &e.in_quota;
+    const ReservationAccess access = e.Access(entitled);
+    // One task: the policy chooses among the nodes of every entitled model at once. A
+    // gang runs on one model: each is tried in turn.
+    std::vector<ModelSet> tries;
+    if (w.spec.min_tasks == 1 && !models->empty()) {
+      tries.emplace_back();
+      for (GpuModelId m : *models) {
+        if (m.valid()) tries.back().Add(m);
+      }
+    } else {
+      for (GpuModelId m : *models) tries.push_back(m.valid() ? ModelSet::Of(m) : ModelSet());
+    }
+    for (ModelSet set : tries) {
+      PendingReason r = PendingReason::kNoFit;
+      auto placed = PlaceGang(w, set, w.spec.min_tasks, access, r);
+      if (placed) {
+        BindPlaced(plan, w, entitled, *placed);
+        return true;
+      }
+      if (r == PendingReason::kTopologyUnsatisfiable) reason = r;
+    }
+  }
+  return false;
+}
+
+// Step: binds w where it was placed. Bound on GPUs reserved for someone else: a
+// borrower's reservation is taken by in-quota work (its holder plans again); otherwise
+// the capacity was lent.
+void Scheduler::Impl::BindPlaced(Plan& plan, WorkloadRec& w, bool entitled,
+                                 const std::vector<TaskPlacement>& placed) {
+  const GpuModelId m =
+      w.spec.task.gpu_count > 0 ? cluster_.node(placed.front().node).model : GpuModelId();
+  std::vector<WorkloadId> outranked;
+  for (const TaskPlacement& p : placed) {
+    const NodeState& n = cluster_.node(p.node);
+    if (!n.reserved_for.valid() || n.reserved_for == w.id || !(n.reserved_gpus & p.gpus)) {
+      continue;
+    }
+    if (entitled && n.reservation_borrowed) {
+      outranked.push_back(n.reserved_for);
+    } else if (!w.lent_from.valid()) {
+      w.lent_from = n.reserved_for;
+    }
+  }
+  for (WorkloadId h : outranked) ledger_.Release(h);
+  Bind(w, m, placed, plan, false);
+}
+
+// Step: w does not fit and no victim is leaving for it. A head-of-line holder takes back
+// what it lent; otherwise w preempts, or keeps waiting on its reservation. True if one
+// of these decided w's reason.
+bool Scheduler::Impl::WaitOrReclaim(Plan& plan, WorkloadRec& w, const Entitlement& e) {
+  if (ledger_.KindOf(w.id) == HoldKind::kHeadOfLine && config_.preemption && ReclaimLent(w, plan)) {
+    w.reason = PendingReason::kPreempting;
+    return true;
+  }
+  if (ledger_.KindOf(w.id) == HoldKind::kPreemption) {
+    ledger_.Release(w.id);  // victims gone, still no fit
+  }
+  if (!e.in_quota.empty() || !e.borrow.empty()) {
+    if (w.spec.task.gpu_count > 0 && Preempt(w, plan, e.Access(!e.in_quota.empty()))) {
+      w.reason = PendingReason::kPreempting;
+      return true;
+    }
+  }
+  if (ledger_.KindOf(w.id) == HoldKind::kHeadOfLine) {
+    w.reason = PendingReason::kReserved;
+    return true;
+  }
+  return false;
+}
+
+// Step: a head-of-line reservation for w on its first model, if the pool has room for
+// one more holder and topology is not what stops it. True if w now holds one.
+bool Scheduler::Impl::ReserveHeadOfLine(CycleContext& c, WorkloadRec& w, const Entitlement& e,
+                                        PendingReason reason) {
+  const GpuModelId first_model = e.first_model();
+  if (config_.reservations && w.spec.task.gpu_count > 0 &&
+      ledger_.HoldersOn(first_model) < config_.max_reservations &&
+      reason != PendingReason::kTopologyUnsatisfiable &&
+      CreateHold(w, first_model, !e.in_quota.empty(), c.now)) {
+    c.hol_eta = std::min(c.hol_eta, ledger_.HoldOf(w.id).eta);
+    w.reason = PendingReason::kReserved;
+    return true;
+  }
+  return false;
+}
+
+// Step: would w fit on the reserved GPUs? Then a reservation is what blocks it. Asked
+// with the holders' nodes opened up for a moment (lent to w).
+void Scheduler::Impl::ExplainBlocked(WorkloadRec& w, const Entitlement& e, PendingReason& reason) {
+  if (ledger_.holders().empty() || e.may_use_lent) return;
+  PendingReason r;
+  const GpuModelId first_model = e.first_model();
+  ModelSet set = first_model.valid() ? ModelSet::Of(first_model) : ModelSet();
+  ledger_.WithAllLent([&] {
+    if (auto placed = PlaceGang(w, set, w.spec.min_tasks, kUseLent, r)) {
+      Unallocate(w, *placed);
+      reason = PendingReason::kBlockedByReservation;
+    }
+  });
 }
 
 // Elastic tasks come from idle capacity only, and only while nothing waits for capacity, so
@@ -402,100 +467,6 @@ void Scheduler::Impl::Grow(Plan& plan) {
     if (grown.empty()) continue;
     Bind(*w, m, grown, plan, true);
   }
-}
-
-void Scheduler::Impl::SetLending(const WorkloadRec& h, bool on) {
-  for (NodeId n : h.held_nodes) {
-    const NodeState& s = cluster_.node(n);
-    if (s.reserved_for == h.id && s.reservation_lendable != on) {
-      cluster_.Reserve(n, s.reserved_gpus, h.id, on, s.reservation_borrowed);
-    }
-  }
-}
-
-int32_t Scheduler::Impl::Holders(GpuModelId m) const {
-  int32_t n = 0;
-  for (WorkloadId h : holders_) n += Rec(h).hold_model == m;
-  return n;
-}
-
-bool Scheduler::Impl::CreateHold(WorkloadRec& w, GpuModelId m, bool in_quota, Time now) {
-  const int64_t need = w.task_milli() * w.spec.min_tasks;
-  if (cluster_.capacity_milli(m) < need) return false;
-  // When each node of model m is expected to be free: the latest expected end of the tasks
-  // on it (unknown runtimes count as far away).
-  constexpr Duration kUnknown = 100LL * 24 * core::kHour;
-  auto free_at = [&](const NodeState& n) {
-    Time t = now;
-    for (auto [wid, task] : node_tasks_[n.id.value()]) {
-      const WorkloadRec& r = Rec(wid);
-      Duration est = r.spec.runtime_estimate > 0 ? r.spec.runtime_estimate : kUnknown;
-      t = std::max(t, r.start_time + est);
-    }
-    return t;
-  };
-  auto pick = [&](const std::vector<NodeId>& nodes, std::vector<NodeId>& out) -> Time {
-    std::vector<std::pair<Time, NodeId>> by_time;
-    for (NodeId id : nodes) {
-      const NodeState& n = cluster_.node(id);
-      if (!n.schedulable() || n.model != m || n.reserved_gpus != 0) continue;
-      if (w.spec.task.gpu_count > n.gpu_count) continue;
-      by_time.emplace_back(free_at(n), id);
-    }
-    std::sort(by_time.begin(), by_time.end());
-    int64_t got = 0;
-    for (auto [t, id] : by_time) {
-      const NodeState& n = cluster_.node(id);
-      out.push_back(id);
-      got += int64_t{n.gpu_count / w.spec.task.gpu_count} * w.task_milli();
-      if (got >= need) return t;
-    }
-    out.clear();
-    return -1;
-  };
-  const core::TopologyLevel level =
-      w.spec.topology.required ? w.spec.topology.level : core::TopologyLevel::kCluster;
-  std::vector<NodeId> best;
-  Time best_eta = -1;
-  auto consider = [&](const std::vector<NodeId>& nodes) {
-    std::vector<NodeId> out;
-    Time eta = pick(nodes, out);
-    if (eta >= 0 && (best_eta < 0 || eta < best_eta)) {
-      best_eta = eta;
-      best = std::move(out);
-    }
-  };
-  if (level >= core::TopologyLevel::kNode && w.spec.min_tasks > 1) {
-    for (const NodeState& n : cluster_.nodes()) {
-      if (n.present) consider({n.id});
-    }
-  } else if (level >= core::TopologyLevel::kRack) {
-    for (uint32_t r = 0; r < cluster_.rack_count(); ++r) consider(cluster_.rack_nodes(r));
-  } else if (level == core::TopologyLevel::kZone) {
-    for (uint32_t z = 0; z < cluster_.zone_count(); ++z) consider(cluster_.zone_nodes(z));
-  } else {
-    for (uint32_t r = 0; r < cluster_.rack_count(); ++r) consider(cluster_.rack_nodes(r));
-    if (best.empty()) {
-      std::vector<NodeId> all;
-      for (const NodeState& n : cluster_.nodes()) {
-        if (n.present) all.push_back(n.id);
-      }
-      consider(all);
-    }
-  }
-  if (best.empty()) return false;
-  for (NodeId id : best) {
-    // Lending needs preemption: lent work must be evicted when the holder is ready.
-    cluster_.Reserve(id, cluster_.node(id).all_gpus(), w.id, config_.preemption, !in_quota);
-  }
-  w.held_nodes = std::move(best);
-  w.hold = HoldKind::kHeadOfLine;
-  w.hold_eta = best_eta;
-  w.hold_in_quota = in_quota;
-  w.hold_model = m;
-  w.lends = config_.preemption;
-  holders_.push_back(w.id);
-  return true;
 }
 
 }  // namespace gpuorch::sched

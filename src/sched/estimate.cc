@@ -122,7 +122,7 @@ Time HolderEta(const Scheduler::Impl& s, const WorkloadRec& w, Time now, Workloa
   Time eta = now;
   Duration lent_grace = 0;
   bool any = false;
-  for (NodeId n : w.held_nodes) {
+  for (NodeId n : s.ledger_.HoldOf(w.id).nodes) {
     if (!s.cluster_.Has(n) || s.cluster_.node(n).reserved_for != w.id) continue;
     any = true;
     for (auto [wid, task] : s.node_tasks_[n.value()]) {
@@ -195,8 +195,9 @@ void EstimateStarts(Scheduler::Impl& s, const std::vector<WorkloadId>& order, Pl
   for (uint32_t m = 0; m < models; ++m) free_now[m] = s.cluster_.free_milli(GpuModelId(m));
   for (WorkloadId id : s.pending_) {
     const WorkloadRec& w = s.Rec(id);
-    if (w.hold != HoldKind::kPreemption) continue;
-    for (NodeId n : w.held_nodes) {
+    const Hold& hold = s.ledger_.HoldOf(w.id);
+    if (hold.kind != HoldKind::kPreemption) continue;
+    for (NodeId n : hold.nodes) {
       if (!s.cluster_.Has(n)) continue;
       const NodeState& ns = s.cluster_.node(n);
       if (ns.reserved_for != w.id || !ns.schedulable() || ns.model.value() >= models) continue;
@@ -225,8 +226,8 @@ void EstimateStarts(Scheduler::Impl& s, const std::vector<WorkloadId>& order, Pl
     return it != plan.pending.end() && it->workload == id ? &*it : nullptr;
   };
   auto model_of = [&](const WorkloadRec& w) {
-    if (w.claim_model.valid()) return w.claim_model;
-    for (NodeId n : w.held_nodes) {
+    if (const GpuModelId c = s.ledger_.ClaimOf(w.id).model; c.valid()) return c;
+    for (NodeId n : s.ledger_.HoldOf(w.id).nodes) {
       if (s.cluster_.Has(n)) return s.cluster_.node(n).model;
     }
     return GpuModelId();
@@ -249,7 +250,8 @@ void EstimateStarts(Scheduler::Impl& s, const std::vector<WorkloadId>& order, Pl
       if (on_model && w->spec.runtime_estimate > 0) {
         profiles[m.value()].Add(RoundUp(it->due + w->spec.runtime_estimate), need, w->id);
       }
-    } else if (p->reason == PendingReason::kReserved && w->hold == HoldKind::kHeadOfLine) {
+    } else if (p->reason == PendingReason::kReserved &&
+               s.ledger_.KindOf(w->id) == HoldKind::kHeadOfLine) {
       if (on_model) holders.emplace_back(m, w->id);
       WorkloadId last;
       const Time eta = HolderEta(s, *w, now, last);

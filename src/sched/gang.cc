@@ -58,180 +58,231 @@ void Scheduler::Impl::Unallocate(const WorkloadRec& w, const std::vector<TaskPla
   for (const TaskPlacement& p : placed) cluster_.Release(p.node, w.spec.task, p.gpus);
 }
 
-std::optional<std::vector<TaskPlacement>> Scheduler::Impl::PlaceGang(const WorkloadRec& w,
-                                                                     ModelSet models, int32_t count,
-                                                                     ReservationAccess access,
-                                                                     PendingReason& reason) {
-  TaskRequest t = w.spec.task;
-  if (t.gpu_count > 0) t.models = models;
-  const TopologyLevel cap =
-      w.spec.topology.required ? w.spec.topology.level : TopologyLevel::kCluster;
-  const bool nvlink = cap == TopologyLevel::kNvlink;
-  std::vector<TaskPlacement> placed;
-  placed.reserve(static_cast<size_t>(count));
+namespace {
 
-  // Places `count` tasks one by one inside `domain` (all nodes if null); all or nothing.
-  auto sequential = [&](const std::vector<NodeId>* domain) -> bool {
-    for (int32_t i = 0; i < count; ++i) {
-      auto p = ChooseNode(cluster_, *policy_, node_choice_, t, w.id, access, rng_, domain);
-      if (!p) {
-        Unallocate(w, placed);
-        placed.clear();
-        return false;
-      }
-      cluster_.Allocate(p->node, t, p->gpus);
-      placed.push_back(*p);
+// One gang placement in steps: the tasks placed so far, and the domains tried in turn.
+class GangPlacement {
+ public:
+  GangPlacement(Scheduler::Impl& s, const WorkloadRec& w, ModelSet models, int32_t count,
+                ReservationAccess access)
+      : s_(s), w_(w), models_(models), count_(count), access_(access), t_(w.spec.task) {
+    if (t_.gpu_count > 0) t_.models = models;
+    cap_ = w.spec.topology.required ? w.spec.topology.level : TopologyLevel::kCluster;
+    nvlink_ = cap_ == TopologyLevel::kNvlink;
+    placed_.reserve(static_cast<size_t>(count));
+  }
+
+  // The steps, narrowest domain first; on failure `reason` says why.
+  std::optional<std::vector<TaskPlacement>> Run(PendingReason& reason) {
+    // Growing an elastic workload under a required level stays in its current domain.
+    if (!w_.tasks.empty() && cap_ != TopologyLevel::kCluster) {
+      if (InCurrentDomain()) return std::move(placed_);
+      reason = PendingReason::kTopologyUnsatisfiable;
+      return std::nullopt;
     }
-    return true;
-  };
-
-  // Growing an elastic workload under a required level stays in its current domain.
-  if (!w.tasks.empty() && cap != TopologyLevel::kCluster) {
-    const NodeState& first = cluster_.node(w.tasks.front().node);
-    std::vector<NodeId> single{first.id};
-    const std::vector<NodeId>* domain =
-        cap == TopologyLevel::kZone   ? &cluster_.zone_nodes(first.zone)
-        : cap == TopologyLevel::kRack ? &cluster_.rack_nodes(first.rack)
-                                      : &single;
-    if (sequential(domain)) return placed;
-    reason = PendingReason::kTopologyUnsatisfiable;
+    if (nvlink_ && t_.gpu_count > 0 && !t_.fractional()) {
+      if (RequiredNvlink()) return std::move(placed_);
+      reason = PendingReason::kTopologyUnsatisfiable;
+      if (FreeOnModels() < t_.total_milli_gpu() * count_) reason = PendingReason::kNoFit;
+      return std::nullopt;
+    }
+    if (count_ == 1) {
+      if (OneTask(reason)) return std::move(placed_);
+      return std::nullopt;
+    }
+    if (NodeLevel()) return std::move(placed_);
+    if (!Wider(cap_, TopologyLevel::kNode)) {
+      reason = PendingReason::kTopologyUnsatisfiable;
+    } else if (RackOrZone()) {
+      return std::move(placed_);
+    } else if (!Wider(cap_, TopologyLevel::kZone)) {
+      reason = PendingReason::kTopologyUnsatisfiable;
+    } else if (Sequential(nullptr)) {
+      return std::move(placed_);
+    } else {
+      reason = PendingReason::kNoFit;
+    }
+    // Say "topology" only when the capacity exists but not inside one domain.
+    if (reason == PendingReason::kTopologyUnsatisfiable && t_.gpu_count > 0 &&
+        FreeOnModels() < t_.total_milli_gpu() * count_) {
+      reason = PendingReason::kNoFit;
+    }
     return std::nullopt;
   }
 
-  auto nvlink_ok = [&] {
-    if (!nvlink || placed.empty()) return true;
-    GpuMask all = 0;
-    for (const TaskPlacement& q : placed) all = static_cast<GpuMask>(all | q.gpus);
-    return InOneNvlinkDomain(cluster_.node(placed.front().node), all);
-  };
+ private:
+  // Places count_ tasks one by one inside `domain` (all nodes if null); all or nothing.
+  bool Sequential(const std::vector<NodeId>* domain) {
+    for (int32_t i = 0; i < count_; ++i) {
+      auto p = ChooseNode(s_.cluster_, *s_.policy_, s_.node_choice_, t_, w_.id, access_, s_.rng_,
+                          domain);
+      if (!p) {
+        Undo();
+        return false;
+      }
+      s_.cluster_.Allocate(p->node, t_, p->gpus);
+      placed_.push_back(*p);
+    }
+    return true;
+  }
 
-  // Required NVLink with whole GPUs: every task on one node, all their GPUs in one NVLink
-  // domain. Only nodes with a domain that has room are candidates, and each is tried in
-  // the policy's order until one works: a node whose free GPUs are split across domains
-  // does not end the search.
-  if (nvlink && t.gpu_count > 0 && !t.fractional()) {
-    const int gpus = t.gpu_count * count;
-    TaskRequest whole = t;
-    whole.gpu_count = gpus;
-    whole.milli_cpu = t.milli_cpu * count;
-    whole.memory_mib = t.memory_mib * count;
+  // Gives back what was placed so far.
+  void Undo() {
+    s_.Unallocate(w_, placed_);
+    placed_.clear();
+  }
+
+  // Whether the placed tasks meet a required NVLink level (one domain of one node).
+  bool NvlinkOk() const {
+    if (!nvlink_ || placed_.empty()) return true;
+    GpuMask all = 0;
+    for (const TaskPlacement& q : placed_) all = static_cast<GpuMask>(all | q.gpus);
+    return InOneNvlinkDomain(s_.cluster_.node(placed_.front().node), all);
+  }
+
+  // Sequential on one node, kept only if it meets the NVLink level.
+  bool OnNode(NodeId id) {
+    std::vector<NodeId> single{id};
+    if (!Sequential(&single)) return false;
+    if (NvlinkOk()) return true;
+    Undo();
+    return false;
+  }
+
+  // All tasks as one combined task (whole GPUs or CPU only), for node-level choices.
+  TaskRequest Combined() const {
+    TaskRequest whole = t_;
+    whole.gpu_count = t_.gpu_count * count_;
+    whole.milli_cpu = t_.milli_cpu * count_;
+    whole.memory_mib = t_.memory_mib * count_;
+    return whole;
+  }
+
+  // Free milli-GPU on the models the gang may use.
+  int64_t FreeOnModels() const {
+    int64_t free = 0;
+    for (uint32_t m = 0; m < s_.cluster_.model_bound(); ++m) {
+      if (models_.Accepts(GpuModelId(m))) free += s_.cluster_.free_milli(GpuModelId(m));
+    }
+    return free;
+  }
+
+  // Step: extra tasks of a running workload, inside the domain its first task is in.
+  bool InCurrentDomain() {
+    const ClusterState& c = s_.cluster_;
+    const NodeState& first = c.node(w_.tasks.front().node);
+    std::vector<NodeId> single{first.id};
+    const std::vector<NodeId>* domain = cap_ == TopologyLevel::kZone   ? &c.zone_nodes(first.zone)
+                                        : cap_ == TopologyLevel::kRack ? &c.rack_nodes(first.rack)
+                                                                       : &single;
+    return Sequential(domain);
+  }
+
+  // Step: required NVLink with whole GPUs: every task on one node, all their GPUs in one
+  // NVLink domain. Only nodes with a domain that has room are candidates, and each is
+  // tried in the policy's order until one works: a node whose free GPUs are split across
+  // domains does not end the search.
+  bool RequiredNvlink() {
+    const TaskRequest whole = Combined();
+    const int gpus = whole.gpu_count;
     std::vector<NodeId> room;
     if (gpus <= core::kMaxGpusPerNode) {
-      for (const NodeState& n : cluster_.nodes()) {
-        if (Fits(n, whole, w.id, access) && NvlinkRoom(n, whole, w.id, access) >= gpus) {
+      for (const NodeState& n : s_.cluster_.nodes()) {
+        if (Fits(n, whole, w_.id, access_) && NvlinkRoom(n, whole, w_.id, access_) >= gpus) {
           room.push_back(n.id);
         }
       }
     }
     while (!room.empty()) {
-      auto p = ChooseNode(cluster_, *policy_, node_choice_, whole, w.id, access, rng_, &room);
+      auto p = ChooseNode(s_.cluster_, *s_.policy_, s_.node_choice_, whole, w_.id, access_, s_.rng_,
+                          &room);
       if (!p) break;
-      std::vector<NodeId> single{p->node};
-      if (sequential(&single)) {
-        if (nvlink_ok()) return placed;
-        Unallocate(w, placed);
-        placed.clear();
-      }
+      if (OnNode(p->node)) return true;
       std::erase(room, p->node);
     }
-    reason = PendingReason::kTopologyUnsatisfiable;
-    int64_t free = 0;
-    for (uint32_t m = 0; m < cluster_.model_bound(); ++m) {
-      if (models.Accepts(GpuModelId(m))) free += cluster_.free_milli(GpuModelId(m));
-    }
-    if (free < t.total_milli_gpu() * count) reason = PendingReason::kNoFit;
-    return std::nullopt;
+    return false;
   }
 
-  // One task: the policy picks among all nodes.
-  if (count == 1) {
-    if (sequential(nullptr)) {
-      if (nvlink_ok()) return placed;
-      Unallocate(w, placed);
-      placed.clear();
-      reason = PendingReason::kTopologyUnsatisfiable;
-    } else {
+  // Step: one task; the policy picks among all nodes.
+  bool OneTask(PendingReason& reason) {
+    if (!Sequential(nullptr)) {
       reason = PendingReason::kNoFit;
+      return false;
     }
-    return std::nullopt;
+    if (NvlinkOk()) return true;
+    Undo();
+    reason = PendingReason::kTopologyUnsatisfiable;
+    return false;
   }
 
-  // Node level: one node for every task. Whole-GPU and CPU-only gangs are scored as one
-  // combined task; fractional gangs confined to a node try nodes in id order.
-  if (t.gpu_count == 0 || !t.fractional()) {
-    if (int64_t{t.gpu_count} * count <= core::kMaxGpusPerNode) {
-      TaskRequest whole = t;
-      whole.gpu_count = t.gpu_count * count;
-      whole.milli_cpu = t.milli_cpu * count;
-      whole.memory_mib = t.memory_mib * count;
-      auto p = ChooseNode(cluster_, *policy_, node_choice_, whole, w.id, access, rng_);
-      if (p) {
-        std::vector<NodeId> single{p->node};
-        if (sequential(&single)) {
-          if (nvlink_ok()) return placed;
-          Unallocate(w, placed);
-          placed.clear();
-        }
-      }
+  // Step: node level, one node for every task. Whole-GPU and CPU-only gangs are scored
+  // as one combined task; fractional gangs confined to a node try nodes in id order.
+  bool NodeLevel() {
+    if (t_.gpu_count == 0 || !t_.fractional()) {
+      if (int64_t{t_.gpu_count} * count_ > core::kMaxGpusPerNode) return false;
+      auto p = ChooseNode(s_.cluster_, *s_.policy_, s_.node_choice_, Combined(), w_.id, access_,
+                          s_.rng_);
+      return p && OnNode(p->node);
     }
-  } else if (!Wider(cap, TopologyLevel::kNode)) {
-    for (const NodeState& n : cluster_.nodes()) {
-      if (!Fits(n, t, w.id, access)) continue;
+    if (Wider(cap_, TopologyLevel::kNode)) return false;
+    for (const NodeState& n : s_.cluster_.nodes()) {
+      if (!Fits(n, t_, w_.id, access_)) continue;
       std::vector<NodeId> single{n.id};
-      if (sequential(&single) && nvlink_ok()) return placed;
-      Unallocate(w, placed);
-      placed.clear();
+      if (Sequential(&single) && NvlinkOk()) return true;
+      Undo();
     }
+    return false;
   }
-  if (!Wider(cap, TopologyLevel::kNode)) {
-    reason = PendingReason::kTopologyUnsatisfiable;
-  } else {
-    // Rack, then zone: the tightest domain whose free capacity bounds allow the gang.
+
+  // Step: rack, then zone: the tightest domain whose free capacity bounds allow the gang
+  // (at most 8 domains tried per level).
+  bool RackOrZone() {
+    const ClusterState& c = s_.cluster_;
     for (TopologyLevel level : {TopologyLevel::kRack, TopologyLevel::kZone}) {
-      if (Wider(level, cap)) break;
-      uint32_t domains =
-          level == TopologyLevel::kRack ? cluster_.rack_count() : cluster_.zone_count();
+      if (Wider(level, cap_)) break;
+      const bool rack = level == TopologyLevel::kRack;
+      const uint32_t domains = rack ? c.rack_count() : c.zone_count();
       std::vector<std::pair<int64_t, uint32_t>> candidates;
       for (uint32_t d = 0; d < domains; ++d) {
-        const auto& nodes =
-            level == TopologyLevel::kRack ? cluster_.rack_nodes(d) : cluster_.zone_nodes(d);
-        const auto& hist = level == TopologyLevel::kRack ? cluster_.rack_free_histogram(d)
-                                                         : cluster_.zone_free_histogram(d);
-        int64_t bound = DomainTaskBound(hist, t, nodes.size());
-        if (bound >= count) candidates.emplace_back(bound, d);
+        const auto& nodes = rack ? c.rack_nodes(d) : c.zone_nodes(d);
+        const auto& hist = rack ? c.rack_free_histogram(d) : c.zone_free_histogram(d);
+        int64_t bound = DomainTaskBound(hist, t_, nodes.size());
+        if (bound >= count_) candidates.emplace_back(bound, d);
       }
       std::sort(candidates.begin(), candidates.end());
       int tries = 0;
       for (auto [bound, d] : candidates) {
-        const auto& nodes =
-            level == TopologyLevel::kRack ? cluster_.rack_nodes(d) : cluster_.zone_nodes(d);
-        if (t.gpu_count > 0 && std::none_of(nodes.begin(), nodes.end(), [&](NodeId id) {
-              return models.Accepts(cluster_.node(id).model);
+        const auto& nodes = rack ? c.rack_nodes(d) : c.zone_nodes(d);
+        if (t_.gpu_count > 0 && std::none_of(nodes.begin(), nodes.end(), [&](NodeId id) {
+              return models_.Accepts(c.node(id).model);
             })) {
           continue;
         }
-        if (sequential(&nodes)) return placed;
+        if (Sequential(&nodes)) return true;
         if (++tries >= 8) break;
       }
     }
-    if (!Wider(cap, TopologyLevel::kZone)) {
-      reason = PendingReason::kTopologyUnsatisfiable;
-    } else if (sequential(nullptr)) {
-      return placed;
-    } else {
-      reason = PendingReason::kNoFit;
-    }
+    return false;
   }
-  // Say "topology" only when the capacity exists but not inside one domain.
-  if (reason == PendingReason::kTopologyUnsatisfiable) {
-    int64_t need = t.total_milli_gpu() * count;
-    int64_t free = 0;
-    for (uint32_t m = 0; m < cluster_.model_bound(); ++m) {
-      if (models.Accepts(GpuModelId(m))) free += cluster_.free_milli(GpuModelId(m));
-    }
-    if (t.gpu_count > 0 && free < need) reason = PendingReason::kNoFit;
-  }
-  return std::nullopt;
+
+  Scheduler::Impl& s_;
+  const WorkloadRec& w_;
+  const ModelSet models_;
+  const int32_t count_;
+  const ReservationAccess access_;
+  TaskRequest t_;
+  TopologyLevel cap_;
+  bool nvlink_ = false;
+  std::vector<TaskPlacement> placed_;
+};
+
+}  // namespace
+
+std::optional<std::vector<TaskPlacement>> Scheduler::Impl::PlaceGang(const WorkloadRec& w,
+                                                                     ModelSet models, int32_t count,
+                                                                     ReservationAccess access,
+                                                                     PendingReason& reason) {
+  return GangPlacement(*this, w, models, count, access).Run(reason);
 }
 
 }  // namespace gpuorch::sched

@@ -20,7 +20,7 @@
 // queue's guarantee from the moment it evicts (a claim), so that preemptors of one queue
 // cannot together take more than the guarantee. Tasks already stopping (for another
 // preemptor, a resize or a node loss) are never offered again: each task stops for one
-// preemptor, recorded in the VictimLedger.
+// preemptor, recorded in the Ledger.
 #include <algorithm>
 #include <map>
 
@@ -172,6 +172,194 @@ void ReleaseOnCopy(NodeState& n, const TaskRequest& t, GpuMask mask) {
 
 }  // namespace
 
+namespace {
+
+using Victim = Scheduler::Impl::Victim;
+
+// A candidate on one node: a whole workload (its staying tasks), or (class 0) one of its
+// elastic tasks.
+struct Local {
+  WorkloadRec* w;
+  int cls;
+  int32_t task;  // class 0: the task
+  int64_t milli;
+};
+
+// Whether candidate l stops task r.
+bool Releases(const Local& l, const TaskRec& r) {
+  return !r.stopping && (l.cls != 0 || r.index == l.task);
+}
+
+bool CheaperLocal(const Local& a, const Local& b) {
+  if (a.cls != b.cls) return a.cls < b.cls;
+  if (a.w->spec.priority != b.w->spec.priority) return a.w->spec.priority < b.w->spec.priority;
+  if (a.w->start_time != b.w->start_time) return a.w->start_time > b.w->start_time;
+  if (a.w->id != b.w->id) return a.w->id > b.w->id;
+  return a.task > b.task;
+}
+
+// The one-node victim search of PreemptOnOneNode, in steps.
+class OneNodeSearch {
+ public:
+  OneNodeSearch(Scheduler::Impl& s, const WorkloadRec& w, GpuModelId m, bool in_quota, Time now,
+                ReservationAccess access)
+      : s_(s), w_(w), m_(m), in_quota_(in_quota), now_(now), access_(access), t_(w.spec.task) {
+    t_.models = ModelSet::Of(m);
+  }
+
+  // Scans the nodes from where the last search succeeded; the cheapest option wins.
+  std::optional<std::vector<Victim>> Run() {
+    const auto& nodes = s_.cluster_.nodes();
+    auto& cursor = s_.preempt_cursor_;
+    if (cursor.size() <= m_.value()) cursor.resize(m_.value() + 1, 0);
+    const size_t start = nodes.empty() ? 0 : cursor[m_.value()] % nodes.size();
+    for (size_t k = 0; k < nodes.size(); ++k) {
+      const NodeState& n = nodes[(start + k) % nodes.size()];
+      if (!Eligible(n)) continue;
+      Collect(n);
+      if (local_.empty() || !Greedy(n)) continue;
+      Minimise(n);
+      if (Keep(n)) break;
+    }
+    if (!best_node_.valid()) return std::nullopt;
+    cursor[m_.value()] = best_node_.value();
+    return Victims();
+  }
+
+ private:
+  // Step: whether node n can hold w at all, and may hold its room.
+  bool Eligible(const NodeState& n) const {
+    if (!n.schedulable() || n.model != m_ || n.gpu_count < t_.gpu_count) return false;
+    // A node held for another preemptor cannot hold w's room as well: look elsewhere.
+    if (n.reserved_gpus != 0 && n.reserved_for != w_.id && !n.reservation_lendable) return false;
+    return true;
+  }
+
+  // Step: the candidates on node n, cheapest first.
+  void Collect(const NodeState& n) {
+    const auto& on_node = s_.node_tasks_[n.id.value()];
+    local_.clear();
+    for (size_t i = 0; i < on_node.size(); ++i) {
+      WorkloadRec& v = s_.Rec(on_node[i].first);
+      bool seen = false;
+      for (size_t j = 0; j < i && !seen; ++j) seen = on_node[j].first == v.id;
+      if (seen) continue;
+      scratch_.clear();
+      s_.Candidates(w_, v, m_, in_quota_, now_, scratch_);
+      for (const Victim& c : scratch_) {
+        Local l{&v, c.cls, c.tasks.front(), c.milli};
+        if (c.cls == 0) {  // only elastic tasks on this node help
+          bool here = false;
+          for (const TaskRec& r : v.tasks) here |= r.node == n.id && r.index == l.task;
+          if (!here) continue;
+        }
+        local_.push_back(l);
+      }
+    }
+    std::sort(local_.begin(), local_.end(), CheaperLocal);
+  }
+
+  // Step: takes candidates in cost order until w fits on n, never taking a queue below
+  // its guarantee. True if w fits.
+  bool Greedy(const NodeState& n) {
+    chosen_.clear();
+    taken_.clear();
+    for (const Local& l : local_) {
+      // A workload goes at most once: as a whole, or by elastic tasks (a whole victim after
+      // its own elastic tasks takes their place).
+      if (std::any_of(chosen_.begin(), chosen_.end(),
+                      [&](const Local& c) { return c.w == l.w && c.cls != 0; })) {
+        continue;
+      }
+      int64_t adds = l.milli;
+      if (l.cls != 0) {
+        for (const Local& c : chosen_) adds -= c.w == l.w ? c.milli : 0;
+      }
+      if (l.w->spec.queue != w_.spec.queue && !Take(l.w->spec.queue, adds)) continue;
+      if (l.cls != 0) std::erase_if(chosen_, [&](const Local& c) { return c.w == l.w; });
+      chosen_.push_back(l);
+      if (FitsWith(n, chosen_)) return true;
+    }
+    return false;
+  }
+
+  // Counts `adds` more taken from queue q if q stays at or above its guarantee.
+  bool Take(QueueId q, int64_t adds) {
+    auto it = std::find_if(taken_.begin(), taken_.end(),
+                           [&](const auto& e) { return e.first == q.value(); });
+    const int64_t already = it == taken_.end() ? 0 : it->second;
+    if (!s_.Reclaimable(q, m_, already + adds)) return false;
+    if (it == taken_.end()) {
+      taken_.emplace_back(q.value(), adds);
+    } else {
+      it->second += adds;
+    }
+    return true;
+  }
+
+  // Step: drops every chosen victim w does not need, most expensive first.
+  void Minimise(const NodeState& n) {
+    for (size_t i = chosen_.size(); i-- > 0;) {
+      trial_ = chosen_;
+      trial_.erase(trial_.begin() + static_cast<std::ptrdiff_t>(i));
+      if (FitsWith(n, trial_)) chosen_.swap(trial_);
+    }
+  }
+
+  // Step: keeps n's set if it is the cheapest so far. True when nothing can beat it: one
+  // victim of the cheapest class that frees no more than the need.
+  bool Keep(const NodeState& n) {
+    Cost c;
+    for (const Local& l : chosen_) c.max_cls = std::max(c.max_cls, l.cls), c.milli += l.milli;
+    c.victims = chosen_.size();
+    if (best_node_.valid() && !(c < best_cost_)) return false;
+    best_cost_ = c;
+    best_set_ = chosen_;
+    best_node_ = n.id;
+    const int cheapest_possible = in_quota_ ? 1 : 2;
+    return c.victims == 1 && c.max_cls <= cheapest_possible && c.milli <= w_.task_milli();
+  }
+
+  // Whether w fits on a scratch copy of n with `set` gone.
+  bool FitsWith(const NodeState& n, const std::vector<Local>& set) const {
+    NodeState copy = n;
+    for (const Local& l : set) {
+      for (const TaskRec& r : l.w->tasks) {
+        if (r.node == n.id && Releases(l, r)) ReleaseOnCopy(copy, l.w->spec.task, r.gpus);
+      }
+    }
+    return Fits(copy, t_, w_.id, access_);
+  }
+
+  // The best set as victims (a whole workload: all of its staying tasks).
+  std::vector<Victim> Victims() const {
+    std::vector<Victim> out;
+    for (const Local& l : best_set_) {
+      Victim v{l.w, l.cls, {}, l.milli};
+      for (const TaskRec& r : l.w->tasks) {
+        if (Releases(l, r)) v.tasks.push_back(r.index);
+      }
+      out.push_back(std::move(v));
+    }
+    return out;
+  }
+
+  Scheduler::Impl& s_;
+  const WorkloadRec& w_;
+  const GpuModelId m_;
+  const bool in_quota_;
+  const Time now_;
+  const ReservationAccess access_;
+  TaskRequest t_;
+  std::vector<Local> local_, chosen_, trial_, best_set_;
+  NodeId best_node_;
+  Cost best_cost_;
+  std::vector<std::pair<uint32_t, int64_t>> taken_;  // queue -> milli chosen
+  std::vector<Victim> scratch_;
+};
+
+}  // namespace
+
 // A preemptor that fits on one node needs victims on one node only: each node is judged on
 // a scratch copy of its free state (greedy in cost order, then every unneeded victim
 // dropped), without touching the cluster or allocating. O(nodes x tasks per node) at
@@ -179,131 +367,7 @@ void ReleaseOnCopy(NodeState& n, const TaskRequest& t, GpuMask mask) {
 // as any can be (one victim of the cheapest class) is found.
 std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::PreemptOnOneNode(
     const WorkloadRec& w, GpuModelId m, bool in_quota, Time now, ReservationAccess access) {
-  TaskRequest t = w.spec.task;
-  t.models = ModelSet::Of(m);
-  const int cheapest_possible = in_quota ? 1 : 2;
-  const int64_t need = w.task_milli();
-  // A candidate on one node: a whole workload (its staying tasks), or (class 0) one of its
-  // elastic tasks.
-  struct Local {
-    WorkloadRec* w;
-    int cls;
-    int32_t task;  // class 0: the task
-    int64_t milli;
-  };
-  auto releases = [](const Local& l, const TaskRec& r) {
-    return !r.stopping && (l.cls != 0 || r.index == l.task);
-  };
-  std::vector<Local> local, chosen, trial, best_set;
-  NodeId best_node;
-  Cost best_cost;
-  std::vector<std::pair<uint32_t, int64_t>> taken;  // queue -> milli chosen (borrowing check)
-  std::vector<Victim> scratch;
-  auto fits_with = [&](const NodeState& n, const std::vector<Local>& set) {
-    NodeState copy = n;
-    for (const Local& l : set) {
-      for (const TaskRec& r : l.w->tasks) {
-        if (r.node == n.id && releases(l, r)) ReleaseOnCopy(copy, l.w->spec.task, r.gpus);
-      }
-    }
-    return Fits(copy, t, w.id, access);
-  };
-  const auto& nodes = cluster_.nodes();
-  if (preempt_cursor_.size() <= m.value()) preempt_cursor_.resize(m.value() + 1, 0);
-  const size_t start = nodes.empty() ? 0 : preempt_cursor_[m.value()] % nodes.size();
-  for (size_t k = 0; k < nodes.size(); ++k) {
-    const NodeState& n = nodes[(start + k) % nodes.size()];
-    if (!n.schedulable() || n.model != m || n.gpu_count < t.gpu_count) continue;
-    // A node held for another preemptor cannot hold w's room as well: look elsewhere.
-    if (n.reserved_gpus != 0 && n.reserved_for != w.id && !n.reservation_lendable) continue;
-    const auto& on_node = node_tasks_[n.id.value()];
-    if (on_node.empty()) continue;
-    local.clear();
-    for (size_t i = 0; i < on_node.size(); ++i) {
-      WorkloadRec& v = Rec(on_node[i].first);
-      bool seen = false;
-      for (size_t j = 0; j < i && !seen; ++j) seen = on_node[j].first == v.id;
-      if (seen) continue;
-      scratch.clear();
-      Candidates(w, v, m, in_quota, now, scratch);
-      for (const Victim& c : scratch) {
-        Local l{&v, c.cls, c.tasks.front(), c.milli};
-        if (c.cls == 0) {  // only elastic tasks on this node help
-          bool here = false;
-          for (const TaskRec& r : v.tasks) here |= r.node == n.id && r.index == l.task;
-          if (!here) continue;
-        }
-        local.push_back(l);
-      }
-    }
-    if (local.empty()) continue;
-    std::sort(local.begin(), local.end(), [](const Local& a, const Local& b) {
-      if (a.cls != b.cls) return a.cls < b.cls;
-      if (a.w->spec.priority != b.w->spec.priority) return a.w->spec.priority < b.w->spec.priority;
-      if (a.w->start_time != b.w->start_time) return a.w->start_time > b.w->start_time;
-      if (a.w->id != b.w->id) return a.w->id > b.w->id;
-      return a.task > b.task;
-    });
-    chosen.clear();
-    taken.clear();
-    bool fits = false;
-    for (const Local& l : local) {
-      // A workload goes at most once: as a whole, or by elastic tasks (a whole victim after
-      // its own elastic tasks takes their place).
-      if (std::any_of(chosen.begin(), chosen.end(),
-                      [&](const Local& c) { return c.w == l.w && c.cls != 0; })) {
-        continue;
-      }
-      int64_t adds = l.milli;
-      if (l.cls != 0) {
-        for (const Local& c : chosen) adds -= c.w == l.w ? c.milli : 0;
-      }
-      if (l.w->spec.queue != w.spec.queue) {  // never below its guarantee
-        auto it = std::find_if(taken.begin(), taken.end(),
-                               [&](const auto& e) { return e.first == l.w->spec.queue.value(); });
-        int64_t already = it == taken.end() ? 0 : it->second;
-        if (!Reclaimable(l.w->spec.queue, m, already + adds)) continue;
-        if (it == taken.end()) {
-          taken.emplace_back(l.w->spec.queue.value(), adds);
-        } else {
-          it->second += adds;
-        }
-      }
-      if (l.cls != 0) std::erase_if(chosen, [&](const Local& c) { return c.w == l.w; });
-      chosen.push_back(l);
-      if (fits_with(n, chosen)) {
-        fits = true;
-        break;
-      }
-    }
-    if (!fits) continue;
-    for (size_t i = chosen.size(); i-- > 0;) {
-      trial = chosen;
-      trial.erase(trial.begin() + static_cast<std::ptrdiff_t>(i));
-      if (fits_with(n, trial)) chosen.swap(trial);
-    }
-    Cost c;
-    for (const Local& l : chosen) c.max_cls = std::max(c.max_cls, l.cls), c.milli += l.milli;
-    c.victims = chosen.size();
-    if (!best_node.valid() || c < best_cost) {
-      best_cost = c;
-      best_set = chosen;
-      best_node = n.id;
-      // Nothing can beat one victim of the cheapest class that frees no more than the need.
-      if (c.victims == 1 && c.max_cls <= cheapest_possible && c.milli <= need) break;
-    }
-  }
-  if (!best_node.valid()) return std::nullopt;
-  preempt_cursor_[m.value()] = best_node.value();
-  std::vector<Victim> out;
-  for (const Local& l : best_set) {
-    Victim v{l.w, l.cls, {}, l.milli};
-    for (const TaskRec& r : l.w->tasks) {
-      if (releases(l, r)) v.tasks.push_back(r.index);
-    }
-    out.push_back(std::move(v));
-  }
-  return out;
+  return OneNodeSearch(*this, w, m, in_quota, now, access).Run();
 }
 
 // Whether w could have any victim on model m at all, in O(queues): most failed placements
@@ -330,6 +394,80 @@ bool Scheduler::Impl::AnyVictimPossible(const WorkloadRec& w, GpuModelId m, bool
   return false;
 }
 
+namespace {
+
+// The cheapest victim set found so far, and where.
+struct Choice {
+  std::optional<std::vector<Victim>> set;
+  Cost cost;
+  GpuModelId model;
+  bool in_quota = false;
+  void Consider(std::optional<std::vector<Victim>> s, GpuModelId m, bool q) {
+    if (s && !s->empty() && (!set || CostOf(*s) < cost)) {
+      cost = CostOf(*s);
+      set = std::move(s);
+      model = m;
+      in_quota = q;
+    }
+  }
+};
+
+// Step (gangs): the victims gang w may take on model m, in cost order. A borrower's
+// victims are allowed, cheapest first, while its queue stays at or above its guarantee
+// with all of them gone (a workload's elastic tasks and the workload as a whole are
+// counted once).
+std::vector<Victim> AllowedGangVictims(Scheduler::Impl& s, const WorkloadRec& w, GpuModelId m,
+                                       bool in_quota, Time now) {
+  std::vector<Victim> cands;
+  for (WorkloadId vid : s.running_) s.Candidates(w, s.Rec(vid), m, in_quota, now, cands);
+  std::sort(cands.begin(), cands.end(), CheaperVictim);
+  std::map<uint32_t, int64_t> taken;
+  std::map<WorkloadId, int64_t> counted;
+  std::vector<Victim> allowed;
+  for (Victim& v : cands) {
+    if (v.w->spec.queue != w.spec.queue) {
+      int64_t& already = taken[v.w->spec.queue.value()];
+      int64_t& of_w = counted[v.w->id];
+      const int64_t adds = v.cls == 0 ? v.milli : std::max<int64_t>(0, v.milli - of_w);
+      if (!s.Reclaimable(v.w->spec.queue, m, already + adds)) continue;
+      already += adds;
+      of_w += adds;
+    }
+    allowed.push_back(std::move(v));
+  }
+  return allowed;
+}
+
+// Step (gangs): the allowed victims of each rack (a victim is listed in every rack it
+// has tasks to stop in), so that victims free one domain.
+std::vector<std::vector<Victim>> VictimsByRack(const ClusterState& c,
+                                               const std::vector<Victim>& allowed) {
+  std::vector<uint32_t> rack_of(c.nodes().size(), UINT32_MAX);
+  for (const NodeState& n : c.nodes()) {
+    if (n.present) rack_of[n.id.value()] = n.rack;
+  }
+  std::vector<std::vector<Victim>> per(c.rack_count());
+  for (const Victim& v : allowed) {
+    uint32_t last = UINT32_MAX;
+    for (const TaskRec& t : v.w->tasks) {
+      uint32_t r = rack_of[t.node.value()];
+      if (r == UINT32_MAX || r == last) continue;
+      if (std::find(v.tasks.begin(), v.tasks.end(), t.index) == v.tasks.end()) continue;
+      if (!per[r].empty() && per[r].back().w == v.w && per[r].back().cls == v.cls &&
+          per[r].back().tasks == v.tasks) {
+        continue;  // the same victim, on another node of this rack
+      }
+      per[r].push_back(v);
+      last = r;
+    }
+  }
+  return per;
+}
+
+}  // namespace
+
+// Tries every model w may use: one node's victims for a one-node preemptor, otherwise one
+// rack at a time, then anywhere; the cheapest set wins and its eviction starts.
 bool Scheduler::Impl::Preempt(WorkloadRec& w, Plan& plan, ReservationAccess access) {
   if (!config_.preemption) return false;
   if (w.spec.task.gpu_count == 0) return false;  // CPU-only work does not preempt
@@ -338,114 +476,49 @@ bool Scheduler::Impl::Preempt(WorkloadRec& w, Plan& plan, ReservationAccess acce
   const bool one_node =
       w.spec.min_tasks == 1 &&
       !(w.spec.topology.required && w.spec.topology.level == core::TopologyLevel::kNvlink);
-  std::optional<std::vector<Victim>> best;
-  Cost best_cost;
-  GpuModelId best_model;
-  bool best_in_quota = false;
-  GpuModelId m;
-  bool in_quota = false;
-  auto consider = [&](std::optional<std::vector<Victim>> set) {
-    if (set && !set->empty() && (!best || CostOf(*set) < best_cost)) {
-      best_cost = CostOf(*set);
-      best = std::move(set);
-      best_model = m;
-      best_in_quota = in_quota;
-    }
-  };
+  Choice best;
   for (uint32_t mi = 0; mi < cluster_.model_bound(); ++mi) {
-    m = GpuModelId(mi);
+    const GpuModelId m(mi);
     if (!w.spec.task.models.Accepts(m) || cluster_.capacity_milli(m) < need) continue;
     if (!WithinLimit(q, m, need)) continue;
     // In quota for CPU and memory too where the queue guarantees them (as in the cycle).
-    in_quota = InQuota(q, m, need) && HostInQuota(q, w.spec.task.milli_cpu * w.spec.min_tasks,
-                                                  w.spec.task.memory_mib * w.spec.min_tasks);
+    const bool in_quota =
+        InQuota(q, m, need) && HostInQuota(q, w.spec.task.milli_cpu * w.spec.min_tasks,
+                                           w.spec.task.memory_mib * w.spec.min_tasks);
     if (!AnyVictimPossible(w, m, in_quota)) continue;
     if (one_node) {
-      consider(PreemptOnOneNode(w, m, in_quota, plan.now, access));
+      best.Consider(PreemptOnOneNode(w, m, in_quota, plan.now, access), m, in_quota);
       continue;
     }
-    // Gangs: candidates in cost order; a borrower is a victim only while its queue still
-    // borrows after the victims before it.
-    std::vector<Victim> cands;
-    for (WorkloadId vid : running_) {
-      Candidates(w, Rec(vid), m, in_quota, plan.now, cands);
+    const std::vector<Victim> allowed = AllowedGangVictims(*this, w, m, in_quota, plan.now);
+    if (allowed.empty()) continue;
+    for (const std::vector<Victim>& rack : VictimsByRack(cluster_, allowed)) {
+      if (!rack.empty()) best.Consider(MinimalSet(w, m, rack, access), m, in_quota);
     }
-    if (cands.empty()) continue;
-    std::sort(cands.begin(), cands.end(), CheaperVictim);
-    // Never below a guarantee: a borrower's victims are allowed, cheapest first, while its
-    // queue stays at or above its guarantee with all of them gone (a workload's elastic
-    // tasks and the workload as a whole are counted once).
-    std::map<uint32_t, int64_t> taken;
-    std::map<WorkloadId, int64_t> counted;
-    std::vector<Victim> allowed;
-    for (Victim& v : cands) {
-      if (v.w->spec.queue != q) {
-        int64_t& already = taken[v.w->spec.queue.value()];
-        int64_t& of_w = counted[v.w->id];
-        const int64_t adds = v.cls == 0 ? v.milli : std::max<int64_t>(0, v.milli - of_w);
-        if (!Reclaimable(v.w->spec.queue, m, already + adds)) continue;
-        already += adds;
-        of_w += adds;
-      }
-      allowed.push_back(std::move(v));
-    }
-    // One rack at a time first, so that victims free one domain; then anywhere.
-    std::vector<uint32_t> rack_of(cluster_.nodes().size(), UINT32_MAX);
-    for (const NodeState& n : cluster_.nodes()) {
-      if (n.present) rack_of[n.id.value()] = n.rack;
-    }
-    std::vector<std::vector<Victim>> per(cluster_.rack_count());
-    for (const Victim& v : allowed) {
-      uint32_t last = UINT32_MAX;
-      for (const TaskRec& t : v.w->tasks) {
-        uint32_t r = rack_of[t.node.value()];
-        if (r == UINT32_MAX || r == last) continue;
-        if (std::find(v.tasks.begin(), v.tasks.end(), t.index) == v.tasks.end()) continue;
-        if (!per[r].empty() && per[r].back().w == v.w && per[r].back().cls == v.cls &&
-            per[r].back().tasks == v.tasks) {
-          continue;  // the same victim, on another node of this rack
-        }
-        per[r].push_back(v);
-        last = r;
-      }
-    }
-    for (uint32_t r = 0; r < per.size(); ++r) {
-      if (!per[r].empty()) consider(MinimalSet(w, m, per[r], access));
-    }
-    if (!best) consider(MinimalSet(w, m, allowed, access));
+    if (!best.set) best.Consider(MinimalSet(w, m, allowed, access), m, in_quota);
   }
-  if (!best) return false;
-  // Where w will run once the victims are gone: those GPUs, free ones included, are held
-  // for it from now on, so that nothing placed later takes the free part of its room.
-  for (const Victim& v : *best) Free(v);
-  PendingReason ignored;
-  auto target = PlaceGang(w, ModelSet::Of(best_model), w.spec.min_tasks, access, ignored);
-  if (target) Unallocate(w, *target);
-  for (auto it = best->rbegin(); it != best->rend(); ++it) Unfree(*it);
-  if (w.hold == HoldKind::kHeadOfLine) ReleaseHold(w);  // the victims' GPUs are held instead
-  Evict(w, *best, plan);
-  w.hold = HoldKind::kPreemption;
-  if (target) {
-    for (const TaskPlacement& p : *target) HoldGpus(w, p.node, p.gpus);
-  }
-  if (best_in_quota) Claim(w, best_model, need);
+  if (!best.set) return false;
+  StartEviction(w, *best.set, best.model, best.in_quota ? need : 0, access, plan);
   return true;
 }
 
-void Scheduler::Impl::HoldGpus(WorkloadRec& w, NodeId node, GpuMask gpus) {
-  const NodeState& n = cluster_.node(node);
-  if (n.reserved_for.valid() && n.reserved_for != w.id) {
-    // A preemptor's claim outranks a lendable head-of-line reservation (the holder plans
-    // again); another preemptor's hold stands.
-    if (!n.reservation_lendable) return;
-    if (WorkloadRec* h = Find(n.reserved_for)) ReleaseHold(*h);
-    if (n.reserved_gpus != 0) cluster_.ClearReservation(node);
+// Step: evicts `victims` for w. Where w will run once they are gone, those GPUs (free
+// ones included) are held for it from now on, so that nothing placed later takes the
+// free part of its room; an in-quota preemptor claims `claim` of its guarantee.
+void Scheduler::Impl::StartEviction(WorkloadRec& w, const std::vector<Victim>& victims,
+                                    GpuModelId m, int64_t claim, ReservationAccess access,
+                                    Plan& plan) {
+  for (const Victim& v : victims) Free(v);
+  PendingReason ignored;
+  auto target = PlaceGang(w, ModelSet::Of(m), w.spec.min_tasks, access, ignored);
+  if (target) Unallocate(w, *target);
+  for (auto it = victims.rbegin(); it != victims.rend(); ++it) Unfree(*it);
+  ledger_.StartPreemption(w.id);  // a head-of-line reservation gives way to the victims' GPUs
+  Evict(w, victims, plan);
+  if (target) {
+    for (const TaskPlacement& p : *target) ledger_.HoldGpus(w.id, p.node, p.gpus);
   }
-  const GpuMask held = n.reserved_for == w.id ? n.reserved_gpus : GpuMask{0};
-  cluster_.Reserve(node, static_cast<GpuMask>(held | gpus), w.id, false);
-  if (std::find(w.held_nodes.begin(), w.held_nodes.end(), node) == w.held_nodes.end()) {
-    w.held_nodes.push_back(node);
-  }
+  if (claim > 0) ledger_.AddClaim(w.id, w.spec.queue, m, claim);
 }
 
 void Scheduler::Impl::Evict(WorkloadRec& w, const std::vector<Victim>& victims, Plan& plan) {
@@ -484,55 +557,6 @@ void Scheduler::Impl::Evict(WorkloadRec& w, const std::vector<Victim>& victims, 
       plan.evictions.push_back(Eviction{r.id, reason, w.id, r.spec.grace_period});
     }
   }
-}
-
-std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::LentVictims(WorkloadRec& w,
-                                                                                 Time now) {
-  // Lent work that may go: preemptible and past its min_runtime. Protected lent work
-  // (non-preemptible work that backfilled because it ends in time) is waited for.
-  std::vector<Victim> cands;
-  for (WorkloadId vid : running_) {
-    WorkloadRec& v = Rec(vid);
-    if (v.state != WorkloadState::kRunning || v.lent_from != w.id) continue;
-    if (!v.spec.preemptible || now - v.start_time < v.spec.min_runtime) continue;
-    if (v.start_time == now) continue;  // bound in this cycle: never bind-then-evict
-    Victim x{&v, 3, {}, 0};
-    for (const TaskRec& t : v.tasks) {
-      if (!t.stopping) x.tasks.push_back(t.index);
-    }
-    if (x.tasks.empty()) continue;
-    x.milli = v.task_milli() * static_cast<int64_t>(x.tasks.size());
-    cands.push_back(std::move(x));
-  }
-  if (cands.empty()) return std::nullopt;
-  std::sort(cands.begin(), cands.end(), [](const Victim& a, const Victim& b) {
-    if (a.w->spec.priority != b.w->spec.priority) return a.w->spec.priority < b.w->spec.priority;
-    if (a.w->start_time != b.w->start_time) return a.w->start_time > b.w->start_time;
-    return a.w->id > b.w->id;
-  });
-  GpuModelId m = cands.front().w->model;
-  auto set = MinimalSet(w, m, cands, ReservationAccess{0});
-  if (!set || set->empty()) return std::nullopt;
-  return set;
-}
-
-bool Scheduler::Impl::HolderReady(WorkloadRec& w, Time now) {
-  PendingReason ignored;
-  if (auto placed = PlaceGang(w, ModelSet::Of(w.hold_model), w.spec.min_tasks, 0, ignored)) {
-    Unallocate(w, *placed);
-    return true;
-  }
-  return LentVictims(w, now).has_value();
-}
-
-bool Scheduler::Impl::ReclaimLent(WorkloadRec& w, Plan& plan) {
-  auto set = LentVictims(w, plan.now);
-  if (!set) return false;
-  Evict(w, *set, plan);
-  // From now on the reservation is not lent any more.
-  w.lends = false;
-  SetLending(w, false);
-  return true;
 }
 
 }  // namespace gpuorch::sched

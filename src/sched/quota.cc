@@ -134,21 +134,7 @@ bool Scheduler::Impl::WithinLimit(QueueId q, GpuModelId m, int64_t extra) const 
 
 bool Scheduler::Impl::InQuota(QueueId q, GpuModelId m, int64_t extra) const {
   const QueueRec& leaf = queues_[q.value()];
-  return leaf.usage[m.value()] + leaf.claimed[m.value()] + extra <= leaf.guaranteed[m.value()];
-}
-
-void Scheduler::Impl::Claim(WorkloadRec& w, GpuModelId m, int64_t milli) {
-  Unclaim(w);
-  w.claim_model = m;
-  w.claim_milli = milli;
-  queues_[w.spec.queue.value()].claimed[m.value()] += milli;
-}
-
-void Scheduler::Impl::Unclaim(WorkloadRec& w) {
-  if (w.claim_milli == 0) return;
-  queues_[w.spec.queue.value()].claimed[w.claim_model.value()] -= w.claim_milli;
-  w.claim_milli = 0;
-  w.claim_model = GpuModelId();
+  return leaf.usage[m.value()] + ledger_.Claimed(q, m) + extra <= leaf.guaranteed[m.value()];
 }
 
 bool Scheduler::Impl::Borrowing(QueueId q, GpuModelId m, int64_t minus) const {

@@ -122,8 +122,8 @@ Status Scheduler::Impl::UpdateNode(NodeId id, const core::NodeSpec& spec) {
   if (going_down) LoseNode(id);
   // A head-of-line hold on a node that stops being schedulable is planned again.
   if (spec.status != NodeStatus::kReady && cur.reserved_gpus != 0) {
-    if (WorkloadRec* h = Find(cur.reserved_for); h != nullptr && h->hold == HoldKind::kHeadOfLine) {
-      ReleaseHold(*h);
+    if (ledger_.KindOf(cur.reserved_for) == HoldKind::kHeadOfLine) {
+      ledger_.Release(cur.reserved_for);
     }
   }
   Status s = cluster_.UpdateNode(id, spec);
@@ -169,17 +169,7 @@ void Scheduler::Impl::LoseNode(NodeId id) {
   }
   // A reservation on the lost node is gone too. A head-of-line holder plans its whole
   // reservation again (the rest may no longer be enough); a preemptor keeps the rest.
-  const NodeState& n = cluster_.node(id);
-  if (n.reserved_gpus != 0) {
-    if (WorkloadRec* holder = Find(n.reserved_for)) {
-      if (holder->hold == HoldKind::kHeadOfLine) {
-        ReleaseHold(*holder);
-      } else {
-        std::erase(holder->held_nodes, id);
-      }
-    }
-    if (cluster_.node(id).reserved_gpus != 0) cluster_.ClearReservation(id);
-  }
+  ledger_.LoseNode(id);
 }
 
 Status Scheduler::Impl::Submit(WorkloadId id, const WorkloadSpec& spec) {
@@ -243,15 +233,6 @@ void Scheduler::Impl::RemoveRunning(WorkloadRec& w) {
   w.running_pos = SIZE_MAX;
 }
 
-void Scheduler::Impl::ReleaseHold(WorkloadRec& w) {
-  for (NodeId n : w.held_nodes) {
-    if (cluster_.Has(n) && cluster_.node(n).reserved_for == w.id) cluster_.ClearReservation(n);
-  }
-  w.held_nodes.clear();
-  std::erase(holders_, w.id);
-  w.hold = HoldKind::kNone;
-}
-
 void Scheduler::Impl::ReleaseTask(WorkloadRec& w, const TaskRec& t) {
   ListGrowable(w);
   auto& on_node = node_tasks_[t.node.value()];
@@ -266,23 +247,12 @@ void Scheduler::Impl::ReleaseTask(WorkloadRec& w, const TaskRec& t) {
   cluster_.Release(t.node, w.spec.task, t.gpus);
   // What a victim frees is held for its preemptor until the preemptor binds.
   WorkloadRec* p = Find(preemptor);
-  if (p != nullptr && p->state == WorkloadState::kPending && t.gpus != 0) {
-    const NodeState& n = cluster_.node(t.node);
-    // A preemptor's claim outranks a lendable head-of-line reservation: the holder loses
-    // this node (it reserves again later if it still waits).
-    if (n.reserved_for.valid() && n.reserved_for != p->id && n.reservation_lendable) {
-      if (WorkloadRec* h = Find(n.reserved_for)) ReleaseHold(*h);
-      if (n.reserved_gpus != 0) cluster_.ClearReservation(t.node);
-    }
-    if (!n.reserved_for.valid() || n.reserved_for == p->id) {
-      cluster_.Reserve(t.node, static_cast<GpuMask>(n.reserved_gpus | t.gpus), p->id, false);
-      if (std::find(p->held_nodes.begin(), p->held_nodes.end(), t.node) == p->held_nodes.end()) {
-        p->held_nodes.push_back(t.node);
-      }
-      // A head-of-line holder reclaiming lent GPUs keeps its reservation (and its place
-      // among the holders); the freed GPUs join it.
-      if (p->hold == HoldKind::kNone) p->hold = HoldKind::kPreemption;
-    }
+  // A preemptor's claim outranks a lendable head-of-line reservation (that holder reserves
+  // again later if it still waits); a head-of-line holder reclaiming lent GPUs keeps its
+  // reservation and its place among the holders, and the freed GPUs join it.
+  if (p != nullptr && p->state == WorkloadState::kPending && t.gpus != 0 &&
+      ledger_.HoldGpus(p->id, t.node, t.gpus)) {
+    ledger_.MarkPreemptor(p->id);
   }
 }
 
@@ -297,11 +267,9 @@ void Scheduler::Impl::MarkStopping(WorkloadRec& w, TaskRec& t) {
 void Scheduler::Impl::Finish(WorkloadRec& w) {
   for (const TaskRec& t : w.tasks) ReleaseTask(w, t);
   w.tasks.clear();
-  ledger_.Forget(w.id);
   RemovePending(w);
   RemoveRunning(w);
-  ReleaseHold(w);
-  Unclaim(w);
+  ledger_.Drop(w.id);  // its links, claim and hold drain
   const WorkloadId id = w.id;
   const uint32_t slot = slot_of_.at(id);
   slot_of_.erase(id);
@@ -418,12 +386,11 @@ void Scheduler::Impl::Bind(WorkloadRec& w, GpuModelId m, const std::vector<TaskP
   bind.elastic = elastic;
   if (!elastic) {
     RemovePending(w);
-    ReleaseHold(w);
-    Unclaim(w);
+    // Its hold and claim drain; victims still stopping now stop for nobody.
+    ledger_.Drop(w.id);
     w.state = WorkloadState::kRunning;
     w.start_time = plan.now;
     w.model = m;
-    ledger_.Forget(w.id);  // victims still stopping now stop for nobody
     AddRunning(w);
   }
   for (const TaskPlacement& p : placed) {
@@ -509,10 +476,8 @@ Scheduler::Holds Scheduler::holds() const {
   for (const NodeState& n : impl_->cluster_.nodes())
     h.reserved_nodes += n.present && n.reserved_gpus;
   h.victim_links = impl_->ledger_.links();
-  for (const QueueRec& q : impl_->queues_) {
-    for (int64_t c : q.claimed) h.claimed_milli += c;
-  }
-  h.holders = impl_->holders_.size();
+  h.claimed_milli = impl_->ledger_.claimed_total();
+  h.holders = impl_->ledger_.holders().size();
   return h;
 }
 

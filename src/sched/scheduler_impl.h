@@ -1,7 +1,9 @@
 #pragma once
 
 // Internal state of the Scheduler, shared by its .cc files (one idea each: events, quota,
-// gang placement, preemption, the cycle). Not part of the public API.
+// gang placement, preemption, head-of-line reservations, the cycle). Holds, claims and
+// victim links live in the Ledger (ledger.h), the only writer of node reservations. Not
+// part of the public API.
 
 #include <array>
 #include <map>
@@ -33,9 +35,6 @@ struct TaskRec {
   bool stopping = false;  // being removed by a resize or an eviction
 };
 
-// Why a pending workload holds GPUs on some nodes.
-enum class HoldKind : uint8_t { kNone, kPreemption, kHeadOfLine };
-
 struct WorkloadRec {
   bool present = false;
   WorkloadId id;
@@ -47,22 +46,14 @@ struct WorkloadRec {
   GpuModelId model;            // model the tasks run on (one per workload)
   Time start_time = 0;
   PendingReason reason = PendingReason::kNoFit;
-  // Holds (which tasks stop for whom is in the VictimLedger).
-  HoldKind hold = HoldKind::kNone;
-  std::vector<NodeId> held_nodes;          // nodes whose GPUs are reserved for this workload
-  Time hold_eta = 0;                       // head of line: when the reservation should be ready
-  bool hold_in_quota = false;              // the holder was in-quota when it reserved
-  GpuModelId hold_model;                   // head of line: the model pool it reserved in
-  bool lends = false;                      // head of line: its GPUs are lent while it waits
+  // What it holds, claims and who leaves for it are in the Ledger.
   uint64_t feasible_version = UINT64_MAX;  // node-set version FitsEmptyCluster answered at
   bool feasible = true;
   WorkloadId lent_from;           // bound on GPUs lent from this workload's reservation
   size_t pending_pos = SIZE_MAX;  // position in pending_ (for O(1) removal)
   size_t running_pos = SIZE_MAX;  // position in running_
   bool in_growable = false;       // listed in growable_
-  GpuModelId claim_model;         // preemptor: guarantee claimed while its victims leave
-  int64_t claim_milli = 0;
-  Time stop_due = 0;  // victim: when its grace period ends (set by EstimateStarts)
+  Time stop_due = 0;              // victim: when its grace period ends (set by EstimateStarts)
 
   int32_t live_tasks() const { return static_cast<int32_t>(tasks.size()); }
   // Tasks not already stopping (for a resize, an eviction or a node loss).
@@ -86,7 +77,6 @@ struct QueueRec {
   std::array<int64_t, kMaxGpuModels> limit{};
   std::array<int64_t, kMaxGpuModels> usage{};     // milli-GPU in use (subtree)
   std::array<int64_t, kMaxGpuModels> evicting{};  // part of usage being evicted (leaf)
-  std::array<int64_t, kMaxGpuModels> claimed{};   // claimed by preemptors (leaf), see Claim
   std::map<int32_t, int32_t> running_priorities;  // running preemptible work: priority -> count
   // Exponentially decayed past usage, in Q(kDecayShift) of the unit (see Decay).
   std::array<int64_t, kMaxGpuModels> decayed{};
@@ -115,10 +105,25 @@ class Scheduler::Impl {
   Status Adopt(WorkloadId id, const WorkloadSpec& spec, const std::vector<TaskBinding>& tasks,
                Time start_time);
 
-  // --- the cycle (cycle.cc)
+  // --- the cycle (cycle.cc), in named steps
   Plan Cycle(Time now);
+  struct CycleContext;  // what one cycle carries from workload to workload
+  struct Entitlement;   // the models one workload may run on now
+  std::vector<WorkloadRec*> AttemptReadyHolders(CycleContext& c);
+  bool InQuotaNow(const WorkloadRec& w) const;
+  void FinishCycle(Plan& plan, const std::vector<WorkloadRec*>& closed);
+  void EntitledModels(const WorkloadRec& w, Entitlement& e, PendingReason& why) const;
+  void Attempt(CycleContext& c, WorkloadRec& w);
+  bool TryPlace(Plan& plan, WorkloadRec& w, const Entitlement& e, PendingReason& reason);
+  void BindPlaced(Plan& plan, WorkloadRec& w, bool entitled,
+                  const std::vector<TaskPlacement>& placed);
+  bool WaitOrReclaim(Plan& plan, WorkloadRec& w, const Entitlement& e);
+  bool ReserveHeadOfLine(CycleContext& c, WorkloadRec& w, const Entitlement& e,
+                         PendingReason reason);
+  void ExplainBlocked(WorkloadRec& w, const Entitlement& e, PendingReason& reason);
   void Grow(Plan& plan);
-  // Reserves nodes of model m for head-of-line w where it will fit soonest. True if it did.
+  // Reserves nodes of model m for head-of-line w where it will fit soonest
+  // (reservations.cc). True if it did.
   // `in_quota`: whether w reserves inside its guarantee (a borrower's reservation gives way to
   // in-quota work).
   bool CreateHold(WorkloadRec& w, GpuModelId m, bool in_quota, Time now);
@@ -160,7 +165,8 @@ class Scheduler::Impl {
   // Finds and starts the cheapest eviction set that lets w fit. True if it did.
   // `access`: the reservations of others w may take (see Fits).
   bool Preempt(WorkloadRec& w, Plan& plan, ReservationAccess access);
-  // Head-of-line reservation: lent work on w's held nodes is evicted once w would fit.
+  // Head-of-line reservation (reservations.cc): lent work on w's held nodes is evicted
+  // once w would fit.
   // Never non-preemptible work, never work younger than its min_runtime.
   bool ReclaimLent(WorkloadRec& w, Plan& plan);
   // Whether a head-of-line holder can start now, or once its lent work leaves: such a
@@ -172,7 +178,8 @@ class Scheduler::Impl {
 
   // A possible victim: a whole workload, or some elastic tasks of one.
   struct Victim;
-  // The lent work to evict so that holder w fits (cheapest first, minimal), or nothing.
+  // The lent work to evict so that holder w fits (cheapest first, minimal), or nothing
+  // (reservations.cc).
   std::optional<std::vector<Victim>> LentVictims(WorkloadRec& w, Time now);
   // An elastic victim (class 0) is one task: shrinks take only the tasks that are needed.
   struct Victim {
@@ -189,8 +196,9 @@ class Scheduler::Impl {
                                                 const std::vector<Victim>& cands,
                                                 ReservationAccess access);
   void Evict(WorkloadRec& w, const std::vector<Victim>& victims, Plan& plan);
-  // Holds `gpus` of `node` for preemptor w until it binds.
-  void HoldGpus(WorkloadRec& w, NodeId node, GpuMask gpus);
+  // Evicts the chosen victims for w and holds its room on model m (see Preempt).
+  void StartEviction(WorkloadRec& w, const std::vector<Victim>& victims, GpuModelId m,
+                     int64_t claim, ReservationAccess access, Plan& plan);
   void Candidates(const WorkloadRec& w, WorkloadRec& v, GpuModelId m, bool in_quota, Time now,
                   std::vector<Victim>& out) const;
   bool AnyVictimPossible(const WorkloadRec& w, GpuModelId m, bool in_quota);
@@ -208,7 +216,6 @@ class Scheduler::Impl {
             bool elastic);
   // Releases one task's resources; reserves them for a preemptor if the workload is a victim.
   void ReleaseTask(WorkloadRec& w, const TaskRec& t);
-  void ReleaseHold(WorkloadRec& w);
   // Marks a task as being stopped (eviction or resize) and counts it as evicting usage.
   void MarkStopping(WorkloadRec& w, TaskRec& t);
   void AddPending(WorkloadRec& w);
@@ -229,7 +236,7 @@ class Scheduler::Impl {
   std::vector<WorkloadRec> workloads_;
   std::unordered_map<WorkloadId, uint32_t> slot_of_;
   std::vector<uint32_t> free_slots_;
-  VictimLedger ledger_;
+  Ledger ledger_{cluster_};  // holds, claims and victim links: the only writer of reservations
   std::vector<WorkloadId> pending_;  // unordered; the cycle sorts a copy
   std::vector<WorkloadId> running_;  // running or evicting, unordered
   // A superset of the running workloads below max_tasks, the only ones Grow can touch:
@@ -240,21 +247,9 @@ class Scheduler::Impl {
   void ListGrowable(WorkloadRec& w) {
     if (config_.elastic && !w.in_growable) w.in_growable = true, growable_.push_back(w.id);
   }
-  // A preemptor's request counts against its queue's guarantee from the moment it evicts
-  // victims, so that several preemptors of one queue cannot together claim more than the
-  // guarantee. Released when it binds or leaves.
-  void Claim(WorkloadRec& w, GpuModelId m, int64_t milli);
-  void Unclaim(WorkloadRec& w);
   std::vector<std::vector<std::pair<WorkloadId, int32_t>>> node_tasks_;
   std::vector<WorkloadId> cycle_order_;     // pending work in the order the cycle tried it
   std::vector<Eviction> queued_evictions_;  // from node loss, emitted by the next cycle
-  // Workloads holding a head-of-line reservation, at most max_reservations per GPU model.
-  std::vector<WorkloadId> holders_;
-  int32_t Holders(GpuModelId m) const;
-  // Opens or closes a holder's reserved GPUs to lent work. A cycle closes every holder's
-  // GPUs until the holder itself has been tried, so that nothing is lent GPUs that the
-  // holder takes back in the same cycle (bind-then-evict thrash).
-  void SetLending(const WorkloadRec& h, bool on);
   // Static feasibility (feasibility.cc): whether w fits the cluster if it were empty, as
   // its schedulable nodes are now. Cached per node-set version.
   bool FitsEmptyCluster(WorkloadRec& w);
