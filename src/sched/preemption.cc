@@ -508,10 +508,33 @@ bool Scheduler::Impl::Preempt(WorkloadRec& w, Plan& plan, ReservationAccess acce
 void Scheduler::Impl::StartEviction(WorkloadRec& w, const std::vector<Victim>& victims,
                                     GpuModelId m, int64_t claim, ReservationAccess access,
                                     Plan& plan) {
+  // A one-task preemptor whose victims share a node runs there: its room is found on that
+  // node only (a policy that draws at random could otherwise pick another node).
+  std::vector<NodeId> victim_nodes;
+  for (const Victim& v : victims) {
+    for (const TaskRec& t : v.w->tasks) {
+      if (std::find(v.tasks.begin(), v.tasks.end(), t.index) != v.tasks.end() &&
+          std::find(victim_nodes.begin(), victim_nodes.end(), t.node) == victim_nodes.end()) {
+        victim_nodes.push_back(t.node);
+      }
+    }
+  }
   for (const Victim& v : victims) Free(v);
-  PendingReason ignored;
-  auto target = PlaceGang(w, ModelSet::Of(m), w.spec.min_tasks, access, ignored);
-  if (target) Unallocate(w, *target);
+  std::optional<std::vector<TaskPlacement>> target;
+  const bool nvlink =
+      w.spec.topology.required && w.spec.topology.level == core::TopologyLevel::kNvlink;
+  if (w.spec.min_tasks == 1 && victim_nodes.size() == 1 && !nvlink) {
+    TaskRequest t = w.spec.task;
+    t.models = ModelSet::Of(m);
+    if (auto p =
+            ChooseNode(cluster_, *policy_, node_choice_, t, w.id, access, rng_, &victim_nodes)) {
+      target = std::vector<TaskPlacement>{*p};
+    }
+  } else {
+    PendingReason ignored;
+    target = PlaceGang(w, ModelSet::Of(m), w.spec.min_tasks, access, ignored);
+    if (target) Unallocate(w, *target);
+  }
   for (auto it = victims.rbegin(); it != victims.rend(); ++it) Unfree(*it);
   ledger_.StartPreemption(w.id);  // a head-of-line reservation gives way to the victims' GPUs
   Evict(w, victims, plan);
