@@ -103,12 +103,15 @@ WorkloadSpec OneGpu(core::Rng& rng, uint32_t queue, Time now) {
 }
 
 // 1, 2, 4 or 8 whole GPUs (weights 4:2:2:1), 8 cores per GPU; model pinned when m >= 0.
+// Every job states a runtime estimate (1 minute to a day), so the cycle's start-time
+// estimates have real work to do.
 WorkloadSpec Mixed(core::Rng& rng, uint32_t queue, Time now, int model = -1) {
   static constexpr int kGpus[9] = {1, 1, 1, 1, 2, 2, 4, 4, 8};
   const int g = kGpus[rng.Uniform(9)];
   WorkloadBuilder b("job", queue);
   b.Gpus(g).Cpu(8000 * g).Submitted(now);
   if (model >= 0) b.Model(static_cast<uint32_t>(model));
+  b.Estimate(static_cast<Duration>(1 + rng.Uniform(24 * 60)) * core::kMinute);
   return b;
 }
 
@@ -117,6 +120,7 @@ WorkloadSpec Gang8x8(core::Rng& rng, uint32_t queue, Time now) {
   WorkloadBuilder b("gang", queue);
   b.Gpus(8).Tasks(8).Cpu(64000).Require(TopologyLevel::kRack).Submitted(now);
   if (rng.Uniform(4) == 0) b.Model(static_cast<uint32_t>(rng.Uniform(kModels)));
+  b.Estimate(static_cast<Duration>(1 + rng.Uniform(48)) * core::kHour);
   return b;
 }
 
@@ -304,7 +308,7 @@ Backlog BuildBacklog(int in_quota) {
 void BM_Cycle10kPending(benchmark::State& state, bool headline) {
   const int in_quota = static_cast<int>(state.range(0));
   double seconds = 0;
-  int64_t cycles = 0, evictions = 0, binds = 0, preempting = 0, reserved = 0;
+  int64_t cycles = 0, evictions = 0, binds = 0, preempting = 0, reserved = 0, estimated = 0;
   for (auto _ : state) {
     state.PauseTiming();
     Backlog b = BuildBacklog(in_quota);
@@ -316,10 +320,11 @@ void BM_Cycle10kPending(benchmark::State& state, bool headline) {
     ++cycles;
     evictions = static_cast<int64_t>(plan.evictions.size() + plan.resizes.size());
     binds = static_cast<int64_t>(plan.binds.size());
-    preempting = reserved = 0;
+    preempting = reserved = estimated = 0;
     for (const PendingExplanation& p : plan.pending) {
       preempting += p.reason == PendingReason::kPreempting;
       reserved += p.reason == PendingReason::kReserved;
+      estimated += p.estimated_start >= 0;
     }
     plan = Plan{};
     b = Backlog{};
@@ -328,6 +333,7 @@ void BM_Cycle10kPending(benchmark::State& state, bool headline) {
   state.counters[headline ? "cycle_ms_10k_pending" : "cycle_ms"] =
       seconds * 1e3 / static_cast<double>(cycles);
   state.counters["evictions"] = static_cast<double>(evictions);
+  state.counters["estimated_starts"] = static_cast<double>(estimated);
   state.counters["binds"] = static_cast<double>(binds);
   state.counters["preempting"] = static_cast<double>(preempting);
   state.counters["reserved"] = static_cast<double>(reserved);
