@@ -27,6 +27,7 @@ struct ReplayCliOptions {
   std::string queues;
   std::string policy = "static,fifo,gpuorch";
   std::string placement = "gpuorch";
+  int32_t max_reservations = 8;
   std::string out = "out/replay";
   std::string fgd;
   double grace_s = 30;
@@ -73,6 +74,10 @@ int RunReplayCommand(const ReplayCliOptions& o) {
   if (policies.empty()) return Fail("--policy: name at least one policy", 2);
   sim::ReplayOptions ro;
   ro.placement = o.placement;
+  if (o.max_reservations < 1 || o.max_reservations > 1000) {
+    return Fail("--max-reservations: must be in 1..1000", 2);
+  }
+  ro.max_reservations = o.max_reservations;
   ro.grace_period = static_cast<core::Duration>(o.grace_s * 1000.0 + 0.5);
   ro.checkpoint_interval = static_cast<core::Duration>(o.checkpoint_interval_s * 1000.0 + 0.5);
   ro.seed = o.seed;
@@ -216,6 +221,9 @@ void AddReplayCommand(CLI::App* sim, int& exit_code) {
   c->add_option("--cluster", o->cluster, "CLUSTER.yaml (default for philly/pollux: derived)");
   c->add_option("--queues", o->queues, "QUEUES.yaml (default for philly/pollux: derived)");
   c->add_option("--policy", o->policy, "static, fifo, gpuorch, or a comma-separated list")
+      ->capture_default_str();
+  c->add_option("--max-reservations", o->max_reservations,
+                "gpuorch: head-of-line reservations held at once per GPU model")
       ->capture_default_str();
   c->add_option("--placement", o->placement, "Placement policy of the engine")
       ->capture_default_str();

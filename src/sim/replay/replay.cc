@@ -124,6 +124,7 @@ Status Replayer::MakePool(const std::vector<uint32_t>& nodes,
   sched::SchedulerConfig cfg;
   cfg.policy = o_.placement;
   cfg.seed = o_.seed;
+  cfg.max_reservations = o_.max_reservations;
   if (o_.policy != ReplayPolicy::kGpuorch) {
     // How most platforms run today (Kueue's BestEffortFIFO, the Kubernetes default): strict
     // arrival order, a job that does not fit is skipped, nothing is ever evicted.

@@ -43,6 +43,8 @@ struct ReplayOptions {
   // periodic checkpoints count (progress rounds down to a multiple of the interval).
   core::Duration checkpoint_interval = 0;
   uint64_t seed = 0;
+  // Head-of-line reservations per GPU model for gpuorch (SchedulerConfig::max_reservations).
+  int32_t max_reservations = 8;
   // What the engine is told of each job's run time (estimates.h); the same for every policy.
   EstimateOptions estimates;
 };
