@@ -146,7 +146,7 @@ void Scheduler::Impl::LoseNode(NodeId id) {
     WorkloadRec* w = Find(wid);
     if (w == nullptr) continue;
     auto it = std::find_if(w->tasks.begin(), w->tasks.end(),
-                           [&](const TaskRec& t) { return t.index == task; });
+                           [&, task = task](const TaskRec& t) { return t.index == task; });
     if (it == w->tasks.end()) continue;
     TaskRec t = *it;
     w->tasks.erase(it);
