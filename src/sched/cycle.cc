@@ -97,11 +97,10 @@ struct Scheduler::Impl::CycleContext {
 };
 
 // One cycle: ready holders first, then in-quota work by priority and age, then borrowers
-// by share; then FinishCycle. (The lambdas below keep the ordering code as it was.)
+// by share; then FinishCycle.
 Plan Scheduler::Impl::Cycle(Time now) {
   Plan plan;
   plan.now = now;
-  ++cycle_count_;
   Decay(now);
   plan.evictions = std::move(queued_evictions_);
   queued_evictions_.clear();
@@ -110,20 +109,17 @@ Plan Scheduler::Impl::Cycle(Time now) {
   for (WorkloadId h : ledger_.holders()) {
     ctx.hol_eta = std::min(ctx.hol_eta, ledger_.HoldOf(h).eta);
   }
-  auto attempt = [&](WorkloadRec& w) { Attempt(ctx, w); };
-  const auto by_priority_age = ByPriorityAge;
   const std::vector<WorkloadRec*> closed = AttemptReadyHolders(ctx);
 
   // In-quota work: priority, then age, then id.
   std::vector<WorkloadRec*> ordered;
   ordered.reserve(pending_.size());
   for (WorkloadId id : pending_) ordered.push_back(&Rec(id));
-  std::sort(ordered.begin(), ordered.end(), by_priority_age);
-  auto in_quota_now = [&](const WorkloadRec& w) { return InQuotaNow(w); };
+  std::sort(ordered.begin(), ordered.end(), ByPriorityAge);
   std::vector<std::vector<WorkloadRec*>> over(queues_.size());
   for (WorkloadRec* w : ordered) {
-    if (in_quota_now(*w)) {
-      attempt(*w);
+    if (InQuotaNow(*w)) {
+      Attempt(ctx, *w);
     } else {
       over[w->spec.queue.value()].push_back(w);  // keeps priority/age order
     }
@@ -141,7 +137,7 @@ Plan Scheduler::Impl::Cycle(Time now) {
   BorrowerOrder order(parents, waiting, share);
   std::vector<size_t> next(queues_.size(), 0);
   while (std::optional<uint32_t> q = order.Pop()) {
-    attempt(*over[*q][next[*q]++]);
+    Attempt(ctx, *over[*q][next[*q]++]);
     order.Done(share);
   }
 

@@ -48,7 +48,6 @@ class VictimLedger {
   int32_t Leaving(WorkloadId preemptor) const;
   // The preemptor bound or left: its victims keep stopping, for nobody.
   void Forget(WorkloadId preemptor);
-  bool empty() const { return by_task_.empty(); }
   size_t links() const { return by_task_.size(); }
 
  private:

@@ -23,6 +23,7 @@
 // preemptor, recorded in the Ledger.
 #include <algorithm>
 #include <map>
+#include <tuple>
 
 #include "sched/scheduler_impl.h"
 
@@ -150,12 +151,14 @@ bool Scheduler::Impl::Reclaimable(QueueId q, GpuModelId m, int64_t milli) const 
 
 namespace {
 
+// The cost order of victims: class, then lowest priority, then youngest, then highest id;
+// one workload's elastic tasks newest first. (Later start, id and task sort first.)
+auto VictimKey(int cls, const WorkloadRec& w, int32_t task) {
+  return std::make_tuple(cls, w.spec.priority, -w.start_time, -int64_t{w.id.value()}, -task);
+}
+
 bool CheaperVictim(const Scheduler::Impl::Victim& a, const Scheduler::Impl::Victim& b) {
-  if (a.cls != b.cls) return a.cls < b.cls;
-  if (a.w->spec.priority != b.w->spec.priority) return a.w->spec.priority < b.w->spec.priority;
-  if (a.w->start_time != b.w->start_time) return a.w->start_time > b.w->start_time;
-  if (a.w->id != b.w->id) return a.w->id > b.w->id;
-  return a.tasks.front() > b.tasks.front();  // one workload's elastic tasks: newest first
+  return VictimKey(a.cls, *a.w, a.tasks.front()) < VictimKey(b.cls, *b.w, b.tasks.front());
 }
 
 // What ClusterState::Release does to a node's free state, on a scratch copy.
@@ -169,10 +172,6 @@ void ReleaseOnCopy(NodeState& n, const TaskRequest& t, GpuMask mask) {
         t.fractional() ? n.gpu_mem_free[j] + t.gpu_memory_mib : n.gpu_memory_capacity;
   }
 }
-
-}  // namespace
-
-namespace {
 
 using Victim = Scheduler::Impl::Victim;
 
@@ -191,11 +190,7 @@ bool Releases(const Local& l, const TaskRec& r) {
 }
 
 bool CheaperLocal(const Local& a, const Local& b) {
-  if (a.cls != b.cls) return a.cls < b.cls;
-  if (a.w->spec.priority != b.w->spec.priority) return a.w->spec.priority < b.w->spec.priority;
-  if (a.w->start_time != b.w->start_time) return a.w->start_time > b.w->start_time;
-  if (a.w->id != b.w->id) return a.w->id > b.w->id;
-  return a.task > b.task;
+  return VictimKey(a.cls, *a.w, a.task) < VictimKey(b.cls, *b.w, b.task);
 }
 
 // The one-node victim search of PreemptOnOneNode, in steps.
@@ -316,7 +311,9 @@ class OneNodeSearch {
     best_cost_ = c;
     best_set_ = chosen_;
     best_node_ = n.id;
-    const int cheapest_possible = in_quota_ ? 1 : 2;
+    // The cheapest class any node could offer: elastic tasks (class 0) when some workload
+    // has them, else borrowed work for an in-quota preemptor, else lower priority.
+    const int cheapest_possible = !s_.elastic_extras_.empty() ? 0 : in_quota_ ? 1 : 2;
     return c.victims == 1 && c.max_cls <= cheapest_possible && c.milli <= w_.task_milli();
   }
 

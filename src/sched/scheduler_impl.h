@@ -267,7 +267,6 @@ class Scheduler::Impl {
   std::vector<CapacityType> types_;
   std::vector<std::vector<CapacityType>> rack_types_, zone_types_;
   Time last_decay_ = 0;
-  uint64_t cycle_count_ = 0;  // cycles run; stamps per-cycle caches
   bool decay_started_ = false;
 };
 
