@@ -157,10 +157,6 @@ auto VictimKey(int cls, const WorkloadRec& w, int32_t task) {
   return std::make_tuple(cls, w.spec.priority, -w.start_time, -int64_t{w.id.value()}, -task);
 }
 
-bool CheaperVictim(const Scheduler::Impl::Victim& a, const Scheduler::Impl::Victim& b) {
-  return VictimKey(a.cls, *a.w, a.tasks.front()) < VictimKey(b.cls, *b.w, b.tasks.front());
-}
-
 // What ClusterState::Release does to a node's free state, on a scratch copy.
 void ReleaseOnCopy(NodeState& n, const TaskRequest& t, GpuMask mask) {
   n.cpu_free += t.milli_cpu;
@@ -172,6 +168,14 @@ void ReleaseOnCopy(NodeState& n, const TaskRequest& t, GpuMask mask) {
         t.fractional() ? n.gpu_mem_free[j] + t.gpu_memory_mib : n.gpu_memory_capacity;
   }
 }
+
+}  // namespace
+
+bool Scheduler::Impl::CheaperVictim(const Victim& a, const Victim& b) {
+  return VictimKey(a.cls, *a.w, a.tasks.front()) < VictimKey(b.cls, *b.w, b.tasks.front());
+}
+
+namespace {
 
 using Victim = Scheduler::Impl::Victim;
 
@@ -417,7 +421,7 @@ std::vector<Victim> AllowedGangVictims(Scheduler::Impl& s, const WorkloadRec& w,
                                        bool in_quota, Time now) {
   std::vector<Victim> cands;
   for (WorkloadId vid : s.running_) s.Candidates(w, s.Rec(vid), m, in_quota, now, cands);
-  std::sort(cands.begin(), cands.end(), CheaperVictim);
+  std::sort(cands.begin(), cands.end(), Scheduler::Impl::CheaperVictim);
   std::map<uint32_t, int64_t> taken;
   std::map<WorkloadId, int64_t> counted;
   std::vector<Victim> allowed;

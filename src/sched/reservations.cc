@@ -108,10 +108,17 @@ bool Scheduler::Impl::CreateHold(WorkloadRec& w, GpuModelId m, bool in_quota, Ti
 
 std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::LentVictims(WorkloadRec& w,
                                                                                  Time now) {
-  // Lent work that may go: preemptible and past its min_runtime. Protected lent work
-  // (non-preemptible work that backfilled because it ends in time) is waited for.
+  // Lent work on w's held nodes that may go: preemptible and past its min_runtime.
+  // Protected lent work (non-preemptible work that backfilled because it ends in time) is
+  // waited for. Only the held nodes are scanned: O(tasks there), not O(running work).
+  std::vector<WorkloadId> lent;
+  for (NodeId n : ledger_.HoldOf(w.id).nodes) {
+    for (auto [vid, task] : node_tasks_[n.value()]) lent.push_back(vid);
+  }
+  std::sort(lent.begin(), lent.end());
+  lent.erase(std::unique(lent.begin(), lent.end()), lent.end());
   std::vector<Victim> cands;
-  for (WorkloadId vid : running_) {
+  for (WorkloadId vid : lent) {
     WorkloadRec& v = Rec(vid);
     if (v.state != WorkloadState::kRunning || v.lent_from != w.id) continue;
     if (!v.spec.preemptible || now - v.start_time < v.spec.min_runtime) continue;
@@ -125,11 +132,7 @@ std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::LentVictims
     cands.push_back(std::move(x));
   }
   if (cands.empty()) return std::nullopt;
-  std::sort(cands.begin(), cands.end(), [](const Victim& a, const Victim& b) {
-    if (a.w->spec.priority != b.w->spec.priority) return a.w->spec.priority < b.w->spec.priority;
-    if (a.w->start_time != b.w->start_time) return a.w->start_time > b.w->start_time;
-    return a.w->id > b.w->id;
-  });
+  std::sort(cands.begin(), cands.end(), CheaperVictim);
   GpuModelId m = cands.front().w->model;
   auto set = MinimalSet(w, m, cands, ReservationAccess{0});
   if (!set || set->empty()) return std::nullopt;

@@ -188,6 +188,8 @@ class Scheduler::Impl {
     std::vector<int32_t> tasks;  // task indices to stop; every staying task when whole
     int64_t milli = 0;           // milli-GPU it frees
   };
+  // The cost order of victims (cheapest first): class, lowest priority, youngest.
+  static bool CheaperVictim(const Victim& a, const Victim& b);
   void Free(const Victim& v);    // tentatively gives the victim's resources back
   void Unfree(const Victim& v);  // undoes Free
   // Greedily frees `cands` (in order) until w fits, then drops any victim w does not need.
