@@ -118,9 +118,7 @@ std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::MinimalSet(
 // (class 0) and the whole workload (class 1 or 2), if it may be evicted for w at all.
 void Scheduler::Impl::Candidates(const WorkloadRec& w, WorkloadRec& v, GpuModelId m, bool in_quota,
                                  Time now, std::vector<Victim>& out) const {
-  if (v.state != WorkloadState::kRunning || v.model != m || !v.spec.preemptible) return;
-  if (now - v.start_time < v.spec.min_runtime || v.id == w.id) return;
-  if (v.start_time == now) return;  // bound in this cycle: never bind-then-evict
+  if (v.model != m || v.id == w.id || !Evictable(v, now)) return;
   const QueueId q = w.spec.queue;
   const bool same = v.spec.queue == q;
   const bool lower = same && v.spec.priority < w.spec.priority;
@@ -142,6 +140,12 @@ void Scheduler::Impl::Candidates(const WorkloadRec& w, WorkloadRec& v, GpuModelI
     const int64_t milli = v.task_milli() * static_cast<int64_t>(staying.size());
     out.push_back(Victim{&v, lower ? 2 : 1, std::move(staying), milli});
   }
+}
+
+bool Scheduler::Impl::Evictable(const WorkloadRec& v, Time now) const {
+  return v.state == WorkloadState::kRunning && v.spec.preemptible &&
+         now - v.start_time >= v.spec.min_runtime &&
+         v.start_time != now;  // bound in this cycle: never bind-then-evict
 }
 
 bool Scheduler::Impl::Reclaimable(QueueId q, GpuModelId m, int64_t milli) const {

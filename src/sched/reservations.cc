@@ -120,9 +120,7 @@ std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::LentVictims
   std::vector<Victim> cands;
   for (WorkloadId vid : lent) {
     WorkloadRec& v = Rec(vid);
-    if (v.state != WorkloadState::kRunning || v.lent_from != w.id) continue;
-    if (!v.spec.preemptible || now - v.start_time < v.spec.min_runtime) continue;
-    if (v.start_time == now) continue;  // bound in this cycle: never bind-then-evict
+    if (v.lent_from != w.id || !Evictable(v, now)) continue;
     Victim x{&v, 3, {}, 0};
     for (const TaskRec& t : v.tasks) {
       if (!t.stopping) x.tasks.push_back(t.index);

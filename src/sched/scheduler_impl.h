@@ -190,6 +190,9 @@ class Scheduler::Impl {
   };
   // The cost order of victims (cheapest first): class, lowest priority, youngest.
   static bool CheaperVictim(const Victim& a, const Victim& b);
+  // Whether running work v may be a victim at all at time `now`: preemptible, past its
+  // min_runtime, and not bound in this very cycle (no bind-then-evict).
+  bool Evictable(const WorkloadRec& v, Time now) const;
   void Free(const Victim& v);    // tentatively gives the victim's resources back
   void Unfree(const Victim& v);  // undoes Free
   // Greedily frees `cands` (in order) until w fits, then drops any victim w does not need.
