@@ -243,6 +243,7 @@ ordered_json MetricsJson(const ReplayRun& run) {
       {"restart", run.options.restart == RestartMode::kCheckpoint ? "checkpoint" : "scratch"},
       {"checkpoint_interval_s", Seconds(run.options.checkpoint_interval)},
       {"placement", run.options.placement},
+      {"max_reservations", run.options.max_reservations},
       {"estimates", EstimatesJson(run.options.estimates)}};
   m["setup_notes"] = run.setup_notes;
   core::Time horizon = 1;
