@@ -142,6 +142,7 @@ Plan Scheduler::Impl::Cycle(Time now) {
   }
 
   FinishCycle(plan, closed);
+  plan.stats.node_groups = cluster_.group_count();
   return plan;
 }
 
@@ -253,6 +254,7 @@ void Scheduler::Impl::EntitledModels(const WorkloadRec& w, Entitlement& e,
 // say what blocks it.
 void Scheduler::Impl::Attempt(CycleContext& c, WorkloadRec& w) {
   cycle_order_.push_back(w.id);
+  ++c.plan.stats.attempts;
   const TaskRequest& t = w.spec.task;
   // A preemptor's own claim must not count against itself.
   const ClaimRec claim = ledger_.ClaimOf(w.id);
@@ -271,10 +273,12 @@ void Scheduler::Impl::Attempt(CycleContext& c, WorkloadRec& w) {
   const bool holds = ledger_.KindOf(w.id) != HoldKind::kNone || ledger_.Leaving(w.id) > 0;
   if (!holds) {
     if (auto it = c.failed.find(key); it != c.failed.end()) {
+      ++c.plan.stats.shape_cache_hits;
       w.reason = it->second;
       return;
     }
   }
+  ++c.plan.stats.placements_tried;
   PendingReason reason = PendingReason::kNoFit;
   if (TryPlace(c.plan, w, e, reason)) return;
   // Does not fit. While victims are still leaving for it, it waits: nothing more is

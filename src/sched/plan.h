@@ -73,6 +73,15 @@ struct PendingExplanation {
   WorkloadId waiting_for;
 };
 
+// How much work one cycle did, for benchmarks and metrics: the shape of the cluster it saw
+// and how often its caches answered.
+struct CycleStats {
+  size_t node_groups = 0;         // groups of identical schedulable nodes at the cycle's end
+  uint64_t attempts = 0;          // pending workloads the cycle looked at
+  uint64_t shape_cache_hits = 0;  // answered by a shape that already failed this cycle
+  uint64_t placements_tried = 0;  // attempts that searched the nodes
+};
+
 // What one cycle decided. Binds take effect at once in the engine's accounting; evictions
 // and resizes hold their resources until the driver reports them done.
 struct Plan {
@@ -81,6 +90,7 @@ struct Plan {
   std::vector<Eviction> evictions;
   std::vector<Resize> resizes;
   std::vector<PendingExplanation> pending;
+  CycleStats stats;
 };
 
 }  // namespace gpuorch::sched
