@@ -71,8 +71,10 @@ GpuMask SelectGpusBestFit(const NodeState& n, const TaskRequest& t, GpuMask usab
 }
 
 bool Fits(const NodeState& n, const TaskRequest& t, WorkloadId as, ReservationAccess access) {
-  if (!n.schedulable()) return false;
-  if (n.cpu_free < t.milli_cpu || n.memory_free < t.memory_mib) return false;
+  return n.schedulable() && FitsHost(n, t) && FitsGpus(n, t, as, access);
+}
+
+bool FitsGpus(const NodeState& n, const TaskRequest& t, WorkloadId as, ReservationAccess access) {
   if (t.gpu_count == 0) return true;
   if (n.gpu_count < t.gpu_count || !t.models.Accepts(n.model)) return false;
   GpuMask usable = UsableGpus(n, as, access);
@@ -254,8 +256,9 @@ int64_t ClusterState::free_milli(GpuModelId m) const {
 }
 
 std::string ClusterState::GroupKey(const NodeState& n) const {
-  // Everything a state-only policy may read, with GPUs sorted: scores depend on the
-  // multiset of GPU states, and GPU choice is made on the real node afterwards.
+  // Everything of the GPU state a policy may read, with GPUs sorted: scores depend on the
+  // multiset of GPU states, and GPU choice is made on the real node afterwards. Free CPU and
+  // memory are indexed inside the group instead.
   std::array<std::pair<int16_t, int64_t>, core::kMaxGpusPerNode> gpus{};
   for (int j = 0; j < n.gpu_count; ++j) gpus[j] = {n.gpu_free[j], n.gpu_mem_free[j]};
   std::sort(gpus.begin(), gpus.begin() + n.gpu_count);
@@ -265,8 +268,6 @@ std::string ClusterState::GroupKey(const NodeState& n) const {
   put(n.model);
   put(n.gpu_count);
   put(n.nvlink_domain_gpus);
-  put(n.cpu_free);
-  put(n.memory_free);
   put(n.gpu_memory_capacity);
   put(n.tag_counts);
   put(n.reserved_gpus);
@@ -293,6 +294,8 @@ void ClusterState::Unindex(NodeId id) {
   uint32_t g = group_of_[id.value()];
   Group& group = groups_[g];
   group.members.erase(id.value());
+  group.by_cpu.erase({n.cpu_free, id.value()});
+  group.memory_free.erase(group.memory_free.find(n.memory_free));
   if (group.members.empty()) {
     uint32_t last = active_groups_.back();
     active_groups_[group.active_index] = last;
@@ -333,12 +336,34 @@ void ClusterState::Index(NodeId id) {
       groups_.emplace_back();
     }
     groups_[g].key = key;
+    groups_[g].slot = g;
+    groups_[g].generation = ++generations_;
     groups_[g].active_index = static_cast<uint32_t>(active_groups_.size());
     active_groups_.push_back(g);
     group_ix_.emplace(std::move(key), g);
   }
   groups_[g].members.insert(id.value());
+  groups_[g].by_cpu.emplace(n.cpu_free, id.value());
+  groups_[g].memory_free.insert(n.memory_free);
   group_of_[id.value()] = g;
+}
+
+NodeId ClusterState::LowestFitting(const Group& g, int64_t cpu, int64_t memory) const {
+  if (g.max_cpu_free() < cpu || g.max_memory_free() < memory) return NodeId();
+  // In id order first: usually one of the first members fits. The walk is bounded, then
+  // every member with enough CPU is looked at (in CPU order, keeping the lowest id).
+  constexpr int kWalk = 16;
+  int walked = 0;
+  for (auto it = g.members.begin(); it != g.members.end() && walked < kWalk; ++it, ++walked) {
+    const NodeState& n = nodes_[*it];
+    if (n.cpu_free >= cpu && n.memory_free >= memory) return n.id;
+  }
+  if (walked == static_cast<int>(g.members.size())) return NodeId();
+  uint32_t best = UINT32_MAX;
+  for (auto it = g.by_cpu.lower_bound({cpu, 0}); it != g.by_cpu.end(); ++it) {
+    if (it->second < best && nodes_[it->second].memory_free >= memory) best = it->second;
+  }
+  return best == UINT32_MAX ? NodeId() : NodeId(best);
 }
 
 }  // namespace gpuorch::sched

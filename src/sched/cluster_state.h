@@ -71,6 +71,13 @@ inline constexpr ReservationAccess kUseBorrowed = 2;
 // True if `t` may run on node `n` at all: health, model, CPU, memory and enough GPUs with
 // enough free milli and memory. `as` and `access` decide which reserved GPUs are usable.
 bool Fits(const NodeState& n, const TaskRequest& t, WorkloadId as, ReservationAccess access);
+// The GPU part of Fits (model, GPU count, free milli and GPU memory), without health, CPU
+// and memory: equal for every node of one group (see ClusterState).
+bool FitsGpus(const NodeState& n, const TaskRequest& t, WorkloadId as, ReservationAccess access);
+// The host part of Fits: free CPU and memory.
+inline bool FitsHost(const NodeState& n, const TaskRequest& t) {
+  return n.cpu_free >= t.milli_cpu && n.memory_free >= t.memory_mib;
+}
 
 // The "best" GPU choice of the FGD protocol: for a fraction, the GPU with the least free
 // milli that still fits (lowest index on ties); for whole GPUs, the lowest-index fully free
@@ -83,9 +90,13 @@ GpuMask UsableGpus(const NodeState& n, WorkloadId as, ReservationAccess access);
 
 // Indexed, incrementally maintained free state of the whole cluster.
 //
-// Contract: single-threaded; every mutation keeps the indexes exact. Nodes with identical
-// free state form one equivalence group, so that a policy that scores nodes only from their
-// state can score a group once instead of every node (see ForEachGroup).
+// Contract: single-threaded; every mutation keeps the indexes exact. Schedulable nodes with
+// the same GPU state (model, shape, free milli and GPU memory per GPU, tasks per shape tag,
+// reservation) form one group, whatever their free CPU and memory: every node of a group
+// passes or fails the GPU part of Fits alike, and a policy scores them alike once they have
+// enough CPU (see PlacementPolicy::CpuHeadroom). Inside a group, nodes are indexed by id
+// and by free CPU, so that the engine finds the lowest node with enough CPU and memory
+// without visiting the others (see ForEachGroup, LowestFitting).
 class ClusterState {
  public:
   core::Status AddNode(NodeId id, const core::NodeSpec& spec);
@@ -135,22 +146,39 @@ class ClusterState {
   int64_t cpu_capacity() const { return cpu_capacity_; }
   int64_t memory_capacity() const { return memory_capacity_; }
 
-  // Calls fn(const NodeState& representative, NodeId lowest_member, size_t members) once per
-  // group of schedulable nodes with identical free state. Order is unspecified; callers break
-  // ties by the lowest member id to stay deterministic.
+  // A group of schedulable nodes with the same GPU state (see the class comment).
+  struct Group {
+    std::string key;
+    std::set<uint32_t> members;                     // node ids, ascending
+    std::set<std::pair<int64_t, uint32_t>> by_cpu;  // (cpu_free, id), ascending
+    std::multiset<int64_t> memory_free;             // of the members
+    uint32_t slot = 0;                              // index of the group, reused once empty
+    uint64_t generation = 0;  // changes whenever the slot takes a new group (for caches)
+    uint32_t active_index = 0;
+
+    NodeId lowest() const { return NodeId(*members.begin()); }
+    int64_t max_cpu_free() const { return by_cpu.rbegin()->first; }
+    int64_t max_memory_free() const { return *memory_free.rbegin(); }
+  };
+
+  // Calls fn(const Group& group, const NodeState& representative) once per group of
+  // schedulable nodes; the representative is its lowest member and stands for every member
+  // in what they share (GPU state). Order is unspecified; callers break ties by node id to
+  // stay deterministic.
   template <typename Fn>
   void ForEachGroup(Fn&& fn) const {
     for (uint32_t g : active_groups_) {
       const Group& group = groups_[g];
-      NodeId lowest(*group.members.begin());
-      fn(nodes_[lowest.value()], lowest, group.members.size());
+      fn(group, nodes_[*group.members.begin()]);
     }
   }
   size_t group_count() const { return active_groups_.size(); }
-  // Members of the group of `id`, ascending (for callers that must walk a group).
-  const std::set<uint32_t>& GroupMembers(NodeId id) const {
-    return groups_[group_of_[id.value()]].members;
-  }
+  // The lowest member of `g` with at least `cpu` free milli-CPU and `memory` free MiB, or an
+  // invalid id. Walks members by id while they are few or the first ones fit; otherwise the
+  // members with enough CPU.
+  NodeId LowestFitting(const Group& g, int64_t cpu, int64_t memory) const;
+  // The group `id` is in (schedulable nodes only).
+  const Group& GroupOf(NodeId id) const { return groups_[group_of_[id.value()]]; }
 
   // Monotonic counter bumped by every mutation; callers cache per-node data against it.
   uint64_t version(NodeId id) const { return versions_[id.value()]; }
@@ -160,11 +188,6 @@ class ClusterState {
     std::string name;
     std::vector<NodeId> nodes;
     std::array<int32_t, core::kMaxGpusPerNode + 1> free_hist{};
-  };
-  struct Group {
-    std::string key;
-    std::set<uint32_t> members;
-    uint32_t active_index = 0;
   };
   static constexpr uint32_t kNoGroup = UINT32_MAX;
 
@@ -188,6 +211,7 @@ class ClusterState {
   std::vector<int64_t> model_capacity_, model_free_;
   int64_t cpu_capacity_ = 0, memory_capacity_ = 0;
   uint64_t clock_ = 0;
+  uint64_t generations_ = 0;
 };
 
 }  // namespace gpuorch::sched

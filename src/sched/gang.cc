@@ -115,7 +115,7 @@ class GangPlacement {
   bool Sequential(const std::vector<NodeId>* domain) {
     for (int32_t i = 0; i < count_; ++i) {
       auto p = ChooseNode(s_.cluster_, *s_.policy_, s_.node_choice_, t_, w_.id, access_, s_.rng_,
-                          domain);
+                          domain, &s_.score_cache_);
       if (!p) {
         Undo();
         return false;
@@ -221,7 +221,7 @@ class GangPlacement {
     if (t_.gpu_count == 0 || !t_.fractional()) {
       if (int64_t{t_.gpu_count} * count_ > core::kMaxGpusPerNode) return false;
       auto p = ChooseNode(s_.cluster_, *s_.policy_, s_.node_choice_, Combined(), w_.id, access_,
-                          s_.rng_);
+                          s_.rng_, nullptr, &s_.score_cache_);
       return p && OnNode(p->node);
     }
     if (Wider(cap_, TopologyLevel::kNode)) return false;

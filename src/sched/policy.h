@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -26,8 +27,18 @@ struct TypicalTask {
 // Contract:
 // - A policy sees a node only through a NodeView: its state, never its id or place.
 // - Score() is called only on nodes where the task fits (see Fits), must depend only on the
-//   view and the task (the engine scores one node per group of identical nodes), and
-//   returns an integer: higher is better; the engine breaks ties by the lowest node id.
+//   view and the task, and returns an integer: higher is better; the engine breaks ties by
+//   the lowest node id.
+// - CpuHeadroom() says when Score stops depending on host resources: on a node with
+//   cpu_free() >= t.milli_cpu + CpuHeadroom(n, t), Score(n, t) depends on neither the node's
+//   free CPU and memory nor the task's CPU and memory (it is the score the node would have
+//   with unlimited CPU). CpuHeadroom itself depends only on the node's GPU state (model,
+//   shape, per-GPU free milli and memory, tags, usable GPUs) and the task's GPU request. The
+//   engine then scores such nodes once per group of nodes with equal GPU state, and
+//   remembers the score for tasks with the same GPU request, whatever their CPU and memory:
+//   this is what keeps placement fast when every workload asks for its own CPU and memory.
+//   kAlwaysReadsHost (the default) means Score may read them at any level: every feasible
+//   node is scored.
 // - SelectGpus() returns exactly t.gpu_count GPUs among n.usable() that fit the task.
 // - Single-threaded. Randomness comes only from the Rng handed to the factory.
 class PlacementPolicy {
@@ -35,6 +46,11 @@ class PlacementPolicy {
   virtual ~PlacementPolicy() = default;
   virtual std::string_view name() const = 0;
   virtual int64_t Score(const NodeView& n, const TaskRequest& t) = 0;
+  static constexpr int64_t kAlwaysReadsHost = INT64_MAX / 4;
+  virtual int64_t CpuHeadroom(const NodeView& n, const TaskRequest& t) {
+    (void)n, (void)t;
+    return kAlwaysReadsHost;
+  }
   virtual GpuMask SelectGpus(const NodeView& n, const TaskRequest& t) {
     return SelectGpusBestFit(n, t);
   }

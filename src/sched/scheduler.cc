@@ -451,6 +451,7 @@ Status Scheduler::Adopt(WorkloadId id, const WorkloadSpec& spec,
 }
 void Scheduler::SetTypicalTasks(std::vector<TypicalTask> tasks) {
   impl_->policy_->SetTypicalTasks(std::move(tasks));
+  impl_->score_cache_.Clear();
 }
 Plan Scheduler::Cycle(Time now) { return impl_->Cycle(now); }
 const ClusterState& Scheduler::cluster() const { return impl_->cluster_; }

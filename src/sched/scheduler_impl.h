@@ -234,6 +234,7 @@ class Scheduler::Impl {
   std::unique_ptr<PlacementPolicy> policy_;
   NodeChoice node_choice_ = NodeChoice::kBestScore;  // comes with the policy (MakePolicy)
   core::Rng rng_;
+  ScoreCache score_cache_;  // saturated scores per node group (placer.h)
   ClusterState cluster_;
   std::vector<QueueRec> queues_;
   // Records live in reusable slots: a finished workload frees its slot, so memory follows

@@ -63,6 +63,7 @@ class WorkloadBuilder {
     return *this;
   }
   WorkloadBuilder& Cpu(int64_t milli) { return spec_.task.milli_cpu = milli, *this; }
+  WorkloadBuilder& Memory(int64_t mib) { return spec_.task.memory_mib = mib, *this; }
   WorkloadBuilder& Tasks(int min, int max = 0) {
     spec_.min_tasks = min;
     spec_.max_tasks = max == 0 ? min : max;

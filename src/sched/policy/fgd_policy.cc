@@ -37,6 +37,17 @@ int64_t FgdPolicy::ScoreOf(const NodeView& n, const TaskRequest& t, double befor
   return static_cast<int64_t>(100.0 * sigmoid);
 }
 
+int64_t FgdPolicy::CpuHeadroom(const NodeView& n, const TaskRequest& t) {
+  (void)t;
+  int64_t headroom = 0;
+  for (const TypicalTask& tau : typical_) {
+    const TaskRequest& u = tau.task;
+    if (u.gpu_count == 0 || u.gpu_milli <= 0 || !u.models.Accepts(n.model())) continue;
+    headroom = std::max(headroom, u.milli_cpu);
+  }
+  return headroom;
+}
+
 int64_t FgdPolicy::Score(const NodeView& n, const TaskRequest& t) {
   return memo_.Get(n, t, [&]() -> int64_t {
     const double before = NodeFragment(n.cpu_free(), n.model(), n.gpu_count(), n.gpu_free().data());

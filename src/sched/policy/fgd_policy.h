@@ -22,6 +22,8 @@ class FgdPolicy final : public PlacementPolicy {
   FgdPolicy() { SetTypicalTasks({}); }
   std::string_view name() const override { return "fgd"; }
   int64_t Score(const NodeView& n, const TaskRequest& t) override;
+  // CPU reaches the fragment only through whether one typical tau fits.
+  int64_t CpuHeadroom(const NodeView& n, const TaskRequest& t) override;
   GpuMask SelectGpus(const NodeView& n, const TaskRequest& t) override;
   void SetTypicalTasks(std::vector<TypicalTask> tasks) override;
   std::vector<TypicalTask> typical_tasks() const override { return typical_; }

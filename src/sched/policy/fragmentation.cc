@@ -36,23 +36,6 @@ std::vector<TypicalTask> DefaultTypicalTasks() {
   };
 }
 
-void ScoreMemo::Clear() {
-  states_.clear();
-  shapes_.clear();
-  last_key_ = ShapeKey{-1, -1, -1, -1, 0};
-}
-
-uint32_t ScoreMemo::ShapeOf(const TaskRequest& t) {
-  ShapeKey key{t.milli_cpu, t.memory_mib, t.gpu_count, t.gpu_milli, t.models.bits()};
-  if (key == last_key_) return last_shape_;
-  uint32_t s = 0;
-  while (s < shapes_.size() && !(shapes_[s] == key)) ++s;
-  if (s == shapes_.size()) shapes_.push_back(key);
-  last_key_ = key;
-  last_shape_ = s;
-  return s;
-}
-
 size_t ScoreMemo::KeyHash::operator()(const Key& k) const {
   // The hash reads the fields one by one (never the struct's bytes, padding included).
   uint64_t h = 0x9e3779b97f4a7c15ull;
@@ -61,24 +44,27 @@ size_t ScoreMemo::KeyHash::operator()(const Key& k) const {
     h *= 0xff51afd7ed558ccdull;
   };
   mix(static_cast<uint64_t>(k.cpu_free));
-  mix(static_cast<uint64_t>(k.memory_free));
   mix(k.model);
   for (int j = 0; j < k.gpu_count; ++j) mix(static_cast<uint16_t>(k.gpu_free[j]));
+  mix(static_cast<uint64_t>(k.cpu));
+  mix(static_cast<uint64_t>(k.mem));
+  mix(static_cast<uint64_t>(k.count) << 32 | static_cast<uint32_t>(k.milli));
+  mix(k.models);
   return static_cast<size_t>(h ^ (h >> 29));
 }
 
-std::optional<int64_t>& ScoreMemo::Find(const NodeView& n, const TaskRequest& t) {
+ScoreMemo::Key ScoreMemo::KeyOf(const NodeView& n, const TaskRequest& t) {
   Key key;
   key.cpu_free = n.cpu_free();
-  key.memory_free = n.memory_free();
   key.model = n.model().value();
   key.gpu_count = n.gpu_count();
   for (int j = 0; j < key.gpu_count; ++j) key.gpu_free[j] = n.gpu_free(j);
-  if (states_.size() >= kMaxStates && !states_.contains(key)) states_.clear();
-  std::vector<std::optional<int64_t>>& scores = states_[key];
-  const uint32_t shape = ShapeOf(t);
-  if (shape >= scores.size()) scores.resize(shape + 1);
-  return scores[shape];
+  key.cpu = t.milli_cpu;
+  key.mem = t.memory_mib;
+  key.count = t.gpu_count;
+  key.milli = t.gpu_milli;
+  key.models = t.models.bits();
+  return key;
 }
 
 }  // namespace gpuorch::sched

@@ -57,58 +57,53 @@ int64_t BestGpuForFraction(const NodeView& n, const TaskRequest& t, GpuMask usab
   return best;
 }
 
-// Score memo for policies whose Score is costly and reads only a node's free state (CPU,
-// memory, model, per-GPU free milli), not NodeView::usable(). The engine scores the same
-// node states again and again (one node changes per placement), so a score is remembered
-// per node state and task shape. A policy sees no node id, so the memo is keyed by content:
-// a hash map from node state to its scores per task shape. A hit needs an equal state, so
-// the memo is exact; it forgets everything once it holds kMaxStates states (states that no
-// node has any more are never looked up again, and this bounds them).
+// Score memo for policies whose Score is costly and reads only a node's free GPU state and
+// CPU (model, per-GPU free milli, free CPU), not its memory or NodeView::usable(). The
+// engine scores the same node states again and again (one node changes per placement), so
+// a score is remembered per node state and task shape. A policy sees no node id, so the
+// memo is keyed by content: one hash map from (node state, task shape) to the score. A hit
+// needs an equal key, so the memo is exact; it forgets everything once it holds kMaxEntries
+// scores (states that no node has any more are never looked up again, and this bounds
+// them, also when every task asks for its own CPU and memory).
 //
-// Contract: single-threaded; O(gpus) per lookup (hash and compare) plus, when the task
-// shape changes between calls, a scan of the distinct shapes seen; memory is at most
-// kMaxStates states, each with one score per task shape scored.
+// Contract: single-threaded; O(gpus) per lookup (hash and compare); memory at most
+// kMaxEntries entries.
 class ScoreMemo {
  public:
-  static constexpr size_t kMaxStates = size_t{1} << 16;
+  static constexpr size_t kMaxEntries = size_t{1} << 17;
 
   // Returns the remembered score of (n, t) or stores and returns compute().
   template <typename Compute>
   int64_t Get(const NodeView& n, const TaskRequest& t, Compute&& compute) {
-    std::optional<int64_t>& score = Find(n, t);
-    if (!score.has_value()) score = compute();
-    return *score;
+    const Key key = KeyOf(n, t);
+    if (auto it = scores_.find(key); it != scores_.end()) return it->second;
+    const int64_t score = compute();
+    if (scores_.size() >= kMaxEntries) scores_.clear();
+    scores_.emplace(key, score);
+    return score;
   }
   // Forgets everything (the scoring rule changed).
-  void Clear();
+  void Clear() { scores_.clear(); }
+  size_t size() const { return scores_.size(); }
 
  private:
   struct Key {
     int64_t cpu_free = -1;
-    int64_t memory_free = -1;
     uint32_t model = 0;
     int32_t gpu_count = -1;
     std::array<int16_t, core::kMaxGpusPerNode> gpu_free{};
+    // The task's shape.
+    int64_t cpu = 0, mem = 0;
+    int32_t count = 0, milli = 0;
+    uint64_t models = 0;
     bool operator==(const Key&) const = default;
   };
   struct KeyHash {
     size_t operator()(const Key& k) const;
   };
-  struct ShapeKey {
-    int64_t cpu, mem;
-    int32_t count, milli;
-    uint64_t models;
-    bool operator==(const ShapeKey&) const = default;
-  };
+  static Key KeyOf(const NodeView& n, const TaskRequest& t);
 
-  // The score of (n, t) if remembered, else the empty place to store it.
-  std::optional<int64_t>& Find(const NodeView& n, const TaskRequest& t);
-  uint32_t ShapeOf(const TaskRequest& t);
-
-  std::unordered_map<Key, std::vector<std::optional<int64_t>>, KeyHash> states_;  // by shape
-  std::vector<ShapeKey> shapes_;
-  ShapeKey last_key_{-1, -1, -1, -1, 0};
-  uint32_t last_shape_ = 0;
+  std::unordered_map<Key, int64_t, KeyHash> scores_;
 };
 
 }  // namespace gpuorch::sched

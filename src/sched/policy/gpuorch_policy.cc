@@ -62,6 +62,23 @@ int64_t GpuorchPolicy::ScoreOf(const NodeView& n, const TaskRequest& t, int64_t 
   return FloorDiv(-damage, quantum_);
 }
 
+int64_t GpuorchPolicy::CpuHeadroom(const NodeView& n, const TaskRequest& t) {
+  (void)t;
+  int64_t headroom = 0;
+  for (const Weighted& tau : typical_) {
+    const TaskRequest& u = tau.task;
+    if (u.gpu_count == 0 || u.gpu_milli <= 0 || u.milli_cpu <= 0 || !u.models.Accepts(n.model())) {
+      continue;  // Stranded and TaskFragment do not read CPU for it
+    }
+    int64_t slots = 0;
+    for (int j = 0; j < n.gpu_count(); ++j) slots += n.gpu_free(j) / u.gpu_milli;
+    // Copies are min(slots / count, cpu / tau.cpu); one copy decides TaskFragment. Taking t
+    // only lowers the slots, so the same headroom covers the state after it.
+    headroom = std::max(headroom, u.milli_cpu * std::max<int64_t>(1, slots / u.gpu_count));
+  }
+  return headroom;
+}
+
 int64_t GpuorchPolicy::Score(const NodeView& n, const TaskRequest& t) {
   return memo_.Get(n, t, [&]() -> int64_t {
     const int64_t before = Damage(n.cpu_free(), n.model(), n.gpu_count(), n.gpu_free().data());

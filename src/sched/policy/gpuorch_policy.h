@@ -33,6 +33,9 @@ class GpuorchPolicy final : public PlacementPolicy {
   GpuorchPolicy() { SetTypicalTasks({}); }
   std::string_view name() const override { return "gpuorch"; }
   int64_t Score(const NodeView& n, const TaskRequest& t) override;
+  // CPU reaches D(n) through each typical tau that needs GPUs: whether one copy fits, and how
+  // many copies the GPU slots allow. Beyond that many copies' CPU, more CPU changes nothing.
+  int64_t CpuHeadroom(const NodeView& n, const TaskRequest& t) override;
   GpuMask SelectGpus(const NodeView& n, const TaskRequest& t) override;
   void SetTypicalTasks(std::vector<TypicalTask> tasks) override;
   std::vector<TypicalTask> typical_tasks() const override { return given_; }

@@ -14,6 +14,8 @@ class GpuPackingPolicy final : public PlacementPolicy {
  public:
   std::string_view name() const override { return "gpupacking"; }
   int64_t Score(const NodeView& n, const TaskRequest& t) override;
+  // Score reads GPU state only.
+  int64_t CpuHeadroom(const NodeView&, const TaskRequest&) override { return 0; }
 };
 
 }  // namespace gpuorch::sched
