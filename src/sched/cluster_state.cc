@@ -261,7 +261,9 @@ std::string ClusterState::GroupKey(const NodeState& n) const {
   // memory are indexed inside the group instead.
   std::array<std::pair<int16_t, int64_t>, core::kMaxGpusPerNode> gpus{};
   for (int j = 0; j < n.gpu_count; ++j) gpus[j] = {n.gpu_free[j], n.gpu_mem_free[j]};
-  std::sort(gpus.begin(), gpus.begin() + n.gpu_count);
+  // A reservation holds GPUs by index: which GPUs are free then matters to the fit (of
+  // those who may not use the reservation), so the order is kept.
+  if (n.reserved_gpus == 0) std::sort(gpus.begin(), gpus.begin() + n.gpu_count);
   std::string key;
   key.reserve(64 + 10 * n.gpu_count);
   auto put = [&key](const auto& v) { key.append(reinterpret_cast<const char*>(&v), sizeof(v)); };

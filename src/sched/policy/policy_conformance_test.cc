@@ -5,6 +5,7 @@
 
 #include <bit>
 #include <memory>
+#include <tuple>
 
 #include "core/rng.h"
 #include "sched/placer.h"
@@ -231,6 +232,142 @@ TEST_P(PolicyConformance, ScoreDependsOnlyOnState) {
     }
   }
 }
+
+// The contract of CpuHeadroom: beyond it, Score reads neither the node's free CPU and memory
+// nor the task's CPU and memory. Random GPU states, CPU and memory on both sides.
+// Typical tasks whose CPU is not proportional to their GPUs (the default's is), so that the
+// headroom depends on the GPU state.
+std::vector<TypicalTask> SkewedTypicalTasks() {
+  return {{Whole(1, 8000), 0.5}, {Fraction(250, 4000), 0.3}, {Whole(2, 2000), 0.2}};
+}
+
+class PolicyHeadroom : public testing::TestWithParam<std::tuple<std::string, bool>> {};
+
+TEST_P(PolicyHeadroom, ScoreBeyondCpuHeadroomReadsNoHostResources) {
+  const auto& [name, skewed] = GetParam();
+  core::Rng rng(7);
+  PolicySetup setup = MakeSetup(name, &rng);
+  if (setup.choice != NodeChoice::kBestScore) GTEST_SKIP() << "does not score";
+  if (skewed) setup.policy->SetTypicalTasks(SkewedTypicalTasks());
+  core::Rng draw(99);
+  int saturated_cases = 0;
+  for (int k = 0; k < 3000; ++k) {
+    std::vector<int16_t> gpus(1 + draw.Uniform(8));
+    for (int16_t& g : gpus) g = static_cast<int16_t>(draw.Uniform(5) == 0 ? 1000 : draw.Uniform(1001));
+    TaskRequest t = draw.Uniform(3) == 0 ? Whole(1 + static_cast<int32_t>(draw.Uniform(2)), 0)
+                                         : Fraction(static_cast<int32_t>(50 + draw.Uniform(900)), 0);
+    t.milli_cpu = static_cast<int64_t>(draw.Uniform(32000));
+    t.memory_mib = static_cast<int64_t>(draw.Uniform(65536));
+    NodeState n = State(1, 0, gpus);
+    if (!FitsGpus(n, t, core::WorkloadId(1), 0)) continue;
+    const int64_t headroom = setup.policy->CpuHeadroom(All(n), t);
+    ASSERT_GE(headroom, 0);
+    if (headroom >= PlacementPolicy::kAlwaysReadsHost) continue;
+    ++saturated_cases;
+    n.cpu_free = t.milli_cpu + headroom + static_cast<int64_t>(draw.Uniform(1000));
+    n.memory_free = t.memory_mib + static_cast<int64_t>(draw.Uniform(1 << 20));
+    const int64_t s = setup.policy->Score(All(n), t);
+    // Another node beyond the headroom, another task with the same GPU request.
+    TaskRequest u = t;
+    u.milli_cpu = static_cast<int64_t>(draw.Uniform(32000));
+    u.memory_mib = static_cast<int64_t>(draw.Uniform(65536));
+    NodeState m = n;
+    m.cpu_free = u.milli_cpu + setup.policy->CpuHeadroom(All(m), u) +
+                 static_cast<int64_t>(draw.Uniform(1 << 20));
+    m.memory_free = u.memory_mib + static_cast<int64_t>(draw.Uniform(1 << 20));
+    EXPECT_EQ(setup.policy->CpuHeadroom(All(m), u), headroom) << name;
+    EXPECT_EQ(setup.policy->Score(All(m), u), s) << name << " case " << k;
+  }
+  if (name != "bestfit" && name != "dotprod") EXPECT_GT(saturated_cases, 100);
+}
+
+// The grouped search (groups of equal GPU state, CPU headroom, ScoreCache) answers what
+// scoring every feasible node answers, on a cluster where every node and task has its own
+// CPU and memory, while placements, releases and reservations change it.
+TEST_P(PolicyHeadroom, GroupedChoiceEqualsScoringEveryNode) {
+  const auto& [name, skewed] = GetParam();
+  core::Rng rng(11);
+  PolicySetup setup = MakeSetup(name, &rng);
+  if (setup.choice != NodeChoice::kBestScore) GTEST_SKIP() << "draws, does not score";
+  if (skewed) setup.policy->SetTypicalTasks(SkewedTypicalTasks());
+  core::Rng draw(2024);
+  ClusterState cluster;
+  for (uint32_t i = 0; i < 120; ++i) {
+    NodeSpec s = Spec("n" + std::to_string(i), i % 5 == 0 ? 4 : 8,
+                      32000 + static_cast<int64_t>(draw.Uniform(96000)));
+    s.gpu_model = GpuModelId(i % 2);
+    s.memory_mib = 65536 + static_cast<int64_t>(draw.Uniform(1 << 19));
+    s.gpu_memory_mib = 40960;
+    ASSERT_TRUE(cluster.AddNode(NodeId(i), s).ok());
+  }
+  ScoreCache cache;
+  struct Placed {
+    NodeId node;
+    TaskRequest t;
+    GpuMask gpus;
+  };
+  std::vector<Placed> placed;
+  int compared = 0;
+  for (int k = 0; k < 1500; ++k) {
+    if (k % 97 == 0) {  // a reservation comes or goes
+      const NodeId id(static_cast<uint32_t>(draw.Uniform(120)));
+      if (cluster.node(id).reserved_gpus != 0) {
+        cluster.ClearReservation(id);
+      } else {
+        cluster.Reserve(id, 0b11, core::WorkloadId(static_cast<uint32_t>(2 + draw.Uniform(3))),
+                        draw.Uniform(2) == 0);
+      }
+    }
+    if (!placed.empty() && draw.Uniform(3) == 0) {
+      const size_t i = draw.Uniform(placed.size());
+      cluster.Release(placed[i].node, placed[i].t, placed[i].gpus);
+      placed.erase(placed.begin() + static_cast<std::ptrdiff_t>(i));
+      continue;
+    }
+    TaskRequest t;
+    switch (draw.Uniform(4)) {
+      case 0:
+        t = CpuOnly(500 + static_cast<int64_t>(draw.Uniform(16000)));
+        break;
+      case 1:
+        t = Whole(1 << draw.Uniform(3), 1000 + static_cast<int64_t>(draw.Uniform(24000)));
+        break;
+      default:
+        t = Fraction(static_cast<int32_t>(100 + draw.Uniform(800)),
+                     500 + static_cast<int64_t>(draw.Uniform(8000)));
+        t.gpu_memory_mib = 1024 + static_cast<int64_t>(draw.Uniform(20000));
+        break;
+    }
+    t.memory_mib = static_cast<int64_t>(draw.Uniform(65536));
+    if (draw.Uniform(4) == 0) t.models = core::ModelSet::Of(GpuModelId(draw.Uniform(2)));
+    const core::WorkloadId as(static_cast<uint32_t>(1 + draw.Uniform(3)));
+    const ReservationAccess access = static_cast<ReservationAccess>(draw.Uniform(4));
+    auto grouped = ChooseNode(cluster, *setup.policy, setup.choice, t, as, access, rng, nullptr,
+                              &cache);
+    NodeId best;
+    int64_t best_score = 0;
+    for (const NodeState& n : cluster.nodes()) {
+      if (!Fits(n, t, as, access)) continue;
+      const int64_t s = setup.policy->Score(NodeView(n, UsableGpus(n, as, access)), t);
+      if (!best.valid() || s > best_score) best = n.id, best_score = s;  // ascending ids
+    }
+    ASSERT_EQ(grouped.has_value(), best.valid()) << name << " step " << k;
+    if (!grouped) continue;
+    ++compared;
+    ASSERT_EQ(grouped->node.value(), best.value()) << name << " step " << k;
+    cluster.Allocate(grouped->node, t, grouped->gpus);
+    placed.push_back({grouped->node, t, grouped->gpus});
+  }
+  EXPECT_GT(compared, 500);
+  EXPECT_LT(cluster.group_count(), 120u);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, PolicyHeadroom,
+                         testing::Combine(testing::ValuesIn(PolicyNames()), testing::Bool()),
+                         [](const testing::TestParamInfo<PolicyHeadroom::ParamType>& info) {
+                           return std::get<0>(info.param) +
+                                  (std::get<1>(info.param) ? "_skewed" : "_default");
+                         });
 
 INSTANTIATE_TEST_SUITE_P(All, PolicyConformance, testing::ValuesIn(PolicyNames()),
                          [](const auto& param_info) { return param_info.param; });
