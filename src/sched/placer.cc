@@ -115,7 +115,8 @@ std::optional<TaskPlacement> ChooseNode(const ClusterState& cluster, PlacementPo
     Best b;
     for (NodeId id : *domain) {
       const NodeState& n = cluster.node(id);
-      if (Fits(n, t, as, access)) b.Consider(policy.Score(NodeView(n, UsableGpus(n, as, access)), t), id);
+      if (Fits(n, t, as, access))
+        b.Consider(policy.Score(NodeView(n, UsableGpus(n, as, access)), t), id);
     }
     best = b.id;
   } else {

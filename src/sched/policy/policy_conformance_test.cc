@@ -253,9 +253,11 @@ TEST_P(PolicyHeadroom, ScoreBeyondCpuHeadroomReadsNoHostResources) {
   int saturated_cases = 0;
   for (int k = 0; k < 3000; ++k) {
     std::vector<int16_t> gpus(1 + draw.Uniform(8));
-    for (int16_t& g : gpus) g = static_cast<int16_t>(draw.Uniform(5) == 0 ? 1000 : draw.Uniform(1001));
-    TaskRequest t = draw.Uniform(3) == 0 ? Whole(1 + static_cast<int32_t>(draw.Uniform(2)), 0)
-                                         : Fraction(static_cast<int32_t>(50 + draw.Uniform(900)), 0);
+    for (int16_t& g : gpus)
+      g = static_cast<int16_t>(draw.Uniform(5) == 0 ? 1000 : draw.Uniform(1001));
+    TaskRequest t = draw.Uniform(3) == 0
+                        ? Whole(1 + static_cast<int32_t>(draw.Uniform(2)), 0)
+                        : Fraction(static_cast<int32_t>(50 + draw.Uniform(900)), 0);
     t.milli_cpu = static_cast<int64_t>(draw.Uniform(32000));
     t.memory_mib = static_cast<int64_t>(draw.Uniform(65536));
     NodeState n = State(1, 0, gpus);
@@ -342,8 +344,8 @@ TEST_P(PolicyHeadroom, GroupedChoiceEqualsScoringEveryNode) {
     if (draw.Uniform(4) == 0) t.models = core::ModelSet::Of(GpuModelId(draw.Uniform(2)));
     const core::WorkloadId as(static_cast<uint32_t>(1 + draw.Uniform(3)));
     const ReservationAccess access = static_cast<ReservationAccess>(draw.Uniform(4));
-    auto grouped = ChooseNode(cluster, *setup.policy, setup.choice, t, as, access, rng, nullptr,
-                              &cache);
+    auto grouped =
+        ChooseNode(cluster, *setup.policy, setup.choice, t, as, access, rng, nullptr, &cache);
     NodeId best;
     int64_t best_score = 0;
     for (const NodeState& n : cluster.nodes()) {
