@@ -43,7 +43,10 @@ int64_t FgdPolicy::CpuHeadroom(const NodeView& n, const TaskRequest& t) {
   for (const TypicalTask& tau : typical_) {
     const TaskRequest& u = tau.task;
     if (u.gpu_count == 0 || u.gpu_milli <= 0 || !u.models.Accepts(n.model())) continue;
-    headroom = std::max(headroom, u.milli_cpu);
+    // CPU decides the fragment only when one copy's GPUs fit (and t only takes GPUs away).
+    int fitting = 0;
+    for (int j = 0; j < n.gpu_count(); ++j) fitting += n.gpu_free(j) >= u.gpu_milli;
+    if (fitting >= u.gpu_count) headroom = std::max(headroom, u.milli_cpu);
   }
   return headroom;
 }

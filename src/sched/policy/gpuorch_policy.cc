@@ -72,9 +72,10 @@ int64_t GpuorchPolicy::CpuHeadroom(const NodeView& n, const TaskRequest& t) {
     }
     int64_t slots = 0;
     for (int j = 0; j < n.gpu_count(); ++j) slots += n.gpu_free(j) / u.gpu_milli;
-    // Copies are min(slots / count, cpu / tau.cpu); one copy decides TaskFragment. Taking t
-    // only lowers the slots, so the same headroom covers the state after it.
-    headroom = std::max(headroom, u.milli_cpu * std::max<int64_t>(1, slots / u.gpu_count));
+    // Copies are min(slots / count, cpu / tau.cpu), and CPU decides TaskFragment only when
+    // one copy's GPUs fit (then slots / count >= 1). Taking t only lowers the slots, so the
+    // same headroom covers the state after it.
+    headroom = std::max(headroom, u.milli_cpu * (slots / u.gpu_count));
   }
   return headroom;
 }
