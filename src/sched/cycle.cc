@@ -45,6 +45,12 @@ struct ShapeHash {
   }
 };
 
+// The key of a shape with its CPU and memory left out (see CycleContext::no_fit).
+ShapeKey WithoutHost(ShapeKey k) {
+  k.cpu = k.memory = 0;
+  return k;
+}
+
 bool Waits(PendingReason r) {
   return r == PendingReason::kNoFit || r == PendingReason::kTopologyUnsatisfiable ||
          r == PendingReason::kPreempting || r == PendingReason::kReserved ||
@@ -91,6 +97,26 @@ struct Scheduler::Impl::CycleContext {
   Time now;
   // Shapes that failed this cycle, and why (see ShapeKey).
   std::unordered_map<ShapeKey, PendingReason, ShapeHash> failed;
+  // Dominance: per shape without its CPU and memory (cpu = memory = 0 in the key), the
+  // (CPU, memory) of those that found no fit anywhere (kNoFit), the minimal ones only. A
+  // workload asking at least as much CPU and memory as one of them finds none either:
+  // capacity only shrinks until the cycle ends. This is what answers most of a backlog
+  // when every workload asks for its own CPU and memory, and no two shapes are equal.
+  std::unordered_map<ShapeKey, std::vector<std::pair<int64_t, int64_t>>, ShapeHash> no_fit;
+
+  bool Dominated(const ShapeKey& host_free, int64_t cpu, int64_t memory) const {
+    auto it = no_fit.find(host_free);
+    if (it == no_fit.end()) return false;
+    for (const auto& [c, m] : it->second) {
+      if (c <= cpu && m <= memory) return true;
+    }
+    return false;
+  }
+  void AddNoFit(const ShapeKey& host_free, int64_t cpu, int64_t memory) {
+    std::vector<std::pair<int64_t, int64_t>>& frontier = no_fit[host_free];
+    std::erase_if(frontier, [&](const auto& e) { return e.first >= cpu && e.second >= memory; });
+    frontier.emplace_back(cpu, memory);
+  }
   // Head-of-line reservations: work that ends before the earliest of them is due may use
   // their lent GPUs (EASY backfill against every holder at once).
   Time hol_eta = INT64_MAX;
@@ -105,7 +131,7 @@ Plan Scheduler::Impl::Cycle(Time now) {
   plan.evictions = std::move(queued_evictions_);
   queued_evictions_.clear();
 
-  CycleContext ctx{plan, now, {}, INT64_MAX};
+  CycleContext ctx{plan, now, {}, {}, INT64_MAX};
   for (WorkloadId h : ledger_.holders()) {
     ctx.hol_eta = std::min(ctx.hol_eta, ledger_.HoldOf(h).eta);
   }
@@ -277,6 +303,14 @@ void Scheduler::Impl::Attempt(CycleContext& c, WorkloadRec& w) {
       w.reason = it->second;
       return;
     }
+    // A larger shape than one that fits nowhere fits nowhere either; unless it does not fit
+    // the empty cluster, which says more (kUnschedulable, below).
+    if (c.Dominated(WithoutHost(key), t.milli_cpu, t.memory_mib) && FitsEmptyCluster(w)) {
+      ++c.plan.stats.shape_cache_hits;
+      ++c.plan.stats.dominated;
+      w.reason = PendingReason::kNoFit;
+      return;
+    }
   }
   ++c.plan.stats.placements_tried;
   PendingReason reason = PendingReason::kNoFit;
@@ -301,6 +335,7 @@ void Scheduler::Impl::Attempt(CycleContext& c, WorkloadRec& w) {
   ExplainBlocked(w, e, reason);
   w.reason = reason;
   c.failed.emplace(key, reason);
+  if (reason == PendingReason::kNoFit) c.AddNoFit(WithoutHost(key), t.milli_cpu, t.memory_mib);
 }
 
 // Step: places w on the models it is entitled to (in-quota first) and binds it. True if
