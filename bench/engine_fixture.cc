@@ -211,22 +211,34 @@ Packer::Packer(int nodes) : free_(static_cast<size_t>(nodes)) {
 }
 
 bool Packer::Place(const core::WorkloadSpec& w, uint32_t model, std::vector<TaskBinding>& tasks) {
-  static constexpr size_t kLookahead = 8;
-  std::vector<int>& nodes = by_model_[model];
-  size_t& cursor = cursor_[model];
-  for (size_t k = 0; k < kLookahead && cursor + k < nodes.size(); ++k) {
-    FreeNode& f = free_[static_cast<size_t>(nodes[cursor + k])];
+  static constexpr size_t kOpen = 16;
+  std::vector<int>& open = open_[model];
+  auto take = [&](int n, GpuMask mask) {
+    Take(free_[static_cast<size_t>(n)], w.task, mask);
+    tasks = {TaskBinding{0, NodeId(static_cast<uint32_t>(n)), mask, w.task.gpu_milli}};
+  };
+  for (size_t k = 0; k < open.size(); ++k) {
     GpuMask mask = 0;
-    if (!Fits(f, w.task, mask)) continue;
-    Take(f, w.task, mask);
-    tasks = {
-        TaskBinding{0, NodeId(static_cast<uint32_t>(nodes[cursor + k])), mask, w.task.gpu_milli}};
-    while (cursor < nodes.size() && Full(free_[static_cast<size_t>(nodes[cursor])])) ++cursor;
+    if (!Fits(free_[static_cast<size_t>(open[k])], w.task, mask)) continue;
+    take(open[k], mask);
+    if (Full(free_[static_cast<size_t>(open[k])])) open.erase(open.begin() + static_cast<long>(k));
     return true;
   }
-  // Nothing near the cursor holds it: move on, leaving the rest of that node idle.
-  if (cursor < nodes.size()) ++cursor;
-  return false;
+  // No open node holds it: open the model's next empty node (closing the oldest open one
+  // when there are kOpen).
+  std::vector<int>& nodes = by_model_[model];
+  size_t& next = next_[model];
+  GpuMask mask = 0;
+  if (next == nodes.size() || !Fits(free_[static_cast<size_t>(nodes[next])], w.task, mask)) {
+    return false;
+  }
+  const int n = nodes[next++];
+  take(n, mask);
+  if (!Full(free_[static_cast<size_t>(n)])) {
+    if (open.size() == kOpen) open.erase(open.begin());
+    open.push_back(n);
+  }
+  return true;
 }
 
 bool Packer::Fits(const FreeNode& f, const core::TaskRequest& t, GpuMask& mask) {
@@ -259,7 +271,7 @@ Backlog BuildBacklog(const BacklogConfig& config) {
   constexpr int kQueues = 50, kGuaranteed = 25;
   const int nodes = config.nodes;
   const Shapes shapes = config.shapes;
-  Backlog b{MakeEngine("gpuorch"), 10 * core::kMinute};
+  Backlog b{MakeEngine("gpuorch"), 10 * core::kMinute, nodes, static_cast<uint32_t>(kQueues)};
   Scheduler& s = *b.engine;
   AddCluster(s, nodes);
   int per_model[kModels] = {};
@@ -334,6 +346,15 @@ Backlog BuildBacklog(const BacklogConfig& config) {
 }
 
 double TimedBacklogCycle(benchmark::State& state, Backlog& backlog, StatsCounter& stats) {
+  // How full the fill left the cluster (milli-GPU in use over all queues and models).
+  int64_t used = 0;
+  const Scheduler& s = *backlog.engine;
+  for (uint32_t q = 0; q < backlog.queues; ++q) {
+    for (uint32_t m = 0; m < kModels; ++m) used += s.QueueUsage(QueueId(q), core::GpuModelId(m));
+  }
+  state.counters["fill_percent"] =
+      100.0 * static_cast<double>(used) /
+      static_cast<double>(int64_t{backlog.nodes} * kGpusPerNode * 1000);
   const double start = CpuNow();
   Plan plan = backlog.engine->Cycle(backlog.now);
   const double seconds = CpuNow() - start;

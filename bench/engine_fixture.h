@@ -103,9 +103,9 @@ class StatsCounter {
 
 // --- A first-fit packing made by the bench, for work placed by Scheduler::Adopt: it
 // tracks each node's free CPU, memory and per-GPU share and GPU memory as AddCluster made
-// them. Next-fit over the nodes of each model: a workload goes to the first of the next
-// eight nodes from the model's cursor that holds it; the cursor moves past full nodes, and
-// past one node when none of the eight does.
+// them. First fit over a few open nodes of each model: a workload goes to the first of the
+// model's (at most 16) partly used nodes that holds it, else to its next unused node, which
+// then opens (closing the oldest open one when 16 are). O(1) per workload.
 class Packer {
  public:
   explicit Packer(int nodes);
@@ -125,7 +125,8 @@ class Packer {
 
   std::vector<FreeNode> free_;
   std::array<std::vector<int>, kModels> by_model_;
-  std::array<size_t, kModels> cursor_{};
+  std::array<std::vector<int>, kModels> open_;  // partly used nodes, oldest first
+  std::array<size_t, kModels> next_{};          // the model's first node never used
 };
 
 // --- A cluster nearly full of preemptible borrowed work, with a backlog of pending work.
@@ -151,13 +152,16 @@ struct BacklogConfig {
 struct Backlog {
   std::unique_ptr<Scheduler> engine;
   Time now = 0;
+  int nodes = 0;
+  uint32_t queues = 0;
 };
 
 Backlog BuildBacklog(const BacklogConfig& config);
 
 // Cycles `backlog`'s engine once, timed by CPU clock; adds the plan's counts to the
-// benchmark's counters (evictions, binds, preempting, reserved, estimated_starts) and its
-// stats to `stats`. Returns the cycle's CPU seconds.
+// benchmark's counters (evictions, binds, preempting, reserved, estimated_starts; and
+// fill_percent, the GPUs in use before the cycle) and its stats to `stats`. Returns the
+// cycle's CPU seconds.
 double TimedBacklogCycle(benchmark::State& state, Backlog& backlog, StatsCounter& stats);
 
 }  // namespace gpuorch::sched::bench
