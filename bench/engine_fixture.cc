@@ -1,11 +1,19 @@
 #include "engine_fixture.h"
 
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <fstream>
+#include <new>
+#include <sstream>
 
 namespace gpuorch::sched::bench {
 
@@ -83,6 +91,84 @@ double ProcMib(const std::string& field) {
       return std::strtod(line.c_str() + field.size() + 1, nullptr) / 1024;
   }
   return 0;
+}
+
+namespace {
+
+void LimitAddressSpace(int64_t limit_mib) {
+  const rlim_t bytes = static_cast<rlim_t>(limit_mib) << 20;
+  rlimit limit{bytes, bytes};
+  if (setrlimit(RLIMIT_AS, &limit) != 0) {
+    std::fprintf(stderr, "engine_bench: setrlimit(RLIMIT_AS): %s\n", std::strerror(errno));
+  }
+}
+
+}  // namespace
+
+int BenchMain(int argc, char** argv) {
+  LimitAddressSpace(kProcessLimitMib);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
+
+void RunIsolated(benchmark::State& state, int64_t limit_mib,
+                 const std::function<void(Counters&)>& measure) {
+  int fds[2];
+  if (pipe(fds) != 0) {
+    state.SkipWithError("pipe failed");
+    return;
+  }
+  std::fflush(nullptr);  // or the child's exit would write the parent's buffers twice
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    state.SkipWithError("fork failed");
+    return;
+  }
+  if (pid == 0) {
+    close(fds[0]);
+    LimitAddressSpace(limit_mib);
+    int code = 0;
+    std::ostringstream out;
+    try {
+      Counters counters;
+      measure(counters);
+      for (const auto& [key, value] : counters) out << key << ' ' << value << '\n';
+    } catch (const std::bad_alloc&) {
+      code = 3;
+    }
+    const std::string text = out.str();
+    for (size_t at = 0; at < text.size();) {
+      const ssize_t n = write(fds[1], text.data() + at, text.size() - at);
+      if (n <= 0) break;
+      at += static_cast<size_t>(n);
+    }
+    _exit(code);  // no destructors or atexit handlers of the parent's state
+  }
+  close(fds[1]);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;)
+    text.append(buf, static_cast<size_t>(n));
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    const std::string error =
+        WIFEXITED(status) && WEXITSTATUS(status) == 3
+            ? "the engine needed more than the " + std::to_string(limit_mib) +
+                  " MiB address-space cap (std::bad_alloc)"
+            : "the measuring process failed (status " + std::to_string(status) + ")";
+    state.SkipWithError(error.c_str());
+    return;
+  }
+  std::istringstream in(text);
+  std::string key;
+  for (double value; in >> key >> value;) state.counters[key] = value;
 }
 
 std::unique_ptr<Scheduler> MakeEngine(const std::string& policy) {
@@ -190,12 +276,18 @@ void StatsCounter::Add(const CycleStats& stats) {
   placements_tried_ += stats.placements_tried;
 }
 
-void StatsCounter::Report(benchmark::State& state) const {
+void StatsCounter::Report(Counters& counters) const {
   const double cycles = static_cast<double>(std::max<int64_t>(1, cycles_));
-  state.counters["node_groups"] = static_cast<double>(node_groups_);
-  state.counters["attempts"] = static_cast<double>(attempts_) / cycles;
-  state.counters["shape_cache_hits"] = static_cast<double>(shape_cache_hits_) / cycles;
-  state.counters["placements_tried"] = static_cast<double>(placements_tried_) / cycles;
+  counters["node_groups"] = static_cast<double>(node_groups_);
+  counters["attempts"] = static_cast<double>(attempts_) / cycles;
+  counters["shape_cache_hits"] = static_cast<double>(shape_cache_hits_) / cycles;
+  counters["placements_tried"] = static_cast<double>(placements_tried_) / cycles;
+}
+
+void StatsCounter::Report(benchmark::State& state) const {
+  Counters counters;
+  Report(counters);
+  for (const auto& [key, value] : counters) state.counters[key] = value;
 }
 
 Packer::Packer(int nodes) : free_(static_cast<size_t>(nodes)) {

@@ -16,6 +16,8 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -60,6 +62,20 @@ double CpuNow();
 // VmRSS or VmHWM of this process, in MiB.
 double ProcMib(const std::string& field);
 
+// The benchmark binaries' main: caps this process' address space at kProcessLimitMib
+// (RLIMIT_AS) so that an engine whose memory runs away fails here with std::bad_alloc
+// instead of pushing a shared machine into its OOM killer, then runs Google Benchmark.
+constexpr int64_t kProcessLimitMib = 8192;
+int BenchMain(int argc, char** argv);
+
+// Runs `measure` in a forked child whose address space is capped at `limit_mib`, and sets
+// the counters it filled on `state`. The resident-memory scenarios run this way: each
+// measures a fresh process, and an engine that needs more than the cap (distinct shapes
+// made one need over 20 GiB) ends the benchmark with an error naming the cap, not the run.
+using Counters = std::map<std::string, double>;
+void RunIsolated(benchmark::State& state, int64_t limit_mib,
+                 const std::function<void(Counters&)>& measure);
+
 std::unique_ptr<Scheduler> MakeEngine(const std::string& policy);
 void AddCluster(Scheduler& s, int nodes = kDefaultNodes);
 
@@ -94,6 +110,7 @@ class StatsCounter {
  public:
   void Add(const CycleStats& stats);
   void Report(benchmark::State& state) const;
+  void Report(Counters& counters) const;
 
  private:
   int64_t cycles_ = 0;
