@@ -34,6 +34,17 @@ int RunProbe() {
   return report.ok ? 0 : 1;
 }
 
+// SIGINT/SIGTERM are blocked before any thread starts (threads inherit the mask) and taken
+// by one thread with sigwait, which calls `stop`: no work in a handler.
+sigset_t BlockStopSignals() {
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  return stop_signals;
+}
+
 int RunAgent(AgentFlags flags) {
   // Resolved here rather than in Agent::Create because emulated GPU uuids carry the name.
   if (flags.options.name.empty()) flags.options.name = agent::HostName();
@@ -71,17 +82,6 @@ int RunAgent(AgentFlags flags) {
   a.Run();
   waiter.join();
   return 0;
-}
-
-// SIGINT/SIGTERM are blocked before any thread starts (threads inherit the mask) and taken
-// by one thread with sigwait, which calls `stop`: no work in a handler.
-sigset_t BlockStopSignals() {
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  return stop_signals;
 }
 
 int RunHollow(AgentFlags flags) {
