@@ -159,8 +159,7 @@ int64_t Agent::Tick() {
     session_->ContactDone(ok, MonotonicMs());
   }
   // Tasks without a pidfd, and SIGKILL deadlines, are watched by polling.
-  const int64_t poll_ms =
-      runner_->NeedsPeriodicPoll() ? kPeriodicPollMs : session_->interval_ms();
+  const int64_t poll_ms = runner_->NeedsPeriodicPoll() ? kPeriodicPollMs : session_->interval_ms();
   return session_->WaitMs(MonotonicMs(), poll_ms);
 }
 

@@ -169,9 +169,9 @@ struct HollowFleet::Impl {
   awaitable<bool> Contact(Node& n) {
     const std::chrono::milliseconds timeout(5000);
     if (!n.session.registered()) {
-      const HttpAnswer a = co_await Exchange(n.control, server, http::verb::post,
-                                             NodeSession::kRegisterPath, n.session.RegisterBody(),
-                                             timeout);
+      const HttpAnswer a =
+          co_await Exchange(n.control, server, http::verb::post, NodeSession::kRegisterPath,
+                            n.session.RegisterBody(), timeout);
       if (stopping || !n.session.OnRegisterAnswer(a)) co_return false;
       n.watch_gate.cancel();  // the watch may start
     }
@@ -210,10 +210,10 @@ struct HollowFleet::Impl {
         continue;
       }
       const int64_t interval = n.session.interval_ms();
-      const HttpAnswer a = co_await Exchange(
-          n.watch, server, http::verb::get,
-          WatchPath(n.session.registration().name, n.watched, interval), "",
-          std::chrono::milliseconds(interval + 5000));
+      const HttpAnswer a =
+          co_await Exchange(n.watch, server, http::verb::get,
+                            WatchPath(n.session.registration().name, n.watched, interval), "",
+                            std::chrono::milliseconds(interval + 5000));
       if (stopping) break;
       Result<DesiredList> got = ParseWatchAnswer(a);
       if (got.ok()) {
@@ -292,8 +292,7 @@ Result<std::unique_ptr<HollowFleet>> HollowFleet::Create(HollowOptions options) 
   impl->logs->new_task_queue = [] { return new httplib::ThreadPool(2); };
   impl->logs->Get(R"(/v1/tasks/(\d+)/(\d+)/(\d+)/logs)",
                   [](const httplib::Request&, httplib::Response& res) {
-                    res.set_content("(emulated task on a hollow node: no output)\n",
-                                    "text/plain");
+                    res.set_content("(emulated task on a hollow node: no output)\n", "text/plain");
                   });
   const size_t lc = options.listen.rfind(':');
   if (lc == std::string::npos) return Status::Invalid("--listen: expected host:port");
@@ -366,7 +365,8 @@ void HollowFleet::Run() {
   {
     std::unique_lock lock(m.mu);
     while (!m.stopping) {
-      m.cv.wait_for(lock, std::chrono::milliseconds(o.summary_ms), [&m] { return m.stopping.load(); });
+      m.cv.wait_for(lock, std::chrono::milliseconds(o.summary_ms),
+                    [&m] { return m.stopping.load(); });
       if (m.stopping) break;
       lock.unlock();
       line();

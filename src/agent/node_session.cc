@@ -49,8 +49,7 @@ bool NodeSession::OnRegisterAnswer(const HttpAnswer& answer) {
     return false;
   }
   if (answer.status != 200) {
-    ServerFailed("register: server answered " + std::to_string(answer.status) + ": " +
-                 answer.body);
+    ServerFailed("register: server answered " + std::to_string(answer.status) + ": " + answer.body);
     return false;
   }
   Result<int64_t> interval = ParseRegisterResponse(answer.body);
@@ -149,7 +148,8 @@ std::string WatchPath(const std::string& node, const DesiredList& known, int64_t
 }
 
 Result<DesiredList> ParseWatchAnswer(const HttpAnswer& answer) {
-  if (answer.status < 0) return Status::Precondition("watch: server unreachable (" + answer.error + ")");
+  if (answer.status < 0)
+    return Status::Precondition("watch: server unreachable (" + answer.error + ")");
   if (answer.status != 200) {
     return Status::Precondition("watch: server answered " + std::to_string(answer.status));
   }

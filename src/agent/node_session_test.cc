@@ -14,9 +14,8 @@ using nlohmann::json;
 json Entry(int64_t workload, const std::string& runtime_s = "") {
   json env = json::object();
   if (!runtime_s.empty()) env[kEmulateRuntimeEnv] = runtime_s;
-  return {{"workload", workload}, {"task", 0},    {"attempt", 0},
-          {"command", {"x"}},     {"env", env},   {"gpus", {0}},
-          {"grace_period_ms", 5000}};
+  return {{"workload", workload}, {"task", 0},   {"attempt", 0},           {"command", {"x"}},
+          {"env", env},           {"gpus", {0}}, {"grace_period_ms", 5000}};
 }
 
 HttpAnswer Ok(json body) { return HttpAnswer{200, body.dump(), ""}; }
@@ -36,7 +35,8 @@ class NodeSessionTest : public ::testing::Test {
   }
   // A register and a first heartbeat that succeed.
   void Connect() {
-    ASSERT_TRUE(session_.OnRegisterAnswer(Ok({{"node", "h-00001"}, {"heartbeat_interval_ms", 200}})));
+    ASSERT_TRUE(
+        session_.OnRegisterAnswer(Ok({{"node", "h-00001"}, {"heartbeat_interval_ms", 200}})));
     session_.HeartbeatBody();
     ASSERT_TRUE(session_.OnHeartbeatAnswer(Desired(1, {})));
     session_.ContactDone(true, now_);

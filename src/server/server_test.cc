@@ -513,9 +513,11 @@ TEST_F(ControllerTest, NodeListPagesWithASummaryOfAllNodes) {
     EXPECT_EQ(summary["nodes"], 6);
     EXPECT_EQ(summary["gpus"], 10);
     ASSERT_EQ(summary["groups"].size(), 3u) << summary.dump();
-    EXPECT_EQ(summary["groups"][0],
-              (Json{{"status", "Draining"}, {"model", "H100"}, {"nodes", 1}, {"gpus", 2},
-                    {"gpus_used_milli", 0}}));
+    EXPECT_EQ(summary["groups"][0], (Json{{"status", "Draining"},
+                                          {"model", "H100"},
+                                          {"nodes", 1},
+                                          {"gpus", 2},
+                                          {"gpus_used_milli", 0}}));
     EXPECT_EQ(summary["groups"][1]["model"], "");  // the node without GPUs
     EXPECT_EQ(summary["groups"][2]["nodes"], 4);
     if (!page.contains("continue")) break;

@@ -98,7 +98,9 @@ TEST_F(HollowTest, NodesRegisterAsDistinctEmulatedAgentsAndTasksFollowTheirEnv) 
 
   // Without a runtime the task runs until stopped: cancel stops it.
   ASSERT_TRUE(c_->WaitState(forever, "Running", 60s)) << c_->Workload(forever).dump();
-  ASSERT_EQ(c_->api().Post("/v1/workloads/" + std::to_string(forever) + "/cancel", std::string("{}")).status,
+  ASSERT_EQ(c_->api()
+                .Post("/v1/workloads/" + std::to_string(forever) + "/cancel", std::string("{}"))
+                .status,
             200);
   ASSERT_TRUE(c_->WaitState(forever, "Cancelled", 60s)) << c_->Workload(forever).dump();
 

@@ -3,8 +3,8 @@
 #include <array>
 #include <cstdio>
 #include <map>
-#include <utility>
 #include <set>
+#include <utility>
 
 #include "cli/client/table.h"
 #include "cli/client/yaml_json.h"
