@@ -142,6 +142,14 @@ struct HollowFleet::Impl {
   std::atomic<int64_t> running{0}, started{0}, exited{0};
   std::mutex mu;
   std::condition_variable cv;
+  std::string last_failure;  // guarded by mu: why a contact failed last, for the summary
+
+  void Failed(const char* what, const HttpAnswer& a) {
+    std::string why = std::string(what) + ": " +
+                      (a.status < 0 ? a.error : "server answered " + std::to_string(a.status));
+    std::lock_guard lock(mu);
+    last_failure = std::move(why);
+  }
 
   // Brings the fleet's counters up to date with `n`.
   void Publish(Node& n) {
@@ -172,13 +180,20 @@ struct HollowFleet::Impl {
       const HttpAnswer a =
           co_await Exchange(n.control, server, http::verb::post, NodeSession::kRegisterPath,
                             n.session.RegisterBody(), timeout);
-      if (stopping || !n.session.OnRegisterAnswer(a)) co_return false;
+      if (stopping) co_return false;
+      if (!n.session.OnRegisterAnswer(a)) {
+        Failed("register", a);
+        co_return false;
+      }
       n.watch_gate.cancel();  // the watch may start
     }
     const std::string body = n.session.HeartbeatBody();
     const HttpAnswer a = co_await Exchange(n.control, server, http::verb::post,
                                            n.session.HeartbeatPath(), body, timeout);
-    co_return !stopping && n.session.OnHeartbeatAnswer(a);
+    if (stopping) co_return false;
+    if (n.session.OnHeartbeatAnswer(a)) co_return true;
+    if (a.status != 404) Failed("heartbeat", a);
+    co_return false;
   }
 
   awaitable<void> ControlLoop(Node& n, int64_t start_delay_ms) {
@@ -355,12 +370,17 @@ void HollowFleet::Run() {
   std::vector<std::thread> threads;
   for (auto& io : m.loops) threads.emplace_back([&io] { io->run(); });
 
-  auto line = [this] {
+  auto line = [this, &m] {
     const HollowSummary s = Summary();
+    std::string failure;
+    if (s.failing > 0) {
+      std::lock_guard lock(m.mu);
+      failure = " (last failure: " + m.last_failure + ")";
+    }
     Log(std::to_string(s.registered) + "/" + std::to_string(s.nodes) + " nodes registered, " +
-        std::to_string(s.failing) + " failing; tasks: " + std::to_string(s.tasks_running) +
-        " running, " + std::to_string(s.tasks_started) + " started, " +
-        std::to_string(s.tasks_exited) + " exited");
+        std::to_string(s.failing) + " failing" + failure + "; tasks: " +
+        std::to_string(s.tasks_running) + " running, " + std::to_string(s.tasks_started) +
+        " started, " + std::to_string(s.tasks_exited) + " exited");
   };
   {
     std::unique_lock lock(m.mu);
