@@ -19,9 +19,6 @@ using core::Status;
 
 namespace {
 
-// Backoff while the server is unreachable stays under half the default node timeout (10 s),
-// so a server that comes back hears from the node before it would declare it Down.
-constexpr int64_t kMaxBackoffMs = 4000;
 // How often tasks that cannot be waited on (no pidfd; SIGKILL deadlines) are polled.
 constexpr int64_t kPeriodicPollMs = 20;
 
@@ -78,7 +75,7 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
   a->wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (a->wake_fd_ < 0) return Status::Precondition(std::string("eventfd: ") + std::strerror(errno));
 
-  Registration& r = a->registration_;
+  Registration r;
   r.name = options.name;
   // A wildcard bind is reachable through the host name, not through "0.0.0.0".
   r.address = a->log_server_->address();
@@ -91,7 +88,7 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
   r.memory_mib = options.memory_mib;
   r.backend = std::string(gpus->Name());
   r.gpus = std::move(found).value();
-  a->interval_ms_ = options.heartbeat_ms;
+  a->session_ = std::make_unique<NodeSession>(std::move(r), *a->runner_, options.heartbeat_ms, Log);
   a->gpus_ = std::move(gpus);
   a->options_ = std::move(options);
   return a;
@@ -104,9 +101,9 @@ Agent::~Agent() {
 }
 
 void Agent::Run() {
-  Log("node " + registration_.name + " (" + std::to_string(registration_.gpus.size()) + " " +
-      registration_.backend + " GPUs), logs on " + registration_.address + ", server " +
-      options_.server_url);
+  const Registration& reg = session_->registration();
+  Log("node " + reg.name + " (" + std::to_string(reg.gpus.size()) + " " + reg.backend +
+      " GPUs), logs on " + reg.address + ", server " + options_.server_url);
   watch_thread_ = std::thread([this] { Watch(); });
   std::vector<pollfd> fds;
   while (!Stopping()) {
@@ -154,94 +151,48 @@ int64_t Agent::Tick() {
       watched_new_ = false;
       DesiredList d = watched_;
       lock.unlock();
-      Apply(d);
+      session_->Apply(d);
     }
   }
-  int64_t now = MonotonicMs();
-  // An exit is reported at once (the server can reuse the GPUs), unless the server is
-  // failing: then the backoff stands.
-  if (now >= next_contact_ms_ || (exited && failures_ == 0)) {
-    const bool ok = (registered_ || Register()) && Heartbeat();
-    now = MonotonicMs();
-    if (ok) {
-      failures_ = 0;
-      next_contact_ms_ = now + interval_ms_;
-    } else if (register_now_) {
-      register_now_ = false;
-      next_contact_ms_ = now;  // A 404 to a heartbeat: register again right away.
-    } else {
-      const int shift = std::min(failures_, 10);
-      next_contact_ms_ = now + std::min(kMaxBackoffMs, interval_ms_ << shift);
-      ++failures_;
-    }
+  if (session_->ContactDue(MonotonicMs(), exited)) {
+    const bool ok = (session_->registered() || Register()) && Heartbeat();
+    session_->ContactDone(ok, MonotonicMs());
   }
   // Tasks without a pidfd, and SIGKILL deadlines, are watched by polling.
-  const int64_t poll_ms = runner_->NeedsPeriodicPoll() ? kPeriodicPollMs : interval_ms_;
-  return std::clamp<int64_t>(next_contact_ms_ - now, 1, poll_ms);
+  const int64_t poll_ms = runner_->NeedsPeriodicPoll() ? kPeriodicPollMs : session_->interval_ms();
+  return session_->WaitMs(MonotonicMs(), poll_ms);
 }
 
-void Agent::ServerFailed(const std::string& why) {
-  if (failures_ == 0) Log(why + "; retrying with backoff (tasks keep running)");
+namespace {
+
+HttpAnswer Answer(const httplib::Result& res) {
+  HttpAnswer a;
+  if (!res) {
+    a.error = httplib::to_string(res.error());
+    return a;
+  }
+  a.status = res->status;
+  a.body = res->body;
+  return a;
 }
+
+}  // namespace
 
 bool Agent::Register() {
-  httplib::Result res =
-      client_->Post("/v1/agents/register", RegisterRequestJson(registration_), "application/json");
-  if (!res) {
-    ServerFailed("register: server unreachable (" + httplib::to_string(res.error()) + ")");
-    return false;
-  }
-  if (res->status != 200) {
-    ServerFailed("register: server answered " + std::to_string(res->status) + ": " + res->body);
-    return false;
-  }
-  Result<int64_t> interval = ParseRegisterResponse(res->body);
-  if (!interval.ok()) {
-    ServerFailed(interval.status().message());
-    return false;
-  }
-  // Never slower than the server asks (it times nodes out from it), nor than the operator
-  // asked with --heartbeat-ms.
-  interval_ms_ = *interval > 0 ? std::min(*interval, options_.heartbeat_ms) : options_.heartbeat_ms;
-  registered_ = true;
-  {
-    std::lock_guard lock(mu_);
-    watch_registered_ = true;
-    watch_interval_ms_ = interval_ms_;
-    cv_.notify_all();
-  }
-  Log("registered as " + registration_.name + ", heartbeat every " + std::to_string(interval_ms_) +
-      " ms");
+  const HttpAnswer answer = Answer(
+      client_->Post(NodeSession::kRegisterPath, session_->RegisterBody(), "application/json"));
+  if (!session_->OnRegisterAnswer(answer)) return false;
+  std::lock_guard lock(mu_);
+  watch_registered_ = true;
+  watch_interval_ms_ = session_->interval_ms();
+  cv_.notify_all();
   return true;
 }
 
 bool Agent::Heartbeat() {
-  const std::vector<TaskStatus> tasks = runner_->Tasks();
-  httplib::Result res = client_->Post("/v1/agents/" + registration_.name + "/heartbeat",
-                                      HeartbeatRequestJson(tasks), "application/json");
-  if (!res) {
-    ServerFailed("heartbeat: server unreachable (" + httplib::to_string(res.error()) + ")");
-    return false;
-  }
-  if (res->status == 404) {
-    Log("server does not know this node (restarted?); registering again");
-    registered_ = false;
-    register_now_ = true;
-    return false;
-  }
-  if (res->status != 200) {
-    ServerFailed("heartbeat: server answered " + std::to_string(res->status) + ": " + res->body);
-    return false;
-  }
-  Result<DesiredList> desired = ParseHeartbeatResponse(res->body);
-  if (!desired.ok()) {
-    ServerFailed(desired.status().message());
-    return false;
-  }
-  if (failures_ > 0) Log("server reachable again");
-  Apply(*desired);
-  ForgetReported(*desired, tasks);
-  return true;
+  const std::string body = session_->HeartbeatBody();
+  return session_->OnHeartbeatAnswer(
+      Answer(client_->Post(session_->HeartbeatPath(), body, "application/json")));
 }
 
 void Agent::Watch() {
@@ -259,12 +210,8 @@ void Agent::Watch() {
     // The server holds the request until the list changes or one interval passes; the read
     // timeout leaves it time to answer on a loaded machine.
     watch_client_->set_read_timeout(static_cast<time_t>(interval / 1000 + 5), 0);
-    httplib::Result res = watch_client_->Get(
-        "/v1/agents/" + registration_.name + "/desired?epoch=" + std::to_string(known.epoch) +
-        "&after=" + std::to_string(known.version) + "&wait_ms=" + std::to_string(interval));
-    Result<DesiredList> got = res && res->status == 200
-                                  ? ParseHeartbeatResponse(res->body)
-                                  : Result<DesiredList>(Status::Precondition("watch failed"));
+    Result<DesiredList> got = ParseWatchAnswer(
+        Answer(watch_client_->Get(WatchPath(session_->registration().name, known, interval))));
     std::unique_lock lock(mu_);
     if (stopping_) return;
     if (got.ok()) {
@@ -279,55 +226,9 @@ void Agent::Watch() {
     }
     // Unreachable, 404 (the loop thread registers again) or a bad answer: back off; the
     // loop's own heartbeats carry the node meanwhile.
-    const int shift = std::min(failures++, 6);
-    cv_.wait_for(lock, std::chrono::milliseconds(std::min(kMaxBackoffMs, interval << shift)),
+    cv_.wait_for(lock, std::chrono::milliseconds(WatchBackoffMs(failures++, interval)),
                  [this] { return stopping_; });
     if (stopping_) return;
-  }
-}
-
-void Agent::Apply(const DesiredList& desired) {
-  for (const TaskSpec& d : desired.tasks) grace_ms_[d.key] = d.grace_period_ms;
-  if (!desired.NewerThan(applied_)) return;
-  applied_ = desired;
-  std::set<TaskKey> wanted;
-  std::vector<const TaskSpec*> to_start;
-  for (const TaskSpec& d : desired.tasks) {
-    wanted.insert(d.key);
-    if (!runner_->EverStarted(d.key)) to_start.push_back(&d);
-  }
-  const std::vector<Status> started = runner_->StartAll(to_start);
-  for (size_t i = 0; i < to_start.size(); ++i) {
-    if (started[i].ok()) {
-      Log("started task " + to_start[i]->key.DirName());
-    } else {
-      Log("task " + to_start[i]->key.DirName() + " failed to start: " + started[i].message());
-    }
-  }
-  for (const TaskStatus& t : runner_->Tasks()) {
-    if (wanted.count(t.key)) continue;
-    if (t.state == TaskState::kRunning) {
-      auto g = grace_ms_.find(t.key);
-      if (runner_->Stop(t.key,
-                        g != grace_ms_.end() ? std::optional<int64_t>(g->second) : std::nullopt)) {
-        Log("stopping task " + t.key.DirName() + " (no longer desired)");
-      }
-    }
-  }
-}
-
-void Agent::ForgetReported(const DesiredList& desired, const std::vector<TaskStatus>& reported) {
-  // An exited task is forgotten only once the server has seen it exited (it was in this
-  // heartbeat as exited) and still does not want it: an exit that happened after the
-  // heartbeat was sent is reported at least once. The server never lists an attempt again
-  // once it stopped wanting it, so any answer after the report can tell.
-  std::set<TaskKey> wanted;
-  for (const TaskSpec& d : desired.tasks) wanted.insert(d.key);
-  for (const TaskStatus& t : reported) {
-    if (t.state == TaskState::kExited && !wanted.count(t.key)) {
-      runner_->Forget(t.key);
-      grace_ms_.erase(t.key);
-    }
   }
 }
 

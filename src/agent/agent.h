@@ -12,6 +12,7 @@
 
 #include "agent/gpu.h"
 #include "agent/log_server.h"
+#include "agent/node_session.h"
 #include "agent/protocol.h"
 #include "agent/runner.h"
 #include "core/status.h"
@@ -43,7 +44,9 @@ struct AgentOptions {
 //   - stop each running task not desired (SIGTERM, SIGKILL after the grace period of its
 //     last desired entry),
 //   - report exited tasks until the server stops listing them, then forget them.
-// Two threads talk to the server. The loop thread (Run) owns the runner: it waits on the
+// The protocol itself (what to send, what answers mean, what to start and stop) is the
+// NodeSession (agent/node_session.h) over the Runner; this class is its transport for one
+// real node. Two threads talk to the server. The loop thread (Run) owns the runner: it waits on the
 // tasks' pidfds and a wake-up descriptor, reports at once when a task exits (and every
 // heartbeat interval in any case), and applies desired lists. The watch thread long-polls
 // the node's desired list (GET .../desired?after=VERSION), so a bind reaches the node as
@@ -66,7 +69,7 @@ class Agent {
   void Shutdown();
 
   const std::string& log_address() const { return log_server_->address(); }
-  const Registration& registration() const { return registration_; }
+  const Registration& registration() const { return session_->registration(); }
   Runner& runner() { return *runner_; }
 
  private:
@@ -76,30 +79,17 @@ class Agent {
   bool Register();
   bool Heartbeat();
   void Watch();
-  // Starts and stops tasks to match `desired` when it is newer than what was applied.
-  void Apply(const DesiredList& desired);
-  // Forgets exited tasks that were `reported` as exited and are not in `desired`.
-  void ForgetReported(const DesiredList& desired, const std::vector<TaskStatus>& reported);
-  void ServerFailed(const std::string& why);
   void Wake();
   bool Stopping();
 
   AgentOptions options_;
-  Registration registration_;
   std::unique_ptr<GpuBackend> gpus_;
   std::unique_ptr<Runner> runner_;
+  std::unique_ptr<NodeSession> session_;  // loop thread
   std::unique_ptr<LogServer> log_server_;
   std::unique_ptr<httplib::Client> client_;        // loop thread
   std::unique_ptr<httplib::Client> watch_client_;  // watch thread
   int wake_fd_ = -1;                               // eventfd: the loop's wake-up
-
-  bool registered_ = false;
-  bool register_now_ = false;
-  int64_t interval_ms_ = 500;
-  int64_t next_contact_ms_ = 0;
-  int failures_ = 0;
-  DesiredList applied_;                  // the newest list acted on (start/stop)
-  std::map<TaskKey, int64_t> grace_ms_;  // from each task's last desired entry
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/executor.h"
 #include "agent/task.h"
 #include "agent/task_state.h"
 #include "core/status.h"
@@ -27,7 +28,7 @@ namespace gpuorch::agent {
 // Not thread-safe: the agent calls it from its loop thread only. Start, Stop and Poll cost
 // a few system calls per task; Poll is O(tasks) and reads a task's file only when its shim
 // has just started or has ended.
-class Runner {
+class Runner final : public TaskExecutor {
  public:
   struct Options {
     std::string data_dir;
@@ -50,19 +51,19 @@ class Runner {
   // returned and also recorded: the task is then reported as exited (127 for a workdir or
   // command that does not exist, kLostExitCode otherwise) with the reason in its
   // stderr.log, so the server learns of it instead of waiting.
-  std::vector<core::Status> StartAll(const std::vector<const TaskSpec*>& specs);
+  std::vector<core::Status> StartAll(const std::vector<const TaskSpec*>& specs) override;
   core::Status Start(const TaskSpec& spec) { return StartAll({&spec}).front(); }
-  bool EverStarted(const TaskKey& key) const;
+  bool EverStarted(const TaskKey& key) const override;
   // SIGTERM now (the shim forwards it to the command's process group), SIGKILL once
   // `grace_ms` has passed (nullopt: the grace period of the spec it was started from). A
   // second call for the same task changes nothing. True when this call began the stop.
-  bool Stop(const TaskKey& key, std::optional<int64_t> grace_ms);
+  bool Stop(const TaskKey& key, std::optional<int64_t> grace_ms) override;
   // Reaps shims, picks up exit codes, sends due SIGKILLs. True when a task exited.
-  bool Poll();
+  bool Poll() override;
   // Stops reporting an exited task (marks it done on disk). Running tasks are not affected.
-  void Forget(const TaskKey& key);
+  void Forget(const TaskKey& key) override;
   // Every task started and not forgotten, ordered by key.
-  std::vector<TaskStatus> Tasks() const;
+  std::vector<TaskStatus> Tasks() const override;
   // Descriptors that become readable when a running task's shim ends (pidfds), for the
   // agent to wait on; then Poll. Tasks without one (kernels before 5.3) need Poll to be
   // called periodically: NeedsPeriodicPoll says so.

@@ -12,6 +12,7 @@
 
 #include "agent/agent.h"
 #include "agent/gpu.h"
+#include "agent/hollow.h"
 #include "agent/nvml.h"
 #include "agent/shim.h"
 #include "cli/commands.h"
@@ -23,12 +24,25 @@ struct AgentFlags {
   agent::AgentOptions options;
   std::string emulate;
   bool probe = false;
+  // Hollow nodes (--emulate-nodes N): N emulated agents in this process.
+  agent::HollowOptions hollow;
 };
 
 int RunProbe() {
   const agent::ProbeReport report = agent::ProbeNvml();
   std::printf("%s\n", report.json.c_str());
   return report.ok ? 0 : 1;
+}
+
+// SIGINT/SIGTERM are blocked before any thread starts (threads inherit the mask) and taken
+// by one thread with sigwait, which calls `stop`: no work in a handler.
+sigset_t BlockStopSignals() {
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  return stop_signals;
 }
 
 int RunAgent(AgentFlags flags) {
@@ -50,13 +64,7 @@ int RunAgent(AgentFlags flags) {
     }
     gpus = std::make_unique<agent::EmulatedGpuBackend>(*spec, flags.options.name);
   }
-  // SIGINT/SIGTERM are blocked before any thread starts (threads inherit the mask) and
-  // taken by one thread with sigwait, which asks the loop to stop: no work in a handler.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  const sigset_t stop_signals = BlockStopSignals();
   core::Result<std::unique_ptr<agent::Agent>> created =
       agent::Agent::Create(flags.options, std::move(gpus));
   if (!created.ok()) {
@@ -72,6 +80,48 @@ int RunAgent(AgentFlags flags) {
     a.Shutdown();
   });
   a.Run();
+  waiter.join();
+  return 0;
+}
+
+int RunHollow(AgentFlags flags) {
+  agent::HollowOptions& h = flags.hollow;
+  if (flags.emulate.empty()) {
+    std::fprintf(stderr, "error: --emulate-nodes needs --emulate-gpus (e.g. 8xH100-80GB)\n");
+    return 2;
+  }
+  if (!flags.options.name.empty()) {
+    std::fprintf(stderr, "error: --name: hollow nodes are named by --name-prefix\n");
+    return 2;
+  }
+  core::Result<agent::EmulatedSpec> spec = agent::ParseEmulatedSpec(flags.emulate);
+  if (!spec.ok()) {
+    std::fprintf(stderr, "error: %s\n", spec.status().message().c_str());
+    return 2;
+  }
+  h.gpus = *spec;
+  h.server_url = flags.options.server_url;
+  h.zone = flags.options.zone;
+  h.rack = flags.options.rack;
+  h.cpu_milli = flags.options.cpu_milli;
+  h.memory_mib = flags.options.memory_mib;
+  h.heartbeat_ms = flags.options.heartbeat_ms;
+  h.listen = flags.options.listen;
+  const sigset_t stop_signals = BlockStopSignals();
+  core::Result<std::unique_ptr<agent::HollowFleet>> created = agent::HollowFleet::Create(h);
+  if (!created.ok()) {
+    std::fprintf(stderr, "error: %s\n", created.status().message().c_str());
+    return 2;
+  }
+  agent::HollowFleet& fleet = **created;
+  std::thread waiter([&fleet, stop_signals] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    std::fprintf(stderr, "gpuorch agent (hollow): %s received, stopping\n",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+    fleet.Shutdown();
+  });
+  fleet.Run();
   waiter.join();
   return 0;
 }
@@ -102,6 +152,21 @@ void RegisterAgent(CLI::App& app, int& exit_code) {
   cmd->add_option("--heartbeat-ms", o.heartbeat_ms, "Heartbeat interval in milliseconds")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{10}, int64_t{60000}));
+  cmd->add_option("--emulate-nodes", flags->hollow.count,
+                  "Run N hollow nodes in this process instead of one agent: emulated agents "
+                  "<prefix>-00001.. with --emulate-gpus each, whose tasks run no process "
+                  "(docs/operations.md, hollow nodes)")
+      ->check(CLI::Range(1, 1000000));
+  cmd->add_option("--name-prefix", flags->hollow.name_prefix, "Hollow node names' prefix")
+      ->capture_default_str();
+  cmd->add_option("--emulate-threads", flags->hollow.threads,
+                  "Threads carrying the hollow nodes' connections")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--register-rate", flags->hollow.register_per_s,
+                  "Hollow nodes registered per second at start (staggered)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
   cmd->add_flag("--probe", flags->probe,
                 "Print what NVML finds on this machine as JSON and exit (1 when NVML fails)");
   cmd->callback([flags, &exit_code] {
@@ -114,7 +179,7 @@ void RegisterAgent(CLI::App& app, int& exit_code) {
       exit_code = 2;
       return;
     }
-    exit_code = RunAgent(*flags);
+    exit_code = flags->hollow.count > 0 ? RunHollow(*flags) : RunAgent(*flags);
   });
 }
 

@@ -91,7 +91,11 @@ class Controller {
   Json ListWorkloads(const std::string& queue, const std::string& state, const std::string& kind);
   Json ListQueues();
   bool GetQueue(const std::string& name, Json& out, ApiError& error);
-  Json ListNodes();
+  // Every node ({"nodes": [...]}) when `limit` is 0. Otherwise one page: at most `limit`
+  // nodes in name order after the node named `after` ("" from the start), "continue" (the
+  // last name, when more follow; pass it as `after` for the next page), and "summary":
+  // counts over all nodes by status and GPU model. O(nodes) under the lock.
+  Json ListNodes(int64_t limit = 0, const std::string& after = "");
   bool SetDrain(const std::string& name, bool drain, Json& out, ApiError& error);
   // Where to fetch a task's log: the agent's address and the path on it.
   bool LogTarget(int64_t id, int32_t task, std::string& address, std::string& path,

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <iterator>
+#include <map>
+#include <utility>
 
 #include "server/controller.h"
 
@@ -184,11 +187,58 @@ Json Controller::NodeJson(const NodeRecord& n) const {
               {"gpus", gpus}};
 }
 
-Json Controller::ListNodes() {
+Json Controller::ListNodes(int64_t limit, const std::string& after) {
   std::lock_guard<std::mutex> lock(mu_);
   Json list = Json::array();
-  for (const auto& [name, n] : nodes_) list.push_back(NodeJson(n));
-  return Json{{"nodes", list}};
+  if (limit <= 0) {
+    for (const auto& [name, n] : nodes_) list.push_back(NodeJson(n));
+    return Json{{"nodes", list}};
+  }
+  auto it = after.empty() ? nodes_.begin() : nodes_.upper_bound(after);
+  for (; it != nodes_.end() && static_cast<int64_t>(list.size()) < limit; ++it) {
+    list.push_back(NodeJson(it->second));
+  }
+  Json out = {{"nodes", list}};
+  if (it != nodes_.end()) out["continue"] = std::prev(it)->first;
+  // Counts by (status, model of the node's GPUs); a node with GPUs of two models counts
+  // under each, with its GPUs of that model.
+  struct Count {
+    int64_t nodes = 0, gpus = 0, used_milli = 0;
+  };
+  std::map<std::pair<std::string, std::string>, Count> counts;
+  int64_t total_gpus = 0;
+  for (const auto& [name, n] : nodes_) {
+    const std::string status = n.down ? "Down" : n.drained ? "Draining" : "Ready";
+    const sched::NodeState& s = engine_->cluster().node(n.id);
+    const Json& reg = n.registration.value("gpus", Json::array());
+    std::map<std::string, Count> mine;
+    for (int j = 0; j < n.spec.gpu_count; ++j) {
+      const Json& g = j < static_cast<int>(reg.size()) ? reg[static_cast<size_t>(j)] : Json();
+      Count& c = mine[g.is_object() ? g.value("model", "") : ""];
+      ++c.gpus;
+      c.used_milli += core::kMilliGpu - s.gpu_free[j];
+    }
+    if (mine.empty()) mine[""];
+    for (const auto& [model, c] : mine) {
+      Count& t = counts[{status, model}];
+      ++t.nodes;
+      t.gpus += c.gpus;
+      t.used_milli += c.used_milli;
+      total_gpus += c.gpus;
+    }
+  }
+  Json groups = Json::array();
+  for (const auto& [key, c] : counts) {
+    groups.push_back(Json{{"status", key.first},
+                          {"model", key.second},
+                          {"nodes", c.nodes},
+                          {"gpus", c.gpus},
+                          {"gpus_used_milli", c.used_milli}});
+  }
+  out["summary"] = Json{{"nodes", static_cast<int64_t>(nodes_.size())},
+                        {"gpus", total_gpus},
+                        {"groups", std::move(groups)}};
+  return out;
 }
 
 bool Controller::SetDrain(const std::string& name, bool drain, Json& out, ApiError& error) {

@@ -218,8 +218,22 @@ void Server::Routes() {
     if (!c.GetQueue(req.matches[1], out, e)) return ReplyError(res, e);
     Reply(res, 200, out);
   });
-  h.Get("/v1/nodes",
-        [&c](const httplib::Request&, httplib::Response& res) { Reply(res, 200, c.ListNodes()); });
+  h.Get("/v1/nodes", [&c](const httplib::Request& req, httplib::Response& res) {
+    int64_t limit = 0;
+    for (const auto& [k, v] : req.params) {
+      if (k != "limit" && k != "after") {
+        return ReplyError(res, ApiError{400, k, k + ": unknown parameter"});
+      }
+    }
+    if (req.has_param("limit") &&
+        (!IdParam(req.get_param_value("limit"), limit) || limit < 1 || limit > 10000)) {
+      return ReplyError(res, ApiError{400, "limit", "limit: must be a number in 1..10000"});
+    }
+    if (req.has_param("after") && limit == 0) {
+      return ReplyError(res, ApiError{400, "after", "after: only with limit"});
+    }
+    Reply(res, 200, c.ListNodes(limit, req.get_param_value("after")));
+  });
   for (bool drain : {true, false}) {
     h.Post(drain ? R"(/v1/nodes/([^/]+)/drain)" : R"(/v1/nodes/([^/]+)/undrain)",
            [&c, drain](const httplib::Request& req, httplib::Response& res) {

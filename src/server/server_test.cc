@@ -492,6 +492,43 @@ TEST_F(ControllerTest, SilentNodeGoesDownAndItsGangIsRequeued) {
   }
 }
 
+// GET /v1/nodes?limit=N&after=NAME: pages in name order, with a summary of all nodes.
+TEST_F(ControllerTest, NodeListPagesWithASummaryOfAllNodes) {
+  for (const char* name : {"n3", "n1", "n5", "n2", "n4"}) Register(name, 2);
+  Register("cpu", 0);
+  Json out;
+  ApiError e;
+  ASSERT_TRUE(controller_->SetDrain("n5", true, out, e)) << e.message;
+  EXPECT_EQ(controller_->ListNodes()["nodes"].size(), 6u);
+  EXPECT_FALSE(controller_->ListNodes().contains("summary")) << "the unpaged answer is as before";
+
+  std::vector<std::string> seen;
+  std::string after;
+  int pages = 0;
+  while (true) {
+    Json page = controller_->ListNodes(4, after);
+    ++pages;
+    for (const Json& n : page["nodes"]) seen.push_back(n["name"]);
+    const Json& summary = page["summary"];
+    EXPECT_EQ(summary["nodes"], 6);
+    EXPECT_EQ(summary["gpus"], 10);
+    ASSERT_EQ(summary["groups"].size(), 3u) << summary.dump();
+    EXPECT_EQ(summary["groups"][0], (Json{{"status", "Draining"},
+                                          {"model", "H100"},
+                                          {"nodes", 1},
+                                          {"gpus", 2},
+                                          {"gpus_used_milli", 0}}));
+    EXPECT_EQ(summary["groups"][1]["model"], "");  // the node without GPUs
+    EXPECT_EQ(summary["groups"][2]["nodes"], 4);
+    if (!page.contains("continue")) break;
+    after = page["continue"];
+    EXPECT_EQ(after, seen.back());
+  }
+  EXPECT_EQ(pages, 2);
+  EXPECT_EQ(seen, (std::vector<std::string>{"cpu", "n1", "n2", "n3", "n4", "n5"}));
+  EXPECT_TRUE(controller_->ListNodes(10, "n5")["nodes"].empty());
+}
+
 // The fragmentation-aware policy works with the live task mix (TaskMix), not its fixed
 // default: recent submissions first, then running tasks, and again after a restart.
 TEST_F(ControllerTest, PolicyLearnsTheLiveTaskMix) {

@@ -286,6 +286,29 @@ bool Cluster::StartAgent(const std::string& name, const std::string& gpus) {
   return WaitFor([&] { return NodeStatus(name) == "Ready"; });
 }
 
+bool Cluster::StartHollowNodes(const std::string& prefix, int count, const std::string& gpus,
+                               std::chrono::milliseconds deadline) {
+  agents_[prefix] = std::make_unique<Process>(
+      std::vector<std::string>{options_.bin, "agent", "--server", url_, "--emulate-nodes",
+                               std::to_string(count), "--name-prefix", prefix, "--emulate-gpus",
+                               gpus, "--heartbeat-ms", std::to_string(options_.agent_heartbeat_ms),
+                               "--register-rate", "200"},
+      std::map<std::string, std::string>{{"GPUORCH_CP_TOKEN", token_}},
+      dir_ + "/agent-" + prefix + ".log");
+  return WaitFor([&] { return ReadyNodes(prefix) == count; }, deadline, 200ms);
+}
+
+int Cluster::ReadyNodes(const std::string& prefix) const {
+  HttpResult r = api_.Get("/v1/nodes");
+  if (r.status != 200 || !r.json.is_object()) return -1;
+  int ready = 0;
+  for (const Json& n : r.json.value("nodes", Json::array())) {
+    const std::string name = n.value("name", "");
+    ready += name.rfind(prefix + "-", 0) == 0 && n.value("status", "") == "Ready";
+  }
+  return ready;
+}
+
 void Cluster::KillAgent(const std::string& name, int sig) {
   auto it = agents_.find(name);
   if (it == agents_.end()) return;

@@ -119,6 +119,13 @@ class Cluster {
   // Starts an agent with emulated GPUs (`gpus`, e.g. "8xH100-80GB"); true once its node is
   // Ready in /v1/nodes.
   bool StartAgent(const std::string& name, const std::string& gpus = "8xH100-80GB");
+  // Starts `gpuorch agent --emulate-nodes count --name-prefix prefix` (hollow nodes, one
+  // process, registered as "agent" `prefix`); true once all `count` nodes are Ready.
+  bool StartHollowNodes(const std::string& prefix, int count,
+                        const std::string& gpus = "8xH100-80GB",
+                        std::chrono::milliseconds deadline = std::chrono::seconds(180));
+  // How many nodes named `prefix`-... are Ready (-1 when /v1/nodes cannot be read).
+  int ReadyNodes(const std::string& prefix) const;
   Process* agent(const std::string& name) {
     auto it = agents_.find(name);
     return it == agents_.end() ? nullptr : it->second.get();

@@ -131,7 +131,14 @@ void AddClusterCommands(CLI::App& app, const Io& io, int& exit_code) {
   auto ncommon = std::make_shared<CommonArgs>();
   AddServer(nodes, *ncommon);
   AddOutput(nodes, *ncommon);
-  nodes->callback([ncommon, &io, &exit_code] { exit_code = RunNodes(*ncommon, io); });
+  auto npage = std::make_shared<NodesArgs>();
+  nodes->add_option("--limit", npage->limit, "Nodes per page (0: all nodes, one answer)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{10000}));
+  nodes->add_option("--after", npage->after,
+                    "Start after this node name (the `continue` of the previous page)");
+  nodes->callback(
+      [ncommon, npage, &io, &exit_code] { exit_code = RunNodes(*ncommon, *npage, io); });
 
   for (bool drain : {true, false}) {
     auto* cmd = app.add_subcommand(drain ? "drain" : "undrain",

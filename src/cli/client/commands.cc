@@ -122,14 +122,19 @@ int RunQueues(const CommonArgs& common, const std::string& name, const Io& io) {
   return Show(answer.value(), name.empty() ? "queues" : nullptr, common, io, RenderQueueTable);
 }
 
-int RunNodes(const CommonArgs& common, const Io& io) {
+int RunNodes(const CommonArgs& common, const NodesArgs& args, const Io& io) {
   auto client = ApiClient::Connect(common.server);
   if (!client.ok()) return Fail(client.failure(), io);
-  auto answer = client.value()->GetJson("/v1/nodes");
+  std::vector<std::pair<std::string, std::string>> params;
+  if (args.limit > 0) params.emplace_back("limit", std::to_string(args.limit));
+  if (args.limit > 0 && !args.after.empty()) params.emplace_back("after", args.after);
+  auto answer = client.value()->GetJson("/v1/nodes" + QueryString(params));
   if (!answer.ok()) return Fail(answer.failure(), io);
   const auto now = io.now();
-  return Show(answer.value(), "nodes", common, io,
-              [now](const json& ns) { return RenderNodeTable(ns, now); });
+  const json& page = answer.value();
+  return Show(page, "nodes", common, io, [now, &page](const json& ns) {
+    return RenderNodeSummary(page) + "\n" + RenderNodeTable(ns, now) + RenderNextPage(page);
+  });
 }
 
 int RunDrain(const CommonArgs& common, const std::string& node, bool drain, const Io& io) {

@@ -33,6 +33,12 @@ struct GetArgs {
   std::string kind;
 };
 
+// `gpuorch nodes`: one page of `limit` nodes (0: all) after the node named `after`.
+struct NodesArgs {
+  int64_t limit = 100;
+  std::string after;
+};
+
 // Each command talks to the server once per object, writes its result to io.out and its
 // errors ("error: ...") to io.err, and returns the process exit code (ExitCode). None
 // throws. Contracts of what they print are in docs/cli.md.
@@ -45,7 +51,9 @@ int RunCancel(const CommonArgs& common, const std::vector<int64_t>& ids, const I
 int RunLogs(const CommonArgs& common, int64_t id, int64_t task, const std::string& stream,
             const Io& io);
 int RunQueues(const CommonArgs& common, const std::string& name, const Io& io);
-int RunNodes(const CommonArgs& common, const Io& io);
+// Tables start with a summary of all nodes by status and GPU model, and end with how to
+// ask for the next page when more nodes follow.
+int RunNodes(const CommonArgs& common, const NodesArgs& args, const Io& io);
 int RunDrain(const CommonArgs& common, const std::string& node, bool drain, const Io& io);
 
 }  // namespace gpuorch::cli

@@ -1,7 +1,10 @@
 #include "cli/client/views.h"
 
+#include <array>
 #include <cstdio>
+#include <map>
 #include <set>
+#include <utility>
 
 #include "cli/client/table.h"
 #include "cli/client/yaml_json.h"
@@ -210,6 +213,66 @@ std::string RenderNodeTable(const json& nodes, TimePoint now) {
               hb.is_string() ? Age(hb.get<std::string>(), now) : "-"});
   }
   return t.Render();
+}
+
+std::string RenderNodeSummary(const json& answer) {
+  json groups = json::array();
+  int64_t nodes = 0, gpus = 0;
+  const json& summary = At(answer, "summary");
+  if (summary.is_object()) {
+    groups = At(summary, "groups").is_array() ? At(summary, "groups") : json::array();
+    nodes = Int(At(summary, "nodes")).value_or(0);
+    gpus = Int(At(summary, "gpus")).value_or(0);
+  } else {
+    // The same grouping as the server's, over the nodes of this answer.
+    std::map<std::pair<std::string, std::string>, std::array<int64_t, 3>> counts;
+    const json& list = At(answer, "nodes");
+    for (const auto& n : list.is_array() ? list : json::array()) {
+      std::map<std::string, std::array<int64_t, 2>> mine;
+      const json& gs = At(n, "gpus");
+      for (const auto& g : gs.is_array() ? gs : json::array()) {
+        auto& c = mine[At(g, "model").is_string() ? At(g, "model").get<std::string>() : ""];
+        ++c[0];
+        c[1] += Int(At(g, "used_milli")).value_or(0);
+      }
+      if (mine.empty()) mine[""];
+      ++nodes;
+      for (const auto& [model, c] : mine) {
+        auto& t = counts[{Text(At(n, "status")), model}];
+        ++t[0];
+        t[1] += c[0];
+        t[2] += c[1];
+        gpus += c[0];
+      }
+    }
+    for (const auto& [key, c] : counts) {
+      groups.push_back({{"status", key.first},
+                        {"model", key.second},
+                        {"nodes", c[0]},
+                        {"gpus", c[1]},
+                        {"gpus_used_milli", c[2]}});
+    }
+  }
+  Table t({"STATUS", "MODEL", "NODES", "GPUS", "GPUS-USED"});
+  int64_t used = 0;
+  for (const auto& g : groups) {
+    const std::string model = Text(At(g, "model"));
+    used += Int(At(g, "gpus_used_milli")).value_or(0);
+    t.AddRow({Text(At(g, "status")), model.empty() || model == "-" ? "-" : model,
+              std::to_string(Int(At(g, "nodes")).value_or(0)),
+              std::to_string(Int(At(g, "gpus")).value_or(0)),
+              MilliToGpusShort(Int(At(g, "gpus_used_milli")).value_or(0))});
+  }
+  t.AddRow({"total", "", std::to_string(nodes), std::to_string(gpus), MilliToGpusShort(used)});
+  return t.Render();
+}
+
+std::string RenderNextPage(const json& answer) {
+  const json& next = At(answer, "continue");
+  if (!next.is_string()) return "";
+  const json& list = At(answer, "nodes");
+  return "(" + std::to_string(list.is_array() ? list.size() : 0) +
+         " nodes shown; next page: gpuorch nodes --after " + next.get<std::string>() + ")\n";
 }
 
 std::string RenderDescribe(const json& w, TimePoint now) {

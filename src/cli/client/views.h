@@ -32,6 +32,12 @@ std::string RenderQueueTable(const nlohmann::json& queues);
 // NAME STATUS ZONE RACK MODEL GPUS HEARTBEAT; GPUS is used/total (used may be fractional),
 // HEARTBEAT the age of the last heartbeat.
 std::string RenderNodeTable(const nlohmann::json& nodes, std::chrono::system_clock::time_point now);
+// A GET /v1/nodes answer's summary as a table by status and model (nodes, GPUs, GPUs in
+// use), with a total line; computed from the answer's nodes when it has no "summary" (an
+// unpaged answer, or an older server).
+std::string RenderNodeSummary(const nlohmann::json& answer);
+// "" when the answer is the last page; else the command for the next one.
+std::string RenderNextPage(const nlohmann::json& answer);
 
 // `gpuorch describe`: labelled fields (for pending work also what it waits for and its
 // estimated start), the spec as YAML, the tasks and the events.

@@ -125,6 +125,28 @@ TEST(RenderNodeTable, UsedOverTotalGpus) {
             "cpu-1   Draining   z1     r9     -           0/0      -\n");
 }
 
+TEST(RenderNodeSummary, CountsNodesAndGpusByStatusAndModel) {
+  // An unpaged answer (no "summary"): counted from its nodes.
+  EXPECT_EQ(RenderNodeSummary(testing::CannedNodes()),
+            "STATUS     MODEL       NODES   GPUS   GPUS-USED\n"
+            "Draining   -           1       0      0\n"
+            "Ready      H100-80GB   1       2      1.50\n"
+            "total                  2       2      1.50\n");
+  // A page: the server's summary of all nodes, and the next page.
+  const json page = json::parse(R"({"nodes": [], "continue": "h-00100",
+    "summary": {"nodes": 10000, "gpus": 80000, "groups": [
+      {"status": "Ready", "model": "H100-80GB", "nodes": 9990, "gpus": 79920,
+       "gpus_used_milli": 1200000},
+      {"status": "Down", "model": "H100-80GB", "nodes": 10, "gpus": 80, "gpus_used_milli": 0}]}})");
+  EXPECT_EQ(RenderNodeSummary(page),
+            "STATUS   MODEL       NODES   GPUS    GPUS-USED\n"
+            "Ready    H100-80GB   9990    79920   1200\n"
+            "Down     H100-80GB   10      80      0\n"
+            "total                10000   80000   1200\n");
+  EXPECT_EQ(RenderNextPage(page), "(0 nodes shown; next page: gpuorch nodes --after h-00100)\n");
+  EXPECT_EQ(RenderNextPage(testing::CannedNodes()), "");
+}
+
 TEST(RenderDescribe, ShowsSpecTasksAndEvents) {
   json w = testing::CannedWorkload();
   w["tasks"][1].update(json{{"state", "exited"},

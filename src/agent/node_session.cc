@@ -1,0 +1,163 @@
+#include "agent/node_session.h"
+
+#include <algorithm>
+#include <set>
+#include <utility>
+
+namespace gpuorch::agent {
+
+using core::Result;
+using core::Status;
+
+NodeSession::NodeSession(Registration registration, TaskExecutor& executor, int64_t heartbeat_ms,
+                         LogFn log)
+    : registration_(std::move(registration)),
+      executor_(executor),
+      heartbeat_ms_(heartbeat_ms),
+      log_(std::move(log)),
+      interval_ms_(heartbeat_ms) {}
+
+bool NodeSession::ContactDue(int64_t now_ms, bool task_exited) const {
+  return now_ms >= next_contact_ms_ || (task_exited && failures_ == 0);
+}
+
+int64_t NodeSession::WaitMs(int64_t now_ms, int64_t poll_ms) const {
+  return std::clamp<int64_t>(next_contact_ms_ - now_ms, 1, std::max<int64_t>(1, poll_ms));
+}
+
+void NodeSession::ContactDone(bool ok, int64_t now_ms) {
+  if (ok) {
+    failures_ = 0;
+    next_contact_ms_ = now_ms + interval_ms_;
+  } else if (register_now_) {
+    register_now_ = false;
+    next_contact_ms_ = now_ms;  // A 404 to a heartbeat: register again right away.
+  } else {
+    const int shift = std::min(failures_, 10);
+    next_contact_ms_ = now_ms + std::min(kMaxBackoffMs, interval_ms_ << shift);
+    ++failures_;
+  }
+}
+
+void NodeSession::ServerFailed(const std::string& why) {
+  if (failures_ == 0) Log(why + "; retrying with backoff (tasks keep running)");
+}
+
+bool NodeSession::OnRegisterAnswer(const HttpAnswer& answer) {
+  if (answer.status < 0) {
+    ServerFailed("register: server unreachable (" + answer.error + ")");
+    return false;
+  }
+  if (answer.status != 200) {
+    ServerFailed("register: server answered " + std::to_string(answer.status) + ": " + answer.body);
+    return false;
+  }
+  Result<int64_t> interval = ParseRegisterResponse(answer.body);
+  if (!interval.ok()) {
+    ServerFailed(interval.status().message());
+    return false;
+  }
+  // Never slower than the server asks (it times nodes out from it), nor than the operator
+  // asked.
+  interval_ms_ = *interval > 0 ? std::min(*interval, heartbeat_ms_) : heartbeat_ms_;
+  registered_ = true;
+  Log("registered as " + registration_.name + ", heartbeat every " + std::to_string(interval_ms_) +
+      " ms");
+  return true;
+}
+
+std::string NodeSession::HeartbeatPath() const {
+  return "/v1/agents/" + registration_.name + "/heartbeat";
+}
+
+std::string NodeSession::HeartbeatBody() {
+  reported_ = executor_.Tasks();
+  return HeartbeatRequestJson(reported_);
+}
+
+bool NodeSession::OnHeartbeatAnswer(const HttpAnswer& answer) {
+  if (answer.status < 0) {
+    ServerFailed("heartbeat: server unreachable (" + answer.error + ")");
+    return false;
+  }
+  if (answer.status == 404) {
+    Log("server does not know this node (restarted?); registering again");
+    registered_ = false;
+    register_now_ = true;
+    return false;
+  }
+  if (answer.status != 200) {
+    ServerFailed("heartbeat: server answered " + std::to_string(answer.status) + ": " +
+                 answer.body);
+    return false;
+  }
+  Result<DesiredList> desired = ParseHeartbeatResponse(answer.body);
+  if (!desired.ok()) {
+    ServerFailed(desired.status().message());
+    return false;
+  }
+  if (failures_ > 0) Log("server reachable again");
+  Apply(*desired);
+  // An exited task is forgotten only once the server has seen it exited (it was in this
+  // heartbeat as exited) and still does not want it: an exit that happened after the
+  // heartbeat was sent is reported at least once. The server never lists an attempt again
+  // once it stopped wanting it, so any answer after the report can tell.
+  std::set<TaskKey> wanted;
+  for (const TaskSpec& d : desired->tasks) wanted.insert(d.key);
+  for (const TaskStatus& t : reported_) {
+    if (t.state == TaskState::kExited && !wanted.count(t.key)) {
+      executor_.Forget(t.key);
+      grace_ms_.erase(t.key);
+    }
+  }
+  reported_.clear();
+  return true;
+}
+
+void NodeSession::Apply(const DesiredList& desired) {
+  for (const TaskSpec& d : desired.tasks) grace_ms_[d.key] = d.grace_period_ms;
+  if (!desired.NewerThan(applied_)) return;
+  applied_ = desired;
+  std::set<TaskKey> wanted;
+  std::vector<const TaskSpec*> to_start;
+  for (const TaskSpec& d : desired.tasks) {
+    wanted.insert(d.key);
+    if (!executor_.EverStarted(d.key)) to_start.push_back(&d);
+  }
+  const std::vector<Status> started = executor_.StartAll(to_start);
+  for (size_t i = 0; i < to_start.size(); ++i) {
+    if (started[i].ok()) {
+      Log("started task " + to_start[i]->key.DirName());
+    } else {
+      Log("task " + to_start[i]->key.DirName() + " failed to start: " + started[i].message());
+    }
+  }
+  for (const TaskStatus& t : executor_.Tasks()) {
+    if (wanted.count(t.key) || t.state != TaskState::kRunning) continue;
+    auto g = grace_ms_.find(t.key);
+    if (executor_.Stop(t.key,
+                       g != grace_ms_.end() ? std::optional<int64_t>(g->second) : std::nullopt)) {
+      Log("stopping task " + t.key.DirName() + " (no longer desired)");
+    }
+  }
+}
+
+std::string WatchPath(const std::string& node, const DesiredList& known, int64_t wait_ms) {
+  return "/v1/agents/" + node + "/desired?epoch=" + std::to_string(known.epoch) +
+         "&after=" + std::to_string(known.version) + "&wait_ms=" + std::to_string(wait_ms);
+}
+
+Result<DesiredList> ParseWatchAnswer(const HttpAnswer& answer) {
+  if (answer.status < 0)
+    return Status::Precondition("watch: server unreachable (" + answer.error + ")");
+  if (answer.status != 200) {
+    return Status::Precondition("watch: server answered " + std::to_string(answer.status));
+  }
+  return ParseHeartbeatResponse(answer.body);
+}
+
+int64_t WatchBackoffMs(int failures, int64_t interval_ms) {
+  return std::min(NodeSession::kMaxBackoffMs, interval_ms << std::min(failures, 6));
+}
+
+}  // namespace gpuorch::agent

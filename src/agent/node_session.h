@@ -1,0 +1,110 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "agent/executor.h"
+#include "agent/protocol.h"
+#include "core/status.h"
+
+// The agent protocol's loop for one node (docs/api.md, "Agent protocol"), without its
+// transport: what to send, what an answer means, what to start and stop, when to talk to
+// the server next. The real agent (agent/agent.h) drives it with blocking HTTP clients on
+// two threads; hollow nodes (agent/hollow.h) drive thousands of them with asynchronous
+// connections on a few threads. Both therefore speak exactly the same protocol.
+namespace gpuorch::agent {
+
+// An HTTP answer as the session needs it: status -1 when no answer came (refused,
+// timeout, broken connection), with the reason in `error`.
+struct HttpAnswer {
+  int status = -1;
+  std::string body;
+  std::string error;
+};
+
+// The register / heartbeat half of the protocol, and the applying of desired lists (from
+// heartbeats and from the watch) to a TaskExecutor:
+//   - start each desired attempt never started,
+//   - stop each running task not desired (with the grace period of its last desired entry),
+//   - report exited tasks until the server stops listing them, then forget them.
+// Contacts follow the heartbeat interval; failures back off (the interval doubled per
+// failure, at most kMaxBackoffMs); a 404 to a heartbeat re-registers at once.
+//
+// Not thread-safe: one thread (or one strand) drives a session and its executor.
+class NodeSession {
+ public:
+  using LogFn = std::function<void(const std::string&)>;
+  // Backoff while the server is unreachable stays under half the default node timeout
+  // (10 s), so a server that comes back hears from the node before it declares it Down.
+  static constexpr int64_t kMaxBackoffMs = 4000;
+
+  // `executor` must outlive the session. `log` gets the lines a person should see (first
+  // failure of a run, reconnection, task starts and stops); may be empty.
+  NodeSession(Registration registration, TaskExecutor& executor, int64_t heartbeat_ms, LogFn log);
+
+  const Registration& registration() const { return registration_; }
+  bool registered() const { return registered_; }
+  // The heartbeat interval in force: the operator's, or the server's when that is shorter.
+  int64_t interval_ms() const { return interval_ms_; }
+  // Consecutive failed contacts (0: the last contact succeeded).
+  int failures() const { return failures_; }
+
+  // True when the loop should contact the server now: the interval passed, or a task has
+  // just exited (reported at once so the server can reuse its GPUs) and the server is not
+  // failing (then the backoff stands).
+  bool ContactDue(int64_t now_ms, bool task_exited) const;
+  // How long to wait for an event before the next loop iteration, at most `poll_ms`.
+  int64_t WaitMs(int64_t now_ms, int64_t poll_ms) const;
+  // Records how a contact (register if needed, then heartbeat) went and schedules the next.
+  void ContactDone(bool ok, int64_t now_ms);
+
+  // POST /v1/agents/register.
+  static constexpr const char* kRegisterPath = "/v1/agents/register";
+  std::string RegisterBody() const { return RegisterRequestJson(registration_); }
+  // True when registered (the heartbeat interval is then known).
+  bool OnRegisterAnswer(const HttpAnswer& answer);
+
+  // POST HeartbeatPath() with HeartbeatBody(), which snapshots the tasks it reports.
+  std::string HeartbeatPath() const;
+  std::string HeartbeatBody();
+  // Applies the desired list of the answer and forgets tasks reported exited that the
+  // server no longer lists. False on any failure (a 404 asks for a new registration).
+  bool OnHeartbeatAnswer(const HttpAnswer& answer);
+
+  // Starts and stops tasks to match `desired` when it is newer than the list acted on.
+  void Apply(const DesiredList& desired);
+
+ private:
+  void ServerFailed(const std::string& why);
+  void Log(const std::string& line) const {
+    if (log_) log_(line);
+  }
+
+  Registration registration_;
+  TaskExecutor& executor_;
+  int64_t heartbeat_ms_;
+  LogFn log_;
+
+  bool registered_ = false;
+  bool register_now_ = false;
+  int64_t interval_ms_;
+  int64_t next_contact_ms_ = 0;
+  int failures_ = 0;
+  std::vector<TaskStatus> reported_;     // what the heartbeat in flight reports
+  DesiredList applied_;                  // the newest list acted on (start/stop)
+  std::map<TaskKey, int64_t> grace_ms_;  // from each task's last desired entry
+};
+
+// The watch half: GET /v1/agents/{name}/desired, long-polled. The caller keeps the newest
+// list it got (`known`) and asks for anything newer.
+std::string WatchPath(const std::string& node, const DesiredList& known, int64_t wait_ms);
+// The list of a watch answer; an error for anything but a 200 with a well-formed list
+// (a 404 means the server forgot the node: the heartbeat side registers again).
+core::Result<DesiredList> ParseWatchAnswer(const HttpAnswer& answer);
+// The wait before the next watch after `failures` consecutive failed ones.
+int64_t WatchBackoffMs(int failures, int64_t interval_ms);
+
+}  // namespace gpuorch::agent

@@ -1,0 +1,147 @@
+#include "agent/node_session.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/emulated_executor.h"
+
+namespace gpuorch::agent {
+namespace {
+
+using nlohmann::json;
+
+json Entry(int64_t workload, const std::string& runtime_s = "") {
+  json env = json::object();
+  if (!runtime_s.empty()) env[kEmulateRuntimeEnv] = runtime_s;
+  return {{"workload", workload}, {"task", 0},   {"attempt", 0},           {"command", {"x"}},
+          {"env", env},           {"gpus", {0}}, {"grace_period_ms", 5000}};
+}
+
+HttpAnswer Ok(json body) { return HttpAnswer{200, body.dump(), ""}; }
+
+HttpAnswer Desired(int64_t version, std::vector<json> entries, int64_t epoch = 7) {
+  return Ok({{"desired", entries}, {"epoch", epoch}, {"version", version}});
+}
+
+class NodeSessionTest : public ::testing::Test {
+ protected:
+  NodeSessionTest() : session_(Reg(), executor_, 500, nullptr) {}
+  static Registration Reg() {
+    Registration r;
+    r.name = "h-00001";
+    r.backend = "emulated";
+    return r;
+  }
+  // A register and a first heartbeat that succeed.
+  void Connect() {
+    ASSERT_TRUE(
+        session_.OnRegisterAnswer(Ok({{"node", "h-00001"}, {"heartbeat_interval_ms", 200}})));
+    session_.HeartbeatBody();
+    ASSERT_TRUE(session_.OnHeartbeatAnswer(Desired(1, {})));
+    session_.ContactDone(true, now_);
+  }
+  json Reported() { return json::parse(session_.HeartbeatBody())["tasks"]; }
+
+  int64_t now_ = 0;
+  EmulatedExecutor executor_{[this] { return now_; }};
+  NodeSession session_;
+};
+
+TEST_F(NodeSessionTest, RegistersWithTheShorterIntervalAndSendsTheRegistration) {
+  EXPECT_FALSE(session_.registered());
+  EXPECT_EQ(json::parse(session_.RegisterBody())["backend"], "emulated");
+  Connect();
+  EXPECT_TRUE(session_.registered());
+  EXPECT_EQ(session_.interval_ms(), 200);
+  EXPECT_EQ(session_.HeartbeatPath(), "/v1/agents/h-00001/heartbeat");
+  EXPECT_FALSE(session_.ContactDue(199, false));
+  EXPECT_TRUE(session_.ContactDue(200, false));
+  EXPECT_TRUE(session_.ContactDue(10, true));  // an exit is reported at once
+}
+
+TEST_F(NodeSessionTest, StartsStopsReportsAndForgetsAsTheListsSay) {
+  Connect();
+  session_.HeartbeatBody();
+  ASSERT_TRUE(session_.OnHeartbeatAnswer(Desired(2, {Entry(1, "1"), Entry(2)})));
+  EXPECT_EQ(executor_.running(), 2);
+  // An older list (a crossing heartbeat answer) changes nothing.
+  session_.Apply(*ParseHeartbeatResponse(Desired(1, {}).body));
+  EXPECT_EQ(executor_.running(), 2);
+  // Workload 2 no longer desired: stopped.
+  session_.Apply(*ParseHeartbeatResponse(Desired(3, {Entry(1, "1")}).body));
+  EXPECT_EQ(executor_.running(), 1);
+  now_ = 1000;
+  ASSERT_TRUE(executor_.Poll());
+  json tasks = Reported();
+  ASSERT_EQ(tasks.size(), 2u);
+  EXPECT_EQ(tasks[0]["state"], "exited");
+  EXPECT_EQ(tasks[0]["exit_code"], 0);
+  EXPECT_EQ(tasks[1]["exit_code"], kEmulatedStopExitCode);
+  // The server still lists workload 1: it stays reported; workload 2 is forgotten.
+  ASSERT_TRUE(session_.OnHeartbeatAnswer(Desired(4, {Entry(1, "1")})));
+  EXPECT_EQ(executor_.Tasks().size(), 1u);
+  // Listed once more, the exited attempt is not started again.
+  EXPECT_EQ(executor_.started_total(), 2);
+  Reported();
+  ASSERT_TRUE(session_.OnHeartbeatAnswer(Desired(5, {})));
+  EXPECT_TRUE(executor_.Tasks().empty());
+}
+
+TEST_F(NodeSessionTest, AnotherEpochIsNewerWhateverItsVersion) {
+  Connect();
+  session_.Apply(*ParseHeartbeatResponse(Desired(9, {Entry(1)}).body));
+  EXPECT_EQ(executor_.running(), 1);
+  session_.Apply(*ParseHeartbeatResponse(Desired(1, {}, 3).body));
+  EXPECT_EQ(executor_.running(), 0);
+}
+
+TEST_F(NodeSessionTest, A404ReRegistersAtOnceAndFailuresBackOff) {
+  Connect();
+  session_.HeartbeatBody();
+  EXPECT_FALSE(session_.OnHeartbeatAnswer(HttpAnswer{404, "{}", ""}));
+  EXPECT_FALSE(session_.registered());
+  session_.ContactDone(false, 1000);
+  EXPECT_TRUE(session_.ContactDue(1000, false));
+  EXPECT_EQ(session_.failures(), 0);
+  // Unreachable: the wait doubles up to the cap.
+  int64_t now = 1000;
+  std::vector<int64_t> waits;
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_FALSE(session_.OnRegisterAnswer(HttpAnswer{-1, "", "refused"}));
+    session_.ContactDone(false, now);
+    waits.push_back(session_.WaitMs(now, 1 << 30));
+    EXPECT_FALSE(session_.ContactDue(now, true));  // an exit does not break the backoff
+  }
+  EXPECT_EQ(waits[0], 200);
+  EXPECT_EQ(waits[1], 400);
+  EXPECT_EQ(waits.back(), NodeSession::kMaxBackoffMs);
+  EXPECT_EQ(session_.failures(), 8);
+}
+
+TEST_F(NodeSessionTest, BadAnswersFailTheContact) {
+  EXPECT_FALSE(session_.OnRegisterAnswer(HttpAnswer{500, "boom", ""}));
+  EXPECT_FALSE(session_.OnRegisterAnswer(Ok({{"heartbeat_interval_ms", "soon"}})));
+  Connect();
+  session_.HeartbeatBody();
+  EXPECT_FALSE(session_.OnHeartbeatAnswer(Ok({{"version", 1}})));  // no "desired"
+  EXPECT_TRUE(session_.registered());
+}
+
+TEST(WatchTest, PathAndAnswers) {
+  DesiredList known;
+  known.epoch = 7;
+  known.version = 3;
+  EXPECT_EQ(WatchPath("h-00001", known, 500),
+            "/v1/agents/h-00001/desired?epoch=7&after=3&wait_ms=500");
+  EXPECT_FALSE(ParseWatchAnswer(HttpAnswer{404, "", ""}).ok());
+  EXPECT_FALSE(ParseWatchAnswer(HttpAnswer{-1, "", "refused"}).ok());
+  core::Result<DesiredList> got = ParseWatchAnswer(Desired(4, {Entry(1)}));
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(got->NewerThan(known));
+  EXPECT_EQ(WatchBackoffMs(0, 500), 500);
+  EXPECT_EQ(WatchBackoffMs(20, 500), NodeSession::kMaxBackoffMs);
+}
+
+}  // namespace
+}  // namespace gpuorch::agent
