@@ -298,6 +298,10 @@ void ClusterState::Unindex(NodeId id) {
   group.members.erase(id.value());
   group.by_cpu.erase({n.cpu_free, id.value()});
   group.memory_free.erase(group.memory_free.find(n.memory_free));
+  if (!group.members.empty()) {
+    group.max_cpu = group.by_cpu.rbegin()->first;
+    group.max_memory = *group.memory_free.rbegin();
+  }
   if (group.members.empty()) {
     uint32_t last = active_groups_.back();
     active_groups_[group.active_index] = last;
@@ -338,15 +342,26 @@ void ClusterState::Index(NodeId id) {
       groups_.emplace_back();
     }
     groups_[g].key = key;
+    groups_[g].model = n.model;
+    groups_[g].gpu_count = n.gpu_count;
+    groups_[g].full_free_gpus = static_cast<int8_t>(n.full_free_gpus());
+    groups_[g].max_gpu_free = 0;
+    for (int j = 0; j < n.gpu_count; ++j) {
+      groups_[g].max_gpu_free = std::max(groups_[g].max_gpu_free, n.gpu_free[j]);
+    }
+    groups_[g].max_cpu = groups_[g].max_memory = INT64_MIN;
     groups_[g].slot = g;
     groups_[g].generation = ++generations_;
     groups_[g].active_index = static_cast<uint32_t>(active_groups_.size());
     active_groups_.push_back(g);
     group_ix_.emplace(std::move(key), g);
   }
-  groups_[g].members.insert(id.value());
-  groups_[g].by_cpu.emplace(n.cpu_free, id.value());
-  groups_[g].memory_free.insert(n.memory_free);
+  Group& group = groups_[g];
+  group.members.insert(id.value());
+  group.by_cpu.emplace(n.cpu_free, id.value());
+  group.memory_free.insert(n.memory_free);
+  group.max_cpu = std::max(group.max_cpu, n.cpu_free);
+  group.max_memory = std::max(group.max_memory, n.memory_free);
   group_of_[id.value()] = g;
 }
 

@@ -155,10 +155,25 @@ class ClusterState {
     uint32_t slot = 0;                              // index of the group, reused once empty
     uint64_t generation = 0;  // changes whenever the slot takes a new group (for caches)
     uint32_t active_index = 0;
+    // Of the GPU state the members share, for a quick first test (see MayFitGpus).
+    GpuModelId model;
+    int8_t gpu_count = 0;
+    int8_t full_free_gpus = 0;
+    int16_t max_gpu_free = 0;  // milli
+    // Of the members, kept as they change.
+    int64_t max_cpu = 0, max_memory = 0;
 
     NodeId lowest() const { return NodeId(*members.begin()); }
-    int64_t max_cpu_free() const { return by_cpu.rbegin()->first; }
-    int64_t max_memory_free() const { return *memory_free.rbegin(); }
+    int64_t max_cpu_free() const { return max_cpu; }
+    int64_t max_memory_free() const { return max_memory; }
+    // False when no member can hold t's GPUs whatever the reservations: a necessary
+    // condition of FitsGpus, in O(1).
+    bool MayFitGpus(const TaskRequest& t) const {
+      if (t.gpu_count == 0) return true;
+      if (gpu_count < t.gpu_count || !t.models.Accepts(model)) return false;
+      return t.gpu_milli >= core::kMilliGpu ? full_free_gpus >= t.gpu_count
+                                            : max_gpu_free >= t.gpu_milli;
+    }
   };
 
   // Calls fn(const Group& group, const NodeState& representative) once per group of

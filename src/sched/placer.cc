@@ -30,7 +30,7 @@ NodeId BestOverGroups(const ClusterState& cluster, PlacementPolicy& policy, cons
   Best best;
   cluster.ForEachGroup([&](const ClusterState::Group& g, const NodeState& rep) {
     if (g.max_cpu_free() < t.milli_cpu || g.max_memory_free() < t.memory_mib) return;
-    if (!FitsGpus(rep, t, as, access)) return;
+    if (!g.MayFitGpus(t) || !FitsGpus(rep, t, as, access)) return;
     const GpuMask usable = UsableGpus(rep, as, access);
     ScoreCache::Entry* e = cache != nullptr ? &cache->Find(g, t, usable) : nullptr;
     int64_t headroom;
