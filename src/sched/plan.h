@@ -79,7 +79,7 @@ struct CycleStats {
   size_t node_groups = 0;         // groups of identical schedulable nodes at the cycle's end
   uint64_t attempts = 0;          // pending workloads the cycle looked at
   uint64_t shape_cache_hits = 0;  // answered by a shape that already failed this cycle
-  uint64_t dominated = 0;  // of which by a smaller shape that fit nowhere (same GPU request)
+  uint64_t dominated = 0;         // of which by a smaller shape that fit nowhere (same GPU request)
   uint64_t placements_tried = 0;  // attempts that searched the nodes
 };
 
