@@ -56,11 +56,16 @@ NodeId BestOverGroups(const ClusterState& cluster, PlacementPolicy& policy, cons
         best.Consider(s, id);
       }
     }
-    // Members with enough CPU for the task but not beyond the headroom: one by one.
+    // Members with enough CPU for the task but not beyond the headroom: one per free CPU
+    // value (in (CPU, id) order the lowest id of a value comes first, and members of a
+    // group with equal free CPU score alike: Score does not read memory).
+    int64_t scored_cpu = -1;
     for (auto it = g.by_cpu.lower_bound({t.milli_cpu, 0}); it != g.by_cpu.end(); ++it) {
       if (it->first >= saturated) break;
+      if (it->first == scored_cpu) continue;
       const NodeState& n = cluster.node(NodeId(it->second));
       if (n.memory_free < t.memory_mib) continue;
+      scored_cpu = it->first;
       best.Consider(policy.Score(NodeView(n, usable), t), n.id);
     }
   });

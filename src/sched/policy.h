@@ -37,8 +37,11 @@ struct TypicalTask {
 //   engine then scores such nodes once per group of nodes with equal GPU state, and
 //   remembers the score for tasks with the same GPU request, whatever their CPU and memory:
 //   this is what keeps placement fast when every workload asks for its own CPU and memory.
-//   kAlwaysReadsHost (the default) means Score may read them at any level: every feasible
-//   node is scored.
+//   kAlwaysReadsHost (the default) means Score may read CPU at any level: every feasible
+//   node with its own free CPU is scored.
+// - Score never reads the node's free memory (NodeView::memory_free() is for SelectGpus and
+//   for information): memory is a filter, and nodes of a group with equal free CPU score
+//   alike.
 // - SelectGpus() returns exactly t.gpu_count GPUs among n.usable() that fit the task.
 // - Single-threaded. Randomness comes only from the Rng handed to the factory.
 class PlacementPolicy {

@@ -262,6 +262,13 @@ TEST_P(PolicyHeadroom, ScoreBeyondCpuHeadroomReadsNoHostResources) {
     t.memory_mib = static_cast<int64_t>(draw.Uniform(65536));
     NodeState n = State(1, 0, gpus);
     if (!FitsGpus(n, t, core::WorkloadId(1), 0)) continue;
+    {  // At any CPU level, Score does not read the node's free memory.
+      NodeState a = n, b = n;
+      a.cpu_free = b.cpu_free = t.milli_cpu + static_cast<int64_t>(draw.Uniform(128000));
+      a.memory_free = t.memory_mib + static_cast<int64_t>(draw.Uniform(1 << 20));
+      b.memory_free = t.memory_mib + static_cast<int64_t>(draw.Uniform(1 << 20));
+      EXPECT_EQ(setup.policy->Score(All(a), t), setup.policy->Score(All(b), t)) << name;
+    }
     const int64_t headroom = setup.policy->CpuHeadroom(All(n), t);
     ASSERT_GE(headroom, 0);
     if (headroom >= PlacementPolicy::kAlwaysReadsHost) continue;
