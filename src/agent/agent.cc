@@ -200,23 +200,31 @@ bool Agent::Register() {
     ServerFailed(interval.status().message());
     return false;
   }
-  // Never slower than the server asks (it times nodes out from it), nor than the operator
-  // asked with --heartbeat-ms.
-  interval_ms_ = *interval > 0 ? std::min(*interval, options_.heartbeat_ms) : options_.heartbeat_ms;
   registered_ = true;
+  reports_.Reset();  // a server that forgot the node hears every task again
   {
     std::lock_guard lock(mu_);
     watch_registered_ = true;
-    watch_interval_ms_ = interval_ms_;
-    cv_.notify_all();
   }
+  FollowInterval(*interval);
   Log("registered as " + registration_.name + ", heartbeat every " + std::to_string(interval_ms_) +
       " ms");
   return true;
 }
 
+// The server sizes the interval to its cluster (it grows with the number of nodes) and
+// times nodes out from it: its word wins; --heartbeat-ms serves until it has spoken.
+void Agent::FollowInterval(int64_t server_ms) {
+  interval_ms_ = server_ms > 0 ? server_ms : options_.heartbeat_ms;
+  std::lock_guard lock(mu_);
+  watch_interval_ms_ = interval_ms_;
+  cv_.notify_all();
+}
+
 bool Agent::Heartbeat() {
-  const std::vector<TaskStatus> tasks = runner_->Tasks();
+  // Only what the server has not acknowledged (ReportTracker): exits, new or restarted
+  // tasks; otherwise a small keep-alive.
+  const std::vector<TaskStatus> tasks = reports_.ToReport(runner_->Tasks());
   httplib::Result res = client_->Post("/v1/agents/" + registration_.name + "/heartbeat",
                                       HeartbeatRequestJson(tasks), "application/json");
   if (!res) {
@@ -239,6 +247,10 @@ bool Agent::Heartbeat() {
     return false;
   }
   if (failures_ > 0) Log("server reachable again");
+  if (!reports_.Acknowledge(desired->epoch, tasks)) return Heartbeat();  // a restarted server
+  if (desired->heartbeat_interval_ms > 0 && desired->heartbeat_interval_ms != interval_ms_) {
+    FollowInterval(desired->heartbeat_interval_ms);
+  }
   Apply(*desired);
   ForgetReported(*desired, tasks);
   return true;

@@ -29,9 +29,9 @@ struct AgentOptions {
   std::string listen = "127.0.0.1:0";
   std::string zone;
   std::string rack;
-  int64_t cpu_milli = 0;   // 0: the online CPUs of this machine
-  int64_t memory_mib = 0;  // 0: the physical memory of this machine
-  int64_t heartbeat_ms = 500;
+  int64_t cpu_milli = 0;       // 0: the online CPUs of this machine
+  int64_t memory_mib = 0;      // 0: the physical memory of this machine
+  int64_t heartbeat_ms = 500;  // until the server names an interval (it sizes it to the cluster)
   // How tasks are launched; the runner appends "--dir D -- argv...". /proc/self/exe is the
   // running gpuorch binary, which the shim then also is.
   std::vector<std::string> shim_command = {"/proc/self/exe", "task-shim"};
@@ -81,6 +81,8 @@ class Agent {
   // Forgets exited tasks that were `reported` as exited and are not in `desired`.
   void ForgetReported(const DesiredList& desired, const std::vector<TaskStatus>& reported);
   void ServerFailed(const std::string& why);
+  // Heartbeats (and watches) every `server_ms` from now on; --heartbeat-ms when 0.
+  void FollowInterval(int64_t server_ms);
   void Wake();
   bool Stopping();
 
@@ -98,6 +100,7 @@ class Agent {
   int64_t interval_ms_ = 500;
   int64_t next_contact_ms_ = 0;
   int failures_ = 0;
+  ReportTracker reports_;                // what the server has acknowledged
   DesiredList applied_;                  // the newest list acted on (start/stop)
   std::map<TaskKey, int64_t> grace_ms_;  // from each task's last desired entry
 
