@@ -1,6 +1,8 @@
 #include "server/http_server.h"
 
+#include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -105,7 +107,13 @@ struct HttpServer::Impl {
         workers(static_cast<size_t>(options.worker_threads)),
         acceptor(io),
         retry_accept(io),
-        stop_timer(io) {
+        stop_timer(io),
+        stop_event(io) {
+    const int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd >= 0) {
+      stop_fd = fd;
+      stop_event.assign(fd);
+    }
     if (!options.error_body) {
       options.error_body = [](int status, const std::string&, const std::string& message) {
         return HttpResponse{status, "text/plain", message + "\n"};
@@ -116,6 +124,8 @@ struct HttpServer::Impl {
   void Accept();
   // Stops the I/O threads once every request read has been answered (or at `deadline`).
   void WaitIdleThenStop(std::chrono::steady_clock::time_point deadline);
+  // On an I/O thread, once Stop() was called: the hook, then no more accepts.
+  void OnStop();
 
   HttpOptions options;
   HttpHandler handler;
@@ -126,6 +136,11 @@ struct HttpServer::Impl {
   tcp::acceptor acceptor;
   asio::steady_timer retry_accept;
   asio::steady_timer stop_timer;
+  // Stop() only writes to this eventfd (async-signal-safe: the server stops from a signal
+  // handler); the I/O thread that reads it does the stopping.
+  asio::posix::stream_descriptor stop_event;
+  int stop_fd = -1;
+  uint64_t stop_word = 0;
   std::atomic<int64_t> connections{0};
   std::atomic<int64_t> busy{0};  // requests read and not yet answered
   std::atomic<bool> stopped{false};
@@ -366,6 +381,10 @@ Result<int> HttpServer::Bind(const std::string& host, int port) {
 void HttpServer::Run() {
   if (impl_->stopped) return;
   impl_->Accept();
+  impl_->stop_event.async_read_some(asio::buffer(&impl_->stop_word, sizeof(impl_->stop_word)),
+                                    [impl = impl_.get()](beast::error_code ec, size_t) {
+                                      if (!ec) impl->OnStop();
+                                    });
   std::vector<std::thread> threads;
   for (int i = 1; i < impl_->options.io_threads; ++i) {
     threads.emplace_back([this] { impl_->io.run(); });
@@ -376,11 +395,17 @@ void HttpServer::Run() {
 
 void HttpServer::Stop() {
   if (impl_->stopped.exchange(true)) return;
-  asio::post(impl_->io, [impl = impl_.get()] {
-    beast::error_code ignored;
-    impl->acceptor.close(ignored);
-    impl->WaitIdleThenStop(std::chrono::steady_clock::now() + kStopGrace);
-  });
+  const uint64_t one = 1;
+  if (impl_->stop_fd < 0 || ::write(impl_->stop_fd, &one, sizeof(one)) != sizeof(one)) {
+    impl_->io.stop();  // no eventfd: stop at once
+  }
+}
+
+void HttpServer::Impl::OnStop() {
+  if (options.on_stop) options.on_stop();
+  beast::error_code ignored;
+  acceptor.close(ignored);
+  WaitIdleThenStop(std::chrono::steady_clock::now() + kStopGrace);
 }
 
 void HttpServer::Impl::WaitIdleThenStop(std::chrono::steady_clock::time_point deadline) {

@@ -62,6 +62,9 @@ struct HttpOptions {
   // The body of an error the server answers itself (400, 413, 503): the API's JSON.
   std::function<HttpResponse(int status, const std::string& field, const std::string& message)>
       error_body;
+  // Runs on an I/O thread once Stop() was called, before the server stops accepting (the
+  // controller answers its held watches there, and those answers are still written).
+  std::function<void()> on_stop;
 };
 
 class HttpServer {
@@ -75,9 +78,10 @@ class HttpServer {
   core::Result<int> Bind(const std::string& host, int port);
   // Accepts and serves on `io_threads` threads (the caller's among them) until Stop().
   void Run();
-  // Stops accepting, lets the answers already given be written (up to a second), then stops
-  // the I/O threads and closes every connection. Any thread; idempotent. Run() returns once
-  // the I/O threads are done.
+  // Stops accepting, runs `on_stop`, lets the answers already given be written (up to a
+  // second), then stops the I/O threads and closes every connection. Any thread, and
+  // async-signal-safe (a signal handler may call it); idempotent. Run() returns once the
+  // I/O threads are done.
   void Stop();
 
   // Calls `fn` on a worker thread once `delay` has passed (a long poll's deadline). Armed

@@ -76,6 +76,7 @@ Server::Server(const ServerConfig& config) : config_(config) {}
 
 Server::~Server() {
   Stop();
+  if (controller_) controller_->Shutdown();
   if (loop_.joinable()) loop_.join();
   // The HTTP server first: its workers may still run handlers that use the controller.
   // The controller holds no watch by now (Shutdown answered them all).
@@ -104,6 +105,7 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
     return ReplyError(ApiError{status, field, message});
   };
   Server* self = s.get();
+  o.on_stop = [self] { self->controller_->Shutdown(); };  // held watches answer now
   s->http_ = std::make_unique<HttpServer>(std::move(o),
                                           [self](const HttpRequest& req, HttpRespond respond) {
                                             self->Dispatch(req, std::move(respond));
@@ -131,13 +133,15 @@ void Server::Serve() {
   });
   http_->Run();
   stop_ = true;
+  controller_->Shutdown();  // wakes the loop (on_stop did it already unless Run never ran)
   if (loop_.joinable()) loop_.join();
   controller_->Flush();  // whatever the API has shown is on disk before we exit
 }
 
 void Server::Stop() {
+  // Async-signal-safe: `gpuorch server` calls it from its SIGTERM handler. The HTTP
+  // server's I/O thread then shuts the controller down (on_stop).
   stop_ = true;
-  if (controller_) controller_->Shutdown();  // held watches answer now
   if (http_) http_->Stop();
 }
 
