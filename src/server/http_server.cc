@@ -129,6 +129,10 @@ struct HttpServer::Impl {
 
   HttpOptions options;
   HttpHandler handler;
+  // Declared before the io_context: connections dropped when it is destroyed count down.
+  std::atomic<int64_t> connections{0};
+  std::atomic<int64_t> busy{0};  // requests read and not yet answered
+  std::atomic<bool> stopped{false};
   // Declared before the workers: a handler dropped at shutdown releases its connection
   // while the io_context it belongs to still exists.
   asio::io_context io;
@@ -141,9 +145,6 @@ struct HttpServer::Impl {
   asio::posix::stream_descriptor stop_event;
   int stop_fd = -1;
   uint64_t stop_word = 0;
-  std::atomic<int64_t> connections{0};
-  std::atomic<int64_t> busy{0};  // requests read and not yet answered
-  std::atomic<bool> stopped{false};
 };
 
 namespace {
