@@ -397,6 +397,22 @@ void Controller::ExpireWatch(const WatchTicket& ticket) {
   }
 }
 
+void Controller::CancelWatch(const WatchTicket& ticket) {
+  std::function<void(Json)> dropped;  // destroyed after the lock is released
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find(ticket.node);
+  if (it == nodes_.end()) return;
+  NodeRecord& n = it->second;
+  for (size_t i = 0; i < n.watches.size(); ++i) {
+    if (n.watches[i].id != ticket.id) continue;
+    dropped = std::move(n.watches[i].done);
+    n.watches.erase(n.watches.begin() + static_cast<std::ptrdiff_t>(i));
+    --held_watches_;
+    n.last_heartbeat_ms = SteadyMs();
+    return;
+  }
+}
+
 void Controller::AnswerWatches(NodeRecord& n, bool all) {
   if (n.watches.empty()) return;
   Json answer;  // the same list for every watch answered now: built once

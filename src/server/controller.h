@@ -129,6 +129,9 @@ class Controller {
                     std::function<void(Json)> done, WatchTicket& ticket, ApiError& error);
   // Answers the watch with the node's list as it is, if it is still held.
   void ExpireWatch(const WatchTicket& ticket);
+  // Drops the watch without answering, if it is still held (its client went away): it no
+  // longer keeps the node alive, which was heard from until now.
+  void CancelWatch(const WatchTicket& ticket);
   // Watches held now, over all nodes.
   int64_t HeldWatches();
 

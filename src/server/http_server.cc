@@ -249,6 +249,10 @@ class Session : public std::enable_shared_from_this<Session> {
     r.path = PercentDecode(r.target.substr(0, q), false);
     if (q != std::string::npos) r.params = ParseQuery(r.target.substr(q + 1));
     r.body = std::move(req.body());
+    r.watch_peer = [self = shared_from_this()](std::function<void()> on_close) {
+      asio::post(self->stream_.get_executor(),
+                 [self, on_close = std::move(on_close)]() mutable { self->Monitor(on_close); });
+    };
 
     auto answered = std::make_shared<std::atomic<bool>>(false);
     HttpRespond respond = [self = shared_from_this(), answered](HttpResponse res) {
@@ -265,7 +269,38 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  // While the handler holds the answer, reads the socket only to see the client go: end of
+  // file or a reset runs `on_close`. Bytes the client sends early are kept for the next
+  // request (and end the watching).
+  void Monitor(std::function<void()> on_close) {
+    if (!busy_ || writing_ || monitoring_) return;  // answered meanwhile
+    on_close_ = std::move(on_close);
+    monitoring_ = true;
+    stream_.socket().async_read_some(
+        buffer_.prepare(1024),
+        [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnMonitor(ec, n); });
+  }
+
+  void OnMonitor(beast::error_code ec, size_t n) {
+    monitoring_ = false;
+    if (!ec) buffer_.commit(n);
+    if (closing_) {
+      closing_ = false;
+      return Close();
+    }
+    if (resume_) {
+      resume_ = false;
+      return ReadHeader();
+    }
+    if (!ec || ec == asio::error::operation_aborted) return;
+    // Gone while its answer is pending: an answer still given fails to write and closes.
+    if (busy_ && on_close_) asio::post(server_->workers, std::move(on_close_));
+    on_close_ = nullptr;
+  }
+
   void Write(HttpResponse res) {
+    writing_ = true;
+    on_close_ = nullptr;
     res_ = {};
     res_.version(version_);
     res_.result(static_cast<unsigned>(res.status));
@@ -276,11 +311,18 @@ class Session : public std::enable_shared_from_this<Session> {
     if (head_) res_.body().clear();  // Content-Length still says what GET would send
     stream_.expires_after(Idle());
     http::async_write(stream_, res_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      self->writing_ = false;
       if (self->busy_) {
         self->busy_ = false;
         --self->server_->busy;
       }
       if (ec || !self->keep_alive_ || self->server_->stopped) return self->Close();
+      if (self->monitoring_) {  // the watching read must end before the next request's
+        self->resume_ = true;
+        beast::error_code ignored;
+        self->stream_.socket().cancel(ignored);
+        return;
+      }
       self->ReadHeader();
     });
   }
@@ -293,6 +335,12 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Half-closes, drops what the client still sends for a moment, then closes.
   void Close() {
+    if (monitoring_) {  // one read at a time: the drain starts once the watching read ends
+      closing_ = true;
+      beast::error_code ignored;
+      stream_.socket().cancel(ignored);
+      return;
+    }
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     if (ec) return stream_.close();
@@ -317,6 +365,11 @@ class Session : public std::enable_shared_from_this<Session> {
   bool head_ = false;
   bool refuse_ = false;
   bool busy_ = false;
+  bool writing_ = false;
+  bool monitoring_ = false;  // Monitor's read is pending
+  bool resume_ = false;      // read the next request once it ends
+  bool closing_ = false;     // close once it ends
+  std::function<void()> on_close_;
   unsigned version_ = 11;
   char drain_[512];
 };

@@ -35,6 +35,9 @@ struct HttpRequest {
   std::string path;                                         // percent-decoded, without the query
   std::vector<std::pair<std::string, std::string>> params;  // query, decoded, in order
   std::string body;
+  // For a long poll: asks to have `on_close` run (on a worker) if the client closes or
+  // resets the connection before the answer is written. Any thread; at most once.
+  std::function<void(std::function<void()> on_close)> watch_peer;
 
   bool HasParam(const std::string& name) const;
   // The first value of `name`; empty when absent.

@@ -222,6 +222,30 @@ TEST_F(HttpServerTest, HeldWatchesTakeNoThreadAndAnswerOnChangeAndAtTheirDeadlin
   EXPECT_EQ(watches[other]->Read(&body), 200);
 }
 
+TEST_F(HttpServerTest, AWatchWhoseClientLeftNoLongerKeepsItsNodeAlive) {
+  Start("node_timeout_s: 600\n");
+  const int64_t epoch = RegisterNode("gone");
+  {
+    RawConnection watch(port_);
+    ASSERT_TRUE(watch.Send("GET /v1/agents/gone/desired?epoch=" + std::to_string(epoch) +
+                           "&after=1&wait_ms=60000 HTTP/1.1\r\nHost: t\r\n\r\n"));
+    for (int tries = 0; server_->controller().HeldWatches() < 1 && tries < 3000; ++tries) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_EQ(server_->controller().HeldWatches(), 1);
+  }  // the agent's process ends: its connection closes
+  for (int tries = 0; server_->controller().HeldWatches() > 0 && tries < 3000; ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(server_->controller().HeldWatches(), 0) << "dropped without waiting for its deadline";
+  // A watch on a live connection is still answered, and the connection serves on.
+  RawConnection watch(port_);
+  ASSERT_EQ(
+      watch.Get("/v1/agents/gone/desired?epoch=" + std::to_string(epoch) + "&after=1&wait_ms=100"),
+      200);
+  EXPECT_EQ(watch.Get("/healthz"), 200);
+}
+
 TEST_F(HttpServerTest, BodyOverTheLimitIs413) {
   Start("max_body_bytes: 2048\n");
   auto r = Client()->Post("/v1/workloads", std::string(4096, ' '), "application/json");

@@ -314,6 +314,8 @@ void Server::Routes() {
           if (ticket.id == 0) return;
           http_->RunAfter(std::chrono::milliseconds(ticket.wait_ms),
                           [&c, ticket] { c.ExpireWatch(ticket); });
+          // An agent that dies while its watch is held stops counting as alive at once.
+          req.watch_peer([&c, ticket] { c.CancelWatch(ticket); });
         });
   Route("POST", "/v1/agents/*/heartbeat", Sync([&c](const HttpRequest& req, const Captures& m) {
           Json body, out;
