@@ -189,6 +189,15 @@ bool Agent::Register() {
   return true;
 }
 
+// The server sizes the interval to its cluster (it grows with the number of nodes) and
+// times nodes out from it: its word wins; --heartbeat-ms serves until it has spoken.
+void Agent::FollowInterval(int64_t server_ms) {
+  interval_ms_ = server_ms > 0 ? server_ms : options_.heartbeat_ms;
+  std::lock_guard lock(mu_);
+  watch_interval_ms_ = interval_ms_;
+  cv_.notify_all();
+}
+
 bool Agent::Heartbeat() {
   const std::string body = session_->HeartbeatBody();
   return session_->OnHeartbeatAnswer(

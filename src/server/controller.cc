@@ -266,7 +266,7 @@ bool Controller::Register(const Json& b, Json& out, ApiError& error) {
   n.last_heartbeat_wall_ms = Now();
   dirty_nodes_.insert(n.name);
   Kick();
-  out = Json{{"node", n.name}, {"heartbeat_interval_ms", config_.heartbeat_interval_ms}};
+  out = Json{{"node", n.name}, {"heartbeat_interval_ms", IntervalLocked()}};
   return true;
 }
 
@@ -350,31 +350,118 @@ Json Controller::DesiredJson(const std::string& node) {
                              {"grace_period_ms", w.parsed.spec.grace_period}});
     }
   }
-  return Json{
-      {"desired", desired}, {"epoch", epoch_}, {"version", nodes_.at(node).desired_version}};
+  // The interval grows with the cluster; agents registered early hear it here.
+  return Json{{"desired", desired},
+              {"epoch", epoch_},
+              {"version", nodes_.at(node).desired_version},
+              {"heartbeat_interval_ms", IntervalLocked()}};
 }
 
 bool Controller::WatchDesired(const std::string& node, int64_t epoch, int64_t after,
-                              int64_t wait_ms, Json& out, ApiError& error) {
-  std::unique_lock<std::mutex> lock(mu_);
+                              int64_t wait_ms, std::function<void(Json)> done, WatchTicket& ticket,
+                              ApiError& error) {
+  std::lock_guard<std::mutex> lock(mu_);
   auto it = nodes_.find(node);
   if (it == nodes_.end()) {
     error = ApiError{404, "node", "node: unknown node " + node + " (register first)"};
     return false;
   }
   NodeRecord& n = it->second;
-  const auto deadline =
-      std::chrono::steady_clock::now() +
-      std::chrono::milliseconds(std::clamp<int64_t>(wait_ms, 0, config_.node_timeout_ms / 2));
-  n.last_heartbeat_ms = SteadyMs();
-  ++n.watches;
-  n.changed->wait_until(lock, deadline,
-                        [&] { return shutdown_ || epoch != epoch_ || n.desired_version != after; });
-  --n.watches;
   n.last_heartbeat_ms = SteadyMs();
   n.last_heartbeat_wall_ms = Now();
-  out = DesiredJson(node);
+  ticket = WatchTicket{node, 0, std::clamp<int64_t>(wait_ms, 0, TimeoutLocked() / 2)};
+  if (shutdown_ || epoch != epoch_ || n.desired_version != after || ticket.wait_ms == 0) {
+    done(DesiredJson(node));
+    return true;
+  }
+  ticket.id = next_watch_++;
+  n.watches.push_back(NodeRecord::HeldWatch{ticket.id, after, std::move(done)});
+  ++held_watches_;
   return true;
+}
+
+void Controller::ExpireWatch(const WatchTicket& ticket) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find(ticket.node);
+  if (it == nodes_.end()) return;
+  NodeRecord& n = it->second;
+  for (size_t i = 0; i < n.watches.size(); ++i) {
+    if (n.watches[i].id != ticket.id) continue;
+    auto done = std::move(n.watches[i].done);
+    n.watches.erase(n.watches.begin() + static_cast<std::ptrdiff_t>(i));
+    --held_watches_;
+    n.last_heartbeat_ms = SteadyMs();
+    n.last_heartbeat_wall_ms = Now();
+    done(DesiredJson(n.name));
+    return;
+  }
+}
+
+void Controller::CancelWatch(const WatchTicket& ticket) {
+  std::function<void(Json)> dropped;  // destroyed after the lock is released
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find(ticket.node);
+  if (it == nodes_.end()) return;
+  NodeRecord& n = it->second;
+  for (size_t i = 0; i < n.watches.size(); ++i) {
+    if (n.watches[i].id != ticket.id) continue;
+    dropped = std::move(n.watches[i].done);
+    n.watches.erase(n.watches.begin() + static_cast<std::ptrdiff_t>(i));
+    --held_watches_;
+    n.last_heartbeat_ms = SteadyMs();
+    return;
+  }
+}
+
+void Controller::AnswerWatches(NodeRecord& n, bool all) {
+  if (n.watches.empty()) return;
+  Json answer;  // the same list for every watch answered now: built once
+  std::vector<NodeRecord::HeldWatch> keep;
+  for (NodeRecord::HeldWatch& w : n.watches) {
+    if (!all && w.after == n.desired_version) {
+      keep.push_back(std::move(w));
+      continue;
+    }
+    if (answer.is_null()) answer = DesiredJson(n.name);
+    w.done(answer);
+    --held_watches_;
+  }
+  n.watches = std::move(keep);
+  n.last_heartbeat_ms = SteadyMs();
+  n.last_heartbeat_wall_ms = Now();
+}
+
+int64_t Controller::HeldWatches() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return held_watches_;
+}
+
+int64_t Controller::IntervalLocked() const {
+  const int64_t nodes = static_cast<int64_t>(nodes_.size());
+  const int64_t per_s = config_.max_heartbeats_per_second;
+  return std::max(config_.heartbeat_interval_ms, (nodes * 1000 + per_s - 1) / per_s);
+}
+
+int64_t Controller::TimeoutLocked() const {
+  // At the configured interval, the configured timeout; every millisecond the interval grew
+  // adds kTimeoutIntervals. With node_timeout >= 2 * heartbeat_interval (the config's rule)
+  // the timeout stays at least two intervals.
+  return config_.node_timeout_ms +
+         kTimeoutIntervals * (IntervalLocked() - config_.heartbeat_interval_ms);
+}
+
+int64_t Controller::HeartbeatIntervalMs() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return IntervalLocked();
+}
+
+int64_t Controller::NodeTimeoutMs() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return TimeoutLocked();
+}
+
+bool Controller::NodeTimedOut(const NodeRecord& n, int64_t steady_ms) const {
+  return !n.down && n.watches.empty() && steady_ms - n.last_heartbeat_ms > TimeoutLocked();
 }
 
 void Controller::TouchNodes(const WorkloadRecord& w, const std::string& except) {
@@ -383,7 +470,7 @@ void Controller::TouchNodes(const WorkloadRecord& w, const std::string& except) 
     auto n = nodes_.find(t.node);
     if (n == nodes_.end()) continue;
     ++n->second.desired_version;
-    n->second.changed->notify_all();
+    AnswerWatches(n->second, false);
   }
 }
 
@@ -402,7 +489,7 @@ void Controller::Shutdown() {
   std::lock_guard<std::mutex> lock(mu_);
   shutdown_ = true;
   work_cv_.notify_all();
-  for (auto& [name, n] : nodes_) n.changed->notify_all();
+  for (auto& [name, n] : nodes_) AnswerWatches(n, true);
 }
 
 void Controller::Flush() {
@@ -522,7 +609,7 @@ void Controller::Step() {
     std::lock_guard<std::mutex> lock(mu_);
     int64_t steady = SteadyMs();
     for (auto& [name, n] : nodes_) {
-      if (!n.down && n.watches == 0 && steady - n.last_heartbeat_ms > config_.node_timeout_ms) {
+      if (NodeTimedOut(n, steady)) {
         MarkNodeDown(n);
         work_ = true;  // what it ran is pending again: cycle once more right away
       }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -65,11 +66,25 @@ struct NodeRecord {
   bool down = false;
   int64_t last_heartbeat_ms = 0;  // steady clock
   int64_t last_heartbeat_wall_ms = 0;
-  // The node's desired list changes version whenever a task enters or leaves it; watches
-  // wait on `changed` for that.
+  // The node's desired list changes version whenever a task enters or leaves it; held
+  // watches are answered then.
   int64_t desired_version = 1;
-  int watches = 0;  // watch requests held now: the agent is alive while one is
-  std::unique_ptr<std::condition_variable> changed = std::make_unique<std::condition_variable>();
+  // Watch requests held now (usually one): the agent is alive while one is. Each waits for
+  // desired_version to differ from `after`; nothing else (no thread) waits for it.
+  struct HeldWatch {
+    uint64_t id = 0;
+    int64_t after = 0;
+    std::function<void(Json)> done;
+  };
+  std::vector<HeldWatch> watches;
+};
+
+// A watch the controller holds: the caller arms a timer for `wait_ms` and then calls
+// Controller::ExpireWatch with it. `id` 0: it was answered at once.
+struct WatchTicket {
+  std::string node;
+  uint64_t id = 0;
+  int64_t wait_ms = 0;
 };
 
 // The control plane's state machine: API requests, agent heartbeats and engine cycles all
@@ -105,11 +120,36 @@ class Controller {
   // Agent protocol.
   bool Register(const Json& body, Json& out, ApiError& error);
   bool Heartbeat(const std::string& node, const Json& body, Json& out, ApiError& error);
-  // Answers the node's desired list once its version differs from `after` (or `epoch` is
-  // not this server's), or after `wait_ms` (capped at half the node timeout) with the same
-  // list: a long poll. A held watch counts as a heartbeat.
+  // A long poll of the node's desired list, without a thread waiting for it. Answers
+  // through `done` (called exactly once, with the same body a heartbeat gets): at once when
+  // the version differs from `after`, `epoch` is not this server's, `wait_ms` is 0 or the
+  // controller is shut down; otherwise the watch is held, and answered when the node's list
+  // changes, at Shutdown, or when the caller calls ExpireWatch(ticket) after
+  // `ticket.wait_ms` (the asked wait, capped at half the node timeout). A held watch counts
+  // as a heartbeat. Returns false with `error` (and never calls `done`) for an unknown node.
+  // `done` runs with the controller's lock held: it must not call the controller back, only
+  // hand the answer on (e.g. post the write to an I/O thread).
   bool WatchDesired(const std::string& node, int64_t epoch, int64_t after, int64_t wait_ms,
-                    Json& out, ApiError& error);
+                    std::function<void(Json)> done, WatchTicket& ticket, ApiError& error);
+  // Answers the watch with the node's list as it is, if it is still held.
+  void ExpireWatch(const WatchTicket& ticket);
+  // Drops the watch without answering, if it is still held (its client went away): it no
+  // longer keeps the node alive, which was heard from until now.
+  void CancelWatch(const WatchTicket& ticket);
+  // Watches held now, over all nodes.
+  int64_t HeldWatches();
+
+  // The heartbeat interval agents are told and the node timeout, for the cluster's size:
+  //   interval = max(heartbeat_interval_ms, ceil(nodes * 1000 / max_heartbeats_per_second))
+  //   timeout  = node_timeout_ms + kTimeoutIntervals * (interval - heartbeat_interval_ms)
+  // over every registered node (Ready, Draining or Down), so the server hears at most
+  // max_heartbeats_per_second periodic heartbeats however large the cluster grows (Nomad's
+  // rule). Nodes are never forgotten, so neither value ever shrinks within a process: an
+  // agent still on an older, shorter interval is only early. The timeout is the
+  // configured one at the configured interval and always at least two intervals.
+  int64_t HeartbeatIntervalMs();
+  int64_t NodeTimeoutMs();
+  static constexpr int64_t kTimeoutIntervals = 3;
 
   // Waits until something may have changed what a cycle would do (a submission, an exit, a
   // cancellation, a node change) or `max_ms` passed; the loop then calls Step.
@@ -140,6 +180,12 @@ class Controller {
   void SyncFromEngine(WorkloadRecord& w);
   void Requeue(WorkloadRecord& w, const std::string& why);
   void MarkNodeDown(NodeRecord& n);
+  // Whether `n` missed its heartbeats for longer than the node timeout (no watch held).
+  bool NodeTimedOut(const NodeRecord& n, int64_t steady_ms) const;
+  int64_t IntervalLocked() const;
+  int64_t TimeoutLocked() const;
+  // Answers n's held watches whose version is out of date (all of them when `all`).
+  void AnswerWatches(NodeRecord& n, bool all);
   void Event(WorkloadRecord& w, const std::string& type, const std::string& message);
   void Dirty(const WorkloadRecord& w) { dirty_.insert(w.id); }
   // Tells the task mix how many of w's tasks are placed now.
@@ -176,8 +222,10 @@ class Controller {
   int64_t last_now_ = 0;
   const int64_t epoch_;  // this server process: the wall clock at its start
   std::condition_variable work_cv_;
-  bool work_ = true;       // guarded by mu_: a cycle is due
-  bool shutdown_ = false;  // guarded by mu_
+  bool work_ = true;          // guarded by mu_: a cycle is due
+  bool shutdown_ = false;     // guarded by mu_
+  uint64_t next_watch_ = 1;   // guarded by mu_
+  int64_t held_watches_ = 0;  // guarded by mu_
   MetricsState metrics_;
   // Shapes of running and recently submitted tasks, fed to the policy as its typical tasks.
   TaskMix task_mix_;

@@ -34,7 +34,12 @@ TEST(Config, BadInputNamesTheField) {
       {"bogus: 1", "bogus: unknown field"},
       {"node_timeout_s: 0", "node_timeout_s"},
       {"heartbeat_interval_ms: 6000", "heartbeat_interval_ms"},
-      {"http_threads: 2", "http_threads: must be in 8..4096"},
+      {"http_threads: 128", "http_threads: no longer used"},
+      {"io_threads: 0", "io_threads: must be in 1..64"},
+      {"worker_threads: 1000", "worker_threads: must be in 1..256"},
+      {"max_connections: 0", "max_connections: must be in"},
+      {"idle_timeout_s: 0", "idle_timeout_s: must be in"},
+      {"max_heartbeats_per_second: 0", "max_heartbeats_per_second: must be in"},
       {"queues: []", "queues: must be a non-empty list"},
       {"queues: [{weight: 2}]", "queues[0].name: required"},
       {"queues: [{name: a, weight: 0}]", "queues[0].weight"},
@@ -214,49 +219,125 @@ TEST_F(ControllerTest, SubmitRunSucceed) {
   EXPECT_EQ(Get(id)["state"], "Succeeded");
 }
 
+// A watch as the HTTP layer holds one: the answer lands in `answer` whenever the controller
+// gives it (at once, or later from whichever thread changes the node's list).
+struct HeldWatch {
+  std::shared_ptr<Json> answer = std::make_shared<Json>();
+  std::shared_ptr<int> answers = std::make_shared<int>(0);
+  WatchTicket ticket;
+  bool answered() const { return *answers > 0; }
+};
+
 TEST_F(ControllerTest, WatchAnswersWhenTheNodesListChanges) {
   Register("n1", 4);
   Register("n2", 4);
-  Json out;
   ApiError e;
-  // Nothing changed since version 1 of this epoch: the watch waits out wait_ms.
-  ASSERT_TRUE(controller_->WatchDesired("n1", 0, 0, 0, out, e)) << e.message;
-  const int64_t epoch = out["epoch"], v0 = out["version"];
+  auto watch = [&](const std::string& node, int64_t epoch, int64_t after, int64_t wait_ms) {
+    HeldWatch w;
+    EXPECT_TRUE(controller_->WatchDesired(
+        node, epoch, after, wait_ms,
+        [answer = w.answer, answers = w.answers](Json out) {
+          *answer = std::move(out);
+          ++*answers;
+        },
+        w.ticket, e))
+        << e.message;
+    return w;
+  };
+  // Another epoch (0: the agent never heard from this server) answers at once.
+  HeldWatch first = watch("n1", 0, 0, 60000);
+  ASSERT_TRUE(first.answered());
+  EXPECT_EQ(first.ticket.id, 0u);
+  const int64_t epoch = (*first.answer)["epoch"], v0 = (*first.answer)["version"];
   EXPECT_GT(epoch, 0);
-  EXPECT_TRUE(out["desired"].empty());
-  ASSERT_TRUE(controller_->WatchDesired("n1", epoch, v0, 10, out, e));
-  EXPECT_EQ(out["version"], v0) << "timed out with the same list";
+  EXPECT_TRUE((*first.answer)["desired"].empty());
+  EXPECT_EQ((*first.answer)["heartbeat_interval_ms"], 500);
 
-  // A bind changes n1's version once it is committed and published; n2's stays.
+  // Nothing changed since v0: the watch is held, no thread waits, and the node counts as
+  // alive. Its deadline (the caller's timer) answers it with the same list, once.
+  HeldWatch idle = watch("n1", epoch, v0, 60000);
+  EXPECT_FALSE(idle.answered());
+  EXPECT_NE(idle.ticket.id, 0u);
+  EXPECT_EQ(idle.ticket.wait_ms, config_.node_timeout_ms / 2) << "capped at half the timeout";
+  EXPECT_EQ(controller_->HeldWatches(), 1);
+  controller_->ExpireWatch(idle.ticket);
+  ASSERT_TRUE(idle.answered());
+  EXPECT_EQ((*idle.answer)["version"], v0) << "timed out with the same list";
+  controller_->ExpireWatch(idle.ticket);
+  EXPECT_EQ(*idle.answers, 1) << "answered exactly once";
+  EXPECT_EQ(controller_->HeldWatches(), 0);
+
+  // A bind changes n1's version once it is committed and published; a watch held on n1
+  // is answered by it, one held on n2 is not.
+  HeldWatch on_n1 = watch("n1", epoch, v0, 60000);
+  HeldWatch on_n2 = watch("n2", epoch, v0, 60000);
   int64_t id = Submit("batch", 4, 1);
   controller_->Step();
-  ASSERT_TRUE(controller_->WatchDesired("n1", epoch, v0, 60000, out, e));
-  ASSERT_EQ(out["desired"].size(), 1u) << "answered at once: the version moved";
-  EXPECT_EQ(out["desired"][0]["workload"], id);
-  const int64_t v1 = out["version"];
+  ASSERT_TRUE(on_n1.answered()) << "the bind's publication answers the held watch";
+  ASSERT_EQ((*on_n1.answer)["desired"].size(), 1u);
+  EXPECT_EQ((*on_n1.answer)["desired"][0]["workload"], id);
+  const int64_t v1 = (*on_n1.answer)["version"];
   EXPECT_GT(v1, v0);
-  Json other;
-  ASSERT_TRUE(controller_->WatchDesired("n2", epoch, v0, 10, other, e));
-  EXPECT_EQ(other["version"], v0);
+  EXPECT_FALSE(on_n2.answered());
+  // A watch asked with an out-of-date version answers at once.
+  HeldWatch late = watch("n1", epoch, v0, 60000);
+  ASSERT_TRUE(late.answered());
+  EXPECT_EQ((*late.answer)["version"], v1);
 
-  // A watch held in another thread wakes up when a cancellation stops the task.
-  std::thread watcher(
-      [&] { EXPECT_TRUE(controller_->WatchDesired("n1", epoch, v1, 60000, out, e)); });
+  // A watch held while a cancellation stops the task hears it.
+  HeldWatch stop = watch("n1", epoch, v1, 60000);
+  EXPECT_FALSE(stop.answered());
   Json cancelled;
   ASSERT_TRUE(controller_->Cancel(id, cancelled, e)) << e.message;
-  watcher.join();
-  EXPECT_GT(out["version"].get<int64_t>(), v1);
-  EXPECT_TRUE(out["desired"].empty());
+  ASSERT_TRUE(stop.answered());
+  EXPECT_GT((*stop.answer)["version"].get<int64_t>(), v1);
+  EXPECT_TRUE((*stop.answer)["desired"].empty());
 
-  // Another epoch (the agent last heard from an earlier server) answers at once, and the
-  // heartbeat answer carries the same epoch and version.
-  ASSERT_TRUE(controller_->WatchDesired("n1", epoch - 1, out["version"], 60000, out, e));
+  // The heartbeat answer carries the same epoch and version.
   Json hb;
   ASSERT_TRUE(controller_->Heartbeat("n1", {{"tasks", Json::array()}}, hb, e));
   EXPECT_EQ(hb["epoch"], epoch);
-  EXPECT_EQ(hb["version"], out["version"]);
-  EXPECT_FALSE(controller_->WatchDesired("nope", epoch, 0, 10, out, e));
+  EXPECT_EQ(hb["version"], (*stop.answer)["version"]);
+  HeldWatch unknown;
+  EXPECT_FALSE(controller_->WatchDesired(
+      "nope", epoch, 0, 10, [](Json) { ADD_FAILURE() << "answered an unknown node"; },
+      unknown.ticket, e));
   EXPECT_EQ(e.code, 404);
+
+  // Shutdown answers every held watch (n2's still waits) and any later one at once.
+  controller_->Shutdown();
+  EXPECT_TRUE(on_n2.answered());
+  EXPECT_TRUE(watch("n2", epoch, v0, 60000).answered());
+  EXPECT_EQ(controller_->HeldWatches(), 0);
+}
+
+// Heartbeats scale with the cluster (docs/operations.md, "Sizing"): the interval keeps the
+// periodic heartbeats at max_heartbeats_per_second, and the node timeout follows it.
+TEST_F(ControllerTest, HeartbeatIntervalGrowsWithTheCluster) {
+  config_.max_heartbeats_per_second = 4;
+  config_.heartbeat_interval_ms = 500;
+  config_.node_timeout_ms = 2000;
+  Open();
+  struct Case {
+    int nodes;
+    int64_t interval_ms, timeout_ms;
+  };
+  // 2 nodes at 4/s: 500 ms suffices; 3 nodes: 750 ms; 8 nodes: 2 s, timeout 2 s + 3 * 1.5 s.
+  const Case steps[] = {{1, 500, 2000}, {2, 500, 2000}, {3, 750, 2750}, {8, 2000, 6500}};
+  int registered = 0;
+  for (const Case& st : steps) {
+    while (registered < st.nodes) Register("n" + std::to_string(++registered), 1);
+    EXPECT_EQ(controller_->HeartbeatIntervalMs(), st.interval_ms) << st.nodes << " nodes";
+    EXPECT_EQ(controller_->NodeTimeoutMs(), st.timeout_ms) << st.nodes << " nodes";
+  }
+  // Agents hear the interval in the registration answer and in every heartbeat answer.
+  Json out, hb;
+  ApiError e;
+  const Json gpus = {{{"index", 0}, {"uuid", "n10"}, {"model", "H100"}, {"memory_mib", 81920}}};
+  ASSERT_TRUE(controller_->Register({{"name", "n1"}, {"gpus", gpus}}, out, e)) << e.message;
+  EXPECT_EQ(out["heartbeat_interval_ms"], 2000);
+  ASSERT_TRUE(controller_->Heartbeat("n1", {{"tasks", Json::array()}}, hb, e));
+  EXPECT_EQ(hb["heartbeat_interval_ms"], 2000);
 }
 
 TEST_F(ControllerTest, ExitsAndSubmissionsWakeTheCycleAndUsageIsKept) {
