@@ -608,7 +608,8 @@ void Controller::DrainInbox() {
       case EngineEvent::Kind::kSubmit: {
         WorkloadRecord& w = workloads_.at(e.workload);
         if (w.terminal()) break;  // cancelled before the engine heard of it
-        if (Status st = engine_->Submit(Wid(w.id), w.parsed.spec); !st.ok()) Reject(w, st.message());
+        if (Status st = engine_->Submit(Wid(w.id), w.parsed.spec); !st.ok())
+          Reject(w, st.message());
         break;
       }
       case EngineEvent::Kind::kCancel:
@@ -652,7 +653,8 @@ EngineSnapshot Controller::TakeSnapshot(size_t models) const {
     EngineSnapshot::NodeUse& u = snap.nodes[i];
     u.present = s.present;
     if (!s.present) continue;
-    for (int j = 0; j < s.gpu_count; ++j) u.gpu_used_milli.push_back(core::kMilliGpu - s.gpu_free[j]);
+    for (int j = 0; j < s.gpu_count; ++j)
+      u.gpu_used_milli.push_back(core::kMilliGpu - s.gpu_free[j]);
     u.cpu_used = s.cpu_capacity - s.cpu_free;
     u.memory_used = s.memory_capacity - s.memory_free;
   }

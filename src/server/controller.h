@@ -69,7 +69,7 @@ struct NodeRecord {
   // The node's desired list changes version whenever a task enters or leaves it; watches
   // wait on `changed` for that.
   int64_t desired_version = 1;
-  int watches = 0;  // watch requests held now: the agent is alive while one is
+  int watches = 0;         // watch requests held now: the agent is alive while one is
   bool in_engine = false;  // added to the engine (by the cycle thread's SyncNode)
   std::unique_ptr<std::condition_variable> changed = std::make_unique<std::condition_variable>();
 };

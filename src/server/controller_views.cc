@@ -172,8 +172,9 @@ Json Controller::NodeJson(const NodeRecord& n) const {
   const Json& reg = n.registration.value("gpus", Json::array());
   for (int j = 0; j < n.spec.gpu_count; ++j) {
     Json g = j < static_cast<int>(reg.size()) ? reg[static_cast<size_t>(j)] : Json::object();
-    g["used_milli"] =
-        j < static_cast<int>(s.gpu_used_milli.size()) ? s.gpu_used_milli[static_cast<size_t>(j)] : 0;
+    g["used_milli"] = j < static_cast<int>(s.gpu_used_milli.size())
+                          ? s.gpu_used_milli[static_cast<size_t>(j)]
+                          : 0;
     gpus.push_back(g);
   }
   std::string status = n.down ? "Down" : n.drained ? "Draining" : "Ready";

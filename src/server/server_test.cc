@@ -678,12 +678,12 @@ TEST_F(ControllerTest, ReRegistrationMayNotShrinkANodeBelowItsAllocation) {
   controller_->Step();
   Json out;
   ApiError e;
-  EXPECT_FALSE(controller_->Register(
-      {{"name", "n1"},
-       {"cpu_milli", 64000},
-       {"memory_mib", 262144},
-       {"gpus", {{{"index", 0}, {"model", "H100"}, {"memory_mib", 81920}}}}},
-      out, e));
+  EXPECT_FALSE(
+      controller_->Register({{"name", "n1"},
+                             {"cpu_milli", 64000},
+                             {"memory_mib", 262144},
+                             {"gpus", {{{"index", 0}, {"model", "H100"}, {"memory_mib", 81920}}}}},
+                            out, e));
   EXPECT_EQ(e.code, 409);
   EXPECT_EQ(e.field, "gpus");
   EXPECT_EQ(e.message, "gpus: node n1: GPUs change while GPUs are in use");
@@ -707,8 +707,8 @@ TEST(ControllerBacklog, DISABLED_ApiLatencyUnderAPendingBacklog) {
   };
   const int backlog = env("GPUORCH_BACKLOG", 10000), probes = env("GPUORCH_PROBES", 100);
   const int nodes = 100;
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("gpuorch-backlog-" + std::to_string(getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("gpuorch-backlog-" + std::to_string(getpid()));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   ServerConfig config = *ParseConfig(R"(
@@ -830,9 +830,9 @@ queues:
   const Json pending = c.ListWorkloads("batch", "Pending", "");
   auto pct = [](std::vector<double> v, double q) {
     std::sort(v.begin(), v.end());
-    return v.empty() ? 0.0
-                    : v[std::min(v.size() - 1,
-                                 static_cast<size_t>(q * static_cast<double>(v.size())))];
+    return v.empty()
+               ? 0.0
+               : v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
   };
   const std::string metrics = c.Metrics();
   const size_t sum_at = metrics.find("gpuorch_cycle_seconds_sum ");
