@@ -691,9 +691,11 @@ TEST_F(ControllerTest, ReRegistrationMayNotShrinkANodeBelowItsAllocation) {
 
 // BEGIN backlog measurement
 // ---- Measurement (not run by ctest): the API under a standing backlog (issues 14 and 15).
-// 100 emulated 8-GPU nodes, each half filled by a running job of its own CPU/memory shape;
-// a backlog of 10,000 pending single-GPU jobs of distinct CPU/memory shapes that fit an
-// empty node but none now; the controller loop running as Server::Serve runs it. Then
+// 100 emulated 8-GPU nodes, each half filled by a running job of its own CPU/memory shape
+// (queue infra, within its guarantee, not preemptible); a backlog of 10,000 pending
+// single-GPU jobs of distinct CPU/memory shapes, in quota (queue prod), that fit an empty
+// node but none now, so every cycle looks for victims for each and finds none, as issue
+// 14's preemptors do; the controller loop running as Server::Serve runs it. Then
 // probes, one at a time: an in-quota single-GPU job is submitted, polled until Running
 // (its bind applied), and its exit reported by the node's heartbeat; a second client keeps
 // submitting backlog-shaped jobs meanwhile. Prints submit latency and time to bind
@@ -714,8 +716,8 @@ TEST(ControllerBacklog, DISABLED_ApiLatencyUnderAPendingBacklog) {
   ServerConfig config = *ParseConfig(R"(
 node_timeout_s: 3600
 queues:
-  - {name: prod, quota: [{model: "*", guaranteed: 8}]}
-  - {name: batch}
+  - {name: infra, quota: [{model: "*", guaranteed: 400}]}
+  - {name: prod, quota: [{model: "*", guaranteed: 400}]}
 )");
   auto opened = store::OpenSqliteStore((dir / "db").string());
   ASSERT_TRUE(opened.ok());
@@ -736,6 +738,7 @@ queues:
                               {"gpus", gpus},
                               {"cpu_milli", cpu_milli},
                               {"memory_mib", memory_mib},
+                              {"preemptible", queue != "infra"},
                               {"command", {"true"}}},
                              out, e);
     if (latency_ms != nullptr) *latency_ms = ms(Clock::now() - t0);
@@ -759,7 +762,7 @@ queues:
   }
   // Half of each node, in a shape of its own: 4 GPUs, 50-54 cores, 200-400 GiB.
   for (int i = 0; i < nodes; ++i) {
-    submit("fill-" + std::to_string(i), "batch", 4, 50000 + 37 * i, 204800 + 1931 * i, nullptr);
+    submit("fill-" + std::to_string(i), "infra", 4, 50000 + 37 * i, 204800 + 1931 * i, nullptr);
   }
   c.Step();
   // The backlog: 1 GPU and 16-60 cores, every one a distinct shape (no node has more than
@@ -768,7 +771,7 @@ queues:
   for (int k = 0; k < 4; ++k) {
     clients.emplace_back([&, k] {
       for (int i = k; i < backlog; i += 4) {
-        submit("backlog-" + std::to_string(i), "batch", 1, 16000 + (i * 4397) % 44000,
+        submit("backlog-" + std::to_string(i), "prod", 1, 16000 + (i * 4397) % 44000,
                1024 + (i * 7919) % 200000, nullptr);
       }
     });
@@ -787,7 +790,7 @@ queues:
   std::thread churn([&] {
     for (int i = 0; !stop; ++i) {
       double l = 0;
-      submit("churn-" + std::to_string(i), "batch", 1, 16000 + (i * 3331) % 44000,
+      submit("churn-" + std::to_string(i), "prod", 1, 16000 + (i * 3331) % 44000,
              1024 + (i * 104729) % 200000, &l);
       {
         std::lock_guard<std::mutex> lock(submit_mu);
@@ -827,7 +830,7 @@ queues:
   churn.join();
   c.Shutdown();
   loop.join();
-  const Json pending = c.ListWorkloads("batch", "Pending", "");
+  const Json pending = c.ListWorkloads("prod", "Pending", "");
   auto pct = [](std::vector<double> v, double q) {
     std::sort(v.begin(), v.end());
     return v.empty()
