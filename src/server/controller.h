@@ -190,7 +190,8 @@ class Controller {
   // The engine's side, on the cycle thread (step_mu_ held, or before any thread starts).
   EngineSnapshot TakeSnapshot(size_t models) const;
 
-  // All below run with mu_ held.
+  // All below run with mu_ held. Those that call the engine (DrainInbox, SyncNode,
+  // SyncFromEngine, MarkNodeDown, Reject's callers) run on the cycle thread only.
   void ApplyPlan(const sched::Plan& plan);
   // Applies the inbox to the engine (cycle thread) and reconciles the touched records.
   void DrainInbox();
