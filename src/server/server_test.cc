@@ -14,7 +14,9 @@
 #include <functional>
 #include <future>
 #include <mutex>
+#include <set>
 #include <thread>
+#include <tuple>
 
 #include "server/api_types.h"
 #include "server/config.h"
@@ -701,18 +703,36 @@ TEST_F(ControllerTest, RacingApiAgentAndCyclesLeaveRecordsAndEngineInLine) {
       controller_->WaitForWork(5);
     }
   });
-  // The agent: reports every desired task running, then exited (some failing).
+  // The agent: reports desired tasks running, then exited (some failing), and stops the
+  // ones no longer desired (exit 143), as a real agent does.
+  using TaskKey = std::tuple<int64_t, int32_t, int32_t>;  // workload, task, attempt
+  std::map<std::string, std::set<TaskKey>> started;
   auto agent_pass = [&](int round) {
     for (int i = 0; i < 4; ++i) {
       const std::string node = "n" + std::to_string(i);
       Json report = Json::array();
+      std::set<TaskKey> desired, running;
       for (const Json& d : Heartbeat(node, Json::array())) {
-        report.push_back({{"workload", d["workload"]},
-                          {"task", d["task"]},
-                          {"attempt", d["attempt"]},
-                          {"state", (round + d["task"].get<int>()) % 3 == 0 ? "running" : "exited"},
+        const TaskKey key{d["workload"].get<int64_t>(), d["task"].get<int32_t>(),
+                          d["attempt"].get<int32_t>()};
+        desired.insert(key);
+        const bool exits = (round + std::get<1>(key)) % 3 != 0;
+        if (!exits) running.insert(key);
+        report.push_back({{"workload", std::get<0>(key)},
+                          {"task", std::get<1>(key)},
+                          {"attempt", std::get<2>(key)},
+                          {"state", exits ? "exited" : "running"},
                           {"exit_code", round % 5 == 0 ? 1 : 0}});
       }
+      for (const TaskKey& key : started[node]) {
+        if (desired.count(key)) continue;
+        report.push_back({{"workload", std::get<0>(key)},
+                          {"task", std::get<1>(key)},
+                          {"attempt", std::get<2>(key)},
+                          {"state", "exited"},
+                          {"exit_code", 143}});
+      }
+      started[node] = running;
       Heartbeat(node, report);
     }
   };
@@ -742,22 +762,40 @@ TEST_F(ControllerTest, RacingApiAgentAndCyclesLeaveRecordsAndEngineInLine) {
   for (int round = 1; round < 2000; ++round) {
     controller_->Step();
     agent_pass(1);
-    Json live = Json::array();
+    size_t live = 0;
     for (const char* st : {"Pending", "Running", "Preempted"}) {
-      for (const Json& w : controller_->ListWorkloads("", st, "")["workloads"]) live.push_back(w);
+      const Json list = controller_->ListWorkloads("", st, "");
+      live += list["workloads"].size();
+      // Tasks told to stop before this agent saw them start: it reports them stopped too.
+      for (const Json& w : list["workloads"]) {
+        for (const Json& t : w["tasks"]) {
+          if (t["state"] != "stopping") continue;
+          Heartbeat(t["node"].get<std::string>(), {{{"workload", w["id"]},
+                                                    {"task", t["task"]},
+                                                    {"attempt", w["attempt"]},
+                                                    {"state", "exited"},
+                                                    {"exit_code", 143}}});
+        }
+      }
     }
-    if (live.empty()) break;
+    if (live == 0) break;
   }
   controller_->Step();
-  for (const Json& w : controller_->ListWorkloads("", "", "")["workloads"]) {
+  const Json all = controller_->ListWorkloads("", "", "");
+  ASSERT_EQ(all["workloads"].size(), 180u);
+  for (const Json& w : all["workloads"]) {
     EXPECT_TRUE(w["state"] == "Succeeded" || w["state"] == "Failed" || w["state"] == "Cancelled")
         << w.dump();
   }
-  for (const Json& q : controller_->ListQueues()["queues"]) {
+  const Json queues = controller_->ListQueues();
+  ASSERT_EQ(queues["queues"].size(), 2u);
+  for (const Json& q : queues["queues"]) {
     for (const Json& e : q["quota"]) EXPECT_EQ(e["used_milli"], 0) << q.dump();
     EXPECT_EQ(q["cpu_quota"]["used_milli"], 0) << q.dump();
   }
-  for (const Json& n : controller_->ListNodes()["nodes"]) {
+  const Json nodes = controller_->ListNodes();
+  ASSERT_EQ(nodes["nodes"].size(), 4u);
+  for (const Json& n : nodes["nodes"]) {
     EXPECT_EQ(n["cpu_used_milli"], 0) << n.dump();
     for (const Json& g : n["gpus"]) EXPECT_EQ(g["used_milli"], 0) << n.dump();
   }
