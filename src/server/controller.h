@@ -77,6 +77,7 @@ struct NodeRecord {
     std::function<void(Json)> done;
   };
   std::vector<HeldWatch> watches;
+  bool in_engine = false;  // added to the engine (by the cycle thread's SyncNode)
 };
 
 // A watch the controller holds: the caller arms a timer for `wait_ms` and then calls
@@ -87,12 +88,63 @@ struct WatchTicket {
   int64_t wait_ms = 0;
 };
 
+// A change the engine must hear of, queued by an API handler or a heartbeat under the
+// controller's mutex and applied to the engine by the cycle thread at the start of its next
+// Step, in queue order. Events name records, not copies of them: the cycle thread reads the
+// record (a workload's spec, a node's spec and status) when it applies the event, so a node
+// that changed twice is synced once, to its latest state.
+struct EngineEvent {
+  enum class Kind : uint8_t {
+    kSubmit,        // `workload` entered the queue (its spec is in the record)
+    kCancel,        // `workload` was cancelled while pending
+    kTaskFinished,  // `task` of `workload` exited
+    kSyncNode,      // `node` registered, changed, came back or was drained: add or update it
+  };
+  Kind kind;
+  int64_t workload = 0;
+  int32_t task = 0;
+  std::string node;
+
+  static EngineEvent Workload(Kind kind, int64_t id, int32_t task = 0) {
+    return EngineEvent{kind, id, task, ""};
+  }
+  static EngineEvent Node(std::string name) {
+    return EngineEvent{Kind::kSyncNode, 0, 0, std::move(name)};
+  }
+};
+
+// What the API shows of the engine's state (queue usage, node usage, per-model totals, the
+// policy's typical tasks), copied by the cycle thread after each cycle and published with
+// its plan, so that a read never waits for the engine.
+struct EngineSnapshot {
+  struct NodeUse {
+    bool present = false;
+    std::vector<int32_t> gpu_used_milli;
+    int64_t cpu_used = 0, memory_used = 0;
+  };
+  // Indexed by queue id, then by GPU model id.
+  std::vector<std::vector<int64_t>> queue_gpu_milli;
+  std::vector<int64_t> queue_cpu_milli, queue_memory_mib;
+  std::vector<int64_t> model_capacity_milli, model_free_milli;
+  std::vector<NodeUse> nodes;  // by engine node id
+  std::vector<sched::TypicalTask> typical_tasks;
+};
+
 // The control plane's state machine: API requests, agent heartbeats and engine cycles all
-// go through it. It owns the engine (single-threaded, behind one mutex) and persists every
-// change through the store before anyone outside can observe it: a submission before the
-// API answers, a bind before any agent is told to start it.
+// go through it. It persists every change through the store before anyone outside can
+// observe it: a submission before the API answers, a bind before any agent is told to
+// start it.
 //
-// Thread-safety: every public method may be called from any thread.
+// Threading. The records (workloads, nodes) live behind `mu_`, held only for short
+// critical sections. The engine (sched::Scheduler: single-threaded) belongs to whoever runs
+// Step, the cycle thread: API handlers and heartbeats never call it. They update the
+// records, queue an EngineEvent in `inbox_` and kick the loop. Step drains the inbox into
+// the engine and reconciles the records the events touched (under `mu_`, O(events)), runs
+// the cycle without `mu_`, then takes `mu_` again to apply the plan and publish the
+// EngineSnapshot the read side shows. So no API call waits for a cycle; an API call sees
+// the engine's view (usage, estimates) as of the last applied cycle.
+//
+// Thread-safety: every public method may be called from any thread; Steps are serialized.
 class Controller {
  public:
   static core::Result<std::unique_ptr<Controller>> Create(const ServerConfig& config,
@@ -157,8 +209,12 @@ class Controller {
   // Releases every held watch and waiter (at shutdown).
   void Shutdown();
 
-  // One round of the controller loop: node timeouts, an engine cycle, persistence.
+  // One round of the controller loop: queued events into the engine, node timeouts, an
+  // engine cycle (without `mu_`), the plan applied and persisted.
   void Step();
+  // Runs `hook` on the cycle thread in every Step after the inbox is drained and before the
+  // cycle, with no lock held (tests block a cycle on it to show the API still answers).
+  void SetCycleHookForTesting(std::function<void()> hook);
   // Persists whatever is still unwritten (at shutdown).
   void Flush();
   // The typical tasks the placement policy works with now (empty for a policy that uses
@@ -174,8 +230,18 @@ class Controller {
   core::Status AddQueues();
   int64_t Now();  // wall ms, never decreasing (the engine's time)
 
-  // All below run with mu_ held.
+  // The engine's side, on the cycle thread (step_mu_ held, or before any thread starts).
+  EngineSnapshot TakeSnapshot(size_t models) const;
+
+  // All below run with mu_ held. Those that call the engine (DrainInbox, SyncNode,
+  // SyncFromEngine, MarkNodeDown, Reject's callers) run on the cycle thread only.
   void ApplyPlan(const sched::Plan& plan);
+  // Applies the inbox to the engine (cycle thread) and reconciles the touched records.
+  void DrainInbox();
+  void SyncNode(NodeRecord& n);
+  void Enqueue(EngineEvent e) { inbox_.push_back(std::move(e)); }
+  // The engine refused what only it can check: the workload fails with its reason.
+  void Reject(WorkloadRecord& w, const std::string& why);
   void OnTaskExited(WorkloadRecord& w, TaskRecord& t, int exit_code);
   void SyncFromEngine(WorkloadRecord& w);
   void Requeue(WorkloadRecord& w, const std::string& why);
@@ -207,8 +273,13 @@ class Controller {
   ServerConfig config_;
   store::StateStore* store_;
   std::unique_ptr<store::GroupCommitter> committer_;
-  std::mutex mu_;
+  // Serializes Steps: the engine and cycle_hook_ belong to the holder.
+  std::mutex step_mu_;
   std::unique_ptr<sched::Scheduler> engine_;
+  std::function<void()> cycle_hook_;
+  std::mutex mu_;  // guards everything below
+  std::vector<EngineEvent> inbox_;
+  EngineSnapshot snapshot_;
   core::GpuModelRegistry models_;
   std::map<std::string, core::QueueId> queue_ids_;  // every queue
   std::map<std::string, core::QueueId> leaf_queues_;
