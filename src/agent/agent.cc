@@ -189,19 +189,18 @@ bool Agent::Register() {
   return true;
 }
 
-// The server sizes the interval to its cluster (it grows with the number of nodes) and
-// times nodes out from it: its word wins; --heartbeat-ms serves until it has spoken.
-void Agent::FollowInterval(int64_t server_ms) {
-  interval_ms_ = server_ms > 0 ? server_ms : options_.heartbeat_ms;
-  std::lock_guard lock(mu_);
-  watch_interval_ms_ = interval_ms_;
-  cv_.notify_all();
-}
-
 bool Agent::Heartbeat() {
   const std::string body = session_->HeartbeatBody();
-  return session_->OnHeartbeatAnswer(
+  const bool ok = session_->OnHeartbeatAnswer(
       Answer(client_->Post(session_->HeartbeatPath(), body, "application/json")));
+  // The server sizes the interval to its cluster and repeats it in every answer: the
+  // watch's wait follows it.
+  std::lock_guard lock(mu_);
+  if (watch_interval_ms_ != session_->interval_ms()) {
+    watch_interval_ms_ = session_->interval_ms();
+    cv_.notify_all();
+  }
+  return ok;
 }
 
 void Agent::Watch() {

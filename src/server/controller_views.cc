@@ -216,14 +216,16 @@ Json Controller::ListNodes(int64_t limit, const std::string& after) {
   int64_t total_gpus = 0;
   for (const auto& [name, n] : nodes_) {
     const std::string status = n.down ? "Down" : n.drained ? "Draining" : "Ready";
-    const sched::NodeState& s = engine_->cluster().node(n.id);
+    static const EngineSnapshot::NodeUse kNoUse;
+    const EngineSnapshot::NodeUse& use =
+        n.id.value() < snapshot_.nodes.size() ? snapshot_.nodes[n.id.value()] : kNoUse;
     const Json& reg = n.registration.value("gpus", Json::array());
     std::map<std::string, Count> mine;
     for (int j = 0; j < n.spec.gpu_count; ++j) {
       const Json& g = j < static_cast<int>(reg.size()) ? reg[static_cast<size_t>(j)] : Json();
       Count& c = mine[g.is_object() ? g.value("model", "") : ""];
       ++c.gpus;
-      c.used_milli += core::kMilliGpu - s.gpu_free[j];
+      if (j < static_cast<int>(use.gpu_used_milli.size())) c.used_milli += use.gpu_used_milli[j];
     }
     if (mine.empty()) mine[""];
     for (const auto& [model, c] : mine) {
