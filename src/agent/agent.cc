@@ -191,8 +191,16 @@ bool Agent::Register() {
 
 bool Agent::Heartbeat() {
   const std::string body = session_->HeartbeatBody();
-  return session_->OnHeartbeatAnswer(
+  const bool ok = session_->OnHeartbeatAnswer(
       Answer(client_->Post(session_->HeartbeatPath(), body, "application/json")));
+  // The server sizes the interval to its cluster and repeats it in every answer: the
+  // watch's wait follows it.
+  std::lock_guard lock(mu_);
+  if (watch_interval_ms_ != session_->interval_ms()) {
+    watch_interval_ms_ = session_->interval_ms();
+    cv_.notify_all();
+  }
+  return ok;
 }
 
 void Agent::Watch() {

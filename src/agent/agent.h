@@ -30,9 +30,9 @@ struct AgentOptions {
   std::string listen = "127.0.0.1:0";
   std::string zone;
   std::string rack;
-  int64_t cpu_milli = 0;   // 0: the online CPUs of this machine
-  int64_t memory_mib = 0;  // 0: the physical memory of this machine
-  int64_t heartbeat_ms = 500;
+  int64_t cpu_milli = 0;       // 0: the online CPUs of this machine
+  int64_t memory_mib = 0;      // 0: the physical memory of this machine
+  int64_t heartbeat_ms = 500;  // until the server names an interval (it sizes it to the cluster)
   // How tasks are launched; the runner appends "--dir D -- argv...". /proc/self/exe is the
   // running gpuorch binary, which the shim then also is.
   std::vector<std::string> shim_command = {"/proc/self/exe", "task-shim"};

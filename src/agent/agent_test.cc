@@ -292,12 +292,18 @@ TEST_F(AgentTest, FollowsDesiredAcrossRestartsOutagesAndForgetfulServers) {
                                           "echo $CUDA_VISIBLE_DEVICES; "
                                           "while true; do sleep 0.02; done",
                                           {1})}));
-  ASSERT_TRUE(server_.WaitTask(1, [](const json& t) { return kRunning(t) && t.at("pid") > 0; }));
+  // A running task is reported until acknowledged (then heartbeats are keep-alives): its
+  // pid comes from the heartbeat that carried it.
+  int64_t pid = 0;
+  ASSERT_TRUE(server_.WaitTask(1, [&pid](const json& t) {
+    if (!kRunning(t) || t.at("pid") <= 0) return false;
+    pid = t.at("pid");
+    return true;
+  }));
   ASSERT_TRUE(WaitFor([&] { return FetchLog(1, "stdout") == "1\n"; })) << FetchLog(1, "stdout");
   EXPECT_EQ(FetchLog(1, "stderr"), "");
   EXPECT_EQ(FetchLog(1, "nope"), "<400>");
   EXPECT_EQ(FetchLog(9, "stdout"), "<404>");
-  const int64_t pid = server_.LatestTask(1).at("pid");
 
   // The server fails for a while: the task keeps running and is not stopped.
   server_.SetFailing(true);

@@ -172,6 +172,47 @@ TEST(Protocol, HeartbeatRequestShape) {
             R"("max_rss_kib":2048,"state":"exited","task":1,"workload":12}]})");
 }
 
+// Heartbeats carry only changes: a running task until a server acknowledged it (again
+// when its pid changes or another server answers), an exited one until it is forgotten.
+TEST(Protocol, HeartbeatsReportOnlyWhatTheServerHasNotAcknowledged) {
+  const TaskStatus starting{{1, 0, 0}, TaskState::kRunning, 0, {}};
+  const TaskStatus running{{1, 0, 0}, TaskState::kRunning, 77, {}};
+  const TaskStatus other{{2, 0, 0}, TaskState::kRunning, 88, {}};
+  const TaskStatus exited{{1, 0, 0}, TaskState::kExited, 0, {3, 0, 0, 0}};
+  auto keys = [](const std::vector<TaskStatus>& ts) {
+    std::vector<std::pair<int64_t, int32_t>> out;
+    for (const TaskStatus& t : ts) out.emplace_back(t.key.workload, t.pid);
+    return out;
+  };
+  using Keys = std::vector<std::pair<int64_t, int32_t>>;
+  ReportTracker r;
+  EXPECT_EQ(keys(r.ToReport({starting, other})), (Keys{{1, 0}, {2, 88}})) << "all at first";
+  EXPECT_TRUE(r.Acknowledge(100, {starting, other}));
+  EXPECT_TRUE(r.ToReport({starting, other}).empty()) << "a keep-alive";
+  EXPECT_EQ(keys(r.ToReport({running, other})), (Keys{{1, 77}})) << "the pid is news";
+  ASSERT_TRUE(r.Acknowledge(100, {running}));
+  EXPECT_TRUE(r.ToReport({running, other}).empty());
+  // Not acknowledged (the heartbeat failed): reported again next time.
+  EXPECT_EQ(r.ToReport({exited, other}).size(), 1u);
+  ASSERT_TRUE(r.Acknowledge(100, {exited}));
+  EXPECT_EQ(r.ToReport({exited, other}).size(), 1u) << "exits until forgotten";
+  // A restarted server (another epoch): everything again.
+  EXPECT_FALSE(r.Acknowledge(101, {exited}));
+  EXPECT_EQ(r.ToReport({exited, other}).size(), 2u);
+  EXPECT_TRUE(r.Acknowledge(101, {exited, other}));
+  EXPECT_EQ(r.ToReport({exited, other}).size(), 1u);
+  r.Reset();
+  EXPECT_EQ(r.ToReport({exited, other}).size(), 2u) << "registered again: everything";
+}
+
+TEST(Protocol, HeartbeatAnswerCarriesTheInterval) {
+  auto r = ParseHeartbeatResponse(
+      R"({"desired": [], "epoch": 1, "version": 2, "heartbeat_interval_ms": 20000})");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->heartbeat_interval_ms, 20000);
+  EXPECT_EQ(ParseHeartbeatResponse(R"({"desired": []})")->heartbeat_interval_ms, 0);
+}
+
 TEST(Protocol, DesiredListOrder) {
   DesiredList a{5, 10, {}}, b{5, 11, {}}, restarted{6, 1, {}}, clock_went_back{4, 1, {}};
   EXPECT_TRUE(b.NewerThan(a));

@@ -28,7 +28,9 @@ int64_t NodeSession::WaitMs(int64_t now_ms, int64_t poll_ms) const {
 void NodeSession::ContactDone(bool ok, int64_t now_ms) {
   if (ok) {
     failures_ = 0;
-    next_contact_ms_ = now_ms + interval_ms_;
+    // A restarted server hears every task again at once (see ReportTracker).
+    next_contact_ms_ = resend_now_ ? now_ms : now_ms + interval_ms_;
+    resend_now_ = false;
   } else if (register_now_) {
     register_now_ = false;
     next_contact_ms_ = now_ms;  // A 404 to a heartbeat: register again right away.
@@ -57,10 +59,11 @@ bool NodeSession::OnRegisterAnswer(const HttpAnswer& answer) {
     ServerFailed(interval.status().message());
     return false;
   }
-  // Never slower than the server asks (it times nodes out from it), nor than the operator
-  // asked.
-  interval_ms_ = *interval > 0 ? std::min(*interval, heartbeat_ms_) : heartbeat_ms_;
+  // The server's interval (it grows with the cluster, and the server times nodes out from
+  // it); the operator's --heartbeat-ms until the server names one.
+  interval_ms_ = *interval > 0 ? *interval : heartbeat_ms_;
   registered_ = true;
+  reports_.Reset();  // a server that forgot the node hears every task again
   Log("registered as " + registration_.name + ", heartbeat every " + std::to_string(interval_ms_) +
       " ms");
   return true;
@@ -71,7 +74,9 @@ std::string NodeSession::HeartbeatPath() const {
 }
 
 std::string NodeSession::HeartbeatBody() {
-  reported_ = executor_.Tasks();
+  // Only what the server has not acknowledged (ReportTracker): exits, new or restarted
+  // tasks; otherwise a small keep-alive.
+  reported_ = reports_.ToReport(executor_.Tasks());
   return HeartbeatRequestJson(reported_);
 }
 
@@ -97,6 +102,8 @@ bool NodeSession::OnHeartbeatAnswer(const HttpAnswer& answer) {
     return false;
   }
   if (failures_ > 0) Log("server reachable again");
+  if (!reports_.Acknowledge(desired->epoch, reported_)) resend_now_ = true;  // restarted server
+  if (desired->heartbeat_interval_ms > 0) interval_ms_ = desired->heartbeat_interval_ms;
   Apply(*desired);
   // An exited task is forgotten only once the server has seen it exited (it was in this
   // heartbeat as exited) and still does not want it: an exit that happened after the

@@ -47,7 +47,8 @@ class NodeSession {
 
   const Registration& registration() const { return registration_; }
   bool registered() const { return registered_; }
-  // The heartbeat interval in force: the operator's, or the server's when that is shorter.
+  // The heartbeat interval in force: the server's, or the operator's until the server names
+  // one.
   int64_t interval_ms() const { return interval_ms_; }
   // Consecutive failed contacts (0: the last contact succeeded).
   int failures() const { return failures_; }
@@ -94,6 +95,8 @@ class NodeSession {
   int64_t next_contact_ms_ = 0;
   int failures_ = 0;
   std::vector<TaskStatus> reported_;     // what the heartbeat in flight reports
+  ReportTracker reports_;                // what the server has acknowledged
+  bool resend_now_ = false;              // a new epoch answered: report everything again
   DesiredList applied_;                  // the newest list acted on (start/stop)
   std::map<TaskKey, int64_t> grace_ms_;  // from each task's last desired entry
 };

@@ -84,12 +84,47 @@ std::string HeartbeatRequestJson(const std::vector<TaskStatus>& tasks) {
   return json{{"tasks", std::move(list)}}.dump();
 }
 
+std::vector<TaskStatus> ReportTracker::ToReport(const std::vector<TaskStatus>& tasks) const {
+  std::vector<TaskStatus> out;
+  for (const TaskStatus& t : tasks) {
+    auto acked = running_.find(t.key);
+    if (t.state == TaskState::kRunning && acked != running_.end() && acked->second == t.pid) {
+      continue;
+    }
+    out.push_back(t);
+  }
+  return out;
+}
+
+bool ReportTracker::Acknowledge(int64_t epoch, const std::vector<TaskStatus>& sent) {
+  if (epoch != epoch_) {
+    const bool complete = running_.empty();  // then `sent` held every running task
+    running_.clear();
+    epoch_ = epoch;
+    if (!complete) return false;
+  }
+  for (const TaskStatus& t : sent) {
+    if (t.state == TaskState::kRunning) {
+      running_[t.key] = t.pid;
+    } else {
+      running_.erase(t.key);
+    }
+  }
+  return true;
+}
+
+void ReportTracker::Reset() {
+  running_.clear();
+  epoch_ = 0;
+}
+
 Result<DesiredList> ParseHeartbeatResponse(const std::string& body) {
   try {
     const json j = json::parse(body);
     DesiredList out;
     out.epoch = j.value("epoch", int64_t{0});
     out.version = j.value("version", int64_t{0});
+    out.heartbeat_interval_ms = j.value("heartbeat_interval_ms", int64_t{0});
     for (const json& d : j.at("desired")) out.tasks.push_back(SpecFromJson(d));
     return out;
   } catch (const json::exception& e) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,27 @@ core::Result<int64_t> ParseRegisterResponse(const std::string& body);
 
 std::string HeartbeatRequestJson(const std::vector<TaskStatus>& tasks);
 
+// What a heartbeat carries (docs/api.md, "Agent protocol"): only changes. An exited task is
+// reported in every heartbeat until the server stops listing it (then it is forgotten); a
+// running task only until a server answered a heartbeat that reported it so (same pid),
+// within that server's epoch. A heartbeat with nothing to report is a small keep-alive.
+// An answer from another epoch (a restarted server) makes everything unacknowledged: the
+// caller reports the full list again at once.
+class ReportTracker {
+ public:
+  // The tasks of `tasks` the server has not acknowledged.
+  std::vector<TaskStatus> ToReport(const std::vector<TaskStatus>& tasks) const;
+  // The server of `epoch` answered a heartbeat that carried `sent`. False when that server
+  // may lack running tasks that were acknowledged by another epoch: report all again.
+  bool Acknowledge(int64_t epoch, const std::vector<TaskStatus>& sent);
+  // Forgets every acknowledgement (the agent registers again).
+  void Reset();
+
+ private:
+  int64_t epoch_ = 0;
+  std::map<TaskKey, int32_t> running_;  // acknowledged running tasks, with their pid
+};
+
 // The tasks the server wants on the node, as a heartbeat or a watch answers them. Within
 // one `epoch` (one server process) a greater `version` is a newer list. A list from
 // another epoch is newer whatever the numbers: it comes from the server that answers now
@@ -40,6 +62,9 @@ struct DesiredList {
   int64_t epoch = 0;
   int64_t version = 0;
   std::vector<TaskSpec> tasks;
+  // The heartbeat interval the server asks for now (0: it said none); it grows with the
+  // cluster.
+  int64_t heartbeat_interval_ms = 0;
 
   bool NewerThan(const DesiredList& o) const { return epoch != o.epoch || version > o.version; }
 };

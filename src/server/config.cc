@@ -147,10 +147,12 @@ Result<ServerConfig> ParseConfig(const std::string& text) {
   }
   if (root.IsNull()) return c;
   Reader r;
-  GPUORCH_TRY(r.Keys(root, "",
-                     {"listen", "data", "policy", "node_timeout_s", "heartbeat_interval_ms",
-                      "cycle_interval_ms", "http_threads", "fair_share_half_life_s",
-                      "max_body_bytes", "default_priority", "priority_classes", "queues"}));
+  GPUORCH_TRY(
+      r.Keys(root, "",
+             {"listen", "data", "policy", "node_timeout_s", "heartbeat_interval_ms",
+              "max_heartbeats_per_second", "cycle_interval_ms", "http_threads", "io_threads",
+              "worker_threads", "max_connections", "idle_timeout_s", "fair_share_half_life_s",
+              "max_body_bytes", "default_priority", "priority_classes", "queues"}));
   GPUORCH_TRY(r.Get(root, "listen", "", c.listen));
   GPUORCH_TRY(r.Get(root, "data", "", c.data));
   GPUORCH_TRY(r.Get(root, "policy", "", c.policy));
@@ -164,9 +166,28 @@ Result<ServerConfig> ParseConfig(const std::string& text) {
   if (c.heartbeat_interval_ms < 10 || c.heartbeat_interval_ms * 2 > c.node_timeout_ms) {
     return Status::Invalid("heartbeat_interval_ms: must be >= 10 and at most half the timeout");
   }
-  GPUORCH_TRY(r.Get(root, "http_threads", "", c.http_threads));
-  if (c.http_threads < 8 || c.http_threads > 4096) {
-    return Status::Invalid("http_threads: must be in 8..4096");
+  GPUORCH_TRY(r.Get(root, "max_heartbeats_per_second", "", c.max_heartbeats_per_second));
+  if (c.max_heartbeats_per_second < 1 || c.max_heartbeats_per_second > 100'000) {
+    return Status::Invalid("max_heartbeats_per_second: must be in 1..100000");
+  }
+  if (root["http_threads"]) {
+    return Status::Invalid(
+        "http_threads: no longer used: connections no longer take a thread each; set "
+        "io_threads (event loop) and worker_threads (request handlers) instead");
+  }
+  GPUORCH_TRY(r.Get(root, "io_threads", "", c.io_threads));
+  if (c.io_threads < 1 || c.io_threads > 64) return Status::Invalid("io_threads: must be in 1..64");
+  GPUORCH_TRY(r.Get(root, "worker_threads", "", c.worker_threads));
+  if (c.worker_threads < 1 || c.worker_threads > 256) {
+    return Status::Invalid("worker_threads: must be in 1..256");
+  }
+  GPUORCH_TRY(r.Get(root, "max_connections", "", c.max_connections));
+  if (c.max_connections < 1 || c.max_connections > 1'000'000) {
+    return Status::Invalid("max_connections: must be in 1..1000000");
+  }
+  GPUORCH_TRY(r.Get(root, "idle_timeout_s", "", c.idle_timeout_s));
+  if (c.idle_timeout_s < 1 || c.idle_timeout_s > 86'400) {
+    return Status::Invalid("idle_timeout_s: must be in 1..86400");
   }
   GPUORCH_TRY(r.Get(root, "cycle_interval_ms", "", c.cycle_interval_ms));
   if (c.cycle_interval_ms < 1 || c.cycle_interval_ms > 60000) {

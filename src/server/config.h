@@ -51,10 +51,17 @@ struct ServerConfig {
   std::string listen = "127.0.0.1:7480";
   std::string data = "gpuorch-data";
   std::string policy = "gpuorch";
+  // The minimum node timeout and heartbeat interval: both grow with the cluster so that
+  // its heartbeats stay within max_heartbeats_per_second (Controller::HeartbeatIntervalMs).
   int64_t node_timeout_ms = 10'000;
   int64_t heartbeat_interval_ms = 500;
+  int64_t max_heartbeats_per_second = 50;
   int64_t cycle_interval_ms = 50;  // the longest wait between cycles
-  int64_t http_threads = 128;      // API threads: above twice the agents plus clients
+  // HTTP (HttpServer): event-loop threads, handler threads, and the connection limits.
+  int64_t io_threads = 2;
+  int64_t worker_threads = 8;
+  int64_t max_connections = 25'000;  // two per agent plus clients
+  int64_t idle_timeout_s = 600;      // above the longest heartbeat interval agents are told
   int64_t fair_share_half_life_s = 3600;
   int64_t max_body_bytes = 1 << 20;
   std::string default_priority = "normal";

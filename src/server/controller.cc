@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 
 namespace gpuorch::server {
 
@@ -52,6 +53,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const ServerConfig& confi
   if (Status s = c->AddQueues(); !s.ok()) return s;
   if (Status s = c->Load(); !s.ok()) return s;
   for (const auto& [id, w] : c->workloads_) c->NoteLive(w);
+  c->snapshot_ = c->TakeSnapshot(c->models_.size());
   c->committer_ = std::make_unique<store::GroupCommitter>(store);
   return c;
 }
@@ -123,11 +125,11 @@ bool Controller::Submit(const Json& body, Json& out, ApiError& error) {
     error = ApiError{500, "", "store: " + s.message()};
     return false;
   }
+  // ParseWorkload checked everything the engine checks of a spec (core::WorkloadSpec's
+  // Validate, a leaf queue): the engine hears of it in the next Step, and what only it can
+  // refuse fails the workload there (Reject).
   std::lock_guard<std::mutex> lock(mu_);
-  if (Status s = engine_->Submit(Wid(w.id), w.parsed.spec); !s.ok()) {
-    error = ApiError{500, "", s.message()};
-    return false;
-  }
+  Enqueue(EngineEvent::Workload(EngineEvent::Kind::kSubmit, w.id));
   task_mix_.Submitted(w.parsed.spec.task, w.parsed.spec.min_tasks);
   out = Json{{"id", w.id}, {"name", w.parsed.spec.name}, {"state", w.state}};
   workloads_.emplace(w.id, std::move(w));
@@ -152,8 +154,10 @@ bool Controller::Cancel(int64_t id, Json& out, ApiError& error) {
     }
     w.cancel_requested = true;
     Event(w, "CancelRequested", "by API");
-    if (engine_->state(Wid(id)) == WorkloadState::kPending) {
-      (void)engine_->Cancel(Wid(id));
+    if (w.state == "Pending") {
+      // A cycle under way may bind it: ApplyPlan drops binds of finished records, and the
+      // engine forgets it (freeing what the cycle gave it) when the next Step drains this.
+      Enqueue(EngineEvent::Workload(EngineEvent::Kind::kCancel, id));
       w.state = "Cancelled";
       w.reason.clear();
       w.finished_ms = Now();
@@ -246,15 +250,29 @@ bool Controller::Register(const Json& b, Json& out, ApiError& error) {
     n.name = spec.name;
     n.id = core::NodeId(static_cast<uint32_t>(node_names_.size()));
     n.spec = spec;
-    if (Status s = engine_->AddNode(n.id, spec); !s.ok()) return fail("", s.message());
     node_names_.push_back(n.name);
     it = nodes_.emplace(n.name, std::move(n)).first;
   } else {
     NodeRecord& n = it->second;
     spec.status = n.drained ? core::NodeStatus::kDraining : core::NodeStatus::kReady;
-    if (Status s = engine_->UpdateNode(n.id, spec); !s.ok()) {
-      error = ApiError{409, "gpus", "gpus: " + s.message()};
-      return false;
+    // The engine's own check (ClusterState::CheckUpdate), against its usage as of the last
+    // cycle: a node may not shrink below what is allocated on it.
+    if (n.id.value() < snapshot_.nodes.size() && snapshot_.nodes[n.id.value()].present) {
+      const EngineSnapshot::NodeUse& use = snapshot_.nodes[n.id.value()];
+      bool gpus_in_use = false;
+      for (int32_t u : use.gpu_used_milli) gpus_in_use |= u != 0;
+      std::string why;
+      if (spec.milli_cpu < use.cpu_used || spec.memory_mib < use.memory_used) {
+        why = "node " + spec.name + ": capacity below what is allocated";
+      } else if (gpus_in_use &&
+                 (spec.gpu_count != n.spec.gpu_count || spec.gpu_model != n.spec.gpu_model ||
+                  spec.gpu_memory_mib != n.spec.gpu_memory_mib)) {
+        why = "node " + spec.name + ": GPUs change while GPUs are in use";
+      }
+      if (!why.empty()) {
+        error = ApiError{409, "gpus", "gpus: " + why};
+        return false;
+      }
     }
     n.spec = spec;
     n.down = false;
@@ -264,9 +282,10 @@ bool Controller::Register(const Json& b, Json& out, ApiError& error) {
   n.registration["address"] = address;
   n.last_heartbeat_ms = SteadyMs();
   n.last_heartbeat_wall_ms = Now();
+  Enqueue(EngineEvent::Node(n.name));
   dirty_nodes_.insert(n.name);
   Kick();
-  out = Json{{"node", n.name}, {"heartbeat_interval_ms", config_.heartbeat_interval_ms}};
+  out = Json{{"node", n.name}, {"heartbeat_interval_ms", IntervalLocked()}};
   return true;
 }
 
@@ -286,9 +305,8 @@ bool Controller::Heartbeat(const std::string& node, const Json& b, Json& out, Ap
   n.last_heartbeat_wall_ms = Now();
   if (n.down) {
     n.down = false;
-    core::NodeSpec spec = n.spec;
-    spec.status = n.drained ? core::NodeStatus::kDraining : core::NodeStatus::kReady;
-    (void)engine_->UpdateNode(n.id, spec);
+    Enqueue(EngineEvent::Node(n.name));
+    Kick();
   }
   for (const Json& r : b.value("tasks", Json::array())) {
     if (!r.is_object() || !r.contains("workload") || !r["workload"].is_number_integer()) continue;
@@ -350,31 +368,118 @@ Json Controller::DesiredJson(const std::string& node) {
                              {"grace_period_ms", w.parsed.spec.grace_period}});
     }
   }
-  return Json{
-      {"desired", desired}, {"epoch", epoch_}, {"version", nodes_.at(node).desired_version}};
+  // The interval grows with the cluster; agents registered early hear it here.
+  return Json{{"desired", desired},
+              {"epoch", epoch_},
+              {"version", nodes_.at(node).desired_version},
+              {"heartbeat_interval_ms", IntervalLocked()}};
 }
 
 bool Controller::WatchDesired(const std::string& node, int64_t epoch, int64_t after,
-                              int64_t wait_ms, Json& out, ApiError& error) {
-  std::unique_lock<std::mutex> lock(mu_);
+                              int64_t wait_ms, std::function<void(Json)> done, WatchTicket& ticket,
+                              ApiError& error) {
+  std::lock_guard<std::mutex> lock(mu_);
   auto it = nodes_.find(node);
   if (it == nodes_.end()) {
     error = ApiError{404, "node", "node: unknown node " + node + " (register first)"};
     return false;
   }
   NodeRecord& n = it->second;
-  const auto deadline =
-      std::chrono::steady_clock::now() +
-      std::chrono::milliseconds(std::clamp<int64_t>(wait_ms, 0, config_.node_timeout_ms / 2));
-  n.last_heartbeat_ms = SteadyMs();
-  ++n.watches;
-  n.changed->wait_until(lock, deadline,
-                        [&] { return shutdown_ || epoch != epoch_ || n.desired_version != after; });
-  --n.watches;
   n.last_heartbeat_ms = SteadyMs();
   n.last_heartbeat_wall_ms = Now();
-  out = DesiredJson(node);
+  ticket = WatchTicket{node, 0, std::clamp<int64_t>(wait_ms, 0, TimeoutLocked() / 2)};
+  if (shutdown_ || epoch != epoch_ || n.desired_version != after || ticket.wait_ms == 0) {
+    done(DesiredJson(node));
+    return true;
+  }
+  ticket.id = next_watch_++;
+  n.watches.push_back(NodeRecord::HeldWatch{ticket.id, after, std::move(done)});
+  ++held_watches_;
   return true;
+}
+
+void Controller::ExpireWatch(const WatchTicket& ticket) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find(ticket.node);
+  if (it == nodes_.end()) return;
+  NodeRecord& n = it->second;
+  for (size_t i = 0; i < n.watches.size(); ++i) {
+    if (n.watches[i].id != ticket.id) continue;
+    auto done = std::move(n.watches[i].done);
+    n.watches.erase(n.watches.begin() + static_cast<std::ptrdiff_t>(i));
+    --held_watches_;
+    n.last_heartbeat_ms = SteadyMs();
+    n.last_heartbeat_wall_ms = Now();
+    done(DesiredJson(n.name));
+    return;
+  }
+}
+
+void Controller::CancelWatch(const WatchTicket& ticket) {
+  std::function<void(Json)> dropped;  // destroyed after the lock is released
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find(ticket.node);
+  if (it == nodes_.end()) return;
+  NodeRecord& n = it->second;
+  for (size_t i = 0; i < n.watches.size(); ++i) {
+    if (n.watches[i].id != ticket.id) continue;
+    dropped = std::move(n.watches[i].done);
+    n.watches.erase(n.watches.begin() + static_cast<std::ptrdiff_t>(i));
+    --held_watches_;
+    n.last_heartbeat_ms = SteadyMs();
+    return;
+  }
+}
+
+void Controller::AnswerWatches(NodeRecord& n, bool all) {
+  if (n.watches.empty()) return;
+  Json answer;  // the same list for every watch answered now: built once
+  std::vector<NodeRecord::HeldWatch> keep;
+  for (NodeRecord::HeldWatch& w : n.watches) {
+    if (!all && w.after == n.desired_version) {
+      keep.push_back(std::move(w));
+      continue;
+    }
+    if (answer.is_null()) answer = DesiredJson(n.name);
+    w.done(answer);
+    --held_watches_;
+  }
+  n.watches = std::move(keep);
+  n.last_heartbeat_ms = SteadyMs();
+  n.last_heartbeat_wall_ms = Now();
+}
+
+int64_t Controller::HeldWatches() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return held_watches_;
+}
+
+int64_t Controller::IntervalLocked() const {
+  const int64_t nodes = static_cast<int64_t>(nodes_.size());
+  const int64_t per_s = config_.max_heartbeats_per_second;
+  return std::max(config_.heartbeat_interval_ms, (nodes * 1000 + per_s - 1) / per_s);
+}
+
+int64_t Controller::TimeoutLocked() const {
+  // At the configured interval, the configured timeout; every millisecond the interval grew
+  // adds kTimeoutIntervals. With node_timeout >= 2 * heartbeat_interval (the config's rule)
+  // the timeout stays at least two intervals.
+  return config_.node_timeout_ms +
+         kTimeoutIntervals * (IntervalLocked() - config_.heartbeat_interval_ms);
+}
+
+int64_t Controller::HeartbeatIntervalMs() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return IntervalLocked();
+}
+
+int64_t Controller::NodeTimeoutMs() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return TimeoutLocked();
+}
+
+bool Controller::NodeTimedOut(const NodeRecord& n, int64_t steady_ms) const {
+  return !n.down && n.watches.empty() && steady_ms - n.last_heartbeat_ms > TimeoutLocked();
 }
 
 void Controller::TouchNodes(const WorkloadRecord& w, const std::string& except) {
@@ -383,7 +488,7 @@ void Controller::TouchNodes(const WorkloadRecord& w, const std::string& except) 
     auto n = nodes_.find(t.node);
     if (n == nodes_.end()) continue;
     ++n->second.desired_version;
-    n->second.changed->notify_all();
+    AnswerWatches(n->second, false);
   }
 }
 
@@ -402,7 +507,7 @@ void Controller::Shutdown() {
   std::lock_guard<std::mutex> lock(mu_);
   shutdown_ = true;
   work_cv_.notify_all();
-  for (auto& [name, n] : nodes_) n.changed->notify_all();
+  for (auto& [name, n] : nodes_) AnswerWatches(n, true);
 }
 
 void Controller::Flush() {
@@ -456,14 +561,53 @@ void Controller::OnTaskExited(WorkloadRecord& w, TaskRecord& t, int exit_code) {
     // (An exit that changes nothing for the others wakes no watch.)
     TouchNodes(w, t.node);
   }
-  (void)engine_->TaskFinished(Wid(w.id), t.task);
-  SyncFromEngine(w);
+  Enqueue(EngineEvent::Workload(EngineEvent::Kind::kTaskFinished, w.id, t.task));
+  // The record moves now, as the engine will when the event reaches it: the agent forgets
+  // an exit once it is no longer desired, so the outcome is committed before it hears back.
+  // With every task exited, a running workload is finished and an evicted one goes back to
+  // the queue (Scheduler::TaskFinished). A running workload that lost a node is left to the
+  // engine, which alone knows whether it shrank or is being evicted: DrainInbox syncs it.
+  bool live = false, lost = false;
+  for (const TaskRecord& o : w.tasks) {
+    live |= o.state != "exited" && o.state != "lost";
+    lost |= o.state == "lost";
+  }
+  if (live) return;
+  if (w.state == "Preempted") {
+    if (w.cancel_requested) {
+      Unindex(w);
+      w.state = "Cancelled";
+      w.finished_ms = Now();
+    } else {
+      Requeue(w, "evicted");
+    }
+  } else if (w.state == "Running" && !lost) {
+    Unindex(w);  // its tasks leave the nodes' desired lists for good
+    w.state = w.cancel_requested ? "Cancelled" : w.failed ? "Failed" : "Succeeded";
+    w.finished_ms = Now();
+    Event(w, w.state, "");
+  }
 }
 
-// Brings the record in line with the engine after an event that may have ended, requeued
-// or shrunk the workload.
+// Brings the record and the engine in line after events that may have ended, requeued or
+// shrunk the workload (cycle thread). Where the record moved first (a cancellation, every
+// task exited), the engine follows; where only the engine knows (a lost node), the record.
 void Controller::SyncFromEngine(WorkloadRecord& w) {
   WorkloadState s = engine_->state(Wid(w.id));
+  if (w.terminal()) {
+    // E.g. its last task exited while a cycle under way evicted or grew it.
+    if (s != WorkloadState::kFinished) (void)engine_->Cancel(Wid(w.id));
+    return;
+  }
+  if (w.state == "Pending") {
+    if (s == WorkloadState::kPending) return;
+    // Requeued by its exits while the engine still counts tasks of it (a growth a cycle
+    // under way gave it), or finished where the record requeues (an eviction the engine
+    // did not know of, after a restart): it enters the engine's queue afresh.
+    if (s != WorkloadState::kFinished) (void)engine_->Cancel(Wid(w.id));
+    if (Status st = engine_->Submit(Wid(w.id), w.parsed.spec); !st.ok()) Reject(w, st.message());
+    return;
+  }
   if (s == WorkloadState::kPending && (w.state == "Running" || w.state == "Preempted")) {
     if (w.cancel_requested) {
       (void)engine_->Cancel(Wid(w.id));
@@ -503,7 +647,7 @@ void Controller::MarkNodeDown(NodeRecord& n) {
   n.down = true;
   core::NodeSpec spec = n.spec;
   spec.status = core::NodeStatus::kDown;
-  (void)engine_->UpdateNode(n.id, spec);
+  (void)engine_->UpdateNode(n.id, spec);  // Step runs this on the cycle thread
   for (int64_t id : on_node_[n.name]) {
     WorkloadRecord& w = workloads_.at(id);
     for (TaskRecord& t : w.tasks) {
@@ -515,14 +659,107 @@ void Controller::MarkNodeDown(NodeRecord& n) {
   dirty_nodes_.insert(n.name);
 }
 
+void Controller::SetCycleHookForTesting(std::function<void()> hook) {
+  std::lock_guard<std::mutex> step(step_mu_);
+  cycle_hook_ = std::move(hook);
+}
+
+void Controller::Reject(WorkloadRecord& w, const std::string& why) {
+  Unindex(w);
+  w.state = "Failed";
+  w.failed = true;
+  w.finished_ms = Now();
+  Event(w, "Failed", "refused by the scheduler: " + why);
+}
+
+void Controller::SyncNode(NodeRecord& n) {
+  core::NodeSpec spec = n.spec;
+  spec.status = n.down      ? core::NodeStatus::kDown
+                : n.drained ? core::NodeStatus::kDraining
+                            : core::NodeStatus::kReady;
+  Status s = n.in_engine ? engine_->UpdateNode(n.id, spec) : engine_->AddNode(n.id, spec);
+  if (!s.ok()) {
+    // Register checked this against the usage of the last cycle; only a bind of the cycle
+    // that ran meanwhile can make the engine refuse. It keeps the node as it was.
+    std::fprintf(stderr, "gpuorch: node %s: the engine kept its previous spec: %s\n",
+                 n.name.c_str(), s.message().c_str());
+    return;
+  }
+  n.in_engine = true;
+}
+
+void Controller::DrainInbox() {
+  std::set<int64_t> touched;
+  for (const EngineEvent& e : inbox_) {
+    switch (e.kind) {
+      case EngineEvent::Kind::kSubmit: {
+        WorkloadRecord& w = workloads_.at(e.workload);
+        if (w.terminal()) break;  // cancelled before the engine heard of it
+        if (Status st = engine_->Submit(Wid(w.id), w.parsed.spec); !st.ok())
+          Reject(w, st.message());
+        break;
+      }
+      case EngineEvent::Kind::kCancel:
+        (void)engine_->Cancel(Wid(e.workload));
+        touched.insert(e.workload);
+        break;
+      case EngineEvent::Kind::kTaskFinished:
+        (void)engine_->TaskFinished(Wid(e.workload), e.task);
+        touched.insert(e.workload);
+        break;
+      case EngineEvent::Kind::kSyncNode:
+        SyncNode(nodes_.at(e.node));
+        break;
+    }
+  }
+  inbox_.clear();
+  for (int64_t id : touched) SyncFromEngine(workloads_.at(id));
+}
+
+EngineSnapshot Controller::TakeSnapshot(size_t models) const {
+  EngineSnapshot snap;
+  const size_t queues = queue_ids_.size();
+  snap.queue_gpu_milli.assign(queues, std::vector<int64_t>(models, 0));
+  snap.queue_cpu_milli.assign(queues, 0);
+  snap.queue_memory_mib.assign(queues, 0);
+  for (uint32_t q = 0; q < queues; ++q) {
+    for (uint32_t m = 0; m < models; ++m) {
+      snap.queue_gpu_milli[q][m] = engine_->QueueUsage(core::QueueId(q), core::GpuModelId(m));
+    }
+    snap.queue_cpu_milli[q] = engine_->QueueCpuUsage(core::QueueId(q));
+    snap.queue_memory_mib[q] = engine_->QueueMemoryUsage(core::QueueId(q));
+  }
+  const sched::ClusterState& c = engine_->cluster();
+  for (uint32_t m = 0; m < models; ++m) {
+    snap.model_capacity_milli.push_back(c.capacity_milli(core::GpuModelId(m)));
+    snap.model_free_milli.push_back(c.free_milli(core::GpuModelId(m)));
+  }
+  snap.nodes.resize(c.nodes().size());
+  for (size_t i = 0; i < c.nodes().size(); ++i) {
+    const sched::NodeState& s = c.nodes()[i];
+    EngineSnapshot::NodeUse& u = snap.nodes[i];
+    u.present = s.present;
+    if (!s.present) continue;
+    for (int j = 0; j < s.gpu_count; ++j)
+      u.gpu_used_milli.push_back(core::kMilliGpu - s.gpu_free[j]);
+    u.cpu_used = s.cpu_capacity - s.cpu_free;
+    u.memory_used = s.memory_capacity - s.memory_free;
+  }
+  snap.typical_tasks = engine_->policy().typical_tasks();
+  return snap;
+}
+
 void Controller::Step() {
-  uint64_t ticket = 0;
-  std::vector<int64_t> unpublished;
+  // The engine is this thread's: API handlers only queue events for it (DrainInbox).
+  std::lock_guard<std::mutex> step(step_mu_);
+  int64_t now = 0;
+  size_t models = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    DrainInbox();
     int64_t steady = SteadyMs();
     for (auto& [name, n] : nodes_) {
-      if (!n.down && n.watches == 0 && steady - n.last_heartbeat_ms > config_.node_timeout_ms) {
+      if (n.in_engine && NodeTimedOut(n, steady)) {
         MarkNodeDown(n);
         work_ = true;  // what it ran is pending again: cycle once more right away
       }
@@ -530,12 +767,25 @@ void Controller::Step() {
     // The policy forgets its score memo with every new mix, so only a material change of
     // the mix reaches it (TaskMix::kMinChangePpm), at most once per cycle.
     if (auto typical = task_mix_.TakeIfChanged()) engine_->SetTypicalTasks(std::move(*typical));
-    auto start = std::chrono::steady_clock::now();
-    sched::Plan plan = engine_->Cycle(Now());
-    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    now = Now();
+    models = models_.size();
+  }
+  // The cycle plans without mu_: the API serves meanwhile, and what it changes reaches the
+  // engine in the next Step. ApplyPlan then skips what those changes made stale.
+  if (cycle_hook_) cycle_hook_();
+  auto start = std::chrono::steady_clock::now();
+  sched::Plan plan = engine_->Cycle(now);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EngineSnapshot snap = TakeSnapshot(models);
+
+  uint64_t ticket = 0;
+  std::vector<int64_t> unpublished;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
     metrics_.cycle_seconds.Observe(secs);
     ++metrics_.cycles;
     ApplyPlan(plan);
+    snapshot_ = std::move(snap);
     for (int64_t id : dirty_) {
       if (!workloads_.at(id).published) unpublished.push_back(id);
     }
@@ -552,14 +802,20 @@ void Controller::Step() {
   }
   for (int64_t id : unpublished) {
     WorkloadRecord& w = workloads_.at(id);
+    if (w.published) continue;
     w.published = true;
     TouchNodes(w);  // wakes the nodes' watches: the binds reach the agents now
   }
 }
 
+// The plan was made on the engine's state at the start of the Step; records the API or the
+// agents changed meanwhile are ahead of it. A bind or growth of a workload that was
+// cancelled or whose tasks all exited is dropped (the engine forgets it when the event that
+// changed the record reaches it), as are evictions and resizes of work no longer running.
 void Controller::ApplyPlan(const sched::Plan& plan) {
   for (const sched::Bind& b : plan.binds) {
     WorkloadRecord& w = workloads_.at(b.workload.value());
+    if (w.state != (b.elastic ? "Running" : "Pending")) continue;
     if (!b.elastic) {
       w.state = "Running";
       w.reason.clear();
@@ -585,6 +841,7 @@ void Controller::ApplyPlan(const sched::Plan& plan) {
   }
   for (const sched::Eviction& e : plan.evictions) {
     WorkloadRecord& w = workloads_.at(e.workload.value());
+    if (w.state != "Running" && w.state != "Preempted") continue;
     w.state = "Preempted";
     for (TaskRecord& t : w.tasks) t.stopping = true;
     TouchNodes(w);
@@ -595,6 +852,7 @@ void Controller::ApplyPlan(const sched::Plan& plan) {
   }
   for (const sched::Resize& r : plan.resizes) {
     WorkloadRecord& w = workloads_.at(r.workload.value());
+    if (w.state != "Running" && w.state != "Preempted") continue;
     for (TaskRecord& t : w.tasks) {
       if (std::find(r.tasks.begin(), r.tasks.end(), t.task) != r.tasks.end()) t.stopping = true;
     }
@@ -606,6 +864,7 @@ void Controller::ApplyPlan(const sched::Plan& plan) {
   }
   for (const sched::PendingExplanation& p : plan.pending) {
     WorkloadRecord& w = workloads_.at(p.workload.value());
+    if (w.state != "Pending") continue;
     std::string reason = sched::ToString(p.reason);
     if (w.reason != reason) {
       w.reason = reason;
@@ -635,7 +894,7 @@ void Controller::NoteLive(const WorkloadRecord& w) {
 
 std::vector<sched::TypicalTask> Controller::TypicalTasks() {
   std::lock_guard<std::mutex> lock(mu_);
-  return engine_->policy().typical_tasks();
+  return snapshot_.typical_tasks;
 }
 
 store::Batch Controller::TakeDirty() {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -65,19 +66,85 @@ struct NodeRecord {
   bool down = false;
   int64_t last_heartbeat_ms = 0;  // steady clock
   int64_t last_heartbeat_wall_ms = 0;
-  // The node's desired list changes version whenever a task enters or leaves it; watches
-  // wait on `changed` for that.
+  // The node's desired list changes version whenever a task enters or leaves it; held
+  // watches are answered then.
   int64_t desired_version = 1;
-  int watches = 0;  // watch requests held now: the agent is alive while one is
-  std::unique_ptr<std::condition_variable> changed = std::make_unique<std::condition_variable>();
+  // Watch requests held now (usually one): the agent is alive while one is. Each waits for
+  // desired_version to differ from `after`; nothing else (no thread) waits for it.
+  struct HeldWatch {
+    uint64_t id = 0;
+    int64_t after = 0;
+    std::function<void(Json)> done;
+  };
+  std::vector<HeldWatch> watches;
+  bool in_engine = false;  // added to the engine (by the cycle thread's SyncNode)
+};
+
+// A watch the controller holds: the caller arms a timer for `wait_ms` and then calls
+// Controller::ExpireWatch with it. `id` 0: it was answered at once.
+struct WatchTicket {
+  std::string node;
+  uint64_t id = 0;
+  int64_t wait_ms = 0;
+};
+
+// A change the engine must hear of, queued by an API handler or a heartbeat under the
+// controller's mutex and applied to the engine by the cycle thread at the start of its next
+// Step, in queue order. Events name records, not copies of them: the cycle thread reads the
+// record (a workload's spec, a node's spec and status) when it applies the event, so a node
+// that changed twice is synced once, to its latest state.
+struct EngineEvent {
+  enum class Kind : uint8_t {
+    kSubmit,        // `workload` entered the queue (its spec is in the record)
+    kCancel,        // `workload` was cancelled while pending
+    kTaskFinished,  // `task` of `workload` exited
+    kSyncNode,      // `node` registered, changed, came back or was drained: add or update it
+  };
+  Kind kind;
+  int64_t workload = 0;
+  int32_t task = 0;
+  std::string node;
+
+  static EngineEvent Workload(Kind kind, int64_t id, int32_t task = 0) {
+    return EngineEvent{kind, id, task, ""};
+  }
+  static EngineEvent Node(std::string name) {
+    return EngineEvent{Kind::kSyncNode, 0, 0, std::move(name)};
+  }
+};
+
+// What the API shows of the engine's state (queue usage, node usage, per-model totals, the
+// policy's typical tasks), copied by the cycle thread after each cycle and published with
+// its plan, so that a read never waits for the engine.
+struct EngineSnapshot {
+  struct NodeUse {
+    bool present = false;
+    std::vector<int32_t> gpu_used_milli;
+    int64_t cpu_used = 0, memory_used = 0;
+  };
+  // Indexed by queue id, then by GPU model id.
+  std::vector<std::vector<int64_t>> queue_gpu_milli;
+  std::vector<int64_t> queue_cpu_milli, queue_memory_mib;
+  std::vector<int64_t> model_capacity_milli, model_free_milli;
+  std::vector<NodeUse> nodes;  // by engine node id
+  std::vector<sched::TypicalTask> typical_tasks;
 };
 
 // The control plane's state machine: API requests, agent heartbeats and engine cycles all
-// go through it. It owns the engine (single-threaded, behind one mutex) and persists every
-// change through the store before anyone outside can observe it: a submission before the
-// API answers, a bind before any agent is told to start it.
+// go through it. It persists every change through the store before anyone outside can
+// observe it: a submission before the API answers, a bind before any agent is told to
+// start it.
 //
-// Thread-safety: every public method may be called from any thread.
+// Threading. The records (workloads, nodes) live behind `mu_`, held only for short
+// critical sections. The engine (sched::Scheduler: single-threaded) belongs to whoever runs
+// Step, the cycle thread: API handlers and heartbeats never call it. They update the
+// records, queue an EngineEvent in `inbox_` and kick the loop. Step drains the inbox into
+// the engine and reconciles the records the events touched (under `mu_`, O(events)), runs
+// the cycle without `mu_`, then takes `mu_` again to apply the plan and publish the
+// EngineSnapshot the read side shows. So no API call waits for a cycle; an API call sees
+// the engine's view (usage, estimates) as of the last applied cycle.
+//
+// Thread-safety: every public method may be called from any thread; Steps are serialized.
 class Controller {
  public:
   static core::Result<std::unique_ptr<Controller>> Create(const ServerConfig& config,
@@ -105,11 +172,36 @@ class Controller {
   // Agent protocol.
   bool Register(const Json& body, Json& out, ApiError& error);
   bool Heartbeat(const std::string& node, const Json& body, Json& out, ApiError& error);
-  // Answers the node's desired list once its version differs from `after` (or `epoch` is
-  // not this server's), or after `wait_ms` (capped at half the node timeout) with the same
-  // list: a long poll. A held watch counts as a heartbeat.
+  // A long poll of the node's desired list, without a thread waiting for it. Answers
+  // through `done` (called exactly once, with the same body a heartbeat gets): at once when
+  // the version differs from `after`, `epoch` is not this server's, `wait_ms` is 0 or the
+  // controller is shut down; otherwise the watch is held, and answered when the node's list
+  // changes, at Shutdown, or when the caller calls ExpireWatch(ticket) after
+  // `ticket.wait_ms` (the asked wait, capped at half the node timeout). A held watch counts
+  // as a heartbeat. Returns false with `error` (and never calls `done`) for an unknown node.
+  // `done` runs with the controller's lock held: it must not call the controller back, only
+  // hand the answer on (e.g. post the write to an I/O thread).
   bool WatchDesired(const std::string& node, int64_t epoch, int64_t after, int64_t wait_ms,
-                    Json& out, ApiError& error);
+                    std::function<void(Json)> done, WatchTicket& ticket, ApiError& error);
+  // Answers the watch with the node's list as it is, if it is still held.
+  void ExpireWatch(const WatchTicket& ticket);
+  // Drops the watch without answering, if it is still held (its client went away): it no
+  // longer keeps the node alive, which was heard from until now.
+  void CancelWatch(const WatchTicket& ticket);
+  // Watches held now, over all nodes.
+  int64_t HeldWatches();
+
+  // The heartbeat interval agents are told and the node timeout, for the cluster's size:
+  //   interval = max(heartbeat_interval_ms, ceil(nodes * 1000 / max_heartbeats_per_second))
+  //   timeout  = node_timeout_ms + kTimeoutIntervals * (interval - heartbeat_interval_ms)
+  // over every registered node (Ready, Draining or Down), so the server hears at most
+  // max_heartbeats_per_second periodic heartbeats however large the cluster grows (Nomad's
+  // rule). Nodes are never forgotten, so neither value ever shrinks within a process: an
+  // agent still on an older, shorter interval is only early. The timeout is the
+  // configured one at the configured interval and always at least two intervals.
+  int64_t HeartbeatIntervalMs();
+  int64_t NodeTimeoutMs();
+  static constexpr int64_t kTimeoutIntervals = 3;
 
   // Waits until something may have changed what a cycle would do (a submission, an exit, a
   // cancellation, a node change) or `max_ms` passed; the loop then calls Step.
@@ -117,8 +209,12 @@ class Controller {
   // Releases every held watch and waiter (at shutdown).
   void Shutdown();
 
-  // One round of the controller loop: node timeouts, an engine cycle, persistence.
+  // One round of the controller loop: queued events into the engine, node timeouts, an
+  // engine cycle (without `mu_`), the plan applied and persisted.
   void Step();
+  // Runs `hook` on the cycle thread in every Step after the inbox is drained and before the
+  // cycle, with no lock held (tests block a cycle on it to show the API still answers).
+  void SetCycleHookForTesting(std::function<void()> hook);
   // Persists whatever is still unwritten (at shutdown).
   void Flush();
   // The typical tasks the placement policy works with now (empty for a policy that uses
@@ -134,12 +230,28 @@ class Controller {
   core::Status AddQueues();
   int64_t Now();  // wall ms, never decreasing (the engine's time)
 
-  // All below run with mu_ held.
+  // The engine's side, on the cycle thread (step_mu_ held, or before any thread starts).
+  EngineSnapshot TakeSnapshot(size_t models) const;
+
+  // All below run with mu_ held. Those that call the engine (DrainInbox, SyncNode,
+  // SyncFromEngine, MarkNodeDown, Reject's callers) run on the cycle thread only.
   void ApplyPlan(const sched::Plan& plan);
+  // Applies the inbox to the engine (cycle thread) and reconciles the touched records.
+  void DrainInbox();
+  void SyncNode(NodeRecord& n);
+  void Enqueue(EngineEvent e) { inbox_.push_back(std::move(e)); }
+  // The engine refused what only it can check: the workload fails with its reason.
+  void Reject(WorkloadRecord& w, const std::string& why);
   void OnTaskExited(WorkloadRecord& w, TaskRecord& t, int exit_code);
   void SyncFromEngine(WorkloadRecord& w);
   void Requeue(WorkloadRecord& w, const std::string& why);
   void MarkNodeDown(NodeRecord& n);
+  // Whether `n` missed its heartbeats for longer than the node timeout (no watch held).
+  bool NodeTimedOut(const NodeRecord& n, int64_t steady_ms) const;
+  int64_t IntervalLocked() const;
+  int64_t TimeoutLocked() const;
+  // Answers n's held watches whose version is out of date (all of them when `all`).
+  void AnswerWatches(NodeRecord& n, bool all);
   void Event(WorkloadRecord& w, const std::string& type, const std::string& message);
   void Dirty(const WorkloadRecord& w) { dirty_.insert(w.id); }
   // Tells the task mix how many of w's tasks are placed now.
@@ -161,8 +273,13 @@ class Controller {
   ServerConfig config_;
   store::StateStore* store_;
   std::unique_ptr<store::GroupCommitter> committer_;
-  std::mutex mu_;
+  // Serializes Steps: the engine and cycle_hook_ belong to the holder.
+  std::mutex step_mu_;
   std::unique_ptr<sched::Scheduler> engine_;
+  std::function<void()> cycle_hook_;
+  std::mutex mu_;  // guards everything below
+  std::vector<EngineEvent> inbox_;
+  EngineSnapshot snapshot_;
   core::GpuModelRegistry models_;
   std::map<std::string, core::QueueId> queue_ids_;  // every queue
   std::map<std::string, core::QueueId> leaf_queues_;
@@ -176,8 +293,10 @@ class Controller {
   int64_t last_now_ = 0;
   const int64_t epoch_;  // this server process: the wall clock at its start
   std::condition_variable work_cv_;
-  bool work_ = true;       // guarded by mu_: a cycle is due
-  bool shutdown_ = false;  // guarded by mu_
+  bool work_ = true;          // guarded by mu_: a cycle is due
+  bool shutdown_ = false;     // guarded by mu_
+  uint64_t next_watch_ = 1;   // guarded by mu_
+  int64_t held_watches_ = 0;  // guarded by mu_
   MetricsState metrics_;
   // Shapes of running and recently submitted tasks, fed to the policy as its typical tasks.
   TaskMix task_mix_;

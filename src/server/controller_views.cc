@@ -1,5 +1,6 @@
 // The controller's read side and persistence format: JSON views for the API, Prometheus
-// metrics, and loading a store back into a running controller after a restart.
+// metrics, and loading a store back into a running controller after a restart. Views read
+// the records and the EngineSnapshot of the last cycle, never the engine itself.
 #include <algorithm>
 #include <chrono>
 #include <ctime>
@@ -116,7 +117,8 @@ Json Controller::QueueJson(const QueueConfig& q) const {
       if (e.model == names[m]) entry = &e;
       if (e.model == "*" && entry == nullptr) entry = &e;
     }
-    int64_t used = engine_->QueueUsage(id, core::GpuModelId(m));
+    const std::vector<int64_t>& usage = snapshot_.queue_gpu_milli[id.value()];
+    int64_t used = m < usage.size() ? usage[m] : 0;
     if (entry == nullptr && used == 0) continue;
     quota.push_back(Json{{"model", names[m]},
                          {"guaranteed_milli", entry ? entry->guaranteed_milli : 0},
@@ -133,10 +135,10 @@ Json Controller::QueueJson(const QueueConfig& q) const {
   auto opt = [](int64_t v) { return v >= 0 ? Json(v) : Json(nullptr); };
   const Json cpu = {{"guaranteed_milli", opt(q.cpu_quota.guaranteed)},
                     {"limit_milli", opt(q.cpu_quota.limit)},
-                    {"used_milli", engine_->QueueCpuUsage(id)}};
+                    {"used_milli", snapshot_.queue_cpu_milli[id.value()]}};
   const Json memory = {{"guaranteed_mib", opt(q.memory_quota.guaranteed)},
                        {"limit_mib", opt(q.memory_quota.limit)},
-                       {"used_mib", engine_->QueueMemoryUsage(id)}};
+                       {"used_mib", snapshot_.queue_memory_mib[id.value()]}};
   return Json{
       {"name", q.name},         {"parent", q.parent.empty() ? Json(nullptr) : Json(q.parent)},
       {"weight", q.weight},     {"can_borrow", q.can_borrow},
@@ -165,12 +167,17 @@ bool Controller::GetQueue(const std::string& name, Json& out, ApiError& error) {
 }
 
 Json Controller::NodeJson(const NodeRecord& n) const {
-  const sched::NodeState& s = engine_->cluster().node(n.id);
+  // A node registered since the last cycle has nothing allocated yet.
+  static const EngineSnapshot::NodeUse kUnused;
+  const EngineSnapshot::NodeUse& s =
+      n.id.value() < snapshot_.nodes.size() ? snapshot_.nodes[n.id.value()] : kUnused;
   Json gpus = Json::array();
   const Json& reg = n.registration.value("gpus", Json::array());
   for (int j = 0; j < n.spec.gpu_count; ++j) {
     Json g = j < static_cast<int>(reg.size()) ? reg[static_cast<size_t>(j)] : Json::object();
-    g["used_milli"] = core::kMilliGpu - s.gpu_free[j];
+    g["used_milli"] = j < static_cast<int>(s.gpu_used_milli.size())
+                          ? s.gpu_used_milli[static_cast<size_t>(j)]
+                          : 0;
     gpus.push_back(g);
   }
   std::string status = n.down ? "Down" : n.drained ? "Draining" : "Ready";
@@ -182,7 +189,7 @@ Json Controller::NodeJson(const NodeRecord& n) const {
               {"address", n.registration.value("address", "")},
               {"cpu_milli", n.spec.milli_cpu},
               {"memory_mib", n.spec.memory_mib},
-              {"cpu_used_milli", s.cpu_capacity - s.cpu_free},
+              {"cpu_used_milli", s.cpu_used},
               {"last_heartbeat", Iso(n.last_heartbeat_wall_ms)},
               {"gpus", gpus}};
 }
@@ -209,14 +216,16 @@ Json Controller::ListNodes(int64_t limit, const std::string& after) {
   int64_t total_gpus = 0;
   for (const auto& [name, n] : nodes_) {
     const std::string status = n.down ? "Down" : n.drained ? "Draining" : "Ready";
-    const sched::NodeState& s = engine_->cluster().node(n.id);
+    static const EngineSnapshot::NodeUse kNoUse;
+    const EngineSnapshot::NodeUse& use =
+        n.id.value() < snapshot_.nodes.size() ? snapshot_.nodes[n.id.value()] : kNoUse;
     const Json& reg = n.registration.value("gpus", Json::array());
     std::map<std::string, Count> mine;
     for (int j = 0; j < n.spec.gpu_count; ++j) {
       const Json& g = j < static_cast<int>(reg.size()) ? reg[static_cast<size_t>(j)] : Json();
       Count& c = mine[g.is_object() ? g.value("model", "") : ""];
       ++c.gpus;
-      c.used_milli += core::kMilliGpu - s.gpu_free[j];
+      if (j < static_cast<int>(use.gpu_used_milli.size())) c.used_milli += use.gpu_used_milli[j];
     }
     if (mine.empty()) mine[""];
     for (const auto& [model, c] : mine) {
@@ -253,9 +262,7 @@ bool Controller::SetDrain(const std::string& name, bool drain, Json& out, ApiErr
     NodeRecord& n = it->second;
     n.drained = drain;
     if (!n.down) {
-      core::NodeSpec spec = n.spec;
-      spec.status = drain ? core::NodeStatus::kDraining : core::NodeStatus::kReady;
-      (void)engine_->UpdateNode(n.id, spec);
+      Enqueue(EngineEvent::Node(name));
       Kick();
     }
     dirty_nodes_.insert(name);
@@ -313,14 +320,16 @@ std::string Controller::Metrics() {
   out +=
       "# HELP gpuorch_gpus_allocated Allocated GPUs per model (fractions count by their share).\n"
       "# TYPE gpuorch_gpus_allocated gauge\n";
-  const sched::ClusterState& c = engine_->cluster();
   for (uint32_t m = 0; m < models_.size(); ++m) {
     core::GpuModelId id(m);
+    // Models first seen since the last cycle have no capacity in the snapshot yet.
+    const bool known = m < snapshot_.model_capacity_milli.size();
+    const int64_t capacity = known ? snapshot_.model_capacity_milli[m] : 0;
+    const int64_t free = known ? snapshot_.model_free_milli[m] : 0;
     std::string l = "{model=\"" + LabelValue(models_.Name(id)) + "\"}";
-    out += "gpuorch_gpus" + l + " " + std::to_string(c.capacity_milli(id) / 1000) + "\n";
+    out += "gpuorch_gpus" + l + " " + std::to_string(capacity / 1000) + "\n";
     char buf[32];
-    std::snprintf(buf, sizeof(buf), "%.3f",
-                  static_cast<double>(c.capacity_milli(id) - c.free_milli(id)) / 1000.0);
+    std::snprintf(buf, sizeof(buf), "%.3f", static_cast<double>(capacity - free) / 1000.0);
     out += "gpuorch_gpus_allocated" + l + " " + buf + "\n";
   }
   out +=
@@ -412,17 +421,14 @@ Status Controller::Load() {
     // After a restart agents may be in their retry backoff (at most 4 s): give them that
     // long on top of the timeout before their nodes count as Down.
     nodes_.at(sn.name).last_heartbeat_ms += kRestartGraceMs;
-    if (drained) {
-      NodeRecord& n = nodes_.at(sn.name);
-      n.drained = true;
-      core::NodeSpec spec = n.spec;
-      spec.status = core::NodeStatus::kDraining;
-      (void)engine_->UpdateNode(n.id, spec);
-    }
+    if (drained) nodes_.at(sn.name).drained = true;  // the engine hears it in DrainInbox
   }
   auto stored = store_->LoadWorkloads();
   if (!stored.ok()) return stored.status();
+  // No other thread runs yet: Load is the engine's owner, and adopts work onto the nodes
+  // Register queued for it.
   std::lock_guard<std::mutex> lock(mu_);
+  DrainInbox();
   for (const store::StoredWorkload& sw : *stored) {
     next_id_ = std::max(next_id_, sw.id + 1);
     Json spec = Json::parse(sw.spec_json, nullptr, false);

@@ -4,7 +4,6 @@
 
 #include <chrono>
 #include <filesystem>
-#include <limits>
 
 namespace gpuorch::server {
 
@@ -13,18 +12,17 @@ using core::Status;
 
 namespace {
 
-void Reply(httplib::Response& res, int code, const Json& body) {
-  res.status = code;
-  res.set_content(body.dump(), "application/json");
+HttpResponse Reply(int code, const Json& body) {
+  return HttpResponse{code, "application/json", body.dump()};
 }
 
-void ReplyError(httplib::Response& res, const ApiError& e) { Reply(res, e.code, e.ToJson()); }
+HttpResponse ReplyError(const ApiError& e) { return Reply(e.code, e.ToJson()); }
 
-// Parses the body as JSON, or answers 400 and returns false.
-bool Body(const httplib::Request& req, httplib::Response& res, Json& out) {
+// Parses the body as JSON; false (and `error` set) when it is not.
+bool Body(const HttpRequest& req, Json& out, HttpResponse& error) {
   out = Json::parse(req.body, nullptr, false);
   if (out.is_discarded()) {
-    ReplyError(res, ApiError{400, "", "body: not valid JSON"});
+    error = ReplyError(ApiError{400, "", "body: not valid JSON"});
     return false;
   }
   return true;
@@ -37,6 +35,26 @@ bool IdParam(const std::string& s, int64_t& id) {
   }
   id = std::stoll(s);
   return true;
+}
+
+std::vector<std::string> Split(const std::string& path) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  if (path.empty() || path[0] != '/') return {""};  // matches nothing
+  while (i < path.size()) {
+    size_t next = path.find('/', i + 1);
+    if (next == std::string::npos) next = path.size();
+    out.push_back(path.substr(i + 1, next - i - 1));
+    i = next;
+  }
+  return out;
+}
+
+// A handler that answers at once.
+using SyncHandler = std::function<HttpResponse(const HttpRequest&, const Server::Captures&)>;
+Server::RouteHandler Sync(SyncHandler fn) {
+  return [fn = std::move(fn)](const HttpRequest& req, const Server::Captures& m,
+                              HttpRespond respond) { respond(fn(req, m)); };
 }
 
 }  // namespace
@@ -58,7 +76,12 @@ Server::Server(const ServerConfig& config) : config_(config) {}
 
 Server::~Server() {
   Stop();
+  if (controller_) controller_->Shutdown();
   if (loop_.joinable()) loop_.join();
+  // The HTTP server first: its workers may still run handlers that use the controller.
+  // The controller holds no watch by now (Shutdown answered them all).
+  http_.reset();
+  controller_.reset();
 }
 
 Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
@@ -72,17 +95,21 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   auto controller = Controller::Create(config, s->store_.get());
   if (!controller.ok()) return controller.status();
   s->controller_ = std::move(controller).value();
-  s->http_ = std::make_unique<httplib::Server>();
-  // httplib writes headers and body separately: without this, keep-alive clients wait for a
-  // delayed ACK (about 40 ms) on every request.
-  s->http_->set_tcp_nodelay(true);
-  // httplib serves a connection on one pool thread for as long as it stays open, and every
-  // agent keeps two (its heartbeats and its watch) open: the pool must exceed the
-  // connections, or new ones wait. Keep-alive connections are never closed for having
-  // served many requests (httplib's default closes one after 5).
-  const size_t threads = static_cast<size_t>(config.http_threads);
-  s->http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  s->http_->set_keep_alive_max_count(std::numeric_limits<size_t>::max());
+  HttpOptions o;
+  o.io_threads = static_cast<int>(config.io_threads);
+  o.worker_threads = static_cast<int>(config.worker_threads);
+  o.max_body_bytes = config.max_body_bytes;
+  o.max_connections = config.max_connections;
+  o.idle_timeout_ms = config.idle_timeout_s * 1000;
+  o.error_body = [](int status, const std::string& field, const std::string& message) {
+    return ReplyError(ApiError{status, field, message});
+  };
+  Server* self = s.get();
+  o.on_stop = [self] { self->controller_->Shutdown(); };  // held watches answer now
+  s->http_ = std::make_unique<HttpServer>(std::move(o),
+                                          [self](const HttpRequest& req, HttpRespond respond) {
+                                            self->Dispatch(req, std::move(respond));
+                                          });
   s->Routes();
   return s;
 }
@@ -91,10 +118,7 @@ Result<int> Server::Bind() {
   std::string host;
   int port = 0;
   if (Status st = ParseHostPort(config_.listen, host, port); !st.ok()) return st;
-  int bound =
-      port == 0 ? http_->bind_to_any_port(host) : (http_->bind_to_port(host, port) ? port : -1);
-  if (bound < 0) return Status::Invalid("listen: cannot bind " + config_.listen);
-  return bound;
+  return http_->Bind(host, port);
 }
 
 void Server::Serve() {
@@ -107,179 +131,214 @@ void Server::Serve() {
       controller_->WaitForWork(config_.cycle_interval_ms);
     }
   });
-  http_->listen_after_bind();
+  http_->Run();
   stop_ = true;
+  controller_->Shutdown();  // wakes the loop (on_stop did it already unless Run never ran)
   if (loop_.joinable()) loop_.join();
   controller_->Flush();  // whatever the API has shown is on disk before we exit
 }
 
 void Server::Stop() {
+  // Async-signal-safe: `gpuorch server` calls it from its SIGTERM handler. The HTTP
+  // server's I/O thread then shuts the controller down (on_stop).
   stop_ = true;
-  if (controller_) controller_->Shutdown();  // held watches answer now
-  if (http_) http_->stop();
+  if (http_) http_->Stop();
+}
+
+int64_t Server::connections() const { return http_->connections(); }
+
+void Server::Route(const std::string& method, const std::string& pattern, RouteHandler fn) {
+  routes_.push_back(RouteEntry{method, Split(pattern), std::move(fn)});
+}
+
+void Server::Dispatch(const HttpRequest& req, HttpRespond respond) {
+  static const char* kMethods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
+  bool known = false;
+  for (const char* m : kMethods) known = known || req.method == m;
+  if (!known) return respond(ReplyError(ApiError{400, "", "method: not supported"}));
+  const std::string method = req.method == "HEAD" ? "GET" : req.method;
+  const std::vector<std::string> segments = Split(req.path);
+  Captures captures;
+  for (const RouteEntry& r : routes_) {
+    if (r.method != method || r.segments.size() != segments.size()) continue;
+    captures.clear();
+    bool match = true;
+    for (size_t i = 0; i < segments.size() && match; ++i) {
+      if (r.segments[i] == "*") {
+        match = !segments[i].empty();
+        captures.push_back(segments[i]);
+      } else {
+        match = r.segments[i] == segments[i];
+      }
+    }
+    if (match) return r.fn(req, captures, std::move(respond));
+  }
+  respond(ReplyError(ApiError{404, "", "no such endpoint"}));
 }
 
 void Server::Routes() {
-  httplib::Server& h = *http_;
   Controller& c = *controller_;
-  h.set_payload_max_length(static_cast<size_t>(config_.max_body_bytes));
-  h.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    std::string field = res.status == 413 ? "body" : "";
-    std::string msg = res.status == 413   ? "body: larger than the server accepts"
-                      : res.status == 404 ? "no such endpoint"
-                                          : "request failed";
-    Reply(res, res.status, ApiError{res.status, field, msg}.ToJson());
-  });
-  h.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-    Reply(res, 500, ApiError{500, "", "internal error"}.ToJson());
-  });
-  h.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content("ok\n", "text/plain");
-  });
-  h.Get("/metrics", [&c](const httplib::Request&, httplib::Response& res) {
-    res.set_content(c.Metrics(), "text/plain; version=0.0.4");
-  });
-  h.Post("/v1/workloads", [&c](const httplib::Request& req, httplib::Response& res) {
-    Json body, out;
-    ApiError e;
-    if (!Body(req, res, body)) return;
-    if (!c.Submit(body, out, e)) return ReplyError(res, e);
-    Reply(res, 201, out);
-  });
-  h.Get("/v1/workloads", [&c](const httplib::Request& req, httplib::Response& res) {
-    for (const auto& [k, v] : req.params) {
-      if (k != "queue" && k != "state" && k != "kind") {
-        return ReplyError(res, ApiError{400, k, k + ": unknown filter"});
-      }
-    }
-    Reply(res, 200,
-          c.ListWorkloads(req.get_param_value("queue"), req.get_param_value("state"),
-                          req.get_param_value("kind")));
-  });
-  auto with_id = [](const httplib::Request& req, httplib::Response& res, int64_t& id) {
-    if (IdParam(req.matches[1], id)) return true;
-    ReplyError(res, ApiError{400, "id", "id: must be a workload number"});
-    return false;
-  };
-  h.Get(R"(/v1/workloads/([^/]+))",
-        [&c, with_id](const httplib::Request& req, httplib::Response& res) {
+  Route("GET", "/healthz", Sync([](const HttpRequest&, const Captures&) {
+          return HttpResponse{200, "text/plain", "ok\n"};
+        }));
+  Route("GET", "/metrics", Sync([this, &c](const HttpRequest&, const Captures&) {
+          std::string m = c.Metrics();
+          m += "# HELP gpuorch_http_connections Open HTTP connections.\n"
+               "# TYPE gpuorch_http_connections gauge\ngpuorch_http_connections " +
+               std::to_string(http_->connections()) +
+               "\n# HELP gpuorch_watches_held Agents' watches held now.\n"
+               "# TYPE gpuorch_watches_held gauge\ngpuorch_watches_held " +
+               std::to_string(c.HeldWatches()) +
+               "\n# HELP gpuorch_heartbeat_interval_seconds The interval agents are told.\n"
+               "# TYPE gpuorch_heartbeat_interval_seconds gauge\n"
+               "gpuorch_heartbeat_interval_seconds " +
+               std::to_string(static_cast<double>(c.HeartbeatIntervalMs()) / 1000.0) + "\n";
+          return HttpResponse{200, "text/plain; version=0.0.4", std::move(m)};
+        }));
+  Route("POST", "/v1/workloads", Sync([&c](const HttpRequest& req, const Captures&) {
+          Json body, out;
+          ApiError e;
+          HttpResponse bad;
+          if (!Body(req, body, bad)) return bad;
+          if (!c.Submit(body, out, e)) return ReplyError(e);
+          return Reply(201, out);
+        }));
+  Route("GET", "/v1/workloads", Sync([&c](const HttpRequest& req, const Captures&) {
+          for (const auto& [k, v] : req.params) {
+            if (k != "queue" && k != "state" && k != "kind") {
+              return ReplyError(ApiError{400, k, k + ": unknown filter"});
+            }
+          }
+          return Reply(200,
+                       c.ListWorkloads(req.Param("queue"), req.Param("state"), req.Param("kind")));
+        }));
+  auto bad_id = [] { return ReplyError(ApiError{400, "id", "id: must be a workload number"}); };
+  Route("GET", "/v1/workloads/*", Sync([&c, bad_id](const HttpRequest&, const Captures& m) {
           int64_t id;
           Json out;
           ApiError e;
-          if (!with_id(req, res, id)) return;
-          if (!c.GetWorkload(id, out, e)) return ReplyError(res, e);
-          Reply(res, 200, out);
-        });
-  auto cancel = [&c, with_id](const httplib::Request& req, httplib::Response& res) {
+          if (!IdParam(m[0], id)) return bad_id();
+          if (!c.GetWorkload(id, out, e)) return ReplyError(e);
+          return Reply(200, out);
+        }));
+  auto cancel = Sync([&c, bad_id](const HttpRequest&, const Captures& m) {
     int64_t id;
     Json out;
     ApiError e;
-    if (!with_id(req, res, id)) return;
-    if (!c.Cancel(id, out, e)) return ReplyError(res, e);
-    Reply(res, 200, out);
-  };
-  h.Post(R"(/v1/workloads/([^/]+)/cancel)", cancel);
-  h.Delete(R"(/v1/workloads/([^/]+))", cancel);
-  h.Get(R"(/v1/workloads/([^/]+)/logs)",
-        [&c, with_id](const httplib::Request& req, httplib::Response& res) {
+    if (!IdParam(m[0], id)) return bad_id();
+    if (!c.Cancel(id, out, e)) return ReplyError(e);
+    return Reply(200, out);
+  });
+  Route("POST", "/v1/workloads/*/cancel", cancel);
+  Route("DELETE", "/v1/workloads/*", cancel);
+  // The log is fetched from the node's agent on a worker thread (at most 12 s: connect and
+  // read timeouts), so a slow agent holds one worker, never the event loop.
+  Route("GET", "/v1/workloads/*/logs",
+        Sync([&c, bad_id](const HttpRequest& req, const Captures& m) {
           int64_t id;
-          if (!with_id(req, res, id)) return;
-          std::string task_s = req.has_param("task") ? req.get_param_value("task") : "0";
-          std::string stream = req.has_param("stream") ? req.get_param_value("stream") : "stdout";
+          if (!IdParam(m[0], id)) return bad_id();
+          std::string task_s = req.HasParam("task") ? req.Param("task") : "0";
+          std::string stream = req.HasParam("stream") ? req.Param("stream") : "stdout";
           int64_t task = 0;
           if (!IdParam(task_s, task) || task > 100000) {
-            return ReplyError(res, ApiError{400, "task", "task: must be a task number"});
+            return ReplyError(ApiError{400, "task", "task: must be a task number"});
           }
           if (stream != "stdout" && stream != "stderr") {
-            return ReplyError(res, ApiError{400, "stream", "stream: must be stdout or stderr"});
+            return ReplyError(ApiError{400, "stream", "stream: must be stdout or stderr"});
           }
           std::string address, path;
           ApiError e;
-          if (!c.LogTarget(id, static_cast<int32_t>(task), address, path, e))
-            return ReplyError(res, e);
+          if (!c.LogTarget(id, static_cast<int32_t>(task), address, path, e)) {
+            return ReplyError(e);
+          }
           httplib::Client agent("http://" + address);
           agent.set_connection_timeout(2, 0);
           agent.set_read_timeout(10, 0);
           auto r = agent.Get(path + "?stream=" + stream);
-          if (!r) {
-            return ReplyError(res, ApiError{502, "", "agent at " + address + " did not answer"});
+          if (!r) return ReplyError(ApiError{502, "", "agent at " + address + " did not answer"});
+          std::string type = r->get_header_value("Content-Type");
+          return HttpResponse{r->status, type.empty() ? "text/plain" : type, r->body};
+        }));
+  Route("GET", "/v1/queues",
+        Sync([&c](const HttpRequest&, const Captures&) { return Reply(200, c.ListQueues()); }));
+  Route("GET", "/v1/queues/*", Sync([&c](const HttpRequest&, const Captures& m) {
+          Json out;
+          ApiError e;
+          if (!c.GetQueue(m[0], out, e)) return ReplyError(e);
+          return Reply(200, out);
+        }));
+  Route("GET", "/v1/nodes", Sync([&c](const HttpRequest& req, const Captures&) {
+          int64_t limit = 0;
+          for (const auto& [k, v] : req.params) {
+            if (k != "limit" && k != "after") {
+              return ReplyError(ApiError{400, k, k + ": unknown parameter"});
+            }
           }
-          res.status = r->status;
-          res.set_content(r->body, r->get_header_value("Content-Type").empty()
-                                       ? "text/plain"
-                                       : r->get_header_value("Content-Type").c_str());
-        });
-  h.Get("/v1/queues",
-        [&c](const httplib::Request&, httplib::Response& res) { Reply(res, 200, c.ListQueues()); });
-  h.Get(R"(/v1/queues/([^/]+))", [&c](const httplib::Request& req, httplib::Response& res) {
-    Json out;
-    ApiError e;
-    if (!c.GetQueue(req.matches[1], out, e)) return ReplyError(res, e);
-    Reply(res, 200, out);
-  });
-  h.Get("/v1/nodes", [&c](const httplib::Request& req, httplib::Response& res) {
-    int64_t limit = 0;
-    for (const auto& [k, v] : req.params) {
-      if (k != "limit" && k != "after") {
-        return ReplyError(res, ApiError{400, k, k + ": unknown parameter"});
-      }
-    }
-    if (req.has_param("limit") &&
-        (!IdParam(req.get_param_value("limit"), limit) || limit < 1 || limit > 10000)) {
-      return ReplyError(res, ApiError{400, "limit", "limit: must be a number in 1..10000"});
-    }
-    if (req.has_param("after") && limit == 0) {
-      return ReplyError(res, ApiError{400, "after", "after: only with limit"});
-    }
-    Reply(res, 200, c.ListNodes(limit, req.get_param_value("after")));
-  });
+          if (req.HasParam("limit") &&
+              (!IdParam(req.Param("limit"), limit) || limit < 1 || limit > 10000)) {
+            return ReplyError(ApiError{400, "limit", "limit: must be a number in 1..10000"});
+          }
+          if (req.HasParam("after") && limit == 0) {
+            return ReplyError(ApiError{400, "after", "after: only with limit"});
+          }
+          return Reply(200, c.ListNodes(limit, req.Param("after")));
+        }));
   for (bool drain : {true, false}) {
-    h.Post(drain ? R"(/v1/nodes/([^/]+)/drain)" : R"(/v1/nodes/([^/]+)/undrain)",
-           [&c, drain](const httplib::Request& req, httplib::Response& res) {
-             Json out;
-             ApiError e;
-             if (!c.SetDrain(req.matches[1], drain, out, e)) return ReplyError(res, e);
-             Reply(res, 200, out);
-           });
+    Route("POST", drain ? "/v1/nodes/*/drain" : "/v1/nodes/*/undrain",
+          Sync([&c, drain](const HttpRequest&, const Captures& m) {
+            Json out;
+            ApiError e;
+            if (!c.SetDrain(m[0], drain, out, e)) return ReplyError(e);
+            return Reply(200, out);
+          }));
   }
-  h.Post("/v1/agents/register", [&c](const httplib::Request& req, httplib::Response& res) {
-    Json body, out;
-    ApiError e;
-    if (!Body(req, res, body)) return;
-    if (!c.Register(body, out, e)) return ReplyError(res, e);
-    Reply(res, 200, out);
-  });
-  h.Get(R"(/v1/agents/([^/]+)/desired)", [&c](const httplib::Request& req, httplib::Response& res) {
-    int64_t values[3] = {0, 0, 0};
-    const char* names[3] = {"epoch", "after", "wait_ms"};
-    for (const auto& [k, v] : req.params) {
-      if (k != names[0] && k != names[1] && k != names[2]) {
-        return ReplyError(res, ApiError{400, k, k + ": unknown parameter"});
-      }
-    }
-    for (int i = 0; i < 3; ++i) {
-      if (req.has_param(names[i]) && !IdParam(req.get_param_value(names[i]), values[i])) {
-        return ReplyError(
-            res,
-            ApiError{400, names[i], std::string(names[i]) + ": must be a non-negative integer"});
-      }
-    }
-    Json out;
-    ApiError e;
-    if (!c.WatchDesired(req.matches[1], values[0], values[1], values[2], out, e)) {
-      return ReplyError(res, e);
-    }
-    Reply(res, 200, out);
-  });
-  h.Post(R"(/v1/agents/([^/]+)/heartbeat)",
-         [&c](const httplib::Request& req, httplib::Response& res) {
-           Json body, out;
-           ApiError e;
-           if (!Body(req, res, body)) return;
-           if (!c.Heartbeat(req.matches[1], body, out, e)) return ReplyError(res, e);
-           Reply(res, 200, out);
-         });
+  Route("POST", "/v1/agents/register", Sync([&c](const HttpRequest& req, const Captures&) {
+          Json body, out;
+          ApiError e;
+          HttpResponse bad;
+          if (!Body(req, body, bad)) return bad;
+          if (!c.Register(body, out, e)) return ReplyError(e);
+          return Reply(200, out);
+        }));
+  // The long poll: the controller holds the answer (no thread waits) until the node's list
+  // changes, or a timer on the event loop expires it.
+  Route("GET", "/v1/agents/*/desired",
+        [this, &c](const HttpRequest& req, const Captures& m, HttpRespond respond) {
+          int64_t values[3] = {0, 0, 0};
+          const char* names[3] = {"epoch", "after", "wait_ms"};
+          for (const auto& [k, v] : req.params) {
+            if (k != names[0] && k != names[1] && k != names[2]) {
+              return respond(ReplyError(ApiError{400, k, k + ": unknown parameter"}));
+            }
+          }
+          for (int i = 0; i < 3; ++i) {
+            if (req.HasParam(names[i]) && !IdParam(req.Param(names[i]), values[i])) {
+              return respond(ReplyError(ApiError{
+                  400, names[i], std::string(names[i]) + ": must be a non-negative integer"}));
+            }
+          }
+          WatchTicket ticket;
+          ApiError e;
+          // `respond` only queues the write, as the controller requires of `done`.
+          if (!c.WatchDesired(
+                  m[0], values[0], values[1], values[2],
+                  [respond](Json out) { respond(Reply(200, out)); }, ticket, e)) {
+            return respond(ReplyError(e));
+          }
+          if (ticket.id == 0) return;
+          http_->RunAfter(std::chrono::milliseconds(ticket.wait_ms),
+                          [&c, ticket] { c.ExpireWatch(ticket); });
+          // An agent that dies while its watch is held stops counting as alive at once.
+          req.watch_peer([&c, ticket] { c.CancelWatch(ticket); });
+        });
+  Route("POST", "/v1/agents/*/heartbeat", Sync([&c](const HttpRequest& req, const Captures& m) {
+          Json body, out;
+          ApiError e;
+          HttpResponse bad;
+          if (!Body(req, body, bad)) return bad;
+          if (!c.Heartbeat(m[0], body, out, e)) return ReplyError(e);
+          return Reply(200, out);
+        }));
 }
 
 }  // namespace gpuorch::server

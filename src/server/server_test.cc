@@ -4,11 +4,19 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <set>
 #include <thread>
+#include <tuple>
 
 #include "server/api_types.h"
 #include "server/config.h"
@@ -34,7 +42,12 @@ TEST(Config, BadInputNamesTheField) {
       {"bogus: 1", "bogus: unknown field"},
       {"node_timeout_s: 0", "node_timeout_s"},
       {"heartbeat_interval_ms: 6000", "heartbeat_interval_ms"},
-      {"http_threads: 2", "http_threads: must be in 8..4096"},
+      {"http_threads: 128", "http_threads: no longer used"},
+      {"io_threads: 0", "io_threads: must be in 1..64"},
+      {"worker_threads: 1000", "worker_threads: must be in 1..256"},
+      {"max_connections: 0", "max_connections: must be in"},
+      {"idle_timeout_s: 0", "idle_timeout_s: must be in"},
+      {"max_heartbeats_per_second: 0", "max_heartbeats_per_second: must be in"},
       {"queues: []", "queues: must be a non-empty list"},
       {"queues: [{weight: 2}]", "queues[0].name: required"},
       {"queues: [{name: a, weight: 0}]", "queues[0].weight"},
@@ -214,49 +227,125 @@ TEST_F(ControllerTest, SubmitRunSucceed) {
   EXPECT_EQ(Get(id)["state"], "Succeeded");
 }
 
+// A watch as the HTTP layer holds one: the answer lands in `answer` whenever the controller
+// gives it (at once, or later from whichever thread changes the node's list).
+struct HeldWatch {
+  std::shared_ptr<Json> answer = std::make_shared<Json>();
+  std::shared_ptr<int> answers = std::make_shared<int>(0);
+  WatchTicket ticket;
+  bool answered() const { return *answers > 0; }
+};
+
 TEST_F(ControllerTest, WatchAnswersWhenTheNodesListChanges) {
   Register("n1", 4);
   Register("n2", 4);
-  Json out;
   ApiError e;
-  // Nothing changed since version 1 of this epoch: the watch waits out wait_ms.
-  ASSERT_TRUE(controller_->WatchDesired("n1", 0, 0, 0, out, e)) << e.message;
-  const int64_t epoch = out["epoch"], v0 = out["version"];
+  auto watch = [&](const std::string& node, int64_t epoch, int64_t after, int64_t wait_ms) {
+    HeldWatch w;
+    EXPECT_TRUE(controller_->WatchDesired(
+        node, epoch, after, wait_ms,
+        [answer = w.answer, answers = w.answers](Json out) {
+          *answer = std::move(out);
+          ++*answers;
+        },
+        w.ticket, e))
+        << e.message;
+    return w;
+  };
+  // Another epoch (0: the agent never heard from this server) answers at once.
+  HeldWatch first = watch("n1", 0, 0, 60000);
+  ASSERT_TRUE(first.answered());
+  EXPECT_EQ(first.ticket.id, 0u);
+  const int64_t epoch = (*first.answer)["epoch"], v0 = (*first.answer)["version"];
   EXPECT_GT(epoch, 0);
-  EXPECT_TRUE(out["desired"].empty());
-  ASSERT_TRUE(controller_->WatchDesired("n1", epoch, v0, 10, out, e));
-  EXPECT_EQ(out["version"], v0) << "timed out with the same list";
+  EXPECT_TRUE((*first.answer)["desired"].empty());
+  EXPECT_EQ((*first.answer)["heartbeat_interval_ms"], 500);
 
-  // A bind changes n1's version once it is committed and published; n2's stays.
+  // Nothing changed since v0: the watch is held, no thread waits, and the node counts as
+  // alive. Its deadline (the caller's timer) answers it with the same list, once.
+  HeldWatch idle = watch("n1", epoch, v0, 60000);
+  EXPECT_FALSE(idle.answered());
+  EXPECT_NE(idle.ticket.id, 0u);
+  EXPECT_EQ(idle.ticket.wait_ms, config_.node_timeout_ms / 2) << "capped at half the timeout";
+  EXPECT_EQ(controller_->HeldWatches(), 1);
+  controller_->ExpireWatch(idle.ticket);
+  ASSERT_TRUE(idle.answered());
+  EXPECT_EQ((*idle.answer)["version"], v0) << "timed out with the same list";
+  controller_->ExpireWatch(idle.ticket);
+  EXPECT_EQ(*idle.answers, 1) << "answered exactly once";
+  EXPECT_EQ(controller_->HeldWatches(), 0);
+
+  // A bind changes n1's version once it is committed and published; a watch held on n1
+  // is answered by it, one held on n2 is not.
+  HeldWatch on_n1 = watch("n1", epoch, v0, 60000);
+  HeldWatch on_n2 = watch("n2", epoch, v0, 60000);
   int64_t id = Submit("batch", 4, 1);
   controller_->Step();
-  ASSERT_TRUE(controller_->WatchDesired("n1", epoch, v0, 60000, out, e));
-  ASSERT_EQ(out["desired"].size(), 1u) << "answered at once: the version moved";
-  EXPECT_EQ(out["desired"][0]["workload"], id);
-  const int64_t v1 = out["version"];
+  ASSERT_TRUE(on_n1.answered()) << "the bind's publication answers the held watch";
+  ASSERT_EQ((*on_n1.answer)["desired"].size(), 1u);
+  EXPECT_EQ((*on_n1.answer)["desired"][0]["workload"], id);
+  const int64_t v1 = (*on_n1.answer)["version"];
   EXPECT_GT(v1, v0);
-  Json other;
-  ASSERT_TRUE(controller_->WatchDesired("n2", epoch, v0, 10, other, e));
-  EXPECT_EQ(other["version"], v0);
+  EXPECT_FALSE(on_n2.answered());
+  // A watch asked with an out-of-date version answers at once.
+  HeldWatch late = watch("n1", epoch, v0, 60000);
+  ASSERT_TRUE(late.answered());
+  EXPECT_EQ((*late.answer)["version"], v1);
 
-  // A watch held in another thread wakes up when a cancellation stops the task.
-  std::thread watcher(
-      [&] { EXPECT_TRUE(controller_->WatchDesired("n1", epoch, v1, 60000, out, e)); });
+  // A watch held while a cancellation stops the task hears it.
+  HeldWatch stop = watch("n1", epoch, v1, 60000);
+  EXPECT_FALSE(stop.answered());
   Json cancelled;
   ASSERT_TRUE(controller_->Cancel(id, cancelled, e)) << e.message;
-  watcher.join();
-  EXPECT_GT(out["version"].get<int64_t>(), v1);
-  EXPECT_TRUE(out["desired"].empty());
+  ASSERT_TRUE(stop.answered());
+  EXPECT_GT((*stop.answer)["version"].get<int64_t>(), v1);
+  EXPECT_TRUE((*stop.answer)["desired"].empty());
 
-  // Another epoch (the agent last heard from an earlier server) answers at once, and the
-  // heartbeat answer carries the same epoch and version.
-  ASSERT_TRUE(controller_->WatchDesired("n1", epoch - 1, out["version"], 60000, out, e));
+  // The heartbeat answer carries the same epoch and version.
   Json hb;
   ASSERT_TRUE(controller_->Heartbeat("n1", {{"tasks", Json::array()}}, hb, e));
   EXPECT_EQ(hb["epoch"], epoch);
-  EXPECT_EQ(hb["version"], out["version"]);
-  EXPECT_FALSE(controller_->WatchDesired("nope", epoch, 0, 10, out, e));
+  EXPECT_EQ(hb["version"], (*stop.answer)["version"]);
+  HeldWatch unknown;
+  EXPECT_FALSE(controller_->WatchDesired(
+      "nope", epoch, 0, 10, [](Json) { ADD_FAILURE() << "answered an unknown node"; },
+      unknown.ticket, e));
   EXPECT_EQ(e.code, 404);
+
+  // Shutdown answers every held watch (n2's still waits) and any later one at once.
+  controller_->Shutdown();
+  EXPECT_TRUE(on_n2.answered());
+  EXPECT_TRUE(watch("n2", epoch, v0, 60000).answered());
+  EXPECT_EQ(controller_->HeldWatches(), 0);
+}
+
+// Heartbeats scale with the cluster (docs/operations.md, "Sizing"): the interval keeps the
+// periodic heartbeats at max_heartbeats_per_second, and the node timeout follows it.
+TEST_F(ControllerTest, HeartbeatIntervalGrowsWithTheCluster) {
+  config_.max_heartbeats_per_second = 4;
+  config_.heartbeat_interval_ms = 500;
+  config_.node_timeout_ms = 2000;
+  Open();
+  struct Case {
+    int nodes;
+    int64_t interval_ms, timeout_ms;
+  };
+  // 2 nodes at 4/s: 500 ms suffices; 3 nodes: 750 ms; 8 nodes: 2 s, timeout 2 s + 3 * 1.5 s.
+  const Case steps[] = {{1, 500, 2000}, {2, 500, 2000}, {3, 750, 2750}, {8, 2000, 6500}};
+  int registered = 0;
+  for (const Case& st : steps) {
+    while (registered < st.nodes) Register("n" + std::to_string(++registered), 1);
+    EXPECT_EQ(controller_->HeartbeatIntervalMs(), st.interval_ms) << st.nodes << " nodes";
+    EXPECT_EQ(controller_->NodeTimeoutMs(), st.timeout_ms) << st.nodes << " nodes";
+  }
+  // Agents hear the interval in the registration answer and in every heartbeat answer.
+  Json out, hb;
+  ApiError e;
+  const Json gpus = {{{"index", 0}, {"uuid", "n10"}, {"model", "H100"}, {"memory_mib", 81920}}};
+  ASSERT_TRUE(controller_->Register({{"name", "n1"}, {"gpus", gpus}}, out, e)) << e.message;
+  EXPECT_EQ(out["heartbeat_interval_ms"], 2000);
+  ASSERT_TRUE(controller_->Heartbeat("n1", {{"tasks", Json::array()}}, hb, e));
+  EXPECT_EQ(hb["heartbeat_interval_ms"], 2000);
 }
 
 TEST_F(ControllerTest, ExitsAndSubmissionsWakeTheCycleAndUsageIsKept) {
@@ -562,6 +651,447 @@ TEST_F(ControllerTest, PolicyLearnsTheLiveTaskMix) {
   EXPECT_EQ(typical[0].task.gpu_count, 1);
   EXPECT_DOUBLE_EQ(typical[0].weight, 0.75);
 }
+
+// Holds the first cycle of the next Step on a latch: the test runs API calls while the
+// cycle is under way, then lets it finish. Deterministic: no call below may wait for the
+// cycle, or it waits for ever (reported after a minute, then released so the test ends).
+class CycleLatch {
+ public:
+  explicit CycleLatch(Controller& c) : c_(c) {
+    c_.SetCycleHookForTesting([this] {
+      if (used_) return;
+      used_ = true;
+      entered_.set_value();
+      release_.get_future().wait();
+    });
+    step_ = std::thread([this] { c_.Step(); });
+    entered_.get_future().wait();
+  }
+  // Runs `calls` in another thread while the cycle is held; true if they all returned.
+  bool WhileHeld(const std::function<void()>& calls) {
+    auto done = std::async(std::launch::async, calls);
+    bool returned = done.wait_for(std::chrono::seconds(60)) == std::future_status::ready;
+    Release();
+    done.wait();
+    return returned;
+  }
+  void Release() {
+    if (released_) return;
+    released_ = true;
+    release_.set_value();
+    step_.join();
+  }
+  ~CycleLatch() {
+    Release();
+    c_.SetCycleHookForTesting(nullptr);
+  }
+
+ private:
+  Controller& c_;
+  bool used_ = false, released_ = false;
+  std::promise<void> entered_, release_;
+  std::thread step_;
+};
+
+TEST_F(ControllerTest, ApiAnswersWhileACycleRuns) {
+  Register("n1", 4);
+  int64_t a = Submit("batch", 1);
+  int64_t b = -1, c = -1;
+  {
+    CycleLatch latch(*controller_);
+    ASSERT_TRUE(latch.WhileHeld([&] {
+      b = Submit("batch", 2);
+      c = Submit("batch", 1);
+      EXPECT_EQ(Get(a)["state"], "Pending") << "the held cycle's bind is not applied yet";
+      EXPECT_EQ(Get(b)["state"], "Pending");
+      Json out;
+      ApiError e;
+      EXPECT_TRUE(controller_->Cancel(c, out, e)) << e.message;
+      EXPECT_EQ(out["state"], "Cancelled");
+      EXPECT_EQ(controller_->ListWorkloads("", "", "")["workloads"].size(), 3u);
+      EXPECT_EQ(controller_->ListQueues()["queues"].size(), 2u);
+      EXPECT_EQ(controller_->ListNodes()["nodes"].size(), 1u);
+      EXPECT_NE(controller_->Metrics().find("gpuorch_cycle_seconds"), std::string::npos);
+      EXPECT_TRUE(Heartbeat("n1", Json::array()).empty());
+      Register("n2", 4);
+    })) << "an API call waited for the cycle";
+  }
+  EXPECT_EQ(Get(a)["state"], "Running") << "the held cycle bound what it had";
+  EXPECT_EQ(Get(b)["state"], "Pending") << "submitted during it: the next cycle's";
+  controller_->Step();
+  EXPECT_EQ(Get(b)["state"], "Running");
+  EXPECT_EQ(Get(c)["state"], "Cancelled");
+  Json q;
+  ApiError e;
+  ASSERT_TRUE(controller_->GetQueue("batch", q, e));
+  EXPECT_EQ(q["quota"][0]["used_milli"], 3000) << "usage from the snapshot of the last cycle";
+  EXPECT_EQ(q["running"], 2);
+}
+
+// What changed during a cycle wins over the plan made without it: a cancelled workload is
+// not bound, a finished one not evicted, and the engine releases what it planned for them.
+TEST_F(ControllerTest, ChangesDuringACycleWinOverItsPlan) {
+  Register("n1", 4);
+  int64_t borrower = Submit("batch", 4);
+  controller_->Step();
+  ASSERT_EQ(Get(borrower)["state"], "Running");
+  ASSERT_EQ(Heartbeat("n1", Json::array()).size(), 1u);
+  // The held cycle evicts the borrower for prod's guarantee; meanwhile the borrower ends on
+  // its own and the prod workload is cancelled.
+  int64_t owner = Submit("prod", 4);
+  {
+    CycleLatch latch(*controller_);
+    ASSERT_TRUE(latch.WhileHeld([&] {
+      Heartbeat("n1", {{{"workload", borrower},
+                        {"task", 0},
+                        {"attempt", 0},
+                        {"state", "exited"},
+                        {"exit_code", 0}}});
+      EXPECT_EQ(Get(borrower)["state"], "Succeeded") << "an exit is answered at once";
+      Json out;
+      ApiError e;
+      EXPECT_TRUE(controller_->Cancel(owner, out, e)) << e.message;
+    }));
+  }
+  EXPECT_EQ(Get(borrower)["state"], "Succeeded") << "the held cycle's eviction is dropped";
+  EXPECT_EQ(Get(owner)["state"], "Cancelled");
+  EXPECT_TRUE(Get(owner)["tasks"].empty());
+  // The engine forgot both: the whole node binds the next 4-GPU workload.
+  int64_t next = Submit("batch", 4);
+  controller_->Step();
+  EXPECT_EQ(Get(next)["state"], "Running");
+  Json desired = Heartbeat("n1", Json::array());
+  ASSERT_EQ(desired.size(), 1u);
+  EXPECT_EQ(desired[0]["workload"], next);
+}
+
+// The API validates a submission with the engine's own checks and answers at once; what only
+// the engine can refuse (here an id beyond its 32-bit range) fails the workload, durably,
+// with the engine's reason.
+TEST_F(ControllerTest, WhatOnlyTheEngineRefusesFailsTheWorkload) {
+  const int64_t last = int64_t{core::WorkloadId::kInvalid} - 1;
+  store::Batch seed;
+  seed.workloads.push_back(store::StoredWorkload{
+      last, "Succeeded", R"({"name": "old", "queue": "batch", "gpus": 1, "command": ["true"]})",
+      R"({"state": "Succeeded"})"});
+  ASSERT_TRUE(store_->Commit(seed).ok());
+  Open();
+  int64_t id = Submit("batch", 1);
+  ASSERT_EQ(id, last + 1);
+  EXPECT_EQ(Get(id)["state"], "Pending");
+  controller_->Step();
+  auto check = [&] {
+    Json w = Get(id);
+    EXPECT_EQ(w["state"], "Failed");
+    ASSERT_FALSE(w["events"].empty());
+    EXPECT_EQ(w["events"].back()["message"], "refused by the scheduler: workload.id: out of range")
+        << w.dump();
+  };
+  check();
+  Open();
+  check();
+}
+
+TEST_F(ControllerTest, ReRegistrationMayNotShrinkANodeBelowItsAllocation) {
+  Register("n1", 4);
+  Submit("batch", 4);
+  controller_->Step();
+  Json out;
+  ApiError e;
+  EXPECT_FALSE(
+      controller_->Register({{"name", "n1"},
+                             {"cpu_milli", 64000},
+                             {"memory_mib", 262144},
+                             {"gpus", {{{"index", 0}, {"model", "H100"}, {"memory_mib", 81920}}}}},
+                            out, e));
+  EXPECT_EQ(e.code, 409);
+  EXPECT_EQ(e.field, "gpus");
+  EXPECT_EQ(e.message, "gpus: node n1: GPUs change while GPUs are in use");
+}
+
+// API threads, an agent and the cycle loop race freely; once they stop and the remaining work
+// is run to its end, every workload is finished and the engine holds nothing: whatever the
+// interleaving, no event is lost between the records and the engine.
+TEST_F(ControllerTest, RacingApiAgentAndCyclesLeaveRecordsAndEngineInLine) {
+  for (int i = 0; i < 4; ++i) Register("n" + std::to_string(i), 4);
+  std::atomic<bool> stop{false};
+  std::thread loop([&] {
+    while (!stop) {
+      controller_->Step();
+      controller_->WaitForWork(5);
+    }
+  });
+  // The agent: reports desired tasks running, then exited (some failing), and stops the
+  // ones no longer desired (exit 143), as a real agent does.
+  using TaskKey = std::tuple<int64_t, int32_t, int32_t>;  // workload, task, attempt
+  std::map<std::string, std::set<TaskKey>> started;
+  auto agent_pass = [&](int round) {
+    for (int i = 0; i < 4; ++i) {
+      const std::string node = "n" + std::to_string(i);
+      Json report = Json::array();
+      std::set<TaskKey> desired, running;
+      for (const Json& d : Heartbeat(node, Json::array())) {
+        const TaskKey key{d["workload"].get<int64_t>(), d["task"].get<int32_t>(),
+                          d["attempt"].get<int32_t>()};
+        desired.insert(key);
+        const bool exits = (round + std::get<1>(key)) % 3 != 0;
+        if (!exits) running.insert(key);
+        report.push_back({{"workload", std::get<0>(key)},
+                          {"task", std::get<1>(key)},
+                          {"attempt", std::get<2>(key)},
+                          {"state", exits ? "exited" : "running"},
+                          {"exit_code", round % 5 == 0 ? 1 : 0}});
+      }
+      for (const TaskKey& key : started[node]) {
+        if (desired.count(key)) continue;
+        report.push_back({{"workload", std::get<0>(key)},
+                          {"task", std::get<1>(key)},
+                          {"attempt", std::get<2>(key)},
+                          {"state", "exited"},
+                          {"exit_code", 143}});
+      }
+      started[node] = running;
+      Heartbeat(node, report);
+    }
+  };
+  std::atomic<int> clients_done{0};
+  std::vector<std::thread> clients;
+  for (int k = 0; k < 3; ++k) {
+    clients.emplace_back([&, k] {
+      std::vector<int64_t> mine;
+      for (int i = 0; i < 60; ++i) {
+        mine.push_back(Submit(i % 4 == 0 ? "prod" : "batch", 1 + (i + k) % 3, 1 + i % 2));
+        if (i % 3 == 1) {
+          Json out;
+          ApiError e;
+          (void)controller_->Cancel(mine[static_cast<size_t>(i / 2)], out, e);  // may be done
+        }
+        Get(mine.back());
+        controller_->ListQueues();
+      }
+      ++clients_done;
+    });
+  }
+  for (int round = 0; clients_done < 3; ++round) agent_pass(round);
+  for (std::thread& t : clients) t.join();
+  stop = true;
+  loop.join();
+  // Run what is left to its end, the agent reporting clean exits.
+  for (int round = 1; round < 2000; ++round) {
+    controller_->Step();
+    agent_pass(1);
+    size_t live = 0;
+    for (const char* st : {"Pending", "Running", "Preempted"}) {
+      const Json list = controller_->ListWorkloads("", st, "");
+      live += list["workloads"].size();
+      // Tasks told to stop before this agent saw them start: it reports them stopped too.
+      for (const Json& w : list["workloads"]) {
+        for (const Json& t : w["tasks"]) {
+          if (t["state"] != "stopping") continue;
+          Heartbeat(t["node"].get<std::string>(), {{{"workload", w["id"]},
+                                                    {"task", t["task"]},
+                                                    {"attempt", w["attempt"]},
+                                                    {"state", "exited"},
+                                                    {"exit_code", 143}}});
+        }
+      }
+    }
+    if (live == 0) break;
+  }
+  controller_->Step();
+  const Json all = controller_->ListWorkloads("", "", "");
+  ASSERT_EQ(all["workloads"].size(), 180u);
+  for (const Json& w : all["workloads"]) {
+    EXPECT_TRUE(w["state"] == "Succeeded" || w["state"] == "Failed" || w["state"] == "Cancelled")
+        << w.dump();
+  }
+  const Json queues = controller_->ListQueues();
+  ASSERT_EQ(queues["queues"].size(), 2u);
+  for (const Json& q : queues["queues"]) {
+    for (const Json& e : q["quota"]) EXPECT_EQ(e["used_milli"], 0) << q.dump();
+    EXPECT_EQ(q["cpu_quota"]["used_milli"], 0) << q.dump();
+  }
+  const Json nodes = controller_->ListNodes();
+  ASSERT_EQ(nodes["nodes"].size(), 4u);
+  for (const Json& n : nodes["nodes"]) {
+    EXPECT_EQ(n["cpu_used_milli"], 0) << n.dump();
+    for (const Json& g : n["gpus"]) EXPECT_EQ(g["used_milli"], 0) << n.dump();
+  }
+}
+
+// BEGIN backlog measurement
+// ---- Measurement (not run by ctest): the API under a standing backlog (issues 14 and 15).
+// 100 emulated 8-GPU nodes, each half filled by a running job of its own CPU/memory shape
+// (queue infra, within its guarantee, not preemptible); a backlog of 10,000 pending
+// single-GPU jobs of distinct CPU/memory shapes, in quota (queue prod), that fit an empty
+// node but none now, so every cycle looks for victims for each and finds none, as issue
+// 14's preemptors do; the controller loop running as Server::Serve runs it. Then
+// probes, one at a time: an in-quota single-GPU job is submitted, polled until Running
+// (its bind applied), and its exit reported by the node's heartbeat; a second client keeps
+// submitting backlog-shaped jobs meanwhile. Prints submit latency and time to bind
+// (p50/p99/max, ms) as one JSON line. Run it with
+//   server_test --gtest_also_run_disabled_tests --gtest_filter='ControllerBacklog.*'
+// and GPUORCH_BACKLOG / GPUORCH_PROBES to change the sizes.
+TEST(ControllerBacklog, DISABLED_ApiLatencyUnderAPendingBacklog) {
+  auto env = [](const char* k, int def) {
+    const char* v = std::getenv(k);
+    return v != nullptr ? std::atoi(v) : def;
+  };
+  const int backlog = env("GPUORCH_BACKLOG", 10000), probes = env("GPUORCH_PROBES", 100);
+  const int nodes = 100;
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("gpuorch-backlog-" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  ServerConfig config = *ParseConfig(R"(
+node_timeout_s: 3600
+queues:
+  - {name: infra, quota: [{model: "*", guaranteed: 400}]}
+  - {name: prod, quota: [{model: "*", guaranteed: 400}]}
+)");
+  auto opened = store::OpenSqliteStore((dir / "db").string());
+  ASSERT_TRUE(opened.ok());
+  std::unique_ptr<store::StateStore> store = std::move(opened).value();
+  auto created = Controller::Create(config, store.get());
+  ASSERT_TRUE(created.ok()) << created.status().message();
+  std::unique_ptr<Controller> controller = std::move(created).value();
+  Controller& c = *controller;
+  using Clock = std::chrono::steady_clock;
+  auto ms = [](Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
+  auto submit = [&](const std::string& name, const std::string& queue, int64_t gpus,
+                    int64_t cpu_milli, int64_t memory_mib, double* latency_ms) {
+    Json out;
+    ApiError e;
+    const auto t0 = Clock::now();
+    const bool ok = c.Submit({{"name", name},
+                              {"queue", queue},
+                              {"gpus", gpus},
+                              {"cpu_milli", cpu_milli},
+                              {"memory_mib", memory_mib},
+                              {"preemptible", queue != "infra"},
+                              {"command", {"true"}}},
+                             out, e);
+    if (latency_ms != nullptr) *latency_ms = ms(Clock::now() - t0);
+    EXPECT_TRUE(ok) << e.message;
+    return out.value("id", int64_t{-1});
+  };
+  for (int i = 0; i < nodes; ++i) {
+    Json gs = Json::array();
+    for (int j = 0; j < 8; ++j) {
+      gs.push_back({{"index", j}, {"model", "H100"}, {"memory_mib", 81920}});
+    }
+    Json out;
+    ApiError e;
+    ASSERT_TRUE(c.Register({{"name", "node-" + std::to_string(i)},
+                            {"address", "127.0.0.1:1"},
+                            {"cpu_milli", 64000},
+                            {"memory_mib", 524288},
+                            {"gpus", gs}},
+                           out, e))
+        << e.message;
+  }
+  // Half of each node, in a shape of its own: 4 GPUs, 50-54 cores, 200-400 GiB.
+  for (int i = 0; i < nodes; ++i) {
+    submit("fill-" + std::to_string(i), "infra", 4, 50000 + 37 * i, 204800 + 1931 * i, nullptr);
+  }
+  c.Step();
+  // The backlog: 1 GPU and 16-60 cores, every one a distinct shape (no node has more than
+  // 14 cores free). Four clients, as the API would see them.
+  std::vector<std::thread> clients;
+  for (int k = 0; k < 4; ++k) {
+    clients.emplace_back([&, k] {
+      for (int i = k; i < backlog; i += 4) {
+        submit("backlog-" + std::to_string(i), "prod", 1, 16000 + (i * 4397) % 44000,
+               1024 + (i * 7919) % 200000, nullptr);
+      }
+    });
+  }
+  std::atomic<bool> stop{false};
+  std::thread loop([&] {
+    while (!stop) {
+      c.Step();
+      c.WaitForWork(50);  // the default cycle_interval_ms
+    }
+  });
+  for (std::thread& t : clients) t.join();
+  // A second client keeps submitting while the probes run.
+  std::vector<double> submit_ms, bind_ms;
+  std::mutex submit_mu;
+  std::thread churn([&] {
+    for (int i = 0; !stop; ++i) {
+      double l = 0;
+      submit("churn-" + std::to_string(i), "prod", 1, 16000 + (i * 3331) % 44000,
+             1024 + (i * 104729) % 200000, &l);
+      {
+        std::lock_guard<std::mutex> lock(submit_mu);
+        submit_ms.push_back(l);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  for (int p = 0; p < probes; ++p) {
+    double l = 0;
+    const auto t0 = Clock::now();
+    const int64_t id = submit("probe-" + std::to_string(p), "prod", 1, 1000, 1024, &l);
+    {
+      std::lock_guard<std::mutex> lock(submit_mu);
+      submit_ms.push_back(l);
+    }
+    Json w;
+    ApiError e;
+    for (;;) {
+      ASSERT_TRUE(c.GetWorkload(id, w, e));
+      if (w["state"] == "Running") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    bind_ms.push_back(ms(Clock::now() - t0));
+    Json out;
+    ASSERT_TRUE(c.Heartbeat(w["tasks"][0]["node"].get<std::string>(),
+                            {{"tasks",
+                              {{{"workload", id},
+                                {"task", 0},
+                                {"attempt", 0},
+                                {"state", "exited"},
+                                {"exit_code", 0}}}}},
+                            out, e))
+        << e.message;
+  }
+  stop = true;
+  churn.join();
+  c.Shutdown();
+  loop.join();
+  const Json pending = c.ListWorkloads("prod", "Pending", "");
+  auto pct = [](std::vector<double> v, double q) {
+    std::sort(v.begin(), v.end());
+    return v.empty()
+               ? 0.0
+               : v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
+  };
+  const std::string metrics = c.Metrics();
+  const size_t sum_at = metrics.find("gpuorch_cycle_seconds_sum ");
+  const size_t count_at = metrics.find("gpuorch_cycle_seconds_count ");
+  double cycle_mean_ms = 0;
+  if (sum_at != std::string::npos && count_at != std::string::npos) {
+    cycle_mean_ms = 1000 * std::atof(metrics.c_str() + sum_at + 26) /
+                    std::max(1.0, std::atof(metrics.c_str() + count_at + 28));  // names' lengths
+  }
+  Json result{{"backlog_pending", pending["workloads"].size()},
+              {"probes", probes},
+              {"submits", submit_ms.size()},
+              {"submit_p50_ms", pct(submit_ms, 0.50)},
+              {"submit_p99_ms", pct(submit_ms, 0.99)},
+              {"submit_max_ms", pct(submit_ms, 1.0)},
+              {"bind_p50_ms", pct(bind_ms, 0.50)},
+              {"bind_p99_ms", pct(bind_ms, 0.99)},
+              {"bind_max_ms", pct(bind_ms, 1.0)},
+              {"cycle_mean_ms", cycle_mean_ms}};
+  std::printf("%s\n", result.dump().c_str());
+  EXPECT_GE(pending["workloads"].size(), static_cast<size_t>(backlog));
+  controller.reset();
+  store.reset();
+  std::filesystem::remove_all(dir);
+}
+// END backlog measurement
 
 }  // namespace
 }  // namespace gpuorch::server
