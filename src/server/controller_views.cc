@@ -219,11 +219,19 @@ Json Controller::ListNodes(int64_t limit, const std::string& after) {
     static const EngineSnapshot::NodeUse kNoUse;
     const EngineSnapshot::NodeUse& use =
         n.id.value() < snapshot_.nodes.size() ? snapshot_.nodes[n.id.value()] : kNoUse;
-    const Json& reg = n.registration.value("gpus", Json::array());
+    // By reference: value() would copy every node's GPU list on every page.
+    static const Json kNone = Json::array();
+    auto gpus_it = n.registration.find("gpus");
+    const Json& reg = gpus_it != n.registration.end() && gpus_it->is_array() ? *gpus_it : kNone;
     std::map<std::string, Count> mine;
     for (int j = 0; j < n.spec.gpu_count; ++j) {
-      const Json& g = j < static_cast<int>(reg.size()) ? reg[static_cast<size_t>(j)] : Json();
-      Count& c = mine[g.is_object() ? g.value("model", "") : ""];
+      std::string model;
+      if (j < static_cast<int>(reg.size())) {
+        const Json& g = reg[static_cast<size_t>(j)];
+        auto m = g.is_object() ? g.find("model") : g.end();
+        if (g.is_object() && m != g.end() && m->is_string()) model = m->get<std::string>();
+      }
+      Count& c = mine[model];
       ++c.gpus;
       if (j < static_cast<int>(use.gpu_used_milli.size())) c.used_milli += use.gpu_used_milli[j];
     }
