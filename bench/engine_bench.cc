@@ -150,20 +150,8 @@ void Cycle10kPending(benchmark::State& state, Shapes shapes, bool headline) {
   config.in_quota = static_cast<int>(state.range(0));
   config.shapes = shapes;
   StatsCounter stats;
-  double seconds = 0;
-  int64_t cycles = 0;
-  for (auto _ : state) {
-    state.PauseTiming();
-    Backlog b = BuildBacklog(config);
-    state.ResumeTiming();
-    seconds += TimedBacklogCycle(state, b, stats);
-    state.PauseTiming();
-    ++cycles;
-    b = Backlog{};
-    state.ResumeTiming();
-  }
   state.counters[std::string(headline ? "cycle_ms_10k_pending" : "cycle_ms") + Suffix(shapes)] =
-      seconds * 1e3 / static_cast<double>(cycles);
+      BacklogCycleMs(state, config, stats);
   stats.Report(state);
 }
 void BM_Cycle10kPending(benchmark::State& state, bool headline) {

@@ -465,4 +465,20 @@ double TimedBacklogCycle(benchmark::State& state, Backlog& backlog, StatsCounter
   return seconds;
 }
 
+double BacklogCycleMs(benchmark::State& state, const BacklogConfig& config, StatsCounter& stats) {
+  double seconds = 0;
+  int64_t cycles = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    Backlog b = BuildBacklog(config);
+    state.ResumeTiming();
+    seconds += TimedBacklogCycle(state, b, stats);
+    state.PauseTiming();
+    ++cycles;
+    b = Backlog{};
+    state.ResumeTiming();
+  }
+  return seconds * 1e3 / static_cast<double>(cycles);
+}
+
 }  // namespace gpuorch::sched::bench

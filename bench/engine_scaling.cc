@@ -36,19 +36,7 @@ void BM_CycleScaling(benchmark::State& state) {
   config.shapes = Shapes::kDistinct;
   config.adopt_fill = true;
   StatsCounter stats;
-  double seconds = 0;
-  int64_t cycles = 0;
-  for (auto _ : state) {
-    state.PauseTiming();
-    Backlog b = BuildBacklog(config);
-    state.ResumeTiming();
-    seconds += TimedBacklogCycle(state, b, stats);
-    state.PauseTiming();
-    ++cycles;
-    b = Backlog{};
-    state.ResumeTiming();
-  }
-  const double ms = seconds * 1e3 / static_cast<double>(cycles);
+  const double ms = BacklogCycleMs(state, config, stats);
   state.counters["cycle_ms"] = ms;
   if (config.nodes == 50'000 && config.pending == 50'000) {
     state.counters["cycle_ms_50k_nodes_50k_pending"] = ms;

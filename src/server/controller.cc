@@ -403,16 +403,10 @@ void Controller::ExpireWatch(const WatchTicket& ticket) {
   auto it = nodes_.find(ticket.node);
   if (it == nodes_.end()) return;
   NodeRecord& n = it->second;
-  for (size_t i = 0; i < n.watches.size(); ++i) {
-    if (n.watches[i].id != ticket.id) continue;
-    auto done = std::move(n.watches[i].done);
-    n.watches.erase(n.watches.begin() + static_cast<std::ptrdiff_t>(i));
-    --held_watches_;
-    n.last_heartbeat_ms = SteadyMs();
-    n.last_heartbeat_wall_ms = Now();
-    done(DesiredJson(n.name));
-    return;
-  }
+  std::function<void(Json)> done = TakeWatch(n, ticket.id);
+  if (!done) return;
+  n.last_heartbeat_wall_ms = Now();
+  done(DesiredJson(n.name));
 }
 
 void Controller::CancelWatch(const WatchTicket& ticket) {
@@ -421,14 +415,19 @@ void Controller::CancelWatch(const WatchTicket& ticket) {
   auto it = nodes_.find(ticket.node);
   if (it == nodes_.end()) return;
   NodeRecord& n = it->second;
+  dropped = TakeWatch(n, ticket.id);
+}
+
+std::function<void(Json)> Controller::TakeWatch(NodeRecord& n, uint64_t id) {
   for (size_t i = 0; i < n.watches.size(); ++i) {
-    if (n.watches[i].id != ticket.id) continue;
-    dropped = std::move(n.watches[i].done);
+    if (n.watches[i].id != id) continue;
+    std::function<void(Json)> done = std::move(n.watches[i].done);
     n.watches.erase(n.watches.begin() + static_cast<std::ptrdiff_t>(i));
     --held_watches_;
-    n.last_heartbeat_ms = SteadyMs();
-    return;
+    n.last_heartbeat_ms = SteadyMs();  // it was held until now: contact until now
+    return done;
   }
+  return {};
 }
 
 void Controller::AnswerWatches(NodeRecord& n, bool all) {

@@ -251,6 +251,9 @@ class Controller {
   int64_t IntervalLocked() const;
   int64_t TimeoutLocked() const;
   // Answers n's held watches whose version is out of date (all of them when `all`).
+  // Removes the held watch `id` of n (mu_ held) and returns its completion, or an empty one
+  // when it was answered already; a watch held until now counts as contact until now.
+  std::function<void(Json)> TakeWatch(NodeRecord& n, uint64_t id);
   void AnswerWatches(NodeRecord& n, bool all);
   void Event(WorkloadRecord& w, const std::string& type, const std::string& message);
   void Dirty(const WorkloadRecord& w) { dirty_.insert(w.id); }
