@@ -141,6 +141,13 @@ double ExecFloorMs(const char* command, int runs) {
   return (RusageMs(RUSAGE_CHILDREN) - before) / runs;
 }
 
+// A benchmark client as a long-lived API client would be: keep-alive, no Nagle delay.
+void KeepAlive(httplib::Client& client) {
+  client.set_keep_alive(true);
+  client.set_tcp_nodelay(true);
+  client.set_read_timeout(60, 0);
+}
+
 // The p-th quantile of `v` (sorted here), rounded to 0.01 ms; 0 when empty.
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
@@ -229,9 +236,7 @@ int RunBacklog(const Options& o) {
   for (int c = 0; c < o.clients; ++c) {
     clients.emplace_back([&, c] {
       httplib::Client client(cluster.url());
-      client.set_keep_alive(true);
-      client.set_tcp_nodelay(true);
-      client.set_read_timeout(60, 0);
+      KeepAlive(client);
       for (int i = next++; i < o.backlog; i = next++) {
         Clock::time_point t0 = Clock::now();
         auto r = client.Post("/v1/workloads", bodies[static_cast<size_t>(i)], "application/json");
@@ -247,9 +252,7 @@ int RunBacklog(const Options& o) {
   // The backlog stands once every accepted submission is Pending in `batch` (its fill jobs
   // are Running there).
   httplib::Client api(cluster.url());
-  api.set_keep_alive(true);
-  api.set_tcp_nodelay(true);
-  api.set_read_timeout(60, 0);
+  KeepAlive(api);
   long pending = 0;
   const bool standing = gpuorch::cptest::WaitFor(
       [&] {
@@ -382,9 +385,7 @@ int main(int argc, char** argv) {
   for (int c = 0; c < o.clients; ++c) {
     clients.emplace_back([&, c] {
       httplib::Client client(cluster.url());
-      client.set_keep_alive(true);
-      client.set_tcp_nodelay(true);
-      client.set_read_timeout(60, 0);
+      KeepAlive(client);
       for (int i = next++; i < o.jobs; i = next++) {
         Clock::time_point t0 = Clock::now();
         auto r = client.Post("/v1/workloads", body, "application/json");
