@@ -163,7 +163,6 @@ class ClusterState {
     // Of the members, kept as they change.
     int64_t max_cpu = 0, max_memory = 0;
 
-    NodeId lowest() const { return NodeId(*members.begin()); }
     int64_t max_cpu_free() const { return max_cpu; }
     int64_t max_memory_free() const { return max_memory; }
     // False when no member can hold t's GPUs whatever the reservations: a necessary
@@ -192,8 +191,6 @@ class ClusterState {
   // invalid id. Walks members by id while they are few or the first ones fit; otherwise the
   // members with enough CPU.
   NodeId LowestFitting(const Group& g, int64_t cpu, int64_t memory) const;
-  // The group `id` is in (schedulable nodes only).
-  const Group& GroupOf(NodeId id) const { return groups_[group_of_[id.value()]]; }
 
   // Monotonic counter bumped by every mutation; callers cache per-node data against it.
   uint64_t version(NodeId id) const { return versions_[id.value()]; }

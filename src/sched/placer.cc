@@ -86,7 +86,6 @@ ScoreCache::Entry& ScoreCache::Find(const ClusterState::Group& g, const TaskRequ
   for (Entry& e : slot.entries) {
     if (e.gpu_count == t.gpu_count && e.gpu_milli == t.gpu_milli &&
         e.gpu_memory == t.gpu_memory_mib && e.models == models && e.usable == usable) {
-      ++hits_;
       return e;
     }
   }

@@ -35,7 +35,6 @@ class ScoreCache {
   // The entry for a GPU request on group g, created empty (headroom unset: -1) if new.
   Entry& Find(const ClusterState::Group& g, const TaskRequest& t, GpuMask usable);
   void Clear() { slots_.clear(); }
-  uint64_t hits() const { return hits_; }
 
  private:
   struct Slot {
@@ -43,7 +42,6 @@ class ScoreCache {
     std::vector<Entry> entries;
   };
   std::vector<Slot> slots_;
-  uint64_t hits_ = 0;
 };
 
 // Chooses the node and GPUs for one task: filter (Fits), then, by `choice`, either score

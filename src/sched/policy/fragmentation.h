@@ -2,7 +2,6 @@
 
 #include <array>
 #include <cstdint>
-#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -84,7 +83,6 @@ class ScoreMemo {
   }
   // Forgets everything (the scoring rule changed).
   void Clear() { scores_.clear(); }
-  size_t size() const { return scores_.size(); }
 
  private:
   struct Key {
