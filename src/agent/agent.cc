@@ -190,6 +190,9 @@ bool Agent::Register() {
 }
 
 bool Agent::Heartbeat() {
+  // Closes the connection after this contact when the interval is long (see
+  // NodeSession::KeepContactConnection): the watch alone stays open.
+  client_->set_keep_alive(session_->KeepContactConnection());
   const std::string body = session_->HeartbeatBody();
   const bool ok = session_->OnHeartbeatAnswer(
       Answer(client_->Post(session_->HeartbeatPath(), body, "application/json")));

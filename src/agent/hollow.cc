@@ -191,7 +191,9 @@ struct HollowFleet::Impl {
     const HttpAnswer a = co_await Exchange(n.control, server, http::verb::post,
                                            n.session.HeartbeatPath(), body, timeout);
     if (stopping) co_return false;
-    if (n.session.OnHeartbeatAnswer(a)) co_return true;
+    const bool ok = n.session.OnHeartbeatAnswer(a);
+    if (!n.session.KeepContactConnection()) n.control.Close();
+    if (ok) co_return true;
     if (a.status != 404) Failed("heartbeat", a);
     co_return false;
   }

@@ -18,7 +18,7 @@ NodeSession::NodeSession(Registration registration, TaskExecutor& executor, int6
       interval_ms_(heartbeat_ms) {}
 
 bool NodeSession::ContactDue(int64_t now_ms, bool task_exited) const {
-  return now_ms >= next_contact_ms_ || (task_exited && failures_ == 0);
+  return now_ms >= next_contact_ms_ || ((task_exited || contact_now_) && failures_ == 0);
 }
 
 int64_t NodeSession::WaitMs(int64_t now_ms, int64_t poll_ms) const {
@@ -26,6 +26,7 @@ int64_t NodeSession::WaitMs(int64_t now_ms, int64_t poll_ms) const {
 }
 
 void NodeSession::ContactDone(bool ok, int64_t now_ms) {
+  contact_now_ = false;
   if (ok) {
     failures_ = 0;
     // A restarted server hears every task again at once (see ReportTracker).
@@ -124,6 +125,10 @@ bool NodeSession::OnHeartbeatAnswer(const HttpAnswer& answer) {
 void NodeSession::Apply(const DesiredList& desired) {
   for (const TaskSpec& d : desired.tasks) grace_ms_[d.key] = d.grace_period_ms;
   if (!desired.NewerThan(applied_)) return;
+  // A list from another server process (a restart) through the watch: that server knows
+  // this node's tasks only from its store until the node reports them, so report now rather
+  // than at the next interval (minutes in a large cluster).
+  if (applied_.epoch != 0 && desired.epoch != applied_.epoch) contact_now_ = true;
   applied_ = desired;
   std::set<TaskKey> wanted;
   std::vector<const TaskSpec*> to_start;

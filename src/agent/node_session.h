@@ -52,9 +52,19 @@ class NodeSession {
   int64_t interval_ms() const { return interval_ms_; }
   // Consecutive failed contacts (0: the last contact succeeded).
   int failures() const { return failures_; }
+  // Whether the connection that registers and heartbeats stays open between contacts. A
+  // node's liveness rides on its watch, which is always held; heartbeats carry only
+  // changes. While the interval is short (a small cluster) the heartbeat connection is
+  // kept alive; once it passes kKeepAliveMaxIntervalMs (beyond about 250 nodes at the
+  // default 50 heartbeats/s) each contact opens and closes its own, so that a node holds
+  // one connection to the server, not two: at 10,000 nodes a second connection each would
+  // cost the server 10,000 more descriptors for a request every few minutes.
+  static constexpr int64_t kKeepAliveMaxIntervalMs = 5000;
+  bool KeepContactConnection() const { return interval_ms_ <= kKeepAliveMaxIntervalMs; }
 
   // True when the loop should contact the server now: the interval passed, or a task has
-  // just exited (reported at once so the server can reuse its GPUs) and the server is not
+  // just exited (reported at once so the server can reuse its GPUs) or the watch brought a
+  // restarted server's list (it hears the node's tasks at once), and the server is not
   // failing (then the backoff stands).
   bool ContactDue(int64_t now_ms, bool task_exited) const;
   // How long to wait for an event before the next loop iteration, at most `poll_ms`.
@@ -97,6 +107,7 @@ class NodeSession {
   std::vector<TaskStatus> reported_;     // what the heartbeat in flight reports
   ReportTracker reports_;                // what the server has acknowledged
   bool resend_now_ = false;              // a new epoch answered: report everything again
+  bool contact_now_ = false;             // the watch brought a new epoch's list: report now
   DesiredList applied_;                  // the newest list acted on (start/stop)
   std::map<TaskKey, int64_t> grace_ms_;  // from each task's last desired entry
 };

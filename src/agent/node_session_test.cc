@@ -143,5 +143,36 @@ TEST(WatchTest, PathAndAnswers) {
   EXPECT_EQ(WatchBackoffMs(20, 500), NodeSession::kMaxBackoffMs);
 }
 
+// A restarted server's list through the watch makes the node report at once (the new
+// server knows its tasks only from its store), not at the next interval.
+TEST_F(NodeSessionTest, AWatchedListFromANewEpochMakesAContactDue) {
+  Connect();
+  EXPECT_FALSE(session_.ContactDue(10, false));
+  core::Result<DesiredList> same = ParseWatchAnswer(Desired(2, {Entry(5)}));
+  ASSERT_TRUE(same.ok());
+  session_.Apply(*same);
+  EXPECT_FALSE(session_.ContactDue(10, false)) << "a newer list of the same server";
+  core::Result<DesiredList> restarted = ParseWatchAnswer(Desired(1, {Entry(5)}, /*epoch=*/8));
+  ASSERT_TRUE(restarted.ok());
+  session_.Apply(*restarted);
+  EXPECT_TRUE(session_.ContactDue(10, false));
+  EXPECT_EQ(executor_.started_total(), 1) << "the task is not started again";
+  session_.HeartbeatBody();
+  ASSERT_TRUE(session_.OnHeartbeatAnswer(Desired(1, {Entry(5)}, 8)));
+  session_.ContactDone(true, 10);
+  EXPECT_FALSE(session_.ContactDue(11, false));
+}
+
+// Beyond a few seconds' interval the heartbeat connection is not kept between contacts.
+TEST_F(NodeSessionTest, KeepsTheContactConnectionOnlyWhileTheIntervalIsShort) {
+  Connect();  // 200 ms
+  EXPECT_TRUE(session_.KeepContactConnection());
+  session_.HeartbeatBody();
+  json answer = {{"desired", json::array()}, {"epoch", 7}, {"version", 1},
+                 {"heartbeat_interval_ms", NodeSession::kKeepAliveMaxIntervalMs + 1}};
+  ASSERT_TRUE(session_.OnHeartbeatAnswer(Ok(answer)));
+  EXPECT_FALSE(session_.KeepContactConnection());
+}
+
 }  // namespace
 }  // namespace gpuorch::agent

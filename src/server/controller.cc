@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <future>
+#include <tuple>
 
 namespace gpuorch::server {
 
@@ -39,7 +41,10 @@ core::WorkloadId Wid(int64_t id) { return core::WorkloadId(static_cast<uint32_t>
 Controller::Controller(const ServerConfig& config, store::StateStore* store)
     : config_(config), store_(store), epoch_(WallMs()) {}
 
-Controller::~Controller() = default;
+Controller::~Controller() {
+  // Commits still queued run their callbacks, which use the rest of the controller.
+  committer_.reset();
+}
 
 Result<std::unique_ptr<Controller>> Controller::Create(const ServerConfig& config,
                                                        store::StateStore* store) {
@@ -106,35 +111,50 @@ void Controller::Event(WorkloadRecord& w, const std::string& type, const std::st
 // ---- API: submissions and cancellations.
 
 bool Controller::Submit(const Json& body, Json& out, ApiError& error) {
-  WorkloadRecord w;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!ParseWorkload(body, config_, leaf_queues_, models_, w.parsed, error)) return false;
-    w.id = next_id_++;
-    w.submitted_ms = w.queued_since_ms = Now();
-    w.parsed.spec.submit_time = w.submitted_ms;
-    // Not through Event(): the record is not in workloads_ yet, so it must not be dirty.
-    w.events.push_back(Json{{"time_ms", w.submitted_ms},
-                            {"type", "Submitted"},
-                            {"message", "queue " + w.parsed.queue_name}});
+  std::promise<std::tuple<bool, Json, ApiError>> answer;
+  SubmitAsync(body, [&answer](bool ok, Json o, ApiError e) {
+    answer.set_value({ok, std::move(o), std::move(e)});
+  });
+  bool ok = false;
+  std::tie(ok, out, error) = answer.get_future().get();
+  return ok;
+}
+
+void Controller::SubmitAsync(const Json& body, SubmitDone done) {
+  auto w = std::make_shared<WorkloadRecord>();
+  std::unique_lock<std::mutex> lock(mu_);
+  ApiError error;
+  if (!ParseWorkload(body, config_, leaf_queues_, models_, w->parsed, error)) {
+    lock.unlock();
+    return done(false, Json(), std::move(error));
   }
-  // Durable before anyone is told it exists.
+  w->id = next_id_++;
+  w->submitted_ms = w->queued_since_ms = Now();
+  w->parsed.spec.submit_time = w->submitted_ms;
+  // Not through Event(): the record is not in workloads_ yet, so it must not be dirty.
+  w->events.push_back(Json{{"time_ms", w->submitted_ms},
+                           {"type", "Submitted"},
+                           {"message", "queue " + w->parsed.queue_name}});
+  // Durable before anyone is told it exists. Enqueued under the lock, so that ids and
+  // commits (and the records' arrival below, which runs in commit order) keep one order.
   store::Batch batch;
-  batch.workloads.push_back(ToStored(w));
-  if (Status s = committer_->Persist(std::move(batch)); !s.ok()) {
-    error = ApiError{500, "", "store: " + s.message()};
-    return false;
-  }
-  // ParseWorkload checked everything the engine checks of a spec (core::WorkloadSpec's
-  // Validate, a leaf queue): the engine hears of it in the next Step, and what only it can
-  // refuse fails the workload there (Reject).
-  std::lock_guard<std::mutex> lock(mu_);
-  Enqueue(EngineEvent::Workload(EngineEvent::Kind::kSubmit, w.id));
-  task_mix_.Submitted(w.parsed.spec.task, w.parsed.spec.min_tasks);
-  out = Json{{"id", w.id}, {"name", w.parsed.spec.name}, {"state", w.state}};
-  workloads_.emplace(w.id, std::move(w));
-  Kick();
-  return true;
+  batch.workloads.push_back(ToStored(*w));
+  committer_->EnqueueThen(std::move(batch), [this, w, done = std::move(done)](const Status& s) {
+    if (!s.ok()) return done(false, Json(), ApiError{500, "", "store: " + s.message()});
+    Json out;
+    {
+      // ParseWorkload checked everything the engine checks of a spec (core::WorkloadSpec's
+      // Validate, a leaf queue): the engine hears of it in the next Step, and what only it
+      // can refuse fails the workload there (Reject).
+      std::lock_guard<std::mutex> lock(mu_);
+      Enqueue(EngineEvent::Workload(EngineEvent::Kind::kSubmit, w->id));
+      task_mix_.Submitted(w->parsed.spec.task, w->parsed.spec.min_tasks);
+      out = Json{{"id", w->id}, {"name", w->parsed.spec.name}, {"state", w->state}};
+      workloads_.emplace(w->id, std::move(*w));
+      Kick();
+    }
+    done(true, std::move(out), ApiError{});
+  });
 }
 
 bool Controller::Cancel(int64_t id, Json& out, ApiError& error) {
@@ -303,6 +323,10 @@ bool Controller::Heartbeat(const std::string& node, const Json& b, Json& out, Ap
   }
   n.last_heartbeat_ms = SteadyMs();
   n.last_heartbeat_wall_ms = Now();
+  if (!n.heard) {
+    n.heard = true;
+    ++nodes_heard_;
+  }
   if (n.down) {
     n.down = false;
     Enqueue(EngineEvent::Node(n.name));
@@ -451,6 +475,11 @@ void Controller::AnswerWatches(NodeRecord& n, bool all) {
 int64_t Controller::HeldWatches() {
   std::lock_guard<std::mutex> lock(mu_);
   return held_watches_;
+}
+
+int64_t Controller::NodesHeard() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return nodes_heard_;
 }
 
 int64_t Controller::IntervalLocked() const {

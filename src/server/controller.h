@@ -66,6 +66,9 @@ struct NodeRecord {
   bool down = false;
   int64_t last_heartbeat_ms = 0;  // steady clock
   int64_t last_heartbeat_wall_ms = 0;
+  // A heartbeat (with its report of the node's tasks) reached this server process: after a
+  // restart, the node is back and its running tasks are confirmed.
+  bool heard = false;
   // The node's desired list changes version whenever a task enters or leaves it; held
   // watches are answered then.
   int64_t desired_version = 1;
@@ -153,6 +156,12 @@ class Controller {
 
   // API. Each returns false with `error` set on bad input; `out` is the answer body.
   bool Submit(const Json& body, Json& out, ApiError& error);
+  // Submit without waiting: `done` gets the outcome once the submission is durable (or at
+  // once for bad input), on the store's writer thread or the caller's, with no lock held.
+  // The API uses it so that a burst of submissions shares commits without holding a worker
+  // each. `done` must not block.
+  using SubmitDone = std::function<void(bool ok, Json out, ApiError error)>;
+  void SubmitAsync(const Json& body, SubmitDone done);
   bool Cancel(int64_t id, Json& out, ApiError& error);
   bool GetWorkload(int64_t id, Json& out, ApiError& error);
   Json ListWorkloads(const std::string& queue, const std::string& state, const std::string& kind);
@@ -190,6 +199,9 @@ class Controller {
   void CancelWatch(const WatchTicket& ticket);
   // Watches held now, over all nodes.
   int64_t HeldWatches();
+  // Nodes whose agent has heartbeated this server process (after a restart: the nodes back,
+  // their running tasks reported).
+  int64_t NodesHeard();
 
   // The heartbeat interval agents are told and the node timeout, for the cluster's size:
   //   interval = max(heartbeat_interval_ms, ceil(nodes * 1000 / max_heartbeats_per_second))
@@ -300,6 +312,7 @@ class Controller {
   bool shutdown_ = false;     // guarded by mu_
   uint64_t next_watch_ = 1;   // guarded by mu_
   int64_t held_watches_ = 0;  // guarded by mu_
+  int64_t nodes_heard_ = 0;   // guarded by mu_: nodes with `heard` set
   MetricsState metrics_;
   // Shapes of running and recently submitted tasks, fed to the policy as its typical tasks.
   TaskMix task_mix_;

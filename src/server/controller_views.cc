@@ -207,45 +207,37 @@ Json Controller::ListNodes(int64_t limit, const std::string& after) {
   }
   Json out = {{"nodes", list}};
   if (it != nodes_.end()) out["continue"] = std::prev(it)->first;
-  // Counts by (status, model of the node's GPUs); a node with GPUs of two models counts
-  // under each, with its GPUs of that model.
+  // Counts by (status, model): GPUs on one node share one model (core::NodeSpec), so a
+  // node counts once, under its model. Integers only per node: this runs on every page, and
+  // at 10,000 nodes a string or JSON lookup per node would cost more than the page itself.
   struct Count {
     int64_t nodes = 0, gpus = 0, used_milli = 0;
   };
-  std::map<std::pair<std::string, std::string>, Count> counts;
+  std::map<std::pair<int, int64_t>, Count> counts;  // (status, model id or -1)
+  static const char* const kStatus[] = {"Down", "Draining", "Ready"};
   int64_t total_gpus = 0;
   for (const auto& [name, n] : nodes_) {
-    const std::string status = n.down ? "Down" : n.drained ? "Draining" : "Ready";
-    static const EngineSnapshot::NodeUse kNoUse;
-    const EngineSnapshot::NodeUse& use =
-        n.id.value() < snapshot_.nodes.size() ? snapshot_.nodes[n.id.value()] : kNoUse;
-    // By reference: value() would copy every node's GPU list on every page.
-    static const Json kNone = Json::array();
-    auto gpus_it = n.registration.find("gpus");
-    const Json& reg = gpus_it != n.registration.end() && gpus_it->is_array() ? *gpus_it : kNone;
-    std::map<std::string, Count> mine;
-    for (int j = 0; j < n.spec.gpu_count; ++j) {
-      std::string model;
-      if (j < static_cast<int>(reg.size())) {
-        const Json& g = reg[static_cast<size_t>(j)];
-        auto m = g.is_object() ? g.find("model") : g.end();
-        if (g.is_object() && m != g.end() && m->is_string()) model = m->get<std::string>();
-      }
-      Count& c = mine[model];
-      ++c.gpus;
-      if (j < static_cast<int>(use.gpu_used_milli.size())) c.used_milli += use.gpu_used_milli[j];
-    }
-    if (mine.empty()) mine[""];
-    for (const auto& [model, c] : mine) {
-      Count& t = counts[{status, model}];
-      ++t.nodes;
-      t.gpus += c.gpus;
-      t.used_milli += c.used_milli;
-      total_gpus += c.gpus;
+    const int status = n.down ? 0 : n.drained ? 1 : 2;
+    const int64_t model = n.spec.gpu_count > 0 && n.spec.gpu_model.valid()
+                              ? static_cast<int64_t>(n.spec.gpu_model.value())
+                              : -1;
+    Count& t = counts[{status, model}];
+    ++t.nodes;
+    t.gpus += n.spec.gpu_count;
+    total_gpus += n.spec.gpu_count;
+    if (n.id.value() < snapshot_.nodes.size()) {
+      for (int64_t used : snapshot_.nodes[n.id.value()].gpu_used_milli) t.used_milli += used;
     }
   }
-  Json groups = Json::array();
+  // Ordered by status, then model name, as the few groups are shown.
+  std::map<std::pair<std::string, std::string>, Count> named;
   for (const auto& [key, c] : counts) {
+    named[{kStatus[key.first],
+           key.second < 0 ? std::string()
+                          : models_.Name(core::GpuModelId(static_cast<uint32_t>(key.second)))}] = c;
+  }
+  Json groups = Json::array();
+  for (const auto& [key, c] : named) {
     groups.push_back(Json{{"status", key.first},
                           {"model", key.second},
                           {"nodes", c.nodes},

@@ -14,8 +14,8 @@
 // An event-driven HTTP/1.1 server (Boost.Beast on Boost.Asio) for the control plane's API.
 //
 // Connections live on a few I/O threads: an open connection costs a socket and a few
-// kilobytes of buffers, not a thread, so ten thousand agents each holding two keep-alive
-// connections cost what their requests cost. Parsed requests are handed to a small worker
+// kilobytes of buffers, not a thread, so ten thousand agents each holding a watch cost
+// what their requests cost. Parsed requests are handed to a small worker
 // pool, so a handler that waits (a store commit, a proxied log fetch) never stalls the event
 // loop. A handler answers through a completion that it may keep and call later from any
 // thread (a long poll): nothing waits for it meanwhile.

@@ -189,20 +189,26 @@ void Server::Routes() {
                "\n# HELP gpuorch_watches_held Agents' watches held now.\n"
                "# TYPE gpuorch_watches_held gauge\ngpuorch_watches_held " +
                std::to_string(c.HeldWatches()) +
+               "\n# HELP gpuorch_nodes_heard Nodes whose agent has heartbeated this server "
+               "process (after a restart: nodes back, their tasks reported).\n"
+               "# TYPE gpuorch_nodes_heard gauge\ngpuorch_nodes_heard " +
+               std::to_string(c.NodesHeard()) +
                "\n# HELP gpuorch_heartbeat_interval_seconds The interval agents are told.\n"
                "# TYPE gpuorch_heartbeat_interval_seconds gauge\n"
                "gpuorch_heartbeat_interval_seconds " +
                std::to_string(static_cast<double>(c.HeartbeatIntervalMs()) / 1000.0) + "\n";
           return HttpResponse{200, "text/plain; version=0.0.4", std::move(m)};
         }));
-  Route("POST", "/v1/workloads", Sync([&c](const HttpRequest& req, const Captures&) {
-          Json body, out;
-          ApiError e;
-          HttpResponse bad;
-          if (!Body(req, body, bad)) return bad;
-          if (!c.Submit(body, out, e)) return ReplyError(e);
-          return Reply(201, out);
-        }));
+  // Answered once the submission is durable, from the store's writer: no worker waits for
+  // the commit, so a burst of submissions shares commits.
+  Route("POST", "/v1/workloads", [&c](const HttpRequest& req, const Captures&, HttpRespond respond) {
+    Json body;
+    HttpResponse bad;
+    if (!Body(req, body, bad)) return respond(std::move(bad));
+    c.SubmitAsync(body, [respond](bool ok, Json out, ApiError e) {
+      respond(ok ? Reply(201, out) : ReplyError(e));
+    });
+  });
   Route("GET", "/v1/workloads", Sync([&c](const HttpRequest& req, const Captures&) {
           for (const auto& [k, v] : req.params) {
             if (k != "queue" && k != "state" && k != "kind") {

@@ -24,6 +24,15 @@ uint64_t GroupCommitter::Enqueue(Batch batch) {
   return ticket;
 }
 
+void GroupCommitter::EnqueueThen(Batch batch, std::function<void(const core::Status&)> done) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const uint64_t ticket = next_ticket_++;
+  std::move(batch.workloads.begin(), batch.workloads.end(), std::back_inserter(queued_.workloads));
+  std::move(batch.nodes.begin(), batch.nodes.end(), std::back_inserter(queued_.nodes));
+  callbacks_.emplace_back(ticket, std::move(done));
+  queued_cv_.notify_one();
+}
+
 core::Status GroupCommitter::Wait(uint64_t ticket) {
   std::unique_lock<std::mutex> lock(mu_);
   done_cv_.wait(lock, [&] { return committed_through_ >= ticket; });
@@ -39,8 +48,12 @@ void GroupCommitter::Run() {
     Batch batch;
     std::swap(batch, queued_);
     uint64_t through = next_ticket_ - 1;
+    std::vector<std::pair<uint64_t, std::function<void(const core::Status&)>>> callbacks;
+    std::swap(callbacks, callbacks_);  // every one of them has a ticket <= through
     lock.unlock();
     core::Status s = store_->Commit(batch);
+    for (auto& [ticket, done] : callbacks) done(s);
+    callbacks.clear();  // destroyed before the lock is taken again
     lock.lock();
     if (!s.ok()) {
       last_error_ = s;

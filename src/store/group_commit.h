@@ -3,8 +3,11 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "store/state_store.h"
 
@@ -26,6 +29,12 @@ class GroupCommitter {
   // the order they were taken, and wait after releasing it.
   uint64_t Enqueue(Batch batch);
   core::Status Wait(uint64_t ticket);
+  // Enqueue, then `done` with the outcome once the batch is durable or has failed: nothing
+  // waits meanwhile (an API answer held until its submission is durable costs no thread).
+  // `done` runs on the writer thread, in Enqueue order, with no lock of this class held;
+  // it must not call Wait() (the writer would wait for itself), and whatever is still
+  // queued at destruction is committed and its `done` run before the destructor returns.
+  void EnqueueThen(Batch batch, std::function<void(const core::Status&)> done);
 
  private:
   void Run();
@@ -38,6 +47,8 @@ class GroupCommitter {
   uint64_t committed_through_ = 0;  // all tickets <= this are done
   core::Status last_error_;
   uint64_t error_from_ = 0, error_to_ = 0;  // tickets that failed with last_error_
+  // EnqueueThen's callbacks by ticket, in ticket order.
+  std::vector<std::pair<uint64_t, std::function<void(const core::Status&)>>> callbacks_;
   bool stop_ = false;
   std::thread writer_;
 };
