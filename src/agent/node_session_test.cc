@@ -168,7 +168,9 @@ TEST_F(NodeSessionTest, KeepsTheContactConnectionOnlyWhileTheIntervalIsShort) {
   Connect();  // 200 ms
   EXPECT_TRUE(session_.KeepContactConnection());
   session_.HeartbeatBody();
-  json answer = {{"desired", json::array()}, {"epoch", 7}, {"version", 1},
+  json answer = {{"desired", json::array()},
+                 {"epoch", 7},
+                 {"version", 1},
                  {"heartbeat_interval_ms", NodeSession::kKeepAliveMaxIntervalMs + 1}};
   ASSERT_TRUE(session_.OnHeartbeatAnswer(Ok(answer)));
   EXPECT_FALSE(session_.KeepContactConnection());

@@ -201,14 +201,15 @@ void Server::Routes() {
         }));
   // Answered once the submission is durable, from the store's writer: no worker waits for
   // the commit, so a burst of submissions shares commits.
-  Route("POST", "/v1/workloads", [&c](const HttpRequest& req, const Captures&, HttpRespond respond) {
-    Json body;
-    HttpResponse bad;
-    if (!Body(req, body, bad)) return respond(std::move(bad));
-    c.SubmitAsync(body, [respond](bool ok, Json out, ApiError e) {
-      respond(ok ? Reply(201, out) : ReplyError(e));
-    });
-  });
+  Route("POST", "/v1/workloads",
+        [&c](const HttpRequest& req, const Captures&, HttpRespond respond) {
+          Json body;
+          HttpResponse bad;
+          if (!Body(req, body, bad)) return respond(std::move(bad));
+          c.SubmitAsync(body, [respond](bool ok, Json out, ApiError e) {
+            respond(ok ? Reply(201, out) : ReplyError(e));
+          });
+        });
   Route("GET", "/v1/workloads", Sync([&c](const HttpRequest& req, const Captures&) {
           for (const auto& [k, v] : req.params) {
             if (k != "queue" && k != "state" && k != "kind") {
