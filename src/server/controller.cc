@@ -97,8 +97,10 @@ int64_t Controller::Now() {
   return last_now_;
 }
 
-void Controller::Event(WorkloadRecord& w, const std::string& type, const std::string& message) {
+void Controller::Event(WorkloadRecord& w, const std::string& type, const std::string& message,
+                       int64_t about) {
   w.events.push_back(Json{{"time_ms", Now()}, {"type", type}, {"message", message}});
+  if (about >= 0) w.events.back()["about"] = about;
   if (w.events.size() > 100) w.events.erase(w.events.begin());
   Dirty(w);
 }
@@ -109,7 +111,10 @@ bool Controller::Submit(const Json& body, Json& out, ApiError& error) {
   WorkloadRecord w;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!ParseWorkload(body, config_, leaf_queues_, models_, w.parsed, error)) return false;
+    if (!ParseWorkload(body, config_, leaf_queues_, models_, w.parsed, error) ||
+        !CheckQueuePolicy(w.parsed, config_, error)) {
+      return false;
+    }
     w.id = next_id_++;
     w.submitted_ms = w.queued_since_ms = Now();
     w.parsed.spec.submit_time = w.submitted_ms;
@@ -137,16 +142,21 @@ bool Controller::Submit(const Json& body, Json& out, ApiError& error) {
   return true;
 }
 
-bool Controller::Cancel(int64_t id, Json& out, ApiError& error) {
+bool Controller::Cancel(int64_t id, Json& out, ApiError& error, const Access& access) {
   uint64_t ticket = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = workloads_.find(id);
-    if (it == workloads_.end()) {
+    if (it == workloads_.end() || !access.Reads(it->second.parsed.queue_name)) {
       error = ApiError{404, "id", "id: no workload " + std::to_string(id)};
       return false;
     }
     WorkloadRecord& w = it->second;
+    if (!access.Writes(w.parsed.queue_name)) {
+      error = ApiError{403, "id",
+                       "id: this token may not cancel workloads of queue " + w.parsed.queue_name};
+      return false;
+    }
     if (w.terminal()) {
       error = ApiError{409, "state",
                        "state: workload " + std::to_string(id) + " is already " + w.state};
@@ -167,7 +177,7 @@ bool Controller::Cancel(int64_t id, Json& out, ApiError& error) {
     }
     Dirty(w);
     Kick();
-    out = Json{{"id", id}, {"state", w.state}};
+    out = Json{{"id", id}, {"state", w.state}, {"queue", w.parsed.queue_name}};
     ticket = committer_->Enqueue(TakeDirty());
   }
   if (Status s = committer_->Wait(ticket); !s.ok()) {
@@ -179,7 +189,14 @@ bool Controller::Cancel(int64_t id, Json& out, ApiError& error) {
 
 // ---- Agent protocol.
 
-bool Controller::Register(const Json& b, Json& out, ApiError& error) {
+std::string Controller::NodeOwner(const std::string& node) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find(node);
+  return it == nodes_.end() ? std::string() : it->second.owner;
+}
+
+bool Controller::Register(const Json& b, Json& out, ApiError& error, const std::string& owner,
+                          const std::function<bool(const std::string&)>& may_replace) {
   auto fail = [&](const std::string& field, const std::string& why) {
     error = ApiError{400, field, field + ": " + why};
     return false;
@@ -245,6 +262,13 @@ bool Controller::Register(const Json& b, Json& out, ApiError& error) {
   }
   if (Status s = spec.Validate(); !s.ok()) return fail("", s.message());
   auto it = nodes_.find(spec.name);
+  if (it != nodes_.end() && !it->second.owner.empty() && it->second.owner != owner &&
+      !(may_replace && may_replace(it->second.owner))) {
+    error = ApiError{
+        409, "name",
+        "name: node " + spec.name + " is registered by another token (" + it->second.owner + ")"};
+    return false;
+  }
   if (it == nodes_.end()) {
     NodeRecord n;
     n.name = spec.name;
@@ -280,6 +304,10 @@ bool Controller::Register(const Json& b, Json& out, ApiError& error) {
   NodeRecord& n = it->second;
   n.registration = b;
   n.registration["address"] = address;
+  if (n.owner != owner) {
+    n.owner = owner;
+    dirty_nodes_.insert(n.name);
+  }
   n.last_heartbeat_ms = SteadyMs();
   n.last_heartbeat_wall_ms = Now();
   Enqueue(EngineEvent::Node(n.name));
@@ -847,7 +875,8 @@ void Controller::ApplyPlan(const sched::Plan& plan) {
     ++metrics_.preemptions[sched::ToString(e.reason)];
     Event(w, "Evicted",
           std::string(sched::ToString(e.reason)) +
-              (e.preemptor.valid() ? " for workload " + std::to_string(e.preemptor.value()) : ""));
+              (e.preemptor.valid() ? " for workload " + std::to_string(e.preemptor.value()) : ""),
+          e.preemptor.valid() ? static_cast<int64_t>(e.preemptor.value()) : -1);
   }
   for (const sched::Resize& r : plan.resizes) {
     WorkloadRecord& w = workloads_.at(r.workload.value());
@@ -859,7 +888,8 @@ void Controller::ApplyPlan(const sched::Plan& plan) {
     ++metrics_.preemptions[sched::ToString(r.reason)];
     Event(w, "Shrunk",
           std::to_string(r.tasks.size()) + " task(s) for workload " +
-              std::to_string(r.preemptor.value()));
+              std::to_string(r.preemptor.value()),
+          static_cast<int64_t>(r.preemptor.value()));
   }
   for (const sched::PendingExplanation& p : plan.pending) {
     WorkloadRecord& w = workloads_.at(p.workload.value());
@@ -908,6 +938,7 @@ store::Batch Controller::TakeDirty() {
     const NodeRecord& r = nodes_.at(n);
     Json j = r.registration;
     j["drained"] = r.drained;
+    if (!r.owner.empty()) j["owner"] = r.owner;
     batch.nodes.push_back(store::StoredNode{n, j.dump()});
   }
   dirty_.clear();
