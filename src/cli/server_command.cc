@@ -67,17 +67,18 @@ void RegisterServerCommand(CLI::App& app, int& exit_code) {
                 "No authentication: every request acts as an administrator. Refused unless "
                 "the server listens on loopback; for local experiments only");
   cmd->callback([&exit_code] {
-    auto config = ServerConfigFrom(config_path, listen, data);
-    if (!config.ok()) {
-      std::fprintf(stderr, "gpuorch server: %s\n", config.status().message().c_str());
+    auto parsed = ServerConfigFrom(config_path, listen, data);
+    if (!parsed.ok()) {
+      std::fprintf(stderr, "gpuorch server: %s\n", parsed.status().message().c_str());
       exit_code = 2;
       return;
     }
-    config->insecure_no_auth = insecure;
-    exit_code = RunServer(*config, [&](int port) {
-      std::string host = config->listen.substr(0, config->listen.rfind(':'));
+    server::ServerConfig config = *parsed;
+    config.insecure_no_auth = insecure;
+    exit_code = RunServer(config, [&](int port) {
+      std::string host = config.listen.substr(0, config.listen.rfind(':'));
       std::printf("gpuorch server listening on http://%s:%d (data %s)\n", host.c_str(), port,
-                  config->data.c_str());
+                  config.data.c_str());
       std::fflush(stdout);
     });
   });
