@@ -530,5 +530,52 @@ TEST(AuthInsecure, RefusedUnlessOnLoopbackAndThenLoud) {
   std::filesystem::remove_all(dir);
 }
 
+// metrics_public: false puts /metrics behind an admin's or operator's token; a wrong secret
+// and an unknown accessor get the same answer.
+TEST(AuthMetrics, PrivateMetricsNeedAnOperatorAndGuessesLearnNothing) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("gpuorch-authz-metrics-" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  auto parsed = ParseConfig("listen: 127.0.0.1:0\nmetrics_public: false\ndata: " + dir.string() +
+                            "\nqueues: [{name: a}]\n");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().message();
+  ::testing::internal::CaptureStderr();
+  auto created = Server::Create(*parsed);
+  (void)::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(created.ok()) << created.status().message();
+  std::unique_ptr<Server> s = std::move(created).value();
+  Principal op, tenant;
+  op.role = Role::kOperator;
+  tenant.role = Role::kTenant;
+  tenant.queues = {"a"};
+  const std::string op_token = *s->tokens().CreateToken(op, 1);
+  const std::string tenant_token = *s->tokens().CreateToken(tenant, 1);
+  auto port = s->Bind();
+  ASSERT_TRUE(port.ok());
+  std::thread serving([&] { s->Serve(); });
+  auto get = [&](const std::string& path, const std::string& token) {
+    httplib::Client c("127.0.0.1", *port);
+    httplib::Headers h;
+    if (!token.empty()) h.emplace("Authorization", "Bearer " + token);
+    auto r = c.Get(path, h);
+    return r ? std::make_pair(r->status, r->body) : std::make_pair(-1, std::string());
+  };
+  EXPECT_EQ(get("/metrics", "").first, 401);
+  EXPECT_EQ(get("/metrics", tenant_token).first, 403);
+  EXPECT_EQ(get("/metrics", op_token).first, 200);
+  EXPECT_EQ(get("/healthz", "").first, 200);
+  // The operator's accessor with another secret, and an accessor nobody has.
+  std::string wrong_secret = op_token;
+  wrong_secret.back() = wrong_secret.back() == '0' ? '1' : '0';
+  const std::string unknown = "gpo_ffffffffffffffff." + op_token.substr(op_token.size() - 64);
+  const auto a = get("/v1/queues", wrong_secret), b = get("/v1/queues", unknown);
+  EXPECT_EQ(a.first, 401);
+  EXPECT_EQ(a, b) << "the same answer: a guess learns nothing";
+  s->Stop();
+  serving.join();
+  s.reset();
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace gpuorch::server
