@@ -236,6 +236,7 @@ int RunBacklog(const Options& o) {
   for (int c = 0; c < o.clients; ++c) {
     clients.emplace_back([&, c] {
       httplib::Client client(cluster.url());
+      client.set_bearer_token_auth(cluster.admin_token());
       KeepAlive(client);
       for (int i = next++; i < o.backlog; i = next++) {
         Clock::time_point t0 = Clock::now();
@@ -252,6 +253,7 @@ int RunBacklog(const Options& o) {
   // The backlog stands once every accepted submission is Pending in `batch` (its fill jobs
   // are Running there).
   httplib::Client api(cluster.url());
+  api.set_bearer_token_auth(cluster.admin_token());
   KeepAlive(api);
   long pending = 0;
   const bool standing = gpuorch::cptest::WaitFor(
@@ -385,6 +387,7 @@ int main(int argc, char** argv) {
   for (int c = 0; c < o.clients; ++c) {
     clients.emplace_back([&, c] {
       httplib::Client client(cluster.url());
+      client.set_bearer_token_auth(cluster.admin_token());
       KeepAlive(client);
       for (int i = next++; i < o.jobs; i = next++) {
         Clock::time_point t0 = Clock::now();
@@ -400,6 +403,7 @@ int main(int argc, char** argv) {
   // Completion: the Succeeded (and Failed) gauges, scraped every 50 ms (a scrape walks every
   // workload under the controller lock, so scraping faster would slow what it measures).
   httplib::Client scraper(cluster.url());
+  scraper.set_bearer_token_auth(cluster.admin_token());
   long succeeded = 0, failed = 0;
   Clock::time_point done = submitted;
   const Clock::time_point deadline = start + std::chrono::seconds(o.timeout_s);

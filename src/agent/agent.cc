@@ -71,6 +71,9 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
     (*c)->set_write_timeout(5, 0);
     (*c)->set_keep_alive(true);
     (*c)->set_tcp_nodelay(true);
+    // Every request of this agent goes through these two clients.
+    const std::string authorization = AuthorizationHeader(options.token);
+    if (!authorization.empty()) (*c)->set_default_headers({{"Authorization", authorization}});
   }
   a->wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (a->wake_fd_ < 0) return Status::Precondition(std::string("eventfd: ") + std::strerror(errno));

@@ -25,7 +25,8 @@ namespace gpuorch::agent {
 
 struct AgentOptions {
   std::string server_url = "http://127.0.0.1:7480";
-  std::string name;  // empty: the host name
+  std::string token;  // the node's API token ("" for a server without authentication)
+  std::string name;   // empty: the host name
   std::string data_dir;
   std::string listen = "127.0.0.1:0";
   std::string zone;

@@ -53,7 +53,8 @@ struct Conn {
 };
 
 struct Server {
-  std::string host;  // the Host header
+  std::string host;           // the Host header
+  std::string authorization;  // the Authorization header ("" for none)
   tcp::resolver::results_type endpoints;
 };
 
@@ -78,6 +79,7 @@ awaitable<HttpAnswer> Exchange(Conn& c, const Server& server, http::verb verb,
     }
     http::request<http::string_body> req{verb, target, 11};
     req.set(http::field::host, server.host);
+    if (!server.authorization.empty()) req.set(http::field::authorization, server.authorization);
     req.keep_alive(true);
     if (verb == http::verb::post) {
       req.set(http::field::content_type, "application/json");
@@ -302,6 +304,7 @@ Result<std::unique_ptr<HollowFleet>> HollowFleet::Create(HollowOptions options) 
     impl->server.endpoints = resolver.resolve(host, port, ec);
     if (ec) return Status::Invalid("--server '" + url + "': " + ec.message());
     impl->server.host = url.substr(scheme.size(), colon - scheme.size()) + ":" + port;
+    impl->server.authorization = AuthorizationHeader(options.token);
   }
 
   // One shared log endpoint: emulated tasks write nothing, and saying so beats a 502.

@@ -15,6 +15,8 @@ namespace gpuorch::agent {
 
 struct HollowOptions {
   std::string server_url = "http://127.0.0.1:7480";
+  // A join token valid for "<prefix>-*" (or an agent token of a wider pattern).
+  std::string token;
   std::string name_prefix = "hollow";  // nodes are <prefix>-00001, <prefix>-00002, ...
   int count = 0;
   EmulatedSpec gpus;  // every node's GPUs

@@ -38,6 +38,10 @@ TaskSpec SpecFromJson(const json& j) {
 
 }  // namespace
 
+std::string AuthorizationHeader(const std::string& token) {
+  return token.empty() ? std::string() : "Bearer " + token;
+}
+
 std::string RegisterRequestJson(const Registration& r) {
   json gpus = json::array();
   for (const GpuInfo& g : r.gpus) {

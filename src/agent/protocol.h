@@ -26,6 +26,10 @@ struct Registration {
   std::vector<GpuInfo> gpus;
 };
 
+// The Authorization header's value on every request an agent sends (docs/security.md):
+// "Bearer <token>", or "" to send none (a server started with --insecure-no-auth).
+std::string AuthorizationHeader(const std::string& token);
+
 std::string RegisterRequestJson(const Registration& r);
 // The `heartbeat_interval_ms` of the answer (0 when absent).
 core::Result<int64_t> ParseRegisterResponse(const std::string& body);

@@ -15,6 +15,7 @@
 #include "agent/hollow.h"
 #include "agent/nvml.h"
 #include "agent/shim.h"
+#include "cli/client/credentials.h"
 #include "cli/commands.h"
 
 namespace gpuorch::cli {
@@ -26,6 +27,7 @@ struct AgentFlags {
   bool probe = false;
   // Hollow nodes (--emulate-nodes N): N emulated agents in this process.
   agent::HollowOptions hollow;
+  std::string token_file;
 };
 
 int RunProbe() {
@@ -101,6 +103,7 @@ int RunHollow(AgentFlags flags) {
   }
   h.gpus = *spec;
   h.server_url = flags.options.server_url;
+  h.token = flags.options.token;
   h.zone = flags.options.zone;
   h.rack = flags.options.rack;
   h.cpu_milli = flags.options.cpu_milli;
@@ -136,6 +139,9 @@ void RegisterAgent(CLI::App& app, int& exit_code) {
       "places here (docs/agent.md)");
   cmd->add_option("--server", o.server_url, "Control-plane URL")->capture_default_str();
   cmd->add_option("--name", o.name, "Node name (default: the host name)");
+  cmd->add_option("--token-file", flags->token_file,
+                  "File holding the node's token (gpuorch token create --role agent --node N; "
+                  "hollow nodes: a join token for PREFIX-*); default: $GPUORCH_TOKEN");
   cmd->add_option("--emulate-gpus", flags->emulate,
                   "Run without NVIDIA GPUs, pretending to have e.g. 8xH100-80GB, 4xA100-40GB, "
                   "2xT4");
@@ -178,6 +184,18 @@ void RegisterAgent(CLI::App& app, int& exit_code) {
       std::fprintf(stderr, "error: --server is required\n");
       exit_code = 2;
       return;
+    }
+    auto token = LoadToken(flags->token_file, /*use_config_file=*/false);
+    if (!token.ok()) {
+      std::fprintf(stderr, "error: %s\n", token.failure().message.c_str());
+      exit_code = 2;
+      return;
+    }
+    flags->options.token = token.value();
+    if (flags->options.token.empty()) {
+      std::fprintf(stderr,
+                   "gpuorch agent: no token (--token-file or GPUORCH_TOKEN): the server will "
+                   "refuse this agent unless it runs with --insecure-no-auth\n");
     }
     exit_code = flags->hollow.count > 0 ? RunHollow(*flags) : RunAgent(*flags);
   });

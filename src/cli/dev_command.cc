@@ -1,8 +1,11 @@
 // `gpuorch dev`: a whole cluster in one process tree, like `nomad agent -dev`. A server with
 // its embedded store runs in this process; N agents with emulated GPUs run as child
-// processes of this binary. With --demo it submits a mixed workload (training gangs, an
+// processes of this binary. Authentication is on, as in production: the agents join with a
+// join token, and a tenant token for the user is written next to the data and printed how
+// to use. With --demo it submits a mixed workload (training gangs, an
 // elastic inference service, preemptible experiments) and prints the pool as it fills,
 // preempts and drains.
+#include <fcntl.h>
 #include <httplib.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -12,6 +15,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -30,16 +34,19 @@ namespace {
 
 using Json = nlohmann::json;
 
-// Queues and classes of the dev cluster: a production team with a guarantee, a research
-// team with a smaller one, and experiments that only borrow.
+// Queues and classes of the dev cluster: a production team with a guarantee (the only one
+// allowed the non-preemptible production class), a research team with a smaller one, and
+// experiments that only borrow. Submissions that name no queue go to research.
 constexpr const char* kDevConfig = R"(
 heartbeat_interval_ms: 200
 node_timeout_s: 3
 cycle_interval_ms: 50
+default_queue: research
 queues:
   - name: production
     weight: 2
     quota: [{model: "*", guaranteed: 12}]
+    allowed_priorities: [production, normal, opportunistic]
   - name: research
     quota: [{model: "*", guaranteed: 6}]
   - name: experiments
@@ -49,16 +56,34 @@ queues:
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
 
+// Writes a token to `path` (mode 0600); false when it cannot.
+bool WriteToken(const std::string& path, const std::string& token) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  const std::string line = token + "\n";
+  const bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  ::close(fd);
+  return ok;
+}
+
+std::string ReadToken(const std::string& path) {
+  std::ifstream in(path);
+  std::string token;
+  std::getline(in, token);
+  return token;
+}
+
 pid_t SpawnAgent(const std::string& url, const std::string& name, const std::string& gpus,
-                 const std::string& dir) {
+                 const std::string& dir, const std::string& token_file) {
   pid_t pid = fork();
   if (pid != 0) return pid;
   // Its own process group: Ctrl-C (or a signal to the group) reaches only `gpuorch dev`,
   // which cancels the work and then stops the agents, so no task outlives the dev cluster.
   ::setpgid(0, 0);
   std::string exe = std::filesystem::read_symlink("/proc/self/exe").string();
-  std::vector<std::string> args = {exe, "agent", "--server", url, "--name", name, "--emulate-gpus",
-                                   gpus, "--data", dir, "--heartbeat-ms", "200", "--rack",
+  std::vector<std::string> args = {exe, "agent", "--server", url, "--name", name, "--token-file",
+                                   token_file, "--emulate-gpus", gpus, "--data", dir,
+                                   "--heartbeat-ms", "200", "--rack",
                                    "rack-" + name.substr(name.size() - 1),
                                    // An emulated GPU server: the CPU and memory of a real one.
                                    "--cpu-milli", "96000", "--memory-mib", "1048576"};
@@ -177,19 +202,51 @@ void RegisterDevCommand(CLI::App& app, int& exit_code) {
     }
     std::string host = listen.substr(0, listen.rfind(':'));
     std::string url = "http://" + host + ":" + std::to_string(*port);
+    // The agents' join token and the user's tenant token, beside the admin token the server
+    // wrote at its first start (a reused --data keeps them all).
+    const std::string admin_file = config.data + "/admin.token";
+    const std::string agent_file = data + "/agent.token", user_file = data + "/user.token";
+    const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+    server::Principal join, user;
+    join.name = "dev-agents";
+    join.role = server::Role::kAgent;
+    join.node = "dev-agent-*";
+    user.name = "dev-user";
+    user.role = server::Role::kTenant;
+    user.queues = {"research", "experiments"};
+    user.default_queue = "research";
+    for (auto [p, file] : {std::pair{&join, &agent_file}, std::pair{&user, &user_file}}) {
+      if (std::filesystem::exists(*file)) continue;
+      auto token = (*s)->tokens().CreateToken(*p, now_ms);
+      if (!token.ok() || !WriteToken(*file, *token)) {
+        std::fprintf(stderr, "gpuorch dev: cannot write %s\n", file->c_str());
+        exit_code = 1;
+        return;
+      }
+    }
+    const std::string admin_token = ReadToken(admin_file);
     std::thread serve([&] { (*s)->Serve(); });
     std::vector<pid_t> children;
     for (int i = 0; i < agents; ++i) {
       std::string name = "dev-agent-" + std::to_string(i);
-      children.push_back(SpawnAgent(url, name, gpus, data + "/" + name));
+      children.push_back(SpawnAgent(url, name, gpus, data + "/" + name, agent_file));
     }
     std::printf("gpuorch dev: server on %s, %d agents with %s, data in %s\n", url.c_str(), agents,
                 gpus.c_str(), data.c_str());
-    std::printf("  try: GPUORCH_SERVER=%s gpuorch get    (Ctrl-C stops everything)\n", url.c_str());
+    std::printf("  tokens: %s (tenant of research and experiments), %s (admin)\n",
+                user_file.c_str(), admin_file.c_str());
+    std::printf("  try: export GPUORCH_SERVER=%s GPUORCH_TOKEN=$(cat %s)\n", url.c_str(),
+                user_file.c_str());
+    std::printf(
+        "       gpuorch submit --gpus 1 -- true; gpuorch get    "
+        "(Ctrl-C stops everything)\n");
     std::fflush(stdout);
     signal(SIGINT, OnSignal);
     signal(SIGTERM, OnSignal);
     httplib::Client client(url);
+    client.set_bearer_token_auth(admin_token);
     auto jobs = DemoJobs();
     size_t next = 0;
     auto start = std::chrono::steady_clock::now();

@@ -57,20 +57,28 @@ void RegisterServerCommand(CLI::App& app, int& exit_code) {
   auto* cmd =
       app.add_subcommand("server", "Run the gpuorch control plane (REST API, store, scheduler)");
   static std::string config_path, listen, data;
+  static bool insecure = false;
   cmd->add_option("--config", config_path, "YAML configuration file")->check(CLI::ExistingFile);
   cmd->add_option("--listen", listen, "Address to listen on, HOST:PORT (default 127.0.0.1:7480)");
-  cmd->add_option("--data", data, "Directory of the SQLite store (default ./gpuorch-data)");
+  cmd->add_option("--data", data,
+                  "Directory of the SQLite store, the audit log and, on first start, "
+                  "admin.token (default ./gpuorch-data)");
+  cmd->add_flag("--insecure-no-auth", insecure,
+                "No authentication: every request acts as an administrator. Refused unless "
+                "the server listens on loopback; for local experiments only");
   cmd->callback([&exit_code] {
-    auto config = ServerConfigFrom(config_path, listen, data);
-    if (!config.ok()) {
-      std::fprintf(stderr, "gpuorch server: %s\n", config.status().message().c_str());
+    auto parsed = ServerConfigFrom(config_path, listen, data);
+    if (!parsed.ok()) {
+      std::fprintf(stderr, "gpuorch server: %s\n", parsed.status().message().c_str());
       exit_code = 2;
       return;
     }
-    exit_code = RunServer(*config, [&](int port) {
-      std::string host = config->listen.substr(0, config->listen.rfind(':'));
+    server::ServerConfig config = *parsed;
+    config.insecure_no_auth = insecure;
+    exit_code = RunServer(config, [&](int port) {
+      std::string host = config.listen.substr(0, config.listen.rfind(':'));
       std::printf("gpuorch server listening on http://%s:%d (data %s)\n", host.c_str(), port,
-                  config->data.c_str());
+                  config.data.c_str());
       std::fflush(stdout);
     });
   });

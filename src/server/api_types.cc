@@ -223,4 +223,22 @@ bool ParseWorkload(const Json& b, const ServerConfig& config,
   return true;
 }
 
+bool CheckQueuePolicy(const ParsedWorkload& w, const ServerConfig& config, ApiError& e) {
+  if (!config.AllowsPriority(w.queue_name, w.priority_name)) {
+    e = ApiError{403, "priority",
+                 "priority: queue " + w.queue_name + " may not submit priority class " +
+                     w.priority_name + " (allowed: " + config.AllowedPriorities(w.queue_name) +
+                     ")"};
+    return false;
+  }
+  if (!w.spec.preemptible && !config.AllowsNonPreemptible(w.queue_name)) {
+    e = ApiError{403, "preemptible",
+                 "preemptible: queue " + w.queue_name +
+                     " may not submit non-preemptible work (its allowed_priorities name no "
+                     "non-preemptible class)"};
+    return false;
+  }
+  return true;
+}
+
 }  // namespace gpuorch::server

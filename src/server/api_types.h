@@ -42,4 +42,9 @@ bool ParseWorkload(const Json& body, const ServerConfig& config,
                    const std::map<std::string, core::QueueId>& leaf_queues,
                    core::GpuModelRegistry& models, ParsedWorkload& out, ApiError& error);
 
+// The queue's admission policy (403): its priority class must be in the queue's
+// `allowed_priorities`, and non-preemptible work needs a non-preemptible class there. Checked
+// at submission only: workloads stored before a config change keep running.
+bool CheckQueuePolicy(const ParsedWorkload& w, const ServerConfig& config, ApiError& error);
+
 }  // namespace gpuorch::server

@@ -26,6 +26,41 @@ const QueueConfig* ServerConfig::FindQueue(const std::string& name) const {
   return nullptr;
 }
 
+bool ServerConfig::IsLeafQueue(const std::string& name) const {
+  if (FindQueue(name) == nullptr) return false;
+  for (const QueueConfig& q : queues) {
+    if (q.parent == name) return false;
+  }
+  return true;
+}
+
+bool ServerConfig::AllowsPriority(const std::string& queue, const std::string& priority) const {
+  const QueueConfig* q = FindQueue(queue);
+  const PriorityClass* pc = FindPriority(priority);
+  if (q == nullptr || pc == nullptr) return false;
+  if (q->allowed_priorities.empty()) return pc->preemptible;
+  for (const std::string& p : q->allowed_priorities) {
+    if (p == priority) return true;
+  }
+  return false;
+}
+
+bool ServerConfig::AllowsNonPreemptible(const std::string& queue) const {
+  for (const PriorityClass& pc : priority_classes) {
+    if (!pc.preemptible && AllowsPriority(queue, pc.name)) return true;
+  }
+  return false;
+}
+
+std::string ServerConfig::AllowedPriorities(const std::string& queue) const {
+  std::string out;
+  for (const PriorityClass& pc : priority_classes) {
+    if (!AllowsPriority(queue, pc.name)) continue;
+    out += (out.empty() ? "" : ", ") + pc.name;
+  }
+  return out.empty() ? "none" : out;
+}
+
 namespace {
 
 // Reads typed values and refuses unknown keys, naming the path of whatever is wrong.
@@ -102,7 +137,13 @@ Status ParseHostQuota(Reader& r, const YAML::Node& n, const std::string& key,
 Status ParseQueue(Reader& r, const YAML::Node& n, const std::string& path, QueueConfig& q) {
   GPUORCH_TRY(r.Keys(n, path,
                      {"name", "parent", "weight", "can_borrow", "can_lend", "quota", "cpu_quota",
-                      "memory_quota"}));
+                      "memory_quota", "allowed_priorities"}));
+  if (n["allowed_priorities"]) {
+    GPUORCH_TRY(r.Get(n, "allowed_priorities", path, q.allowed_priorities));
+    if (q.allowed_priorities.empty()) {
+      return Status::Invalid(path + ".allowed_priorities: must be a non-empty list");
+    }
+  }
   GPUORCH_TRY(r.Get(n, "name", path, q.name));
   GPUORCH_TRY(r.Get(n, "parent", path, q.parent));
   GPUORCH_TRY(r.Get(n, "weight", path, q.weight));
@@ -147,12 +188,28 @@ Result<ServerConfig> ParseConfig(const std::string& text) {
   }
   if (root.IsNull()) return c;
   Reader r;
-  GPUORCH_TRY(
-      r.Keys(root, "",
-             {"listen", "data", "policy", "node_timeout_s", "heartbeat_interval_ms",
-              "max_heartbeats_per_second", "cycle_interval_ms", "http_threads", "io_threads",
-              "worker_threads", "max_connections", "idle_timeout_s", "fair_share_half_life_s",
-              "max_body_bytes", "default_priority", "priority_classes", "queues"}));
+  GPUORCH_TRY(r.Keys(root, "",
+                     {"listen",
+                      "data",
+                      "policy",
+                      "node_timeout_s",
+                      "heartbeat_interval_ms",
+                      "max_heartbeats_per_second",
+                      "cycle_interval_ms",
+                      "http_threads",
+                      "io_threads",
+                      "worker_threads",
+                      "max_connections",
+                      "idle_timeout_s",
+                      "fair_share_half_life_s",
+                      "max_body_bytes",
+                      "default_priority",
+                      "priority_classes",
+                      "queues",
+                      "default_queue",
+                      "metrics_public",
+                      "audit_max_bytes",
+                      "audit_keep"}));
   GPUORCH_TRY(r.Get(root, "listen", "", c.listen));
   GPUORCH_TRY(r.Get(root, "data", "", c.data));
   GPUORCH_TRY(r.Get(root, "policy", "", c.policy));
@@ -234,6 +291,27 @@ Result<ServerConfig> ParseConfig(const std::string& text) {
       }
       c.queues.push_back(q);
     }
+  }
+  for (size_t i = 0; i < c.queues.size(); ++i) {
+    const std::string p = "queues[" + std::to_string(i) + "].allowed_priorities";
+    for (const std::string& name : c.queues[i].allowed_priorities) {
+      if (!c.FindPriority(name)) return Status::Invalid(p + ": no priority class named " + name);
+    }
+  }
+  if (root["default_queue"]) {
+    GPUORCH_TRY(r.Get(root, "default_queue", "", c.default_queue));
+    if (!c.default_queue.empty() && !c.IsLeafQueue(c.default_queue)) {
+      return Status::Invalid("default_queue: no leaf queue named " + c.default_queue);
+    }
+  } else if (!c.IsLeafQueue(c.default_queue)) {
+    c.default_queue.clear();  // no queue is called "default": a queue is required
+  }
+  GPUORCH_TRY(r.Get(root, "metrics_public", "", c.metrics_public));
+  GPUORCH_TRY(r.Get(root, "audit_max_bytes", "", c.audit_max_bytes));
+  if (c.audit_max_bytes < 4096) return Status::Invalid("audit_max_bytes: must be >= 4096");
+  GPUORCH_TRY(r.Get(root, "audit_keep", "", c.audit_keep));
+  if (c.audit_keep < 1 || c.audit_keep > 1000) {
+    return Status::Invalid("audit_keep: must be in 1..1000");
   }
   return c;
 }

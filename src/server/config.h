@@ -36,6 +36,9 @@ struct QueueConfig {
   std::vector<QuotaConfig> quota;
   HostQuotaConfig cpu_quota;     // cpu_quota: {guaranteed_milli, limit_milli}
   HostQuotaConfig memory_quota;  // memory_quota: {guaranteed_mib, limit_mib}
+  // Priority classes the queue may submit with. Empty: every preemptible class, so that
+  // only the queues an administrator lists a class for may submit non-preemptible work.
+  std::vector<std::string> allowed_priorities;
 };
 
 // The queue a server has when its configuration names none.
@@ -68,9 +71,29 @@ struct ServerConfig {
   std::vector<PriorityClass> priority_classes = {
       {"production", 100, false}, {"normal", 50, true}, {"opportunistic", 0, true}};
   std::vector<QueueConfig> queues = {DefaultQueue()};
+  // The leaf queue of a submission that names none and whose token names no default queue
+  // ("": there is none, and a queue is required). Defaults to "default" when that queue
+  // exists.
+  std::string default_queue = "default";
+  // Security (docs/security.md). /metrics answers without a token unless this is false.
+  bool metrics_public = true;
+  // The audit log (DATA/audit.log) is rotated at this size; this many old files are kept.
+  int64_t audit_max_bytes = 64 << 20;
+  int64_t audit_keep = 5;
+  // `gpuorch server --insecure-no-auth` (not a YAML key): every request acts as an
+  // administrator. Refused unless `listen` is a loopback address.
+  bool insecure_no_auth = false;
 
   const PriorityClass* FindPriority(const std::string& name) const;
   const QueueConfig* FindQueue(const std::string& name) const;
+  // A queue no other queue names as its parent (workloads live in leaves).
+  bool IsLeafQueue(const std::string& name) const;
+  // Whether queue `queue` may submit with priority class `priority` (both must exist).
+  bool AllowsPriority(const std::string& queue, const std::string& priority) const;
+  // Whether one of the queue's allowed classes is non-preemptible.
+  bool AllowsNonPreemptible(const std::string& queue) const;
+  // The queue's allowed classes, comma-separated (for error messages).
+  std::string AllowedPriorities(const std::string& queue) const;
 };
 
 // Parses YAML text. Errors name the field: "queues[1].quota[0].guaranteed: must be >= 0".

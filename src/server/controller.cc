@@ -102,8 +102,10 @@ int64_t Controller::Now() {
   return last_now_;
 }
 
-void Controller::Event(WorkloadRecord& w, const std::string& type, const std::string& message) {
+void Controller::Event(WorkloadRecord& w, const std::string& type, const std::string& message,
+                       int64_t about) {
   w.events.push_back(Json{{"time_ms", Now()}, {"type", type}, {"message", message}});
+  if (about >= 0) w.events.back()["about"] = about;
   if (w.events.size() > 100) w.events.erase(w.events.begin());
   Dirty(w);
 }
@@ -124,7 +126,8 @@ void Controller::SubmitAsync(const Json& body, SubmitDone done) {
   auto w = std::make_shared<WorkloadRecord>();
   std::unique_lock<std::mutex> lock(mu_);
   ApiError error;
-  if (!ParseWorkload(body, config_, leaf_queues_, models_, w->parsed, error)) {
+  if (!ParseWorkload(body, config_, leaf_queues_, models_, w->parsed, error) ||
+      !CheckQueuePolicy(w->parsed, config_, error)) {
     lock.unlock();
     return done(false, Json(), std::move(error));
   }
@@ -157,16 +160,21 @@ void Controller::SubmitAsync(const Json& body, SubmitDone done) {
   });
 }
 
-bool Controller::Cancel(int64_t id, Json& out, ApiError& error) {
+bool Controller::Cancel(int64_t id, Json& out, ApiError& error, const Access& access) {
   uint64_t ticket = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = workloads_.find(id);
-    if (it == workloads_.end()) {
+    if (it == workloads_.end() || !access.Reads(it->second.parsed.queue_name)) {
       error = ApiError{404, "id", "id: no workload " + std::to_string(id)};
       return false;
     }
     WorkloadRecord& w = it->second;
+    if (!access.Writes(w.parsed.queue_name)) {
+      error = ApiError{403, "id",
+                       "id: this token may not cancel workloads of queue " + w.parsed.queue_name};
+      return false;
+    }
     if (w.terminal()) {
       error = ApiError{409, "state",
                        "state: workload " + std::to_string(id) + " is already " + w.state};
@@ -187,7 +195,7 @@ bool Controller::Cancel(int64_t id, Json& out, ApiError& error) {
     }
     Dirty(w);
     Kick();
-    out = Json{{"id", id}, {"state", w.state}};
+    out = Json{{"id", id}, {"state", w.state}, {"queue", w.parsed.queue_name}};
     ticket = committer_->Enqueue(TakeDirty());
   }
   if (Status s = committer_->Wait(ticket); !s.ok()) {
@@ -199,7 +207,14 @@ bool Controller::Cancel(int64_t id, Json& out, ApiError& error) {
 
 // ---- Agent protocol.
 
-bool Controller::Register(const Json& b, Json& out, ApiError& error) {
+std::string Controller::NodeOwner(const std::string& node) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find(node);
+  return it == nodes_.end() ? std::string() : it->second.owner;
+}
+
+bool Controller::Register(const Json& b, Json& out, ApiError& error, const std::string& owner,
+                          const std::function<bool(const std::string&)>& may_replace) {
   auto fail = [&](const std::string& field, const std::string& why) {
     error = ApiError{400, field, field + ": " + why};
     return false;
@@ -265,6 +280,13 @@ bool Controller::Register(const Json& b, Json& out, ApiError& error) {
   }
   if (Status s = spec.Validate(); !s.ok()) return fail("", s.message());
   auto it = nodes_.find(spec.name);
+  if (it != nodes_.end() && !it->second.owner.empty() && it->second.owner != owner &&
+      !(may_replace && may_replace(it->second.owner))) {
+    error = ApiError{
+        409, "name",
+        "name: node " + spec.name + " is registered by another token (" + it->second.owner + ")"};
+    return false;
+  }
   if (it == nodes_.end()) {
     NodeRecord n;
     n.name = spec.name;
@@ -300,6 +322,10 @@ bool Controller::Register(const Json& b, Json& out, ApiError& error) {
   NodeRecord& n = it->second;
   n.registration = b;
   n.registration["address"] = address;
+  if (n.owner != owner) {
+    n.owner = owner;
+    dirty_nodes_.insert(n.name);
+  }
   n.last_heartbeat_ms = SteadyMs();
   n.last_heartbeat_wall_ms = Now();
   Enqueue(EngineEvent::Node(n.name));
@@ -876,7 +902,8 @@ void Controller::ApplyPlan(const sched::Plan& plan) {
     ++metrics_.preemptions[sched::ToString(e.reason)];
     Event(w, "Evicted",
           std::string(sched::ToString(e.reason)) +
-              (e.preemptor.valid() ? " for workload " + std::to_string(e.preemptor.value()) : ""));
+              (e.preemptor.valid() ? " for workload " + std::to_string(e.preemptor.value()) : ""),
+          e.preemptor.valid() ? static_cast<int64_t>(e.preemptor.value()) : -1);
   }
   for (const sched::Resize& r : plan.resizes) {
     WorkloadRecord& w = workloads_.at(r.workload.value());
@@ -888,7 +915,8 @@ void Controller::ApplyPlan(const sched::Plan& plan) {
     ++metrics_.preemptions[sched::ToString(r.reason)];
     Event(w, "Shrunk",
           std::to_string(r.tasks.size()) + " task(s) for workload " +
-              std::to_string(r.preemptor.value()));
+              std::to_string(r.preemptor.value()),
+          static_cast<int64_t>(r.preemptor.value()));
   }
   for (const sched::PendingExplanation& p : plan.pending) {
     WorkloadRecord& w = workloads_.at(p.workload.value());
@@ -937,6 +965,7 @@ store::Batch Controller::TakeDirty() {
     const NodeRecord& r = nodes_.at(n);
     Json j = r.registration;
     j["drained"] = r.drained;
+    if (!r.owner.empty()) j["owner"] = r.owner;
     batch.nodes.push_back(store::StoredNode{n, j.dump()});
   }
   dirty_.clear();

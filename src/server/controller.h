@@ -80,7 +80,24 @@ struct NodeRecord {
     std::function<void(Json)> done;
   };
   std::vector<HeldWatch> watches;
+  // The accessor of the token that registered the node ("" without authentication):
+  // another token may not register, heartbeat or watch as this node while it is valid.
+  std::string owner;
   bool in_engine = false;  // added to the engine (by the cycle thread's SyncNode)
+};
+
+// What one caller may see and do with workloads, by queue. The server derives it from the
+// caller's token (server/auth.h); an empty function allows everything (the controller's
+// own callers, tests). A workload of a queue the caller may not read does not exist for
+// it: 404, absent from lists, and its id never appears in what the caller sees.
+struct Access {
+  std::function<bool(const std::string& queue)> reads;   // sees the queue's workloads
+  std::function<bool(const std::string& queue)> writes;  // submits to it, cancels in it
+  std::function<bool(const std::string& queue)> env;     // sees environment values
+
+  bool Reads(const std::string& q) const { return !reads || reads(q); }
+  bool Writes(const std::string& q) const { return !writes || writes(q); }
+  bool SeesEnv(const std::string& q) const { return !env || env(q); }
 };
 
 // A watch the controller holds: the caller arms a timer for `wait_ms` and then calls
@@ -162,11 +179,13 @@ class Controller {
   // each. `done` must not block.
   using SubmitDone = std::function<void(bool ok, Json out, ApiError error)>;
   void SubmitAsync(const Json& body, SubmitDone done);
-  bool Cancel(int64_t id, Json& out, ApiError& error);
-  bool GetWorkload(int64_t id, Json& out, ApiError& error);
-  Json ListWorkloads(const std::string& queue, const std::string& state, const std::string& kind);
-  Json ListQueues();
-  bool GetQueue(const std::string& name, Json& out, ApiError& error);
+  // A workload the caller reads but may not cancel: 403.
+  bool Cancel(int64_t id, Json& out, ApiError& error, const Access& access = {});
+  bool GetWorkload(int64_t id, Json& out, ApiError& error, const Access& access = {});
+  Json ListWorkloads(const std::string& queue, const std::string& state, const std::string& kind,
+                     const Access& access = {});
+  Json ListQueues(const Access& access = {});
+  bool GetQueue(const std::string& name, Json& out, ApiError& error, const Access& access = {});
   // Every node ({"nodes": [...]}) when `limit` is 0. Otherwise one page: at most `limit`
   // nodes in name order after the node named `after` ("" from the start), "continue" (the
   // last name, when more follow; pass it as `after` for the next page), and "summary":
@@ -174,12 +193,19 @@ class Controller {
   Json ListNodes(int64_t limit = 0, const std::string& after = "");
   bool SetDrain(const std::string& name, bool drain, Json& out, ApiError& error);
   // Where to fetch a task's log: the agent's address and the path on it.
-  bool LogTarget(int64_t id, int32_t task, std::string& address, std::string& path,
-                 ApiError& error);
+  bool LogTarget(int64_t id, int32_t task, std::string& address, std::string& path, ApiError& error,
+                 const Access& access = {});
   std::string Metrics();
+  // This server process's epoch (the wall clock at its start, ms).
+  int64_t epoch() const { return epoch_; }
 
   // Agent protocol.
-  bool Register(const Json& body, Json& out, ApiError& error);
+  // `owner`: the registering token's accessor. A node registered by another token is
+  // refused (409) unless `may_replace(current_owner)` says that owner no longer counts.
+  bool Register(const Json& body, Json& out, ApiError& error, const std::string& owner = "",
+                const std::function<bool(const std::string&)>& may_replace = {});
+  // The accessor that registered `node` ("" for none or an unknown node).
+  std::string NodeOwner(const std::string& node);
   bool Heartbeat(const std::string& node, const Json& body, Json& out, ApiError& error);
   // A long poll of the node's desired list, without a thread waiting for it. Answers
   // through `done` (called exactly once, with the same body a heartbeat gets): at once when
@@ -267,7 +293,10 @@ class Controller {
   // when it was answered already; a watch held until now counts as contact until now.
   std::function<void(Json)> TakeWatch(NodeRecord& n, uint64_t id);
   void AnswerWatches(NodeRecord& n, bool all);
-  void Event(WorkloadRecord& w, const std::string& type, const std::string& message);
+  // `about`: the other workload the message names (a preemptor), whose id only callers
+  // who read its queue see.
+  void Event(WorkloadRecord& w, const std::string& type, const std::string& message,
+             int64_t about = -1);
   void Dirty(const WorkloadRecord& w) { dirty_.insert(w.id); }
   // Tells the task mix how many of w's tasks are placed now.
   void NoteLive(const WorkloadRecord& w);
@@ -278,7 +307,7 @@ class Controller {
   // Removes `w` from the per-node index (it has no task that may run any more).
   void Unindex(const WorkloadRecord& w);
   Json DesiredJson(const std::string& node);
-  Json WorkloadJson(const WorkloadRecord& w) const;
+  Json WorkloadJson(const WorkloadRecord& w, const Access& access = {}) const;
   Json NodeJson(const NodeRecord& n) const;
   Json QueueJson(const QueueConfig& q) const;
   Json TaskEnv(const WorkloadRecord& w, const TaskRecord& t) const;

@@ -34,7 +34,12 @@ std::string KindName(core::WorkloadKind k) { return core::ToString(k); }
 
 }  // namespace
 
-Json Controller::WorkloadJson(const WorkloadRecord& w) const {
+Json Controller::WorkloadJson(const WorkloadRecord& w, const Access& access) const {
+  // Whether the caller may see the id of workload `id` (of another queue, perhaps).
+  auto sees = [&](int64_t id) {
+    auto it = workloads_.find(id);
+    return it != workloads_.end() && access.Reads(it->second.parsed.queue_name);
+  };
   Json tasks = Json::array();
   for (const TaskRecord& t : w.tasks) {
     tasks.push_back(Json{{"task", t.task},
@@ -51,9 +56,21 @@ Json Controller::WorkloadJson(const WorkloadRecord& w) const {
   }
   Json events = Json::array();
   for (const Json& e : w.events) {
+    std::string message = e.value("message", "");
+    const int64_t about = e.value("about", int64_t{-1});
+    if (about >= 0 && !sees(about)) {
+      const std::string id = "workload " + std::to_string(about);
+      if (size_t at = message.find(id); at != std::string::npos) {
+        message.replace(at, id.size(), "a workload of another queue");
+      }
+    }
     events.push_back(Json{{"time", Iso(e.value("time_ms", int64_t{0}))},
                           {"type", e.value("type", "")},
-                          {"message", e.value("message", "")}});
+                          {"message", message}});
+  }
+  Json spec = w.parsed.canonical;
+  if (!access.SeesEnv(w.parsed.queue_name) && spec.contains("env") && spec["env"].is_object()) {
+    for (auto& [k, v] : spec["env"].items()) v = "(hidden)";
   }
   Json j{{"id", w.id},
          {"name", w.parsed.spec.name},
@@ -61,7 +78,7 @@ Json Controller::WorkloadJson(const WorkloadRecord& w) const {
          {"kind", KindName(w.parsed.spec.kind)},
          {"priority", w.parsed.priority_name},
          {"state", w.state},
-         {"spec", w.parsed.canonical},
+         {"spec", spec},
          {"submitted_at", TimeOrNull(w.submitted_ms)},
          {"started_at", TimeOrNull(w.started_ms)},
          {"finished_at", TimeOrNull(w.finished_ms)},
@@ -72,7 +89,8 @@ Json Controller::WorkloadJson(const WorkloadRecord& w) const {
     j["reason"] = w.reason.empty() ? "Queued" : w.reason;
     j["estimated_start"] = TimeOrNull(w.estimated_start_ms);
     Json waiting_for(nullptr);
-    if (auto it = workloads_.find(w.waiting_for); w.waiting_for >= 0 && it != workloads_.end()) {
+    if (auto it = workloads_.find(w.waiting_for); w.waiting_for >= 0 && it != workloads_.end() &&
+                                                  access.Reads(it->second.parsed.queue_name)) {
       waiting_for = Json{{"id", w.waiting_for}, {"name", it->second.parsed.spec.name}};
     }
     j["waiting_for"] = waiting_for;
@@ -80,26 +98,27 @@ Json Controller::WorkloadJson(const WorkloadRecord& w) const {
   return j;
 }
 
-bool Controller::GetWorkload(int64_t id, Json& out, ApiError& error) {
+bool Controller::GetWorkload(int64_t id, Json& out, ApiError& error, const Access& access) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = workloads_.find(id);
-  if (it == workloads_.end()) {
+  if (it == workloads_.end() || !access.Reads(it->second.parsed.queue_name)) {
     error = ApiError{404, "id", "id: no workload " + std::to_string(id)};
     return false;
   }
-  out = WorkloadJson(it->second);
+  out = WorkloadJson(it->second, access);
   return true;
 }
 
 Json Controller::ListWorkloads(const std::string& queue, const std::string& state,
-                               const std::string& kind) {
+                               const std::string& kind, const Access& access) {
   std::lock_guard<std::mutex> lock(mu_);
   Json list = Json::array();
   for (const auto& [id, w] : workloads_) {
     if (!queue.empty() && w.parsed.queue_name != queue) continue;
+    if (!access.Reads(w.parsed.queue_name)) continue;
     if (!state.empty() && w.state != state) continue;
     if (!kind.empty() && KindName(w.parsed.spec.kind) != kind) continue;
-    Json j = WorkloadJson(w);
+    Json j = WorkloadJson(w, access);
     j.erase("events");
     list.push_back(std::move(j));
   }
@@ -148,17 +167,20 @@ Json Controller::QueueJson(const QueueConfig& q) const {
       {"running", running}};
 }
 
-Json Controller::ListQueues() {
+Json Controller::ListQueues(const Access& access) {
   std::lock_guard<std::mutex> lock(mu_);
   Json list = Json::array();
-  for (const QueueConfig& q : config_.queues) list.push_back(QueueJson(q));
+  for (const QueueConfig& q : config_.queues) {
+    if (access.Reads(q.name)) list.push_back(QueueJson(q));
+  }
   return Json{{"queues", list}};
 }
 
-bool Controller::GetQueue(const std::string& name, Json& out, ApiError& error) {
+bool Controller::GetQueue(const std::string& name, Json& out, ApiError& error,
+                          const Access& access) {
   std::lock_guard<std::mutex> lock(mu_);
   const QueueConfig* q = config_.FindQueue(name);
-  if (q == nullptr) {
+  if (q == nullptr || !access.Reads(name)) {
     error = ApiError{404, "name", "name: no queue " + name};
     return false;
   }
@@ -277,10 +299,10 @@ bool Controller::SetDrain(const std::string& name, bool drain, Json& out, ApiErr
 }
 
 bool Controller::LogTarget(int64_t id, int32_t task, std::string& address, std::string& path,
-                           ApiError& error) {
+                           ApiError& error, const Access& access) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = workloads_.find(id);
-  if (it == workloads_.end()) {
+  if (it == workloads_.end() || !access.Reads(it->second.parsed.queue_name)) {
     error = ApiError{404, "id", "id: no workload " + std::to_string(id)};
     return false;
   }
@@ -412,10 +434,12 @@ Status Controller::Load() {
     Json reg = Json::parse(sn.json, nullptr, false);
     if (reg.is_discarded()) return Status::Invalid("store: node " + sn.name + ": corrupt JSON");
     bool drained = reg.value("drained", false);
+    const std::string owner = reg.value("owner", "");
     reg.erase("drained");
+    reg.erase("owner");
     Json out;
     ApiError err;
-    if (!Register(reg, out, err)) {
+    if (!Register(reg, out, err, owner)) {
       return Status::Invalid("store: node " + sn.name + ": " + err.message);
     }
     // After a restart agents may be in their retry backoff (at most 4 s): give them that

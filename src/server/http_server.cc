@@ -154,7 +154,11 @@ namespace {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, HttpServer::Impl* server)
-      : stream_(std::move(socket)), server_(server) {}
+      : stream_(std::move(socket)), server_(server) {
+    beast::error_code ec;
+    const tcp::endpoint remote = stream_.socket().remote_endpoint(ec);
+    if (!ec) peer_ = remote.address().to_string() + ":" + std::to_string(remote.port());
+  }
   ~Session() {
     --server_->connections;
     if (busy_) --server_->busy;
@@ -249,6 +253,8 @@ class Session : public std::enable_shared_from_this<Session> {
     r.path = PercentDecode(r.target.substr(0, q), false);
     if (q != std::string::npos) r.params = ParseQuery(r.target.substr(q + 1));
     r.body = std::move(req.body());
+    r.authorization = std::string(req[http::field::authorization]);
+    r.peer = peer_;
     r.watch_peer = [self = shared_from_this()](std::function<void()> on_close) {
       asio::post(self->stream_.get_executor(),
                  [self, on_close = std::move(on_close)]() mutable { self->Monitor(on_close); });
@@ -305,6 +311,7 @@ class Session : public std::enable_shared_from_this<Session> {
     res_.version(version_);
     res_.result(static_cast<unsigned>(res.status));
     res_.set(http::field::content_type, res.content_type);
+    for (const auto& [name, value] : res.headers) res_.set(name, value);
     res_.keep_alive(keep_alive_);
     res_.body() = std::move(res.body);
     res_.prepare_payload();
@@ -358,6 +365,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   beast::tcp_stream stream_;
   HttpServer::Impl* server_;
+  std::string peer_;  // the client's address, for the audit log
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;  // alive until its write completes

@@ -35,6 +35,8 @@ struct HttpRequest {
   std::string path;                                         // percent-decoded, without the query
   std::vector<std::pair<std::string, std::string>> params;  // query, decoded, in order
   std::string body;
+  std::string authorization;  // the Authorization header ("" when absent)
+  std::string peer;           // the client's address, "IP:PORT"
   // For a long poll: asks to have `on_close` run (on a worker) if the client closes or
   // resets the connection before the answer is written. Any thread; at most once.
   std::function<void(std::function<void()> on_close)> watch_peer;
@@ -48,6 +50,7 @@ struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  std::vector<std::pair<std::string, std::string>> headers = {};  // extra ones (WWW-Authenticate)
 };
 
 // Answers one request; call it exactly once (later calls are ignored), from any thread.

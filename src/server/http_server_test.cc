@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <thread>
 
@@ -17,6 +18,10 @@
 
 namespace gpuorch::server {
 namespace {
+
+// The Authorization header line of the running test's server (its bootstrap admin token).
+std::string g_auth;
+std::string Auth() { return g_auth; }
 
 // A blocking client socket speaking raw HTTP/1.1, for what httplib's client cannot do
 // (malformed requests, thousands of held connections).
@@ -70,7 +75,7 @@ class RawConnection {
     return std::stoi(head.substr(9, 3));
   }
   int Get(const std::string& path, std::string* body = nullptr) {
-    if (!Send("GET " + path + " HTTP/1.1\r\nHost: test\r\n\r\n")) return 0;
+    if (!Send("GET " + path + " HTTP/1.1\r\nHost: test\r\n" + Auth() + "\r\n")) return 0;
     return Read(body);
   }
   // True once the server has closed the connection (read returns end of file).
@@ -112,11 +117,16 @@ class HttpServerTest : public ::testing::Test {
     auto port = server_->Bind();
     ASSERT_TRUE(port.ok()) << port.status().message();
     port_ = *port;
+    std::ifstream in(dir_ / "admin.token");
+    std::getline(in, token_);
+    ASSERT_FALSE(token_.empty()) << "the first start writes DATA/admin.token";
+    g_auth = "Authorization: Bearer " + token_ + "\r\n";
     serving_ = std::thread([this] { server_->Serve(); });
   }
   std::unique_ptr<httplib::Client> Client() {
     auto c = std::make_unique<httplib::Client>("127.0.0.1", port_);
     c->set_read_timeout(30, 0);
+    c->set_bearer_token_auth(token_);
     return c;
   }
   // Registers an emulated node with one GPU; returns the server's epoch for it.
@@ -134,6 +144,7 @@ class HttpServerTest : public ::testing::Test {
   std::unique_ptr<Server> server_;
   std::thread serving_;
   int port_ = 0;
+  std::string token_;
 };
 
 TEST_F(HttpServerTest, ThousandsOfIdleKeepAliveConnectionsAndTheApiStillAnswers) {
@@ -170,9 +181,9 @@ TEST_F(HttpServerTest, HeldWatchesTakeNoThreadAndAnswerOnChangeAndAtTheirDeadlin
     const std::string node = "w" + std::to_string(i);
     epoch = RegisterNode(node);
     watches.push_back(std::make_unique<RawConnection>(port_));
-    ASSERT_TRUE(watches.back()->Send("GET /v1/agents/" + node +
-                                     "/desired?epoch=" + std::to_string(epoch) +
-                                     "&after=1&wait_ms=60000 HTTP/1.1\r\nHost: t\r\n\r\n"));
+    ASSERT_TRUE(
+        watches.back()->Send("GET /v1/agents/" + node + "/desired?epoch=" + std::to_string(epoch) +
+                             "&after=1&wait_ms=60000 HTTP/1.1\r\nHost: t\r\n" + Auth() + "\r\n"));
   }
   // The controller holds them all (nothing answered them: their version is current).
   for (int tries = 0; server_->controller().HeldWatches() < kWatches && tries < 3000; ++tries) {
@@ -228,7 +239,7 @@ TEST_F(HttpServerTest, AWatchWhoseClientLeftNoLongerKeepsItsNodeAlive) {
   {
     RawConnection watch(port_);
     ASSERT_TRUE(watch.Send("GET /v1/agents/gone/desired?epoch=" + std::to_string(epoch) +
-                           "&after=1&wait_ms=60000 HTTP/1.1\r\nHost: t\r\n\r\n"));
+                           "&after=1&wait_ms=60000 HTTP/1.1\r\nHost: t\r\n" + Auth() + "\r\n"));
     for (int tries = 0; server_->controller().HeldWatches() < 1 && tries < 3000; ++tries) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }

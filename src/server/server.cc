@@ -1,9 +1,17 @@
 #include "server/server.h"
 
+#include <fcntl.h>
 #include <httplib.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
+
+#include "server/token.h"
 
 namespace gpuorch::server {
 
@@ -50,6 +58,28 @@ std::vector<std::string> Split(const std::string& path) {
   return out;
 }
 
+int64_t WallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Writes `text` to `path` with mode 0600, durably, replacing what was there.
+Status WriteSecretFile(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::Invalid("cannot write " + tmp + ": " + std::strerror(errno));
+  const bool ok = ::fchmod(fd, 0600) == 0 &&
+                  ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                  ::fsync(fd) == 0;
+  const std::string why = std::strerror(errno);
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    return Status::Invalid("cannot write " + path + ": " + why);
+  }
+  return Status::Ok();
+}
+
 // A handler that answers at once.
 using SyncHandler = std::function<HttpResponse(const HttpRequest&, const Server::Captures&)>;
 Server::RouteHandler Sync(SyncHandler fn) {
@@ -72,6 +102,10 @@ Status ParseHostPort(const std::string& s, std::string& host, int& port) {
   return Status::Ok();
 }
 
+bool IsLoopbackHost(const std::string& host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
 Server::Server(const ServerConfig& config) : config_(config) {}
 
 Server::~Server() {
@@ -92,6 +126,30 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   auto store = store::OpenSqliteStore(config.data + "/gpuorch.db");
   if (!store.ok()) return store.status();
   s->store_ = std::move(store).value();
+  auto token_store = store::OpenSqliteTokenStore(config.data + "/gpuorch.db");
+  if (!token_store.ok()) return token_store.status();
+  auto tokens = TokenRegistry::Open(std::move(token_store).value());
+  if (!tokens.ok()) return tokens.status();
+  s->tokens_ = std::move(tokens).value();
+  if (config.insecure_no_auth) {
+    std::string host;
+    int port = 0;
+    if (Status st = ParseHostPort(config.listen, host, port); !st.ok()) return st;
+    if (!IsLoopbackHost(host)) {
+      return Status::Invalid("--insecure-no-auth: refused: the server listens on " + host +
+                             ", not on a loopback address (127.0.0.1, ::1)");
+    }
+    std::fprintf(stderr,
+                 "gpuorch server: WARNING: --insecure-no-auth: NO AUTHENTICATION. Every request "
+                 "on %s acts as an administrator. For local experiments only.\n",
+                 config.listen.c_str());
+  } else if (Status st = s->Bootstrap(); !st.ok()) {
+    return st;
+  }
+  auto audit =
+      AuditLog::Open(config.data + "/audit.log", config.audit_max_bytes, config.audit_keep);
+  if (!audit.ok()) return audit.status();
+  s->audit_ = std::move(audit).value();
   auto controller = Controller::Create(config, s->store_.get());
   if (!controller.ok()) return controller.status();
   s->controller_ = std::move(controller).value();
@@ -112,6 +170,38 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
                                           });
   s->Routes();
   return s;
+}
+
+Status Server::Bootstrap() {
+  if (!tokens_->empty()) return Status::Ok();
+  // The file is written before the token is stored: a crash in between leaves no token,
+  // and the next start writes a new one.
+  const std::string path = config_.data + "/admin.token";
+  Principal admin;
+  admin.name = "bootstrap-admin";
+  admin.role = Role::kAdmin;
+  auto token = tokens_->CreateToken(
+      admin, WallMs(), [&path](const std::string& t) { return WriteSecretFile(path, t + "\n"); });
+  if (!token.ok()) return token.status();
+  std::fprintf(stderr,
+               "gpuorch server: first start: an administrator's token is in %s (mode 0600); "
+               "use it with: export GPUORCH_TOKEN=$(cat %s)\n",
+               path.c_str(), path.c_str());
+  return Status::Ok();
+}
+
+Access Server::AccessOf(const Principal& caller) {
+  if (caller.admin()) return {};
+  auto p = std::make_shared<const Principal>(caller);
+  return Access{[p](const std::string& q) { return p->ReadsQueue(q); },
+                [p](const std::string& q) { return p->WritesQueue(q); },
+                [p](const std::string& q) { return p->SeesEnv(q); }};
+}
+
+bool Server::NodeHeldByOther(const std::string& node, const Principal& caller) {
+  if (caller.admin()) return false;
+  const std::string owner = controller_->NodeOwner(node);
+  return !owner.empty() && owner != caller.accessor && tokens_->Valid(owner);
 }
 
 Result<int> Server::Bind() {
@@ -148,7 +238,14 @@ void Server::Stop() {
 int64_t Server::connections() const { return http_->connections(); }
 
 void Server::Route(const std::string& method, const std::string& pattern, RouteHandler fn) {
-  routes_.push_back(RouteEntry{method, Split(pattern), std::move(fn)});
+  const RoutePolicy* policy = FindRoutePolicy(method, pattern);
+  if (policy == nullptr) {
+    // Default deny, enforced at start: a route nobody wrote a policy for never serves.
+    std::fprintf(stderr, "gpuorch server: route %s %s has no policy (route_policy.cc)\n",
+                 method.c_str(), pattern.c_str());
+    std::abort();
+  }
+  routes_.push_back(RouteEntry{method, Split(pattern), std::move(fn), policy});
 }
 
 void Server::Dispatch(const HttpRequest& req, HttpRespond respond) {
@@ -159,21 +256,79 @@ void Server::Dispatch(const HttpRequest& req, HttpRespond respond) {
   const std::string method = req.method == "HEAD" ? "GET" : req.method;
   const std::vector<std::string> segments = Split(req.path);
   Captures captures;
+  const RouteEntry* route = nullptr;
   for (const RouteEntry& r : routes_) {
     if (r.method != method || r.segments.size() != segments.size()) continue;
-    captures.clear();
+    captures.segments.clear();
     bool match = true;
     for (size_t i = 0; i < segments.size() && match; ++i) {
       if (r.segments[i] == "*") {
         match = !segments[i].empty();
-        captures.push_back(segments[i]);
+        captures.segments.push_back(segments[i]);
       } else {
         match = r.segments[i] == segments[i];
       }
     }
-    if (match) return r.fn(req, captures, std::move(respond));
+    if (match) {
+      route = &r;
+      break;
+    }
   }
-  respond(ReplyError(ApiError{404, "", "no such endpoint"}));
+  const RoutePolicy* policy = route != nullptr ? route->policy : nullptr;
+  if (policy != nullptr &&
+      (policy->public_route || (policy->pattern == "/metrics" && config_.metrics_public))) {
+    return route->fn(req, captures, std::move(respond));
+  }
+
+  // Everything else needs a token, and what changes state is audited before it is answered.
+  auto audit = std::make_shared<AuditEntry>();
+  audit->time_ms = WallMs();
+  audit->verb = policy != nullptr ? policy->verb : "unknown";
+  audit->resource = req.path;
+  audit->request_id = std::to_string(controller_->epoch()) + "-" +
+                      std::to_string(next_request_.fetch_add(1, std::memory_order_relaxed));
+  audit->source = req.peer;
+  const AuditMode mode = policy != nullptr ? policy->audit
+                         : method == "GET" ? AuditMode::kNone
+                                           : AuditMode::kAlways;
+  HttpRespond answer = [this, audit, mode, queue = captures.audit_queue,
+                        respond = std::move(respond)](HttpResponse res) {
+    res.headers.emplace_back("X-Request-Id", audit->request_id);
+    const bool allowed = res.status != 401 && res.status != 403;
+    if (mode == AuditMode::kAlways || (mode == AuditMode::kDenials && !allowed)) {
+      AuditEntry e = *audit;
+      e.allowed = allowed;
+      e.status = res.status;
+      e.queue = *queue;
+      if (Status s = audit_->Append(e); !s.ok()) {
+        std::fprintf(stderr, "gpuorch server: %s\n", s.message().c_str());
+        res = ReplyError(ApiError{500, "", s.message() + " (the request may have taken effect)"});
+      }
+    }
+    respond(std::move(res));
+  };
+  if (config_.insecure_no_auth) {
+    captures.caller = InsecurePrincipal();
+  } else {
+    auto caller = tokens_->Authenticate(req.authorization);
+    if (!caller.ok()) {
+      HttpResponse r = ReplyError(ApiError{401, "authorization", caller.status().message()});
+      r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"gpuorch\"");
+      return answer(std::move(r));
+    }
+    captures.caller = std::move(caller).value();
+  }
+  audit->accessor = captures.caller.accessor;
+  audit->role = std::string(RoleName(captures.caller.role));
+  if (route == nullptr) return answer(ReplyError(ApiError{404, "", "no such endpoint"}));
+  if (!policy->allows(captures.caller, captures.segments)) {
+    return answer(
+        ReplyError(ApiError{403, "authorization",
+                            "authorization: a " + std::string(RoleName(captures.caller.role)) +
+                                " token (" + captures.caller.name + ") may not " + policy->verb +
+                                (captures.segments.empty() ? "" : " " + captures.segments[0])}));
+  }
+  route->fn(req, captures, std::move(answer));
 }
 
 void Server::Routes() {
@@ -200,24 +355,41 @@ void Server::Routes() {
           return HttpResponse{200, "text/plain; version=0.0.4", std::move(m)};
         }));
   // Answered once the submission is durable, from the store's writer: no worker waits for
-  // the commit, so a burst of submissions shares commits.
+  // the commit, so a burst of submissions shares commits. The answer hops to a worker,
+  // where the audit line is written (concurrent answers share its sync), so the store's
+  // writer never waits for the audit log.
   Route("POST", "/v1/workloads",
-        [&c](const HttpRequest& req, const Captures&, HttpRespond respond) {
+        [this, &c](const HttpRequest& req, const Captures& m, HttpRespond respond) {
           Json body;
           HttpResponse bad;
           if (!Body(req, body, bad)) return respond(std::move(bad));
-          c.SubmitAsync(body, [respond](bool ok, Json out, ApiError e) {
-            respond(ok ? Reply(201, out) : ReplyError(e));
+          // No queue named: the token's default queue, else the server's.
+          if (body.is_object() && !body.contains("queue")) {
+            const std::string q = m.caller.DefaultQueue(config_);
+            if (!q.empty()) body["queue"] = q;
+          }
+          if (body.is_object() && body.contains("queue") && body["queue"].is_string()) {
+            const std::string q = body["queue"].get<std::string>();
+            *m.audit_queue = q;
+            if (!m.caller.WritesQueue(q)) {
+              return respond(ReplyError(
+                  ApiError{403, "queue", "queue: this token may not submit to queue " + q}));
+            }
+          }
+          c.SubmitAsync(body, [this, respond](bool ok, Json out, ApiError e) {
+            HttpResponse res = ok ? Reply(201, out) : ReplyError(e);
+            http_->RunAfter(std::chrono::milliseconds(0),
+                            [respond, res = std::move(res)]() mutable { respond(std::move(res)); });
           });
         });
-  Route("GET", "/v1/workloads", Sync([&c](const HttpRequest& req, const Captures&) {
+  Route("GET", "/v1/workloads", Sync([&c](const HttpRequest& req, const Captures& m) {
           for (const auto& [k, v] : req.params) {
             if (k != "queue" && k != "state" && k != "kind") {
               return ReplyError(ApiError{400, k, k + ": unknown filter"});
             }
           }
-          return Reply(200,
-                       c.ListWorkloads(req.Param("queue"), req.Param("state"), req.Param("kind")));
+          return Reply(200, c.ListWorkloads(req.Param("queue"), req.Param("state"),
+                                            req.Param("kind"), AccessOf(m.caller)));
         }));
   auto bad_id = [] { return ReplyError(ApiError{400, "id", "id: must be a workload number"}); };
   Route("GET", "/v1/workloads/*", Sync([&c, bad_id](const HttpRequest&, const Captures& m) {
@@ -225,7 +397,7 @@ void Server::Routes() {
           Json out;
           ApiError e;
           if (!IdParam(m[0], id)) return bad_id();
-          if (!c.GetWorkload(id, out, e)) return ReplyError(e);
+          if (!c.GetWorkload(id, out, e, AccessOf(m.caller))) return ReplyError(e);
           return Reply(200, out);
         }));
   auto cancel = Sync([&c, bad_id](const HttpRequest&, const Captures& m) {
@@ -233,7 +405,8 @@ void Server::Routes() {
     Json out;
     ApiError e;
     if (!IdParam(m[0], id)) return bad_id();
-    if (!c.Cancel(id, out, e)) return ReplyError(e);
+    if (!c.Cancel(id, out, e, AccessOf(m.caller))) return ReplyError(e);
+    *m.audit_queue = out.value("queue", "");
     return Reply(200, out);
   });
   Route("POST", "/v1/workloads/*/cancel", cancel);
@@ -255,7 +428,7 @@ void Server::Routes() {
           }
           std::string address, path;
           ApiError e;
-          if (!c.LogTarget(id, static_cast<int32_t>(task), address, path, e)) {
+          if (!c.LogTarget(id, static_cast<int32_t>(task), address, path, e, AccessOf(m.caller))) {
             return ReplyError(e);
           }
           httplib::Client agent("http://" + address);
@@ -266,12 +439,13 @@ void Server::Routes() {
           std::string type = r->get_header_value("Content-Type");
           return HttpResponse{r->status, type.empty() ? "text/plain" : type, r->body};
         }));
-  Route("GET", "/v1/queues",
-        Sync([&c](const HttpRequest&, const Captures&) { return Reply(200, c.ListQueues()); }));
+  Route("GET", "/v1/queues", Sync([&c](const HttpRequest&, const Captures& m) {
+          return Reply(200, c.ListQueues(AccessOf(m.caller)));
+        }));
   Route("GET", "/v1/queues/*", Sync([&c](const HttpRequest&, const Captures& m) {
           Json out;
           ApiError e;
-          if (!c.GetQueue(m[0], out, e)) return ReplyError(e);
+          if (!c.GetQueue(m[0], out, e, AccessOf(m.caller))) return ReplyError(e);
           return Reply(200, out);
         }));
   Route("GET", "/v1/nodes", Sync([&c](const HttpRequest& req, const Captures&) {
@@ -299,12 +473,24 @@ void Server::Routes() {
             return Reply(200, out);
           }));
   }
-  Route("POST", "/v1/agents/register", Sync([&c](const HttpRequest& req, const Captures&) {
+  Route("POST", "/v1/agents/register", Sync([this, &c](const HttpRequest& req, const Captures& m) {
           Json body, out;
           ApiError e;
           HttpResponse bad;
           if (!Body(req, body, bad)) return bad;
-          if (!c.Register(body, out, e)) return ReplyError(e);
+          if (body.is_object() && body.contains("name") && body["name"].is_string()) {
+            const std::string name = body["name"].get<std::string>();
+            if (!m.caller.ActsAsNode(name)) {
+              return ReplyError(
+                  ApiError{403, "name", "name: this token may not register node " + name});
+            }
+          }
+          // A name held by a revoked token may be taken over; an administrator may take any.
+          const bool admin = m.caller.admin();
+          auto may_replace = [this, admin](const std::string& owner) {
+            return admin || !tokens_->Valid(owner);
+          };
+          if (!c.Register(body, out, e, m.caller.accessor, may_replace)) return ReplyError(e);
           return Reply(200, out);
         }));
   // The long poll: the controller holds the answer (no thread waits) until the node's list
@@ -324,6 +510,10 @@ void Server::Routes() {
                   400, names[i], std::string(names[i]) + ": must be a non-negative integer"}));
             }
           }
+          if (NodeHeldByOther(m[0], m.caller)) {
+            return respond(ReplyError(
+                ApiError{403, "node", "node: " + m[0] + " is registered by another token"}));
+          }
           WatchTicket ticket;
           ApiError e;
           // `respond` only queues the write, as the controller requires of `done`.
@@ -338,13 +528,61 @@ void Server::Routes() {
           // An agent that dies while its watch is held stops counting as alive at once.
           req.watch_peer([&c, ticket] { c.CancelWatch(ticket); });
         });
-  Route("POST", "/v1/agents/*/heartbeat", Sync([&c](const HttpRequest& req, const Captures& m) {
+  Route("POST", "/v1/agents/*/heartbeat",
+        Sync([this, &c](const HttpRequest& req, const Captures& m) {
+          Json body, out;
+          ApiError e;
+          HttpResponse bad;
+          if (NodeHeldByOther(m[0], m.caller)) {
+            return ReplyError(
+                ApiError{403, "node", "node: " + m[0] + " is registered by another token"});
+          }
+          if (!Body(req, body, bad)) return bad;
+          if (!c.Heartbeat(m[0], body, out, e)) return ReplyError(e);
+          return Reply(200, out);
+        }));
+  TokenRoutes();
+}
+
+// Tokens and the audit log: administrators only (route_policy.cc), except /self.
+void Server::TokenRoutes() {
+  Route("GET", "/v1/tokens/self",
+        Sync([](const HttpRequest&, const Captures& m) { return Reply(200, m.caller.ToJson()); }));
+  Route("GET", "/v1/tokens",
+        Sync([this](const HttpRequest&, const Captures&) { return Reply(200, tokens_->List()); }));
+  Route("POST", "/v1/tokens", Sync([this](const HttpRequest& req, const Captures&) {
           Json body, out;
           ApiError e;
           HttpResponse bad;
           if (!Body(req, body, bad)) return bad;
-          if (!c.Heartbeat(m[0], body, out, e)) return ReplyError(e);
-          return Reply(200, out);
+          if (!tokens_->Create(body, config_, WallMs(), out, e)) return ReplyError(e);
+          return Reply(201, out);
+        }));
+  auto revoke = Sync([this](const HttpRequest&, const Captures& m) {
+    Json out;
+    ApiError e;
+    if (!tokens_->Revoke(m[0], WallMs(), out, e)) return ReplyError(e);
+    return Reply(200, out);
+  });
+  Route("POST", "/v1/tokens/*/revoke", revoke);
+  Route("DELETE", "/v1/tokens/*", revoke);
+  Route("GET", "/v1/audit", Sync([this](const HttpRequest& req, const Captures&) {
+          for (const auto& [k, v] : req.params) {
+            if (k != "since" && k != "limit") {
+              return ReplyError(ApiError{400, k, k + ": unknown parameter"});
+            }
+          }
+          const std::string since = req.Param("since");
+          if (!since.empty() && !IsIsoTimeMs(since)) {
+            return ReplyError(
+                ApiError{400, "since", "since: expected a time like 2026-12-02T13:00:00.000Z"});
+          }
+          int64_t limit = 1000;
+          if (req.HasParam("limit") &&
+              (!IdParam(req.Param("limit"), limit) || limit < 1 || limit > 100000)) {
+            return ReplyError(ApiError{400, "limit", "limit: must be a number in 1..100000"});
+          }
+          return Reply(200, audit_->Read(since, limit));
         }));
 }
 

@@ -8,16 +8,22 @@
 #include <vector>
 
 #include "core/status.h"
+#include "server/audit_log.h"
+#include "server/auth.h"
 #include "server/config.h"
 #include "server/controller.h"
 #include "server/http_server.h"
+#include "server/route_policy.h"
 #include "store/state_store.h"
 
 namespace gpuorch::server {
 
 // `gpuorch server`: the store, the controller with its loop thread, and the HTTP API on an
 // event-driven HttpServer (a few I/O threads whatever the number of connections; handlers
-// on a small worker pool; agents' watches held without a thread).
+// on a small worker pool; agents' watches held without a thread). Every route but
+// /healthz (and /metrics, unless configured otherwise) needs a token; each route's
+// policy (server/route_policy.h) says who may call it, and every mutating request is in
+// the audit log before it is answered (docs/security.md).
 class Server {
  public:
   static core::Result<std::unique_ptr<Server>> Create(const ServerConfig& config);
@@ -29,11 +35,19 @@ class Server {
   void Serve();
   void Stop();
   Controller& controller() { return *controller_; }
+  TokenRegistry& tokens() { return *tokens_; }
   // Connections open now.
   int64_t connections() const;
 
-  // The path's segments that a route's "*" segments matched.
-  using Captures = std::vector<std::string>;
+  // What the router hands a route: the path's segments that its "*" segments matched
+  // (m[0], ...) and the authenticated caller.
+  struct Captures {
+    std::vector<std::string> segments;
+    Principal caller;
+    // The queue the request touched, for its audit entry; the handler sets it.
+    std::shared_ptr<std::string> audit_queue = std::make_shared<std::string>();
+    const std::string& operator[](size_t i) const { return segments[i]; }
+  };
   using RouteHandler = std::function<void(const HttpRequest&, const Captures&, HttpRespond)>;
 
  private:
@@ -47,10 +61,21 @@ class Server {
     std::string method;
     std::vector<std::string> segments;
     RouteHandler fn;
+    const RoutePolicy* policy;
   };
+  // First start: writes an administrator's token to DATA/admin.token (0600).
+  core::Status Bootstrap();
+  // What `caller` may see and do with workloads, by queue.
+  static Access AccessOf(const Principal& caller);
+  // A refusal for a heartbeat or watch as `node`, whose name another valid token holds.
+  bool NodeHeldByOther(const std::string& node, const Principal& caller);
+  void TokenRoutes();
 
   ServerConfig config_;
   std::unique_ptr<store::StateStore> store_;
+  std::unique_ptr<TokenRegistry> tokens_;
+  std::unique_ptr<AuditLog> audit_;
+  std::atomic<uint64_t> next_request_{1};
   std::unique_ptr<Controller> controller_;
   std::unique_ptr<HttpServer> http_;
   std::vector<RouteEntry> routes_;
@@ -60,5 +85,7 @@ class Server {
 
 // Splits "host:port"; the port must be 0..65535.
 core::Status ParseHostPort(const std::string& s, std::string& host, int& port);
+// Whether a listen host is a loopback address (127.0.0.0/8, ::1, localhost).
+bool IsLoopbackHost(const std::string& host);
 
 }  // namespace gpuorch::server

@@ -466,6 +466,38 @@ TEST_F(ControllerTest, ReclaimEvictsTheBorrowerWhichIsRequeued) {
   EXPECT_EQ(desired[0]["workload"], owner);
 }
 
+// A tenant never sees another queue's workload ids (docs/security.md): the eviction event
+// names its preemptor only to callers who read the preemptor's queue.
+TEST_F(ControllerTest, AnEvictionNamesItsPreemptorOnlyToWhoMaySeeIt) {
+  Register("n1", 4);
+  int64_t borrower = Submit("batch", 4);
+  controller_->Step();
+  ASSERT_EQ(Heartbeat("n1", Json::array()).size(), 1u);
+  int64_t owner = Submit("prod", 4);
+  controller_->Step();
+  ASSERT_EQ(Get(borrower)["state"], "Preempted");
+  const std::string id = "workload " + std::to_string(owner);
+  auto evicted = [](const Json& w) {
+    for (const Json& e : w["events"]) {
+      if (e["type"] == "Evicted") return e["message"].get<std::string>();
+    }
+    return std::string();
+  };
+  EXPECT_NE(evicted(Get(borrower)).find(id), std::string::npos) << "all-seeing callers";
+  Access batch_only;
+  batch_only.reads = [](const std::string& q) { return q == "batch"; };
+  Json w;
+  ApiError e;
+  ASSERT_TRUE(controller_->GetWorkload(borrower, w, e, batch_only));
+  EXPECT_EQ(evicted(w).find(id), std::string::npos) << evicted(w);
+  EXPECT_NE(evicted(w).find("a workload of another queue"), std::string::npos) << evicted(w);
+  EXPECT_FALSE(controller_->GetWorkload(owner, w, e, batch_only));
+  EXPECT_EQ(e.code, 404);
+  Json list = controller_->ListWorkloads("", "", "", batch_only);
+  ASSERT_EQ(list["workloads"].size(), 1u);
+  EXPECT_EQ(list["workloads"][0]["id"], borrower);
+}
+
 // Milliseconds since the epoch of an API timestamp ("2026-11-24T14:00:00.000Z").
 int64_t EpochMs(const Json& iso) {
   std::tm tm{};
@@ -946,7 +978,7 @@ TEST(ControllerBacklog, DISABLED_ApiLatencyUnderAPendingBacklog) {
   ServerConfig config = *ParseConfig(R"(
 node_timeout_s: 3600
 queues:
-  - {name: infra, quota: [{model: "*", guaranteed: 400}]}
+  - {name: infra, quota: [{model: "*", guaranteed: 400}], allowed_priorities: [production, normal]}
   - {name: prod, quota: [{model: "*", guaranteed: 400}]}
 )");
   auto opened = store::OpenSqliteStore((dir / "db").string());

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -148,24 +149,27 @@ HttpResult ToResult(const httplib::Result& r) {
   return out;
 }
 
-std::unique_ptr<httplib::Client> Client(const std::string& url) {
+std::unique_ptr<httplib::Client> Client(const std::string& url, const std::string& token) {
   auto c = std::make_unique<httplib::Client>(url);
   c->set_connection_timeout(5, 0);
   c->set_read_timeout(30, 0);
   c->set_write_timeout(30, 0);
+  if (!token.empty()) c->set_bearer_token_auth(token);
   return c;
 }
 
 }  // namespace
 
-HttpResult Api::Get(const std::string& path) const { return ToResult(Client(url_)->Get(path)); }
+HttpResult Api::Get(const std::string& path) const {
+  return ToResult(Client(url_, token_)->Get(path));
+}
 
 HttpResult Api::Post(const std::string& path, const std::string& body) const {
-  return ToResult(Client(url_)->Post(path, body, "application/json"));
+  return ToResult(Client(url_, token_)->Post(path, body, "application/json"));
 }
 
 HttpResult Api::Delete(const std::string& path) const {
-  return ToResult(Client(url_)->Delete(path));
+  return ToResult(Client(url_, token_)->Delete(path));
 }
 
 // ---- CLI
@@ -264,7 +268,30 @@ bool Cluster::StartServer() {
                                "--listen", "127.0.0.1:" + std::to_string(port_), "--data",
                                dir_ + "/server"},
       std::map<std::string, std::string>{{"GPUORCH_CP_TOKEN", token_}}, dir_ + "/server.log");
-  return WaitFor([&] { return !server_->Exited() && api_.Get("/healthz").status == 200; });
+  if (!WaitFor([&] { return !server_->Exited() && api_.Get("/healthz").status == 200; })) {
+    return false;
+  }
+  admin_token_file_ = dir_ + "/server/admin.token";
+  std::string token = ReadFile(admin_token_file_);
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  api_ = Api(url_, token);
+  return !token.empty();
+}
+
+std::string Cluster::CreateToken(const Json& request) const {
+  HttpResult r = api_.Post("/v1/tokens", request);
+  if (r.status != 201 || !r.json.is_object()) return "";
+  return r.json.value("token", "");
+}
+
+std::string Cluster::AgentTokenFile(const std::string& name, const std::string& node_pattern) {
+  const std::string path = dir_ + "/agent-" + name + ".token";
+  if (!std::filesystem::exists(path)) {
+    WriteFile(path, CreateToken(Json{
+                        {"name", "agent-" + name}, {"role", "agent"}, {"node", node_pattern}}) +
+                        "\n");
+  }
+  return path;
 }
 
 void Cluster::StopServer(int sig) {
@@ -278,9 +305,9 @@ bool Cluster::StartAgent(const std::string& name, const std::string& gpus) {
   std::filesystem::create_directories(data);
   agents_[name] = std::make_unique<Process>(
       std::vector<std::string>{options_.bin, "agent", "--server", url_, "--name", name,
-                               "--emulate-gpus", gpus, "--data", data, "--cpu-milli", "64000",
-                               "--memory-mib", "262144", "--heartbeat-ms",
-                               std::to_string(options_.agent_heartbeat_ms)},
+                               "--token-file", AgentTokenFile(name, name), "--emulate-gpus", gpus,
+                               "--data", data, "--cpu-milli", "64000", "--memory-mib", "262144",
+                               "--heartbeat-ms", std::to_string(options_.agent_heartbeat_ms)},
       std::map<std::string, std::string>{{"GPUORCH_CP_TOKEN", token_}},
       dir_ + "/agent-" + name + ".log");
   return WaitFor([&] { return NodeStatus(name) == "Ready"; });
@@ -290,8 +317,9 @@ bool Cluster::StartHollowNodes(const std::string& prefix, int count, const std::
                                std::chrono::milliseconds deadline) {
   agents_[prefix] = std::make_unique<Process>(
       std::vector<std::string>{options_.bin, "agent", "--server", url_, "--emulate-nodes",
-                               std::to_string(count), "--name-prefix", prefix, "--emulate-gpus",
-                               gpus, "--heartbeat-ms", std::to_string(options_.agent_heartbeat_ms),
+                               std::to_string(count), "--name-prefix", prefix, "--token-file",
+                               AgentTokenFile(prefix, prefix + "-*"), "--emulate-gpus", gpus,
+                               "--heartbeat-ms", std::to_string(options_.agent_heartbeat_ms),
                                "--register-rate", "200"},
       std::map<std::string, std::string>{{"GPUORCH_CP_TOKEN", token_}},
       dir_ + "/agent-" + prefix + ".log");
@@ -317,7 +345,8 @@ void Cluster::KillAgent(const std::string& name, int sig) {
 }
 
 CliResult Cluster::Cli(std::vector<std::string> args) const {
-  args.insert(args.begin() + (args.empty() ? 0 : 1), {"--server", url_});
+  args.insert(args.begin() + (args.empty() ? 0 : 1),
+              {"--server", url_, "--token-file", admin_token_file_});
   return RunCli(options_.bin, args);
 }
 

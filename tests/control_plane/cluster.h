@@ -72,10 +72,14 @@ struct HttpResult {
   Json json;  // the parsed body, or discarded when it is not JSON
 };
 
-// A small JSON client. One connection per call, so it is safe from any thread.
+// A small JSON client. One connection per call, so it is safe from any thread. Sends
+// `token` as a bearer token when it is not empty.
 class Api {
  public:
-  explicit Api(std::string url) : url_(std::move(url)) {}
+  explicit Api(std::string url, std::string token = "")
+      : url_(std::move(url)), token_(std::move(token)) {}
+  // The same server with another token ("" for none).
+  Api As(const std::string& token) const { return Api(url_, token); }
   HttpResult Get(const std::string& path) const;
   HttpResult Post(const std::string& path, const std::string& body) const;
   HttpResult Post(const std::string& path, const Json& body) const {
@@ -83,9 +87,11 @@ class Api {
   }
   HttpResult Delete(const std::string& path) const;
   const std::string& url() const { return url_; }
+  const std::string& token() const { return token_; }
 
  private:
   std::string url_;
+  std::string token_;
 };
 
 struct CliResult {
@@ -110,7 +116,8 @@ class Cluster {
   Cluster(const Cluster&) = delete;
   Cluster& operator=(const Cluster&) = delete;
 
-  // Starts the server on this cluster's port and data directory; true once /healthz answers.
+  // Starts the server on this cluster's port and data directory; true once /healthz answers
+  // and its administrator's token (DATA/admin.token, written at the first start) is read.
   bool StartServer();
   // Signals the server's process group and waits for it to end.
   void StopServer(int sig);
@@ -135,9 +142,15 @@ class Cluster {
 
   const std::string& url() const { return url_; }
   const std::string& dir() const { return dir_; }
+  // The API as the administrator.
   const Api& api() const { return api_; }
+  const std::string& admin_token() const { return api_.token(); }
+  const std::string& admin_token_file() const { return admin_token_file_; }
+  // Creates a token as the administrator (POST /v1/tokens with `request`); "" on failure.
+  std::string CreateToken(const Json& request) const;
   const std::string& bin() const { return options_.bin; }
-  // Runs the CLI against this cluster's server (adds --server).
+  // Runs the CLI against this cluster's server as the administrator (adds --server and
+  // --token-file after the first argument).
   CliResult Cli(std::vector<std::string> args) const;
 
   // POST /v1/workloads; the id, or -1 (with the answer in `answer` when given).
@@ -156,7 +169,10 @@ class Cluster {
   void KillTokenProcesses();
 
   ClusterOptions options_;
-  std::string dir_, token_, url_;
+  // A token file for `name` ("agent-<name>.token"), created once per name.
+  std::string AgentTokenFile(const std::string& name, const std::string& node_pattern);
+
+  std::string dir_, token_, url_, admin_token_file_;
   int port_ = 0;
   Api api_{""};
   std::unique_ptr<Process> server_;

@@ -5,6 +5,8 @@
 #include <cctype>
 #include <regex>
 
+#include "cli/client/credentials.h"
+
 namespace gpuorch::cli {
 namespace {
 
@@ -104,19 +106,30 @@ std::string DescribeHttpError(int status, const std::string& body) {
   return "HTTP " + std::to_string(status) + (text.empty() ? "" : ": " + text);
 }
 
-Outcome<std::unique_ptr<ApiClient>> ApiClient::Connect(std::string_view server_url) {
+Outcome<std::unique_ptr<ApiClient>> ApiClient::Connect(std::string_view server_url,
+                                                       const std::string& token) {
   auto parsed = ParseServerUrl(server_url);
   if (!parsed.ok()) return parsed.failure();
-  return std::unique_ptr<ApiClient>(new ApiClient(std::string(server_url), parsed.value()));
+  return std::unique_ptr<ApiClient>(new ApiClient(std::string(server_url), parsed.value(), token));
 }
 
-ApiClient::ApiClient(std::string url, ServerUrl parsed)
+Outcome<std::unique_ptr<ApiClient>> ConnectWithToken(std::string_view server_url,
+                                                     const std::string& token,
+                                                     const std::string& token_file) {
+  if (!token.empty()) return ApiClient::Connect(server_url, token);
+  auto loaded = LoadToken(token_file, /*use_config_file=*/true);
+  if (!loaded.ok()) return loaded.failure();
+  return ApiClient::Connect(server_url, loaded.value());
+}
+
+ApiClient::ApiClient(std::string url, ServerUrl parsed, const std::string& token)
     : url_(std::move(url)),
       parsed_(std::move(parsed)),
       http_(std::make_unique<httplib::Client>(parsed_.scheme_host_port)) {
   http_->set_connection_timeout(kConnectTimeoutS, 0);
   http_->set_read_timeout(kReadTimeoutS, 0);
   http_->set_write_timeout(kConnectTimeoutS, 0);
+  if (!token.empty()) http_->set_bearer_token_auth(token);
 }
 
 ApiClient::~ApiClient() = default;
@@ -130,6 +143,9 @@ Outcome<std::string> ApiClient::Send(const std::string& method, const std::strin
   if (!res) {
     return Failure{kExitUnreachable, "cannot reach the gpuorch server at " + url_ + ": " +
                                          TransportProblem(res.error())};
+  }
+  if (res->status == 401) {
+    return Failure{kExitRefused, DescribeHttpError(res->status, res->body) + "; " + TokenHint()};
   }
   if (res->status < 200 || res->status > 299) {
     return Failure{kExitRefused, DescribeHttpError(res->status, res->body)};

@@ -39,7 +39,9 @@ std::string QueryString(const std::vector<std::pair<std::string, std::string>>& 
 // Not thread-safe; one instance per command invocation.
 class ApiClient {
  public:
-  static Outcome<std::unique_ptr<ApiClient>> Connect(std::string_view server_url);
+  // `token` is sent as "Authorization: Bearer <token>" on every request ("" sends none).
+  static Outcome<std::unique_ptr<ApiClient>> Connect(std::string_view server_url,
+                                                     const std::string& token = "");
   ~ApiClient();
   ApiClient(const ApiClient&) = delete;
   ApiClient& operator=(const ApiClient&) = delete;
@@ -52,7 +54,7 @@ class ApiClient {
   const std::string& url() const { return url_; }
 
  private:
-  ApiClient(std::string url, ServerUrl parsed);
+  ApiClient(std::string url, ServerUrl parsed, const std::string& token);
 
   // Sends one request; on success returns the raw body of a 2xx answer.
   Outcome<std::string> Send(const std::string& method, const std::string& path,
@@ -62,6 +64,12 @@ class ApiClient {
   ServerUrl parsed_;
   std::unique_ptr<httplib::Client> http_;
 };
+
+// A client that sends `token`, or when it is empty the token LoadToken(token_file) finds
+// (credentials.h: --token-file, GPUORCH_TOKEN, ~/.config/gpuorch/token).
+Outcome<std::unique_ptr<ApiClient>> ConnectWithToken(std::string_view server_url,
+                                                     const std::string& token,
+                                                     const std::string& token_file);
 
 // Turns a non-2xx answer into the user-facing message: the API's `{"error": {...}}` gives
 // "field: message" (the field is not repeated when the message already starts with it);

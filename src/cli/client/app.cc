@@ -2,6 +2,8 @@
 
 #include <memory>
 
+#include "cli/client/admin_commands.h"
+
 namespace gpuorch::cli {
 namespace {
 
@@ -27,6 +29,9 @@ void AddServer(CLI::App* cmd, CommonArgs& common) {
   cmd->add_option("--server", common.server, "gpuorch server URL")
       ->envname("GPUORCH_SERVER")
       ->capture_default_str();
+  cmd->add_option("--token-file", common.token_file,
+                  "File holding the API token (default: $GPUORCH_TOKEN, then "
+                  "~/.config/gpuorch/token)");
 }
 
 void AddOutput(CLI::App* cmd, CommonArgs& common) {
@@ -154,6 +159,60 @@ void AddClusterCommands(CLI::App& app, const Io& io, int& exit_code) {
   }
 }
 
+void AddAdminCommands(CLI::App& app, const Io& io, int& exit_code) {
+  auto* token = app.add_subcommand("token", "Create, list and revoke API tokens (admin)");
+  token->require_subcommand(1);
+  auto* create = token->add_subcommand("create", "Create a token; prints it once");
+  auto ccommon = std::make_shared<CommonArgs>();
+  auto cargs = std::make_shared<TokenCreateArgs>();
+  AddServer(create, *ccommon);
+  AddOutput(create, *ccommon);
+  create->add_option("--name", cargs->name, "A name for the token (who or what uses it)")
+      ->required();
+  create->add_option("--role", cargs->role, "admin, operator, tenant, reader or agent")
+      ->required()
+      ->check(CLI::IsMember({"admin", "operator", "tenant", "reader", "agent"}));
+  AddRepeated(create, "--queue", cargs->queues, "Queue of a tenant or reader (repeatable)");
+  create->add_option("--node", cargs->node,
+                     "Node of an agent; a pattern with '*' makes a join token (hollow-*)");
+  create->add_option("--default-queue", cargs->default_queue,
+                     "Queue of submissions that name none (default: a tenant's only queue)");
+  create->callback(
+      [ccommon, cargs, &io, &exit_code] { exit_code = RunTokenCreate(*ccommon, *cargs, io); });
+
+  auto* list = token->add_subcommand("list", "List tokens (never their secrets)");
+  auto lcommon = std::make_shared<CommonArgs>();
+  AddServer(list, *lcommon);
+  AddOutput(list, *lcommon);
+  list->callback([lcommon, &io, &exit_code] { exit_code = RunTokenList(*lcommon, io); });
+
+  auto* revoke = token->add_subcommand("revoke", "Revoke a token by its accessor");
+  auto rcommon = std::make_shared<CommonArgs>();
+  auto accessor = std::make_shared<std::string>();
+  AddServer(revoke, *rcommon);
+  revoke->add_option("accessor", *accessor, "The token's accessor (gpuorch token list)")
+      ->required();
+  revoke->callback([rcommon, accessor, &io, &exit_code] {
+    exit_code = RunTokenRevoke(*rcommon, *accessor, io);
+  });
+
+  auto* audit = app.add_subcommand("audit", "Show the audit log of mutating requests (admin)");
+  auto acommon = std::make_shared<CommonArgs>();
+  auto since = std::make_shared<std::string>();
+  auto limit = std::make_shared<int64_t>(1000);
+  AddServer(audit, *acommon);
+  AddOutput(audit, *acommon);
+  audit->add_option(
+      "--since", *since,
+      "Entries from this time on: 2026-12-02T13:00:00Z, or back from now: 30m, 2h, 7d");
+  audit->add_option("--limit", *limit, "At most this many (the newest)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{100000}));
+  audit->callback([acommon, since, limit, &io, &exit_code] {
+    exit_code = RunAudit(*acommon, *since, *limit, io);
+  });
+}
+
 }  // namespace
 
 void AddClientCommands(CLI::App& app, const Io& io, int& exit_code) {
@@ -161,6 +220,7 @@ void AddClientCommands(CLI::App& app, const Io& io, int& exit_code) {
   AddGetAndDescribe(app, io, exit_code);
   AddCancelAndLogs(app, io, exit_code);
   AddClusterCommands(app, io, exit_code);
+  AddAdminCommands(app, io, exit_code);
 }
 
 }  // namespace gpuorch::cli

@@ -31,6 +31,10 @@ int Show(const json& answer, const char* list_key, const CommonArgs& common, con
   return kExitOk;
 }
 
+Outcome<std::unique_ptr<ApiClient>> Connect(const CommonArgs& common) {
+  return ConnectWithToken(common.server, common.token, common.token_file);
+}
+
 std::string WorkloadPath(int64_t id) { return "/v1/workloads/" + std::to_string(id); }
 
 }  // namespace
@@ -44,7 +48,7 @@ int RunSubmit(const CommonArgs& common, const SubmitFlags& flags, const Io& io) 
   }
   auto body = BuildSubmitBody(flags, std::move(base));
   if (!body.ok()) return Fail(body.failure(), io);
-  auto client = ApiClient::Connect(common.server);
+  auto client = Connect(common);
   if (!client.ok()) return Fail(client.failure(), io);
   auto answer = client.value()->PostJson("/v1/workloads", body.value());
   if (!answer.ok()) return Fail(answer.failure(), io);
@@ -59,7 +63,7 @@ int RunSubmit(const CommonArgs& common, const SubmitFlags& flags, const Io& io) 
 }
 
 int RunGet(const CommonArgs& common, const GetArgs& args, const Io& io) {
-  auto client = ApiClient::Connect(common.server);
+  auto client = Connect(common);
   if (!client.ok()) return Fail(client.failure(), io);
   const auto now = io.now();
   auto table = [now](const json& ws) { return RenderWorkloadTable(ws, now); };
@@ -76,7 +80,7 @@ int RunGet(const CommonArgs& common, const GetArgs& args, const Io& io) {
 }
 
 int RunDescribe(const CommonArgs& common, int64_t id, const Io& io) {
-  auto client = ApiClient::Connect(common.server);
+  auto client = Connect(common);
   if (!client.ok()) return Fail(client.failure(), io);
   auto w = client.value()->GetJson(WorkloadPath(id));
   if (!w.ok()) return Fail(w.failure(), io);
@@ -85,7 +89,7 @@ int RunDescribe(const CommonArgs& common, int64_t id, const Io& io) {
 }
 
 int RunCancel(const CommonArgs& common, const std::vector<int64_t>& ids, const Io& io) {
-  auto client = ApiClient::Connect(common.server);
+  auto client = Connect(common);
   if (!client.ok()) return Fail(client.failure(), io);
   int rc = kExitOk;
   for (int64_t id : ids) {
@@ -104,7 +108,7 @@ int RunCancel(const CommonArgs& common, const std::vector<int64_t>& ids, const I
 
 int RunLogs(const CommonArgs& common, int64_t id, int64_t task, const std::string& stream,
             const Io& io) {
-  auto client = ApiClient::Connect(common.server);
+  auto client = Connect(common);
   if (!client.ok()) return Fail(client.failure(), io);
   const std::string query = QueryString({{"task", std::to_string(task)}, {"stream", stream}});
   auto text = client.value()->GetText(WorkloadPath(id) + "/logs" + query);
@@ -114,7 +118,7 @@ int RunLogs(const CommonArgs& common, int64_t id, int64_t task, const std::strin
 }
 
 int RunQueues(const CommonArgs& common, const std::string& name, const Io& io) {
-  auto client = ApiClient::Connect(common.server);
+  auto client = Connect(common);
   if (!client.ok()) return Fail(client.failure(), io);
   auto answer =
       client.value()->GetJson(name.empty() ? "/v1/queues" : "/v1/queues/" + UrlEncode(name));
@@ -123,7 +127,7 @@ int RunQueues(const CommonArgs& common, const std::string& name, const Io& io) {
 }
 
 int RunNodes(const CommonArgs& common, const NodesArgs& args, const Io& io) {
-  auto client = ApiClient::Connect(common.server);
+  auto client = Connect(common);
   if (!client.ok()) return Fail(client.failure(), io);
   std::vector<std::pair<std::string, std::string>> params;
   if (args.limit > 0) params.emplace_back("limit", std::to_string(args.limit));
@@ -138,7 +142,7 @@ int RunNodes(const CommonArgs& common, const NodesArgs& args, const Io& io) {
 }
 
 int RunDrain(const CommonArgs& common, const std::string& node, bool drain, const Io& io) {
-  auto client = ApiClient::Connect(common.server);
+  auto client = Connect(common);
   if (!client.ok()) return Fail(client.failure(), io);
   const std::string path = "/v1/nodes/" + UrlEncode(node) + (drain ? "/drain" : "/undrain");
   auto answer = client.value()->PostJson(path, json::object());

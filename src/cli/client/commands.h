@@ -24,6 +24,9 @@ struct Io {
 struct CommonArgs {
   std::string server;            // --server URL
   std::string output = "table";  // -o, for the commands that show objects
+  std::string token_file;        // --token-file
+  // The token itself; when empty, LoadToken(token_file) finds one (credentials.h).
+  std::string token;
 };
 
 struct GetArgs {
