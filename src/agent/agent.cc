@@ -100,7 +100,7 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
   Result<std::string> secret = NewLogSecret();
   if (!secret.ok()) return secret.status();
   Result<std::unique_ptr<LogServer>> logs =
-      LogServer::Start(options.listen, options.data_dir, *secret);
+      LogServer::Start(options.listen, a->runner_->data_dir(), *secret);
   if (!logs.ok()) return logs.status();
   a->log_server_ = std::move(logs).value();
 

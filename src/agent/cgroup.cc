@@ -40,7 +40,8 @@ Status WriteValue(const std::string& path, const std::string& value) {
   if (!out) return Status::Precondition("cannot open " + path + ": " + std::strerror(errno));
   out << value;
   out.flush();
-  if (!out) return Status::Precondition("writing '" + value + "' to " + path + ": " + std::strerror(errno));
+  if (!out)
+    return Status::Precondition("writing '" + value + "' to " + path + ": " + std::strerror(errno));
   return Status::Ok();
 }
 
@@ -138,10 +139,9 @@ Result<std::string> Cgroups::Create(const std::string& name, const CgroupLimits&
   // Never one that exists: an attempt is launched once, so it would be another agent's
   // (two agents given the same parent).
   if (::mkdir(path.c_str(), 0755) != 0) {
-    return Status::Precondition("cannot create cgroup " + path + ": " + std::strerror(errno) +
-                                (errno == EEXIST ? " (another agent uses --cgroup-parent " +
-                                                       parent_ + "?)"
-                                                 : ""));
+    return Status::Precondition(
+        "cannot create cgroup " + path + ": " + std::strerror(errno) +
+        (errno == EEXIST ? " (another agent uses --cgroup-parent " + parent_ + "?)" : ""));
   }
   auto put = [&](const char* file, const std::string& value) {
     return WriteValue(path + "/" + file, value);
@@ -166,9 +166,7 @@ Result<std::string> Cgroups::Create(const std::string& name, const CgroupLimits&
   return path;
 }
 
-bool Cgroups::Exists(const std::string& path) const {
-  return fs::Exists(path + "/cgroup.procs");
-}
+bool Cgroups::Exists(const std::string& path) const { return fs::Exists(path + "/cgroup.procs"); }
 
 CgroupUsage Cgroups::Usage(const std::string& path) const {
   CgroupUsage u;

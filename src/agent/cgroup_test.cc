@@ -24,7 +24,7 @@ using testing::WaitFor;
 
 TEST(CgroupValuesTest, CpuMaxIsTheRequestedShareOfEachPeriod) {
   const std::vector<std::pair<int64_t, std::string>> cases = {
-      {0, "max 100000"},       {1, "1000 100000"},       {500, "50000 100000"},
+      {0, "max 100000"},       {1, "1000 100000"},      {500, "50000 100000"},
       {1000, "100000 100000"}, {2500, "250000 100000"}, {64000, "6400000 100000"}};
   for (const auto& [milli, want] : cases) EXPECT_EQ(CpuMaxValue(milli), want) << milli;
 }
@@ -46,7 +46,8 @@ class CgroupTest : public ::testing::Test {
     parent_ = mount_ + "/gpuorch-test-" + std::to_string(::getpid()) + "-" +
               ::testing::UnitTest::GetInstance()->current_test_info()->name();
     core::Result<std::unique_ptr<Cgroups>> c = Cgroups::Open(parent_, {});
-    if (!c.ok()) GTEST_SKIP() << "cgroup v2 at " << mount_ << " is not writable: " << c.status().message();
+    if (!c.ok())
+      GTEST_SKIP() << "cgroup v2 at " << mount_ << " is not writable: " << c.status().message();
     cgroups_ = std::move(c).value();
   }
   void TearDown() override {
@@ -147,8 +148,7 @@ TEST_F(CgroupTest, StopKillsProcessesThatLeftTheTasksProcessGroup) {
 // The limits themselves, where the controllers can be had (a pure cgroup v2 host, as root
 // or with the subtree delegated).
 TEST_F(CgroupTest, LimitsComeFromTheTasksRequest) {
-  core::Result<std::unique_ptr<Cgroups>> full =
-      Cgroups::Open(parent_, {"cpu", "memory", "pids"});
+  core::Result<std::unique_ptr<Cgroups>> full = Cgroups::Open(parent_, {"cpu", "memory", "pids"});
   if (!full.ok()) GTEST_SKIP() << "no cgroup v2 limits here: " << full.status().message();
   std::shared_ptr<const Cgroups> limited = std::move(full).value();
   CgroupLimits l;

@@ -85,8 +85,9 @@ TEST_F(IsolationTest, TaskSeesOnlyTheAllowListItsUserTheSpecAndTheGpus) {
   EXPECT_NE(env.find("TZ=Europe/Paris\n"), std::string::npos) << "allowed variable" << env;
   EXPECT_NE(env.find("CUDA_VISIBLE_DEVICES=1\n"), std::string::npos) << env;
   // Exactly these names, whatever the agent's environment holds (LANG and LC_ALL when set).
-  std::set<std::string> want = {"PATH",    "HOME",  "TZ",   "FOO", "CUDA_VISIBLE_DEVICES",
-                                "NVIDIA_VISIBLE_DEVICES", "USER", "LOGNAME", "SHELL"};
+  std::set<std::string> want = {
+      "PATH", "HOME",    "TZ",   "FOO", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
+      "USER", "LOGNAME", "SHELL"};
   for (const char* opt : {"LANG", "LC_ALL"}) {
     if (::getenv(opt) != nullptr) want.insert(opt);
   }
@@ -205,9 +206,10 @@ TEST(RunAsPolicyTest, AgentThatIsNotRootRunsTasksAsItselfOnly) {
 TEST_F(IsolationTest, GarbageCollectionRemovesOnlyForgottenTasksAfterTheRetention) {
   std::unique_ptr<Runner> r = Open(RunAsPolicy{});
   TaskSpec done = Spec({5, 0, 0}, {"/bin/sh", "-c", "echo out; echo x > file"});
-  TaskSpec running = Spec({5, 1, 0}, {"/bin/sh", "-c", "echo ready; while [ ! -f " +
-                                                           dir_.path() + "/release ]; do "
-                                                           "sleep 0.02; done"});
+  TaskSpec running = Spec({5, 1, 0}, {"/bin/sh", "-c",
+                                      "echo ready; while [ ! -f " + dir_.path() +
+                                          "/release ]; do "
+                                          "sleep 0.02; done"});
   ASSERT_TRUE(r->Start(done).ok());
   ASSERT_TRUE(r->Start(running).ok());
   ASSERT_TRUE(WaitExit(*r, done.key).has_value());

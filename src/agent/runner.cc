@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -55,6 +56,36 @@ void FsyncPath(const std::string& path) {
   ::close(fd);
 }
 
+// A task of the default user must reach its workdir in DATA/work: every directory above
+// must let that user through. Checked at start, so that a data directory under a private
+// one (a mkdtemp directory, a home directory) stops the agent with the reason instead of
+// failing every task with "cannot enter workdir".
+Status CheckReachable(const Runner::Options& options) {
+  Result<TaskUser> user = ResolveTaskUser("", options.run_as, ::geteuid());
+  if (!user.ok() || user->same_as_agent || user->uid == 0) return Status::Ok();
+  std::error_code ec;
+  std::filesystem::path dir = std::filesystem::absolute(options.data_dir, ec);
+  for (; !ec && !dir.empty(); dir = dir.parent_path()) {
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0) break;
+    const bool in_group =
+        std::find(user->groups.begin(), user->groups.end(), st.st_gid) != user->groups.end();
+    const mode_t need = st.st_uid == user->uid               ? S_IXUSR
+                        : in_group || st.st_gid == user->gid ? S_IXGRP
+                                                             : S_IXOTH;
+    if ((st.st_mode & need) == 0) {
+      char mode[8];
+      std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
+      return Status::Precondition(
+          "--data " + options.data_dir + ": tasks run as '" + user->name +
+          "' and could not reach their workdirs: " + dir.string() + " (mode " + mode +
+          ") does not let that user through; allow it (chmod o+x) or choose another --data");
+    }
+    if (dir == dir.root_path()) break;
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 int64_t MonotonicMs() {
@@ -71,6 +102,15 @@ Runner::Runner(Options options) : options_(std::move(options)) {
 }
 
 Result<std::unique_ptr<Runner>> Runner::Open(Options options) {
+  // The shim runs elsewhere ("/") and the command in its workdir: every path they get must
+  // be absolute.
+  std::error_code abs_ec;
+  const std::filesystem::path data = std::filesystem::absolute(options.data_dir, abs_ec);
+  if (abs_ec) return Status::Invalid("--data " + options.data_dir + ": " + abs_ec.message());
+  options.data_dir = data.lexically_normal().string();
+  while (options.data_dir.size() > 1 && options.data_dir.back() == '/') {
+    options.data_dir.pop_back();
+  }
   if (Status s = fs::MakeDirs(options.data_dir + "/tasks"); !s.ok()) return s;
   if (Status s = fs::MakeDirs(options.data_dir + "/work"); !s.ok()) return s;
   // Specs (their environment may hold secrets) and every task's logs are the agent's: tasks
@@ -79,12 +119,16 @@ Result<std::unique_ptr<Runner>> Runner::Open(Options options) {
   struct stat st;
   if (::chmod((options.data_dir + "/tasks").c_str(), 0700) != 0 ||
       ::chmod((options.data_dir + "/work").c_str(), 0711) != 0 ||
-      ::stat(options.data_dir.c_str(), &st) != 0 ||
-      ((st.st_mode & S_IXOTH) == 0 &&
-       ::chmod(options.data_dir.c_str(), (st.st_mode & 07777) | S_IXOTH) != 0)) {
+      ::stat(options.data_dir.c_str(), &st) != 0) {
     return Status::Precondition("setting the modes of " + options.data_dir + ": " +
                                 std::strerror(errno));
   }
+  // Only a root agent runs tasks as other users, who must cross DATA.
+  if (::geteuid() == 0 && (st.st_mode & S_IXOTH) == 0 &&
+      ::chmod(options.data_dir.c_str(), (st.st_mode & 07777) | S_IXOTH) != 0) {
+    return Status::Precondition("chmod o+x " + options.data_dir + ": " + std::strerror(errno));
+  }
+  if (Status s = CheckReachable(options); !s.ok()) return s;
   std::unique_ptr<Runner> r(new Runner(std::move(options)));
   std::error_code ec;
   for (const auto& d : std::filesystem::directory_iterator(r->data_dir() + "/tasks", ec)) {

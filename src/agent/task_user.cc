@@ -48,8 +48,8 @@ Result<TaskUser> LookupUser(const std::string& name_or_uid) {
     buf.resize(buf.size() * 4);
   }
   if (rc != 0) {
-    return Status::Precondition("run_as '" + name_or_uid + "': user lookup failed: " +
-                                std::strerror(rc));
+    return Status::Precondition("run_as '" + name_or_uid +
+                                "': user lookup failed: " + std::strerror(rc));
   }
   if (found == nullptr) {
     return Status::NotFound("run_as '" + name_or_uid + "': no such user on this node");
