@@ -36,6 +36,9 @@ struct QueueConfig {
   std::vector<QuotaConfig> quota;
   HostQuotaConfig cpu_quota;     // cpu_quota: {guaranteed_milli, limit_milli}
   HostQuotaConfig memory_quota;  // memory_quota: {guaranteed_mib, limit_mib}
+  // The Unix user the queue's tasks run as on the nodes (docs/agent.md, "Task isolation");
+  // empty: the parent's, and at the top the agent's default task user.
+  std::string run_as;
 };
 
 // The queue a server has when its configuration names none.
@@ -68,9 +71,21 @@ struct ServerConfig {
   std::vector<PriorityClass> priority_classes = {
       {"production", 100, false}, {"normal", 50, true}, {"opportunistic", 0, true}};
   std::vector<QueueConfig> queues = {DefaultQueue()};
+  // Task logs (GET /v1/workloads/{id}/logs): the most the server fetches from an agent and
+  // holds for one request; a longer log is answered in part, marked truncated.
+  int64_t max_log_bytes = 4 << 20;
+  // Host names an agent may register as its log address besides the address it connects
+  // from: exact names, or "*.suffix" for every name ending in ".suffix". Any other host is
+  // replaced by the connecting address, so the server only ever fetches logs from a node.
+  std::vector<std::string> agent_hosts;
 
   const PriorityClass* FindPriority(const std::string& name) const;
   const QueueConfig* FindQueue(const std::string& name) const;
+  // The user `queue`'s tasks run as: its own run_as, else its nearest ancestor's; empty when
+  // none says.
+  std::string RunAsOf(const std::string& queue) const;
+  // True when `host` is allowed by agent_hosts.
+  bool AgentHostAllowed(const std::string& host) const;
 };
 
 // Parses YAML text. Errors name the field: "queues[1].quota[0].guaranteed: must be >= 0".

@@ -32,6 +32,7 @@ struct TaskRecord {
   bool stopping = false;  // no longer desired: the agent stops it
   // Resource use the agent reported with the exit (the command and what it waited for).
   int64_t cpu_user_ms = 0, cpu_system_ms = 0, max_rss_kib = 0;
+  int64_t memory_peak_kib = 0;  // the task cgroup's memory.peak; 0: no cgroup said
 };
 
 struct WorkloadRecord {
@@ -164,13 +165,17 @@ class Controller {
   // counts over all nodes by status and GPU model. O(nodes) under the lock.
   Json ListNodes(int64_t limit = 0, const std::string& after = "");
   bool SetDrain(const std::string& name, bool drain, Json& out, ApiError& error);
-  // Where to fetch a task's log: the agent's address and the path on it.
+  // Where to fetch a task's log: the registered node's address, the path on it, and the
+  // log secret its agent registered (presented as the request's credential).
   bool LogTarget(int64_t id, int32_t task, std::string& address, std::string& path,
-                 ApiError& error);
+                 std::string& secret, ApiError& error);
   std::string Metrics();
 
   // Agent protocol.
-  bool Register(const Json& body, Json& out, ApiError& error);
+  // `peer` is the address the agent connected from: the log address's host must be it or
+  // allowed by `agent_hosts`, else the peer replaces it. Empty: trusted (a stored
+  // registration being reloaded).
+  bool Register(const Json& body, Json& out, ApiError& error, const std::string& peer = "");
   bool Heartbeat(const std::string& node, const Json& body, Json& out, ApiError& error);
   // A long poll of the node's desired list, without a thread waiting for it. Answers
   // through `done` (called exactly once, with the same body a heartbeat gets): at once when

@@ -249,6 +249,14 @@ class Session : public std::enable_shared_from_this<Session> {
     r.path = PercentDecode(r.target.substr(0, q), false);
     if (q != std::string::npos) r.params = ParseQuery(r.target.substr(q + 1));
     r.body = std::move(req.body());
+    beast::error_code peer_ec;
+    asio::ip::address peer = stream_.socket().remote_endpoint(peer_ec).address();
+    if (!peer_ec) {
+      if (peer.is_v6() && peer.to_v6().is_v4_mapped()) {
+        peer = asio::ip::make_address_v4(asio::ip::v4_mapped, peer.to_v6());
+      }
+      r.peer = peer.to_string();
+    }
     r.watch_peer = [self = shared_from_this()](std::function<void()> on_close) {
       asio::post(self->stream_.get_executor(),
                  [self, on_close = std::move(on_close)]() mutable { self->Monitor(on_close); });
@@ -305,6 +313,7 @@ class Session : public std::enable_shared_from_this<Session> {
     res_.version(version_);
     res_.result(static_cast<unsigned>(res.status));
     res_.set(http::field::content_type, res.content_type);
+    for (const auto& [name, value] : res.headers) res_.set(name, value);
     res_.keep_alive(keep_alive_);
     res_.body() = std::move(res.body);
     res_.prepare_payload();

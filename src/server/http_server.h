@@ -35,6 +35,9 @@ struct HttpRequest {
   std::string path;                                         // percent-decoded, without the query
   std::vector<std::pair<std::string, std::string>> params;  // query, decoded, in order
   std::string body;
+  // The client's IP address as the connection shows it ("10.0.0.7", "::1"; an IPv4-mapped
+  // IPv6 address in its IPv4 form).
+  std::string peer;
   // For a long poll: asks to have `on_close` run (on a worker) if the client closes or
   // resets the connection before the answer is written. Any thread; at most once.
   std::function<void(std::function<void()> on_close)> watch_peer;
@@ -48,6 +51,7 @@ struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  std::vector<std::pair<std::string, std::string>> headers = {};  // more headers, as given
 };
 
 // Answers one request; call it exactly once (later calls are ignored), from any thread.
