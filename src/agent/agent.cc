@@ -30,6 +30,36 @@ int64_t MachineMemoryMib() {
 
 void Log(const std::string& line) { std::fprintf(stderr, "gpuorch agent: %s\n", line.c_str()); }
 
+// How often the files of forgotten tasks are looked at (each look is O(forgotten tasks)).
+constexpr int64_t kGcIntervalMs = 60'000;
+
+// The task cgroups of `parent` (docs/agent.md, "Task isolation"); nullptr when off, or when
+// "auto" (<cgroup2 mount>/gpuorch/<node>) finds no usable cgroup v2, which is said once, here.
+Result<std::shared_ptr<const Cgroups>> OpenCgroups(const std::string& parent,
+                                                   const std::string& node) {
+  if (parent == "off") {
+    Log("cgroups off (--cgroup-parent off): tasks run without CPU, memory and pids limits");
+    return std::shared_ptr<const Cgroups>();
+  }
+  std::string dir = parent;
+  if (parent == "auto") {
+    const std::string mount = Cgroups::FindMount();
+    if (mount.empty()) {
+      Log("no cgroup v2 on this machine: tasks run without CPU, memory and pids limits");
+      return std::shared_ptr<const Cgroups>();
+    }
+    dir = mount + "/gpuorch/" + node;
+  }
+  Result<std::unique_ptr<Cgroups>> c = Cgroups::Open(dir, {"cpu", "memory", "pids"});
+  if (!c.ok()) {
+    if (parent != "auto") return Status::Precondition("--cgroup-parent: " + c.status().message());
+    Log(c.status().message() + ": tasks run without CPU, memory and pids limits");
+    return std::shared_ptr<const Cgroups>();
+  }
+  Log("a cgroup per task under " + (*c)->parent() + " (cpu.max, memory.max, pids.max)");
+  return std::shared_ptr<const Cgroups>(std::move(c).value());
+}
+
 }  // namespace
 
 std::string HostName() {
@@ -49,15 +79,28 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
   Result<std::vector<GpuInfo>> found = gpus->Discover();
   if (!found.ok()) return found.status();
 
+  if (options.task_retention_s < 0) {
+    return Status::Invalid("--task-retention-s: must not be negative");
+  }
+  if (Status s = CheckRunAsPolicy(options.run_as, ::geteuid()); !s.ok()) return s;
   Runner::Options ro;
   ro.data_dir = options.data_dir;
   ro.shim_command = options.shim_command;
+  ro.run_as = options.run_as;
+  ro.env_allow = options.env_allow;
+  ro.pids_max = options.pids_max;
+  Result<std::shared_ptr<const Cgroups>> cgroups = OpenCgroups(options.cgroup_parent, options.name);
+  if (!cgroups.ok()) return cgroups.status();
+  ro.cgroups = *cgroups;
   for (const GpuInfo& g : *found) ro.visible_ids.push_back(gpus->VisibleDeviceId(g));
   Result<std::unique_ptr<Runner>> runner = Runner::Open(std::move(ro));
   if (!runner.ok()) return runner.status();
   a->runner_ = std::move(runner).value();
 
-  Result<std::unique_ptr<LogServer>> logs = LogServer::Start(options.listen, options.data_dir);
+  Result<std::string> secret = NewLogSecret();
+  if (!secret.ok()) return secret.status();
+  Result<std::unique_ptr<LogServer>> logs =
+      LogServer::Start(options.listen, a->runner_->data_dir(), *secret);
   if (!logs.ok()) return logs.status();
   a->log_server_ = std::move(logs).value();
 
@@ -85,6 +128,7 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
   if (r.address.rfind("0.0.0.0:", 0) == 0 || r.address.rfind("[::]:", 0) == 0) {
     r.address = HostName() + r.address.substr(r.address.rfind(':'));
   }
+  r.log_secret = *secret;
   r.zone = options.zone;
   r.rack = options.rack;
   r.cpu_milli = options.cpu_milli;
@@ -162,6 +206,12 @@ int64_t Agent::Tick() {
     session_->ContactDone(ok, MonotonicMs());
   }
   // Tasks without a pidfd, and SIGKILL deadlines, are watched by polling.
+  if (const int64_t now = MonotonicMs(); now >= next_gc_ms_) {
+    next_gc_ms_ = now + kGcIntervalMs;
+    if (const int n = runner_->CollectGarbage(options_.task_retention_s); n > 0) {
+      Log("removed the files of " + std::to_string(n) + " finished tasks");
+    }
+  }
   const int64_t poll_ms = runner_->NeedsPeriodicPoll() ? kPeriodicPollMs : session_->interval_ms();
   return session_->WaitMs(MonotonicMs(), poll_ms);
 }

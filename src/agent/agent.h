@@ -37,6 +37,16 @@ struct AgentOptions {
   // How tasks are launched; the runner appends "--dir D -- argv...". /proc/self/exe is the
   // running gpuorch binary, which the shim then also is.
   std::vector<std::string> shim_command = {"/proc/self/exe", "task-shim"};
+  // Task isolation (docs/agent.md): who tasks run as, what of the agent's environment they
+  // see, and their cgroups ("auto": <cgroup2 mount>/gpuorch/<node name>, used when the
+  // cpu, memory and pids controllers can be had, else the agent says so and runs without;
+  // "off"; or a directory under the cgroup2 mount, which must work).
+  RunAsPolicy run_as;
+  std::vector<std::string> env_allow = {"PATH", "LANG", "LC_ALL", "TZ"};
+  std::string cgroup_parent = "auto";
+  int64_t pids_max = 16384;
+  // Files of tasks the server no longer lists are removed this long after (seconds).
+  int64_t task_retention_s = 86400;
 };
 
 // The node agent: register, then follow the server's `desired` list for the node exactly
@@ -91,6 +101,7 @@ class Agent {
   std::unique_ptr<httplib::Client> client_;        // loop thread
   std::unique_ptr<httplib::Client> watch_client_;  // watch thread
   int wake_fd_ = -1;                               // eventfd: the loop's wake-up
+  int64_t next_gc_ms_ = 0;                         // loop thread
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -209,10 +209,12 @@ class AgentTest : public ::testing::Test {
       }
     }
   }
-  std::string FetchLog(int64_t workload, const char* stream) {
+  // The log as the server fetches it: with the secret the agent registered.
+  std::string FetchLog(int64_t workload, const char* stream, const std::string& range = "") {
     httplib::Client c("http://" + agent_->log_address());
     httplib::Result r =
-        c.Get("/v1/tasks/" + std::to_string(workload) + "/0/0/logs?stream=" + stream);
+        c.Get("/v1/tasks/" + std::to_string(workload) + "/0/0/logs?stream=" + stream + range,
+              httplib::Headers{{"Authorization", "Bearer " + agent_->registration().log_secret}});
     return r && r->status == 200 ? r->body : "<" + std::to_string(r ? r->status : -1) + ">";
   }
 
@@ -247,6 +249,38 @@ TEST_F(AgentTest, RegistersWithItsGpusAndLogAddress) {
   EXPECT_GT(std::stoi(address.substr(address.rfind(':') + 1)), 0);  // The bound port, not 0.
   ASSERT_TRUE(WaitFor([&] { return server_.heartbeat_count() >= 2; }));
   ASSERT_TRUE(WaitFor([&] { return server_.watches() >= 2; })) << "the desired list is watched";
+  EXPECT_EQ(r.at("log_secret").get<std::string>().size(), 64u) << "256 random bits, hex";
+}
+
+TEST_F(AgentTest, LogEndpointAnswersOnlyTheServerAndServesByteRanges) {
+  StartAgent();
+  server_.SetDesired(json::array({Desired(1, "printf 0123456789")}));
+  ASSERT_TRUE(server_.WaitTask(1, ExitedWith(0)));
+  const std::string path = "/v1/tasks/1/0/0/logs?stream=stdout";
+  httplib::Client c("http://" + agent_->log_address());
+  const std::string secret = agent_->registration().log_secret;
+  for (const httplib::Headers& h :
+       {httplib::Headers{}, httplib::Headers{{"Authorization", "Bearer wrong"}},
+        httplib::Headers{{"Authorization", "Bearer " + secret + "0"}},
+        httplib::Headers{{"Authorization", secret}}}) {
+    httplib::Result r = c.Get(path, h);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 401) << "a request without the agent's log secret is refused";
+    EXPECT_EQ(r->body.find("0123"), std::string::npos);
+  }
+  httplib::Result ok = c.Get(path, httplib::Headers{{"Authorization", "Bearer " + secret}});
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->body, "0123456789");
+  EXPECT_EQ(ok->get_header_value("X-Gpuorch-Log-Size"), "10");
+  EXPECT_EQ(ok->get_header_value("X-Gpuorch-Log-Offset"), "0");
+  EXPECT_EQ(FetchLog(1, "stdout", "&limit=4"), "0123");
+  EXPECT_EQ(FetchLog(1, "stdout", "&offset=6"), "6789");
+  EXPECT_EQ(FetchLog(1, "stdout", "&offset=6&limit=2"), "67");
+  EXPECT_EQ(FetchLog(1, "stdout", "&offset=99"), "");
+  EXPECT_EQ(FetchLog(1, "stdout", "&tail=3"), "789");
+  EXPECT_EQ(FetchLog(1, "stdout", "&tail=30"), "0123456789");
+  EXPECT_EQ(FetchLog(1, "stdout", "&tail=3&offset=1"), "<400>");
+  EXPECT_EQ(FetchLog(1, "stdout", "&limit=-1"), "<400>");
 }
 
 TEST_F(AgentTest, StartsWhatTheWatchBringsAndReportsTheExitAtOnce) {

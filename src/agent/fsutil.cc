@@ -1,5 +1,6 @@
 #include "agent/fsutil.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -58,6 +59,42 @@ Status MakeDirs(const std::string& path) {
   std::filesystem::create_directories(path, ec);
   if (ec) return Status::Precondition("mkdir " + path + ": " + ec.message());
   return Status::Ok();
+}
+
+namespace {
+
+// Removes the directory `name` of `parent_fd` and everything in it.
+bool RemoveAt(int parent_fd, const char* name, int depth) {
+  if (depth > 256) return false;  // deeper than anything we create: refuse rather than recurse
+  const int fd = ::openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return ::unlinkat(parent_fd, name, 0) == 0 || errno == ENOENT;
+  DIR* d = ::fdopendir(fd);
+  if (d == nullptr) {
+    ::close(fd);
+    return false;
+  }
+  bool ok = true;
+  while (dirent* e = ::readdir(d)) {
+    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+    if (::unlinkat(fd, e->d_name, 0) == 0 || errno == ENOENT) continue;
+    ok = RemoveAt(fd, e->d_name, depth + 1) && ok;  // a directory (EISDIR, or EPERM on Linux)
+  }
+  ::closedir(d);
+  return ::unlinkat(parent_fd, name, AT_REMOVEDIR) == 0 && ok;
+}
+
+}  // namespace
+
+bool RemoveTree(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string parent = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+  const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (name.empty() || name == "." || name == "..") return false;
+  const int pfd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (pfd < 0) return errno == ENOENT;
+  const bool ok = RemoveAt(pfd, name.c_str(), 0);
+  ::close(pfd);
+  return ok || !Exists(path);
 }
 
 }  // namespace gpuorch::agent::fs

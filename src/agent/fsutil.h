@@ -17,5 +17,9 @@ std::optional<std::string> ReadFile(const std::string& path);
 bool Exists(const std::string& path);
 // mkdir -p.
 core::Status MakeDirs(const std::string& path);
+// rm -rf that never follows a symbolic link, even one swapped in while it runs (every step
+// is relative to a directory descriptor opened with O_NOFOLLOW): safe on a directory that a
+// task's leftover process may still be changing. True when `path` is gone.
+bool RemoveTree(const std::string& path);
 
 }  // namespace gpuorch::agent::fs

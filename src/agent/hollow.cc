@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "agent/emulated_executor.h"
+#include "agent/log_server.h"
 #include "agent/node_session.h"
 #include "agent/runner.h"
 
@@ -307,11 +308,18 @@ Result<std::unique_ptr<HollowFleet>> HollowFleet::Create(HollowOptions options) 
     impl->server.authorization = AuthorizationHeader(options.token);
   }
 
-  // One shared log endpoint: emulated tasks write nothing, and saying so beats a 502.
+  // One shared log endpoint: emulated tasks write nothing, and saying so beats a 502. It
+  // answers only the server, like a real agent's (one secret for the fleet).
+  Result<std::string> secret = NewLogSecret();
+  if (!secret.ok()) return secret.status();
   impl->logs = std::make_unique<httplib::Server>();
   impl->logs->new_task_queue = [] { return new httplib::ThreadPool(2); };
   impl->logs->Get(R"(/v1/tasks/(\d+)/(\d+)/(\d+)/logs)",
-                  [](const httplib::Request&, httplib::Response& res) {
+                  [key = *secret](const httplib::Request& req, httplib::Response& res) {
+                    if (!LogCredentialOk(req.get_header_value("Authorization"), key)) {
+                      res.status = 401;
+                      return;
+                    }
                     res.set_content("(emulated task on a hollow node: no output)\n", "text/plain");
                   });
   const size_t lc = options.listen.rfind(':');
@@ -341,6 +349,7 @@ Result<std::unique_ptr<HollowFleet>> HollowFleet::Create(HollowOptions options) 
     Registration r;
     r.name = options.name_prefix + "-" + name;
     r.address = impl->log_address;
+    r.log_secret = *secret;
     r.zone = options.zone;
     r.rack = options.rack;
     r.cpu_milli = options.cpu_milli;

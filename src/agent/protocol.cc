@@ -18,7 +18,10 @@ json SpecToJson(const TaskSpec& s) {
           {"workdir", s.workdir},
           {"gpus", s.gpus},
           {"gpu_milli", s.gpu_milli},
-          {"grace_period_ms", s.grace_period_ms}};
+          {"grace_period_ms", s.grace_period_ms},
+          {"run_as", s.run_as},
+          {"cpu_milli", s.cpu_milli},
+          {"memory_mib", s.memory_mib}};
 }
 
 // Throws nlohmann::json exceptions on missing or mistyped fields; callers catch them.
@@ -33,6 +36,9 @@ TaskSpec SpecFromJson(const json& j) {
   if (j.contains("gpus")) s.gpus = j.at("gpus").get<std::vector<int32_t>>();
   if (j.contains("gpu_milli")) s.gpu_milli = j.at("gpu_milli").get<int32_t>();
   if (j.contains("grace_period_ms")) s.grace_period_ms = j.at("grace_period_ms").get<int64_t>();
+  if (j.contains("run_as")) s.run_as = j.at("run_as").get<std::string>();
+  if (j.contains("cpu_milli")) s.cpu_milli = j.at("cpu_milli").get<int64_t>();
+  if (j.contains("memory_mib")) s.memory_mib = j.at("memory_mib").get<int64_t>();
   return s;
 }
 
@@ -56,6 +62,7 @@ std::string RegisterRequestJson(const Registration& r) {
             {"cpu_milli", r.cpu_milli}, {"memory_mib", r.memory_mib},
             {"backend", r.backend},     {"nvlink_domain_gpus", r.nvlink_domain_gpus},
             {"gpus", std::move(gpus)}};
+  if (!r.log_secret.empty()) j["log_secret"] = r.log_secret;
   return j.dump();
 }
 
@@ -82,6 +89,7 @@ std::string HeartbeatRequestJson(const std::vector<TaskStatus>& tasks) {
       j["cpu_user_ms"] = t.exit.cpu_user_ms;
       j["cpu_system_ms"] = t.exit.cpu_system_ms;
       j["max_rss_kib"] = t.exit.max_rss_kib;
+      if (t.exit.memory_peak_kib > 0) j["memory_peak_kib"] = t.exit.memory_peak_kib;
     }
     list.push_back(std::move(j));
   }

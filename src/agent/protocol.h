@@ -17,6 +17,9 @@ namespace gpuorch::agent {
 struct Registration {
   std::string name;
   std::string address;  // host:port of the log endpoint
+  // The credential the server presents to the log endpoint (docs/api.md, "Agent log
+  // endpoint"): random, made at agent start, sent only in the registration.
+  std::string log_secret;
   std::string zone;
   std::string rack;
   int64_t cpu_milli = 0;

@@ -9,7 +9,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -54,6 +56,36 @@ void FsyncPath(const std::string& path) {
   ::close(fd);
 }
 
+// A task of the default user must reach its workdir in DATA/work: every directory above
+// must let that user through. Checked at start, so that a data directory under a private
+// one (a mkdtemp directory, a home directory) stops the agent with the reason instead of
+// failing every task with "cannot enter workdir".
+Status CheckReachable(const Runner::Options& options) {
+  Result<TaskUser> user = ResolveTaskUser("", options.run_as, ::geteuid());
+  if (!user.ok() || user->same_as_agent || user->uid == 0) return Status::Ok();
+  std::error_code ec;
+  std::filesystem::path dir = std::filesystem::absolute(options.data_dir, ec);
+  for (; !ec && !dir.empty(); dir = dir.parent_path()) {
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0) break;
+    const bool in_group =
+        std::find(user->groups.begin(), user->groups.end(), st.st_gid) != user->groups.end();
+    const mode_t need = st.st_uid == user->uid               ? S_IXUSR
+                        : in_group || st.st_gid == user->gid ? S_IXGRP
+                                                             : S_IXOTH;
+    if ((st.st_mode & need) == 0) {
+      char mode[8];
+      std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
+      return Status::Precondition(
+          "--data " + options.data_dir + ": tasks run as '" + user->name +
+          "' and could not reach their workdirs: " + dir.string() + " (mode " + mode +
+          ") does not let that user through; allow it (chmod o+x) or choose another --data");
+    }
+    if (dir == dir.root_path()) break;
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 int64_t MonotonicMs() {
@@ -70,7 +102,33 @@ Runner::Runner(Options options) : options_(std::move(options)) {
 }
 
 Result<std::unique_ptr<Runner>> Runner::Open(Options options) {
+  // The shim runs elsewhere ("/") and the command in its workdir: every path they get must
+  // be absolute.
+  std::error_code abs_ec;
+  const std::filesystem::path data = std::filesystem::absolute(options.data_dir, abs_ec);
+  if (abs_ec) return Status::Invalid("--data " + options.data_dir + ": " + abs_ec.message());
+  options.data_dir = data.lexically_normal().string();
+  while (options.data_dir.size() > 1 && options.data_dir.back() == '/') {
+    options.data_dir.pop_back();
+  }
   if (Status s = fs::MakeDirs(options.data_dir + "/tasks"); !s.ok()) return s;
+  if (Status s = fs::MakeDirs(options.data_dir + "/work"); !s.ok()) return s;
+  // Specs (their environment may hold secrets) and every task's logs are the agent's: tasks
+  // get their own log as open descriptors. Private workdirs live in DATA/work, which task
+  // users may cross but not list; DATA must let them cross too.
+  struct stat st;
+  if (::chmod((options.data_dir + "/tasks").c_str(), 0700) != 0 ||
+      ::chmod((options.data_dir + "/work").c_str(), 0711) != 0 ||
+      ::stat(options.data_dir.c_str(), &st) != 0) {
+    return Status::Precondition("setting the modes of " + options.data_dir + ": " +
+                                std::strerror(errno));
+  }
+  // Only a root agent runs tasks as other users, who must cross DATA.
+  if (::geteuid() == 0 && (st.st_mode & S_IXOTH) == 0 &&
+      ::chmod(options.data_dir.c_str(), (st.st_mode & 07777) | S_IXOTH) != 0) {
+    return Status::Precondition("chmod o+x " + options.data_dir + ": " + std::strerror(errno));
+  }
+  if (Status s = CheckReachable(options); !s.ok()) return s;
   std::unique_ptr<Runner> r(new Runner(std::move(options)));
   std::error_code ec;
   for (const auto& d : std::filesystem::directory_iterator(r->data_dir() + "/tasks", ec)) {
@@ -92,13 +150,20 @@ void Runner::Adopt(const std::string& state_file) {
   TaskStateFile st = ParseTaskState(*text);
   // Without a spec the previous agent died before launching: nothing ran. With `done` the
   // server has already forgotten it.
-  if (!st.spec || st.done) return;
+  if (!st.spec) return;
   Result<TaskSpec> spec = ParseTaskSpec(*st.spec);
   if (!spec.ok()) return;  // Not ours to judge; a stray directory is left alone.
   Entry e;
   e.key = spec->key;
   e.path = TaskPath(e.key);
   if (e.path + ".state" != state_file) return;  // renamed by hand: not a file we wrote
+  if (st.done) {
+    forgotten_[e.key] = e.path;  // its files wait for the garbage collection
+    return;
+  }
+  if (options_.cgroups && options_.cgroups->Exists(options_.cgroups->PathOf(CgroupName(e.key)))) {
+    e.cgroup = options_.cgroups->PathOf(CgroupName(e.key));
+  }
   e.grace_ms = spec->grace_period_ms;
   e.adopted_at_ms = MonotonicMs();
   e.kill_at_ms = st.kill_at_ms;
@@ -108,6 +173,7 @@ void Runner::Adopt(const std::string& state_file) {
   if (st.exit) {
     e.exited = true;
     e.exit = *st.exit;
+    FinishCgroup(e, e.exit);
   } else {
     Watch(e);
   }
@@ -143,6 +209,10 @@ std::string Runner::TaskPath(const TaskKey& key) const {
   return options_.data_dir + "/tasks/" + key.DirName();
 }
 
+std::string Runner::WorkPath(const TaskKey& key) const {
+  return options_.data_dir + "/work/" + key.DirName();
+}
+
 bool Runner::EverStarted(const TaskKey& key) const {
   return tasks_.count(key) > 0 || fs::Exists(TaskPath(key) + ".state");
 }
@@ -160,7 +230,7 @@ std::vector<Status> Runner::StartAll(const std::vector<const TaskSpec*>& specs) 
       continue;
     }
     const std::string record = "spec " + TaskSpecJson(spec) + "\n";
-    fds[i] = ::open(state.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
+    fds[i] = ::open(state.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
     if (fds[i] < 0 ||
         ::write(fds[i], record.data(), record.size()) != static_cast<ssize_t>(record.size())) {
       out[i] = Status::Precondition("writing " + state + ": " + std::strerror(errno));
@@ -189,8 +259,11 @@ std::vector<Status> Runner::StartAll(const std::vector<const TaskSpec*>& specs) 
     e.path = TaskPath(spec.key);
     e.grace_ms = spec.grace_period_ms;
     int32_t fail_code = kLostExitCode;
+    if (options_.cgroups) e.cgroup = options_.cgroups->PathOf(CgroupName(spec.key));
     Result<pid_t> pid = Launch(spec, e.path, fail_code);
     if (!pid.ok()) {
+      if (!e.cgroup.empty()) (void)options_.cgroups->Remove(e.cgroup);  // if it was made
+      e.cgroup.clear();
       out[i] = Fail(std::move(e), fail_code, pid.status());
       continue;
     }
@@ -200,6 +273,33 @@ std::vector<Status> Runner::StartAll(const std::vector<const TaskSpec*>& specs) 
     tasks_[e.key] = std::move(e);
   }
   return out;
+}
+
+std::vector<std::string> Runner::Environment(const TaskSpec& spec, const TaskUser& user,
+                                             const std::string& visible) const {
+  // Not the agent's environment: only the allowed variables of it, the user's identity, the
+  // server's variables, then the GPU selection, which nothing may override.
+  std::map<std::string, std::string> env;
+  for (const std::string& name : options_.env_allow) {
+    auto it = base_env_.find(name);
+    if (it != base_env_.end()) env[name] = it->second;
+  }
+  if (!env.count("PATH")) env["PATH"] = kDefaultPath;
+  auto agent_var = [&](const char* name) {
+    auto it = base_env_.find(name);
+    return it != base_env_.end() ? it->second : std::string();
+  };
+  env["HOME"] = !user.home.empty() ? user.home : agent_var("HOME");
+  if (env["HOME"].empty()) env["HOME"] = "/";
+  if (!user.name.empty()) env["USER"] = env["LOGNAME"] = user.name;
+  if (!user.shell.empty()) env["SHELL"] = user.shell;
+  for (const auto& [k, v] : spec.env) env[k] = v;
+  env["CUDA_VISIBLE_DEVICES"] = visible;
+  env["NVIDIA_VISIBLE_DEVICES"] = spec.gpus.empty() ? "none" : visible;
+  std::vector<std::string> lines;
+  lines.reserve(env.size());
+  for (const auto& [k, v] : env) lines.push_back(k + "=" + v);
+  return lines;
 }
 
 Result<pid_t> Runner::Launch(const TaskSpec& spec, const std::string& path, int32_t& fail_code) {
@@ -212,25 +312,41 @@ Result<pid_t> Runner::Launch(const TaskSpec& spec, const std::string& path, int3
     }
     visible += (visible.empty() ? "" : ",") + options_.visible_ids[g];
   }
-  const std::string workdir = spec.workdir.empty() ? options_.data_dir : spec.workdir;
+  Result<TaskUser> user = ResolveTaskUser(spec.run_as, options_.run_as, ::geteuid());
+  if (!user.ok()) return user.status();
+  std::string workdir = spec.workdir;
+  if (workdir.empty()) {
+    // Private to the task: its user's, mode 0700, in DATA/work which others cannot list.
+    workdir = WorkPath(spec.key);
+    if ((::mkdir(workdir.c_str(), 0700) != 0 && errno != EEXIST) ||
+        (!user->same_as_agent && ::chown(workdir.c_str(), user->uid, user->gid) != 0) ||
+        ::chmod(workdir.c_str(), 0700) != 0) {
+      return Status::Precondition("cannot make the private workdir " + workdir + ": " +
+                                  std::strerror(errno));
+    }
+  }
   struct stat wd;
   if (::stat(workdir.c_str(), &wd) != 0 || !S_ISDIR(wd.st_mode)) {
     fail_code = kNotFoundExitCode;
     return Status::NotFound("cannot enter workdir '" + workdir + "'");
   }
-  // The task sees the agent's environment (PATH, HOME, ...), then the server's variables,
-  // then the GPU selection, which nothing may override.
-  std::map<std::string, std::string> env = base_env_;
-  for (const auto& [k, v] : spec.env) env[k] = v;
-  env["CUDA_VISIBLE_DEVICES"] = visible;
-  env["NVIDIA_VISIBLE_DEVICES"] = spec.gpus.empty() ? "none" : visible;
-
   std::vector<std::string> args = options_.shim_command;
-  args.insert(args.end(), {"--state", path + ".state", "--"});
+  args.insert(args.end(), {"--state", path + ".state"});
+  if (options_.cgroups) {
+    CgroupLimits limits;
+    limits.cpu_milli = spec.cpu_milli;
+    limits.memory_mib = spec.memory_mib;
+    limits.pids_max = options_.pids_max;
+    Result<std::string> cg = options_.cgroups->Create(CgroupName(spec.key), limits);
+    if (!cg.ok()) return cg.status();
+    args.insert(args.end(), {"--cgroup", *cg});
+  }
+  if (!user->same_as_agent) args.insert(args.end(), {"--user", user->ShimArgument()});
+  // The command enters its workdir after taking the task's identity, so a workdir its user
+  // may not enter fails the task rather than being entered with the agent's rights.
+  args.insert(args.end(), {"--chdir", workdir, "--"});
   args.insert(args.end(), spec.command.begin(), spec.command.end());
-  std::vector<std::string> env_lines;
-  env_lines.reserve(env.size());
-  for (const auto& [k, v] : env) env_lines.push_back(k + "=" + v);
+  std::vector<std::string> env_lines = Environment(spec, *user, visible);
   std::vector<char*> argv, envp;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -241,7 +357,8 @@ Result<pid_t> Runner::Launch(const TaskSpec& spec, const std::string& path, int3
   // the agent's terminal, process group and their signals (Ctrl-C, SIGHUP) never reach the
   // task and stopping the agent leaves tasks running; stdin from /dev/null and the logs as
   // stdout/stderr; no other descriptor of the agent (its sockets above all); every signal
-  // unblocked and at its default action; the working directory.
+  // unblocked and at its default action; "/" as the shim's directory (the command's is
+  // --chdir).
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
   posix_spawn_file_actions_init(&fa);
@@ -249,10 +366,10 @@ Result<pid_t> Runner::Launch(const TaskSpec& spec, const std::string& path, int3
   const int log_flags = O_WRONLY | O_CREAT | O_APPEND;
   const std::string out_path = path + ".stdout.log", err_path = path + ".stderr.log";
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), log_flags, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), log_flags, 0644);
+  posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), log_flags, 0600);
+  posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), log_flags, 0600);
   posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-  posix_spawn_file_actions_addchdir_np(&fa, workdir.c_str());
+  posix_spawn_file_actions_addchdir_np(&fa, "/");
   sigset_t none, all;
   sigemptyset(&none);
   sigfillset(&all);
@@ -272,7 +389,7 @@ Result<pid_t> Runner::Launch(const TaskSpec& spec, const std::string& path, int3
 
 Status Runner::Fail(Entry e, int32_t code, Status why) {
   const int fd =
-      ::open((e.path + ".stderr.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      ::open((e.path + ".stderr.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd >= 0) {
     WriteAll(fd,
              "gpuorch agent: cannot start task " + e.key.DirName() + ": " + why.message() + "\n");
@@ -341,7 +458,9 @@ bool Runner::Poll() {
       // A shim records the exit before it ends, so a shim gone without one never did.
       TaskStateFile st = Load(e);
       if (st.exit) {
-        MarkExited(e, *st.exit, /*record=*/false);
+        TaskExit x = *st.exit;
+        FinishCgroup(e, x);
+        MarkExited(e, x, /*record=*/false);
       } else {
         TaskExit x;
         x.code = e.killed ? 128 + SIGKILL : kLostExitCode;
@@ -350,6 +469,7 @@ bool Runner::Poll() {
         if (e.shim_status >= 0 && WIFSIGNALED(e.shim_status)) {
           x.code = 128 + WTERMSIG(e.shim_status);
         }
+        FinishCgroup(e, x);
         MarkExited(e, x, /*record=*/true);
       }
       changed = true;
@@ -364,6 +484,8 @@ bool Runner::Poll() {
       } else if (e.shim_pid > 0) {
         ::kill(e.shim_pid, SIGKILL);
       }
+      // And whatever left the group (a daemonised child): the cgroup holds all of it.
+      if (!e.cgroup.empty()) options_.cgroups->Kill(e.cgroup);
     }
   }
   return changed;
@@ -373,7 +495,62 @@ void Runner::Forget(const TaskKey& key) {
   auto it = tasks_.find(key);
   if (it == tasks_.end() || !it->second.exited) return;
   (void)AppendRecord(it->second.path + ".state", "done\n", /*sync=*/false);
+  if (!it->second.cgroup.empty()) (void)options_.cgroups->Remove(it->second.cgroup);
+  forgotten_[key] = it->second.path;
   tasks_.erase(it);
+}
+
+void Runner::FinishCgroup(Entry& e, TaskExit& exit) {
+  if (e.cgroup.empty()) return;
+  const Cgroups& cg = *options_.cgroups;
+  // A task ends with its command: what it left running (a daemonised child) goes too, as
+  // under Slurm's cgroup process tracking.
+  if (cg.Populated(e.cgroup)) cg.Kill(e.cgroup);
+  const CgroupUsage u = cg.Usage(e.cgroup);
+  // The cgroup counts every process that ran in it, also those the command never waited for.
+  exit.cpu_user_ms = std::max(exit.cpu_user_ms, u.cpu_user_ms);
+  exit.cpu_system_ms = std::max(exit.cpu_system_ms, u.cpu_system_ms);
+  exit.memory_peak_kib = u.memory_peak_kib;
+  if (u.oom_kills > 0) {
+    const int fd =
+        ::open((e.path + ".stderr.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      WriteAll(fd, "gpuorch agent: the task reached its memory limit (memory.max of cgroup " +
+                       e.cgroup + "): the kernel's OOM killer ended " +
+                       std::to_string(u.oom_kills) + " of its processes\n");
+      ::close(fd);
+    }
+  }
+}
+
+int Runner::CollectGarbage(int64_t retention_s) {
+  const time_t now = ::time(nullptr);
+  int removed = 0;
+  for (auto it = forgotten_.begin(); it != forgotten_.end();) {
+    const std::string& path = it->second;
+    struct stat st;
+    if (::stat((path + ".state").c_str(), &st) == 0 && now - st.st_mtime < retention_s) {
+      ++it;
+      continue;
+    }
+    // The state file last, so that an interrupted collection is picked up again.
+    bool ok = fs::RemoveTree(WorkPath(it->first));
+    if (options_.cgroups) {
+      const std::string cg = options_.cgroups->PathOf(CgroupName(it->first));
+      ok = (!options_.cgroups->Exists(cg) || options_.cgroups->Remove(cg)) && ok;
+    }
+    for (const char* suffix : {".stdout.log", ".stderr.log"}) {
+      ok = (::unlink((path + suffix).c_str()) == 0 || errno == ENOENT) && ok;
+    }
+    if (!ok) {  // retried at the next collection
+      ++it;
+      continue;
+    }
+    ::unlink((path + ".state").c_str());
+    ++removed;
+    it = forgotten_.erase(it);
+  }
+  return removed;
 }
 
 std::vector<TaskStatus> Runner::Tasks() const {

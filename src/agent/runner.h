@@ -9,9 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "agent/cgroup.h"
 #include "agent/executor.h"
 #include "agent/task.h"
 #include "agent/task_state.h"
+#include "agent/task_user.h"
 #include "core/status.h"
 
 namespace gpuorch::agent {
@@ -37,7 +39,17 @@ class Runner final : public TaskExecutor {
     std::vector<std::string> shim_command;
     // CUDA_VISIBLE_DEVICES value per node GPU index (GpuBackend::VisibleDeviceId).
     std::vector<std::string> visible_ids;
+    // Who tasks run as (agent/task_user.h).
+    RunAsPolicy run_as;
+    // The variables of the agent's environment a task inherits; nothing else of it. HOME,
+    // USER, LOGNAME and SHELL come from the task's user, PATH from kDefaultPath when the
+    // agent has none.
+    std::vector<std::string> env_allow = {"PATH", "LANG", "LC_ALL", "TZ"};
+    // A cgroup per task under these (nullptr: tasks run without cgroups).
+    std::shared_ptr<const Cgroups> cgroups;
+    int64_t pids_max = 0;  // pids.max of a task's cgroup; 0: no limit
   };
+  static constexpr const char* kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
 
   // Creates DATA/tasks if needed and adopts every task found there.
   static core::Result<std::unique_ptr<Runner>> Open(Options options);
@@ -70,9 +82,19 @@ class Runner final : public TaskExecutor {
   std::vector<int> WatchFds() const;
   bool NeedsPeriodicPoll() const;
 
+  // Removes the files of forgotten tasks (state, logs, private workdir, cgroup) whose
+  // state file was last written `retention_s` or more ago (wall clock). Never touches a
+  // task that is not forgotten, so never a running one. Returns how many were removed.
+  int CollectGarbage(int64_t retention_s);
+
   // DATA/tasks/<workload>-<task>-<attempt>: its files are this plus ".state",
   // ".stdout.log" and ".stderr.log".
   std::string TaskPath(const TaskKey& key) const;
+  // DATA/work/<workload>-<task>-<attempt>: a task's private working directory (0700, owned
+  // by its user), made when its spec names no workdir.
+  std::string WorkPath(const TaskKey& key) const;
+  // The name of a task's cgroup under Options::cgroups.
+  static std::string CgroupName(const TaskKey& key) { return "task-" + key.DirName(); }
   const std::string& data_dir() const { return options_.data_dir; }
 
  private:
@@ -92,6 +114,7 @@ class Runner final : public TaskExecutor {
     int64_t kill_at_ms = 0;  // 0: no stop asked for
     bool killed = false;
     int64_t adopted_at_ms = 0;
+    std::string cgroup;  // the task's cgroup directory; empty: none
   };
 
   explicit Runner(Options options);
@@ -101,6 +124,12 @@ class Runner final : public TaskExecutor {
   void Watch(Entry& e);
   // Records how the task ended; `record` appends the exit record for a later agent.
   void MarkExited(Entry& e, const TaskExit& exit, bool record);
+  // Once the command has ended: kills what it left in its cgroup, takes the cgroup's usage
+  // into `exit` and notes an OOM kill in the task's stderr.log.
+  void FinishCgroup(Entry& e, TaskExit& exit);
+  // The task's environment: the allow-list, its user's, the spec's, then the GPUs'.
+  std::vector<std::string> Environment(const TaskSpec& spec, const TaskUser& user,
+                                       const std::string& visible) const;
   // Records a launch failure as an exited task with its reason in stderr.log.
   core::Status Fail(Entry e, int32_t code, core::Status why);
   core::Result<pid_t> Launch(const TaskSpec& spec, const std::string& path, int32_t& fail_code);
@@ -108,6 +137,7 @@ class Runner final : public TaskExecutor {
   Options options_;
   std::map<std::string, std::string> base_env_;  // the agent's environment at Open
   std::map<TaskKey, Entry> tasks_;
+  std::map<TaskKey, std::string> forgotten_;  // done tasks whose files remain: their paths
 };
 
 // Milliseconds of CLOCK_MONOTONIC: comparable across processes of one boot, which is what

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "agent/test_util.h"
 
@@ -27,6 +28,10 @@ class RunnerTest : public ::testing::Test {
     o.data_dir = dir_.path();
     o.shim_command = {GPUORCH_TEST_SHIM};
     o.visible_ids = {"0", "1", "2", "3"};
+    // Tasks run as the test's own user, root included (said explicitly, as an operator
+    // must): these tests are about processes, isolation_test about identities.
+    o.run_as.default_user = std::to_string(::geteuid());
+    o.run_as.allow_root = true;
     core::Result<std::unique_ptr<Runner>> r = Runner::Open(o);
     EXPECT_TRUE(r.ok()) << r.status().message();
     return r.ok() ? std::move(r).value() : nullptr;

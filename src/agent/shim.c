@@ -13,9 +13,11 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/time.h>
@@ -87,12 +89,106 @@ static int Append(int fd, const char* line, int n) {
 
 static long long Ms(struct timeval tv) { return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000; }
 
+/* Who the command runs as: "UID:GID" or "UID:GID:G1,G2,..." (supplementary groups). The
+ * agent resolves names (NSS) so that this static program never has to. */
+enum { kMaxGroups = 1024 };
+struct Identity {
+  int set;
+  uid_t uid;
+  gid_t gid;
+  gid_t groups[kMaxGroups];
+  size_t ngroups;
+};
+
+static int ParseId(const char** p, unsigned long* out) {
+  char* end = NULL;
+  if (**p < '0' || **p > '9') return -1;
+  errno = 0;
+  *out = strtoul(*p, &end, 10);
+  if (errno != 0 || *out > 0x7fffffffUL) return -1;
+  *p = end;
+  return 0;
+}
+
+static int ParseIdentity(const char* s, struct Identity* id) {
+  unsigned long v = 0;
+  memset(id, 0, sizeof(*id));
+  if (ParseId(&s, &v) != 0 || *s++ != ':') return -1;
+  id->uid = (uid_t)v;
+  if (ParseId(&s, &v) != 0) return -1;
+  id->gid = (gid_t)v;
+  if (*s == ':') {
+    ++s;
+    while (*s != '\0') {
+      if (id->ngroups == kMaxGroups || ParseId(&s, &v) != 0) return -1;
+      id->groups[id->ngroups++] = (gid_t)v;
+      if (*s == ',') ++s;
+      else if (*s != '\0') return -1;
+    }
+  }
+  if (*s != '\0') return -1;
+  id->set = 1;
+  return 0;
+}
+
+/* In the command's process, before exec: joins the task's cgroup and takes the task's
+ * identity (groups first: once the uid is dropped nothing else can be changed). Returns a
+ * static message on failure. */
+static const char* Enter(const char* cgroup, const struct Identity* id) {
+  if (cgroup != NULL) {
+    char procs[4096];
+    if (snprintf(procs, sizeof(procs), "%s/cgroup.procs", cgroup) >= (int)sizeof(procs)) {
+      return "cgroup path too long";
+    }
+    int fd = open(procs, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, "0", 1) != 1) {
+      if (fd >= 0) close(fd);
+      return "cannot join the task's cgroup";
+    }
+    close(fd);
+  }
+  if (id->set) {
+    if (setgroups(id->ngroups, id->groups) != 0) return "setgroups failed";
+    if (setgid(id->gid) != 0) return "setgid failed";
+    if (setuid(id->uid) != 0) return "setuid failed";
+    /* A dropped root must not be able to come back. */
+    if (id->uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) return "root could be regained";
+  }
+  return NULL;
+}
+
 int gpuorch_shim_main(int argc, char** argv) {
-  if (argc < 5 || strcmp(argv[1], "--state") != 0 || strcmp(argv[3], "--") != 0) {
-    Say("usage: task-shim --state FILE -- COMMAND [ARGS...]");
+  const char* path = NULL;
+  const char* cgroup = NULL;
+  const char* workdir = NULL;
+  static struct Identity id;
+  int first = -1;
+  for (int i = 1; i < argc; ++i) {
+    if (strcmp(argv[i], "--") == 0) {
+      first = i + 1;
+      break;
+    }
+    if (i + 1 >= argc) break;
+    if (strcmp(argv[i], "--state") == 0) {
+      path = argv[++i];
+    } else if (strcmp(argv[i], "--cgroup") == 0) {
+      cgroup = argv[++i];
+    } else if (strcmp(argv[i], "--chdir") == 0) {
+      workdir = argv[++i];
+    } else if (strcmp(argv[i], "--user") == 0) {
+      if (ParseIdentity(argv[++i], &id) != 0) {
+        Say("--user: expected UID:GID[:G1,G2,...], got '%s'", argv[i]);
+        return 2;
+      }
+    } else {
+      break;
+    }
+  }
+  if (path == NULL || first < 0 || first >= argc) {
+    Say("usage: task-shim --state FILE [--cgroup DIR] [--user UID:GID[:GROUPS]] "
+        "[--chdir DIR] -- COMMAND [ARGS...]");
     return 2;
   }
-  const char* path = argv[2];
   /* The agent created the state file with the task's spec before starting us. */
   int state = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
   if (state < 0) {
@@ -136,13 +232,22 @@ int gpuorch_shim_main(int argc, char** argv) {
     /* Its own process group, so that a stop reaches everything it spawned (torchrun's
      * workers, a shell's children) and not the shim. */
     setpgid(0, 0);
+    const char* why = Enter(cgroup, &id);
+    if (why != NULL) {
+      Say("cannot start the command: %s: %s", why, strerror(errno));
+      _exit(125);
+    }
+    if (workdir != NULL && chdir(workdir) != 0) {
+      Say("cannot enter workdir '%s': %s", workdir, strerror(errno));
+      _exit(127);
+    }
     struct sigaction dfl;
     memset(&dfl, 0, sizeof(dfl));
     dfl.sa_handler = SIG_DFL;
     for (int i = 0; i < kForwardedCount; ++i) sigaction(kForwarded[i], &dfl, NULL);
     sigprocmask(SIG_SETMASK, &old, NULL);
-    execvp(argv[4], argv + 4);
-    Say("cannot run '%s': %s", argv[4], strerror(errno));
+    execvp(argv[first], argv + first);
+    Say("cannot run '%s': %s", argv[first], strerror(errno));
     _exit(127);
   }
   setpgid(child, child); /* Also here: whichever runs first, the group exists before a kill. */

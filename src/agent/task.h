@@ -27,10 +27,15 @@ struct TaskSpec {
   TaskKey key;
   std::vector<std::string> command;  // argv; run without a shell
   std::map<std::string, std::string> env;
-  std::string workdir;        // empty: the task's own directory
+  std::string workdir;        // empty: the task's own private directory
   std::vector<int32_t> gpus;  // node-local GPU indices
   int32_t gpu_milli = 1000;
   int64_t grace_period_ms = 30000;
+  // The Unix user to run as (the queue's `run_as`); empty: the agent's default task user.
+  std::string run_as;
+  // What the task asked for: its cgroup's cpu.max and memory.max (0: no limit).
+  int64_t cpu_milli = 0;
+  int64_t memory_mib = 0;
 };
 
 enum class TaskState { kRunning, kExited };
@@ -43,6 +48,9 @@ struct TaskExit {
   int64_t cpu_user_ms = 0;
   int64_t cpu_system_ms = 0;
   int64_t max_rss_kib = 0;
+  // Peak memory of the task's cgroup (memory.peak: every process in it, page cache
+  // included); 0 without a cgroup memory controller.
+  int64_t memory_peak_kib = 0;
 };
 
 // What the agent knows of a task, as reported in heartbeats.

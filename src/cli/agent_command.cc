@@ -173,6 +173,32 @@ void RegisterAgent(CLI::App& app, int& exit_code) {
                   "Hollow nodes registered per second at start (staggered)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000000));
+  cmd->add_option("--task-user", o.run_as.default_user,
+                  "User of tasks whose queue names none (default: nobody when the agent runs as "
+                  "root, else the agent's own user)");
+  cmd->add_option("--run-as-allow", o.run_as.allowed,
+                  "Users the server may name for tasks (queue run_as), comma separated "
+                  "(default: any user but root)")
+      ->delimiter(',');
+  cmd->add_flag("--allow-root-tasks", o.run_as.allow_root,
+                "Let tasks run as root (uid 0); never without this flag");
+  cmd->add_option("--env-allow", o.env_allow,
+                  "Variables of the agent's environment that tasks inherit, comma separated")
+      ->delimiter(',')
+      ->default_str("PATH,LANG,LC_ALL,TZ");
+  cmd->add_option("--cgroup-parent", o.cgroup_parent,
+                  "Task cgroups: auto (<cgroup2 mount>/gpuorch when usable), off, or a directory "
+                  "under the cgroup2 mount")
+      ->capture_default_str();
+  cmd->add_option("--task-pids-max", o.pids_max,
+                  "pids.max of each task's cgroup (processes and threads; 0: no limit)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--task-retention-s", o.task_retention_s,
+                  "Remove a finished task's files (logs, workdir) this long after the server "
+                  "stopped listing it")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--probe", flags->probe,
                 "Print what NVML finds on this machine as JSON and exit (1 when NVML fails)");
   cmd->callback([flags, &exit_code] {
@@ -203,7 +229,7 @@ void RegisterAgent(CLI::App& app, int& exit_code) {
 
 void RegisterTaskShim(CLI::App& app, int& exit_code) {
   struct ShimFlags {
-    std::string state;
+    std::string state, cgroup, user, chdir;
     std::vector<std::string> command;
   };
   auto flags = std::make_shared<ShimFlags>();
@@ -211,9 +237,18 @@ void RegisterTaskShim(CLI::App& app, int& exit_code) {
       "task-shim", "Internal: run one task for the agent and record its exit code");
   cmd->group("");  // Hidden from the top-level help: users never run it themselves.
   cmd->add_option("--state", flags->state, "The task's state file")->required();
+  cmd->add_option("--cgroup", flags->cgroup, "The task's cgroup directory");
+  cmd->add_option("--user", flags->user, "UID:GID[:GROUPS] to run the command as");
+  cmd->add_option("--chdir", flags->chdir, "The command's working directory");
   cmd->add_option("command", flags->command, "The command, after --")->required();
   cmd->callback([flags, &exit_code] {
-    std::vector<std::string> args = {"task-shim", "--state", flags->state, "--"};
+    std::vector<std::string> args = {"task-shim", "--state", flags->state};
+    for (auto [name, value] : {std::pair<const char*, std::string*>{"--cgroup", &flags->cgroup},
+                               {"--user", &flags->user},
+                               {"--chdir", &flags->chdir}}) {
+      if (!value->empty()) args.insert(args.end(), {name, *value});
+    }
+    args.push_back("--");
     args.insert(args.end(), flags->command.begin(), flags->command.end());
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <httplib.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -179,6 +180,11 @@ void RegisterDevCommand(CLI::App& app, int& exit_code) {
         return;
       }
       data = tmpl;
+      // The agents' tasks run as another user when this runs as root (nobody): they must
+      // cross this directory to reach their workdirs, but not list it. The server's own
+      // directory stays private.
+      ::chmod(data.c_str(), 0711);
+      ::mkdir((data + "/server").c_str(), 0700);
     }
     auto parsed = server::ParseConfig(kDevConfig);
     if (!parsed.ok()) {

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <set>
@@ -45,6 +46,26 @@ bool ServerConfig::AllowsPriority(const std::string& queue, const std::string& p
   return false;
 }
 
+std::string ServerConfig::RunAsOf(const std::string& queue) const {
+  const QueueConfig* q = FindQueue(queue);
+  for (size_t depth = 0; q != nullptr && depth <= queues.size(); ++depth) {
+    if (!q->run_as.empty()) return q->run_as;
+    q = q->parent.empty() ? nullptr : FindQueue(q->parent);
+  }
+  return "";
+}
+
+bool ServerConfig::AgentHostAllowed(const std::string& host) const {
+  for (const std::string& a : agent_hosts) {
+    if (a == host) return true;
+    if (a.size() > 2 && a.compare(0, 2, "*.") == 0 && host.size() > a.size() - 1 &&
+        host.compare(host.size() - (a.size() - 1), a.size() - 1, a, 1) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
 bool ServerConfig::AllowsNonPreemptible(const std::string& queue) const {
   for (const PriorityClass& pc : priority_classes) {
     if (!pc.preemptible && AllowsPriority(queue, pc.name)) return true;
@@ -62,6 +83,17 @@ std::string ServerConfig::AllowedPriorities(const std::string& queue) const {
 }
 
 namespace {
+
+// A Unix user name as useradd accepts it, or a numeric uid.
+bool ValidUserName(const std::string& s) {
+  if (s.empty() || s.size() > 32 || s[0] == '-') return false;
+  for (char c : s) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') {
+      return false;
+    }
+  }
+  return true;
+}
 
 // Reads typed values and refuses unknown keys, naming the path of whatever is wrong.
 class Reader {
@@ -137,7 +169,7 @@ Status ParseHostQuota(Reader& r, const YAML::Node& n, const std::string& key,
 Status ParseQueue(Reader& r, const YAML::Node& n, const std::string& path, QueueConfig& q) {
   GPUORCH_TRY(r.Keys(n, path,
                      {"name", "parent", "weight", "can_borrow", "can_lend", "quota", "cpu_quota",
-                      "memory_quota", "allowed_priorities"}));
+                      "memory_quota", "allowed_priorities", "run_as"}));
   if (n["allowed_priorities"]) {
     GPUORCH_TRY(r.Get(n, "allowed_priorities", path, q.allowed_priorities));
     if (q.allowed_priorities.empty()) {
@@ -145,6 +177,10 @@ Status ParseQueue(Reader& r, const YAML::Node& n, const std::string& path, Queue
     }
   }
   GPUORCH_TRY(r.Get(n, "name", path, q.name));
+  GPUORCH_TRY(r.Get(n, "run_as", path, q.run_as));
+  if (n["run_as"] && !ValidUserName(q.run_as)) {
+    return Status::Invalid(path + ".run_as: must be a user name or uid (letters, digits, _ - .)");
+  }
   GPUORCH_TRY(r.Get(n, "parent", path, q.parent));
   GPUORCH_TRY(r.Get(n, "weight", path, q.weight));
   GPUORCH_TRY(r.Get(n, "can_borrow", path, q.can_borrow));
@@ -209,7 +245,9 @@ Result<ServerConfig> ParseConfig(const std::string& text) {
                       "default_queue",
                       "metrics_public",
                       "audit_max_bytes",
-                      "audit_keep"}));
+                      "audit_keep",
+                      "max_log_bytes",
+                      "agent_hosts"}));
   GPUORCH_TRY(r.Get(root, "listen", "", c.listen));
   GPUORCH_TRY(r.Get(root, "data", "", c.data));
   GPUORCH_TRY(r.Get(root, "policy", "", c.policy));
@@ -254,6 +292,20 @@ Result<ServerConfig> ParseConfig(const std::string& text) {
   if (c.fair_share_half_life_s < 1) return Status::Invalid("fair_share_half_life_s: must be >= 1");
   GPUORCH_TRY(r.Get(root, "max_body_bytes", "", c.max_body_bytes));
   if (c.max_body_bytes < 1024) return Status::Invalid("max_body_bytes: must be >= 1024");
+  GPUORCH_TRY(r.Get(root, "max_log_bytes", "", c.max_log_bytes));
+  if (c.max_log_bytes < 1024 || c.max_log_bytes > (int64_t{1} << 30)) {
+    return Status::Invalid("max_log_bytes: must be in 1024..2^30");
+  }
+  GPUORCH_TRY(r.Get(root, "agent_hosts", "", c.agent_hosts));
+  for (size_t i = 0; i < c.agent_hosts.size(); ++i) {
+    const std::string& h = c.agent_hosts[i];
+    if (h.empty() || h == "*." || h.find_first_of(" /:@?#") != std::string::npos ||
+        (h.find('*') != std::string::npos && h.rfind("*.", 0) != 0) ||
+        h.find('*', 1) != std::string::npos) {
+      return Status::Invalid("agent_hosts[" + std::to_string(i) +
+                             "]: must be a host name or *.domain");
+    }
+  }
   GPUORCH_TRY(r.Get(root, "default_priority", "", c.default_priority));
   if (root["priority_classes"]) {
     const YAML::Node pcs = root["priority_classes"];

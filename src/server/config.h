@@ -39,6 +39,9 @@ struct QueueConfig {
   // Priority classes the queue may submit with. Empty: every preemptible class, so that
   // only the queues an administrator lists a class for may submit non-preemptible work.
   std::vector<std::string> allowed_priorities;
+  // The Unix user the queue's tasks run as on the nodes (docs/agent.md, "Task isolation");
+  // empty: the parent's, and at the top the agent's default task user.
+  std::string run_as;
 };
 
 // The queue a server has when its configuration names none.
@@ -94,6 +97,19 @@ struct ServerConfig {
   bool AllowsNonPreemptible(const std::string& queue) const;
   // The queue's allowed classes, comma-separated (for error messages).
   std::string AllowedPriorities(const std::string& queue) const;
+  // Task logs (GET /v1/workloads/{id}/logs): the most the server fetches from an agent and
+  // holds for one request; a longer log is answered in part, marked truncated.
+  int64_t max_log_bytes = 4 << 20;
+  // Host names an agent may register as its log address besides the address it connects
+  // from: exact names, or "*.suffix" for every name ending in ".suffix". Any other host is
+  // replaced by the connecting address, so the server only ever fetches logs from a node.
+  std::vector<std::string> agent_hosts;
+
+  // The user `queue`'s tasks run as: its own run_as, else its nearest ancestor's; empty when
+  // none says.
+  std::string RunAsOf(const std::string& queue) const;
+  // True when `host` is allowed by agent_hosts.
+  bool AgentHostAllowed(const std::string& host) const;
 };
 
 // Parses YAML text. Errors name the field: "queues[1].quota[0].guaranteed: must be >= 0".

@@ -213,16 +213,51 @@ std::string Controller::NodeOwner(const std::string& node) {
   return it == nodes_.end() ? std::string() : it->second.owner;
 }
 
+namespace {
+
+// The log address the server will use for an agent that registered `address` from `peer`
+// (docs/api.md, "Agent protocol"): its port, on the host it connected from unless the host
+// it names is that one or allowed by config. Empty `peer`: a stored registration, kept.
+bool LogAddress(const std::string& address, const std::string& peer, const ServerConfig& config,
+                std::string& out, std::string& why) {
+  if (address.empty()) {
+    out.clear();
+    return true;
+  }
+  const size_t colon = address.rfind(':');
+  const std::string port = colon == std::string::npos ? "" : address.substr(colon + 1);
+  if (port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos || std::stoi(port) < 1 ||
+      std::stoi(port) > 65535) {
+    why = "must be host:port with a port in 1..65535";
+    return false;
+  }
+  std::string host = address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (peer.empty() || host == peer || config.AgentHostAllowed(host)) {
+    out = address;
+  } else {
+    out = (peer.find(':') != std::string::npos ? "[" + peer + "]" : peer) + ":" + port;
+  }
+  return true;
+}
+
+}  // namespace
+
 bool Controller::Register(const Json& b, Json& out, ApiError& error, const std::string& owner,
-                          const std::function<bool(const std::string&)>& may_replace) {
+                          const std::function<bool(const std::string&)>& may_replace,
+                          const std::string& peer) {
   auto fail = [&](const std::string& field, const std::string& why) {
     error = ApiError{400, field, field + ": " + why};
     return false;
   };
   if (!b.is_object()) return fail("", "body must be a JSON object");
   static const std::set<std::string> kFields = {
-      "name", "address", "zone", "rack", "cpu_milli", "memory_mib", "backend", "nvlink_domain_gpus",
-      "gpus"};
+      "name",      "address",    "zone",    "rack",
+      "cpu_milli", "memory_mib", "backend", "nvlink_domain_gpus",
+      "gpus",      "log_secret"};
   for (const auto& [k, v] : b.items()) {
     if (!kFields.count(k)) return fail(k, "unknown field");
   }
@@ -247,13 +282,24 @@ bool Controller::Register(const Json& b, Json& out, ApiError& error, const std::
     }
     return true;
   };
-  std::string address, backend;
+  std::string address, backend, log_secret;
   int64_t nvlink = 0;
   if (!str("zone", spec.zone) || !str("rack", spec.rack) || !str("address", address) ||
       !str("backend", backend) || !num("cpu_milli", spec.milli_cpu) ||
-      !num("memory_mib", spec.memory_mib) || !num("nvlink_domain_gpus", nvlink)) {
+      !num("memory_mib", spec.memory_mib) || !num("nvlink_domain_gpus", nvlink) ||
+      !str("log_secret", log_secret)) {
     return false;
   }
+  if (!log_secret.empty() &&
+      (log_secret.size() < 32 || log_secret.size() > 256 ||
+       log_secret.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)) {
+    return fail("log_secret", "must be 32..256 hex digits");
+  }
+  std::string bad_address, log_address;
+  if (!LogAddress(address, peer, config_, log_address, bad_address)) {
+    return fail("address", bad_address);
+  }
+  address = log_address;
   spec.nvlink_domain_gpus = static_cast<int32_t>(std::min<int64_t>(nvlink, 16));
   std::lock_guard<std::mutex> lock(mu_);
   if (b.contains("gpus")) {
@@ -380,6 +426,7 @@ bool Controller::Heartbeat(const std::string& node, const Json& b, Json& out, Ap
         t.cpu_user_ms = usage("cpu_user_ms");
         t.cpu_system_ms = usage("cpu_system_ms");
         t.max_rss_kib = usage("max_rss_kib");
+        t.memory_peak_kib = usage("memory_peak_kib");
         OnTaskExited(rec, t, r.value("exit_code", -1));
         Kick();
       }
@@ -415,7 +462,10 @@ Json Controller::DesiredJson(const std::string& node) {
                              {"workdir", w.parsed.workdir},
                              {"gpus", t.gpus},
                              {"gpu_milli", t.gpu_milli},
-                             {"grace_period_ms", w.parsed.spec.grace_period}});
+                             {"grace_period_ms", w.parsed.spec.grace_period},
+                             {"run_as", config_.RunAsOf(w.parsed.queue_name)},
+                             {"cpu_milli", w.parsed.spec.task.milli_cpu},
+                             {"memory_mib", w.parsed.spec.task.memory_mib}});
     }
   }
   // The interval grows with the cluster; agents registered early hear it here.

@@ -32,6 +32,7 @@ struct TaskRecord {
   bool stopping = false;  // no longer desired: the agent stops it
   // Resource use the agent reported with the exit (the command and what it waited for).
   int64_t cpu_user_ms = 0, cpu_system_ms = 0, max_rss_kib = 0;
+  int64_t memory_peak_kib = 0;  // the task cgroup's memory.peak; 0: no cgroup said
 };
 
 struct WorkloadRecord {
@@ -192,9 +193,10 @@ class Controller {
   // counts over all nodes by status and GPU model. O(nodes) under the lock.
   Json ListNodes(int64_t limit = 0, const std::string& after = "");
   bool SetDrain(const std::string& name, bool drain, Json& out, ApiError& error);
-  // Where to fetch a task's log: the agent's address and the path on it.
-  bool LogTarget(int64_t id, int32_t task, std::string& address, std::string& path, ApiError& error,
-                 const Access& access = {});
+  // Where to fetch a task's log: the registered node's address, the path on it, and the
+  // log secret its agent registered (presented as the request's credential).
+  bool LogTarget(int64_t id, int32_t task, std::string& address, std::string& path,
+                 std::string& secret, ApiError& error, const Access& access = {});
   std::string Metrics();
   // This server process's epoch (the wall clock at its start, ms).
   int64_t epoch() const { return epoch_; }
@@ -202,8 +204,12 @@ class Controller {
   // Agent protocol.
   // `owner`: the registering token's accessor. A node registered by another token is
   // refused (409) unless `may_replace(current_owner)` says that owner no longer counts.
+  // `peer` is the address the agent connected from: the log address's host must be it or
+  // allowed by `agent_hosts`, else the peer replaces it. Empty: trusted (a stored
+  // registration being reloaded).
   bool Register(const Json& body, Json& out, ApiError& error, const std::string& owner = "",
-                const std::function<bool(const std::string&)>& may_replace = {});
+                const std::function<bool(const std::string&)>& may_replace = {},
+                const std::string& peer = "");
   // The accessor that registered `node` ("" for none or an unknown node).
   std::string NodeOwner(const std::string& node);
   bool Heartbeat(const std::string& node, const Json& body, Json& out, ApiError& error);

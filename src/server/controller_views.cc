@@ -52,6 +52,7 @@ Json Controller::WorkloadJson(const WorkloadRecord& w, const Access& access) con
       tasks.back()["cpu_user_ms"] = t.cpu_user_ms;
       tasks.back()["cpu_system_ms"] = t.cpu_system_ms;
       tasks.back()["max_rss_kib"] = t.max_rss_kib;
+      if (t.memory_peak_kib > 0) tasks.back()["memory_peak_kib"] = t.memory_peak_kib;
     }
   }
   Json events = Json::array();
@@ -299,7 +300,7 @@ bool Controller::SetDrain(const std::string& name, bool drain, Json& out, ApiErr
 }
 
 bool Controller::LogTarget(int64_t id, int32_t task, std::string& address, std::string& path,
-                           ApiError& error, const Access& access) {
+                           std::string& secret, ApiError& error, const Access& access) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = workloads_.find(id);
   if (it == workloads_.end() || !access.Reads(it->second.parsed.queue_name)) {
@@ -312,9 +313,17 @@ bool Controller::LogTarget(int64_t id, int32_t task, std::string& address, std::
     auto n = nodes_.find(t.node);
     if (n == nodes_.end()) break;
     address = n->second.registration.value("address", "");
+    secret = n->second.registration.value("log_secret", "");
     path = "/v1/tasks/" + std::to_string(id) + "/" + std::to_string(task) + "/" +
            std::to_string(w.attempt) + "/logs";
-    return !address.empty();
+    if (address.empty() || secret.empty()) {
+      // Logs are fetched only from the node itself and only with its agent's credential.
+      error = ApiError{502, "",
+                       "node " + t.node + ": its agent registered no log endpoint" +
+                           (address.empty() ? "" : " secret (an agent too old)")};
+      return false;
+    }
+    return true;
   }
   error = ApiError{404, "task",
                    "task: workload " + std::to_string(id) + " has no task " + std::to_string(task) +
@@ -412,7 +421,8 @@ store::StoredWorkload Controller::ToStored(const WorkloadRecord& w) const {
                          {"stopping", t.stopping},
                          {"cpu_user_ms", t.cpu_user_ms},
                          {"cpu_system_ms", t.cpu_system_ms},
-                         {"max_rss_kib", t.max_rss_kib}});
+                         {"max_rss_kib", t.max_rss_kib},
+                         {"memory_peak_kib", t.memory_peak_kib}});
   }
   Json status{{"state", w.state},
               {"reason", w.reason},
@@ -486,6 +496,7 @@ Status Controller::Load() {
       r.cpu_user_ms = t.value("cpu_user_ms", int64_t{0});
       r.cpu_system_ms = t.value("cpu_system_ms", int64_t{0});
       r.max_rss_kib = t.value("max_rss_kib", int64_t{0});
+      r.memory_peak_kib = t.value("memory_peak_kib", int64_t{0});
       w.tasks.push_back(r);
     }
     ApiError err;

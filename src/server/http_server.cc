@@ -156,8 +156,13 @@ class Session : public std::enable_shared_from_this<Session> {
   Session(tcp::socket socket, HttpServer::Impl* server)
       : stream_(std::move(socket)), server_(server) {
     beast::error_code ec;
-    const tcp::endpoint remote = stream_.socket().remote_endpoint(ec);
-    if (!ec) peer_ = remote.address().to_string() + ":" + std::to_string(remote.port());
+    asio::ip::address peer = stream_.socket().remote_endpoint(ec).address();
+    if (!ec) {
+      if (peer.is_v6() && peer.to_v6().is_v4_mapped()) {
+        peer = asio::ip::make_address_v4(asio::ip::v4_mapped, peer.to_v6());
+      }
+      peer_ = peer.to_string();
+    }
   }
   ~Session() {
     --server_->connections;
@@ -365,7 +370,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   beast::tcp_stream stream_;
   HttpServer::Impl* server_;
-  std::string peer_;  // the client's address, for the audit log
+  std::string peer_;  // the client's IP address (audit log, agents' log hosts)
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;  // alive until its write completes

@@ -36,7 +36,9 @@ struct HttpRequest {
   std::vector<std::pair<std::string, std::string>> params;  // query, decoded, in order
   std::string body;
   std::string authorization;  // the Authorization header ("" when absent)
-  std::string peer;           // the client's address, "IP:PORT"
+  // The client's IP address as the connection shows it ("10.0.0.7", "::1"; an IPv4-mapped
+  // IPv6 address in its IPv4 form).
+  std::string peer;
   // For a long poll: asks to have `on_close` run (on a worker) if the client closes or
   // resets the connection before the answer is written. Any thread; at most once.
   std::function<void(std::function<void()> on_close)> watch_peer;

@@ -412,32 +412,93 @@ void Server::Routes() {
   Route("POST", "/v1/workloads/*/cancel", cancel);
   Route("DELETE", "/v1/workloads/*", cancel);
   // The log is fetched from the node's agent on a worker thread (at most 12 s: connect and
-  // read timeouts), so a slow agent holds one worker, never the event loop.
+  // read timeouts), so a slow agent holds one worker, never the event loop. Only from the
+  // address registered for the node (Register checks it), with the agent's log secret, and
+  // never more than max_log_bytes: the rest is left on the node, and the answer says so.
   Route("GET", "/v1/workloads/*/logs",
-        Sync([&c, bad_id](const HttpRequest& req, const Captures& m) {
+        Sync([this, &c, bad_id](const HttpRequest& req, const Captures& m) {
           int64_t id;
           if (!IdParam(m[0], id)) return bad_id();
+          for (const auto& [k, v] : req.params) {
+            if (k != "task" && k != "stream" && k != "offset" && k != "tail") {
+              return ReplyError(ApiError{400, k, k + ": unknown parameter"});
+            }
+          }
           std::string task_s = req.HasParam("task") ? req.Param("task") : "0";
           std::string stream = req.HasParam("stream") ? req.Param("stream") : "stdout";
-          int64_t task = 0;
+          int64_t task = 0, offset = 0, tail = 0;
           if (!IdParam(task_s, task) || task > 100000) {
             return ReplyError(ApiError{400, "task", "task: must be a task number"});
           }
           if (stream != "stdout" && stream != "stderr") {
             return ReplyError(ApiError{400, "stream", "stream: must be stdout or stderr"});
           }
-          std::string address, path;
+          for (auto [name, value] :
+               {std::pair<const char*, int64_t*>{"offset", &offset}, {"tail", &tail}}) {
+            if (req.HasParam(name) && !IdParam(req.Param(name), *value)) {
+              return ReplyError(
+                  ApiError{400, name, std::string(name) + ": must be a non-negative byte count"});
+            }
+          }
+          if (req.HasParam("offset") && req.HasParam("tail")) {
+            return ReplyError(ApiError{400, "tail", "tail: not with offset"});
+          }
+          std::string address, path, secret;
           ApiError e;
-          if (!c.LogTarget(id, static_cast<int32_t>(task), address, path, e, AccessOf(m.caller))) {
+          if (!c.LogTarget(id, static_cast<int32_t>(task), address, path, secret, e,
+                           AccessOf(m.caller))) {
             return ReplyError(e);
           }
+          const int64_t cap = config_.max_log_bytes;
+          path += "?stream=" + stream + "&limit=" + std::to_string(cap);
+          if (req.HasParam("offset")) path += "&offset=" + std::to_string(offset);
+          if (req.HasParam("tail")) path += "&tail=" + std::to_string(tail);
           httplib::Client agent("http://" + address);
           agent.set_connection_timeout(2, 0);
           agent.set_read_timeout(10, 0);
-          auto r = agent.Get(path + "?stream=" + stream);
-          if (!r) return ReplyError(ApiError{502, "", "agent at " + address + " did not answer"});
-          std::string type = r->get_header_value("Content-Type");
-          return HttpResponse{r->status, type.empty() ? "text/plain" : type, r->body};
+          agent.set_follow_location(false);
+          int status = 0;
+          httplib::Headers got;
+          std::string body;
+          bool over = false;
+          auto r = agent.Get(
+              path, httplib::Headers{{"Authorization", "Bearer " + secret}},
+              [&](const httplib::Response& res) {
+                status = res.status;
+                got = res.headers;
+                return true;
+              },
+              [&](const char* data, size_t n) {
+                // The agent was asked for at most `cap` bytes; hold no more whatever it sends.
+                const size_t room = static_cast<size_t>(cap) - body.size();
+                body.append(data, std::min(n, room));
+                over = n > room;
+                return !over;
+              });
+          if (!r && !over) {
+            return ReplyError(ApiError{502, "", "agent at " + address + " did not answer"});
+          }
+          if (status == 401) {
+            return ReplyError(
+                ApiError{502, "", "agent at " + address + " refused the server's log credential"});
+          }
+          auto header = [&got](const char* name) {
+            auto it = got.find(name);
+            return it == got.end() ? std::string() : it->second;
+          };
+          HttpResponse out{status, header("Content-Type"), std::move(body)};
+          if (out.content_type.empty()) out.content_type = "text/plain";
+          if (status == 200) {
+            int64_t size = 0, start = 0;
+            (void)IdParam(header("X-Gpuorch-Log-Size"), size);
+            (void)IdParam(header("X-Gpuorch-Log-Offset"), start);
+            const bool truncated =
+                over || start + static_cast<int64_t>(out.body.size()) < size || start > 0;
+            out.headers = {{"X-Gpuorch-Log-Size", std::to_string(size)},
+                           {"X-Gpuorch-Log-Offset", std::to_string(start)},
+                           {"X-Gpuorch-Log-Truncated", truncated ? "true" : "false"}};
+          }
+          return out;
         }));
   Route("GET", "/v1/queues", Sync([&c](const HttpRequest&, const Captures& m) {
           return Reply(200, c.ListQueues(AccessOf(m.caller)));
@@ -490,7 +551,14 @@ void Server::Routes() {
           auto may_replace = [this, admin](const std::string& owner) {
             return admin || !tokens_->Valid(owner);
           };
-          if (!c.Register(body, out, e, m.caller.accessor, may_replace)) return ReplyError(e);
+          // The log address is checked against the connecting address: without one, no
+          // registration (an empty peer means a trusted, stored registration).
+          if (req.peer.empty()) {
+            return ReplyError(ApiError{400, "", "register: the connecting address is unknown"});
+          }
+          if (!c.Register(body, out, e, m.caller.accessor, may_replace, req.peer)) {
+            return ReplyError(e);
+          }
           return Reply(200, out);
         }));
   // The long poll: the controller holds the answer (no thread waits) until the node's list

@@ -64,6 +64,11 @@ TEST(Config, BadInputNamesTheField) {
       {"default_priority: gold", "default_priority"},
       {"priority_classes: [{name: x, value: 1}, {name: x}]", "priority_classes[1].name"},
       {"{{{", "config: not valid YAML"},
+      {"queues: [{name: a, run_as: 'bad name'}]", "queues[0].run_as: must be a user name"},
+      {"queues: [{name: a, run_as: -x}]", "queues[0].run_as"},
+      {"max_log_bytes: 10", "max_log_bytes: must be in 1024..2^30"},
+      {"agent_hosts: ['http://x']", "agent_hosts[0]: must be a host name or *.domain"},
+      {"agent_hosts: ['a*.b']", "agent_hosts[0]"},
   };
   for (const Case& c : cases) {
     auto r = ParseConfig(c.yaml);
@@ -126,6 +131,27 @@ TEST(ParseWorkload, BadInputNamesTheField) {
   EXPECT_EQ(out.canonical["gpus"], 1);
   EXPECT_EQ(out.spec.preemptible, true);  // the "normal" class
   EXPECT_EQ(out.spec.grace_period, 30 * core::kSecond);
+}
+
+TEST(Config, QueueUsersAreInheritedAndAgentHostsMatchNamesOrDomains) {
+  auto c = ParseConfig(R"(
+agent_hosts: [gpu-1.lab, "*.cluster.local"]
+queues:
+  - {name: org, run_as: alice}
+  - {name: team, parent: org}
+  - {name: own, parent: org, run_as: "1001"}
+  - {name: solo}
+)");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->RunAsOf("team"), "alice");
+  EXPECT_EQ(c->RunAsOf("own"), "1001");
+  EXPECT_EQ(c->RunAsOf("solo"), "");
+  EXPECT_EQ(c->max_log_bytes, 4 << 20);
+  EXPECT_TRUE(c->AgentHostAllowed("gpu-1.lab"));
+  EXPECT_TRUE(c->AgentHostAllowed("n7.cluster.local"));
+  EXPECT_FALSE(c->AgentHostAllowed("cluster.local"));
+  EXPECT_FALSE(c->AgentHostAllowed("evil-cluster.local"));
+  EXPECT_FALSE(c->AgentHostAllowed("gpu-1.lab.evil"));
 }
 
 class ControllerTest : public ::testing::Test {
@@ -839,6 +865,82 @@ TEST_F(ControllerTest, ReRegistrationMayNotShrinkANodeBelowItsAllocation) {
   EXPECT_EQ(e.code, 409);
   EXPECT_EQ(e.field, "gpus");
   EXPECT_EQ(e.message, "gpus: node n1: GPUs change while GPUs are in use");
+}
+
+// The server fetches logs only from the node that registered (SSRF), with its agent's
+// secret, which is never shown; tasks carry their queue's user and their requests.
+TEST_F(ControllerTest, LogsComeFromTheRegisteredNodeAndTasksCarryTheirQueueUser) {
+  config_ = *ParseConfig(R"(
+agent_hosts: ["*.cluster.local"]
+queues:
+  - {name: prod, run_as: alice}
+  - {name: batch}
+)");
+  Open();
+  const std::string secret(64, 'a');
+  auto reg = [&](const std::string& name, const std::string& address, const std::string& peer,
+                 const std::string& log_secret, ApiError& e) {
+    Json out;
+    return controller_->Register({{"name", name},
+                                  {"address", address},
+                                  {"log_secret", log_secret},
+                                  {"cpu_milli", 64000},
+                                  {"memory_mib", 262144},
+                                  {"gpus", {{{"index", 0}, {"model", "H100"}}}}},
+                                 out, e, "", {}, peer);
+  };
+  ApiError e;
+  // Any host but its own (or an allowed name) is replaced by the address it connected from.
+  ASSERT_TRUE(reg("n1", "metadata.internal:80", "10.0.0.7", secret, e)) << e.message;
+  ASSERT_TRUE(reg("n2", "gpu-2.cluster.local:7481", "10.0.0.8", secret, e)) << e.message;
+  ASSERT_TRUE(reg("n3", "[::1]:99", "::1", secret, e)) << e.message;
+  ASSERT_TRUE(reg("n4", "0.0.0.0:7481", "fe80::1", secret, e)) << e.message;
+  EXPECT_FALSE(reg("n5", "h:0", "10.0.0.9", secret, e));
+  EXPECT_EQ(e.field, "address");
+  EXPECT_FALSE(reg("n5", "h:1", "10.0.0.9", "not-hex", e));
+  EXPECT_EQ(e.field, "log_secret");
+  const std::map<std::string, std::string> want = {{"n1", "10.0.0.7:80"},
+                                                   {"n2", "gpu-2.cluster.local:7481"},
+                                                   {"n3", "[::1]:99"},
+                                                   {"n4", "[fe80::1]:7481"}};
+  const Json nodes = controller_->ListNodes(0, "");
+  EXPECT_EQ(nodes.dump().find(secret), std::string::npos) << "the log secret is never shown";
+  for (const Json& n : nodes["nodes"]) {
+    EXPECT_EQ(n["address"], want.at(n["name"].get<std::string>())) << n.dump();
+  }
+  const int64_t prod = Submit("prod", 1);
+  const int64_t batch = Submit("batch", 1);
+  controller_->Step();
+  std::string address, path, got_secret;
+  ASSERT_TRUE(controller_->LogTarget(prod, 0, address, path, got_secret, e)) << e.message;
+  EXPECT_EQ(address, want.at(Get(prod)["tasks"][0]["node"].get<std::string>()));
+  EXPECT_EQ(path, "/v1/tasks/" + std::to_string(prod) + "/0/0/logs");
+  EXPECT_EQ(got_secret, secret);
+  // Desired entries carry the queue's user and the task's requests.
+  std::map<int64_t, Json> desired;
+  for (const char* n : {"n1", "n2", "n3", "n4"}) {
+    for (const Json& d : Heartbeat(n, Json::array())) desired[d["workload"].get<int64_t>()] = d;
+  }
+  ASSERT_EQ(desired.size(), 2u);
+  EXPECT_EQ(desired[prod]["run_as"], "alice");
+  EXPECT_EQ(desired[batch]["run_as"], "");
+  EXPECT_TRUE(desired[prod].contains("cpu_milli"));
+  EXPECT_TRUE(desired[prod].contains("memory_mib"));
+  // The cgroup's peak memory reported with the exit is kept and shown.
+  const std::string node = Get(batch)["tasks"][0]["node"];
+  Heartbeat(node, Json::array({{{"workload", batch},
+                                {"task", 0},
+                                {"attempt", 0},
+                                {"state", "exited"},
+                                {"exit_code", 0},
+                                {"memory_peak_kib", 4096}}}));
+  EXPECT_EQ(Get(batch)["tasks"][0]["memory_peak_kib"], 4096);
+  // A restart keeps addresses and secrets (the stored registration is trusted as it is).
+  controller_->Flush();
+  Open();
+  ASSERT_TRUE(controller_->LogTarget(prod, 0, address, path, got_secret, e)) << e.message;
+  EXPECT_EQ(got_secret, secret);
+  EXPECT_EQ(Get(batch)["tasks"][0]["memory_peak_kib"], 4096);
 }
 
 // API threads, an agent and the cycle loop race freely; once they stop and the remaining work

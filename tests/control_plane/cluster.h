@@ -106,6 +106,10 @@ struct ClusterOptions {
   std::string bin;  // the gpuorch binary
   std::string config_yaml;
   int agent_heartbeat_ms = 100;
+  // Agents run tasks as the test's own user (root included, said explicitly with
+  // --allow-root-tasks), since the flows' tasks write into the test's directory. False:
+  // the agent's defaults (nobody under a root agent; docs/agent.md, "Task isolation").
+  bool tasks_as_test_user = true;
 };
 
 // A temporary directory with a server (and its config) and any number of emulated agents.

@@ -135,7 +135,8 @@ ApiClient::ApiClient(std::string url, ServerUrl parsed, const std::string& token
 ApiClient::~ApiClient() = default;
 
 Outcome<std::string> ApiClient::Send(const std::string& method, const std::string& path,
-                                     const std::string* json_body) {
+                                     const std::string* json_body,
+                                     std::multimap<std::string, std::string>* headers) {
   const std::string full = parsed_.base_path + path;
   httplib::Result res = method == "GET"
                             ? http_->Get(full)
@@ -150,6 +151,7 @@ Outcome<std::string> ApiClient::Send(const std::string& method, const std::strin
   if (res->status < 200 || res->status > 299) {
     return Failure{kExitRefused, DescribeHttpError(res->status, res->body)};
   }
+  if (headers != nullptr) headers->insert(res->headers.begin(), res->headers.end());
   return std::move(res->body);
 }
 
@@ -175,8 +177,9 @@ Outcome<nlohmann::json> ApiClient::PostJson(const std::string& path, const nlohm
   return j;
 }
 
-Outcome<std::string> ApiClient::GetText(const std::string& path) {
-  return Send("GET", path, nullptr);
+Outcome<std::string> ApiClient::GetText(const std::string& path,
+                                        std::multimap<std::string, std::string>* headers) {
+  return Send("GET", path, nullptr, headers);
 }
 
 }  // namespace gpuorch::cli

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -49,7 +50,9 @@ class ApiClient {
   // `path` starts with "/v1/..." and may carry a query string.
   Outcome<nlohmann::json> GetJson(const std::string& path);
   Outcome<nlohmann::json> PostJson(const std::string& path, const nlohmann::json& body);
-  Outcome<std::string> GetText(const std::string& path);
+  // `headers`, when given, receives the answer's headers (names as the server sent them).
+  Outcome<std::string> GetText(const std::string& path,
+                               std::multimap<std::string, std::string>* headers = nullptr);
 
   const std::string& url() const { return url_; }
 
@@ -58,7 +61,8 @@ class ApiClient {
 
   // Sends one request; on success returns the raw body of a 2xx answer.
   Outcome<std::string> Send(const std::string& method, const std::string& path,
-                            const std::string* json_body);
+                            const std::string* json_body,
+                            std::multimap<std::string, std::string>* headers = nullptr);
 
   std::string url_;
   ServerUrl parsed_;

@@ -107,6 +107,8 @@ void AddCancelAndLogs(CLI::App& app, const Io& io, int& exit_code) {
     int64_t id = 0;
     int64_t task = 0;
     std::string stream = "stdout";
+    int64_t offset = -1;
+    int64_t tail = -1;
   };
   auto* logs = app.add_subcommand("logs", "Print a task's log");
   auto lcommon = std::make_shared<CommonArgs>();
@@ -117,8 +119,14 @@ void AddCancelAndLogs(CLI::App& app, const Io& io, int& exit_code) {
   logs->add_option("--stream", largs->stream, "stdout or stderr")
       ->check(CLI::IsMember({"stdout", "stderr"}))
       ->capture_default_str();
+  auto* offset = logs->add_option("--offset", largs->offset, "Start at this byte of the log")
+                     ->check(CLI::NonNegativeNumber);
+  logs->add_option("--tail-bytes", largs->tail, "Only the last N bytes of the log")
+      ->check(CLI::NonNegativeNumber)
+      ->excludes(offset);
   logs->callback([lcommon, largs, &io, &exit_code] {
-    exit_code = RunLogs(*lcommon, largs->id, largs->task, largs->stream, io);
+    exit_code =
+        RunLogs(*lcommon, largs->id, largs->task, largs->stream, largs->offset, largs->tail, io);
   });
 }
 

@@ -1,5 +1,9 @@
 #include "cli/client/commands.h"
 
+#include <strings.h>
+
+#include <map>
+
 #include "cli/client/api_client.h"
 #include "cli/client/views.h"
 
@@ -107,13 +111,31 @@ int RunCancel(const CommonArgs& common, const std::vector<int64_t>& ids, const I
 }
 
 int RunLogs(const CommonArgs& common, int64_t id, int64_t task, const std::string& stream,
-            const Io& io) {
+            int64_t offset, int64_t tail, const Io& io) {
   auto client = Connect(common);
   if (!client.ok()) return Fail(client.failure(), io);
-  const std::string query = QueryString({{"task", std::to_string(task)}, {"stream", stream}});
-  auto text = client.value()->GetText(WorkloadPath(id) + "/logs" + query);
+  std::vector<std::pair<std::string, std::string>> params = {{"task", std::to_string(task)},
+                                                             {"stream", stream}};
+  if (offset >= 0) params.emplace_back("offset", std::to_string(offset));
+  if (tail >= 0) params.emplace_back("tail", std::to_string(tail));
+  std::multimap<std::string, std::string> headers;
+  auto text = client.value()->GetText(WorkloadPath(id) + "/logs" + QueryString(params), &headers);
   if (!text.ok()) return Fail(text.failure(), io);
   io.out << text.value();
+  auto header = [&headers](const char* name) {
+    for (const auto& [k, v] : headers) {
+      if (strcasecmp(k.c_str(), name) == 0) return v;
+    }
+    return std::string();
+  };
+  if (header("X-Gpuorch-Log-Truncated") == "true") {
+    const std::string start = header("X-Gpuorch-Log-Offset");
+    io.err << "gpuorch: not the whole log: bytes " << start << ".."
+           << std::stoll(start.empty() ? "0" : start) + static_cast<int64_t>(text.value().size())
+           << " of " << header("X-Gpuorch-Log-Size")
+           << " shown (the server sends at most its max_log_bytes; --offset or --tail-bytes pick "
+              "the part)\n";
+  }
   return kExitOk;
 }
 

@@ -51,8 +51,11 @@ int RunDescribe(const CommonArgs& common, int64_t id, const Io& io);
 // Cancels every id even when one is refused (exit 1 at the end); stops at the first
 // unreachable-server error, since the rest would fail the same way.
 int RunCancel(const CommonArgs& common, const std::vector<int64_t>& ids, const Io& io);
+// `offset` (from the start) or `tail` (the last bytes) select a part of the log; -1: not
+// given. The server answers at most its max_log_bytes: a note on stderr says when the output
+// is not the whole log.
 int RunLogs(const CommonArgs& common, int64_t id, int64_t task, const std::string& stream,
-            const Io& io);
+            int64_t offset, int64_t tail, const Io& io);
 int RunQueues(const CommonArgs& common, const std::string& name, const Io& io);
 // Tables start with a summary of all nodes by status and GPU model, and end with how to
 // ask for the next page when more nodes follow.
