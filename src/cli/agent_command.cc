@@ -24,6 +24,7 @@ struct AgentFlags {
   agent::AgentOptions options;
   std::string emulate;
   bool probe = false;
+  LogFlags log;
   // Hollow nodes (--emulate-nodes N): N emulated agents in this process.
   agent::HollowOptions hollow;
 };
@@ -167,6 +168,7 @@ void RegisterAgent(CLI::App& app, int& exit_code) {
                   "Hollow nodes registered per second at start (staggered)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000000));
+  AddLogFlags(cmd, flags->log);
   cmd->add_flag("--probe", flags->probe,
                 "Print what NVML finds on this machine as JSON and exit (1 when NVML fails)");
   cmd->callback([flags, &exit_code] {
@@ -176,6 +178,10 @@ void RegisterAgent(CLI::App& app, int& exit_code) {
     }
     if (flags->options.server_url.empty()) {
       std::fprintf(stderr, "error: --server is required\n");
+      exit_code = 2;
+      return;
+    }
+    if (!SetupLogging(flags->log, "agent")) {
       exit_code = 2;
       return;
     }

@@ -167,7 +167,11 @@ class Controller {
   // Where to fetch a task's log: the agent's address and the path on it.
   bool LogTarget(int64_t id, int32_t task, std::string& address, std::string& path,
                  ApiError& error);
-  std::string Metrics();
+  // The Prometheus exposition: the metrics of ServerMetrics, the engine gauges of the last
+  // computation, and those of the records (workloads by state, nodes, heartbeat ages),
+  // computed now (O(workloads + nodes) under the lock), with `extra` (the HTTP server's).
+  std::string Metrics(std::vector<prometheus::MetricFamily> extra = {});
+  ServerMetrics& metrics() { return metrics_; }
 
   // Agent protocol.
   bool Register(const Json& body, Json& out, ApiError& error);
@@ -232,6 +236,9 @@ class Controller {
 
   // The engine's side, on the cycle thread (step_mu_ held, or before any thread starts).
   EngineSnapshot TakeSnapshot(size_t models) const;
+  // Recomputes and publishes the engine gauges from the engine's state after `plan` (at
+  // most every ServerMetrics::kGaugePeriodMs); takes mu_ only to read the pending records.
+  void UpdateEngineGauges(const sched::Plan& plan, size_t models);
 
   // All below run with mu_ held. Those that call the engine (DrainInbox, SyncNode,
   // SyncFromEngine, MarkNodeDown, Reject's callers) run on the cycle thread only.
@@ -300,7 +307,11 @@ class Controller {
   bool shutdown_ = false;     // guarded by mu_
   uint64_t next_watch_ = 1;   // guarded by mu_
   int64_t held_watches_ = 0;  // guarded by mu_
-  MetricsState metrics_;
+  ServerMetrics metrics_;
+  // The cycle thread's: when the engine gauges were last computed (steady ms, 0 never) and
+  // the idle-while-waiting GPUs then per model, integrated into the seconds counter.
+  int64_t gauges_at_ms_ = 0;
+  std::vector<std::pair<std::string, int64_t>> idle_then_;
   // Shapes of running and recently submitted tasks, fed to the policy as its typical tasks.
   TaskMix task_mix_;
 };

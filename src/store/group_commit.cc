@@ -1,10 +1,12 @@
 #include "store/group_commit.h"
 
+#include <chrono>
 #include <iterator>
 
 namespace gpuorch::store {
 
-GroupCommitter::GroupCommitter(StateStore* store) : store_(store), writer_([this] { Run(); }) {}
+GroupCommitter::GroupCommitter(StateStore* store, std::function<void(double)> on_commit)
+    : store_(store), on_commit_(std::move(on_commit)), writer_([this] { Run(); }) {}
 
 GroupCommitter::~GroupCommitter() {
   {
@@ -40,7 +42,11 @@ void GroupCommitter::Run() {
     std::swap(batch, queued_);
     uint64_t through = next_ticket_ - 1;
     lock.unlock();
+    const auto start = std::chrono::steady_clock::now();
     core::Status s = store_->Commit(batch);
+    if (on_commit_) {
+      on_commit_(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
     lock.lock();
     if (!s.ok()) {
       last_error_ = s;

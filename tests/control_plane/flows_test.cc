@@ -199,8 +199,9 @@ TEST(Flows, PreemptionReclaimsAGuaranteeFromABorrower) {
   for (const Json& e : b["events"]) evicted |= e.value("type", "") == "Evicted";
   EXPECT_TRUE(evicted) << b["events"].dump();
   std::string metrics = c->api().Get("/metrics").body;
-  EXPECT_NE(metrics.find("gpuorch_preemptions_total{reason=\"ReclaimGuarantee\"} 1"),
-            std::string::npos)
+  EXPECT_NE(
+      metrics.find("gpuorch_preemptions_total{queue=\"borrow\",reason=\"ReclaimGuarantee\"} 1"),
+      std::string::npos)
       << metrics;
 }
 
@@ -229,8 +230,16 @@ TEST(Flows, MetricsExposeTheDocumentedFamilies) {
             std::string::npos)
       << r.body;
   EXPECT_NE(r.body.find("gpuorch_nodes{status=\"up\"} 1"), std::string::npos);
-  EXPECT_NE(r.body.find("gpuorch_gpus{model=\"H100-80GB\"} 8"), std::string::npos) << r.body;
-  EXPECT_NE(r.body.find("gpuorch_queue_wait_seconds_count{queue=\"default\"} 1"), std::string::npos)
+  // Engine gauges are recomputed at most once a second: poll for the finished job's GPUs.
+  EXPECT_TRUE(WaitFor([&] {
+    return c->api()
+               .Get("/metrics")
+               .body.find("gpuorch_gpus{model=\"H100-80GB\",state=\"free\"} 8") !=
+           std::string::npos;
+  })) << c->api().Get("/metrics").body;
+  EXPECT_NE(
+      r.body.find("gpuorch_queue_wait_seconds_count{kind=\"experiment\",queue=\"default\"} 1"),
+      std::string::npos)
       << r.body;
 }
 
