@@ -681,7 +681,9 @@ void Controller::MarkNodeDown(NodeRecord& n) {
   core::NodeSpec spec = n.spec;
   spec.status = core::NodeStatus::kDown;
   (void)engine_->UpdateNode(n.id, spec);  // Step runs this on the cycle thread
-  for (int64_t id : on_node_[n.name]) {
+  // A copy: requeueing a workload (SyncFromEngine) removes it from on_node_.
+  const std::set<int64_t> on_node = on_node_[n.name];
+  for (int64_t id : on_node) {
     WorkloadRecord& w = workloads_.at(id);
     for (TaskRecord& t : w.tasks) {
       if (t.node == n.name && t.state != "exited") t.state = "lost";

@@ -60,7 +60,7 @@ void Controller::UpdateEngineGauges(const sched::Plan& plan, size_t models) {
       auto it = workloads_.find(p.workload.value());
       if (it == workloads_.end() || it->second.state != "Pending") continue;
       const core::WorkloadSpec& spec = it->second.parsed.spec;
-      pending.push_back(PendingWork{p.reason, spec.task, spec.min_tasks});
+      pending.push_back(PendingWork{p.workload, p.reason, spec.task, spec.min_tasks});
       ++pending_by[{it->second.parsed.queue_name, sched::ToString(p.reason)}];
       const uint32_t q = spec.queue.value();
       for (uint32_t m = 0; m < models && q < queues; ++m) {
@@ -110,6 +110,7 @@ void Controller::UpdateEngineGauges(const sched::Plan& plan, size_t models) {
     AddSample(idle, {{"model", name}}, static_cast<double>(v.idle_while_waiting));
     AddSample(frag, {{"model", name}}, v.fragmented_milli / 1000.0);
     idle_then_.emplace_back(name, v.idle_while_waiting);
+    metrics_.AddIdleWhileWaitingSeconds(name, 0);  // the model's series exists from now on
   }
 
   auto used = GaugeFamily("gpuorch_queue_gpus_used",

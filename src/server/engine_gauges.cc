@@ -26,7 +26,12 @@ std::vector<ModelGauges> ComputeModelGauges(const sched::ClusterState& cluster, 
                                             const std::vector<sched::TypicalTask>& mix) {
   std::vector<ModelGauges> out(models);
   // The distinct shapes of runnable pending GPU work, and per model the GPUs it asks for.
-  std::vector<core::TaskRequest> shapes;
+  struct Shape {
+    core::TaskRequest task;
+    core::WorkloadId first;  // a workload of this shape, and how many there are
+    int64_t workloads = 0;
+  };
+  std::vector<Shape> shapes;
   std::vector<int64_t> asked(models, 0);
   for (const PendingWork& p : pending) {
     if (HeldByQuota(p.reason) || p.task.gpu_count <= 0) continue;
@@ -35,10 +40,14 @@ std::vector<ModelGauges> ComputeModelGauges(const sched::ClusterState& cluster, 
         asked[m] += int64_t{p.tasks} * p.task.gpu_count;
       }
     }
-    if (shapes.size() >= kMaxShapes) continue;
     bool seen = false;
-    for (const core::TaskRequest& s : shapes) seen = seen || SameShape(s, p.task);
-    if (!seen) shapes.push_back(p.task);
+    for (Shape& s : shapes) {
+      if (!SameShape(s.task, p.task)) continue;
+      ++s.workloads;
+      seen = true;
+      break;
+    }
+    if (!seen && shapes.size() < kMaxShapes) shapes.push_back(Shape{p.task, p.id, 1});
   }
   std::vector<int64_t> idle(models, 0);
   for (const sched::NodeState& n : cluster.nodes()) {
@@ -66,16 +75,19 @@ std::vector<ModelGauges> ComputeModelGauges(const sched::ClusterState& cluster, 
     for (const sched::TypicalTask& t : mix) {
       g.fragmented_milli += t.weight * static_cast<double>(sched::TaskFragment(n, t.task));
     }
-    // Usable by anyone but a reservation's holder: unreserved GPUs and lendable ones.
-    const sched::GpuMask usable =
+    // A reserved GPU is idle for its holder's sake, unless the reservation is lendable and
+    // someone else's task fits: the holder alone gathering capacity is a policy decision.
+    const sched::GpuMask unreserved = free_mask & static_cast<sched::GpuMask>(~n.reserved_gpus);
+    const sched::GpuMask lendable =
         free_mask & sched::UsableGpus(n, core::WorkloadId(), sched::kUseLent);
-    if (usable == 0) continue;
-    for (const core::TaskRequest& s : shapes) {
-      if (sched::Fits(n, s, core::WorkloadId(), sched::kUseLent)) {
-        idle[n.model.value()] += std::popcount(static_cast<unsigned>(usable));
-        break;
-      }
+    sched::GpuMask counted = 0;
+    for (const Shape& s : shapes) {
+      if (counted == lendable) break;
+      if (!sched::Fits(n, s.task, core::WorkloadId(), sched::kUseLent)) continue;
+      const bool other = s.workloads > 1 || s.first != n.reserved_for;
+      counted |= other ? lendable : unreserved;
     }
+    idle[n.model.value()] += std::popcount(static_cast<unsigned>(counted));
   }
   for (size_t m = 0; m < models; ++m) out[m].idle_while_waiting = std::min(idle[m], asked[m]);
   return out;

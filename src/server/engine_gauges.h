@@ -11,6 +11,7 @@ namespace gpuorch::server {
 
 // A pending workload as the idle-while-waiting gauge reads it.
 struct PendingWork {
+  core::WorkloadId id;
   sched::PendingReason reason;
   core::TaskRequest task;
   int32_t tasks = 1;  // min_tasks: what it needs to start
@@ -30,10 +31,11 @@ struct ModelGauges {
 
 // Computes the per-model gauges of `cluster` (indexed by model id, `models` long):
 //
-// idle_while_waiting: a GPU counts when it is wholly free on a Ready node, not held by a
-// reservation (a lendable one counts: work may borrow it), and one task of some pending
-// workload that is not held back by quota (reason other than WaitingForQuota and
-// OverLimit) fits on its node now: the model is acceptable and the node has the task's
+// idle_while_waiting: a GPU counts when it is wholly free on a Ready node, and one task of
+// some pending workload that is not held back by quota (reason other than WaitingForQuota
+// and OverLimit) fits on its node now, on GPUs it may use (a GPU reserved for a workload
+// counts only when the reservation is lendable and a workload other than its holder
+// fits): the model is acceptable and the node has the task's
 // GPU count of usable GPUs with its milli and GPU memory, and its CPU and memory. A gang
 // that cannot start anywhere as a whole still counts: its GPUs sit idle for topology or
 // fragmentation, which is what the gauge exists to show. Per model the count is capped by

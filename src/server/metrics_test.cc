@@ -108,28 +108,37 @@ TEST(EngineGauges, CountsGpusByStateAndIdleWhileRunnableWorkWaits) {
   EXPECT_EQ(g[1].free, 0);
 
   // A gang of two 4-GPU tasks waits (NoFit): no node has 4 free, so none of it counts.
-  std::vector<PendingWork> gang = {{sched::PendingReason::kNoFit, Gpus(4), 2}};
+  std::vector<PendingWork> gang = {{core::WorkloadId(1), sched::PendingReason::kNoFit, Gpus(4), 2}};
   EXPECT_EQ(ComputeModelGauges(c, 2, gang, {})[0].idle_while_waiting, 0);
   // Two-GPU tasks fit on b only: b's 3 free GPUs count, capped by the 2 x 2 asked.
-  std::vector<PendingWork> pairs = {{sched::PendingReason::kNoFit, Gpus(2), 2}};
+  std::vector<PendingWork> pairs = {
+      {core::WorkloadId(1), sched::PendingReason::kNoFit, Gpus(2), 2}};
   EXPECT_EQ(ComputeModelGauges(c, 2, pairs, {})[0].idle_while_waiting, 3);
-  std::vector<PendingWork> one_pair = {{sched::PendingReason::kNoFit, Gpus(2), 1}};
+  std::vector<PendingWork> one_pair = {
+      {core::WorkloadId(1), sched::PendingReason::kNoFit, Gpus(2), 1}};
   EXPECT_EQ(ComputeModelGauges(c, 2, one_pair, {})[0].idle_while_waiting, 2);
   // Work held by quota is a policy decision, not idle compute.
-  std::vector<PendingWork> quota = {{sched::PendingReason::kWaitingForQuota, Gpus(1), 4},
-                                    {sched::PendingReason::kOverLimit, Gpus(1), 4}};
+  std::vector<PendingWork> quota = {
+      {core::WorkloadId(1), sched::PendingReason::kWaitingForQuota, Gpus(1), 4},
+      {core::WorkloadId(1), sched::PendingReason::kOverLimit, Gpus(1), 4}};
   EXPECT_EQ(ComputeModelGauges(c, 2, quota, {})[0].idle_while_waiting, 0);
   // A task for the other model does not count here.
   core::TaskRequest other = Gpus(1);
   other.models.Add(GpuModelId(1));
-  std::vector<PendingWork> elsewhere = {{sched::PendingReason::kNoFit, other, 4}};
+  std::vector<PendingWork> elsewhere = {
+      {core::WorkloadId(1), sched::PendingReason::kNoFit, other, 4}};
   EXPECT_EQ(ComputeModelGauges(c, 2, elsewhere, {})[0].idle_while_waiting, 0);
   // GPUs reserved (not lendable) for a gang are explained, not idle-while-waiting.
   c.Reserve(NodeId(1), 0b11100000, core::WorkloadId(9), /*lendable=*/false);
-  std::vector<PendingWork> singles = {{sched::PendingReason::kNoFit, Gpus(1), 8}};
+  std::vector<PendingWork> singles = {
+      {core::WorkloadId(1), sched::PendingReason::kNoFit, Gpus(1), 8}};
   EXPECT_EQ(ComputeModelGauges(c, 2, singles, {})[0].idle_while_waiting, 1);
   c.Reserve(NodeId(1), 0b11100000, core::WorkloadId(9), /*lendable=*/true);
   EXPECT_EQ(ComputeModelGauges(c, 2, singles, {})[0].idle_while_waiting, 4);
+  // ... but not when the only work that fits there is the holder's own: it gathers them.
+  std::vector<PendingWork> holder = {
+      {core::WorkloadId(9), sched::PendingReason::kReserved, Gpus(1), 8}};
+  EXPECT_EQ(ComputeModelGauges(c, 2, holder, {})[0].idle_while_waiting, 1);
 }
 
 TEST(EngineGauges, FragmentationIsTheFgdMeasureOfTheMix) {

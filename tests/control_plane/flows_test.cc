@@ -196,8 +196,20 @@ TEST(Flows, PreemptionReclaimsAGuaranteeFromABorrower) {
   EXPECT_EQ(b["state"], "Pending");
   EXPECT_EQ(b["attempt"], 1);
   bool evicted = false;
-  for (const Json& e : b["events"]) evicted |= e.value("type", "") == "Evicted";
+  for (const Json& e : b["events"]) {
+    evicted |=
+        e.value("type", "") == "Evicted" &&
+        e.value("message", "") == "preempted by " + std::to_string(prod) + ": ReclaimGuarantee";
+  }
   EXPECT_TRUE(evicted) << b["events"].dump();
+  const Json preemptor = c->Workload(prod);
+  bool preempting = false;
+  for (const Json& e : preemptor["events"]) {
+    preempting |= e.value("type", "") == "Preempting" &&
+                  e.value("message", "") ==
+                      "evicting " + std::to_string(borrower) + " (queue borrow): ReclaimGuarantee";
+  }
+  EXPECT_TRUE(preempting) << preemptor["events"].dump();
   std::string metrics = c->api().Get("/metrics").body;
   EXPECT_NE(
       metrics.find("gpuorch_preemptions_total{queue=\"borrow\",reason=\"ReclaimGuarantee\"} 1"),
