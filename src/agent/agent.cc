@@ -12,6 +12,8 @@
 #include <cstring>
 #include <set>
 
+#include "log/logging.h"
+
 namespace gpuorch::agent {
 
 using core::Result;
@@ -28,7 +30,7 @@ int64_t MachineMemoryMib() {
   return pages > 0 && page > 0 ? static_cast<int64_t>(pages) * page / (1024 * 1024) : 0;
 }
 
-void Log(const std::string& line) { std::fprintf(stderr, "gpuorch agent: %s\n", line.c_str()); }
+void Log(const std::string& line) { log::Info("agent", {{"msg", line}}); }
 
 // How often the files of forgotten tasks are looked at (each look is O(forgotten tasks)).
 constexpr int64_t kGcIntervalMs = 60'000;

@@ -21,6 +21,7 @@
 #include "agent/log_server.h"
 #include "agent/node_session.h"
 #include "agent/runner.h"
+#include "log/logging.h"
 
 namespace gpuorch::agent {
 namespace {
@@ -34,9 +35,7 @@ using tcp = asio::ip::tcp;
 using core::Result;
 using core::Status;
 
-void Log(const std::string& line) {
-  std::fprintf(stderr, "gpuorch agent (hollow): %s\n", line.c_str());
-}
+void Log(const std::string& line) { log::Info("hollow", {{"msg", line}}); }
 
 // One keep-alive HTTP/1.1 connection of one node.
 struct Conn {

@@ -25,6 +25,7 @@ struct AgentFlags {
   agent::AgentOptions options;
   std::string emulate;
   bool probe = false;
+  LogFlags log;
   // Hollow nodes (--emulate-nodes N): N emulated agents in this process.
   agent::HollowOptions hollow;
   std::string token_file;
@@ -199,6 +200,7 @@ void RegisterAgent(CLI::App& app, int& exit_code) {
                   "stopped listing it")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  AddLogFlags(cmd, flags->log);
   cmd->add_flag("--probe", flags->probe,
                 "Print what NVML finds on this machine as JSON and exit (1 when NVML fails)");
   cmd->callback([flags, &exit_code] {
@@ -208,6 +210,10 @@ void RegisterAgent(CLI::App& app, int& exit_code) {
     }
     if (flags->options.server_url.empty()) {
       std::fprintf(stderr, "error: --server is required\n");
+      exit_code = 2;
+      return;
+    }
+    if (!SetupLogging(flags->log, "agent")) {
       exit_code = 2;
       return;
     }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <string>
 
 namespace gpuorch::cli {
 
@@ -17,5 +18,14 @@ void RegisterServerCommand(CLI::App& app, int& exit_code);
 void RegisterDevCommand(CLI::App& app, int& exit_code);
 // agent (the node agent, docs/agent.md) and task-shim (internal: the agent's task wrapper).
 void RegisterAgentCommands(CLI::App& app, int& exit_code);
+
+// --log-level and --log-format of the server, the agent and dev (docs/operations.md).
+struct LogFlags {
+  std::string level = "info";
+  std::string format = "text";
+};
+void AddLogFlags(CLI::App* cmd, LogFlags& flags);
+// Installs the logger for `component`; false (the error printed) on a bad flag value.
+bool SetupLogging(const LogFlags& flags, const char* component);
 
 }  // namespace gpuorch::cli

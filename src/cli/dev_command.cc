@@ -75,7 +75,7 @@ std::string ReadToken(const std::string& path) {
 }
 
 pid_t SpawnAgent(const std::string& url, const std::string& name, const std::string& gpus,
-                 const std::string& dir, const std::string& token_file) {
+                 const std::string& dir, const std::string& token_file, const LogFlags& log) {
   pid_t pid = fork();
   if (pid != 0) return pid;
   // Its own process group: Ctrl-C (or a signal to the group) reaches only `gpuorch dev`,
@@ -87,7 +87,8 @@ pid_t SpawnAgent(const std::string& url, const std::string& name, const std::str
                                    "--heartbeat-ms", "200", "--rack",
                                    "rack-" + name.substr(name.size() - 1),
                                    // An emulated GPU server: the CPU and memory of a real one.
-                                   "--cpu-milli", "96000", "--memory-mib", "1048576"};
+                                   "--cpu-milli", "96000", "--memory-mib", "1048576", "--log-level",
+                                   log.level, "--log-format", log.format};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -171,7 +172,14 @@ void RegisterDevCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--data", data, "Data directory (default: a new temporary directory)");
   cmd->add_flag("--demo", demo, "Submit a mixed workload and print the pool as it runs");
   cmd->add_option("--duration", duration, "Stop after this many seconds (0: run until Ctrl-C)");
+  // Quieter than the server's default: the terminal shows the pool (with --demo).
+  static LogFlags log_flags{"warn", "text"};
+  AddLogFlags(cmd, log_flags);
   cmd->callback([&exit_code] {
+    if (!SetupLogging(log_flags, "server")) {
+      exit_code = 2;
+      return;
+    }
     if (data.empty()) {
       char tmpl[] = "/tmp/gpuorch-dev-XXXXXX";
       if (mkdtemp(tmpl) == nullptr) {
@@ -237,7 +245,7 @@ void RegisterDevCommand(CLI::App& app, int& exit_code) {
     std::vector<pid_t> children;
     for (int i = 0; i < agents; ++i) {
       std::string name = "dev-agent-" + std::to_string(i);
-      children.push_back(SpawnAgent(url, name, gpus, data + "/" + name, agent_file));
+      children.push_back(SpawnAgent(url, name, gpus, data + "/" + name, agent_file, log_flags));
     }
     std::printf("gpuorch dev: server on %s, %d agents with %s, data in %s\n", url.c_str(), agents,
                 gpus.c_str(), data.c_str());

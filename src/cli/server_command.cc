@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "log/logging.h"
 #include "server/server.h"
 
 namespace gpuorch::cli {
@@ -16,6 +17,27 @@ void OnSignal(int) {
 }
 
 }  // namespace
+
+void AddLogFlags(CLI::App* cmd, LogFlags& flags) {
+  cmd->add_option("--log-level", flags.level, "trace, debug, info, warn, error or off")
+      ->capture_default_str();
+  cmd->add_option("--log-format", flags.format,
+                  "text, or json: one JSON object a line (docs/operations.md, Logs)")
+      ->capture_default_str();
+}
+
+bool SetupLogging(const LogFlags& flags, const char* component) {
+  log::Level level;
+  log::Format format;
+  std::string error;
+  if (!log::ParseLevel(flags.level, level, error) ||
+      !log::ParseFormat(flags.format, format, error)) {
+    std::fprintf(stderr, "error: %s\n", error.c_str());
+    return false;
+  }
+  log::Setup(level, format, component);
+  return true;
+}
 
 // Loads the config file (if any) and applies command-line overrides.
 core::Result<server::ServerConfig> ServerConfigFrom(const std::string& path,
@@ -50,6 +72,8 @@ int RunServer(const server::ServerConfig& config, const std::function<void(int)>
   if (on_ready) on_ready(*port);
   (*s)->Serve();
   g_server = nullptr;
+  log::Info("stopped", {});
+  log::Flush();
   return 0;
 }
 
@@ -58,6 +82,7 @@ void RegisterServerCommand(CLI::App& app, int& exit_code) {
       app.add_subcommand("server", "Run the gpuorch control plane (REST API, store, scheduler)");
   static std::string config_path, listen, data;
   static bool insecure = false;
+  static LogFlags log_flags;
   cmd->add_option("--config", config_path, "YAML configuration file")->check(CLI::ExistingFile);
   cmd->add_option("--listen", listen, "Address to listen on, HOST:PORT (default 127.0.0.1:7480)");
   cmd->add_option("--data", data,
@@ -66,7 +91,12 @@ void RegisterServerCommand(CLI::App& app, int& exit_code) {
   cmd->add_flag("--insecure-no-auth", insecure,
                 "No authentication: every request acts as an administrator. Refused unless "
                 "the server listens on loopback; for local experiments only");
+  AddLogFlags(cmd, log_flags);
   cmd->callback([&exit_code] {
+    if (!SetupLogging(log_flags, "server")) {
+      exit_code = 2;
+      return;
+    }
     auto parsed = ServerConfigFrom(config_path, listen, data);
     if (!parsed.ok()) {
       std::fprintf(stderr, "gpuorch server: %s\n", parsed.status().message().c_str());

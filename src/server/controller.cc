@@ -6,6 +6,8 @@
 #include <future>
 #include <tuple>
 
+#include "log/logging.h"
+
 namespace gpuorch::server {
 
 using core::Result;
@@ -59,7 +61,14 @@ Result<std::unique_ptr<Controller>> Controller::Create(const ServerConfig& confi
   if (Status s = c->Load(); !s.ok()) return s;
   for (const auto& [id, w] : c->workloads_) c->NoteLive(w);
   c->snapshot_ = c->TakeSnapshot(c->models_.size());
-  c->committer_ = std::make_unique<store::GroupCommitter>(store);
+  Controller* self = c.get();
+  c->committer_ = std::make_unique<store::GroupCommitter>(
+      store, [self](double seconds) { self->metrics_.ObserveCommit(seconds); });
+  for (const auto& [name, id] : c->leaf_queues_) {
+    c->metrics_.InitQueue(name, {core::ToString(core::WorkloadKind::kTraining),
+                                 core::ToString(core::WorkloadKind::kInference),
+                                 core::ToString(core::WorkloadKind::kExperiment)});
+  }
   return c;
 }
 
@@ -103,9 +112,10 @@ int64_t Controller::Now() {
 }
 
 void Controller::Event(WorkloadRecord& w, const std::string& type, const std::string& message,
-                       int64_t about) {
+                       int64_t about, const std::string& redacted) {
   w.events.push_back(Json{{"time_ms", Now()}, {"type", type}, {"message", message}});
   if (about >= 0) w.events.back()["about"] = about;
+  if (about >= 0 && !redacted.empty()) w.events.back()["redacted"] = redacted;
   if (w.events.size() > 100) w.events.erase(w.events.begin());
   Dirty(w);
 }
@@ -149,6 +159,14 @@ void Controller::SubmitAsync(const Json& body, SubmitDone done) {
       // ParseWorkload checked everything the engine checks of a spec (core::WorkloadSpec's
       // Validate, a leaf queue): the engine hears of it in the next Step, and what only it
       // can refuse fails the workload there (Reject).
+      log::Info("submit", {{"workload", w->id},
+                           {"name", w->parsed.spec.name},
+                           {"queue", w->parsed.queue_name},
+                           {"kind", core::ToString(w->parsed.spec.kind)},
+                           {"priority", w->parsed.priority_name},
+                           {"tasks", w->parsed.spec.min_tasks},
+                           {"gpus_per_task", w->parsed.spec.task.gpu_count},
+                           {"gpu_milli", w->parsed.spec.task.gpu_milli}});
       std::lock_guard<std::mutex> lock(mu_);
       Enqueue(EngineEvent::Workload(EngineEvent::Kind::kSubmit, w->id));
       task_mix_.Submitted(w->parsed.spec.task, w->parsed.spec.min_tasks);
@@ -182,6 +200,7 @@ bool Controller::Cancel(int64_t id, Json& out, ApiError& error, const Access& ac
     }
     w.cancel_requested = true;
     Event(w, "CancelRequested", "by API");
+    log::Info("cancel", {{"workload", id}, {"state", w.state}});
     if (w.state == "Pending") {
       // A cycle under way may bind it: ApplyPlan drops binds of finished records, and the
       // engine forgets it (freeing what the cycle gave it) when the next Step drains this.
@@ -366,6 +385,12 @@ bool Controller::Register(const Json& b, Json& out, ApiError& error, const std::
     n.down = false;
   }
   NodeRecord& n = it->second;
+  log::Info("node_up", {{"node", n.name},
+                        {"why", "registered"},
+                        {"address", address},
+                        {"gpus", spec.gpu_count},
+                        {"model", spec.gpu_count > 0 ? models_.Name(spec.gpu_model) : ""},
+                        {"backend", backend}});
   n.registration = b;
   n.registration["address"] = address;
   if (n.owner != owner) {
@@ -401,6 +426,7 @@ bool Controller::Heartbeat(const std::string& node, const Json& b, Json& out, Ap
   }
   if (n.down) {
     n.down = false;
+    log::Info("node_up", {{"node", n.name}, {"why", "heard from again"}});
     Enqueue(EngineEvent::Node(n.name));
     Kick();
   }
@@ -690,6 +716,7 @@ void Controller::OnTaskExited(WorkloadRecord& w, TaskRecord& t, int exit_code) {
     w.state = w.cancel_requested ? "Cancelled" : w.failed ? "Failed" : "Succeeded";
     w.finished_ms = Now();
     Event(w, w.state, "");
+    log::Info("finish", {{"workload", w.id}, {"state", w.state}, {"exit_code", exit_code}});
   }
 }
 
@@ -731,6 +758,7 @@ void Controller::SyncFromEngine(WorkloadRecord& w) {
     w.state = w.cancel_requested ? "Cancelled" : w.failed ? "Failed" : "Succeeded";
     w.finished_ms = Now();
     Event(w, w.state, "");
+    log::Info("finish", {{"workload", w.id}, {"state", w.state}});
   }
 }
 
@@ -743,16 +771,24 @@ void Controller::Requeue(WorkloadRecord& w, const std::string& why) {
   w.tasks.clear();
   w.queued_since_ms = Now();
   Event(w, "Requeued", why);
+  log::Info("requeue", {{"workload", w.id}, {"why", why}, {"attempt", w.attempt}});
 }
 
 // ---- The controller loop.
 
 void Controller::MarkNodeDown(NodeRecord& n) {
   n.down = true;
+  log::Warn("node_down", {{"node", n.name},
+                          {"why", "no heartbeat"},
+                          {"silent_ms", SteadyMs() - n.last_heartbeat_ms},
+                          {"timeout_ms", TimeoutLocked()},
+                          {"workloads", on_node_[n.name].size()}});
   core::NodeSpec spec = n.spec;
   spec.status = core::NodeStatus::kDown;
   (void)engine_->UpdateNode(n.id, spec);  // Step runs this on the cycle thread
-  for (int64_t id : on_node_[n.name]) {
+  // A copy: requeueing a workload (SyncFromEngine) removes it from on_node_.
+  const std::set<int64_t> on_node = on_node_[n.name];
+  for (int64_t id : on_node) {
     WorkloadRecord& w = workloads_.at(id);
     for (TaskRecord& t : w.tasks) {
       if (t.node == n.name && t.state != "exited") t.state = "lost";
@@ -774,6 +810,7 @@ void Controller::Reject(WorkloadRecord& w, const std::string& why) {
   w.failed = true;
   w.finished_ms = Now();
   Event(w, "Failed", "refused by the scheduler: " + why);
+  log::Warn("reject", {{"workload", w.id}, {"why", why}});
 }
 
 void Controller::SyncNode(NodeRecord& n) {
@@ -785,8 +822,8 @@ void Controller::SyncNode(NodeRecord& n) {
   if (!s.ok()) {
     // Register checked this against the usage of the last cycle; only a bind of the cycle
     // that ran meanwhile can make the engine refuse. It keeps the node as it was.
-    std::fprintf(stderr, "gpuorch: node %s: the engine kept its previous spec: %s\n",
-                 n.name.c_str(), s.message().c_str());
+    log::Warn("node_update_refused",
+              {{"node", n.name}, {"why", s.message()}, {"outcome", "the engine kept its spec"}});
     return;
   }
   n.in_engine = true;
@@ -886,17 +923,18 @@ void Controller::Step() {
   std::vector<int64_t> unpublished;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    metrics_.cycle_seconds.Observe(secs);
-    ++metrics_.cycles;
+    metrics_.ObserveCycle(secs);
     ApplyPlan(plan);
     snapshot_ = std::move(snap);
     for (int64_t id : dirty_) {
       if (!workloads_.at(id).published) unpublished.push_back(id);
     }
     store::Batch batch = TakeDirty();
-    if (batch.empty()) return;
-    ticket = committer_->Enqueue(std::move(batch));
+    if (!batch.empty()) ticket = committer_->Enqueue(std::move(batch));
   }
+  // While the writer commits.
+  UpdateEngineGauges(plan, models);
+  if (ticket == 0) return;
   Status s = committer_->Wait(ticket);
   std::lock_guard<std::mutex> lock(mu_);
   if (!s.ok()) {
@@ -925,10 +963,8 @@ void Controller::ApplyPlan(const sched::Plan& plan) {
       w.reason.clear();
       w.started_ms = plan.now;
       w.tasks.clear();
-      auto& h =
-          metrics_.queue_wait_seconds.try_emplace(w.parsed.queue_name, MetricsState::WaitBuckets())
-              .first->second;
-      h.Observe(static_cast<double>(plan.now - w.queued_since_ms) / 1000.0);
+      metrics_.ObserveWait(w.parsed.queue_name, core::ToString(w.parsed.spec.kind),
+                           static_cast<double>(plan.now - w.queued_since_ms) / 1000.0);
     }
     for (const sched::TaskBinding& tb : b.tasks) {
       TaskRecord t;
@@ -942,6 +978,20 @@ void Controller::ApplyPlan(const sched::Plan& plan) {
     w.published = false;
     Event(w, b.elastic ? "Grown" : "Bound",
           std::to_string(b.tasks.size()) + " task(s) on " + node_names_[b.tasks[0].node.value()]);
+    if (log::Enabled(log::Level::kInfo)) {
+      Json placement = Json::array();
+      for (const sched::TaskBinding& tb : b.tasks) {
+        placement.push_back(Json{{"task", tb.task},
+                                 {"node", node_names_[tb.node.value()]},
+                                 {"gpus", MaskToList(tb.gpus)},
+                                 {"gpu_milli", tb.gpu_milli}});
+      }
+      log::Info(b.elastic ? "grow" : "bind",
+                {{"workload", w.id},
+                 {"queue", w.parsed.queue_name},
+                 {"waited_s", static_cast<double>(plan.now - w.queued_since_ms) / 1000.0},
+                 {"tasks", placement}});
+    }
   }
   for (const sched::Eviction& e : plan.evictions) {
     WorkloadRecord& w = workloads_.at(e.workload.value());
@@ -949,11 +999,25 @@ void Controller::ApplyPlan(const sched::Plan& plan) {
     w.state = "Preempted";
     for (TaskRecord& t : w.tasks) t.stopping = true;
     TouchNodes(w);
-    ++metrics_.preemptions[sched::ToString(e.reason)];
+    metrics_.CountPreemption(sched::ToString(e.reason), w.parsed.queue_name);
+    const std::string reason = sched::ToString(e.reason);
     Event(w, "Evicted",
-          std::string(sched::ToString(e.reason)) +
-              (e.preemptor.valid() ? " for workload " + std::to_string(e.preemptor.value()) : ""),
-          e.preemptor.valid() ? static_cast<int64_t>(e.preemptor.value()) : -1);
+          e.preemptor.valid()
+              ? "preempted by " + std::to_string(e.preemptor.value()) + ": " + reason
+              : reason,
+          e.preemptor.valid() ? static_cast<int64_t>(e.preemptor.value()) : -1,
+          "preempted by a workload of another queue: " + reason);
+    if (auto p = workloads_.find(e.preemptor.valid() ? int64_t{e.preemptor.value()} : -1);
+        p != workloads_.end()) {
+      Event(p->second, "Preempting",
+            "evicting " + std::to_string(w.id) + " (queue " + w.parsed.queue_name + "): " + reason,
+            w.id, "evicting a workload of another queue: " + reason);
+    }
+    log::Info("evict", {{"workload", w.id},
+                        {"queue", w.parsed.queue_name},
+                        {"reason", reason},
+                        {"preemptor", e.preemptor.valid() ? Json(e.preemptor.value()) : Json()},
+                        {"grace_ms", e.grace_period}});
   }
   for (const sched::Resize& r : plan.resizes) {
     WorkloadRecord& w = workloads_.at(r.workload.value());
@@ -962,17 +1026,28 @@ void Controller::ApplyPlan(const sched::Plan& plan) {
       if (std::find(r.tasks.begin(), r.tasks.end(), t.task) != r.tasks.end()) t.stopping = true;
     }
     TouchNodes(w);
-    ++metrics_.preemptions[sched::ToString(r.reason)];
+    metrics_.CountPreemption(sched::ToString(r.reason), w.parsed.queue_name);
     Event(w, "Shrunk",
-          std::to_string(r.tasks.size()) + " task(s) for workload " +
-              std::to_string(r.preemptor.value()),
-          static_cast<int64_t>(r.preemptor.value()));
+          std::to_string(r.tasks.size()) + " task(s) preempted by " +
+              std::to_string(r.preemptor.value()) + ": " + sched::ToString(r.reason),
+          static_cast<int64_t>(r.preemptor.value()),
+          std::to_string(r.tasks.size()) + " task(s) preempted by a workload of another queue: " +
+              sched::ToString(r.reason));
+    log::Info("shrink", {{"workload", w.id},
+                         {"queue", w.parsed.queue_name},
+                         {"tasks", r.tasks},
+                         {"reason", sched::ToString(r.reason)},
+                         {"preemptor", r.preemptor.value()}});
   }
   for (const sched::PendingExplanation& p : plan.pending) {
     WorkloadRecord& w = workloads_.at(p.workload.value());
     if (w.state != "Pending") continue;
     std::string reason = sched::ToString(p.reason);
     if (w.reason != reason) {
+      log::Debug("pending",
+                 {{"workload", w.id},
+                  {"reason", reason},
+                  {"waiting_for", p.waiting_for.valid() ? Json(p.waiting_for.value()) : Json()}});
       w.reason = reason;
       Dirty(w);
     }

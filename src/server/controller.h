@@ -197,7 +197,11 @@ class Controller {
   // log secret its agent registered (presented as the request's credential).
   bool LogTarget(int64_t id, int32_t task, std::string& address, std::string& path,
                  std::string& secret, ApiError& error, const Access& access = {});
-  std::string Metrics();
+  // The Prometheus exposition: the metrics of ServerMetrics, the engine gauges of the last
+  // computation, and those of the records (workloads by state, nodes, heartbeat ages),
+  // computed now (O(workloads + nodes) under the lock), with `extra` (the HTTP server's).
+  std::string Metrics(std::vector<prometheus::MetricFamily> extra = {});
+  ServerMetrics& metrics() { return metrics_; }
   // This server process's epoch (the wall clock at its start, ms).
   int64_t epoch() const { return epoch_; }
 
@@ -276,6 +280,9 @@ class Controller {
 
   // The engine's side, on the cycle thread (step_mu_ held, or before any thread starts).
   EngineSnapshot TakeSnapshot(size_t models) const;
+  // Recomputes and publishes the engine gauges from the engine's state after `plan` (at
+  // most every ServerMetrics::kGaugePeriodMs); takes mu_ only to read the pending records.
+  void UpdateEngineGauges(const sched::Plan& plan, size_t models);
 
   // All below run with mu_ held. Those that call the engine (DrainInbox, SyncNode,
   // SyncFromEngine, MarkNodeDown, Reject's callers) run on the cycle thread only.
@@ -301,8 +308,10 @@ class Controller {
   void AnswerWatches(NodeRecord& n, bool all);
   // `about`: the other workload the message names (a preemptor), whose id only callers
   // who read its queue see.
+  // `about`: a workload the message names; a caller who may not read that workload's queue
+  // sees `redacted` instead (docs/security.md).
   void Event(WorkloadRecord& w, const std::string& type, const std::string& message,
-             int64_t about = -1);
+             int64_t about = -1, const std::string& redacted = "");
   void Dirty(const WorkloadRecord& w) { dirty_.insert(w.id); }
   // Tells the task mix how many of w's tasks are placed now.
   void NoteLive(const WorkloadRecord& w);
@@ -348,7 +357,11 @@ class Controller {
   uint64_t next_watch_ = 1;   // guarded by mu_
   int64_t held_watches_ = 0;  // guarded by mu_
   int64_t nodes_heard_ = 0;   // guarded by mu_: nodes with `heard` set
-  MetricsState metrics_;
+  ServerMetrics metrics_;
+  // The cycle thread's: when the engine gauges were last computed (steady ms, 0 never) and
+  // the idle-while-waiting GPUs then per model, integrated into the seconds counter.
+  int64_t gauges_at_ms_ = 0;
+  std::vector<std::pair<std::string, int64_t>> idle_then_;
   // Shapes of running and recently submitted tasks, fed to the policy as its typical tasks.
   TaskMix task_mix_;
 };

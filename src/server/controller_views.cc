@@ -1,6 +1,6 @@
-// The controller's read side and persistence format: JSON views for the API, Prometheus
-// metrics, and loading a store back into a running controller after a restart. Views read
-// the records and the EngineSnapshot of the last cycle, never the engine itself.
+// The controller's read side and persistence format: JSON views for the API, and loading a
+// store back into a running controller after a restart. Views read the records and the
+// EngineSnapshot of the last cycle, never the engine itself (metrics: controller_metrics.cc).
 #include <algorithm>
 #include <chrono>
 #include <ctime>
@@ -8,6 +8,7 @@
 #include <map>
 #include <utility>
 
+#include "log/logging.h"
 #include "server/controller.h"
 
 namespace gpuorch::server {
@@ -61,7 +62,9 @@ Json Controller::WorkloadJson(const WorkloadRecord& w, const Access& access) con
     const int64_t about = e.value("about", int64_t{-1});
     if (about >= 0 && !sees(about)) {
       const std::string id = "workload " + std::to_string(about);
-      if (size_t at = message.find(id); at != std::string::npos) {
+      if (e.contains("redacted") && e["redacted"].is_string()) {
+        message = e["redacted"].get<std::string>();
+      } else if (size_t at = message.find(id); at != std::string::npos) {
         message.replace(at, id.size(), "a workload of another queue");
       }
     }
@@ -283,6 +286,7 @@ bool Controller::SetDrain(const std::string& name, bool drain, Json& out, ApiErr
       return false;
     }
     NodeRecord& n = it->second;
+    if (n.drained != drain) log::Info(drain ? "node_drain" : "node_undrain", {{"node", name}});
     n.drained = drain;
     if (!n.down) {
       Enqueue(EngineEvent::Node(name));
@@ -329,82 +333,6 @@ bool Controller::LogTarget(int64_t id, int32_t task, std::string& address, std::
                    "task: workload " + std::to_string(id) + " has no task " + std::to_string(task) +
                        " in its current attempt"};
   return false;
-}
-
-std::string Controller::Metrics() {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::string out;
-  out += "# HELP gpuorch_workloads Workloads by state and queue.\n# TYPE gpuorch_workloads gauge\n";
-  std::map<std::pair<std::string, std::string>, int> by;
-  for (const QueueConfig& q : config_.queues) {
-    if (!leaf_queues_.count(q.name)) continue;
-    for (const char* s : {"Pending", "Running", "Preempted", "Succeeded", "Failed", "Cancelled"}) {
-      by[{q.name, s}] = 0;
-    }
-  }
-  for (const auto& [id, w] : workloads_) ++by[{w.parsed.queue_name, w.state}];
-  for (const auto& [k, v] : by) {
-    out += "gpuorch_workloads{queue=\"" + LabelValue(k.first) + "\",state=\"" + k.second + "\"} " +
-           std::to_string(v) + "\n";
-  }
-  out += "# HELP gpuorch_gpus GPUs of schedulable nodes per model.\n# TYPE gpuorch_gpus gauge\n";
-  out +=
-      "# HELP gpuorch_gpus_allocated Allocated GPUs per model (fractions count by their share).\n"
-      "# TYPE gpuorch_gpus_allocated gauge\n";
-  for (uint32_t m = 0; m < models_.size(); ++m) {
-    core::GpuModelId id(m);
-    // Models first seen since the last cycle have no capacity in the snapshot yet.
-    const bool known = m < snapshot_.model_capacity_milli.size();
-    const int64_t capacity = known ? snapshot_.model_capacity_milli[m] : 0;
-    const int64_t free = known ? snapshot_.model_free_milli[m] : 0;
-    std::string l = "{model=\"" + LabelValue(models_.Name(id)) + "\"}";
-    out += "gpuorch_gpus" + l + " " + std::to_string(capacity / 1000) + "\n";
-    char buf[32];
-    std::snprintf(buf, sizeof(buf), "%.3f", static_cast<double>(capacity - free) / 1000.0);
-    out += "gpuorch_gpus_allocated" + l + " " + buf + "\n";
-  }
-  out +=
-      "# HELP gpuorch_queue_gpus_used GPUs a queue uses per model.\n# TYPE gpuorch_queue_gpus_used "
-      "gauge\n";
-  out +=
-      "# HELP gpuorch_queue_gpus_guaranteed GPUs guaranteed to a queue per model.\n"
-      "# TYPE gpuorch_queue_gpus_guaranteed gauge\n";
-  for (const QueueConfig& q : config_.queues) {
-    Json j = QueueJson(q);
-    for (const Json& e : j["quota"]) {
-      std::string l = "{queue=\"" + LabelValue(q.name) + "\",model=\"" +
-                      LabelValue(e["model"].get<std::string>()) + "\"}";
-      char buf[32];
-      std::snprintf(buf, sizeof(buf), "%.3f", e["used_milli"].get<double>() / 1000.0);
-      out += "gpuorch_queue_gpus_used" + l + " " + buf + "\n";
-      std::snprintf(buf, sizeof(buf), "%.3f", e["guaranteed_milli"].get<double>() / 1000.0);
-      out += "gpuorch_queue_gpus_guaranteed" + l + " " + buf + "\n";
-    }
-  }
-  out +=
-      "# HELP gpuorch_queue_wait_seconds Time from queueing to binding.\n"
-      "# TYPE gpuorch_queue_wait_seconds histogram\n";
-  for (const auto& [q, h] : metrics_.queue_wait_seconds) {
-    h.Write(out, "gpuorch_queue_wait_seconds", "queue=\"" + LabelValue(q) + "\"");
-  }
-  out +=
-      "# HELP gpuorch_cycle_seconds Scheduling cycle latency.\n"
-      "# TYPE gpuorch_cycle_seconds histogram\n";
-  metrics_.cycle_seconds.Write(out, "gpuorch_cycle_seconds", "");
-  out +=
-      "# HELP gpuorch_preemptions_total Evictions and resizes by reason.\n"
-      "# TYPE gpuorch_preemptions_total counter\n";
-  for (const char* r : {"ReclaimGuarantee", "Priority", "ReservationReady", "NodeLost"}) {
-    auto it = metrics_.preemptions.find(r);
-    out += std::string("gpuorch_preemptions_total{reason=\"") + r + "\"} " +
-           std::to_string(it == metrics_.preemptions.end() ? 0 : it->second) + "\n";
-  }
-  int up = 0, down = 0;
-  for (const auto& [name, n] : nodes_) (n.down ? down : up)++;
-  out += "# HELP gpuorch_nodes Nodes by status.\n# TYPE gpuorch_nodes gauge\n";
-  out += "gpuorch_nodes{status=\"up\"} " + std::to_string(up) + "\n";
-  out += "gpuorch_nodes{status=\"down\"} " + std::to_string(down) + "\n";
-  return out;
 }
 
 // ---- Persistence format.

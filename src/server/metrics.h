@@ -1,41 +1,84 @@
 #pragma once
 
-#include <array>
-#include <cstdint>
-#include <map>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/histogram.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/registry.h>
+
+#include <memory>
+#include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
+// The server's Prometheus metrics on prometheus-cpp's core library (its registry and text
+// serializer; the server has its own HTTP stack, so prometheus-cpp-pull is not used).
+//
+// Three kinds of values, each computed where it is cheap:
+// - counters and histograms (cycle latency, waits, preemptions, API requests, store
+//   commits), updated by whoever observes the event, lock-free or under the family's own
+//   mutex, never under the controller's;
+// - gauges of the engine's state (GPUs by state, idle-while-waiting, fragmentation, queue
+//   usage and shares, pending by reason), computed by the cycle thread after a cycle (at
+//   most once per kGaugePeriodMs) and published here as whole families: a scrape copies
+//   them and never waits for a cycle;
+// - gauges of the records (workloads by state, heartbeat ages, connections), computed by
+//   the scrape itself, O(workloads + nodes) under the controller's mutex.
+// A family published whole has no stale series: a node or model that disappears leaves it.
+//
+// Thread-safety: every method may be called from any thread.
 namespace gpuorch::server {
 
-// A Prometheus histogram with fixed buckets (seconds).
-class Histogram {
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+// A gauge family under construction.
+prometheus::MetricFamily GaugeFamily(const std::string& name, const std::string& help);
+void AddSample(prometheus::MetricFamily& family, const Labels& labels, double value);
+
+class ServerMetrics {
  public:
-  explicit Histogram(std::vector<double> bounds)
-      : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
-  void Observe(double v);
-  // Appends the exposition lines for `name` with extra `labels` (e.g. queue="a").
-  void Write(std::string& out, const std::string& name, const std::string& labels) const;
+  // The engine-state gauges are recomputed at most this often (steady clock).
+  static constexpr int64_t kGaugePeriodMs = 1000;
+
+  ServerMetrics();
+
+  void ObserveCycle(double seconds);
+  void ObserveWait(const std::string& queue, const std::string& kind, double seconds);
+  void CountPreemption(const std::string& reason, const std::string& queue);
+  // `route` is the matched route's pattern ("/v1/workloads/*"), never the raw path.
+  void ObserveRequest(const std::string& method, const std::string& route, int code,
+                      double seconds);
+  void ObserveCommit(double seconds);
+  void AddIdleWhileWaitingSeconds(const std::string& model, double seconds);
+  // Creates the zero-valued series of every queue, kind and reason that a counter or
+  // histogram may later show, so that rate() sees their first increase.
+  void InitQueue(const std::string& queue, const std::vector<std::string>& kinds);
+
+  // Replaces the engine-state gauges (the cycle thread).
+  void PublishEngineGauges(std::vector<prometheus::MetricFamily> families);
+
+  // The exposition (text format 0.0.4): every registered family, the engine gauges last
+  // published and `extra` (computed by the scrape).
+  std::string Render(std::vector<prometheus::MetricFamily> extra) const;
+
+  static std::vector<double> WaitBuckets();
+  static std::vector<double> CycleBuckets();
+  static std::vector<double> RequestBuckets();
+  static std::vector<double> CommitBuckets();
 
  private:
-  std::vector<double> bounds_;
-  std::vector<uint64_t> counts_;
-  double sum_ = 0;
-  uint64_t count_ = 0;
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Histogram>& cycle_;
+  prometheus::Histogram& cycle_seconds_;
+  prometheus::Family<prometheus::Histogram>& wait_;
+  prometheus::Family<prometheus::Counter>& preemptions_;
+  prometheus::Family<prometheus::Histogram>& requests_;
+  prometheus::Family<prometheus::Histogram>& commit_;
+  prometheus::Histogram& commit_seconds_;
+  prometheus::Family<prometheus::Counter>& idle_seconds_;
+  mutable std::mutex mu_;  // guards engine_gauges_
+  std::vector<prometheus::MetricFamily> engine_gauges_;
 };
-
-// Counters and histograms the controller updates; gauges are computed at scrape time.
-struct MetricsState {
-  Histogram cycle_seconds{{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}};
-  std::map<std::string, Histogram> queue_wait_seconds;  // per queue
-  std::map<std::string, uint64_t> preemptions;          // per reason
-  uint64_t cycles = 0;
-  static std::vector<double> WaitBuckets() {
-    return {0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600};
-  }
-};
-
-// Escapes a label value for the text exposition format.
-std::string LabelValue(const std::string& v);
 
 }  // namespace gpuorch::server

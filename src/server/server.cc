@@ -4,6 +4,7 @@
 #include <httplib.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "log/logging.h"
 #include "server/token.h"
 
 namespace gpuorch::server {
@@ -85,6 +87,57 @@ using SyncHandler = std::function<HttpResponse(const HttpRequest&, const Server:
 Server::RouteHandler Sync(SyncHandler fn) {
   return [fn = std::move(fn)](const HttpRequest& req, const Server::Captures& m,
                               HttpRespond respond) { respond(fn(req, m)); };
+}
+
+// A refused request, with the field at fault from the API error body.
+void LogRefusal(const std::string& method, const std::string& path, int code,
+                const std::string& body) {
+  if (!log::Enabled(log::Level::kWarn)) return;
+  const Json j = Json::parse(body, nullptr, false);
+  const Json e = j.is_object() && j.contains("error") ? j["error"] : Json::object();
+  log::Warn("refused", {{"method", method},
+                        {"path", path},
+                        {"code", code},
+                        {"field", e.is_object() ? e.value("field", "") : ""},
+                        {"error", e.is_object() ? e.value("message", "") : body}});
+}
+
+// The configuration the server runs with, once at start-up.
+void LogConfig(const ServerConfig& c) {
+  Json queues = Json::array();
+  for (const QueueConfig& q : c.queues) {
+    Json quota = Json::array();
+    for (const QuotaConfig& e : q.quota) {
+      quota.push_back(Json{{"model", e.model},
+                           {"guaranteed_milli", e.guaranteed_milli},
+                           {"limit_milli", e.limit_milli}});
+    }
+    queues.push_back(Json{{"name", q.name},
+                          {"parent", q.parent},
+                          {"weight", q.weight},
+                          {"can_borrow", q.can_borrow},
+                          {"can_lend", q.can_lend},
+                          {"quota", quota}});
+  }
+  Json priorities = Json::array();
+  for (const PriorityClass& p : c.priority_classes) {
+    priorities.push_back(
+        Json{{"name", p.name}, {"value", p.value}, {"preemptible", p.preemptible}});
+  }
+  log::Info("config", {{"listen", c.listen},
+                       {"data", c.data},
+                       {"policy", c.policy},
+                       {"node_timeout_ms", c.node_timeout_ms},
+                       {"heartbeat_interval_ms", c.heartbeat_interval_ms},
+                       {"max_heartbeats_per_second", c.max_heartbeats_per_second},
+                       {"cycle_interval_ms", c.cycle_interval_ms},
+                       {"io_threads", c.io_threads},
+                       {"worker_threads", c.worker_threads},
+                       {"max_connections", c.max_connections},
+                       {"fair_share_half_life_s", c.fair_share_half_life_s},
+                       {"default_priority", c.default_priority},
+                       {"priority_classes", priorities},
+                       {"queues", queues}});
 }
 
 }  // namespace
@@ -169,6 +222,7 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
                                             self->Dispatch(req, std::move(respond));
                                           });
   s->Routes();
+  LogConfig(config);
   return s;
 }
 
@@ -245,35 +299,54 @@ void Server::Route(const std::string& method, const std::string& pattern, RouteH
                  method.c_str(), pattern.c_str());
     std::abort();
   }
-  routes_.push_back(RouteEntry{method, Split(pattern), std::move(fn), policy});
+  routes_.push_back(RouteEntry{method, pattern, Split(pattern), std::move(fn), policy});
 }
 
 void Server::Dispatch(const HttpRequest& req, HttpRespond respond) {
   static const char* kMethods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
   bool known = false;
   for (const char* m : kMethods) known = known || req.method == m;
-  if (!known) return respond(ReplyError(ApiError{400, "", "method: not supported"}));
-  const std::string method = req.method == "HEAD" ? "GET" : req.method;
-  const std::vector<std::string> segments = Split(req.path);
-  Captures captures;
+  const std::string method = !known ? "other" : req.method == "HEAD" ? "GET" : req.method;
   const RouteEntry* route = nullptr;
-  for (const RouteEntry& r : routes_) {
-    if (r.method != method || r.segments.size() != segments.size()) continue;
-    captures.segments.clear();
-    bool match = true;
-    for (size_t i = 0; i < segments.size() && match; ++i) {
-      if (r.segments[i] == "*") {
-        match = !segments[i].empty();
-        captures.segments.push_back(segments[i]);
-      } else {
-        match = r.segments[i] == segments[i];
+  Captures captures;
+  if (known) {
+    const std::vector<std::string> segments = Split(req.path);
+    for (const RouteEntry& r : routes_) {
+      if (r.method != method || r.segments.size() != segments.size()) continue;
+      captures.segments.clear();
+      bool match = true;
+      for (size_t i = 0; i < segments.size() && match; ++i) {
+        if (r.segments[i] == "*") {
+          match = !segments[i].empty();
+          captures.segments.push_back(segments[i]);
+        } else {
+          match = r.segments[i] == segments[i];
+        }
+      }
+      if (match) {
+        route = &r;
+        break;
       }
     }
-    if (match) {
-      route = &r;
-      break;
-    }
   }
+  // Every answer is timed under its route's pattern (never the raw path: ids would make a
+  // series each) and every refusal is logged with the field at fault.
+  const std::string pattern = route != nullptr ? route->pattern : "unmatched";
+  auto once = std::make_shared<std::atomic<bool>>(false);
+  HttpRespond timed = [this, respond = std::move(respond), once, method, pattern, path = req.path,
+                       start = std::chrono::steady_clock::now()](HttpResponse res) {
+    if (once->exchange(true)) return;
+    const int code = res.status;
+    std::string body;
+    if (code >= 400) body = res.body;
+    respond(std::move(res));
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    controller_->metrics().ObserveRequest(method, pattern, code, secs);
+    if (code >= 400) LogRefusal(method, path, code, body);
+  };
+  if (!known) return timed(ReplyError(ApiError{400, "", "method: not supported"}));
+  respond = std::move(timed);
   const RoutePolicy* policy = route != nullptr ? route->policy : nullptr;
   if (policy != nullptr &&
       (policy->public_route || (policy->pattern == "/metrics" && config_.metrics_public))) {
@@ -337,22 +410,26 @@ void Server::Routes() {
           return HttpResponse{200, "text/plain", "ok\n"};
         }));
   Route("GET", "/metrics", Sync([this, &c](const HttpRequest&, const Captures&) {
-          std::string m = c.Metrics();
-          m += "# HELP gpuorch_http_connections Open HTTP connections.\n"
-               "# TYPE gpuorch_http_connections gauge\ngpuorch_http_connections " +
-               std::to_string(http_->connections()) +
-               "\n# HELP gpuorch_watches_held Agents' watches held now.\n"
-               "# TYPE gpuorch_watches_held gauge\ngpuorch_watches_held " +
-               std::to_string(c.HeldWatches()) +
-               "\n# HELP gpuorch_nodes_heard Nodes whose agent has heartbeated this server "
-               "process (after a restart: nodes back, their tasks reported).\n"
-               "# TYPE gpuorch_nodes_heard gauge\ngpuorch_nodes_heard " +
-               std::to_string(c.NodesHeard()) +
-               "\n# HELP gpuorch_heartbeat_interval_seconds The interval agents are told.\n"
-               "# TYPE gpuorch_heartbeat_interval_seconds gauge\n"
-               "gpuorch_heartbeat_interval_seconds " +
-               std::to_string(static_cast<double>(c.HeartbeatIntervalMs()) / 1000.0) + "\n";
-          return HttpResponse{200, "text/plain; version=0.0.4", std::move(m)};
+          auto connections = GaugeFamily("gpuorch_http_connections", "Open HTTP connections.");
+          AddSample(connections, {}, static_cast<double>(http_->connections()));
+          auto watches = GaugeFamily("gpuorch_watches_held", "Agents' watches held now.");
+          AddSample(watches, {}, static_cast<double>(c.HeldWatches()));
+          auto interval = GaugeFamily("gpuorch_heartbeat_interval_seconds",
+                                      "The heartbeat interval agents are told.");
+          AddSample(interval, {}, static_cast<double>(c.HeartbeatIntervalMs()) / 1000.0);
+          auto heard = GaugeFamily("gpuorch_nodes_heard",
+                                   "Nodes whose agent has heartbeated this server process (after "
+                                   "a restart: nodes back, their tasks reported).");
+          AddSample(heard, {}, static_cast<double>(c.NodesHeard()));
+          auto timeout =
+              GaugeFamily("gpuorch_node_timeout_seconds", "Silence after which a node is Down.");
+          AddSample(timeout, {}, static_cast<double>(c.NodeTimeoutMs()) / 1000.0);
+          std::vector<prometheus::MetricFamily> extra;
+          for (auto* f : {&connections, &watches, &heard, &interval, &timeout}) {
+            extra.push_back(std::move(*f));
+          }
+          return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8",
+                              c.Metrics(std::move(extra))};
         }));
   // Answered once the submission is durable, from the store's writer: no worker waits for
   // the commit, so a burst of submissions shares commits. The answer hops to a worker,

@@ -59,6 +59,7 @@ class Server {
 
   struct RouteEntry {
     std::string method;
+    std::string pattern;  // the metrics' `route` label
     std::vector<std::string> segments;
     RouteHandler fn;
     const RoutePolicy* policy;

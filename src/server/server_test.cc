@@ -502,7 +502,7 @@ TEST_F(ControllerTest, AnEvictionNamesItsPreemptorOnlyToWhoMaySeeIt) {
   int64_t owner = Submit("prod", 4);
   controller_->Step();
   ASSERT_EQ(Get(borrower)["state"], "Preempted");
-  const std::string id = "workload " + std::to_string(owner);
+  const std::string id = "preempted by " + std::to_string(owner) + ":";
   auto evicted = [](const Json& w) {
     for (const Json& e : w["events"]) {
       if (e["type"] == "Evicted") return e["message"].get<std::string>();

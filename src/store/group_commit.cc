@@ -1,10 +1,12 @@
 #include "store/group_commit.h"
 
+#include <chrono>
 #include <iterator>
 
 namespace gpuorch::store {
 
-GroupCommitter::GroupCommitter(StateStore* store) : store_(store), writer_([this] { Run(); }) {}
+GroupCommitter::GroupCommitter(StateStore* store, std::function<void(double)> on_commit)
+    : store_(store), on_commit_(std::move(on_commit)), writer_([this] { Run(); }) {}
 
 GroupCommitter::~GroupCommitter() {
   {
@@ -51,7 +53,11 @@ void GroupCommitter::Run() {
     std::vector<std::pair<uint64_t, std::function<void(const core::Status&)>>> callbacks;
     std::swap(callbacks, callbacks_);  // every one of them has a ticket <= through
     lock.unlock();
+    const auto start = std::chrono::steady_clock::now();
     core::Status s = store_->Commit(batch);
+    if (on_commit_) {
+      on_commit_(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
     for (auto& [ticket, done] : callbacks) done(s);
     callbacks.clear();  // destroyed before the lock is taken again
     lock.lock();

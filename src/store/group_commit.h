@@ -21,7 +21,9 @@ namespace gpuorch::store {
 // thread-safe. Batches are committed in the order Persist() was called.
 class GroupCommitter {
  public:
-  explicit GroupCommitter(StateStore* store);
+  // `on_commit`, when given, hears how long each transaction took (seconds), on the writer
+  // thread: for the server's commit-latency histogram.
+  explicit GroupCommitter(StateStore* store, std::function<void(double)> on_commit = {});
   ~GroupCommitter();
   core::Status Persist(Batch batch) { return Wait(Enqueue(std::move(batch))); }
   // Queues a batch without waiting; batches commit in Enqueue order. Callers that hold a
@@ -40,6 +42,7 @@ class GroupCommitter {
   void Run();
 
   StateStore* store_;
+  std::function<void(double)> on_commit_;
   std::mutex mu_;
   std::condition_variable queued_cv_, done_cv_;
   Batch queued_;

@@ -196,11 +196,24 @@ TEST(Flows, PreemptionReclaimsAGuaranteeFromABorrower) {
   EXPECT_EQ(b["state"], "Pending");
   EXPECT_EQ(b["attempt"], 1);
   bool evicted = false;
-  for (const Json& e : b["events"]) evicted |= e.value("type", "") == "Evicted";
+  for (const Json& e : b["events"]) {
+    evicted |=
+        e.value("type", "") == "Evicted" &&
+        e.value("message", "") == "preempted by " + std::to_string(prod) + ": ReclaimGuarantee";
+  }
   EXPECT_TRUE(evicted) << b["events"].dump();
+  const Json preemptor = c->Workload(prod);
+  bool preempting = false;
+  for (const Json& e : preemptor["events"]) {
+    preempting |= e.value("type", "") == "Preempting" &&
+                  e.value("message", "") ==
+                      "evicting " + std::to_string(borrower) + " (queue borrow): ReclaimGuarantee";
+  }
+  EXPECT_TRUE(preempting) << preemptor["events"].dump();
   std::string metrics = c->api().Get("/metrics").body;
-  EXPECT_NE(metrics.find("gpuorch_preemptions_total{reason=\"ReclaimGuarantee\"} 1"),
-            std::string::npos)
+  EXPECT_NE(
+      metrics.find("gpuorch_preemptions_total{queue=\"borrow\",reason=\"ReclaimGuarantee\"} 1"),
+      std::string::npos)
       << metrics;
 }
 
@@ -229,8 +242,16 @@ TEST(Flows, MetricsExposeTheDocumentedFamilies) {
             std::string::npos)
       << r.body;
   EXPECT_NE(r.body.find("gpuorch_nodes{status=\"up\"} 1"), std::string::npos);
-  EXPECT_NE(r.body.find("gpuorch_gpus{model=\"H100-80GB\"} 8"), std::string::npos) << r.body;
-  EXPECT_NE(r.body.find("gpuorch_queue_wait_seconds_count{queue=\"default\"} 1"), std::string::npos)
+  // Engine gauges are recomputed at most once a second: poll for the finished job's GPUs.
+  EXPECT_TRUE(WaitFor([&] {
+    return c->api()
+               .Get("/metrics")
+               .body.find("gpuorch_gpus{model=\"H100-80GB\",state=\"free\"} 8") !=
+           std::string::npos;
+  })) << c->api().Get("/metrics").body;
+  EXPECT_NE(
+      r.body.find("gpuorch_queue_wait_seconds_count{kind=\"experiment\",queue=\"default\"} 1"),
+      std::string::npos)
       << r.body;
 }
 

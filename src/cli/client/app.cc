@@ -153,6 +153,18 @@ void AddClusterCommands(CLI::App& app, const Io& io, int& exit_code) {
   nodes->callback(
       [ncommon, npage, &io, &exit_code] { exit_code = RunNodes(*ncommon, *npage, io); });
 
+  auto* targets = app.add_subcommand(
+      "prometheus-targets",
+      "Print the nodes' GPU telemetry exporters as Prometheus file_sd targets (JSON)");
+  auto tcommon = std::make_shared<CommonArgs>();
+  AddServer(targets, *tcommon);
+  auto port = std::make_shared<int>(9400);
+  targets->add_option("--port", *port, "Exporter port for nodes that report no metrics_url")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65535));
+  targets->callback(
+      [tcommon, port, &io, &exit_code] { exit_code = RunPrometheusTargets(*tcommon, *port, io); });
+
   for (bool drain : {true, false}) {
     auto* cmd = app.add_subcommand(drain ? "drain" : "undrain",
                                    drain ? "Stop placing new work on a node (running work stays)"

@@ -173,4 +173,14 @@ int RunDrain(const CommonArgs& common, const std::string& node, bool drain, cons
   return kExitOk;
 }
 
+int RunPrometheusTargets(const CommonArgs& common, int port, const Io& io) {
+  auto client = ApiClient::Connect(common.server);
+  if (!client.ok()) return Fail(client.failure(), io);
+  auto answer = client.value()->GetJson("/v1/nodes");
+  if (!answer.ok()) return Fail(answer.failure(), io);
+  const json& page = answer.value();
+  io.out << RenderPrometheusTargets(page.contains("nodes") ? page["nodes"] : json::array(), port);
+  return kExitOk;
+}
+
 }  // namespace gpuorch::cli

@@ -61,5 +61,8 @@ int RunQueues(const CommonArgs& common, const std::string& name, const Io& io);
 // ask for the next page when more nodes follow.
 int RunNodes(const CommonArgs& common, const NodesArgs& args, const Io& io);
 int RunDrain(const CommonArgs& common, const std::string& node, bool drain, const Io& io);
+// Prints the nodes as Prometheus file-based service discovery targets (every node, one
+// answer; RenderPrometheusTargets).
+int RunPrometheusTargets(const CommonArgs& common, int port, const Io& io);
 
 }  // namespace gpuorch::cli

@@ -358,4 +358,29 @@ std::string RenderData(const json& value, OutputFormat format) {
   return value.dump(2) + '\n';
 }
 
+std::string RenderPrometheusTargets(const nlohmann::json& nodes, int port) {
+  nlohmann::json groups = nlohmann::json::array();
+  for (const nlohmann::json& n : nodes) {
+    if (!n.is_object()) continue;
+    std::string target = n.value("metrics_url", "");
+    if (const size_t scheme = target.find("://"); scheme != std::string::npos) {
+      target = target.substr(scheme + 3);
+      target = target.substr(0, target.find('/'));
+    }
+    if (target.empty()) {
+      const std::string address = n.value("address", "");
+      const size_t colon = address.rfind(':');
+      const std::string host = colon == std::string::npos ? address : address.substr(0, colon);
+      if (host.empty()) continue;
+      target = host + ":" + std::to_string(port);
+    }
+    groups.push_back({{"targets", {target}},
+                      {"labels",
+                       {{"node", n.value("name", "")},
+                        {"zone", n.value("zone", "")},
+                        {"rack", n.value("rack", "")}}}});
+  }
+  return groups.dump(2) + "\n";
+}
+
 }  // namespace gpuorch::cli

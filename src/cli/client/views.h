@@ -47,4 +47,10 @@ std::string RenderDescribe(const nlohmann::json& workload,
 // Pretty JSON (2-space indent) or YAML of `value`, each ending in a newline.
 std::string RenderData(const nlohmann::json& value, OutputFormat format);
 
+// Prometheus file-based service discovery (`gpuorch prometheus-targets`): one target group
+// per node of a /v1/nodes answer, its GPU telemetry exporter's address (the node's
+// `metrics_url` when the agent reports one, else its address's host with `port`), labelled
+// with `node`, `zone` and `rack`. Nodes without an address are left out.
+std::string RenderPrometheusTargets(const nlohmann::json& nodes, int port);
+
 }  // namespace gpuorch::cli

@@ -236,5 +236,22 @@ TEST(ParseOutputFormat, RejectsUnknown) {
   EXPECT_EQ(bad.failure().exit_code, kExitUsage);
 }
 
+TEST(PrometheusTargets, OneGroupPerNodeWithItsExporterAddress) {
+  const json nodes =
+      json::array({{{"name", "a"}, {"zone", "z1"}, {"rack", "r1"}, {"address", "10.0.0.5:7481"}},
+                   {{"name", "b"},
+                    {"zone", ""},
+                    {"rack", ""},
+                    {"address", "10.0.0.6:7481"},
+                    {"metrics_url", "http://10.0.0.6:9500/metrics"}},
+                   {{"name", "c"}, {"address", ""}}});
+  const json groups = json::parse(RenderPrometheusTargets(nodes, 9400));
+  ASSERT_EQ(groups.size(), 2u);
+  EXPECT_EQ(groups[0], json({{"targets", {"10.0.0.5:9400"}},
+                             {"labels", {{"node", "a"}, {"zone", "z1"}, {"rack", "r1"}}}}));
+  EXPECT_EQ(groups[1]["targets"], json({"10.0.0.6:9500"}));
+  EXPECT_EQ(groups[1]["labels"]["node"], "b");
+}
+
 }  // namespace
 }  // namespace gpuorch::cli

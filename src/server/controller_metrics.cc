@@ -1,0 +1,210 @@
+// The controller's Prometheus metrics: the engine gauges the cycle thread computes after a
+// cycle, and the record gauges a scrape computes (see ServerMetrics for which is which).
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <map>
+
+#include "sched/policy/fragmentation.h"
+#include "server/controller.h"
+#include "server/engine_gauges.h"
+#include "server/queue_shares.h"
+
+namespace gpuorch::server {
+
+namespace {
+
+int64_t SteadyNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// The quota entry that applies to `model`: its own, else the "*" one, else none.
+const QuotaConfig* QuotaFor(const QueueConfig& q, const std::string& model) {
+  const QuotaConfig* any = nullptr;
+  for (const QuotaConfig& e : q.quota) {
+    if (e.model == model) return &e;
+    if (e.model == "*") any = &e;
+  }
+  return any;
+}
+
+double Gpus(int64_t milli) { return static_cast<double>(milli) / 1000.0; }
+
+constexpr sched::PendingReason kReasons[] = {sched::PendingReason::kWaitingForQuota,
+                                             sched::PendingReason::kOverLimit,
+                                             sched::PendingReason::kNoFit,
+                                             sched::PendingReason::kTopologyUnsatisfiable,
+                                             sched::PendingReason::kModelUnavailable,
+                                             sched::PendingReason::kBlockedByReservation,
+                                             sched::PendingReason::kPreempting,
+                                             sched::PendingReason::kReserved,
+                                             sched::PendingReason::kUnschedulable};
+
+}  // namespace
+
+void Controller::UpdateEngineGauges(const sched::Plan& plan, size_t models) {
+  const int64_t steady = SteadyNowMs();
+  if (gauges_at_ms_ != 0 && steady - gauges_at_ms_ < ServerMetrics::kGaugePeriodMs) return;
+  const size_t queues = config_.queues.size();
+  std::vector<std::string> model_names;
+  std::vector<PendingWork> pending;
+  std::map<std::pair<std::string, std::string>, int64_t> pending_by;  // (queue, reason)
+  std::vector<std::vector<int64_t>> asked(queues, std::vector<int64_t>(models, 0));
+  std::vector<sched::TypicalTask> mix;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (uint32_t m = 0; m < models; ++m) model_names.push_back(models_.Name(core::GpuModelId(m)));
+    for (const sched::PendingExplanation& p : plan.pending) {
+      auto it = workloads_.find(p.workload.value());
+      if (it == workloads_.end() || it->second.state != "Pending") continue;
+      const core::WorkloadSpec& spec = it->second.parsed.spec;
+      pending.push_back(PendingWork{p.workload, p.reason, spec.task, spec.min_tasks});
+      ++pending_by[{it->second.parsed.queue_name, sched::ToString(p.reason)}];
+      const uint32_t q = spec.queue.value();
+      for (uint32_t m = 0; m < models && q < queues; ++m) {
+        if (spec.task.models.Accepts(core::GpuModelId(m))) {
+          asked[q][m] += int64_t{spec.min_tasks} * spec.task.total_milli_gpu();
+        }
+      }
+    }
+    mix = task_mix_.Typical();
+  }
+  if (mix.empty()) mix = sched::DefaultTypicalTasks();
+  const sched::ClusterState& cluster = engine_->cluster();
+  const std::vector<ModelGauges> g = ComputeModelGauges(cluster, models, pending, mix);
+
+  // GPU-seconds idle while work waited since the last computation, at the value then.
+  if (gauges_at_ms_ != 0) {
+    const double dt = static_cast<double>(steady - gauges_at_ms_) / 1000.0;
+    for (const auto& [model, idle] : idle_then_) {
+      metrics_.AddIdleWhileWaitingSeconds(model, static_cast<double>(idle) * dt);
+    }
+  }
+  idle_then_.clear();
+  gauges_at_ms_ = steady;
+
+  std::vector<prometheus::MetricFamily> out;
+  auto gpus = GaugeFamily("gpuorch_gpus",
+                          "GPUs per model by state: allocated (any part taken), free, draining "
+                          "(free on a draining node) and down (on a node not heard from).");
+  auto allocated =
+      GaugeFamily("gpuorch_gpus_allocated", "Allocated GPUs per model, fractions by their share.");
+  auto idle = GaugeFamily("gpuorch_gpus_idle_while_waiting",
+                          "Free GPUs that runnable pending work could use now (not held by "
+                          "quota or a reservation; docs/operations.md).");
+  auto frag = GaugeFamily("gpuorch_fragmented_gpus",
+                          "FGD fragmentation of the free capacity against the live task mix, "
+                          "in GPUs.");
+  for (uint32_t m = 0; m < models; ++m) {
+    const std::string& name = model_names[m];
+    const ModelGauges& v = g[m];
+    // A model no node has (a workload asked for it) has no GPUs to show.
+    if (v.allocated + v.free + v.draining + v.down == 0) continue;
+    AddSample(gpus, {{"model", name}, {"state", "allocated"}}, static_cast<double>(v.allocated));
+    AddSample(gpus, {{"model", name}, {"state", "free"}}, static_cast<double>(v.free));
+    AddSample(gpus, {{"model", name}, {"state", "draining"}}, static_cast<double>(v.draining));
+    AddSample(gpus, {{"model", name}, {"state", "down"}}, static_cast<double>(v.down));
+    AddSample(allocated, {{"model", name}}, Gpus(v.allocated_milli));
+    AddSample(idle, {{"model", name}}, static_cast<double>(v.idle_while_waiting));
+    AddSample(frag, {{"model", name}}, v.fragmented_milli / 1000.0);
+    idle_then_.emplace_back(name, v.idle_while_waiting);
+    metrics_.AddIdleWhileWaitingSeconds(name, 0);  // the model's series exists from now on
+  }
+
+  auto used = GaugeFamily("gpuorch_queue_gpus_used",
+                          "GPUs a queue's work holds per model (subtree; evicting work included).");
+  auto guaranteed =
+      GaugeFamily("gpuorch_queue_gpus_guaranteed", "GPUs guaranteed to a queue per model.");
+  auto limit = GaugeFamily("gpuorch_queue_gpus_limit",
+                           "A queue's GPU limit per model (no series when unlimited).");
+  auto fair = GaugeFamily("gpuorch_queue_gpus_fair_share",
+                          "GPUs a queue is entitled to now per model: its guarantee up to its "
+                          "demand plus its weighted part of the rest (docs/operations.md).");
+  std::map<std::string, int> index;
+  for (size_t i = 0; i < queues; ++i) index[config_.queues[i].name] = static_cast<int>(i);
+  for (uint32_t m = 0; m < models; ++m) {
+    const core::GpuModelId model(m);
+    std::vector<ShareQueue> tree(queues);
+    std::vector<int64_t> use(queues, 0);
+    for (size_t i = 0; i < queues; ++i) {
+      const QueueConfig& q = config_.queues[i];
+      const core::QueueId id = queue_ids_.at(q.name);
+      const QuotaConfig* e = QuotaFor(q, model_names[m]);
+      use[i] = engine_->QueueUsage(id, model);
+      ShareQueue& s = tree[i];
+      s.parent = q.parent.empty() ? -1 : index.at(q.parent);
+      s.weight = q.weight;
+      s.can_lend = q.can_lend;
+      s.can_borrow = q.can_borrow;
+      s.guaranteed = e != nullptr ? e->guaranteed_milli : 0;
+      s.limit = e != nullptr ? e->limit_milli : -1;
+      s.demand = use[i] + (id.value() < queues ? asked[id.value()][m] : 0);
+    }
+    const std::vector<int64_t> shares = FairShares(tree, cluster.capacity_milli(model));
+    for (size_t i = 0; i < queues; ++i) {
+      const Labels l = {{"queue", config_.queues[i].name}, {"model", model_names[m]}};
+      AddSample(used, l, Gpus(use[i]));
+      AddSample(guaranteed, l, Gpus(tree[i].guaranteed));
+      if (tree[i].limit >= 0) AddSample(limit, l, Gpus(tree[i].limit));
+      AddSample(fair, l, Gpus(shares[i]));
+    }
+  }
+
+  auto waiting = GaugeFamily("gpuorch_workloads_pending",
+                             "Pending workloads by leaf queue and the reason of the last cycle.");
+  for (const auto& [name, id] : leaf_queues_) {
+    for (sched::PendingReason r : kReasons) {
+      auto it = pending_by.find({name, sched::ToString(r)});
+      AddSample(waiting, {{"queue", name}, {"reason", sched::ToString(r)}},
+                it == pending_by.end() ? 0.0 : static_cast<double>(it->second));
+    }
+  }
+  for (auto* f : {&gpus, &allocated, &idle, &frag, &used, &guaranteed, &limit, &fair, &waiting}) {
+    out.push_back(std::move(*f));
+  }
+  metrics_.PublishEngineGauges(std::move(out));
+}
+
+std::string Controller::Metrics(std::vector<prometheus::MetricFamily> extra) {
+  auto workloads = GaugeFamily("gpuorch_workloads", "Workloads by state and leaf queue.");
+  auto nodes = GaugeFamily("gpuorch_nodes", "Nodes by status (up: heard from; down: not).");
+  auto node_up = GaugeFamily("gpuorch_node_up", "1 while the node is heard from, 0 once Down.");
+  auto age = GaugeFamily("gpuorch_node_heartbeat_age_seconds",
+                         "Seconds since the node's agent was last heard from (0 while its "
+                         "watch is held: a held watch is contact).");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    static const char* kStates[] = {"Pending",   "Running", "Preempted",
+                                    "Succeeded", "Failed",  "Cancelled"};
+    std::map<std::string, std::array<int64_t, 6>> by;
+    for (const auto& [name, id] : leaf_queues_) by[name] = {};
+    for (const auto& [id, w] : workloads_) {
+      auto& counts = by[w.parsed.queue_name];
+      for (size_t s = 0; s < 6; ++s) {
+        if (w.state == kStates[s]) ++counts[s];
+      }
+    }
+    for (const auto& [queue, counts] : by) {
+      for (size_t s = 0; s < 6; ++s) {
+        AddSample(workloads, {{"queue", queue}, {"state", kStates[s]}},
+                  static_cast<double>(counts[s]));
+      }
+    }
+    const int64_t steady = SteadyNowMs();
+    int64_t up = 0, down = 0;
+    for (const auto& [name, n] : nodes_) {
+      (n.down ? down : up)++;
+      AddSample(node_up, {{"node", name}}, n.down ? 0.0 : 1.0);
+      const int64_t ms = n.watches.empty() ? std::max<int64_t>(steady - n.last_heartbeat_ms, 0) : 0;
+      AddSample(age, {{"node", name}}, static_cast<double>(ms) / 1000.0);
+    }
+    AddSample(nodes, {{"status", "up"}}, static_cast<double>(up));
+    AddSample(nodes, {{"status", "down"}}, static_cast<double>(down));
+  }
+  for (auto* f : {&workloads, &nodes, &node_up, &age}) extra.push_back(std::move(*f));
+  return metrics_.Render(std::move(extra));
+}
+
+}  // namespace gpuorch::server
