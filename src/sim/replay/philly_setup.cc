@@ -18,14 +18,19 @@ using core::Status;
 
 Result<DerivedSetup> DerivePhillySetup(const Trace& trace, const std::string& vc_nodes_csv,
                                        int scale_percent) {
+  auto text = ReadWholeFile(vc_nodes_csv);
+  if (!text.ok()) return text.status();
+  return DerivePhillySetupFromText(trace, *text, vc_nodes_csv, scale_percent);
+}
+
+Result<DerivedSetup> DerivePhillySetupFromText(const Trace& trace, std::string_view text,
+                                               const std::string& vc_nodes_csv, int scale_percent) {
   if (scale_percent < 1 || scale_percent > 10000) {
     return Status::Invalid("--scale: must be in 1..10000 percent");
   }
   constexpr int32_t kNodeGpus = 8;
-  auto text = ReadWholeFile(vc_nodes_csv);
-  if (!text.ok()) return text.status();
   std::map<std::string, int64_t> listed;
-  std::string_view rest = *text;
+  std::string_view rest = text;
   int line_no = 0;
   while (!rest.empty()) {
     const size_t nl = rest.find('\n');
