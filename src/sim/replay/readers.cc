@@ -146,8 +146,10 @@ Status ParsePolluxJcts(std::string_view summary_json, const std::string& p,
     return Status::Invalid(p + ": jcts." + workload + ": missing");
   }
   for (auto& [name, v] : j["jcts"][workload].items()) {
-    if (!v.is_number() || v.get<double>() <= 0) {
-      return Status::Invalid(p + ": jcts." + workload + "." + name + ": expected seconds > 0");
+    // The bound keeps the conversion to integer milliseconds defined (and sane).
+    if (!v.is_number() || !(v.get<double>() > 0) || v.get<double>() * 1000.0 > kMaxTraceMs) {
+      return Status::Invalid(p + ": jcts." + workload + "." + name +
+                             ": expected seconds in (0, 1e9]");
     }
     const int64_t ms = static_cast<int64_t>(v.get<double>() * 1000.0 + 0.5);
     auto [it, fresh] = best.emplace(name, ms);

@@ -82,7 +82,8 @@ core::Result<Trace> ParsePolluxWorkload(std::string_view text, const std::string
 core::Result<Trace> ParseGenericTrace(std::string_view text, const std::string& path);
 
 // Parsing helpers shared by the readers (exact, integer results).
-// "12", "12.5", "0.001" seconds -> milliseconds. False on anything else.
+// "12", "12.5", "0.001" seconds -> milliseconds, at most kMaxTraceMs. False on anything else.
+inline constexpr int64_t kMaxTraceMs = 1'000'000'000'000;
 bool ParseSecondsMs(std::string_view s, int64_t& ms);
 // "0.5", "1", ".25" of a GPU -> milli-GPU in 1..1000. False on anything else.
 bool ParseFractionMilli(std::string_view s, int32_t& milli);
