@@ -1,9 +1,13 @@
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 #include "core/gpu_model.h"
 #include "core/node.h"
 #include "core/queue.h"
 #include "core/rng.h"
+#include "core/text.h"
 #include "core/workload.h"
 
 namespace gpuorch::core {
@@ -25,10 +29,46 @@ TEST(GpuModelRegistry, InternsAndFinds) {
 
 TEST(GpuModelRegistry, RejectsTooManyModels) {
   GpuModelRegistry r;
-  for (uint32_t i = 0; i < kMaxGpuModels; ++i) ASSERT_TRUE(r.Intern("m" + std::to_string(i)).ok());
+  for (uint32_t i = 0; i < kMaxNamedGpuModels; ++i) {
+    ASSERT_TRUE(r.Intern("m" + std::to_string(i)).ok());
+  }
   auto over = r.Intern("one-too-many");
   ASSERT_FALSE(over.ok());
-  EXPECT_NE(over.status().message().find("64"), std::string::npos);
+  EXPECT_NE(over.status().message().find("63"), std::string::npos);
+}
+
+TEST(Utf8, AcceptsWellFormedAndFindsTheFirstBadByte) {
+  EXPECT_TRUE(IsValidUtf8(""));
+  EXPECT_TRUE(IsValidUtf8("plain ascii"));
+  EXPECT_TRUE(IsValidUtf8("gr\xC3\xBC\xC3\x9F \xE2\x82\xAC \xF0\x9F\x9A\x80 \xF4\x8F\xBF\xBF"));
+  struct Case {
+    std::string text;
+    size_t bad_at;
+  };
+  for (const Case& c : std::vector<Case>{{"a\xFF", 1},
+                                         {"\x80", 0},
+                                         {"ab\xC3", 2},            // truncated
+                                         {"\xC0\xAF", 0},          // overlong '/'
+                                         {"\xE0\x80\xAF", 0},      // overlong
+                                         {"x\xED\xA0\x80", 1},     // a surrogate
+                                         {"\xF4\x90\x80\x80", 0},  // past U+10FFFF
+                                         {"\xE2\x82", 0},
+                                         {"\xE2\x28\xA1", 0}}) {
+    size_t at = 99;
+    EXPECT_FALSE(IsValidUtf8(c.text, &at)) << c.text;
+    EXPECT_EQ(at, c.bad_at) << c.text;
+  }
+}
+
+TEST(ModelSet, NoneAcceptsNoNamedModel) {
+  const ModelSet none = ModelSet::None();
+  EXPECT_FALSE(none.any());
+  for (uint32_t m = 0; m < kMaxNamedGpuModels; ++m) EXPECT_FALSE(none.Accepts(GpuModelId(m)));
+  NodeSpec n;
+  n.name = "n";
+  n.gpu_count = 1;
+  n.gpu_model = GpuModelId(kMaxNamedGpuModels);  // the bit None() uses is no node's model
+  EXPECT_FALSE(n.Validate().ok());
 }
 
 TEST(ModelSet, EmptyAcceptsAll) {

@@ -15,12 +15,18 @@ namespace gpuorch::core {
 // The most GPU models one cluster may hold. Model sets are 64-bit masks so that the
 // "acceptable models" filter is one AND on the placement hot path.
 inline constexpr uint32_t kMaxGpuModels = 64;
+// The last bit is no model's: a registry names at most 63, and a node's model id is below
+// it, so that ModelSet::None() can stand for "only models nobody has".
+inline constexpr uint32_t kMaxNamedGpuModels = kMaxGpuModels - 1;
 
 // A set of GPU models as a bit mask. The empty set means "any model".
 class ModelSet {
  public:
   constexpr ModelSet() = default;
   static constexpr ModelSet Of(GpuModelId m) { return ModelSet(uint64_t{1} << m.value()); }
+  // A set that accepts no model (a workload that named only models no node has yet); not
+  // any(). Its one bit is kMaxNamedGpuModels, which no node's model has.
+  static constexpr ModelSet None() { return ModelSet(uint64_t{1} << kMaxNamedGpuModels); }
 
   constexpr void Add(GpuModelId m) { bits_ |= uint64_t{1} << m.value(); }
   constexpr bool any() const { return bits_ == 0; }
@@ -38,7 +44,8 @@ class ModelSet {
 // Interns GPU model names ("H100-80GB", "T4", ...) into dense ids.
 class GpuModelRegistry {
  public:
-  // Returns the id of `name`, adding it if new. Fails past kMaxGpuModels or on an empty name.
+  // Returns the id of `name`, adding it if new. Fails past kMaxNamedGpuModels names or on an
+  // empty name.
   Result<GpuModelId> Intern(std::string_view name);
   // Returns the id of a known model, or an invalid id.
   GpuModelId Find(std::string_view name) const;

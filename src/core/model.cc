@@ -54,9 +54,9 @@ Status NodeSpec::Validate() const {
   if (gpu_count > 0 && !gpu_model.valid()) {
     return Status::Invalid("node.gpu_model: required when gpu_count > 0");
   }
-  if (gpu_count > 0 && gpu_model.value() >= kMaxGpuModels) {
+  if (gpu_count > 0 && gpu_model.value() >= kMaxNamedGpuModels) {
     return Status::Invalid("node.gpu_model: id " + std::to_string(gpu_model.value()) +
-                           " is past the " + std::to_string(kMaxGpuModels) +
+                           " is past the " + std::to_string(kMaxNamedGpuModels) +
                            " GPU models a cluster may hold");
   }
   if (gpu_memory_mib < 0) return Status::Invalid("node.gpu_memory_mib: must be >= 0");

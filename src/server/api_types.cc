@@ -47,9 +47,27 @@ bool Str(const Json& b, const char* key, std::string& out, ApiError& e) {
 
 }  // namespace
 
+core::ModelSet ResolveModels(const std::vector<std::string>& names,
+                             const core::GpuModelRegistry& models,
+                             std::vector<std::string>& unknown) {
+  core::ModelSet set;
+  unknown.clear();
+  for (const std::string& name : names) {
+    const core::GpuModelId id = models.Find(name);
+    if (id.valid()) {
+      set.Add(id);
+    } else {
+      unknown.push_back(name);
+    }
+  }
+  // Only models nobody has: the workload waits (ModelUnavailable) until a node brings one.
+  if (set.any() && !unknown.empty()) return core::ModelSet::None();
+  return set;
+}
+
 bool ParseWorkload(const Json& b, const ServerConfig& config,
                    const std::map<std::string, core::QueueId>& leaf_queues,
-                   core::GpuModelRegistry& models, ParsedWorkload& out, ApiError& e) {
+                   const core::GpuModelRegistry& models, ParsedWorkload& out, ApiError& e) {
   static const std::set<std::string> kFields = {"name",
                                                 "queue",
                                                 "kind",
@@ -142,11 +160,12 @@ bool ParseWorkload(const Json& b, const ServerConfig& config,
       if (!ms[i].is_string() || ms[i].get<std::string>().empty()) {
         return Fail(e, f, "must be a non-empty string");
       }
-      auto id = models.Intern(ms[i].get<std::string>());
-      if (!id.ok()) return Fail(e, f, id.status().message());
-      s.task.models.Add(*id);
       model_names.push_back(ms[i]);
     }
+    // Only nodes and the config name models: a request naming one nobody has must not take
+    // a place in the bounded registry for good (64 new names would fill it).
+    s.task.models =
+        ResolveModels(model_names.get<std::vector<std::string>>(), models, out.unknown_models);
   }
   if (b.contains("topology")) {
     const Json& t = b["topology"];

@@ -32,15 +32,26 @@ struct ParsedWorkload {
   std::vector<std::string> command;
   std::map<std::string, std::string> env;
   std::string workdir;
+  // gpu_models names that no node or config knew when it was parsed: not in spec's model
+  // set (which is ModelSet::None() when every name is unknown) until one is known.
+  std::vector<std::string> unknown_models;
   Json canonical;  // the spec with defaults filled in, as stored and shown
 };
 
 // Validates a submission (docs/api.md). `queue_ids` maps leaf queue names to engine ids;
-// models are interned in `models` (a model no node has yet makes the workload wait with
-// ModelUnavailable rather than fail). Returns the first error found.
+// models are looked up in `models`, never added: the models nodes and the config named. A
+// model no node has yet makes the workload wait with ModelUnavailable rather than fail (see
+// ParsedWorkload::unknown_models). Returns the first error found.
 bool ParseWorkload(const Json& body, const ServerConfig& config,
                    const std::map<std::string, core::QueueId>& leaf_queues,
-                   core::GpuModelRegistry& models, ParsedWorkload& out, ApiError& error);
+                   const core::GpuModelRegistry& models, ParsedWorkload& out, ApiError& error);
+
+// The model set of `names` as `models` knows them now (ModelSet::None() when it knows none of
+// them, the empty set "any" only for no names) and, in `unknown`, the names it does not know.
+// ParseWorkload's rule, applied again when a node brings a new model.
+core::ModelSet ResolveModels(const std::vector<std::string>& names,
+                             const core::GpuModelRegistry& models,
+                             std::vector<std::string>& unknown);
 
 // The queue's admission policy (403): its priority class must be in the queue's
 // `allowed_priorities`, and non-preemptible work needs a non-preemptible class there. Checked

@@ -8,6 +8,8 @@
 #include <set>
 #include <sstream>
 
+#include "core/text.h"
+
 namespace gpuorch::server {
 
 using core::Result;
@@ -137,6 +139,39 @@ class Reader {
   }
 };
 
+// A duration: a whole number of seconds, or one with a unit (90s, 15m, 12h, 7d).
+Status Duration(const YAML::Node& n, const std::string& key, int64_t& seconds) {
+  if (!n[key]) return Status::Ok();
+  const std::string bad = key + ": must be a duration such as 7d, 12h, 30m, 90s or seconds";
+  if (!n[key].IsScalar()) return Status::Invalid(bad);
+  const std::string s = n[key].Scalar();
+  size_t digits = 0;
+  while (digits < s.size() && std::isdigit(static_cast<unsigned char>(s[digits]))) ++digits;
+  if (digits == 0 || digits > 9 || s.size() - digits > 1) return Status::Invalid(bad);
+  int64_t unit = 1;
+  if (digits < s.size()) {
+    switch (s.back()) {
+      case 's':
+        unit = 1;
+        break;
+      case 'm':
+        unit = 60;
+        break;
+      case 'h':
+        unit = 3600;
+        break;
+      case 'd':
+        unit = 86'400;
+        break;
+      default:
+        return Status::Invalid(bad);
+    }
+  }
+  seconds = std::stoll(s.substr(0, digits)) * unit;
+  if (seconds > 3650LL * 86'400) return Status::Invalid(key + ": at most 3650d");
+  return Status::Ok();
+}
+
 #define GPUORCH_TRY(expr)              \
   do {                                 \
     ::gpuorch::core::Status s_ = expr; \
@@ -216,6 +251,11 @@ Status ParseQueue(Reader& r, const YAML::Node& n, const std::string& path, Queue
 
 Result<ServerConfig> ParseConfig(const std::string& text) {
   ServerConfig c;
+  // Names from the config reach JSON answers, which cannot hold bytes that are not UTF-8.
+  if (size_t at = 0; !core::IsValidUtf8(text, &at)) {
+    return Status::Invalid("config: not UTF-8 text (a bad byte at offset " + std::to_string(at) +
+                           ")");
+  }
   YAML::Node root;
   try {
     root = YAML::Load(text);
@@ -239,6 +279,7 @@ Result<ServerConfig> ParseConfig(const std::string& text) {
                       "idle_timeout_s",
                       "fair_share_half_life_s",
                       "max_body_bytes",
+                      "finished_retention",
                       "default_priority",
                       "priority_classes",
                       "queues",
@@ -306,6 +347,7 @@ Result<ServerConfig> ParseConfig(const std::string& text) {
                              "]: must be a host name or *.domain");
     }
   }
+  GPUORCH_TRY(Duration(root, "finished_retention", c.finished_retention_s));
   GPUORCH_TRY(r.Get(root, "default_priority", "", c.default_priority));
   if (root["priority_classes"]) {
     const YAML::Node pcs = root["priority_classes"];

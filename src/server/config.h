@@ -70,6 +70,10 @@ struct ServerConfig {
   int64_t idle_timeout_s = 600;      // above the longest heartbeat interval agents are told
   int64_t fair_share_half_life_s = 3600;
   int64_t max_body_bytes = 1 << 20;
+  // How long a finished (Succeeded, Failed, Cancelled) workload stays, in memory and in the
+  // store, before it is garbage-collected; 0 keeps them all. YAML: `finished_retention:
+  // 7d` (s, m, h, d) or a number of seconds.
+  int64_t finished_retention_s = 7 * 86'400;
   std::string default_priority = "normal";
   std::vector<PriorityClass> priority_classes = {
       {"production", 100, false}, {"normal", 50, true}, {"opportunistic", 0, true}};

@@ -170,6 +170,7 @@ void Controller::SubmitAsync(const Json& body, SubmitDone done) {
       std::lock_guard<std::mutex> lock(mu_);
       Enqueue(EngineEvent::Workload(EngineEvent::Kind::kSubmit, w->id));
       task_mix_.Submitted(w->parsed.spec.task, w->parsed.spec.min_tasks);
+      if (!w->parsed.unknown_models.empty()) unknown_models_.insert(w->id);
       out = Json{{"id", w->id}, {"name", w->parsed.spec.name}, {"state", w->state}};
       workloads_.emplace(w->id, std::move(*w));
       Kick();
@@ -321,6 +322,7 @@ bool Controller::Register(const Json& b, Json& out, ApiError& error, const std::
   address = log_address;
   spec.nvlink_domain_gpus = static_cast<int32_t>(std::min<int64_t>(nvlink, 16));
   std::lock_guard<std::mutex> lock(mu_);
+  const uint32_t known_models = models_.size();
   if (b.contains("gpus")) {
     const Json& gpus = b["gpus"];
     if (!gpus.is_array() || gpus.size() > 16) return fail("gpus", "must be a list of at most 16");
@@ -400,6 +402,7 @@ bool Controller::Register(const Json& b, Json& out, ApiError& error, const std::
   n.last_heartbeat_ms = SteadyMs();
   n.last_heartbeat_wall_ms = Now();
   Enqueue(EngineEvent::Node(n.name));
+  if (models_.size() != known_models) ResolveUnknownModels();
   dirty_nodes_.insert(n.name);
   Kick();
   out = Json{{"node", n.name}, {"heartbeat_interval_ms", IntervalLocked()}};
@@ -829,6 +832,24 @@ void Controller::SyncNode(NodeRecord& n) {
   n.in_engine = true;
 }
 
+void Controller::ResolveUnknownModels() {
+  for (auto it = unknown_models_.begin(); it != unknown_models_.end();) {
+    auto w = workloads_.find(*it);
+    if (w == workloads_.end() || w->second.terminal()) {
+      it = unknown_models_.erase(it);
+      continue;
+    }
+    ParsedWorkload& p = w->second.parsed;
+    const core::ModelSet set = ResolveModels(
+        p.canonical.value("gpu_models", std::vector<std::string>{}), models_, p.unknown_models);
+    if (set != p.spec.task.models) {
+      p.spec.task.models = set;
+      Enqueue(EngineEvent::Workload(EngineEvent::Kind::kModels, w->first));
+    }
+    it = p.unknown_models.empty() ? unknown_models_.erase(it) : std::next(it);
+  }
+}
+
 void Controller::DrainInbox() {
   std::set<int64_t> touched;
   for (const EngineEvent& e : inbox_) {
@@ -851,6 +872,19 @@ void Controller::DrainInbox() {
       case EngineEvent::Kind::kSyncNode:
         SyncNode(nodes_.at(e.node));
         break;
+      case EngineEvent::Kind::kModels: {
+        // The engine keeps the spec it was given: a pending workload is given the new one
+        // (its place in the queue is by priority and submit time, which stay). Running work
+        // keeps its placement; a requeue submits the record's spec, the new one.
+        const WorkloadRecord& w = workloads_.at(e.workload);
+        if (w.terminal() || engine_->state(Wid(w.id)) != WorkloadState::kPending) break;
+        if (engine_->Cancel(Wid(w.id)).ok()) {
+          if (Status st = engine_->Submit(Wid(w.id), w.parsed.spec); !st.ok()) {
+            Reject(workloads_.at(e.workload), st.message());
+          }
+        }
+        break;
+      }
     }
   }
   inbox_.clear();
@@ -929,7 +963,9 @@ void Controller::Step() {
     for (int64_t id : dirty_) {
       if (!workloads_.at(id).published) unpublished.push_back(id);
     }
+    std::vector<int64_t> collected = CollectFinished(now);
     store::Batch batch = TakeDirty();
+    batch.deleted_workloads = std::move(collected);
     if (!batch.empty()) ticket = committer_->Enqueue(std::move(batch));
   }
   // While the writer commits.

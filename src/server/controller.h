@@ -120,6 +120,7 @@ struct EngineEvent {
     kCancel,        // `workload` was cancelled while pending
     kTaskFinished,  // `task` of `workload` exited
     kSyncNode,      // `node` registered, changed, came back or was drained: add or update it
+    kModels,        // `workload`'s model set changed (a node brought a model it named)
   };
   Kind kind;
   int64_t workload = 0;
@@ -321,6 +322,12 @@ class Controller {
   void Kick();
   // Removes `w` from the per-node index (it has no task that may run any more).
   void Unindex(const WorkloadRecord& w);
+  // Drops the finished workloads past config_.finished_retention_s from memory and returns
+  // their ids, for the store to delete (controller_retention.cc). Cycle thread, mu_ held.
+  std::vector<int64_t> CollectFinished(int64_t now_ms);
+  // Resolves again the gpu_models of the workloads that named models nobody had, after a
+  // node brought new ones; a changed set reaches the engine as kModels.
+  void ResolveUnknownModels();
   Json DesiredJson(const std::string& node);
   Json WorkloadJson(const WorkloadRecord& w, const Access& access = {}) const;
   Json NodeJson(const NodeRecord& n) const;
@@ -347,8 +354,11 @@ class Controller {
   std::vector<std::string> node_names_;               // by engine node id
   std::map<std::string, std::set<int64_t>> on_node_;  // node -> workloads with tasks there
   std::set<int64_t> dirty_;
+  // Unfinished workloads whose gpu_models name a model no node or config has (yet).
+  std::set<int64_t> unknown_models_;
   std::set<std::string> dirty_nodes_;
   int64_t next_id_ = 1;
+  int64_t last_collect_ms_ = 0;  // the last CollectFinished scan
   int64_t last_now_ = 0;
   const int64_t epoch_;  // this server process: the wall clock at its start
   std::condition_variable work_cv_;

@@ -476,6 +476,7 @@ Status Controller::Load() {
       }
       (void)engine_->Submit(core::WorkloadId(static_cast<uint32_t>(w.id)), w.parsed.spec);
     }
+    if (!w.parsed.unknown_models.empty()) unknown_models_.insert(w.id);
     workloads_.emplace(w.id, std::move(w));
   }
   return Status::Ok();

@@ -96,7 +96,12 @@ Arrivals MakeArrivals(const std::vector<OpenbPod>& sorted_pods, size_t node_coun
   int64_t total = 0;
   for (const OpenbPod& p : sorted_pods) total += p.total_milli();
   const int64_t target = capacity_milli * ratio_percent / 100;
-  if (total < target && n > 0) {
+  // Tuning up ends at the first draw of a GPU pod that would pass the target: with no pod
+  // asking for any GPU (a CPU-only list) it would never end, so the sequence stays as is.
+  const bool any_gpu = std::any_of(sorted_pods.begin(), sorted_pods.end(), [](const OpenbPod& p) {
+    return p.num_gpu > 0 && p.gpu_milli > 0;
+  });
+  if (total < target && any_gpu) {
     while (true) {
       const uint32_t pick = static_cast<uint32_t>(rng.Uniform(n));
       const OpenbPod& p = sorted_pods[pick];

@@ -5,6 +5,9 @@
 #include <cctype>
 #include <string>
 
+#include "core/rng.h"
+#include "sim/fgd_input.h"
+
 namespace gpuorch::sim {
 namespace {
 
@@ -87,6 +90,19 @@ TEST(OpenbPods, Errors) {
   auto d = ReadOpenbPods("/nonexistent/dir/pods.csv");
   ASSERT_FALSE(d.ok());
   EXPECT_NE(d.status().message().find("/nonexistent/dir/pods.csv"), std::string::npos);
+}
+
+// Found by fuzz/openb_fuzzer.cc: tuning a pod list without GPU pods up to a GPU target
+// drew for ever (`gpuorch sim fgd` hung on a CPU-only pod list).
+TEST(MakeArrivals, CpuOnlyPodsEndWithoutTuningUp) {
+  auto pods = ParseOpenbPods(
+      "name,cpu_milli,memory_mib,num_gpu,gpu_milli\np0,1000,10,0,0\np1,2000,10,1,0\n", "x.csv");
+  ASSERT_TRUE(pods.ok()) << pods.status().message();
+  core::Rng rng(1);
+  const Arrivals a = MakeArrivals(*pods, 2, 16'000, 130, rng);
+  EXPECT_EQ(a.sequence.size(), 2u);
+  EXPECT_EQ(a.arriving_milli, 0);
+  EXPECT_EQ(a.rank.size(), 2u);
 }
 
 }  // namespace

@@ -22,6 +22,10 @@ uint64_t GroupCommitter::Enqueue(Batch batch) {
   uint64_t ticket = next_ticket_++;
   std::move(batch.workloads.begin(), batch.workloads.end(), std::back_inserter(queued_.workloads));
   std::move(batch.nodes.begin(), batch.nodes.end(), std::back_inserter(queued_.nodes));
+  // A workload is deleted only once nothing writes it any more, so deletions may follow
+  // every upsert of the merged batch.
+  queued_.deleted_workloads.insert(queued_.deleted_workloads.end(), batch.deleted_workloads.begin(),
+                                   batch.deleted_workloads.end());
   queued_cv_.notify_one();
   return ticket;
 }

@@ -100,7 +100,10 @@ class SqliteStore final : public StateStore {
   Status Write(const Batch& batch) {
     sqlite3_stmt* w = nullptr;
     sqlite3_stmt* n = nullptr;
-    if (sqlite3_prepare_v2(db_,
+    sqlite3_stmt* d = nullptr;
+    if (sqlite3_prepare_v2(db_, "DELETE FROM workloads WHERE id = ?", -1, &d, nullptr) !=
+            SQLITE_OK ||
+        sqlite3_prepare_v2(db_,
                            "INSERT INTO workloads(id, state, spec, status) VALUES(?,?,?,?) "
                            "ON CONFLICT(id) DO UPDATE SET state=excluded.state, "
                            "status=excluded.status",
@@ -111,6 +114,7 @@ class SqliteStore final : public StateStore {
                            -1, &n, nullptr) != SQLITE_OK) {
       sqlite3_finalize(w);
       sqlite3_finalize(n);
+      sqlite3_finalize(d);
       return Error("prepare");
     }
     Status result = Status::Ok();
@@ -134,8 +138,15 @@ class SqliteStore final : public StateStore {
       if (sqlite3_step(n) != SQLITE_DONE) result = Error("write node " + r.name);
       sqlite3_reset(n);
     }
+    for (int64_t id : batch.deleted_workloads) {
+      if (!result.ok()) break;
+      sqlite3_bind_int64(d, 1, id);
+      if (sqlite3_step(d) != SQLITE_DONE) result = Error("delete workload " + std::to_string(id));
+      sqlite3_reset(d);
+    }
     sqlite3_finalize(w);
     sqlite3_finalize(n);
+    sqlite3_finalize(d);
     return result;
   }
 

@@ -25,11 +25,12 @@ struct StoredNode {
   std::string json;
 };
 
-// Everything written in one atomic, durable step.
+// Everything written in one atomic, durable step. Deletions apply after the upserts.
 struct Batch {
-  std::vector<StoredWorkload> workloads;  // upserts by id
-  std::vector<StoredNode> nodes;          // upserts by name
-  bool empty() const { return workloads.empty() && nodes.empty(); }
+  std::vector<StoredWorkload> workloads;   // upserts by id
+  std::vector<StoredNode> nodes;           // upserts by name
+  std::vector<int64_t> deleted_workloads;  // ids removed (finished, past their retention)
+  bool empty() const { return workloads.empty() && nodes.empty() && deleted_workloads.empty(); }
 };
 
 // Durable state of the control plane.

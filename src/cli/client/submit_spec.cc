@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "cli/client/yaml_json.h"
+#include "core/text.h"
 
 namespace gpuorch::cli {
 namespace {
@@ -54,8 +55,15 @@ Outcome<nlohmann::json> LoadSpecFile(const std::string& path) {
   std::ostringstream buf;
   buf << in.rdbuf();
   if (in.bad()) return UsageError(path + ": cannot read the spec file");
-  const std::string text = buf.str();
+  return ParseSpecText(buf.str(), path);
+}
 
+Outcome<nlohmann::json> ParseSpecText(const std::string& text, const std::string& path) {
+  // yaml-cpp passes any bytes through, and the request body (JSON) could not hold them:
+  // nlohmann's dump() would throw at submission.
+  if (size_t at = 0; !core::IsValidUtf8(text, &at)) {
+    return UsageError(path + ": not UTF-8 text (a bad byte at offset " + std::to_string(at) + ")");
+  }
   nlohmann::json spec;
   if (LooksLikeJson(path, text)) {
     try {

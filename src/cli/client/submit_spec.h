@@ -41,6 +41,9 @@ struct SubmitFlags {
 // top level must be a mapping of API fields. Failures are usage errors that name the file
 // and, where the parser knows it, the line and column.
 Outcome<nlohmann::json> LoadSpecFile(const std::string& path);
+// The same for a spec file's text; `path` decides JSON by its extension and names the file
+// in errors.
+Outcome<nlohmann::json> ParseSpecText(const std::string& text, const std::string& path);
 
 // Builds the body of POST /v1/workloads from a spec file's object (or an empty object) and
 // the flags. The client does not re-check the API's ranges: the server is the one judge of

@@ -53,6 +53,9 @@ TEST(LoadSpecFile, BadFilesAreUsageErrorsNamingTheFile) {
       {"list.yaml", "- a\n- b\n", ": expected a mapping"},
       {"scalar.json", "17", ": expected a mapping"},
       {"empty.yaml", "", ": expected a mapping"},
+      // Found by fuzz/spec_file_fuzzer.cc: YAML let the byte through and the body's dump()
+      // threw, ending `gpuorch submit` with an uncaught exception.
+      {"latin1.yaml", "name: caf\xE9\ncommand: [x]\n", ": not UTF-8 text (a bad byte at offset 9)"},
   };
   for (const auto& c : cases) {
     const std::string path = WriteTempFile(c.file, c.text);

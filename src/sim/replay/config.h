@@ -80,6 +80,10 @@ struct DerivedSetup {
 };
 core::Result<DerivedSetup> DerivePhillySetup(const Trace& trace, const std::string& vc_nodes_csv,
                                              int scale_percent);
+// The same with the VC table's text; `vc_nodes_csv` names it in errors.
+core::Result<DerivedSetup> DerivePhillySetupFromText(const Trace& trace, std::string_view text,
+                                                     const std::string& vc_nodes_csv,
+                                                     int scale_percent);
 
 // Writes the cluster and queues as YAML (so a derived setup can be inspected and reused).
 std::string ClusterToYaml(const ClusterConfig& c);

@@ -108,12 +108,16 @@ bool JsonText(const nlohmann::json& v, std::string& out) {
 Result<Trace> ReadGenericTrace(const std::string& path) {
   auto text = ReadWholeFile(path);
   if (!text.ok()) return text.status();
+  return ParseGenericTrace(*text, path);
+}
+
+Result<Trace> ParseGenericTrace(std::string_view text, const std::string& path) {
   const bool json = path.size() >= 5 && (path.ends_with(".jsonl") || path.ends_with(".json"));
   Trace trace;
   const size_t slash = path.find_last_of('/');
   trace.name = path.substr(slash == std::string::npos ? 0 : slash + 1);
   std::vector<std::string> header;
-  std::string_view rest = *text;
+  std::string_view rest = text;
   int line_no = 0;
   while (!rest.empty()) {
     size_t nl = rest.find('\n');

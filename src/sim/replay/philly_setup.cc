@@ -18,14 +18,19 @@ using core::Status;
 
 Result<DerivedSetup> DerivePhillySetup(const Trace& trace, const std::string& vc_nodes_csv,
                                        int scale_percent) {
+  auto text = ReadWholeFile(vc_nodes_csv);
+  if (!text.ok()) return text.status();
+  return DerivePhillySetupFromText(trace, *text, vc_nodes_csv, scale_percent);
+}
+
+Result<DerivedSetup> DerivePhillySetupFromText(const Trace& trace, std::string_view text,
+                                               const std::string& vc_nodes_csv, int scale_percent) {
   if (scale_percent < 1 || scale_percent > 10000) {
     return Status::Invalid("--scale: must be in 1..10000 percent");
   }
   constexpr int32_t kNodeGpus = 8;
-  auto text = ReadWholeFile(vc_nodes_csv);
-  if (!text.ok()) return text.status();
   std::map<std::string, int64_t> listed;
-  std::string_view rest = *text;
+  std::string_view rest = text;
   int line_no = 0;
   while (!rest.empty()) {
     const size_t nl = rest.find('\n');
@@ -46,7 +51,9 @@ Result<DerivedSetup> DerivePhillySetup(const Trace& trace, const std::string& vc
   core::Time span = 1;
   for (const TraceJob& j : trace.jobs) {
     const int64_t gpus = int64_t{j.tasks} * j.gpus_per_task;
-    gpu_ms[j.tenant] += gpus * j.duration;
+    // Saturates: each term is at most 1e5 GPUs x 1e12 ms, but a trace may hold many.
+    gpu_ms[j.tenant] =
+        std::min(gpu_ms[j.tenant], INT64_MAX / 4 - gpus * j.duration) + gpus * j.duration;
     largest[j.tenant] = std::max(largest[j.tenant], gpus);
     span = std::max(span, j.arrival);
   }
@@ -73,7 +80,12 @@ Result<DerivedSetup> DerivePhillySetup(const Trace& trace, const std::string& vc
                         std::to_string(mean_demand) + " GPUs, largest job " +
                         std::to_string(largest[t]) + " GPUs)");
     }
+    nodes = std::min<int64_t>(nodes, 100'000'000);  // scaled below without overflow
     if (scale_percent != 100) nodes = std::max<int64_t>(1, (nodes * scale_percent + 50) / 100);
+    if (nodes > 100000) {
+      return Status::Invalid(vc + ": needs " + std::to_string(nodes) +
+                             " nodes, more than the 100000 a replay cluster may have");
+    }
     NodeGroup g;
     g.name = "vc-" + vc;
     g.count = static_cast<int32_t>(nodes);

@@ -75,10 +75,14 @@ Status ForEachCsvRow(const std::string& path, std::string_view text,
 Result<Trace> ReadPhillyTrace(const std::string& path, int32_t node_gpus) {
   auto text = ReadWholeFile(path);
   if (!text.ok()) return text.status();
+  return ParsePhillyTrace(*text, path, node_gpus);
+}
+
+Result<Trace> ParsePhillyTrace(std::string_view text, const std::string& path, int32_t node_gpus) {
   Trace trace;
   trace.name = "philly";
   Status s =
-      ForEachCsvRow(path, *text, {"timestamp", "duration", "num_gpus", "cluster"},
+      ForEachCsvRow(path, text, {"timestamp", "duration", "num_gpus", "cluster"},
                     [&](int no, const std::vector<std::string_view>& f,
                         std::map<std::string, size_t>& cols) -> Status {
                       TraceJob j;
@@ -126,26 +130,41 @@ Result<Trace> ReadPolluxTrace(const std::string& workload_csv, const std::string
     const std::string p = results_dir + "/" + sched + "-" + load + "/summary.json";
     auto text = ReadWholeFile(p);
     if (!text.ok()) return text.status();
-    nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
-    if (j.is_discarded() || !j.contains("jcts") || !j["jcts"].contains(workload)) {
-      return Status::Invalid(p + ": jcts." + workload + ": missing");
-    }
-    for (auto& [name, v] : j["jcts"][workload].items()) {
-      if (!v.is_number() || v.get<double>() <= 0) {
-        return Status::Invalid(p + ": jcts." + workload + "." + name + ": expected seconds > 0");
-      }
-      const int64_t ms = static_cast<int64_t>(v.get<double>() * 1000.0 + 0.5);
-      auto [it, fresh] = best.emplace(name, ms);
-      if (!fresh) it->second = std::min(it->second, ms);
-    }
+    if (Status s = ParsePolluxJcts(*text, p, workload, best); !s.ok()) return s;
   }
   auto text = ReadWholeFile(workload_csv);
   if (!text.ok()) return text.status();
+  return ParsePolluxWorkload(*text, workload_csv, "pollux/" + set + "/" + workload, best,
+                             node_gpus);
+}
+
+Status ParsePolluxJcts(std::string_view summary_json, const std::string& p,
+                       const std::string& workload, std::map<std::string, int64_t>& best) {
+  nlohmann::json j = nlohmann::json::parse(summary_json, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("jcts") || !j["jcts"].is_object() ||
+      !j["jcts"].contains(workload) || !j["jcts"][workload].is_object()) {
+    return Status::Invalid(p + ": jcts." + workload + ": missing");
+  }
+  for (auto& [name, v] : j["jcts"][workload].items()) {
+    // The bound keeps the conversion to integer milliseconds defined (and sane).
+    if (!v.is_number() || !(v.get<double>() > 0) || v.get<double>() * 1000.0 > kMaxTraceMs) {
+      return Status::Invalid(p + ": jcts." + workload + "." + name +
+                             ": expected seconds in (0, 1e9]");
+    }
+    const int64_t ms = static_cast<int64_t>(v.get<double>() * 1000.0 + 0.5);
+    auto [it, fresh] = best.emplace(name, ms);
+    if (!fresh) it->second = std::min(it->second, ms);
+  }
+  return Status::Ok();
+}
+
+Result<Trace> ParsePolluxWorkload(std::string_view text, const std::string& path,
+                                  const std::string& name,
+                                  const std::map<std::string, int64_t>& best, int32_t node_gpus) {
   Trace trace;
-  trace.name = "pollux/" + set + "/" + workload;
-  const std::string& path = workload_csv;
+  trace.name = name;
   Status s = ForEachCsvRow(
-      path, *text, {"name", "time", "application", "num_replicas"},
+      path, text, {"name", "time", "application", "num_replicas"},
       [&](int no, const std::vector<std::string_view>& f,
           std::map<std::string, size_t>& cols) -> Status {
         TraceJob j;

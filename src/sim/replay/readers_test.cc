@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 
 #include "sim/replay/config.h"
@@ -42,6 +43,27 @@ TEST(Parse, SecondsAndFractionsAreExact) {
   EXPECT_TRUE(ParseTimestamp("1970-01-02 00:00:01", s));
   EXPECT_EQ(s, 86401);
   EXPECT_FALSE(ParseTimestamp("2017-13-01 00:00:00", s));
+}
+
+// Found while writing fuzz/replay_trace_fuzzer.cc: a JCT of 1e300 s was converted to
+// int64 milliseconds (undefined behaviour), and durations near INT64_MAX overflowed the
+// per-tenant GPU-time sums.
+TEST(Parse, DurationsAndJctsAreBounded) {
+  int64_t ms = 0;
+  EXPECT_TRUE(ParseSecondsMs("1000000000", ms));
+  EXPECT_EQ(ms, kMaxTraceMs);
+  EXPECT_FALSE(ParseSecondsMs("1000000000.001", ms));
+  EXPECT_FALSE(ParseSecondsMs("9223372036854775", ms));
+  std::map<std::string, int64_t> best;
+  for (const char* jct : {"1e300", "1e10", "-5", "0"}) {
+    const std::string summary = std::string(R"({"jcts": {"w": {"a": )") + jct + "}}}";
+    auto s = ParsePolluxJcts(summary, "summary.json", "w", best);
+    ASSERT_FALSE(s.ok()) << jct;
+    EXPECT_EQ(s.message(), "summary.json: jcts.w.a: expected seconds in (0, 1e9]");
+  }
+  EXPECT_FALSE(ParsePolluxJcts(R"({"jcts": [1]})", "summary.json", "w", best).ok());
+  EXPECT_TRUE(ParsePolluxJcts(R"({"jcts": {"w": {"a": 12.5}}})", "summary.json", "w", best).ok());
+  EXPECT_EQ(best["a"], 12500);
 }
 
 TEST(SplitGang, NodeSizedTasks) {

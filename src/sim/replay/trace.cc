@@ -80,7 +80,11 @@ bool ParseScaled(std::string_view s, int scale_digits, int64_t& out) {
 
 }  // namespace
 
-bool ParseSecondsMs(std::string_view s, int64_t& ms) { return ParseScaled(s, 3, ms); }
+bool ParseSecondsMs(std::string_view s, int64_t& ms) {
+  // At most 10^9 s (31 years): traces span days, and sums over their jobs (GPU-time per
+  // tenant, arrival + duration) must not overflow.
+  return ParseScaled(s, 3, ms) && ms <= kMaxTraceMs;
+}
 
 bool ParseFractionMilli(std::string_view s, int32_t& milli) {
   int64_t v = 0;

@@ -4,6 +4,7 @@
 // from (Philly, Pollux, or the generic CSV / JSON-lines format of docs/simulator.md).
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -66,8 +67,23 @@ core::Result<Trace> ReadPolluxTrace(const std::string& workload_csv, const std::
 // The generic format: CSV with a header, or JSON lines (by extension .jsonl / .json).
 core::Result<Trace> ReadGenericTrace(const std::string& path);
 
+// The readers' parsers, on text already read; `path` names the input in errors (and, for the
+// generic format, picks JSON lines by its extension). Pollux: ParsePolluxJcts adds one
+// results file's JCTs of `workload` to `best` (the shortest wins), ParsePolluxWorkload reads
+// the workload CSV against them.
+core::Result<Trace> ParsePhillyTrace(std::string_view text, const std::string& path,
+                                     int32_t node_gpus);
+core::Status ParsePolluxJcts(std::string_view summary_json, const std::string& path,
+                             const std::string& workload, std::map<std::string, int64_t>& best);
+core::Result<Trace> ParsePolluxWorkload(std::string_view text, const std::string& path,
+                                        const std::string& name,
+                                        const std::map<std::string, int64_t>& best,
+                                        int32_t node_gpus);
+core::Result<Trace> ParseGenericTrace(std::string_view text, const std::string& path);
+
 // Parsing helpers shared by the readers (exact, integer results).
-// "12", "12.5", "0.001" seconds -> milliseconds. False on anything else.
+// "12", "12.5", "0.001" seconds -> milliseconds, at most kMaxTraceMs. False on anything else.
+inline constexpr int64_t kMaxTraceMs = 1'000'000'000'000;
 bool ParseSecondsMs(std::string_view s, int64_t& ms);
 // "0.5", "1", ".25" of a GPU -> milli-GPU in 1..1000. False on anything else.
 bool ParseFractionMilli(std::string_view s, int32_t& milli);
