@@ -103,6 +103,8 @@ class Reader {
   Status Keys(const YAML::Node& n, const std::string& path, std::set<std::string> allowed) {
     if (!n.IsMap()) return Status::Invalid(path + ": must be a mapping");
     for (const auto& kv : n) {
+      // A key that is itself a list or a mapping would throw in as<std::string>().
+      if (!kv.first.IsScalar()) return Status::Invalid(path + ": keys must be field names");
       std::string k = kv.first.as<std::string>();
       if (!allowed.count(k)) return Status::Invalid(Join(path, k) + ": unknown field");
     }

@@ -132,6 +132,14 @@ TEST(LimitsConfig, TextThatIsNotUtf8IsRefused) {
   EXPECT_TRUE(ParseConfig("queues: [{name: \"caf\xC3\xA9\"}]\n").ok());
 }
 
+// Found by fuzz/config_fuzzer.cc: a mapping as a key threw out of ParseConfig.
+TEST(LimitsConfig, KeysThatAreNotNamesAreRefused) {
+  auto c = ParseConfig("queues: [{name: a}, {{x: 1}: 2}]\n");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().message(), "queues[1]: keys must be field names");
+  EXPECT_FALSE(ParseConfig("{[1]: 2}").ok());
+}
+
 TEST(LimitsConfig, FinishedRetentionIsADuration) {
   EXPECT_EQ(ParseConfig("")->finished_retention_s, 7 * 86400);
   EXPECT_EQ(ParseConfig("finished_retention: 36h")->finished_retention_s, 36 * 3600);

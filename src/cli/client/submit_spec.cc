@@ -7,7 +7,6 @@
 #include <sstream>
 
 #include "cli/client/yaml_json.h"
-#include "core/text.h"
 
 namespace gpuorch::cli {
 namespace {
@@ -61,8 +60,11 @@ Outcome<nlohmann::json> LoadSpecFile(const std::string& path) {
 Outcome<nlohmann::json> ParseSpecText(const std::string& text, const std::string& path) {
   // yaml-cpp passes any bytes through, and the request body (JSON) could not hold them:
   // nlohmann's dump() would throw at submission.
-  if (size_t at = 0; !core::IsValidUtf8(text, &at)) {
-    return UsageError(path + ": not UTF-8 text (a bad byte at offset " + std::to_string(at) + ")");
+  try {
+    (void)nlohmann::json(text).dump();
+  } catch (const nlohmann::json::type_error& e) {
+    const std::string what = e.what();  // "[json.exception.type_error.316] invalid UTF-8 ..."
+    return UsageError(path + ": not UTF-8 text: " + what.substr(what.find(']') + 2));
   }
   nlohmann::json spec;
   if (LooksLikeJson(path, text)) {

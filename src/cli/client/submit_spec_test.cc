@@ -55,7 +55,8 @@ TEST(LoadSpecFile, BadFilesAreUsageErrorsNamingTheFile) {
       {"empty.yaml", "", ": expected a mapping"},
       // Found by fuzz/spec_file_fuzzer.cc: YAML let the byte through and the body's dump()
       // threw, ending `gpuorch submit` with an uncaught exception.
-      {"latin1.yaml", "name: caf\xE9\ncommand: [x]\n", ": not UTF-8 text (a bad byte at offset 9)"},
+      {"latin1.yaml", "name: caf\xE9\ncommand: [x]\n",
+       ": not UTF-8 text: invalid UTF-8 byte at index 10"},
   };
   for (const auto& c : cases) {
     const std::string path = WriteTempFile(c.file, c.text);
