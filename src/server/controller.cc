@@ -1067,8 +1067,8 @@ void Controller::ApplyPlan(const sched::Plan& plan) {
           std::to_string(r.tasks.size()) + " task(s) preempted by " +
               std::to_string(r.preemptor.value()) + ": " + sched::ToString(r.reason),
           static_cast<int64_t>(r.preemptor.value()),
-          std::to_string(r.tasks.size()) + " task(s) preempted by a workload of another queue: " +
-              sched::ToString(r.reason));
+          std::to_string(r.tasks.size()) +
+              " task(s) preempted by a workload of another queue: " + sched::ToString(r.reason));
     log::Info("shrink", {{"workload", w.id},
                          {"queue", w.parsed.queue_name},
                          {"tasks", r.tasks},
