@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "log/logging.h"
+#include "server/audit_log.h"
 #include "server/controller.h"
 
 namespace gpuorch::server {
@@ -17,17 +18,8 @@ using core::Status;
 
 namespace {
 
-std::string Iso(int64_t ms) {
-  if (ms <= 0) return "";
-  std::time_t s = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&s, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
-  return buf;
-}
+// Unset times (0) are "".
+std::string Iso(int64_t ms) { return ms <= 0 ? std::string() : IsoTimeMs(ms); }
 
 Json TimeOrNull(int64_t ms) { return ms > 0 ? Json(Iso(ms)) : Json(nullptr); }
 
