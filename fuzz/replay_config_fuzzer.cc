@@ -14,11 +14,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!c.ok()) return 0;
     auto again = gpuorch::sim::ParseClusterYaml(gpuorch::sim::ClusterToYaml(*c), "out.yaml");
     if (!again.ok() || again->nodes.size() != c->nodes.size()) std::abort();
+    for (size_t i = 0; i < c->groups.size(); ++i) {
+      if (again->groups[i].name != c->groups[i].name) std::abort();
+    }
     return 0;
   }
   auto q = gpuorch::sim::ParseQueuesYaml(text, "queues.yaml");
   if (!q.ok()) return 0;
   auto again = gpuorch::sim::ParseQueuesYaml(gpuorch::sim::QueuesToYaml(*q), "out.yaml");
   if (!again.ok() || again->queues.size() != q->queues.size()) std::abort();
+  for (size_t i = 0; i < q->queues.size(); ++i) {
+    if (again->queues[i].name != q->queues[i].name ||
+        again->queues[i].parent != q->queues[i].parent) {
+      std::abort();
+    }
+  }
   return 0;
 }

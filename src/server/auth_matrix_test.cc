@@ -584,5 +584,87 @@ TEST(AuthMetrics, PrivateMetricsNeedAnOperatorAndGuessesLearnNothing) {
   std::filesystem::remove_all(dir);
 }
 
+// Per-token rate limits: a tenant's burst, then 429 with Retry-After; another token has its
+// own bucket; administrators (exempt by default) are never limited. One request per 100 s
+// refills, so a slow machine cannot refill a bucket during the test.
+TEST(AuthRateLimit, ATokenBeyondItsBurstWaitsOthersDoNot) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("gpuorch-authz-rate-" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  auto parsed = ParseConfig("listen: 127.0.0.1:0\ndata: " + dir.string() +
+                            "\nqueues: [{name: a}]\nrate_limit_per_s: 0.01\nrate_limit_burst: 3\n");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().message();
+  ::testing::internal::CaptureStderr();
+  auto created = Server::Create(*parsed);
+  (void)::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(created.ok()) << created.status().message();
+  std::unique_ptr<Server> s = std::move(created).value();
+  Principal admin, tenant;
+  admin.role = Role::kAdmin;
+  tenant.role = Role::kTenant;
+  tenant.queues = {"a"};
+  const std::string admin_token = *s->tokens().CreateToken(admin, 1);
+  const std::string t1 = *s->tokens().CreateToken(tenant, 1);
+  const std::string t2 = *s->tokens().CreateToken(tenant, 1);
+  auto port = s->Bind();
+  ASSERT_TRUE(port.ok());
+  std::thread serving([&] { s->Serve(); });
+  httplib::Client c("127.0.0.1", *port);
+  auto get = [&](const std::string& token) {
+    return c.Get("/v1/workloads", {{"Authorization", "Bearer " + token}});
+  };
+  for (int i = 0; i < 3; ++i) {
+    auto r = get(t1);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << i;
+  }
+  auto refused = get(t1);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 429);
+  const int retry = std::stoi("0" + refused->get_header_value("Retry-After"));
+  EXPECT_GE(retry, 90);
+  EXPECT_LE(retry, 100);
+  EXPECT_NE(refused->body.find("rate limit: this token may send 0.01 requests per second"),
+            std::string::npos)
+      << refused->body;
+  auto other = get(t2);
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->status, 200) << "another token has its own bucket";
+  for (int i = 0; i < 10; ++i) {
+    auto r = get(admin_token);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << "administrators are exempt by default";
+  }
+  s->Stop();
+  serving.join();
+  s.reset();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(RateLimiter, BucketsRefillAtTheRateUpToTheBurst) {
+  RateLimiter off(0, 1);
+  for (int i = 0; i < 100; ++i) EXPECT_TRUE(off.Take("a", 0).allowed);
+  EXPECT_EQ(off.keys(), 0u);
+
+  RateLimiter r(10, 2);  // one request per 100 ms, two at once
+  EXPECT_TRUE(r.Take("a", 1000).allowed);
+  EXPECT_TRUE(r.Take("a", 1000).allowed);
+  RateDecision d = r.Take("a", 1000);
+  EXPECT_FALSE(d.allowed);
+  EXPECT_EQ(d.retry_after_ms, 100);
+  d = r.Take("a", 1060);  // 0.6 of a request refilled
+  EXPECT_FALSE(d.allowed);
+  EXPECT_EQ(d.retry_after_ms, 40);
+  EXPECT_TRUE(r.Take("a", 1100).allowed);
+  EXPECT_TRUE(r.Take("b", 1100).allowed) << "keys are independent";
+  // Never more than the burst, however long it was idle.
+  EXPECT_TRUE(r.Take("a", 100'000).allowed);
+  EXPECT_TRUE(r.Take("a", 100'000).allowed);
+  EXPECT_FALSE(r.Take("a", 100'000).allowed);
+  // A stream of distinct keys does not grow the map for good: full buckets are forgotten.
+  for (int i = 0; i < 5000; ++i) (void)r.Take("k" + std::to_string(i), 200'000 + i * 1000);
+  EXPECT_LT(r.keys(), 2100u);
+}
+
 }  // namespace
 }  // namespace gpuorch::server

@@ -290,7 +290,10 @@ Result<ServerConfig> ParseConfig(const std::string& text) {
                       "audit_max_bytes",
                       "audit_keep",
                       "max_log_bytes",
-                      "agent_hosts"}));
+                      "agent_hosts",
+                      "rate_limit_per_s",
+                      "rate_limit_burst",
+                      "rate_limit_exempt_roles"}));
   GPUORCH_TRY(r.Get(root, "listen", "", c.listen));
   GPUORCH_TRY(r.Get(root, "data", "", c.data));
   GPUORCH_TRY(r.Get(root, "policy", "", c.policy));
@@ -405,6 +408,23 @@ Result<ServerConfig> ParseConfig(const std::string& text) {
   GPUORCH_TRY(r.Get(root, "metrics_public", "", c.metrics_public));
   GPUORCH_TRY(r.Get(root, "audit_max_bytes", "", c.audit_max_bytes));
   if (c.audit_max_bytes < 4096) return Status::Invalid("audit_max_bytes: must be >= 4096");
+  GPUORCH_TRY(r.Get(root, "rate_limit_per_s", "", c.rate_limit_per_s));
+  if (!(c.rate_limit_per_s >= 0 && c.rate_limit_per_s <= 1e6)) {
+    return Status::Invalid("rate_limit_per_s: must be in 0..1000000 (0: no limit)");
+  }
+  GPUORCH_TRY(r.Get(root, "rate_limit_burst", "", c.rate_limit_burst));
+  if (!(c.rate_limit_burst >= 1 && c.rate_limit_burst <= 1e6)) {
+    return Status::Invalid("rate_limit_burst: must be in 1..1000000");
+  }
+  GPUORCH_TRY(r.Get(root, "rate_limit_exempt_roles", "", c.rate_limit_exempt_roles));
+  for (size_t i = 0; i < c.rate_limit_exempt_roles.size(); ++i) {
+    const std::string& role = c.rate_limit_exempt_roles[i];
+    if (role != "admin" && role != "operator" && role != "tenant" && role != "reader" &&
+        role != "agent") {
+      return Status::Invalid("rate_limit_exempt_roles[" + std::to_string(i) + "]: unknown role " +
+                             role + " (admin, operator, tenant, reader, agent)");
+    }
+  }
   GPUORCH_TRY(r.Get(root, "audit_keep", "", c.audit_keep));
   if (c.audit_keep < 1 || c.audit_keep > 1000) {
     return Status::Invalid("audit_keep: must be in 1..1000");

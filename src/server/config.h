@@ -87,6 +87,13 @@ struct ServerConfig {
   // The audit log (DATA/audit.log) is rotated at this size; this many old files are kept.
   int64_t audit_max_bytes = 64 << 20;
   int64_t audit_keep = 5;
+  // Per-token request rate limit (RateLimiter): a bucket of `rate_limit_burst` requests per
+  // token, refilled at `rate_limit_per_s` (0: no limit). Tokens of the roles in
+  // `rate_limit_exempt_roles` are not limited: agents (their traffic is paced by the
+  // heartbeat protocol, and one join token may serve a whole cluster) and administrators.
+  double rate_limit_per_s = 50;
+  double rate_limit_burst = 200;
+  std::vector<std::string> rate_limit_exempt_roles = {"admin", "agent"};
   // `gpuorch server --insecure-no-auth` (not a YAML key): every request acts as an
   // administrator. Refused unless `listen` is a loopback address.
   bool insecure_no_auth = false;

@@ -184,8 +184,12 @@ class Controller {
   // A workload the caller reads but may not cancel: 403.
   bool Cancel(int64_t id, Json& out, ApiError& error, const Access& access = {});
   bool GetWorkload(int64_t id, Json& out, ApiError& error, const Access& access = {});
+  // The workloads the caller reads that match the filters, in id order. `limit` 0: all of
+  // them. Otherwise one page: at most `limit` after the workload with id `after` (0 from
+  // the start), and "continue" (the last id, as a string) when the scan stopped before the
+  // end; a last page may then be empty (Kubernetes' chunking does the same).
   Json ListWorkloads(const std::string& queue, const std::string& state, const std::string& kind,
-                     const Access& access = {});
+                     const Access& access = {}, int64_t limit = 0, int64_t after = 0);
   Json ListQueues(const Access& access = {});
   bool GetQueue(const std::string& name, Json& out, ApiError& error, const Access& access = {});
   // Every node ({"nodes": [...]}) when `limit` is 0. Otherwise one page: at most `limit`

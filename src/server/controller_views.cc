@@ -106,10 +106,14 @@ bool Controller::GetWorkload(int64_t id, Json& out, ApiError& error, const Acces
 }
 
 Json Controller::ListWorkloads(const std::string& queue, const std::string& state,
-                               const std::string& kind, const Access& access) {
+                               const std::string& kind, const Access& access, int64_t limit,
+                               int64_t after) {
   std::lock_guard<std::mutex> lock(mu_);
   Json list = Json::array();
-  for (const auto& [id, w] : workloads_) {
+  auto it = workloads_.upper_bound(after);
+  for (; it != workloads_.end(); ++it) {
+    if (limit > 0 && static_cast<int64_t>(list.size()) >= limit) break;
+    const WorkloadRecord& w = it->second;
     if (!queue.empty() && w.parsed.queue_name != queue) continue;
     if (!access.Reads(w.parsed.queue_name)) continue;
     if (!state.empty() && w.state != state) continue;
@@ -118,7 +122,10 @@ Json Controller::ListWorkloads(const std::string& queue, const std::string& stat
     j.erase("events");
     list.push_back(std::move(j));
   }
-  return Json{{"workloads", list}};
+  Json out = {{"workloads", std::move(list)}};
+  // The last workload looked at, so that a page never names one the caller may not read.
+  if (it != workloads_.end()) out["continue"] = std::to_string(std::prev(it)->first);
+  return out;
 }
 
 Json Controller::QueueJson(const QueueConfig& q) const {

@@ -4,6 +4,7 @@
 #include <httplib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -36,6 +37,13 @@ bool Body(const HttpRequest& req, Json& out, HttpResponse& error) {
     return false;
   }
   return true;
+}
+
+// 50 -> "50", 2.5 -> "2.5".
+std::string FormatRate(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
 }
 
 bool IdParam(const std::string& s, int64_t& id) {
@@ -203,6 +211,7 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
       AuditLog::Open(config.data + "/audit.log", config.audit_max_bytes, config.audit_keep);
   if (!audit.ok()) return audit.status();
   s->audit_ = std::move(audit).value();
+  s->limiter_ = std::make_unique<RateLimiter>(config.rate_limit_per_s, config.rate_limit_burst);
   auto controller = Controller::Create(config, s->store_.get());
   if (!controller.ok()) return controller.status();
   s->controller_ = std::move(controller).value();
@@ -250,6 +259,12 @@ Access Server::AccessOf(const Principal& caller) {
   return Access{[p](const std::string& q) { return p->ReadsQueue(q); },
                 [p](const std::string& q) { return p->WritesQueue(q); },
                 [p](const std::string& q) { return p->SeesEnv(q); }};
+}
+
+bool Server::RateExempt(const Principal& caller) const {
+  const std::string_view role = RoleName(caller.role);
+  return std::find(config_.rate_limit_exempt_roles.begin(), config_.rate_limit_exempt_roles.end(),
+                   role) != config_.rate_limit_exempt_roles.end();
 }
 
 bool Server::NodeHeldByOther(const std::string& node, const Principal& caller) {
@@ -393,6 +408,22 @@ void Server::Dispatch(const HttpRequest& req, HttpRespond respond) {
   }
   audit->accessor = captures.caller.accessor;
   audit->role = std::string(RoleName(captures.caller.role));
+  if (limiter_->enabled() && !RateExempt(captures.caller)) {
+    // Per token; without tokens (--insecure-no-auth), per client address.
+    const std::string& key = captures.caller.accessor.empty() ? req.peer : captures.caller.accessor;
+    const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now().time_since_epoch())
+                               .count();
+    if (RateDecision d = limiter_->Take(key, now_ms); !d.allowed) {
+      HttpResponse r = ReplyError(
+          ApiError{429, "",
+                   "rate limit: this token may send " + FormatRate(config_.rate_limit_per_s) +
+                       " requests per second (bursts of " + FormatRate(config_.rate_limit_burst) +
+                       "); retry in " + std::to_string(d.retry_after_ms) + " ms"});
+      r.headers.emplace_back("Retry-After", std::to_string((d.retry_after_ms + 999) / 1000));
+      return answer(std::move(r));
+    }
+  }
   if (route == nullptr) return answer(ReplyError(ApiError{404, "", "no such endpoint"}));
   if (!policy->allows(captures.caller, captures.segments)) {
     return answer(
@@ -461,12 +492,26 @@ void Server::Routes() {
         });
   Route("GET", "/v1/workloads", Sync([&c](const HttpRequest& req, const Captures& m) {
           for (const auto& [k, v] : req.params) {
-            if (k != "queue" && k != "state" && k != "kind") {
+            if (k != "queue" && k != "state" && k != "kind" && k != "limit" && k != "continue") {
               return ReplyError(ApiError{400, k, k + ": unknown filter"});
             }
           }
+          int64_t limit = 0, after = 0;
+          if (req.HasParam("limit") &&
+              (!IdParam(req.Param("limit"), limit) || limit < 1 || limit > 10000)) {
+            return ReplyError(ApiError{400, "limit", "limit: must be a number in 1..10000"});
+          }
+          if (req.HasParam("continue")) {
+            if (limit == 0) {
+              return ReplyError(ApiError{400, "continue", "continue: only with limit"});
+            }
+            if (!IdParam(req.Param("continue"), after)) {
+              return ReplyError(ApiError{
+                  400, "continue", "continue: not a value from a previous page's \"continue\""});
+            }
+          }
           return Reply(200, c.ListWorkloads(req.Param("queue"), req.Param("state"),
-                                            req.Param("kind"), AccessOf(m.caller)));
+                                            req.Param("kind"), AccessOf(m.caller), limit, after));
         }));
   auto bad_id = [] { return ReplyError(ApiError{400, "id", "id: must be a workload number"}); };
   Route("GET", "/v1/workloads/*", Sync([&c, bad_id](const HttpRequest&, const Captures& m) {
@@ -589,18 +634,23 @@ void Server::Routes() {
   Route("GET", "/v1/nodes", Sync([&c](const HttpRequest& req, const Captures&) {
           int64_t limit = 0;
           for (const auto& [k, v] : req.params) {
-            if (k != "limit" && k != "after") {
+            if (k != "limit" && k != "after" && k != "continue") {
               return ReplyError(ApiError{400, k, k + ": unknown parameter"});
             }
           }
+          // `continue` (as for workloads) and `after` (its first name) are the same cursor.
+          const std::string after =
+              req.HasParam("continue") ? req.Param("continue") : req.Param("after");
           if (req.HasParam("limit") &&
               (!IdParam(req.Param("limit"), limit) || limit < 1 || limit > 10000)) {
             return ReplyError(ApiError{400, "limit", "limit: must be a number in 1..10000"});
           }
-          if (req.HasParam("after") && limit == 0) {
-            return ReplyError(ApiError{400, "after", "after: only with limit"});
+          for (const char* cursor : {"after", "continue"}) {
+            if (req.HasParam(cursor) && limit == 0) {
+              return ReplyError(ApiError{400, cursor, std::string(cursor) + ": only with limit"});
+            }
           }
-          return Reply(200, c.ListNodes(limit, req.Param("after")));
+          return Reply(200, c.ListNodes(limit, after));
         }));
   for (bool drain : {true, false}) {
     Route("POST", drain ? "/v1/nodes/*/drain" : "/v1/nodes/*/undrain",

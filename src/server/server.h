@@ -13,6 +13,7 @@
 #include "server/config.h"
 #include "server/controller.h"
 #include "server/http_server.h"
+#include "server/rate_limit.h"
 #include "server/route_policy.h"
 #include "store/state_store.h"
 
@@ -70,12 +71,15 @@ class Server {
   static Access AccessOf(const Principal& caller);
   // A refusal for a heartbeat or watch as `node`, whose name another valid token holds.
   bool NodeHeldByOther(const std::string& node, const Principal& caller);
+  // Whether the caller's role is in rate_limit_exempt_roles.
+  bool RateExempt(const Principal& caller) const;
   void TokenRoutes();
 
   ServerConfig config_;
   std::unique_ptr<store::StateStore> store_;
   std::unique_ptr<TokenRegistry> tokens_;
   std::unique_ptr<AuditLog> audit_;
+  std::unique_ptr<RateLimiter> limiter_;
   std::atomic<uint64_t> next_request_{1};
   std::unique_ptr<Controller> controller_;
   std::unique_ptr<HttpServer> http_;

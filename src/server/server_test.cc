@@ -676,6 +676,43 @@ TEST_F(ControllerTest, NodeListPagesWithASummaryOfAllNodes) {
   EXPECT_TRUE(controller_->ListNodes(10, "n5")["nodes"].empty());
 }
 
+// GET /v1/workloads?limit=N&continue=ID: pages in id order, of what the caller reads only,
+// and the cursor never names a workload the caller may not see.
+TEST_F(ControllerTest, WorkloadListPagesOfWhatTheCallerReads) {
+  std::vector<int64_t> prod, all;
+  for (int k = 0; k < 7; ++k) {
+    all.push_back(Submit(k % 2 == 0 ? "prod" : "batch", 1));
+    if (k % 2 == 0) prod.push_back(all.back());
+  }
+  EXPECT_FALSE(controller_->ListWorkloads("", "", "").contains("continue"));
+  EXPECT_EQ(controller_->ListWorkloads("", "", "")["workloads"].size(), 7u);
+
+  Access tenant;
+  tenant.reads = [](const std::string& q) { return q == "prod"; };
+  auto collect = [&](const Access& access, int64_t limit, int* pages) {
+    std::vector<int64_t> seen;
+    int64_t after = 0;
+    for (*pages = 1;; ++*pages) {
+      Json page = controller_->ListWorkloads("", "", "", access, limit, after);
+      EXPECT_LE(page["workloads"].size(), static_cast<size_t>(limit));
+      for (const Json& w : page["workloads"]) seen.push_back(w["id"]);
+      if (!page.contains("continue")) break;
+      after = std::stoll(page["continue"].get<std::string>());
+      EXPECT_TRUE(std::find(seen.begin(), seen.end(), after) != seen.end())
+          << "the cursor is a workload of this page";
+    }
+    return seen;
+  };
+  int pages = 0;
+  EXPECT_EQ(collect({}, 3, &pages), all);
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(collect(tenant, 2, &pages), prod);
+  EXPECT_EQ(pages, 2);
+  EXPECT_EQ(collect({}, 7, &pages), all);
+  EXPECT_EQ(pages, 1);
+  EXPECT_TRUE(controller_->ListWorkloads("", "", "", {}, 5, all.back())["workloads"].empty());
+}
+
 // The fragmentation-aware policy works with the live task mix (TaskMix), not its fixed
 // default: recent submissions first, then running tasks, and again after a restart.
 TEST_F(ControllerTest, PolicyLearnsTheLiveTaskMix) {

@@ -39,6 +39,9 @@ Outcome<std::unique_ptr<ApiClient>> Connect(const CommonArgs& common) {
   return ConnectWithToken(common.server, common.token, common.token_file);
 }
 
+// Workloads per request of `gpuorch get`'s list.
+constexpr int kListPage = 1000;
+
 std::string WorkloadPath(int64_t id) { return "/v1/workloads/" + std::to_string(id); }
 
 }  // namespace
@@ -76,11 +79,31 @@ int RunGet(const CommonArgs& common, const GetArgs& args, const Io& io) {
     if (!w.ok()) return Fail(w.failure(), io);
     return Show(w.value(), nullptr, common, io, table);
   }
-  const std::string query =
-      QueryString({{"queue", args.queue}, {"state", args.state}, {"kind", args.kind}});
-  auto list = client.value()->GetJson("/v1/workloads" + query);
-  if (!list.ok()) return Fail(list.failure(), io);
-  return Show(list.value(), "workloads", common, io, table);
+  // Pages of kListPage, following "continue" (kubectl's --chunk-size), so that no single
+  // answer holds a hundred thousand workloads.
+  json all = {{"workloads", json::array()}};
+  std::string cursor;
+  do {
+    const std::string query = QueryString({{"queue", args.queue},
+                                           {"state", args.state},
+                                           {"kind", args.kind},
+                                           {"limit", std::to_string(kListPage)},
+                                           {"continue", cursor}});
+    auto page = client.value()->GetJson("/v1/workloads" + query);
+    if (!page.ok()) return Fail(page.failure(), io);
+    const json& p = page.value();
+    if (!p.is_object() || !p.contains("workloads") || !p["workloads"].is_array()) {
+      return Show(p, "workloads", common, io, table);  // Show names what is wrong with it
+    }
+    for (const json& w : p["workloads"]) all["workloads"].push_back(w);
+    const std::string next =
+        p.contains("continue") && p["continue"].is_string() ? p["continue"].get<std::string>() : "";
+    if (!next.empty() && next == cursor) {
+      return Fail({kExitRefused, "the server's list did not advance past " + next}, io);
+    }
+    cursor = next;
+  } while (!cursor.empty());
+  return Show(all, "workloads", common, io, table);
 }
 
 int RunDescribe(const CommonArgs& common, int64_t id, const Io& io) {

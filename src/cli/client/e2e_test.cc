@@ -65,7 +65,7 @@ class FakeServer {
     std::string path = req.path;
     // Rebuild the query in a fixed order (httplib parses it into a multimap).
     std::string query;
-    for (const char* key : {"queue", "state", "kind", "task", "stream"}) {
+    for (const char* key : {"queue", "state", "kind", "task", "stream", "limit", "continue"}) {
       if (req.has_param(key)) {
         query += (query.empty() ? "?" : "&") + std::string(key) + "=" + req.get_param_value(key);
       }
@@ -86,10 +86,17 @@ class FakeServer {
       }
       Json(res, 201, {{"id", 17}, {"name", body.value("name", "")}, {"state", "Pending"}});
     });
+    // Pages of one workload when asked for pages, as the server's chunking does.
     server_.Get("/v1/workloads", [this](const httplib::Request& req, httplib::Response& res) {
       Record(req);
-      Json(res, 200,
-           {{"workloads", {testing::CannedWorkload(), testing::CannedPendingFraction()}}});
+      if (!req.has_param("limit")) {
+        return Json(res, 200,
+                    {{"workloads", {testing::CannedWorkload(), testing::CannedPendingFraction()}}});
+      }
+      if (!req.has_param("continue")) {
+        return Json(res, 200, {{"workloads", {testing::CannedWorkload()}}, {"continue", "17"}});
+      }
+      Json(res, 200, {{"workloads", {testing::CannedPendingFraction()}}});
     });
     server_.Get(R"(/v1/workloads/(\d+))",
                 [this](const httplib::Request& req, httplib::Response& res) {
@@ -306,8 +313,14 @@ TEST_F(ClientE2E, GetListsWithFiltersAndShowsOne) {
       r.out.substr(0, r.out.find('\n')),
       "ID   NAME           QUEUE      KIND         STATE     REASON            ESTIMATED START   "
       "TASKS   GPUS   AGE");
-  EXPECT_EQ(server_.seen().back().path, "/v1/workloads?queue=research&state=Running");
-  EXPECT_EQ(server_.seen().back().method, "GET");
+  // Two pages, the second from the first's "continue"; both workloads shown.
+  const auto seen = server_.seen();
+  ASSERT_GE(seen.size(), 2u);
+  EXPECT_EQ(seen[seen.size() - 2].path, "/v1/workloads?queue=research&state=Running&limit=1000");
+  EXPECT_EQ(seen.back().path, "/v1/workloads?queue=research&state=Running&limit=1000&continue=17");
+  EXPECT_EQ(seen.back().method, "GET");
+  EXPECT_NE(r.out.find("\n17 "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\n18 "), std::string::npos) << r.out;
 
   r = RunCli(Args({"get", "17", "-o", "json"}));
   EXPECT_EQ(r.code, 0) << r.err;

@@ -82,6 +82,13 @@ Outcome<nlohmann::json> ParseSpecText(const std::string& text, const std::string
                         std::to_string(e.mark.column + 1) + ": invalid YAML: " + e.msg);
     }
   }
+  // yaml-cpp can decode valid UTF-8 into bytes that are not (a tag followed by a NUL byte
+  // reads as a lone 0x85): such a spec could not be sent, or written back as YAML.
+  try {
+    (void)spec.dump();
+  } catch (const nlohmann::json::type_error&) {
+    return UsageError(path + ": invalid YAML: a key or value decodes to bytes that are not UTF-8");
+  }
   if (!spec.is_object()) {
     return UsageError(path +
                       ": expected a mapping of workload fields (name, queue, gpus, ...) "

@@ -67,6 +67,13 @@ TEST(LoadSpecFile, BadFilesAreUsageErrorsNamingTheFile) {
     EXPECT_NE(spec.failure().message.find(c.expect), std::string::npos)
         << c.file << ": " << spec.failure().message;
   }
+  // Found by a long fuzz run: valid UTF-8 that yaml-cpp decodes into a lone 0x85 byte (a
+  // tag before a NUL), which could be neither sent nor written back with `-o yaml`.
+  auto tag = ParseSpecText(std::string("env:\n  !\0N: x\n", 14), "tag.yaml");
+  ASSERT_FALSE(tag.ok());
+  EXPECT_EQ(tag.failure().exit_code, kExitUsage);
+  EXPECT_EQ(tag.failure().message,
+            "tag.yaml: invalid YAML: a key or value decodes to bytes that are not UTF-8");
   auto missing = LoadSpecFile("/nonexistent/spec.yaml");
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.failure().exit_code, kExitUsage);

@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <set>
+#include <type_traits>
+
+#include "core/text.h"
 
 namespace gpuorch::sim {
 
@@ -83,6 +86,10 @@ Status Scalar(const std::string& file, const YAML::Node& n, const std::string& f
   } catch (const YAML::Exception&) {
     return At(file, n, field, "not a valid value");
   }
+  // yaml-cpp can decode valid UTF-8 into bytes that are not (a tag before a NUL byte).
+  if constexpr (std::is_same_v<T, std::string>) {
+    if (!core::IsValidUtf8(out)) return At(file, n, field, "not UTF-8 text");
+  }
   return Status::Ok();
 }
 
@@ -106,6 +113,10 @@ Status CheckKeys(const std::string& file, const YAML::Node& map, const std::stri
 }
 
 Result<YAML::Node> Parse(const std::string& text, const std::string& file) {
+  size_t bad_at = 0;
+  if (!core::IsValidUtf8(text, &bad_at)) {
+    return Status::Invalid(file + ": not UTF-8 text (byte " + std::to_string(bad_at) + ")");
+  }
   try {
     return YAML::Load(text);
   } catch (const YAML::ParserException& e) {
@@ -244,19 +255,32 @@ Result<QueuesConfig> LoadQueuesYaml(const std::string& path) {
   return ParseQueuesYaml(*text, path);
 }
 
+namespace {
+
+// A string as a double-quoted YAML scalar, escaped (quotes, backslashes, control and
+// non-ASCII bytes), so that any accepted name reads back as itself.
+std::string Quoted(const std::string& s) {
+  YAML::Emitter e;
+  e.SetOutputCharset(YAML::EscapeNonAscii);
+  e << YAML::DoubleQuoted << s;
+  return std::string(e.c_str(), e.size());
+}
+
+}  // namespace
+
 std::string ClusterToYaml(const ClusterConfig& c) {
   std::string y;
   if (c.rack_size > 0) y += "rack_size: " + std::to_string(c.rack_size) + "\n";
   y += "node_groups:\n";
   for (const NodeGroup& g : c.groups) {
-    y += "  - {name: " + g.name + ", count: " + std::to_string(g.count) +
-         ", gpus: " + std::to_string(g.gpus) + ", model: " + g.model +
+    y += "  - {name: " + Quoted(g.name) + ", count: " + std::to_string(g.count) +
+         ", gpus: " + std::to_string(g.gpus) + ", model: " + Quoted(g.model) +
          ", gpu_memory_gib: " + std::to_string(g.gpu_memory_mib / 1024) +
          ", cpus: " + std::to_string(g.milli_cpu / 1000) +
          ", memory_gib: " + std::to_string(g.memory_mib / 1024);
-    if (!g.owner.empty()) y += ", owner: \"" + g.owner + "\"";
-    if (!g.rack.empty()) y += ", rack: " + g.rack;
-    if (!g.zone.empty()) y += ", zone: " + g.zone;
+    if (!g.owner.empty()) y += ", owner: " + Quoted(g.owner);
+    if (!g.rack.empty()) y += ", rack: " + Quoted(g.rack);
+    if (!g.zone.empty()) y += ", zone: " + Quoted(g.zone);
     y += "}\n";
   }
   return y;
@@ -265,8 +289,8 @@ std::string ClusterToYaml(const ClusterConfig& c) {
 std::string QueuesToYaml(const QueuesConfig& q) {
   std::string y = "queues:\n";
   for (const TenantQueue& t : q.queues) {
-    y += "  - {name: \"" + t.name + "\"";
-    if (!t.parent.empty()) y += ", parent: \"" + t.parent + "\"";
+    y += "  - {name: " + Quoted(t.name);
+    if (!t.parent.empty()) y += ", parent: " + Quoted(t.parent);
     y += ", guarantee: " + std::to_string(t.guarantee_milli / 1000);
     if (t.limit_milli >= 0) y += ", limit: " + std::to_string(t.limit_milli / 1000);
     y += ", weight: " + std::to_string(t.weight);

@@ -77,10 +77,23 @@ TEST(QueuesYaml, ReadsQueuesAndRejectsBadOnes) {
   auto again = ParseQueuesYaml(QueuesToYaml(*tree), "again.yaml");
   ASSERT_TRUE(again.ok()) << again.status().message();
   EXPECT_EQ(again->queues[1].parent, "org");
+  // Names with quotes, backslashes and non-ASCII text are escaped when written back (a
+  // long fuzz run found a name with a quote whose YAML did not read again).
+  auto odd = ParseQueuesYaml(
+      "queues:\n  - {name: 'say \"hi\" \\ caf\u00e9', guarantee: 1}\n"
+      "  - {name: b, parent: 'say \"hi\" \\ caf\u00e9'}\n",
+      "odd.yaml");
+  ASSERT_TRUE(odd.ok()) << odd.status().message();
+  auto odd_again = ParseQueuesYaml(QueuesToYaml(*odd), "again.yaml");
+  ASSERT_TRUE(odd_again.ok()) << odd_again.status().message() << "\n" << QueuesToYaml(*odd);
+  EXPECT_EQ(odd_again->queues[0].name, "say \"hi\" \\ caf\u00e9");
+  EXPECT_EQ(odd_again->queues[1].parent, odd->queues[0].name);
   struct Case {
     std::string text, want;
   };
   for (const Case& c : {
+           Case{"queues:\n  - {name: caf\xE9}\n", "q.yaml: not UTF-8 text (byte 22)"},
+           Case{std::string("queues:\n  - {name: !\0N}\n", 24), "queues[0].name: not UTF-8 text"},
            Case{"queues:\n  - {name: a, guarantee: 8, limit: 4}\n", "q.yaml:2: queues[0].limit"},
            Case{"queues:\n  - {name: a, guarantee: -1}\n", "q.yaml:2: queues[0].guarantee"},
            Case{"queues:\n  - {name: a, weight: 0}\n", "q.yaml:2: queues[0].weight"},
