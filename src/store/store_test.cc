@@ -149,7 +149,7 @@ TEST_F(StoreTest, AcknowledgedCommitsSurviveSigkill) {
 }
 
 UsageRecord U(int64_t id, const std::string& queue, const std::string& user, int64_t milli,
-             int64_t start_ms, int64_t end_ms) {
+              int64_t start_ms, int64_t end_ms) {
   return UsageRecord{id, 100 + id, 0, 0, queue, user, "H100", milli, start_ms, end_ms};
 }
 
