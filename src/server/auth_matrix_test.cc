@@ -10,6 +10,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -227,6 +228,7 @@ std::vector<Row> AuthMatrixTest::Matrix() {
     {"DELETE /v1/workloads/{a-workload}",           fresh_workload("DELETE", ""),                  {200, 403, 200, 404, 403, 403, A, A, A}},
     {"GET /v1/queues",                           fixed("GET", "/v1/queues"),                    {200, 200, 200, 200, 200, 403, A, A, A}},
     {"GET /v1/queues/a",                         fixed("GET", "/v1/queues/a"),                  {200, 200, 200, 404, 200, 403, A, A, A}},
+    {"GET /v1/usage",                            fixed("GET", "/v1/usage"),                     {200, 200, 200, 200, 200, 403, A, A, A}},
     {"GET /v1/nodes",                            fixed("GET", "/v1/nodes"),                     {200, 200, 200, 200, 200, 403, A, A, A}},
     {"POST /v1/nodes/n1/drain",                  fixed("POST", "/v1/nodes/n1/drain"),           {200, 200, 403, 403, 403, 403, A, A, A}},
     {"POST /v1/nodes/n1/undrain",                fixed("POST", "/v1/nodes/n1/undrain"),         {200, 200, 403, 403, 403, 403, A, A, A}},
@@ -347,6 +349,48 @@ TEST_F(AuthMatrixTest, ATenantSeesNothingOfAnotherQueue) {
   Answer nope = Call(kTenantA, "POST", "/v1/workloads", Json{{"name", "x"}, {"queue", "zz"}});
   EXPECT_EQ(b.status, 403);
   EXPECT_EQ(nope.status, 403);
+}
+
+// Accounting (GET /v1/usage): a tenant or reader of a sees a's usage and its users, nothing
+// of b, not even that b or its users exist; administrators and operators see everything.
+TEST_F(AuthMatrixTest, UsageShowsOnlyTheQueuesTheCallerReads) {
+  // bob's GPU work in b, on a node of its own.
+  ASSERT_EQ(Call(kAdmin, "POST", "/v1/agents/register", NodeBody("nb")).status, 200);
+  const int64_t gpu_b = Submit(kTenantB, "b", 1);
+  for (int i = 0; i < 3000 && Call(kAdmin, "GET", Workload(gpu_b)).json["state"] != "Running";
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(Call(kAdmin, "GET", Workload(gpu_b)).json["state"], "Running");
+  auto names = [](const Answer& a, const char* key) {
+    std::set<std::string> out;
+    for (const Json& r : a.json["rows"]) out.insert(r.value(key, ""));
+    return out;
+  };
+  for (Who w : {kTenantA, kReaderA}) {
+    const Answer queues = Call(w, "GET", "/v1/usage");
+    ASSERT_EQ(queues.status, 200) << queues.body;
+    EXPECT_EQ(names(queues, "queue"), std::set<std::string>{"a"}) << kWhoNames[w];
+    const Answer users = Call(w, "GET", "/v1/usage?by=user");
+    ASSERT_EQ(users.status, 200) << users.body;
+    EXPECT_EQ(names(users, "user"), std::set<std::string>{"alice"}) << kWhoNames[w];
+    EXPECT_EQ(users.body.find("bob"), std::string::npos) << users.body;
+    const Answer other = Call(w, "GET", "/v1/usage?queue=b");
+    ASSERT_EQ(other.status, 200);
+    EXPECT_TRUE(other.json["rows"].empty()) << other.body;
+  }
+  for (Who w : {kAdmin, kOperator}) {
+    EXPECT_EQ(names(Call(w, "GET", "/v1/usage"), "queue"), (std::set<std::string>{"a", "b"}));
+    EXPECT_EQ(names(Call(w, "GET", "/v1/usage?by=user"), "user"),
+              (std::set<std::string>{"alice", "bob"}));
+  }
+  const Answer bad = Call(kTenantA, "GET", "/v1/usage?from=last-week");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(bad.json["error"]["field"], "from");
+  const Answer backwards = Call(kTenantA, "GET", "/v1/usage?from=2026-03-02&to=2026-03-01");
+  EXPECT_EQ(backwards.status, 400);
+  EXPECT_EQ(backwards.json["error"]["field"], "from");
+  EXPECT_EQ(Call(kAdmin, "POST", Workload(gpu_b) + "/cancel").status, 200);
 }
 
 // Environment values may hold secrets: the queue's tenants (and admins) see them, readers

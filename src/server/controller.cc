@@ -40,8 +40,11 @@ core::WorkloadId Wid(int64_t id) { return core::WorkloadId(static_cast<uint32_t>
 
 }  // namespace
 
-Controller::Controller(const ServerConfig& config, store::StateStore* store)
-    : config_(config), store_(store), epoch_(WallMs()) {}
+Controller::Controller(const ServerConfig& config, store::StateStore* store, WallClock clock)
+    : config_(config),
+      store_(store),
+      clock_(clock ? std::move(clock) : WallClock(WallMs)),
+      epoch_(clock_()) {}
 
 Controller::~Controller() {
   // Commits still queued run their callbacks, which use the rest of the controller.
@@ -49,8 +52,8 @@ Controller::~Controller() {
 }
 
 Result<std::unique_ptr<Controller>> Controller::Create(const ServerConfig& config,
-                                                       store::StateStore* store) {
-  std::unique_ptr<Controller> c(new Controller(config, store));
+                                                       store::StateStore* store, WallClock clock) {
+  std::unique_ptr<Controller> c(new Controller(config, store, std::move(clock)));
   sched::SchedulerConfig sc;
   sc.policy = config.policy;
   sc.fair_share_half_life = config.fair_share_half_life_s * core::kSecond;
@@ -107,7 +110,7 @@ Status Controller::AddQueues() {
 }
 
 int64_t Controller::Now() {
-  last_now_ = std::max(last_now_, WallMs());
+  last_now_ = std::max(last_now_, clock_());
   return last_now_;
 }
 
@@ -122,17 +125,20 @@ void Controller::Event(WorkloadRecord& w, const std::string& type, const std::st
 
 // ---- API: submissions and cancellations.
 
-bool Controller::Submit(const Json& body, Json& out, ApiError& error) {
+bool Controller::Submit(const Json& body, Json& out, ApiError& error, const std::string& user) {
   std::promise<std::tuple<bool, Json, ApiError>> answer;
-  SubmitAsync(body, [&answer](bool ok, Json o, ApiError e) {
-    answer.set_value({ok, std::move(o), std::move(e)});
-  });
+  SubmitAsync(
+      body,
+      [&answer](bool ok, Json o, ApiError e) {
+        answer.set_value({ok, std::move(o), std::move(e)});
+      },
+      user);
   bool ok = false;
   std::tie(ok, out, error) = answer.get_future().get();
   return ok;
 }
 
-void Controller::SubmitAsync(const Json& body, SubmitDone done) {
+void Controller::SubmitAsync(const Json& body, SubmitDone done, const std::string& user) {
   auto w = std::make_shared<WorkloadRecord>();
   std::unique_lock<std::mutex> lock(mu_);
   ApiError error;
@@ -142,6 +148,7 @@ void Controller::SubmitAsync(const Json& body, SubmitDone done) {
     return done(false, Json(), std::move(error));
   }
   w->id = next_id_++;
+  w->user = user;
   w->submitted_ms = w->queued_since_ms = Now();
   w->parsed.spec.submit_time = w->submitted_ms;
   // Not through Event(): the record is not in workloads_ yet, so it must not be dirty.
@@ -683,6 +690,7 @@ Json Controller::TaskEnv(const WorkloadRecord& w, const TaskRecord& t) const {
 void Controller::OnTaskExited(WorkloadRecord& w, TaskRecord& t, int exit_code) {
   t.state = "exited";
   t.exit_code = exit_code;
+  Release(w, t);
   Dirty(w);
   Event(w, "TaskExited", "task " + std::to_string(t.task) + " exit " + std::to_string(exit_code));
   const bool evicting = w.state == "Preempted";
@@ -768,6 +776,7 @@ void Controller::SyncFromEngine(WorkloadRecord& w) {
 void Controller::Requeue(WorkloadRecord& w, const std::string& why) {
   TouchNodes(w);
   Unindex(w);
+  ReleaseAll(w);  // the tasks are forgotten below
   w.state = "Pending";
   w.estimated_start_ms = w.waiting_for = -1;  // until the next cycle estimates again
   ++w.attempt;
@@ -794,7 +803,10 @@ void Controller::MarkNodeDown(NodeRecord& n) {
   for (int64_t id : on_node) {
     WorkloadRecord& w = workloads_.at(id);
     for (TaskRecord& t : w.tasks) {
-      if (t.node == n.name && t.state != "exited") t.state = "lost";
+      if (t.node == n.name && t.state != "exited") {
+        t.state = "lost";
+        Release(w, t);  // the engine frees what it held now
+      }
     }
     Event(w, "NodeLost", "node " + n.name + " stopped sending heartbeats");
     SyncFromEngine(w);
@@ -1008,6 +1020,10 @@ void Controller::ApplyPlan(const sched::Plan& plan) {
       t.node = node_names_[tb.node.value()];
       t.gpus = MaskToList(tb.gpus);
       t.gpu_milli = tb.gpu_milli;
+      t.bound_ms = plan.now;
+      if (const NodeRecord& n = nodes_.at(t.node); n.spec.gpu_count > 0) {
+        t.model = models_.Name(n.spec.gpu_model);
+      }
       w.tasks.push_back(t);
       on_node_[t.node].insert(w.id);
     }
@@ -1119,9 +1135,14 @@ store::Batch Controller::TakeDirty() {
   // Every change of a record's tasks (bind, growth, exit, eviction, shrink, requeue, node
   // loss, cancellation) marks it dirty, so the task mix learns them all here.
   for (int64_t id : dirty_) {
-    NoteLive(workloads_.at(id));
-    batch.workloads.push_back(ToStored(workloads_.at(id)));
+    WorkloadRecord& w = workloads_.at(id);
+    // However it ended, a finished workload holds nothing any more.
+    if (w.terminal()) ReleaseAll(w);
+    NoteLive(w);
+    batch.workloads.push_back(ToStored(w));
   }
+  batch.usage = std::move(released_);
+  released_.clear();
   for (const std::string& n : dirty_nodes_) {
     const NodeRecord& r = nodes_.at(n);
     Json j = r.registration;

@@ -8,6 +8,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/gpu_model.h"
@@ -16,6 +17,7 @@
 #include "server/config.h"
 #include "server/metrics.h"
 #include "server/task_mix.h"
+#include "server/usage.h"
 #include "store/group_commit.h"
 #include "store/state_store.h"
 
@@ -33,11 +35,20 @@ struct TaskRecord {
   // Resource use the agent reported with the exit (the command and what it waited for).
   int64_t cpu_user_ms = 0, cpu_system_ms = 0, max_rss_kib = 0;
   int64_t memory_peak_kib = 0;  // the task cgroup's memory.peak; 0: no cgroup said
+  // Accounting (controller_usage.cc): the GPU model of its node and when it was bound (wall
+  // ms); `released` once its interval is written (it exited, was lost, or its workload
+  // ended or was requeued), so that it is written once.
+  std::string model;
+  int64_t bound_ms = 0;
+  bool released = false;
 };
 
 struct WorkloadRecord {
   int64_t id = 0;
   ParsedWorkload parsed;
+  // Who submitted it: the token's name ("" when submitted before accounting existed, or by
+  // a caller that names nobody); the "user" of accounting.
+  std::string user;
   std::string state = "Pending";  // Pending Running Preempted Succeeded Failed Cancelled
   std::string reason;
   // The engine's latest start estimate while pending (ms since the epoch, -1 unknown) and
@@ -169,18 +180,22 @@ struct EngineSnapshot {
 // Thread-safety: every public method may be called from any thread; Steps are serialized.
 class Controller {
  public:
+  // The wall clock in ms since the epoch: the system clock unless a test injects one.
+  using WallClock = std::function<int64_t()>;
   static core::Result<std::unique_ptr<Controller>> Create(const ServerConfig& config,
-                                                          store::StateStore* store);
+                                                          store::StateStore* store,
+                                                          WallClock clock = {});
   ~Controller();
 
   // API. Each returns false with `error` set on bad input; `out` is the answer body.
-  bool Submit(const Json& body, Json& out, ApiError& error);
+  // `user`: who submits (the token's name), recorded for accounting.
+  bool Submit(const Json& body, Json& out, ApiError& error, const std::string& user = "");
   // Submit without waiting: `done` gets the outcome once the submission is durable (or at
   // once for bad input), on the store's writer thread or the caller's, with no lock held.
   // The API uses it so that a burst of submissions shares commits without holding a worker
   // each. `done` must not block.
   using SubmitDone = std::function<void(bool ok, Json out, ApiError error)>;
-  void SubmitAsync(const Json& body, SubmitDone done);
+  void SubmitAsync(const Json& body, SubmitDone done, const std::string& user = "");
   // A workload the caller reads but may not cancel: 403.
   bool Cancel(int64_t id, Json& out, ApiError& error, const Access& access = {});
   bool GetWorkload(int64_t id, Json& out, ApiError& error, const Access& access = {});
@@ -198,6 +213,13 @@ class Controller {
   // counts over all nodes by status and GPU model. O(nodes) under the lock.
   Json ListNodes(int64_t limit = 0, const std::string& after = "");
   bool SetDrain(const std::string& name, bool drain, Json& out, ApiError& error);
+  // Accounting (controller_usage.cc; docs/api.md, GET /v1/usage): allocated GPU-hours per
+  // queue or user and GPU model over [from, to) (defaults: to now, from the start of to's
+  // month, UTC), from the store's released intervals and the tasks holding GPUs now
+  // (counted up to now). Only queues `access` reads count, and only `request.queue` when
+  // set. Waits for the commits queued before it (what was released is then in the store),
+  // then one store query; O(workloads in memory) under the lock.
+  bool Usage(const UsageRequest& request, Json& out, ApiError& error, const Access& access = {});
   // Where to fetch a task's log: the registered node's address, the path on it, and the
   // log secret its agent registered (presented as the request's credential).
   bool LogTarget(int64_t id, int32_t task, std::string& address, std::string& path,
@@ -278,7 +300,7 @@ class Controller {
   static constexpr int64_t kRestartGraceMs = 5000;
 
  private:
-  Controller(const ServerConfig& config, store::StateStore* store);
+  Controller(const ServerConfig& config, store::StateStore* store, WallClock clock);
   core::Status Load();
   core::Status AddQueues();
   int64_t Now();  // wall ms, never decreasing (the engine's time)
@@ -318,6 +340,12 @@ class Controller {
   void Event(WorkloadRecord& w, const std::string& type, const std::string& message,
              int64_t about = -1, const std::string& redacted = "");
   void Dirty(const WorkloadRecord& w) { dirty_.insert(w.id); }
+  // Accounting (controller_usage.cc). Ends t's interval now: a usage record joins the next
+  // batch TakeDirty takes, in the same transaction as the record's change. Idempotent.
+  void Release(const WorkloadRecord& w, TaskRecord& t);
+  void ReleaseAll(WorkloadRecord& w) {
+    for (TaskRecord& t : w.tasks) Release(w, t);
+  }
   // Tells the task mix how many of w's tasks are placed now.
   void NoteLive(const WorkloadRecord& w);
   // The desired lists of the nodes `w` has tasks on changed (except `except`'s, whose agent
@@ -342,6 +370,7 @@ class Controller {
 
   ServerConfig config_;
   store::StateStore* store_;
+  WallClock clock_;
   std::unique_ptr<store::GroupCommitter> committer_;
   // Serializes Steps: the engine and cycle_hook_ belong to the holder.
   std::mutex step_mu_;
@@ -361,6 +390,9 @@ class Controller {
   // Unfinished workloads whose gpu_models name a model no node or config has (yet).
   std::set<int64_t> unknown_models_;
   std::set<std::string> dirty_nodes_;
+  // Usage records released since the last TakeDirty, and the id of the next one.
+  std::vector<store::UsageRecord> released_;
+  int64_t next_usage_id_ = 1;
   int64_t next_id_ = 1;
   int64_t last_collect_ms_ = 0;  // the last CollectFinished scan
   int64_t last_now_ = 0;
@@ -376,6 +408,9 @@ class Controller {
   // the idle-while-waiting GPUs then per model, integrated into the seconds counter.
   int64_t gauges_at_ms_ = 0;
   std::vector<std::pair<std::string, int64_t>> idle_then_;
+  // Likewise the milli-GPUs each leaf queue held per model, integrated into
+  // gpuorch_queue_allocated_gpu_seconds_total: (queue, model, milli).
+  std::vector<std::tuple<std::string, std::string, int64_t>> allocated_then_;
   // Shapes of running and recently submitted tasks, fed to the policy as its typical tasks.
   TaskMix task_mix_;
 };

@@ -81,8 +81,12 @@ void Controller::UpdateEngineGauges(const sched::Plan& plan, size_t models) {
     for (const auto& [model, idle] : idle_then_) {
       metrics_.AddIdleWhileWaitingSeconds(model, static_cast<double>(idle) * dt);
     }
+    for (const auto& [queue, model, milli] : allocated_then_) {
+      metrics_.AddAllocatedGpuSeconds(queue, model, Gpus(milli) * dt);
+    }
   }
   idle_then_.clear();
+  allocated_then_.clear();
   gauges_at_ms_ = steady;
 
   std::vector<prometheus::MetricFamily> out;
@@ -143,9 +147,15 @@ void Controller::UpdateEngineGauges(const sched::Plan& plan, size_t models) {
       s.demand = use[i] + (id.value() < queues ? asked[id.value()][m] : 0);
     }
     const std::vector<int64_t> shares = FairShares(tree, cluster.capacity_milli(model));
+    const bool has_gpus = cluster.capacity_milli(model) > 0;
     for (size_t i = 0; i < queues; ++i) {
       const Labels l = {{"queue", config_.queues[i].name}, {"model", model_names[m]}};
       AddSample(used, l, Gpus(use[i]));
+      // Leaf queues only, as accounting counts them; at the usage until the next pass.
+      if (has_gpus && leaf_queues_.count(config_.queues[i].name)) {
+        allocated_then_.emplace_back(config_.queues[i].name, model_names[m], use[i]);
+        metrics_.AddAllocatedGpuSeconds(config_.queues[i].name, model_names[m], 0);
+      }
       AddSample(guaranteed, l, Gpus(tree[i].guaranteed));
       if (tree[i].limit >= 0) AddSample(limit, l, Gpus(tree[i].limit));
       AddSample(fair, l, Gpus(shares[i]));

@@ -71,6 +71,7 @@ Json Controller::WorkloadJson(const WorkloadRecord& w, const Access& access) con
   Json j{{"id", w.id},
          {"name", w.parsed.spec.name},
          {"queue", w.parsed.queue_name},
+         {"user", w.user},
          {"kind", KindName(w.parsed.spec.kind)},
          {"priority", w.parsed.priority_name},
          {"state", w.state},
@@ -349,9 +350,13 @@ store::StoredWorkload Controller::ToStored(const WorkloadRecord& w) const {
                          {"cpu_user_ms", t.cpu_user_ms},
                          {"cpu_system_ms", t.cpu_system_ms},
                          {"max_rss_kib", t.max_rss_kib},
-                         {"memory_peak_kib", t.memory_peak_kib}});
+                         {"memory_peak_kib", t.memory_peak_kib},
+                         {"model", t.model},
+                         {"bound_ms", t.bound_ms},
+                         {"released", t.released}});
   }
   Json status{{"state", w.state},
+              {"user", w.user},
               {"reason", w.reason},
               {"attempt", w.attempt},
               {"submitted_ms", w.submitted_ms},
@@ -386,6 +391,9 @@ Status Controller::Load() {
   }
   auto stored = store_->LoadWorkloads();
   if (!stored.ok()) return stored.status();
+  auto usage_id = store_->MaxUsageId();
+  if (!usage_id.ok()) return usage_id.status();
+  next_usage_id_ = *usage_id + 1;
   // No other thread runs yet: Load is the engine's owner, and adopts work onto the nodes
   // Register queued for it.
   std::lock_guard<std::mutex> lock(mu_);
@@ -408,6 +416,7 @@ Status Controller::Load() {
     w.queued_since_ms = w.submitted_ms;
     w.cancel_requested = st.value("cancel_requested", false);
     w.failed = st.value("failed", false);
+    w.user = st.value("user", "");
     for (const Json& e : st.value("events", Json::array())) w.events.push_back(e);
     for (const Json& t : st.value("tasks", Json::array())) {
       TaskRecord r;
@@ -424,6 +433,15 @@ Status Controller::Load() {
       r.cpu_system_ms = t.value("cpu_system_ms", int64_t{0});
       r.max_rss_kib = t.value("max_rss_kib", int64_t{0});
       r.memory_peak_kib = t.value("memory_peak_kib", int64_t{0});
+      // Records written before accounting existed: a live task counts from the workload's
+      // start; one that had ended then is not accounted.
+      r.bound_ms = t.value("bound_ms", w.started_ms);
+      r.released = t.value("released", r.state == "exited" || r.state == "lost");
+      r.model = t.value("model", "");
+      if (auto n = nodes_.find(r.node);
+          r.model.empty() && n != nodes_.end() && n->second.spec.gpu_count > 0) {
+        r.model = models_.Name(n->second.spec.gpu_model);
+      }
       w.tasks.push_back(r);
     }
     ApiError err;
@@ -468,6 +486,7 @@ Status Controller::Load() {
     }
     if (!adopted) {
       if (w.state != "Pending") {
+        ReleaseAll(w);  // held, as far as anyone knows, until this restart
         w.state = "Pending";
         ++w.attempt;
         w.tasks.clear();

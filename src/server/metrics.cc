@@ -78,7 +78,13 @@ ServerMetrics::ServerMetrics()
                         .Name("gpuorch_gpu_idle_while_waiting_seconds_total")
                         .Help("GPU-seconds of gpuorch_gpus_idle_while_waiting, per model: the "
                               "gauge integrated over time between its computations.")
-                        .Register(*registry_)) {}
+                        .Register(*registry_)),
+      allocated_seconds_(prometheus::BuildCounter()
+                             .Name("gpuorch_queue_allocated_gpu_seconds_total")
+                             .Help("GPU-seconds allocated to a leaf queue's work per model: "
+                                   "gpuorch_queue_gpus_used integrated over time between its "
+                                   "computations (accounting: gpuorch usage).")
+                             .Register(*registry_)) {}
 
 void ServerMetrics::ObserveCycle(double seconds) { cycle_seconds_.Observe(seconds); }
 
@@ -101,6 +107,11 @@ void ServerMetrics::ObserveCommit(double seconds) { commit_seconds_.Observe(seco
 
 void ServerMetrics::AddIdleWhileWaitingSeconds(const std::string& model, double seconds) {
   idle_seconds_.Add({{"model", model}}).Increment(seconds);
+}
+
+void ServerMetrics::AddAllocatedGpuSeconds(const std::string& queue, const std::string& model,
+                                           double seconds) {
+  allocated_seconds_.Add({{"queue", queue}, {"model", model}}).Increment(seconds);
 }
 
 void ServerMetrics::InitQueue(const std::string& queue, const std::vector<std::string>& kinds) {

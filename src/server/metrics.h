@@ -51,6 +51,7 @@ class ServerMetrics {
                       double seconds);
   void ObserveCommit(double seconds);
   void AddIdleWhileWaitingSeconds(const std::string& model, double seconds);
+  void AddAllocatedGpuSeconds(const std::string& queue, const std::string& model, double seconds);
   // Creates the zero-valued series of every queue, kind and reason that a counter or
   // histogram may later show, so that rate() sees their first increase.
   void InitQueue(const std::string& queue, const std::vector<std::string>& kinds);
@@ -77,6 +78,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Histogram>& commit_;
   prometheus::Histogram& commit_seconds_;
   prometheus::Family<prometheus::Counter>& idle_seconds_;
+  prometheus::Family<prometheus::Counter>& allocated_seconds_;
   mutable std::mutex mu_;  // guards engine_gauges_
   std::vector<prometheus::MetricFamily> engine_gauges_;
 };

@@ -33,6 +33,7 @@ const std::vector<RoutePolicy>& RoutePolicies() {
       {"GET", "/v1/workloads/*/logs", "logs", AuditMode::kNone, false, Readers},
       {"GET", "/v1/queues", "list-queues", AuditMode::kNone, false, Readers},
       {"GET", "/v1/queues/*", "get-queue", AuditMode::kNone, false, Readers},
+      {"GET", "/v1/usage", "usage", AuditMode::kNone, false, Readers},
       {"GET", "/v1/nodes", "list-nodes", AuditMode::kNone, false, Readers},
       {"POST", "/v1/nodes/*/drain", "drain", AuditMode::kAlways, false, NodeManagers},
       {"POST", "/v1/nodes/*/undrain", "undrain", AuditMode::kAlways, false, NodeManagers},

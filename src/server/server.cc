@@ -484,11 +484,16 @@ void Server::Routes() {
                   ApiError{403, "queue", "queue: this token may not submit to queue " + q}));
             }
           }
-          c.SubmitAsync(body, [this, respond](bool ok, Json out, ApiError e) {
-            HttpResponse res = ok ? Reply(201, out) : ReplyError(e);
-            http_->RunAfter(std::chrono::milliseconds(0),
-                            [respond, res = std::move(res)]() mutable { respond(std::move(res)); });
-          });
+          // The token's name is the workload's user for accounting.
+          c.SubmitAsync(
+              body,
+              [this, respond](bool ok, Json out, ApiError e) {
+                HttpResponse res = ok ? Reply(201, out) : ReplyError(e);
+                http_->RunAfter(
+                    std::chrono::milliseconds(0),
+                    [respond, res = std::move(res)]() mutable { respond(std::move(res)); });
+              },
+              m.caller.name);
         });
   Route("GET", "/v1/workloads", Sync([&c](const HttpRequest& req, const Captures& m) {
           for (const auto& [k, v] : req.params) {
@@ -629,6 +634,15 @@ void Server::Routes() {
           Json out;
           ApiError e;
           if (!c.GetQueue(m[0], out, e, AccessOf(m.caller))) return ReplyError(e);
+          return Reply(200, out);
+        }));
+  // Accounting: each caller sees the queues it reads (Controller::Usage).
+  Route("GET", "/v1/usage", Sync([&c](const HttpRequest& req, const Captures& m) {
+          UsageRequest request;
+          ApiError e;
+          if (!ParseUsageRequest(req.params, request, e)) return ReplyError(e);
+          Json out;
+          if (!c.Usage(request, out, e, AccessOf(m.caller))) return ReplyError(e);
           return Reply(200, out);
         }));
   Route("GET", "/v1/nodes", Sync([&c](const HttpRequest& req, const Captures&) {

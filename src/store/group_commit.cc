@@ -26,6 +26,7 @@ uint64_t GroupCommitter::Enqueue(Batch batch) {
   // every upsert of the merged batch.
   queued_.deleted_workloads.insert(queued_.deleted_workloads.end(), batch.deleted_workloads.begin(),
                                    batch.deleted_workloads.end());
+  std::move(batch.usage.begin(), batch.usage.end(), std::back_inserter(queued_.usage));
   queued_cv_.notify_one();
   return ticket;
 }
@@ -35,6 +36,9 @@ void GroupCommitter::EnqueueThen(Batch batch, std::function<void(const core::Sta
   const uint64_t ticket = next_ticket_++;
   std::move(batch.workloads.begin(), batch.workloads.end(), std::back_inserter(queued_.workloads));
   std::move(batch.nodes.begin(), batch.nodes.end(), std::back_inserter(queued_.nodes));
+  queued_.deleted_workloads.insert(queued_.deleted_workloads.end(), batch.deleted_workloads.begin(),
+                                   batch.deleted_workloads.end());
+  std::move(batch.usage.begin(), batch.usage.end(), std::back_inserter(queued_.usage));
   callbacks_.emplace_back(ticket, std::move(done));
   queued_cv_.notify_one();
 }

@@ -19,16 +19,50 @@ class SqliteStore final : public StateStore {
   explicit SqliteStore(sqlite3* db) : db_(db) {}
   ~SqliteStore() override { sqlite3_close_v2(db_); }
 
+  // Schema versions (PRAGMA user_version), each step in one transaction with the data kept:
+  //   0  workloads, nodes (gpuorch before accounting; also a new, empty file)
+  //   1  + usage: accounting intervals, which outlive the workloads' retention
   Status Init() {
-    const char* schema =
-        "PRAGMA journal_mode=WAL;"
-        "PRAGMA synchronous=FULL;"
-        "PRAGMA busy_timeout=5000;"
-        "CREATE TABLE IF NOT EXISTS workloads ("
-        "  id INTEGER PRIMARY KEY, state TEXT NOT NULL, spec TEXT NOT NULL,"
-        "  status TEXT NOT NULL);"
-        "CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY, json TEXT NOT NULL);";
-    return Exec(schema);
+    if (Status s = Exec("PRAGMA journal_mode=WAL;"
+                        "PRAGMA synchronous=FULL;"
+                        "PRAGMA busy_timeout=5000;");
+        !s.ok()) {
+      return s;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (Status s = Exec("BEGIN IMMEDIATE;"); !s.ok()) return s;
+    Status s = Migrate();
+    if (!s.ok()) {
+      (void)Exec("ROLLBACK;");
+      return s;
+    }
+    return Exec("COMMIT;");
+  }
+
+  Status Migrate() {
+    int version = 0;
+    if (Status s = Int("PRAGMA user_version", version); !s.ok()) return s;
+    if (version > kSchemaVersion) {
+      return Status::Invalid("store: the database has schema version " + std::to_string(version) +
+                             ", newer than this gpuorch knows (" + std::to_string(kSchemaVersion) +
+                             "): run a newer gpuorch");
+    }
+    if (version < 1) {
+      const char* v1 =
+          "CREATE TABLE IF NOT EXISTS workloads ("
+          "  id INTEGER PRIMARY KEY, state TEXT NOT NULL, spec TEXT NOT NULL,"
+          "  status TEXT NOT NULL);"
+          "CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY, json TEXT NOT NULL);"
+          "CREATE TABLE IF NOT EXISTS usage ("
+          "  id INTEGER PRIMARY KEY, workload INTEGER NOT NULL, attempt INTEGER NOT NULL,"
+          "  task INTEGER NOT NULL, queue TEXT NOT NULL, user_name TEXT NOT NULL,"
+          "  model TEXT NOT NULL, gpu_milli INTEGER NOT NULL, start_ms INTEGER NOT NULL,"
+          "  end_ms INTEGER NOT NULL);"
+          "CREATE INDEX IF NOT EXISTS usage_by_end ON usage(end_ms);"
+          "PRAGMA user_version=1;";
+      if (Status s = Exec(v1); !s.ok()) return s;
+    }
+    return Status::Ok();
   }
 
   Status Commit(const Batch& batch) override {
@@ -76,7 +110,60 @@ class SqliteStore final : public StateStore {
     return out;
   }
 
+  Result<std::vector<UsageTotal>> SumUsage(int64_t from_ms, int64_t to_ms,
+                                           int64_t below_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<UsageTotal> out;
+    sqlite3_stmt* st = nullptr;
+    // The index on end_ms finds the intervals that end after the range starts; those that
+    // also start before it ends overlap it.
+    if (sqlite3_prepare_v2(db_,
+                           "SELECT queue, user_name, model,"
+                           "  SUM(gpu_milli * (MIN(end_ms, ?2) - MAX(start_ms, ?1))), COUNT(*)"
+                           " FROM usage WHERE end_ms > ?1 AND start_ms < ?2 AND id < ?3"
+                           " GROUP BY queue, user_name, model ORDER BY queue, user_name, model",
+                           -1, &st, nullptr) != SQLITE_OK) {
+      return Error("sum usage");
+    }
+    sqlite3_bind_int64(st, 1, from_ms);
+    sqlite3_bind_int64(st, 2, to_ms);
+    sqlite3_bind_int64(st, 3, below_id);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      out.push_back(UsageTotal{Text(st, 0), Text(st, 1), Text(st, 2), sqlite3_column_int64(st, 3),
+                               sqlite3_column_int64(st, 4)});
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return Error("sum usage");
+    return out;
+  }
+
+  Result<int64_t> MaxUsageId() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    int64_t id = 0;
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db_, "SELECT COALESCE(MAX(id), 0) FROM usage", -1, &st, nullptr) !=
+        SQLITE_OK) {
+      return Error("usage ids");
+    }
+    const int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) id = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW) return Error("usage ids");
+    return id;
+  }
+
  private:
+  // The single integer a query returns (a PRAGMA's value).
+  Status Int(const char* sql, int& out) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db_, sql, -1, &st, nullptr) != SQLITE_OK) return Error(sql);
+    const int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) out = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? Status::Ok() : Error(sql);
+  }
+
   static std::string Text(sqlite3_stmt* st, int col) {
     const unsigned char* t = sqlite3_column_text(st, col);
     return t == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(t));
@@ -101,8 +188,14 @@ class SqliteStore final : public StateStore {
     sqlite3_stmt* w = nullptr;
     sqlite3_stmt* n = nullptr;
     sqlite3_stmt* d = nullptr;
+    sqlite3_stmt* u = nullptr;
     if (sqlite3_prepare_v2(db_, "DELETE FROM workloads WHERE id = ?", -1, &d, nullptr) !=
             SQLITE_OK ||
+        sqlite3_prepare_v2(db_,
+                           "INSERT OR IGNORE INTO usage(id, workload, attempt, task, queue,"
+                           " user_name, model, gpu_milli, start_ms, end_ms)"
+                           " VALUES(?,?,?,?,?,?,?,?,?,?)",
+                           -1, &u, nullptr) != SQLITE_OK ||
         sqlite3_prepare_v2(db_,
                            "INSERT INTO workloads(id, state, spec, status) VALUES(?,?,?,?) "
                            "ON CONFLICT(id) DO UPDATE SET state=excluded.state, "
@@ -115,6 +208,7 @@ class SqliteStore final : public StateStore {
       sqlite3_finalize(w);
       sqlite3_finalize(n);
       sqlite3_finalize(d);
+      sqlite3_finalize(u);
       return Error("prepare");
     }
     Status result = Status::Ok();
@@ -144,9 +238,25 @@ class SqliteStore final : public StateStore {
       if (sqlite3_step(d) != SQLITE_DONE) result = Error("delete workload " + std::to_string(id));
       sqlite3_reset(d);
     }
+    for (const UsageRecord& r : batch.usage) {
+      if (!result.ok()) break;
+      sqlite3_bind_int64(u, 1, r.id);
+      sqlite3_bind_int64(u, 2, r.workload);
+      sqlite3_bind_int(u, 3, r.attempt);
+      sqlite3_bind_int(u, 4, r.task);
+      sqlite3_bind_text(u, 5, r.queue.data(), static_cast<int>(r.queue.size()), SQLITE_STATIC);
+      sqlite3_bind_text(u, 6, r.user.data(), static_cast<int>(r.user.size()), SQLITE_STATIC);
+      sqlite3_bind_text(u, 7, r.model.data(), static_cast<int>(r.model.size()), SQLITE_STATIC);
+      sqlite3_bind_int64(u, 8, r.gpu_milli);
+      sqlite3_bind_int64(u, 9, r.start_ms);
+      sqlite3_bind_int64(u, 10, r.end_ms);
+      if (sqlite3_step(u) != SQLITE_DONE) result = Error("write usage " + std::to_string(r.id));
+      sqlite3_reset(u);
+    }
     sqlite3_finalize(w);
     sqlite3_finalize(n);
     sqlite3_finalize(d);
+    sqlite3_finalize(u);
     return result;
   }
 

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -145,6 +146,87 @@ TEST_F(StoreTest, AcknowledgedCommitsSurviveSigkill) {
   ASSERT_TRUE(ws.ok());
   EXPECT_GE(static_cast<int64_t>(ws->size()), acked);
   for (int64_t i = 0; i < acked; ++i) EXPECT_EQ((*ws)[static_cast<size_t>(i)].id, i + 1);
+}
+
+UsageRecord U(int64_t id, const std::string& queue, const std::string& user, int64_t milli,
+              int64_t start_ms, int64_t end_ms) {
+  return UsageRecord{id, 100 + id, 0, 0, queue, user, "H100", milli, start_ms, end_ms};
+}
+
+// Accounting intervals are summed by (queue, user, model), clipped to the asked range; they
+// survive a reopen and the deletion of the workloads they came from.
+TEST_F(StoreTest, UsageIsSummedClippedToTheRangeAndOutlivesItsWorkloads) {
+  constexpr int64_t kHour = 3'600'000;
+  {
+    auto s = Open();
+    Batch b;
+    b.workloads = {W(101, "Succeeded")};
+    b.usage = {U(1, "a", "alice", 1000, 0, 2 * kHour), U(2, "a", "alice", 500, kHour, 3 * kHour),
+               U(3, "a", "bob", 2000, 5 * kHour, 6 * kHour), U(4, "b", "alice", 250, 0, kHour)};
+    ASSERT_TRUE(s->Commit(b).ok());
+    Batch gc;
+    gc.deleted_workloads = {101};
+    gc.usage = {U(1, "a", "alice", 9999, 0, 9 * kHour)};  // an id again: ignored
+    ASSERT_TRUE(s->Commit(gc).ok());
+  }
+  auto s = Open();
+  EXPECT_TRUE(s->LoadWorkloads()->empty());
+  EXPECT_EQ(*s->MaxUsageId(), 4);
+  auto all = s->SumUsage(0, 24 * kHour, 100);
+  ASSERT_TRUE(all.ok()) << all.status().message();
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[0].queue, "a");
+  EXPECT_EQ((*all)[0].user, "alice");
+  EXPECT_EQ((*all)[0].milli_gpu_ms, 1000 * 2 * kHour + 500 * 2 * kHour);
+  EXPECT_EQ((*all)[0].intervals, 2);
+  EXPECT_EQ((*all)[1].user, "bob");
+  EXPECT_EQ((*all)[2].queue, "b");
+  // [1h, 2h): half of the first interval, half of the second; bob's lies outside.
+  auto mid = s->SumUsage(kHour, 2 * kHour, 100);
+  ASSERT_TRUE(mid.ok());
+  ASSERT_EQ(mid->size(), 1u);
+  EXPECT_EQ((*mid)[0].milli_gpu_ms, 1000 * kHour + 500 * kHour);
+  EXPECT_EQ((*mid)[0].intervals, 2);
+  // Records at or above below_id are left out (the controller counts them as running).
+  auto below = s->SumUsage(0, 24 * kHour, 2);
+  ASSERT_TRUE(below.ok());
+  ASSERT_EQ(below->size(), 1u);
+  EXPECT_EQ((*below)[0].milli_gpu_ms, 1000 * 2 * kHour);
+}
+
+// A database written before accounting existed (schema version 0) is migrated in place,
+// its workloads and nodes kept; one of a newer version is refused.
+TEST_F(StoreTest, MigratesAnOlderSchemaAndRefusesANewerOne) {
+  auto raw = [&](const char* sql) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    char* err = nullptr;
+    EXPECT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+    sqlite3_free(err);
+    sqlite3_close(db);
+  };
+  raw("CREATE TABLE workloads (id INTEGER PRIMARY KEY, state TEXT NOT NULL, spec TEXT NOT NULL,"
+      " status TEXT NOT NULL);"
+      "CREATE TABLE nodes (name TEXT PRIMARY KEY, json TEXT NOT NULL);"
+      "INSERT INTO workloads VALUES (7, 'Running', '{}', '{}');"
+      "INSERT INTO nodes VALUES ('n1', '{}');");
+  {
+    auto s = Open();
+    auto ws = s->LoadWorkloads();
+    ASSERT_TRUE(ws.ok());
+    ASSERT_EQ(ws->size(), 1u);
+    EXPECT_EQ((*ws)[0].id, 7);
+    EXPECT_EQ(s->LoadNodes()->size(), 1u);
+    Batch b;
+    b.usage = {U(1, "a", "alice", 1000, 0, 1000)};
+    ASSERT_TRUE(s->Commit(b).ok());
+    EXPECT_EQ(*s->MaxUsageId(), 1);
+  }
+  raw("PRAGMA user_version=99;");
+  auto newer = OpenSqliteStore(path_);
+  ASSERT_FALSE(newer.ok());
+  EXPECT_NE(newer.status().message().find("schema version 99"), std::string::npos)
+      << newer.status().message();
 }
 
 }  // namespace

@@ -193,10 +193,10 @@ TEST(Observability, LiveMetricsPassPromtoolAndShowTheCluster) {
        {"gpuorch_gpus", "gpuorch_gpus_allocated", "gpuorch_gpus_idle_while_waiting",
         "gpuorch_gpu_idle_while_waiting_seconds_total", "gpuorch_fragmented_gpus",
         "gpuorch_queue_gpus_used", "gpuorch_queue_gpus_guaranteed", "gpuorch_queue_gpus_limit",
-        "gpuorch_queue_gpus_fair_share", "gpuorch_workloads_pending", "gpuorch_queue_wait_seconds",
-        "gpuorch_preemptions_total", "gpuorch_cycle_seconds",
-        "gpuorch_api_request_duration_seconds", "gpuorch_store_commit_seconds",
-        "gpuorch_node_heartbeat_age_seconds", "gpuorch_node_up"}) {
+        "gpuorch_queue_gpus_fair_share", "gpuorch_queue_allocated_gpu_seconds_total",
+        "gpuorch_workloads_pending", "gpuorch_queue_wait_seconds", "gpuorch_preemptions_total",
+        "gpuorch_cycle_seconds", "gpuorch_api_request_duration_seconds",
+        "gpuorch_store_commit_seconds", "gpuorch_node_heartbeat_age_seconds", "gpuorch_node_up"}) {
     EXPECT_TRUE(families.count(name)) << name;
   }
   for (const char* sample : {

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "cli/client/admin_commands.h"
+#include "cli/client/usage_command.h"
 
 namespace gpuorch::cli {
 namespace {
@@ -233,6 +234,25 @@ void AddAdminCommands(CLI::App& app, const Io& io, int& exit_code) {
   });
 }
 
+void AddUsage(CLI::App& app, const Io& io, int& exit_code) {
+  auto* cmd = app.add_subcommand(
+      "usage", "Allocated GPU-hours per queue or user and GPU model, like Slurm's sreport");
+  auto common = std::make_shared<CommonArgs>();
+  auto args = std::make_shared<UsageArgs>();
+  AddServer(cmd, *common);
+  AddOutput(cmd, *common);
+  cmd->add_option("--from", args->from,
+                  "Start (included): 2026-03-01 (00:00 UTC) or 2026-03-01T12:00:00Z; default: "
+                  "the start of --to's month");
+  cmd->add_option("--to", args->to, "End (excluded), in the same forms; default: now");
+  cmd->add_option("--by", args->by, "Rows per queue or per user")
+      ->check(CLI::IsMember({"queue", "user"}))
+      ->capture_default_str();
+  cmd->add_option("-q,--queue", args->queue, "Only this queue");
+  cmd->add_flag("--csv", args->csv, "CSV with a header instead of a table");
+  cmd->callback([common, args, &io, &exit_code] { exit_code = RunUsage(*common, *args, io); });
+}
+
 }  // namespace
 
 void AddClientCommands(CLI::App& app, const Io& io, int& exit_code) {
@@ -241,6 +261,7 @@ void AddClientCommands(CLI::App& app, const Io& io, int& exit_code) {
   AddCancelAndLogs(app, io, exit_code);
   AddClusterCommands(app, io, exit_code);
   AddAdminCommands(app, io, exit_code);
+  AddUsage(app, io, exit_code);
 }
 
 }  // namespace gpuorch::cli

@@ -6,7 +6,8 @@
 
 namespace gpuorch::cli {
 
-// Adds submit, get, describe, cancel, logs, queues, nodes, drain and undrain to `app`. A
+// Adds submit, get, describe, cancel, logs, queues, nodes, drain, undrain, token, audit and
+// usage to `app`. A
 // command's callback runs during app.parse() and stores its exit code in `exit_code`;
 // flag errors surface as CLI::ParseError from parse() (the caller maps them to exit 2).
 // `io` must outlive the parse.

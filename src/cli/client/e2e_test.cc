@@ -65,7 +65,8 @@ class FakeServer {
     std::string path = req.path;
     // Rebuild the query in a fixed order (httplib parses it into a multimap).
     std::string query;
-    for (const char* key : {"queue", "state", "kind", "task", "stream", "limit", "continue"}) {
+    for (const char* key :
+         {"queue", "state", "kind", "task", "stream", "limit", "continue", "from", "to", "by"}) {
       if (req.has_param(key)) {
         query += (query.empty() ? "?" : "&") + std::string(key) + "=" + req.get_param_value(key);
       }
@@ -126,6 +127,33 @@ class FakeServer {
                   Record(req);
                   Json(res, 200, testing::CannedQueues()["queues"][0]);
                 });
+    server_.Get("/v1/usage", [this](const httplib::Request& req, httplib::Response& res) {
+      Record(req);
+      if (req.get_param_value("from") == "yesterday") {
+        return Json(res, 400,
+                    ApiError(400, "from",
+                             "from: expected a date (2026-03-01) or an RFC 3339 time "
+                             "(2026-03-01T00:00:00Z), got \"yesterday\""));
+      }
+      const std::string by = req.has_param("by") ? req.get_param_value("by") : "queue";
+      Json(res, 200,
+           {{"from", "2026-11-01T00:00:00.000Z"},
+            {"to", "2026-11-24T14:05:00.000Z"},
+            {"by", by},
+            {"rows",
+             {{{by, by == "user" ? "alice" : "research"},
+               {"model", "H100-80GB"},
+               {"allocated_gpu_seconds", 45000},
+               {"allocated_gpu_hours", 12.5},
+               {"used_gpu_hours", nullptr},
+               {"tasks", 3}},
+              {{by, by == "user" ? "bob, jr" : "dev"},
+               {"model", "T4"},
+               {"allocated_gpu_seconds", 1},
+               {"allocated_gpu_hours", 1.0 / 3600},
+               {"used_gpu_hours", nullptr},
+               {"tasks", 1}}}}});
+    });
     server_.Get("/v1/nodes", [this](const httplib::Request& req, httplib::Response& res) {
       Record(req);
       Json(res, 200, testing::CannedNodes());
@@ -430,6 +458,37 @@ class ClosedPort {
   int fd_ = -1;
   int port_ = 0;
 };
+
+// `gpuorch usage` asks for the range and grouping it was given and prints sreport-style
+// tables or CSV; the server's refusal of a bad range is shown with its field.
+TEST_F(ClientE2E, UsageAsTableAndCsv) {
+  CliResult r = RunCli(Args({"usage", "--from", "2026-11-01", "--to", "2026-11-24"}));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "Allocated GPU-hours by queue, 2026-11-01T00:00:00.000Z to 2026-11-24T14:05:00.000Z\n"
+            "QUEUE      MODEL       ALLOCATED-GPU-HOURS   USED-GPU-HOURS   TASKS\n"
+            "research   H100-80GB   12.50                 -                3\n"
+            "dev        T4          0.00                  -                1\n"
+            "TOTAL                  12.50\n");
+  r = RunCli(Args({"usage", "--by", "user", "--csv"}));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "user,model,allocated_gpu_seconds,allocated_gpu_hours,used_gpu_hours,tasks\n"
+            "alice,H100-80GB,45000,12.5000,,3\n"
+            "\"bob, jr\",T4,1,0.0003,,1\n");
+  r = RunCli(Args({"usage", "--from", "yesterday"}));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(r.err.find("error: from: expected a date"), std::string::npos) << r.err;
+  const std::vector<Seen> seen = server_.seen();
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0].path, "/v1/usage?from=2026-11-01&to=2026-11-24&by=queue");
+  EXPECT_EQ(seen[1].path, "/v1/usage?by=user");
+  // --by is checked here: nothing reaches the server.
+  r = RunCli(Args({"usage", "--by", "account"}));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(server_.seen().size(), 3u);
+}
 
 TEST(ClientUnreachable, ExitThreeNamingTheUrl) {
   ClosedPort closed;
