@@ -87,6 +87,17 @@ struct ServerConfig {
   // The audit log (DATA/audit.log) is rotated at this size; this many old files are kept.
   int64_t audit_max_bytes = 64 << 20;
   int64_t audit_keep = 5;
+  // TLS for the API (docs/security.md), PEM files; relative paths are relative to the
+  // server's working directory. `cert` and `key` together turn TLS on. `client_ca` adds
+  // mutual TLS for agents: their register, watch and heartbeat requests then need a client
+  // certificate from that CA naming the node they act as (CN "node:NAME"), besides their
+  // token. YAML: `tls: {cert: F, key: F, client_ca: F}`.
+  struct Tls {
+    std::string cert;
+    std::string key;
+    std::string client_ca;
+    bool on() const { return !cert.empty(); }
+  } tls;
   // `gpuorch server --insecure-no-auth` (not a YAML key): every request acts as an
   // administrator. Refused unless `listen` is a loopback address.
   bool insecure_no_auth = false;
@@ -119,5 +130,7 @@ struct ServerConfig {
 // Parses YAML text. Errors name the field: "queues[1].quota[0].guaranteed: must be >= 0".
 core::Result<ServerConfig> ParseConfig(const std::string& yaml_text);
 core::Result<ServerConfig> LoadConfig(const std::string& path);
+// Whether the TLS fields fit together (cert and key both or neither; client_ca needs them).
+core::Status CheckTls(const ServerConfig::Tls& tls);
 
 }  // namespace gpuorch::server

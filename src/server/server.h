@@ -70,6 +70,10 @@ class Server {
   static Access AccessOf(const Principal& caller);
   // A refusal for a heartbeat or watch as `node`, whose name another valid token holds.
   bool NodeHeldByOther(const std::string& node, const Principal& caller);
+  // Mutual TLS (tls.client_ca): a request acting as agent of `node` (register, watch,
+  // heartbeat) needs a verified client certificate with CN "node:<node>", whatever its
+  // token. True, with the 403 in `refusal`, when it has none or another node's.
+  bool CertRefuses(const HttpRequest& req, const std::string& node, HttpResponse& refusal) const;
   void TokenRoutes();
 
   ServerConfig config_;
