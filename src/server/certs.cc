@@ -14,6 +14,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 
 namespace gpuorch::server {
@@ -262,9 +263,9 @@ Result<std::vector<std::string>> InitCerts(const CertsOptions& options) {
       return Status::Invalid("--hosts: '" + h + "' is not a host name or an IP address");
     }
   }
-  if (::mkdir(options.dir.c_str(), 0755) != 0 && errno != EEXIST) {
-    return Status::Invalid(options.dir + ": " + std::strerror(errno));
-  }
+  std::error_code ec;
+  std::filesystem::create_directories(options.dir, ec);
+  if (ec) return Status::Invalid(options.dir + ": " + ec.message());
   auto ca_key = NewKey();
   if (!ca_key.ok()) return ca_key.status();
   auto ca = Issue(Subject{"gpuorch cluster CA", true, "", "", options.ca_days}, ca_key->get(),

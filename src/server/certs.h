@@ -27,7 +27,7 @@ inline constexpr char kNodeCnPrefix[] = "node:";
 std::string NodeCommonName(const std::string& node);
 
 struct CertsOptions {
-  std::string dir;                 // created (0755) when missing
+  std::string dir;                 // created (with its parents) when missing
   std::vector<std::string> hosts;  // the server's names and addresses; empty: DefaultHosts()
   std::vector<std::string> nodes;  // one client certificate each
   int64_t days = 825;              // validity of the server's and agents' certificates

@@ -559,10 +559,11 @@ Status HttpServer::Impl::LoadTls() {
   if (ctx.use_certificate_chain_file(o.tls_cert_file, ec); ec) {
     return fail("tls.cert: cannot load " + o.tls_cert_file, ec);
   }
-  if (ctx.use_private_key_file(o.tls_key_file, ssl::context::pem, ec); ec) {
-    return fail("tls.key: cannot load " + o.tls_key_file, ec);
-  }
-  if (SSL_CTX_check_private_key(ctx.native_handle()) != 1) {
+  ctx.use_private_key_file(o.tls_key_file, ssl::context::pem, ec);
+  const bool mismatch =
+      ec && ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == X509_R_KEY_VALUES_MISMATCH;
+  if (ec && !mismatch) return fail("tls.key: cannot load " + o.tls_key_file, ec);
+  if (mismatch || SSL_CTX_check_private_key(ctx.native_handle()) != 1) {
     ERR_clear_error();
     tls.reset();
     return Status::Invalid("tls.key: " + o.tls_key_file + " is not the key of " + o.tls_cert_file);
