@@ -30,8 +30,9 @@ class TlsEndToEnd : public ::testing::Test {
   }
   // The CLI against this server with the administrator's token (and `extra` flags).
   CliResult Cli(std::vector<std::string> args, const std::vector<std::string>& extra) {
-    args.insert(args.end(), {"--server", url_, "--token-file", dir_ + "/data/admin.token"});
-    args.insert(args.end(), extra.begin(), extra.end());
+    // After the subcommand: a command after `--` must stay last.
+    args.insert(args.begin() + 1, extra.begin(), extra.end());
+    args.insert(args.begin() + 1, {"--server", url_, "--token-file", dir_ + "/data/admin.token"});
     return RunCli(GPUORCH_BIN, args);
   }
 
