@@ -1,6 +1,7 @@
 #include "agent/agent.h"
 
 #include <httplib.h>
+#include <openssl/x509.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -62,6 +63,27 @@ Result<std::shared_ptr<const Cgroups>> OpenCgroups(const std::string& parent,
   return std::shared_ptr<const Cgroups>(std::move(c).value());
 }
 
+// The TLS flags fit the URL and name readable files.
+Status CheckTlsOptions(const AgentOptions& o) {
+  if (o.tls_cert_file.empty() != o.tls_key_file.empty()) {
+    return Status::Invalid("--tls-cert and --tls-key: give both or neither");
+  }
+  const bool https = o.server_url.rfind("https://", 0) == 0;
+  if (!https && (!o.ca_file.empty() || !o.tls_cert_file.empty())) {
+    return Status::Invalid("--server '" + o.server_url +
+                           "': --ca, --tls-cert and --tls-key need an https:// URL");
+  }
+  for (const auto& [flag, path] : {std::pair<const char*, const std::string*>{"--ca", &o.ca_file},
+                                   {"--tls-cert", &o.tls_cert_file},
+                                   {"--tls-key", &o.tls_key_file}}) {
+    if (!path->empty() && ::access(path->c_str(), R_OK) != 0) {
+      return Status::Invalid(std::string(flag) + ": cannot read " + *path + ": " +
+                             std::strerror(errno));
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::string HostName() {
@@ -106,11 +128,18 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
   if (!logs.ok()) return logs.status();
   a->log_server_ = std::move(logs).value();
 
+  if (Status st = CheckTlsOptions(options); !st.ok()) return st;
   for (auto* c : {&a->client_, &a->watch_client_}) {
-    *c = std::make_unique<httplib::Client>(options.server_url);
+    *c = options.tls_cert_file.empty()
+             ? std::make_unique<httplib::Client>(options.server_url)
+             : std::make_unique<httplib::Client>(options.server_url, options.tls_cert_file,
+                                                 options.tls_key_file);
     if (!(*c)->is_valid()) {
-      return Status::Invalid("--server '" + options.server_url + "': expected http://host:port");
+      return Status::Invalid(
+          "--server '" + options.server_url + "': expected http://host:port or https://host:port" +
+          (options.tls_cert_file.empty() ? "" : " (or --tls-cert/--tls-key could not be loaded)"));
     }
+    if (!options.ca_file.empty()) (*c)->set_ca_cert_path(options.ca_file);
     (*c)->set_connection_timeout(2, 0);
     (*c)->set_read_timeout(5, 0);
     (*c)->set_write_timeout(5, 0);
@@ -220,10 +249,16 @@ int64_t Agent::Tick() {
 
 namespace {
 
-HttpAnswer Answer(const httplib::Result& res) {
+HttpAnswer Answer(const httplib::Result& res, const httplib::Client& client) {
   HttpAnswer a;
   if (!res) {
     a.error = httplib::to_string(res.error());
+    if (res.error() == httplib::Error::SSLServerVerification) {
+      const long v = client.get_openssl_verify_result();
+      a.error += v == X509_V_OK ? ": the server's certificate does not name its host"
+                                : std::string(": cannot verify the server's certificate: ") +
+                                      X509_verify_cert_error_string(v) + " (give --ca)";
+    }
     return a;
   }
   a.status = res->status;
@@ -235,7 +270,8 @@ HttpAnswer Answer(const httplib::Result& res) {
 
 bool Agent::Register() {
   const HttpAnswer answer = Answer(
-      client_->Post(NodeSession::kRegisterPath, session_->RegisterBody(), "application/json"));
+      client_->Post(NodeSession::kRegisterPath, session_->RegisterBody(), "application/json"),
+      *client_);
   if (!session_->OnRegisterAnswer(answer)) return false;
   std::lock_guard lock(mu_);
   watch_registered_ = true;
@@ -250,7 +286,7 @@ bool Agent::Heartbeat() {
   client_->set_keep_alive(session_->KeepContactConnection());
   const std::string body = session_->HeartbeatBody();
   const bool ok = session_->OnHeartbeatAnswer(
-      Answer(client_->Post(session_->HeartbeatPath(), body, "application/json")));
+      Answer(client_->Post(session_->HeartbeatPath(), body, "application/json"), *client_));
   // The server sizes the interval to its cluster and repeats it in every answer: the
   // watch's wait follows it.
   std::lock_guard lock(mu_);
@@ -277,7 +313,8 @@ void Agent::Watch() {
     // timeout leaves it time to answer on a loaded machine.
     watch_client_->set_read_timeout(static_cast<time_t>(interval / 1000 + 5), 0);
     Result<DesiredList> got = ParseWatchAnswer(
-        Answer(watch_client_->Get(WatchPath(session_->registration().name, known, interval))));
+        Answer(watch_client_->Get(WatchPath(session_->registration().name, known, interval)),
+               *watch_client_));
     std::unique_lock lock(mu_);
     if (stopping_) return;
     if (got.ok()) {

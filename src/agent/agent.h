@@ -26,7 +26,13 @@ namespace gpuorch::agent {
 struct AgentOptions {
   std::string server_url = "http://127.0.0.1:7480";
   std::string token;  // the node's API token ("" for a server without authentication)
-  std::string name;   // empty: the host name
+  // TLS (docs/security.md), PEM files: the CA an https:// server's certificate must verify
+  // against ("": the system's CAs), and for mutual TLS this node's client certificate and
+  // key (gpuorch certs init --nodes), which the server ties to the node's name.
+  std::string ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string name;  // empty: the host name
   std::string data_dir;
   std::string listen = "127.0.0.1:0";
   std::string zone;

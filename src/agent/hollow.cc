@@ -287,6 +287,11 @@ Result<std::unique_ptr<HollowFleet>> HollowFleet::Create(HollowOptions options) 
   // "http://host:port": what httplib::Client accepts too, for the same --server flag.
   const std::string& url = options.server_url;
   const std::string scheme = "http://";
+  if (url.rfind("https://", 0) == 0) {
+    return Status::Invalid("--server '" + url +
+                           "': hollow nodes speak plain HTTP only (no TLS); run them against "
+                           "a server without tls");
+  }
   const size_t colon = url.rfind(':');
   if (url.rfind(scheme, 0) != 0 || colon == std::string::npos || colon < scheme.size()) {
     return Status::Invalid("--server '" + url + "': expected http://host:port");

@@ -245,6 +245,9 @@ int gpuorch_shim_main(int argc, char** argv) {
     memset(&dfl, 0, sizeof(dfl));
     dfl.sa_handler = SIG_DFL;
     for (int i = 0; i < kForwardedCount; ++i) sigaction(kForwarded[i], &dfl, NULL);
+    /* gpuorch ignores SIGPIPE (TLS writes raise it); an ignored signal survives exec, and
+       tasks expect the default (`producer | head` ends the producer). */
+    sigaction(SIGPIPE, &dfl, NULL);
     sigprocmask(SIG_SETMASK, &old, NULL);
     execvp(argv[first], argv + first);
     Say("cannot run '%s': %s", argv[first], strerror(errno));

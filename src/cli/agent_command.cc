@@ -97,6 +97,10 @@ int RunHollow(AgentFlags flags) {
     std::fprintf(stderr, "error: --name: hollow nodes are named by --name-prefix\n");
     return 2;
   }
+  if (!flags.options.ca_file.empty() || !flags.options.tls_cert_file.empty()) {
+    std::fprintf(stderr, "error: --ca, --tls-cert: hollow nodes speak plain HTTP only\n");
+    return 2;
+  }
   core::Result<agent::EmulatedSpec> spec = agent::ParseEmulatedSpec(flags.emulate);
   if (!spec.ok()) {
     std::fprintf(stderr, "error: %s\n", spec.status().message().c_str());
@@ -143,6 +147,13 @@ void RegisterAgent(CLI::App& app, int& exit_code) {
   cmd->add_option("--token-file", flags->token_file,
                   "File holding the node's token (gpuorch token create --role agent --node N; "
                   "hollow nodes: a join token for PREFIX-*); default: $GPUORCH_TOKEN");
+  cmd->add_option("--ca", o.ca_file,
+                  "CA certificate (PEM) to verify an https:// server with (gpuorch certs init's "
+                  "ca.pem; default: the system's CAs)")
+      ->envname("GPUORCH_CA");
+  cmd->add_option("--tls-cert", o.tls_cert_file,
+                  "Client certificate (PEM) for mutual TLS: agent-NODE.pem of gpuorch certs init");
+  cmd->add_option("--tls-key", o.tls_key_file, "The key of --tls-cert (PEM)");
   cmd->add_option("--emulate-gpus", flags->emulate,
                   "Run without NVIDIA GPUs, pretending to have e.g. 8xH100-80GB, 4xA100-40GB, "
                   "2xT4");

@@ -18,6 +18,8 @@ void RegisterServerCommand(CLI::App& app, int& exit_code);
 void RegisterDevCommand(CLI::App& app, int& exit_code);
 // agent (the node agent, docs/agent.md) and task-shim (internal: the agent's task wrapper).
 void RegisterAgentCommands(CLI::App& app, int& exit_code);
+// certs init, certs add-nodes (a cluster CA and TLS certificates, docs/operations.md).
+void RegisterCertsCommand(CLI::App& app, int& exit_code);
 
 // --log-level and --log-format of the server, the agent and dev (docs/operations.md).
 struct LogFlags {

@@ -81,6 +81,7 @@ void RegisterServerCommand(CLI::App& app, int& exit_code) {
   auto* cmd =
       app.add_subcommand("server", "Run the gpuorch control plane (REST API, store, scheduler)");
   static std::string config_path, listen, data;
+  static server::ServerConfig::Tls tls;
   static bool insecure = false;
   static LogFlags log_flags;
   cmd->add_option("--config", config_path, "YAML configuration file")->check(CLI::ExistingFile);
@@ -91,6 +92,13 @@ void RegisterServerCommand(CLI::App& app, int& exit_code) {
   cmd->add_flag("--insecure-no-auth", insecure,
                 "No authentication: every request acts as an administrator. Refused unless "
                 "the server listens on loopback; for local experiments only");
+  cmd->add_option("--tls-cert", tls.cert,
+                  "Serve HTTPS with this certificate chain (PEM; e.g. server.pem of gpuorch "
+                  "certs init); overrides tls.cert");
+  cmd->add_option("--tls-key", tls.key, "The key of --tls-cert (PEM); overrides tls.key");
+  cmd->add_option("--tls-client-ca", tls.client_ca,
+                  "Mutual TLS for agents: they must present a certificate from this CA naming "
+                  "their node (CN node:NAME); overrides tls.client_ca");
   AddLogFlags(cmd, log_flags);
   cmd->callback([&exit_code] {
     if (!SetupLogging(log_flags, "server")) {
@@ -105,10 +113,19 @@ void RegisterServerCommand(CLI::App& app, int& exit_code) {
     }
     server::ServerConfig config = *parsed;
     config.insecure_no_auth = insecure;
+    if (!tls.cert.empty()) config.tls.cert = tls.cert;
+    if (!tls.key.empty()) config.tls.key = tls.key;
+    if (!tls.client_ca.empty()) config.tls.client_ca = tls.client_ca;
+    if (core::Status st = server::CheckTls(config.tls); !st.ok()) {
+      std::fprintf(stderr, "gpuorch server: %s\n", st.message().c_str());
+      exit_code = 2;
+      return;
+    }
     exit_code = RunServer(config, [&](int port) {
       std::string host = config.listen.substr(0, config.listen.rfind(':'));
-      std::printf("gpuorch server listening on http://%s:%d (data %s)\n", host.c_str(), port,
-                  config.data.c_str());
+      std::printf("gpuorch server listening on %s://%s:%d (data %s%s)\n",
+                  config.tls.on() ? "https" : "http", host.c_str(), port, config.data.c_str(),
+                  config.tls.client_ca.empty() ? "" : ", mutual TLS for agents");
       std::fflush(stdout);
     });
   });

@@ -293,7 +293,9 @@ Result<ServerConfig> ParseConfig(const std::string& text) {
                       "agent_hosts",
                       "rate_limit_per_s",
                       "rate_limit_burst",
-                      "rate_limit_exempt_roles"}));
+                      "rate_limit_exempt_roles",
+
+                      "tls"}));
   GPUORCH_TRY(r.Get(root, "listen", "", c.listen));
   GPUORCH_TRY(r.Get(root, "data", "", c.data));
   GPUORCH_TRY(r.Get(root, "policy", "", c.policy));
@@ -352,6 +354,13 @@ Result<ServerConfig> ParseConfig(const std::string& text) {
                              "]: must be a host name or *.domain");
     }
   }
+  if (root["tls"]) {
+    GPUORCH_TRY(r.Keys(root["tls"], "tls", {"cert", "key", "client_ca"}));
+    GPUORCH_TRY(r.Get(root["tls"], "cert", "tls", c.tls.cert));
+    GPUORCH_TRY(r.Get(root["tls"], "key", "tls", c.tls.key));
+    GPUORCH_TRY(r.Get(root["tls"], "client_ca", "tls", c.tls.client_ca));
+  }
+  GPUORCH_TRY(CheckTls(c.tls));
   GPUORCH_TRY(Duration(root, "finished_retention", c.finished_retention_s));
   GPUORCH_TRY(r.Get(root, "default_priority", "", c.default_priority));
   if (root["priority_classes"]) {
@@ -430,6 +439,17 @@ Result<ServerConfig> ParseConfig(const std::string& text) {
     return Status::Invalid("audit_keep: must be in 1..1000");
   }
   return c;
+}
+
+Status CheckTls(const ServerConfig::Tls& tls) {
+  if (tls.cert.empty() != tls.key.empty()) {
+    return Status::Invalid(tls.cert.empty() ? "tls.cert: required with tls.key"
+                                            : "tls.key: required with tls.cert");
+  }
+  if (!tls.client_ca.empty() && tls.cert.empty()) {
+    return Status::Invalid("tls.client_ca: needs tls.cert and tls.key (mutual TLS is TLS)");
+  }
+  return Status::Ok();
 }
 
 Result<ServerConfig> LoadConfig(const std::string& path) {

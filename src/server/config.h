@@ -94,6 +94,17 @@ struct ServerConfig {
   double rate_limit_per_s = 50;
   double rate_limit_burst = 200;
   std::vector<std::string> rate_limit_exempt_roles = {"admin", "agent"};
+  // TLS for the API (docs/security.md), PEM files; relative paths are relative to the
+  // server's working directory. `cert` and `key` together turn TLS on. `client_ca` adds
+  // mutual TLS for agents: their register, watch and heartbeat requests then need a client
+  // certificate from that CA naming the node they act as (CN "node:NAME"), besides their
+  // token. YAML: `tls: {cert: F, key: F, client_ca: F}`.
+  struct Tls {
+    std::string cert;
+    std::string key;
+    std::string client_ca;
+    bool on() const { return !cert.empty(); }
+  } tls;
   // `gpuorch server --insecure-no-auth` (not a YAML key): every request acts as an
   // administrator. Refused unless `listen` is a loopback address.
   bool insecure_no_auth = false;
@@ -126,5 +137,7 @@ struct ServerConfig {
 // Parses YAML text. Errors name the field: "queues[1].quota[0].guaranteed: must be >= 0".
 core::Result<ServerConfig> ParseConfig(const std::string& yaml_text);
 core::Result<ServerConfig> LoadConfig(const std::string& path);
+// Whether the TLS fields fit together (cert and key both or neither; client_ca needs them).
+core::Status CheckTls(const ServerConfig::Tls& tls);
 
 }  // namespace gpuorch::server

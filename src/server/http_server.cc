@@ -1,5 +1,8 @@
 #include "server/http_server.h"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -7,6 +10,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <chrono>
 #include <optional>
 #include <thread>
@@ -16,6 +20,7 @@ namespace gpuorch::server {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using core::Result;
 using core::Status;
@@ -127,8 +132,12 @@ struct HttpServer::Impl {
   // On an I/O thread, once Stop() was called: the hook, then no more accepts.
   void OnStop();
 
+  // Bind(): the TLS context, when the options name a certificate.
+  Status LoadTls();
+
   HttpOptions options;
   HttpHandler handler;
+  std::optional<ssl::context> tls;  // set by Bind(), before Run()
   // Declared before the io_context: connections dropped when it is destroyed count down.
   std::atomic<int64_t> connections{0};
   std::atomic<int64_t> busy{0};  // requests read and not yet answered
@@ -149,14 +158,41 @@ struct HttpServer::Impl {
 
 namespace {
 
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+// The subject CN of the peer's certificate when it verified; "" otherwise.
+std::string VerifiedPeerCommonName(SSL* ssl) {
+  X509* cert = SSL_get1_peer_certificate(ssl);
+  if (cert == nullptr) return "";
+  std::string cn;
+  if (SSL_get_verify_result(ssl) == X509_V_OK) {
+    X509_NAME* name = X509_get_subject_name(cert);
+    const int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+    unsigned char* utf8 = nullptr;
+    if (i >= 0) {
+      const int n =
+          ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
+      if (n > 0) cn.assign(reinterpret_cast<char*>(utf8), static_cast<size_t>(n));
+      OPENSSL_free(utf8);
+    }
+  }
+  X509_free(cert);
+  return cn;
+}
+
 // One connection: reads a request, hands it to a worker, writes the answer the handler
-// gives, and reads the next (keep-alive). All its I/O runs on its strand.
-class Session : public std::enable_shared_from_this<Session> {
+// gives, and reads the next (keep-alive). All its I/O runs on its strand. `Stream` is
+// beast::tcp_stream, or TlsStream over one (the handshake comes first).
+template <class Stream>
+class Session : public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+  using std::enable_shared_from_this<Session<Stream>>::shared_from_this;
+
  public:
   Session(tcp::socket socket, HttpServer::Impl* server)
-      : stream_(std::move(socket)), server_(server) {
+      : stream_(MakeStream(std::move(socket), server)), server_(server) {
     beast::error_code ec;
-    asio::ip::address peer = stream_.socket().remote_endpoint(ec).address();
+    asio::ip::address peer = Tcp().socket().remote_endpoint(ec).address();
     if (!ec) {
       if (peer.is_v6() && peer.to_v6().is_v4_mapped()) {
         peer = asio::ip::make_address_v4(asio::ip::v4_mapped, peer.to_v6());
@@ -169,24 +205,75 @@ class Session : public std::enable_shared_from_this<Session> {
     if (busy_) --server_->busy;
   }
 
-  void Start() { ReadHeader(); }
+  void Start() {
+    if constexpr (kTls) {
+      Handshake();
+    } else {
+      ReadHeader();
+    }
+  }
 
   // Over the connection limit: answer 503 to the first request and close.
   void Refuse() {
     refuse_ = true;
-    ReadHeader();
+    Start();
   }
 
  private:
+  static Stream MakeStream(tcp::socket socket, HttpServer::Impl* server) {
+    if constexpr (kTls) {
+      return Stream(std::move(socket), *server->tls);
+    } else {
+      return Stream(std::move(socket));
+    }
+  }
+
+  beast::tcp_stream& Tcp() { return beast::get_lowest_layer(stream_); }
+
   std::chrono::milliseconds Idle() const {
     return std::chrono::milliseconds(server_->options.idle_timeout_ms);
+  }
+
+  // TLS first, under the idle timeout (a timeout closes the socket and fails the handshake).
+  void Handshake() {
+    Tcp().expires_after(Idle());
+    stream_.async_handshake(
+        ssl::stream_base::server, [self = shared_from_this()](beast::error_code ec) {
+          if (!ec) {
+            self->handshaken_ = true;
+            if constexpr (kTls)
+              self->client_cn_ = VerifiedPeerCommonName(self->stream_.native_handle());
+            return self->ReadHeader();
+          }
+          // Plain HTTP to a TLS port: say so in plain HTTP, which the client can read.
+          if (ec.category() == asio::error::get_ssl_category() &&
+              ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == SSL_R_HTTP_REQUEST) {
+            return self->TellPlainClient();
+          }
+          self->Tcp().close();  // not TLS, a certificate that does not verify, or too slow
+        });
+  }
+
+  void TellPlainClient() {
+    static const std::string kAnswer = [] {
+      const std::string body = "this server speaks HTTPS: use an https:// URL to reach it\n";
+      return "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+             "Content-Length: " +
+             std::to_string(body.size()) + "\r\n\r\n" + body;
+    }();
+    Tcp().expires_after(kLingerTime);
+    asio::async_write(Tcp().socket(), asio::buffer(kAnswer),
+                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                        if (ec) return self->Tcp().close();
+                        self->HalfCloseAndDrain();
+                      });
   }
 
   void ReadHeader() {
     parser_.emplace();
     parser_->header_limit(kHeaderLimit);
     parser_->body_limit(static_cast<uint64_t>(server_->options.max_body_bytes));
-    stream_.expires_after(Idle());
+    Tcp().expires_after(Idle());
     http::async_read_header(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
@@ -243,7 +330,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnRequest() {
     // The handler may hold the request as long as it likes (a long poll); the connection
     // is not idle meanwhile.
-    stream_.expires_never();
+    Tcp().expires_never();
     busy_ = true;
     ++server_->busy;
     http::request<http::string_body> req = parser_->release();
@@ -260,6 +347,7 @@ class Session : public std::enable_shared_from_this<Session> {
     r.body = std::move(req.body());
     r.authorization = std::string(req[http::field::authorization]);
     r.peer = peer_;
+    r.client_cn = client_cn_;
     r.watch_peer = [self = shared_from_this()](std::function<void()> on_close) {
       asio::post(self->stream_.get_executor(),
                  [self, on_close = std::move(on_close)]() mutable { self->Monitor(on_close); });
@@ -287,9 +375,14 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!busy_ || writing_ || monitoring_) return;  // answered meanwhile
     on_close_ = std::move(on_close);
     monitoring_ = true;
-    stream_.socket().async_read_some(
-        buffer_.prepare(1024),
-        [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnMonitor(ec, n); });
+    auto on_read = [self = shared_from_this()](beast::error_code ec, size_t n) {
+      self->OnMonitor(ec, n);
+    };
+    if constexpr (kTls) {
+      stream_.async_read_some(buffer_.prepare(1024), std::move(on_read));
+    } else {
+      stream_.socket().async_read_some(buffer_.prepare(1024), std::move(on_read));
+    }
   }
 
   void OnMonitor(beast::error_code ec, size_t n) {
@@ -321,7 +414,7 @@ class Session : public std::enable_shared_from_this<Session> {
     res_.body() = std::move(res.body);
     res_.prepare_payload();
     if (head_) res_.body().clear();  // Content-Length still says what GET would send
-    stream_.expires_after(Idle());
+    Tcp().expires_after(Idle());
     http::async_write(stream_, res_, [self = shared_from_this()](beast::error_code ec, size_t) {
       self->writing_ = false;
       if (self->busy_) {
@@ -332,7 +425,7 @@ class Session : public std::enable_shared_from_this<Session> {
       if (self->monitoring_) {  // the watching read must end before the next request's
         self->resume_ = true;
         beast::error_code ignored;
-        self->stream_.socket().cancel(ignored);
+        self->Tcp().socket().cancel(ignored);
         return;
       }
       self->ReadHeader();
@@ -345,32 +438,50 @@ class Session : public std::enable_shared_from_this<Session> {
     Write(server_->options.error_body(status, field, message));
   }
 
-  // Half-closes, drops what the client still sends for a moment, then closes.
+  // Half-closes, drops what the client still sends for a moment, then closes. TLS sends
+  // its close_notify first and waits (as long as the drain) for the client's.
   void Close() {
     if (monitoring_) {  // one read at a time: the drain starts once the watching read ends
       closing_ = true;
       beast::error_code ignored;
-      stream_.socket().cancel(ignored);
+      Tcp().socket().cancel(ignored);
       return;
     }
+    if constexpr (kTls) {
+      if (handshaken_ && Tcp().socket().is_open()) {
+        Tcp().expires_after(kLingerTime);
+        stream_.async_shutdown([self = shared_from_this()](beast::error_code ec) {
+          if (ec == beast::error::timeout) return self->Tcp().close();
+          self->HalfCloseAndDrain();
+        });
+        return;
+      }
+    }
+    HalfCloseAndDrain();
+  }
+
+  // The drain reads below TLS: whatever follows the close is dropped unread.
+  void HalfCloseAndDrain() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    if (ec) return stream_.close();
-    stream_.expires_after(kLingerTime);
+    Tcp().socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) return Tcp().close();
+    Tcp().expires_after(kLingerTime);
     Drain();
   }
 
   void Drain() {
-    stream_.async_read_some(asio::buffer(drain_),
-                            [self = shared_from_this()](beast::error_code ec, size_t) {
-                              if (ec) return self->stream_.close();
-                              self->Drain();
-                            });
+    Tcp().async_read_some(asio::buffer(drain_),
+                          [self = shared_from_this()](beast::error_code ec, size_t) {
+                            if (ec) return self->Tcp().close();
+                            self->Drain();
+                          });
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   HttpServer::Impl* server_;
-  std::string peer_;  // the client's IP address (audit log, agents' log hosts)
+  std::string peer_;       // the client's IP address (audit log, agents' log hosts)
+  std::string client_cn_;  // TLS: the verified client certificate's CN
+  bool handshaken_ = false;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;  // alive until its write completes
@@ -403,11 +514,13 @@ void HttpServer::Impl::Accept() {
     beast::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
     const int64_t open = ++connections;
-    auto session = std::make_shared<Session>(std::move(socket), this);
-    if (open > options.max_connections) {
-      session->Refuse();
+    const bool refuse = open > options.max_connections;
+    if (tls) {
+      auto session = std::make_shared<Session<TlsStream>>(std::move(socket), this);
+      refuse ? session->Refuse() : session->Start();
     } else {
-      session->Start();
+      auto session = std::make_shared<Session<beast::tcp_stream>>(std::move(socket), this);
+      refuse ? session->Refuse() : session->Start();
     }
     Accept();
   });
@@ -421,8 +534,59 @@ HttpServer::~HttpServer() {
   impl_->workers.join();
 }
 
+Status HttpServer::Impl::LoadTls() {
+  const HttpOptions& o = options;
+  if (o.tls_cert_file.empty() && o.tls_key_file.empty()) {
+    if (!o.tls_client_ca_file.empty()) {
+      return Status::Invalid("tls.client_ca: needs tls.cert and tls.key (mutual TLS is TLS)");
+    }
+    return Status::Ok();
+  }
+  if (o.tls_cert_file.empty()) return Status::Invalid("tls.cert: required with tls.key");
+  if (o.tls_key_file.empty()) return Status::Invalid("tls.key: required with tls.cert");
+  tls.emplace(ssl::context::tls_server);
+  ssl::context& ctx = *tls;
+  beast::error_code ec;
+  // TLS 1.2 and 1.3 only; OpenSSL's default ciphers for them.
+  ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                      ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                      ssl::context::single_dh_use,
+                  ec);
+  auto fail = [this](const std::string& what, const beast::error_code& e) {
+    tls.reset();
+    return Status::Invalid(what + ": " + e.message());
+  };
+  if (ctx.use_certificate_chain_file(o.tls_cert_file, ec); ec) {
+    return fail("tls.cert: cannot load " + o.tls_cert_file, ec);
+  }
+  ctx.use_private_key_file(o.tls_key_file, ssl::context::pem, ec);
+  const bool mismatch =
+      ec && ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == X509_R_KEY_VALUES_MISMATCH;
+  if (ec && !mismatch) return fail("tls.key: cannot load " + o.tls_key_file, ec);
+  if (mismatch || SSL_CTX_check_private_key(ctx.native_handle()) != 1) {
+    ERR_clear_error();
+    tls.reset();
+    return Status::Invalid("tls.key: " + o.tls_key_file + " is not the key of " + o.tls_cert_file);
+  }
+  if (!o.tls_client_ca_file.empty()) {
+    if (ctx.load_verify_file(o.tls_client_ca_file, ec); ec) {
+      return fail("tls.client_ca: cannot load " + o.tls_client_ca_file, ec);
+    }
+    // Ask for a certificate; a client without one still connects (the handler decides).
+    ctx.set_verify_mode(ssl::verify_peer, ec);
+    STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(o.tls_client_ca_file.c_str());
+    if (names != nullptr) SSL_CTX_set_client_CA_list(ctx.native_handle(), names);
+    // Resumed sessions are refused without one when clients are verified.
+    static const unsigned char kSessionContext[] = "gpuorch";
+    SSL_CTX_set_session_id_context(ctx.native_handle(), kSessionContext,
+                                   sizeof(kSessionContext) - 1);
+  }
+  return Status::Ok();
+}
+
 Result<int> HttpServer::Bind(const std::string& host, int port) {
   RaiseFileLimit();
+  if (Status st = impl_->LoadTls(); !st.ok()) return st;
   beast::error_code ec;
   auto address = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
   if (ec) {

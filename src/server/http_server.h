@@ -27,6 +27,14 @@
 // read); a connection beyond `max_connections` gets 503 and is closed; a connection idle
 // (or sending a request slower than) `idle_timeout_ms` is closed. Error bodies come from
 // `error_body` so they match the API's error format.
+//
+// TLS: with a certificate and key in the options, every connection begins with a TLS
+// handshake (TLS 1.2 or 1.3), done on the I/O thread within `idle_timeout_ms` like any other
+// read: a client that connects and never completes it holds its socket no longer than that.
+// A client that speaks plain HTTP to a TLS port gets a plain-text 400 saying so. With a
+// client CA the server asks for a client certificate: one that does not verify fails the
+// handshake, none at all is accepted (HttpRequest::client_cn is then empty), so that the
+// handler decides which requests need one.
 namespace gpuorch::server {
 
 struct HttpRequest {
@@ -39,6 +47,9 @@ struct HttpRequest {
   // The client's IP address as the connection shows it ("10.0.0.7", "::1"; an IPv4-mapped
   // IPv6 address in its IPv4 form).
   std::string peer;
+  // TLS with a client CA: the subject CN of the certificate the client presented, verified
+  // against that CA ("" without TLS, without a client CA, or when it presented none).
+  std::string client_cn;
   // For a long poll: asks to have `on_close` run (on a worker) if the client closes or
   // resets the connection before the answer is written. Any thread; at most once.
   std::function<void(std::function<void()> on_close)> watch_peer;
@@ -73,6 +84,12 @@ struct HttpOptions {
   // Runs on an I/O thread once Stop() was called, before the server stops accepting (the
   // controller answers its held watches there, and those answers are still written).
   std::function<void()> on_stop;
+  // TLS (PEM files): the server's certificate chain and its key; both or neither. Read by
+  // Bind(), so a restart picks up renewed files.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // Mutual TLS: the CA whose certificates clients may present ("" asks for none).
+  std::string tls_client_ca_file;
 };
 
 class HttpServer {
@@ -82,7 +99,8 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  // Binds and listens; returns the bound port (for port 0, the one the system chose).
+  // Loads the TLS files (when the options name them), binds and listens; returns the bound
+  // port (for port 0, the one the system chose). Errors name the file or address at fault.
   core::Result<int> Bind(const std::string& host, int port);
   // Accepts and serves on `io_threads` threads (the caller's among them) until Stop().
   void Run();

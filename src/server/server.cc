@@ -14,6 +14,7 @@
 #include <filesystem>
 
 #include "log/logging.h"
+#include "server/certs.h"
 #include "server/token.h"
 
 namespace gpuorch::server {
@@ -221,6 +222,9 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
   o.max_body_bytes = config.max_body_bytes;
   o.max_connections = config.max_connections;
   o.idle_timeout_ms = config.idle_timeout_s * 1000;
+  o.tls_cert_file = config.tls.cert;
+  o.tls_key_file = config.tls.key;
+  o.tls_client_ca_file = config.tls.client_ca;
   o.error_body = [](int status, const std::string& field, const std::string& message) {
     return ReplyError(ApiError{status, field, message});
   };
@@ -271,6 +275,24 @@ bool Server::NodeHeldByOther(const std::string& node, const Principal& caller) {
   if (caller.admin()) return false;
   const std::string owner = controller_->NodeOwner(node);
   return !owner.empty() && owner != caller.accessor && tokens_->Valid(owner);
+}
+
+bool Server::CertRefuses(const HttpRequest& req, const std::string& node,
+                         HttpResponse& refusal) const {
+  if (config_.tls.client_ca.empty()) return false;
+  std::string why;
+  if (req.client_cn.empty()) {
+    why =
+        "certificate: this server requires agents to present a client certificate (mutual "
+        "TLS: gpuorch agent --tls-cert, --tls-key); none was presented";
+  } else if (req.client_cn != NodeCommonName(node)) {
+    why = "certificate: the client certificate is for '" + req.client_cn + "', not '" +
+          NodeCommonName(node) + "'";
+  } else {
+    return false;
+  }
+  refusal = ReplyError(ApiError{403, "certificate", why});
+  return true;
 }
 
 Result<int> Server::Bind() {
@@ -686,6 +708,9 @@ void Server::Routes() {
               return ReplyError(
                   ApiError{403, "name", "name: this token may not register node " + name});
             }
+            if (CertRefuses(req, name, bad)) return bad;
+          } else if (CertRefuses(req, "", bad)) {
+            return bad;
           }
           // A name held by a revoked token may be taken over; an administrator may take any.
           const bool admin = m.caller.admin();
@@ -719,6 +744,7 @@ void Server::Routes() {
                   400, names[i], std::string(names[i]) + ": must be a non-negative integer"}));
             }
           }
+          if (HttpResponse refusal; CertRefuses(req, m[0], refusal)) return respond(refusal);
           if (NodeHeldByOther(m[0], m.caller)) {
             return respond(ReplyError(
                 ApiError{403, "node", "node: " + m[0] + " is registered by another token"}));
@@ -742,6 +768,7 @@ void Server::Routes() {
           Json body, out;
           ApiError e;
           HttpResponse bad;
+          if (CertRefuses(req, m[0], bad)) return bad;
           if (NodeHeldByOther(m[0], m.caller)) {
             return ReplyError(
                 ApiError{403, "node", "node: " + m[0] + " is registered by another token"});

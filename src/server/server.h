@@ -73,6 +73,10 @@ class Server {
   bool NodeHeldByOther(const std::string& node, const Principal& caller);
   // Whether the caller's role is in rate_limit_exempt_roles.
   bool RateExempt(const Principal& caller) const;
+  // Mutual TLS (tls.client_ca): a request acting as agent of `node` (register, watch,
+  // heartbeat) needs a verified client certificate with CN "node:<node>", whatever its
+  // token. True, with the 403 in `refusal`, when it has none or another node's.
+  bool CertRefuses(const HttpRequest& req, const std::string& node, HttpResponse& refusal) const;
   void TokenRoutes();
 
   ServerConfig config_;

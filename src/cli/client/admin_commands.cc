@@ -21,7 +21,7 @@ int Fail(const Failure& f, const Io& io) {
 }
 
 Outcome<std::unique_ptr<ApiClient>> Connect(const CommonArgs& common) {
-  return ConnectWithToken(common.server, common.token, common.token_file);
+  return ConnectWithToken(common.server, common.token, common.token_file, common.ca_file);
 }
 
 std::string Str(const json& j, const char* key) {

@@ -1,8 +1,10 @@
 #include "cli/client/api_client.h"
 
 #include <httplib.h>
+#include <openssl/x509.h>
 
 #include <cctype>
+#include <fstream>
 #include <regex>
 
 #include "cli/client/credentials.h"
@@ -22,8 +24,11 @@ std::string Trim(std::string s, size_t max_len) {
   return s;
 }
 
+}  // namespace
+
 // httplib's own names ("Connection", "Read") are terse; say what happened.
-std::string TransportProblem(httplib::Error e) {
+std::string ApiClient::TransportProblem(int error) const {
+  const auto e = static_cast<httplib::Error>(error);
   switch (e) {
     case httplib::Error::Connection:
       return "connection failed: is `gpuorch server` running there?";
@@ -34,15 +39,25 @@ std::string TransportProblem(httplib::Error e) {
     case httplib::Error::Write:
       return "the connection broke while sending the request";
     case httplib::Error::SSLConnection:
+      return "the TLS handshake failed: does the server serve https (gpuorch server "
+             "--tls-cert), and does it accept this client?";
     case httplib::Error::SSLLoadingCerts:
-    case httplib::Error::SSLServerVerification:
-      return "TLS failed (" + httplib::to_string(e) + ")";
+      return "cannot load the CA certificate " + ca_file_ + " (--ca or GPUORCH_CA)";
+    case httplib::Error::SSLServerVerification: {
+      const long v = http_->get_openssl_verify_result();
+      if (v == X509_V_OK) {  // the chain verified; the host is not among its names
+        return "the server's certificate does not name the host of " + url_ +
+               " (give the server a certificate for it: gpuorch certs init --hosts)";
+      }
+      return std::string("cannot verify the server's certificate: ") +
+             X509_verify_cert_error_string(v) +
+             (ca_file_.empty() ? " (give --ca or GPUORCH_CA)"
+                               : " (is " + ca_file_ + " the CA that signed it?)");
+    }
     default:
       return httplib::to_string(e);
   }
 }
-
-}  // namespace
 
 Outcome<ServerUrl> ParseServerUrl(std::string_view url) {
   static const std::regex kUrl(
@@ -107,25 +122,35 @@ std::string DescribeHttpError(int status, const std::string& body) {
 }
 
 Outcome<std::unique_ptr<ApiClient>> ApiClient::Connect(std::string_view server_url,
-                                                       const std::string& token) {
+                                                       const std::string& token,
+                                                       const std::string& ca_file) {
   auto parsed = ParseServerUrl(server_url);
   if (!parsed.ok()) return parsed.failure();
-  return std::unique_ptr<ApiClient>(new ApiClient(std::string(server_url), parsed.value(), token));
+  const bool https = parsed.value().scheme_host_port.rfind("https://", 0) == 0;
+  if (https && !ca_file.empty() && !std::ifstream(ca_file)) {
+    return UsageError("--ca: cannot read " + ca_file);
+  }
+  return std::unique_ptr<ApiClient>(
+      new ApiClient(std::string(server_url), parsed.value(), token, https ? ca_file : ""));
 }
 
 Outcome<std::unique_ptr<ApiClient>> ConnectWithToken(std::string_view server_url,
                                                      const std::string& token,
-                                                     const std::string& token_file) {
-  if (!token.empty()) return ApiClient::Connect(server_url, token);
+                                                     const std::string& token_file,
+                                                     const std::string& ca_file) {
+  if (!token.empty()) return ApiClient::Connect(server_url, token, ca_file);
   auto loaded = LoadToken(token_file, /*use_config_file=*/true);
   if (!loaded.ok()) return loaded.failure();
-  return ApiClient::Connect(server_url, loaded.value());
+  return ApiClient::Connect(server_url, loaded.value(), ca_file);
 }
 
-ApiClient::ApiClient(std::string url, ServerUrl parsed, const std::string& token)
+ApiClient::ApiClient(std::string url, ServerUrl parsed, const std::string& token,
+                     const std::string& ca_file)
     : url_(std::move(url)),
       parsed_(std::move(parsed)),
+      ca_file_(ca_file),
       http_(std::make_unique<httplib::Client>(parsed_.scheme_host_port)) {
+  if (!ca_file_.empty()) http_->set_ca_cert_path(ca_file_);
   http_->set_connection_timeout(kConnectTimeoutS, 0);
   http_->set_read_timeout(kReadTimeoutS, 0);
   http_->set_write_timeout(kConnectTimeoutS, 0);
@@ -143,7 +168,7 @@ Outcome<std::string> ApiClient::Send(const std::string& method, const std::strin
                             : http_->Post(full, json_body ? *json_body : "{}", "application/json");
   if (!res) {
     return Failure{kExitUnreachable, "cannot reach the gpuorch server at " + url_ + ": " +
-                                         TransportProblem(res.error())};
+                                         TransportProblem(static_cast<int>(res.error()))};
   }
   if (res->status == 401) {
     return Failure{kExitRefused, DescribeHttpError(res->status, res->body) + "; " + TokenHint()};

@@ -41,8 +41,11 @@ std::string QueryString(const std::vector<std::pair<std::string, std::string>>& 
 class ApiClient {
  public:
   // `token` is sent as "Authorization: Bearer <token>" on every request ("" sends none).
+  // An https:// server's certificate must verify against `ca_file` (PEM) when given, else
+  // against the system's CAs, and name the URL's host; `ca_file` is unused for http://.
   static Outcome<std::unique_ptr<ApiClient>> Connect(std::string_view server_url,
-                                                     const std::string& token = "");
+                                                     const std::string& token = "",
+                                                     const std::string& ca_file = "");
   ~ApiClient();
   ApiClient(const ApiClient&) = delete;
   ApiClient& operator=(const ApiClient&) = delete;
@@ -57,7 +60,10 @@ class ApiClient {
   const std::string& url() const { return url_; }
 
  private:
-  ApiClient(std::string url, ServerUrl parsed, const std::string& token);
+  ApiClient(std::string url, ServerUrl parsed, const std::string& token,
+            const std::string& ca_file);
+  // What went wrong with a request that got no answer, in words.
+  std::string TransportProblem(int error) const;
 
   // Sends one request; on success returns the raw body of a 2xx answer.
   Outcome<std::string> Send(const std::string& method, const std::string& path,
@@ -66,6 +72,7 @@ class ApiClient {
 
   std::string url_;
   ServerUrl parsed_;
+  std::string ca_file_;
   std::unique_ptr<httplib::Client> http_;
 };
 
@@ -73,7 +80,8 @@ class ApiClient {
 // (credentials.h: --token-file, GPUORCH_TOKEN, ~/.config/gpuorch/token).
 Outcome<std::unique_ptr<ApiClient>> ConnectWithToken(std::string_view server_url,
                                                      const std::string& token,
-                                                     const std::string& token_file);
+                                                     const std::string& token_file,
+                                                     const std::string& ca_file = "");
 
 // Turns a non-2xx answer into the user-facing message: the API's `{"error": {...}}` gives
 // "field: message" (the field is not repeated when the message already starts with it);

@@ -33,6 +33,10 @@ void AddServer(CLI::App* cmd, CommonArgs& common) {
   cmd->add_option("--token-file", common.token_file,
                   "File holding the API token (default: $GPUORCH_TOKEN, then "
                   "~/.config/gpuorch/token)");
+  cmd->add_option("--ca", common.ca_file,
+                  "CA certificate (PEM) to verify an https:// server with, e.g. the ca.pem of "
+                  "gpuorch certs init (default: the system's CAs)")
+      ->envname("GPUORCH_CA");
 }
 
 void AddOutput(CLI::App* cmd, CommonArgs& common) {

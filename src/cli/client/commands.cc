@@ -36,7 +36,7 @@ int Show(const json& answer, const char* list_key, const CommonArgs& common, con
 }
 
 Outcome<std::unique_ptr<ApiClient>> Connect(const CommonArgs& common) {
-  return ConnectWithToken(common.server, common.token, common.token_file);
+  return ConnectWithToken(common.server, common.token, common.token_file, common.ca_file);
 }
 
 // Workloads per request of `gpuorch get`'s list.
@@ -197,7 +197,7 @@ int RunDrain(const CommonArgs& common, const std::string& node, bool drain, cons
 }
 
 int RunPrometheusTargets(const CommonArgs& common, int port, const Io& io) {
-  auto client = ApiClient::Connect(common.server);
+  auto client = ApiClient::Connect(common.server, "", common.ca_file);
   if (!client.ok()) return Fail(client.failure(), io);
   auto answer = client.value()->GetJson("/v1/nodes");
   if (!answer.ok()) return Fail(answer.failure(), io);

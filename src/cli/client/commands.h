@@ -25,6 +25,7 @@ struct CommonArgs {
   std::string server;            // --server URL
   std::string output = "table";  // -o, for the commands that show objects
   std::string token_file;        // --token-file
+  std::string ca_file;           // --ca or GPUORCH_CA: the CA of an https:// server
   // The token itself; when empty, LoadToken(token_file) finds one (credentials.h).
   std::string token;
 };
