@@ -294,7 +294,6 @@ Result<ServerConfig> ParseConfig(const std::string& text) {
                       "rate_limit_per_s",
                       "rate_limit_burst",
                       "rate_limit_exempt_roles",
-
                       "tls"}));
   GPUORCH_TRY(r.Get(root, "listen", "", c.listen));
   GPUORCH_TRY(r.Get(root, "data", "", c.data));
