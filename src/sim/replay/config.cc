@@ -106,6 +106,9 @@ Status CheckKeys(const std::string& file, const YAML::Node& map, const std::stri
                  const std::set<std::string>& known) {
   if (!map.IsMap()) return At(file, map, where, "expected a mapping");
   for (const auto& kv : map) {
+    // A key that is a list, a mapping or empty would throw in as<std::string>() (found by
+    // the fuzz smoke: "? ?").
+    if (!kv.first.IsScalar()) return At(file, kv.first, where, "keys must be field names");
     const std::string k = kv.first.as<std::string>();
     if (!known.count(k)) return At(file, kv.first, where + "." + k, "unknown key");
   }

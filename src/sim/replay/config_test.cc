@@ -94,6 +94,8 @@ TEST(QueuesYaml, ReadsQueuesAndRejectsBadOnes) {
   for (const Case& c : {
            Case{"queues:\n  - {name: caf\xE9}\n", "q.yaml: not UTF-8 text (byte 22)"},
            Case{std::string("queues:\n  - {name: !\0N}\n", 24), "queues[0].name: not UTF-8 text"},
+           Case{"? ?\n", "q.yaml:1: queues: keys must be field names"},
+           Case{"queues:\n  - {? [x]: 1}\n", "queues[0]: keys must be field names"},
            Case{"queues:\n  - {name: a, guarantee: 8, limit: 4}\n", "q.yaml:2: queues[0].limit"},
            Case{"queues:\n  - {name: a, guarantee: -1}\n", "q.yaml:2: queues[0].guarantee"},
            Case{"queues:\n  - {name: a, weight: 0}\n", "q.yaml:2: queues[0].weight"},
