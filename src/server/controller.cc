@@ -66,7 +66,12 @@ Result<std::unique_ptr<Controller>> Controller::Create(const ServerConfig& confi
   c->snapshot_ = c->TakeSnapshot(c->models_.size());
   Controller* self = c.get();
   c->committer_ = std::make_unique<store::GroupCommitter>(
-      store, [self](double seconds) { self->metrics_.ObserveCommit(seconds); });
+      store, [self](double seconds) { self->metrics_.ObserveCommit(seconds); },
+      [self](const Status& s, int attempt) {
+        self->metrics_.CountCommitFailure();
+        log::Error("store_commit_failed",
+                   {{"error", s.message()}, {"attempt", attempt}, {"then", "retrying"}});
+      });
   for (const auto& [name, id] : c->leaf_queues_) {
     c->metrics_.InitQueue(name, {core::ToString(core::WorkloadKind::kTraining),
                                  core::ToString(core::WorkloadKind::kInference),

@@ -74,6 +74,12 @@ ServerMetrics::ServerMetrics()
                   .Help("Store transactions (group commits: one fsync for every batch merged).")
                   .Register(*registry_)),
       commit_seconds_(commit_.Add({}, CommitBuckets())),
+      commit_failures_(prometheus::BuildCounter()
+                           .Name("gpuorch_store_commit_failures_total")
+                           .Help("Store transactions that failed and were rolled back; each is "
+                                 "retried until it commits.")
+                           .Register(*registry_)
+                           .Add({})),
       idle_seconds_(prometheus::BuildCounter()
                         .Name("gpuorch_gpu_idle_while_waiting_seconds_total")
                         .Help("GPU-seconds of gpuorch_gpus_idle_while_waiting, per model: the "
@@ -104,6 +110,8 @@ void ServerMetrics::ObserveRequest(const std::string& method, const std::string&
 }
 
 void ServerMetrics::ObserveCommit(double seconds) { commit_seconds_.Observe(seconds); }
+
+void ServerMetrics::CountCommitFailure() { commit_failures_.Increment(); }
 
 void ServerMetrics::AddIdleWhileWaitingSeconds(const std::string& model, double seconds) {
   idle_seconds_.Add({{"model", model}}).Increment(seconds);

@@ -50,6 +50,8 @@ class ServerMetrics {
   void ObserveRequest(const std::string& method, const std::string& route, int code,
                       double seconds);
   void ObserveCommit(double seconds);
+  // A store transaction that failed (and is retried: GroupCommitter).
+  void CountCommitFailure();
   void AddIdleWhileWaitingSeconds(const std::string& model, double seconds);
   void AddAllocatedGpuSeconds(const std::string& queue, const std::string& model, double seconds);
   // Creates the zero-valued series of every queue, kind and reason that a counter or
@@ -77,6 +79,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Histogram>& requests_;
   prometheus::Family<prometheus::Histogram>& commit_;
   prometheus::Histogram& commit_seconds_;
+  prometheus::Counter& commit_failures_;
   prometheus::Family<prometheus::Counter>& idle_seconds_;
   prometheus::Family<prometheus::Counter>& allocated_seconds_;
   mutable std::mutex mu_;  // guards engine_gauges_

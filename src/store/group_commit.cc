@@ -1,12 +1,17 @@
 #include "store/group_commit.h"
 
+#include <algorithm>
 #include <chrono>
 #include <iterator>
 
 namespace gpuorch::store {
 
-GroupCommitter::GroupCommitter(StateStore* store, std::function<void(double)> on_commit)
-    : store_(store), on_commit_(std::move(on_commit)), writer_([this] { Run(); }) {}
+GroupCommitter::GroupCommitter(StateStore* store, std::function<void(double)> on_commit,
+                               std::function<void(const core::Status&, int)> on_failure)
+    : store_(store),
+      on_commit_(std::move(on_commit)),
+      on_failure_(std::move(on_failure)),
+      writer_([this] { Run(); }) {}
 
 GroupCommitter::~GroupCommitter() {
   {
@@ -61,10 +66,23 @@ void GroupCommitter::Run() {
     std::vector<std::pair<uint64_t, std::function<void(const core::Status&)>>> callbacks;
     std::swap(callbacks, callbacks_);  // every one of them has a ticket <= through
     lock.unlock();
-    const auto start = std::chrono::steady_clock::now();
-    core::Status s = store_->Commit(batch);
-    if (on_commit_) {
-      on_commit_(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    core::Status s;
+    int64_t backoff_ms = kFirstRetryMs;
+    for (int attempt = 1, at_stop = 0;; ++attempt) {
+      const auto start = std::chrono::steady_clock::now();
+      s = store_->Commit(batch);
+      if (on_commit_) {
+        on_commit_(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      }
+      if (s.ok()) break;
+      if (on_failure_) on_failure_(s, attempt);
+      lock.lock();
+      // Wakes early only to count down the tries left once the destructor asked to stop.
+      queued_cv_.wait_for(lock, std::chrono::milliseconds(backoff_ms), [&] { return stop_; });
+      const bool give_up = stop_ && ++at_stop > kAttemptsAtStop;
+      lock.unlock();
+      if (give_up) break;
+      backoff_ms = std::min(backoff_ms * 2, kMaxRetryMs);
     }
     for (auto& [ticket, done] : callbacks) done(s);
     callbacks.clear();  // destroyed before the lock is taken again

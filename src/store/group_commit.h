@@ -19,11 +19,23 @@ namespace gpuorch::store {
 //
 // Contract: Persist() returns after the batch is durable (OK) or has failed (the error);
 // thread-safe. Batches are committed in the order Persist() was called.
+//
+// A transaction that fails (a full disk, an I/O error, the database locked past SQLite's
+// busy timeout) was rolled back by the store; the writer retries the same batch after
+// kFirstRetryMs, doubling up to kMaxRetryMs, for as long as it takes, and later batches
+// wait behind it: nothing is dropped and the order holds. Only once the committer is being
+// destroyed does it give up, after kAttemptsAtStop more tries, and hand the error to the
+// batch's waiters.
 class GroupCommitter {
  public:
+  static constexpr int64_t kFirstRetryMs = 10;
+  static constexpr int64_t kMaxRetryMs = 1000;
+  static constexpr int kAttemptsAtStop = 3;
   // `on_commit`, when given, hears how long each transaction took (seconds), on the writer
-  // thread: for the server's commit-latency histogram.
-  explicit GroupCommitter(StateStore* store, std::function<void(double)> on_commit = {});
+  // thread: for the server's commit-latency histogram. `on_failure` hears each failed
+  // attempt (the error and the attempt number, from 1) before the retry waits.
+  explicit GroupCommitter(StateStore* store, std::function<void(double)> on_commit = {},
+                          std::function<void(const core::Status&, int attempt)> on_failure = {});
   ~GroupCommitter();
   core::Status Persist(Batch batch) { return Wait(Enqueue(std::move(batch))); }
   // Queues a batch without waiting; batches commit in Enqueue order. Callers that hold a
@@ -43,6 +55,7 @@ class GroupCommitter {
 
   StateStore* store_;
   std::function<void(double)> on_commit_;
+  std::function<void(const core::Status&, int)> on_failure_;
   std::mutex mu_;
   std::condition_variable queued_cv_, done_cv_;
   Batch queued_;

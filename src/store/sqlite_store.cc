@@ -70,11 +70,12 @@ class SqliteStore final : public StateStore {
     std::lock_guard<std::mutex> lock(mu_);
     if (Status s = Exec("BEGIN IMMEDIATE;"); !s.ok()) return s;
     Status s = Write(batch);
-    if (!s.ok()) {
-      (void)Exec("ROLLBACK;");
-      return s;
-    }
-    return Exec("COMMIT;");
+    if (s.ok()) s = Exec("COMMIT;");
+    // A failed COMMIT (SQLITE_BUSY, SQLITE_FULL, SQLITE_IOERR) may leave the transaction
+    // open: roll it back, so that the batch can be retried from a clean state
+    // (GroupCommitter does) and the next BEGIN does not fail for good.
+    if (!s.ok() && !sqlite3_get_autocommit(db_)) (void)Exec("ROLLBACK;");
+    return s;
   }
 
   Result<std::vector<StoredWorkload>> LoadWorkloads() override {

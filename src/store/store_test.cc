@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <filesystem>
 #include <mutex>
 #include <thread>
@@ -69,6 +70,50 @@ TEST_F(StoreTest, UnwritableLocationIsAClearError) {
   auto s = OpenSqliteStore((dir_ / "missing" / "state.db").string());
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("cannot open"), std::string::npos);
+}
+
+// A transaction SQLite refuses (here: another connection holds the write lock past the busy
+// timeout) is rolled back and retried, not dropped; the batches behind it wait, in order.
+TEST_F(StoreTest, AFailedCommitIsRolledBackAndRetriedNeverDropped) {
+  auto s = Open();
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE;", nullptr, nullptr, nullptr), SQLITE_OK);
+  std::mutex mu;
+  std::condition_variable cv;
+  int failures = 0;
+  std::string error;
+  GroupCommitter gc(s.get(), {}, [&](const core::Status& st, int attempt) {
+    std::lock_guard<std::mutex> lock(mu);
+    failures = attempt;
+    error = st.message();
+    cv.notify_all();
+  });
+  std::vector<int> order;
+  gc.EnqueueThen(Batch{{W(1, "Pending")}, {}}, [&](const core::Status& st) {
+    EXPECT_TRUE(st.ok()) << st.message();
+    std::lock_guard<std::mutex> lock(mu);
+    order.push_back(1);
+  });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return failures >= 1; });  // after SQLite's 5 s busy timeout
+    EXPECT_NE(error.find("locked"), std::string::npos) << error;
+    EXPECT_TRUE(order.empty()) << "nothing is acknowledged while it fails";
+  }
+  const uint64_t second = gc.Enqueue(Batch{{W(2, "Pending")}, {}});
+  ASSERT_EQ(sqlite3_exec(other, "ROLLBACK;", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(other);
+  EXPECT_TRUE(gc.Wait(second).ok());
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(order, std::vector<int>{1});
+  }
+  auto ws = Open()->LoadWorkloads();
+  ASSERT_TRUE(ws.ok());
+  ASSERT_EQ(ws->size(), 2u) << "the failed batch and the one behind it are both on disk";
+  EXPECT_EQ((*ws)[0].id, 1);
+  EXPECT_EQ((*ws)[1].id, 2);
 }
 
 TEST_F(StoreTest, GroupCommitPersistsEveryConcurrentBatch) {
