@@ -581,31 +581,56 @@ TEST(AuthInsecure, RefusedUnlessOnLoopbackAndThenLoud) {
   std::filesystem::remove_all(dir);
 }
 
+// A server of its own on a loopback port, with its own config (after `listen` and `data`),
+// for the tests that need another config than the matrix's; stopped and removed at the end.
+class OwnServer {
+ public:
+  void Start(const std::string& name, const std::string& yaml) {
+    dir_ = std::filesystem::temp_directory_path() / (name + "-" + std::to_string(getpid()));
+    std::filesystem::remove_all(dir_);
+    auto parsed = ParseConfig("listen: 127.0.0.1:0\ndata: " + dir_.string() + "\n" + yaml);
+    ASSERT_TRUE(parsed.ok()) << parsed.status().message();
+    ::testing::internal::CaptureStderr();
+    auto created = Server::Create(*parsed);
+    (void)::testing::internal::GetCapturedStderr();
+    ASSERT_TRUE(created.ok()) << created.status().message();
+    server_ = std::move(created).value();
+    auto port = server_->Bind();
+    ASSERT_TRUE(port.ok());
+    port_ = *port;
+    serving_ = std::thread([this] { server_->Serve(); });
+  }
+  ~OwnServer() {
+    if (server_ != nullptr) server_->Stop();
+    if (serving_.joinable()) serving_.join();
+    server_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  std::string Token(Role role, std::vector<std::string> queues = {}) {
+    Principal p;
+    p.role = role;
+    p.queues = std::move(queues);
+    return *server_->tokens().CreateToken(p, 1);
+  }
+  int port() const { return port_; }
+
+ private:
+  std::filesystem::path dir_;
+  std::unique_ptr<Server> server_;
+  int port_ = 0;
+  std::thread serving_;
+};
+
 // metrics_public: false puts /metrics behind an admin's or operator's token; a wrong secret
 // and an unknown accessor get the same answer.
 TEST(AuthMetrics, PrivateMetricsNeedAnOperatorAndGuessesLearnNothing) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("gpuorch-authz-metrics-" + std::to_string(getpid()));
-  std::filesystem::remove_all(dir);
-  auto parsed = ParseConfig("listen: 127.0.0.1:0\nmetrics_public: false\ndata: " + dir.string() +
-                            "\nqueues: [{name: a}]\n");
-  ASSERT_TRUE(parsed.ok()) << parsed.status().message();
-  ::testing::internal::CaptureStderr();
-  auto created = Server::Create(*parsed);
-  (void)::testing::internal::GetCapturedStderr();
-  ASSERT_TRUE(created.ok()) << created.status().message();
-  std::unique_ptr<Server> s = std::move(created).value();
-  Principal op, tenant;
-  op.role = Role::kOperator;
-  tenant.role = Role::kTenant;
-  tenant.queues = {"a"};
-  const std::string op_token = *s->tokens().CreateToken(op, 1);
-  const std::string tenant_token = *s->tokens().CreateToken(tenant, 1);
-  auto port = s->Bind();
-  ASSERT_TRUE(port.ok());
-  std::thread serving([&] { s->Serve(); });
+  OwnServer s;
+  ASSERT_NO_FATAL_FAILURE(
+      s.Start("gpuorch-authz-metrics", "metrics_public: false\nqueues: [{name: a}]\n"));
+  const std::string op_token = s.Token(Role::kOperator);
+  const std::string tenant_token = s.Token(Role::kTenant, {"a"});
   auto get = [&](const std::string& path, const std::string& token) {
-    httplib::Client c("127.0.0.1", *port);
+    httplib::Client c("127.0.0.1", s.port());
     httplib::Headers h;
     if (!token.empty()) h.emplace("Authorization", "Bearer " + token);
     auto r = c.Get(path, h);
@@ -622,38 +647,19 @@ TEST(AuthMetrics, PrivateMetricsNeedAnOperatorAndGuessesLearnNothing) {
   const auto a = get("/v1/queues", wrong_secret), b = get("/v1/queues", unknown);
   EXPECT_EQ(a.first, 401);
   EXPECT_EQ(a, b) << "the same answer: a guess learns nothing";
-  s->Stop();
-  serving.join();
-  s.reset();
-  std::filesystem::remove_all(dir);
 }
 
 // Per-token rate limits: a tenant's burst, then 429 with Retry-After; another token has its
 // own bucket; administrators (exempt by default) are never limited. One request per 100 s
 // refills, so a slow machine cannot refill a bucket during the test.
 TEST(AuthRateLimit, ATokenBeyondItsBurstWaitsOthersDoNot) {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("gpuorch-authz-rate-" + std::to_string(getpid()));
-  std::filesystem::remove_all(dir);
-  auto parsed = ParseConfig("listen: 127.0.0.1:0\ndata: " + dir.string() +
-                            "\nqueues: [{name: a}]\nrate_limit_per_s: 0.01\nrate_limit_burst: 3\n");
-  ASSERT_TRUE(parsed.ok()) << parsed.status().message();
-  ::testing::internal::CaptureStderr();
-  auto created = Server::Create(*parsed);
-  (void)::testing::internal::GetCapturedStderr();
-  ASSERT_TRUE(created.ok()) << created.status().message();
-  std::unique_ptr<Server> s = std::move(created).value();
-  Principal admin, tenant;
-  admin.role = Role::kAdmin;
-  tenant.role = Role::kTenant;
-  tenant.queues = {"a"};
-  const std::string admin_token = *s->tokens().CreateToken(admin, 1);
-  const std::string t1 = *s->tokens().CreateToken(tenant, 1);
-  const std::string t2 = *s->tokens().CreateToken(tenant, 1);
-  auto port = s->Bind();
-  ASSERT_TRUE(port.ok());
-  std::thread serving([&] { s->Serve(); });
-  httplib::Client c("127.0.0.1", *port);
+  OwnServer s;
+  ASSERT_NO_FATAL_FAILURE(s.Start(
+      "gpuorch-authz-rate", "queues: [{name: a}]\nrate_limit_per_s: 0.01\nrate_limit_burst: 3\n"));
+  const std::string admin_token = s.Token(Role::kAdmin);
+  const std::string t1 = s.Token(Role::kTenant, {"a"});
+  const std::string t2 = s.Token(Role::kTenant, {"a"});
+  httplib::Client c("127.0.0.1", s.port());
   auto get = [&](const std::string& token) {
     return c.Get("/v1/workloads", {{"Authorization", "Bearer " + token}});
   };
@@ -679,10 +685,6 @@ TEST(AuthRateLimit, ATokenBeyondItsBurstWaitsOthersDoNot) {
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 200) << "administrators are exempt by default";
   }
-  s->Stop();
-  serving.join();
-  s.reset();
-  std::filesystem::remove_all(dir);
 }
 
 TEST(RateLimiter, BucketsRefillAtTheRateUpToTheBurst) {
