@@ -405,7 +405,8 @@ TEST(AutoscalerPropertyTest, BoundsAndRateLimitsHoldOnRandomTraces) {
       const int32_t base = std::max(1, ready);
       const auto up = static_cast<int32_t>(std::ceil(p.max_scale_up_rate * base - 1e-9));
       const auto down = static_cast<int32_t>(std::floor(ready / p.max_scale_down_rate + 1e-9));
-      ASSERT_LE(d.desired, std::max(up, p.min_replicas)) << "seed " << seed << " step " << step;
+      ASSERT_LE(d.desired, std::max({up, p.min_replicas, p.activation_scale}))
+          << "seed " << seed << " step " << step;
       ASSERT_GE(d.desired, std::min(down, p.max_replicas > 0 ? p.max_replicas : down))
           << "seed " << seed << " step " << step;
       ++bounds_seen[static_cast<int>(d.bound)];
