@@ -1,6 +1,6 @@
-# The dependency rule (docs/architecture.md): core <- sched <- {sim, server}; agent and store
-# depend on core only; the CLI on everything. It is enforced by include paths: src/ is on no
-# target's path. Instead each library gets its own folder in the build tree holding one
+# The dependency rule (docs/architecture.md): core <- sched <- {sim, server}; agent, store and
+# autoscale depend on core only; the CLI on everything. It is enforced by include paths: src/
+# is on no target's path. Instead each library gets its own folder in the build tree holding one
 # symbolic link, named like its layer (`core`, `sched`, `sim/replay`, ...), to its sources,
 # and that folder is a PUBLIC include directory of the library. A target therefore sees its
 # own layer and, through CMake's usage requirements, exactly the layers of the libraries it
