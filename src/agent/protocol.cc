@@ -1,6 +1,9 @@
 #include "agent/protocol.h"
 
+#include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <type_traits>
 
 namespace gpuorch::agent {
 namespace {
@@ -24,21 +27,46 @@ json SpecToJson(const TaskSpec& s) {
           {"memory_mib", s.memory_mib}};
 }
 
+// An integer of type T. nlohmann's get<T>() converts a float or an integer out of T's
+// range with undefined behaviour (the task_state fuzzer found 4.4e27 as a grace period):
+// anything but an integer that fits is a type error, which callers catch.
+template <typename T>
+T Int(const json& v, const char* field) {
+  static_assert(std::is_signed_v<T>);
+  bool fits = false;
+  if (v.is_number_unsigned()) {
+    fits = v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max());
+  } else if (v.is_number_integer()) {
+    const int64_t i = v.get<int64_t>();
+    fits = i >= std::numeric_limits<T>::min() && i <= std::numeric_limits<T>::max();
+  }
+  if (!fits) {
+    throw json::type_error::create(302, std::string(field) + ": must be an integer in range", &v);
+  }
+  return v.is_number_unsigned() ? static_cast<T>(v.get<uint64_t>())
+                                : static_cast<T>(v.get<int64_t>());
+}
+
 // Throws nlohmann::json exceptions on missing or mistyped fields; callers catch them.
 TaskSpec SpecFromJson(const json& j) {
   TaskSpec s;
-  s.key.workload = j.at("workload").get<int64_t>();
-  s.key.task = j.at("task").get<int32_t>();
-  s.key.attempt = j.at("attempt").get<int32_t>();
+  s.key.workload = Int<int64_t>(j.at("workload"), "workload");
+  s.key.task = Int<int32_t>(j.at("task"), "task");
+  s.key.attempt = Int<int32_t>(j.at("attempt"), "attempt");
   s.command = j.at("command").get<std::vector<std::string>>();
   if (j.contains("env")) s.env = j.at("env").get<std::map<std::string, std::string>>();
   if (j.contains("workdir")) s.workdir = j.at("workdir").get<std::string>();
-  if (j.contains("gpus")) s.gpus = j.at("gpus").get<std::vector<int32_t>>();
-  if (j.contains("gpu_milli")) s.gpu_milli = j.at("gpu_milli").get<int32_t>();
-  if (j.contains("grace_period_ms")) s.grace_period_ms = j.at("grace_period_ms").get<int64_t>();
+  if (j.contains("gpus")) {
+    if (!j.at("gpus").is_array()) throw json::type_error::create(302, "gpus: must be a list", &j);
+    for (const json& g : j.at("gpus")) s.gpus.push_back(Int<int32_t>(g, "gpus[]"));
+  }
+  if (j.contains("gpu_milli")) s.gpu_milli = Int<int32_t>(j.at("gpu_milli"), "gpu_milli");
+  if (j.contains("grace_period_ms")) {
+    s.grace_period_ms = Int<int64_t>(j.at("grace_period_ms"), "grace_period_ms");
+  }
   if (j.contains("run_as")) s.run_as = j.at("run_as").get<std::string>();
-  if (j.contains("cpu_milli")) s.cpu_milli = j.at("cpu_milli").get<int64_t>();
-  if (j.contains("memory_mib")) s.memory_mib = j.at("memory_mib").get<int64_t>();
+  if (j.contains("cpu_milli")) s.cpu_milli = Int<int64_t>(j.at("cpu_milli"), "cpu_milli");
+  if (j.contains("memory_mib")) s.memory_mib = Int<int64_t>(j.at("memory_mib"), "memory_mib");
   return s;
 }
 
@@ -69,8 +97,9 @@ std::string RegisterRequestJson(const Registration& r) {
 Result<int64_t> ParseRegisterResponse(const std::string& body) {
   try {
     const json j = json::parse(body);
-    return j.contains("heartbeat_interval_ms") ? j.at("heartbeat_interval_ms").get<int64_t>()
-                                               : int64_t{0};
+    return j.contains("heartbeat_interval_ms")
+               ? Int<int64_t>(j.at("heartbeat_interval_ms"), "heartbeat_interval_ms")
+               : int64_t{0};
   } catch (const json::exception& e) {
     return Status::Invalid(std::string("register answer: ") + e.what());
   }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "agent/fsutil.h"
+#include "agent/protocol.h"
 #include "agent/test_util.h"
 
 namespace gpuorch::agent {
@@ -52,6 +53,25 @@ TEST(TaskState, TornAndOddRecordsAreIgnored) {
       EXPECT_EQ(s.exit->code, c.code) << c.text;
     }
     EXPECT_EQ(s.kill_at_ms, c.kill_at) << c.text;
+  }
+}
+
+// Found by a long run of fuzz/task_state_fuzzer.cc: a number that is not an integer of the
+// field's type (a float, one out of range) converted with undefined behaviour; it is an
+// error naming the field.
+TEST(TaskState, SpecNumbersMustBeIntegersInRange) {
+  const std::string base = R"("task":0,"attempt":1,"command":["true"])";
+  EXPECT_TRUE(ParseTaskSpec("{\"workload\":1," + base + ",\"grace_period_ms\":5000}").ok());
+  struct Case {
+    std::string field, value;
+  };
+  for (const Case& c :
+       {Case{"grace_period_ms", "4444444444444444444444444444"}, Case{"grace_period_ms", "1.5"},
+        Case{"cpu_milli", "18446744073709551615"}, Case{"gpu_milli", "4294967296"},
+        Case{"gpus", "[0,1e3]"}, Case{"gpus", "{\"a\":1}"}, Case{"memory_mib", "-1e300"}}) {
+    auto spec = ParseTaskSpec("{\"workload\":1," + base + ",\"" + c.field + "\":" + c.value + "}");
+    ASSERT_FALSE(spec.ok()) << c.field << "=" << c.value;
+    EXPECT_NE(spec.status().message().find(c.field), std::string::npos) << spec.status().message();
   }
 }
 
