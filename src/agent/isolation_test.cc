@@ -16,7 +16,9 @@ namespace gpuorch::agent {
 namespace {
 
 using testing::FileOr;
+using testing::TaskLog;
 using testing::TempDir;
+using testing::WaitExit;
 using testing::WaitFor;
 
 class IsolationTest : public ::testing::Test {
@@ -32,20 +34,8 @@ class IsolationTest : public ::testing::Test {
     return r.ok() ? std::move(r).value() : nullptr;
   }
 
-  static std::optional<TaskStatus> WaitExit(Runner& r, const TaskKey& key) {
-    std::optional<TaskStatus> out;
-    WaitFor([&] {
-      r.Poll();
-      for (const TaskStatus& t : r.Tasks()) {
-        if (t.key == key && t.state == TaskState::kExited) out = t;
-      }
-      return out.has_value();
-    });
-    return out;
-  }
-
   std::string Log(const TaskKey& key, const char* stream) {
-    return FileOr(dir_.path() + "/tasks/" + key.DirName() + "." + stream + ".log");
+    return TaskLog(dir_.path(), key, stream);
   }
 
   static TaskSpec Spec(TaskKey key, std::vector<std::string> command) {

@@ -5,10 +5,12 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "agent/fsutil.h"
+#include "agent/runner.h"
 
 namespace gpuorch::agent::testing {
 
@@ -43,6 +45,24 @@ inline bool WaitFor(const std::function<bool()>& done,
 
 inline std::string FileOr(const std::string& path, const std::string& fallback = "") {
   return fs::ReadFile(path).value_or(fallback);
+}
+
+// Polls `r` until the task `key` has exited (WaitFor's limit): its last status, or nullopt.
+inline std::optional<TaskStatus> WaitExit(Runner& r, const TaskKey& key) {
+  std::optional<TaskStatus> out;
+  WaitFor([&] {
+    r.Poll();
+    for (const TaskStatus& t : r.Tasks()) {
+      if (t.key == key && t.state == TaskState::kExited) out = t;
+    }
+    return out.has_value();
+  });
+  return out;
+}
+
+// A task's log ("stdout" or "stderr") under the agent's data directory `data`.
+inline std::string TaskLog(const std::string& data, const TaskKey& key, const char* stream) {
+  return FileOr(data + "/tasks/" + key.DirName() + "." + stream + ".log");
 }
 
 }  // namespace gpuorch::agent::testing

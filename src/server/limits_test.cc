@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "server/controller.h"
+#include "server/controller_test_util.h"
 #include "store/state_store.h"
 
 namespace gpuorch::server {
@@ -55,17 +56,8 @@ class LimitsTest : public ::testing::Test {
     EXPECT_TRUE(controller_->Submit(body, out, e)) << e.message;
     return out.value("id", int64_t{-1});
   }
-  Json Get(int64_t id) {
-    Json out;
-    ApiError e;
-    EXPECT_TRUE(controller_->GetWorkload(id, out, e)) << e.message;
-    return out;
-  }
-  bool Exists(int64_t id) {
-    Json out;
-    ApiError e;
-    return controller_->GetWorkload(id, out, e);
-  }
+  Json Get(int64_t id) { return test_util::GetWorkloadOrFail(*controller_, id); }
+  bool Exists(int64_t id) { return test_util::WorkloadExists(*controller_, id); }
   // Runs the workload's one task to exit code 0 on `node`.
   void RunToSuccess(int64_t id, const std::string& node) {
     controller_->Step();

@@ -21,6 +21,7 @@
 #include "server/api_types.h"
 #include "server/config.h"
 #include "server/controller.h"
+#include "server/controller_test_util.h"
 
 namespace gpuorch::server {
 namespace {
@@ -217,12 +218,7 @@ queues:
     EXPECT_TRUE(controller_->Heartbeat(node, {{"tasks", tasks}}, out, e)) << e.message;
     return out["desired"];
   }
-  Json Get(int64_t id) {
-    Json out;
-    ApiError e;
-    EXPECT_TRUE(controller_->GetWorkload(id, out, e));
-    return out;
-  }
+  Json Get(int64_t id) { return test_util::GetWorkloadOrFail(*controller_, id); }
 
   std::filesystem::path dir_;
   ServerConfig config_;

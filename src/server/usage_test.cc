@@ -14,6 +14,7 @@
 
 #include "server/audit_log.h"
 #include "server/controller.h"
+#include "server/controller_test_util.h"
 
 namespace gpuorch::server {
 namespace {
@@ -138,17 +139,8 @@ class UsageTest : public ::testing::Test {
                                        out, e))
         << e.message;
   }
-  Json Get(int64_t id) {
-    Json out;
-    ApiError e;
-    EXPECT_TRUE(controller_->GetWorkload(id, out, e)) << e.message;
-    return out;
-  }
-  bool Exists(int64_t id) {
-    Json out;
-    ApiError e;
-    return controller_->GetWorkload(id, out, e);
-  }
+  Json Get(int64_t id) { return test_util::GetWorkloadOrFail(*controller_, id); }
+  bool Exists(int64_t id) { return test_util::WorkloadExists(*controller_, id); }
   // The rows of GET /v1/usage over [from, to) (RFC 3339 or dates; "" for the default).
   Json Rows(const std::string& from, const std::string& to, const std::string& by = "queue",
             const Access& access = {}, const std::string& queue = "") {
