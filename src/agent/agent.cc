@@ -152,6 +152,27 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
   a->wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (a->wake_fd_ < 0) return Status::Precondition(std::string("eventfd: ") + std::strerror(errno));
 
+  // GPU telemetry: sampled in the loop, served on its own endpoint (docs/observability.md).
+  if (options.telemetry_interval_ms < 100) {
+    return Status::Invalid("--telemetry-interval-s: must be at least 0.1");
+  }
+  Result<std::unique_ptr<TelemetrySource>> telemetry = gpus->OpenTelemetry(*found);
+  if (!telemetry.ok()) {
+    Log("GPU telemetry off: " + telemetry.status().message());
+  } else {
+    a->telemetry_ = std::move(telemetry).value();
+  }
+  if (options.metrics_listen != "off") {
+    Result<std::unique_ptr<MetricsServer>> metrics = MetricsServer::Start(options.metrics_listen);
+    if (!metrics.ok()) {
+      return Status(metrics.status().code(),
+                    metrics.status().message() +
+                        " (another exporter on this port? give --metrics-listen HOST:PORT, :0 "
+                        "for a free port, or off)");
+    }
+    a->metrics_server_ = std::move(metrics).value();
+  }
+
   Registration r;
   r.name = options.name;
   // A wildcard bind is reachable through the host name, not through "0.0.0.0".
@@ -166,6 +187,13 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
   r.memory_mib = options.memory_mib;
   r.backend = std::string(gpus->Name());
   r.gpus = std::move(found).value();
+  if (a->metrics_server_) {
+    r.metrics_address = a->metrics_server_->address();
+    if (r.metrics_address.rfind("0.0.0.0:", 0) == 0 || r.metrics_address.rfind("[::]:", 0) == 0) {
+      r.metrics_address = HostName() + r.metrics_address.substr(r.metrics_address.rfind(':'));
+    }
+  }
+  if (a->telemetry_) r.telemetry = a->telemetry_->emulated() ? "emulated" : "nvml";
   a->session_ = std::make_unique<NodeSession>(std::move(r), *a->runner_, options.heartbeat_ms, Log);
   a->gpus_ = std::move(gpus);
   a->options_ = std::move(options);
@@ -181,7 +209,10 @@ Agent::~Agent() {
 void Agent::Run() {
   const Registration& reg = session_->registration();
   Log("node " + reg.name + " (" + std::to_string(reg.gpus.size()) + " " + reg.backend +
-      " GPUs), logs on " + reg.address + ", server " + options_.server_url);
+      " GPUs), logs on " + reg.address + ", server " + options_.server_url +
+      (reg.metrics_address.empty()
+           ? ""
+           : ", GPU metrics on http://" + reg.metrics_address + "/metrics"));
   watch_thread_ = std::thread([this] { Watch(); });
   std::vector<pollfd> fds;
   while (!Stopping()) {
@@ -232,6 +263,7 @@ int64_t Agent::Tick() {
       session_->Apply(d);
     }
   }
+  SampleTelemetryIfDue();
   if (session_->ContactDue(MonotonicMs(), exited)) {
     const bool ok = (session_->registered() || Register()) && Heartbeat();
     session_->ContactDone(ok, MonotonicMs());
@@ -243,8 +275,43 @@ int64_t Agent::Tick() {
       Log("removed the files of " + std::to_string(n) + " finished tasks");
     }
   }
-  const int64_t poll_ms = runner_->NeedsPeriodicPoll() ? kPeriodicPollMs : session_->interval_ms();
+  int64_t poll_ms = runner_->NeedsPeriodicPoll() ? kPeriodicPollMs : session_->interval_ms();
+  if (telemetry_)
+    poll_ms = std::min(poll_ms, std::max<int64_t>(1, next_sample_ms_ - MonotonicMs()));
   return session_->WaitMs(MonotonicMs(), poll_ms);
+}
+
+void Agent::SampleTelemetryIfDue() {
+  if (!telemetry_) return;
+  std::vector<TaskOnNode> tasks = runner_->RunningTasks();
+  std::vector<TaskKey> keys;
+  for (const TaskOnNode& t : tasks) keys.push_back(t.key);
+  // Every interval, and at once when tasks start or end: attribution follows the tasks.
+  const int64_t now = MonotonicMs();
+  if (now < next_sample_ms_ && keys == sampled_tasks_) return;
+  next_sample_ms_ = now + options_.telemetry_interval_ms;
+  sampled_tasks_ = std::move(keys);
+  Result<Telemetry> t = telemetry_->Sample(tasks, now);
+  if (!t.ok()) {
+    if (!telemetry_failing_) Log("GPU telemetry: " + t.status().message());
+    telemetry_failing_ = true;
+    return;
+  }
+  telemetry_failing_ = false;
+  for (const GpuSample& g : t->gpus) {
+    std::string& was = gpu_health_[g.index];
+    if (g.unhealthy != was) {
+      Log("GPU " + std::to_string(g.index) +
+          (g.unhealthy.empty() ? " healthy again" : " unhealthy: " + g.unhealthy));
+      was = g.unhealthy;
+    }
+  }
+  if (metrics_server_) {
+    const Registration& reg = session_->registration();
+    metrics_server_->Publish(
+        RenderDcgmExposition(*t, reg.gpus, tasks, reg.name, telemetry_->emulated()));
+  }
+  session_->SetTelemetry(std::move(t).value());
 }
 
 namespace {

@@ -12,9 +12,11 @@
 
 #include "agent/gpu.h"
 #include "agent/log_server.h"
+#include "agent/metrics_server.h"
 #include "agent/node_session.h"
 #include "agent/protocol.h"
 #include "agent/runner.h"
+#include "agent/telemetry.h"
 #include "core/status.h"
 
 namespace httplib {
@@ -53,6 +55,11 @@ struct AgentOptions {
   int64_t pids_max = 16384;
   // Files of tasks the server no longer lists are removed this long after (seconds).
   int64_t task_retention_s = 86400;
+  // GPU telemetry (docs/observability.md): where the dcgm-exporter-compatible /metrics is
+  // served ("off": nowhere; port 0: a free one), and how often the GPUs are sampled.
+  // The command line's default is dcgm-exporter's port, 127.0.0.1:9400.
+  std::string metrics_listen = "127.0.0.1:0";
+  int64_t telemetry_interval_ms = 10000;
 };
 
 // The node agent: register, then follow the server's `desired` list for the node exactly
@@ -86,6 +93,10 @@ class Agent {
   void Shutdown();
 
   const std::string& log_address() const { return log_server_->address(); }
+  // "host:port" of the GPU metrics endpoint; empty when it is off.
+  std::string metrics_address() const {
+    return metrics_server_ ? metrics_server_->address() : std::string();
+  }
   const Registration& registration() const { return session_->registration(); }
   Runner& runner() { return *runner_; }
 
@@ -98,12 +109,21 @@ class Agent {
   void Watch();
   void Wake();
   bool Stopping();
+  // Samples the GPUs when the interval passed or the running tasks changed; publishes the
+  // exposition and hands the summary to the next heartbeat.
+  void SampleTelemetryIfDue();
 
   AgentOptions options_;
   std::unique_ptr<GpuBackend> gpus_;
   std::unique_ptr<Runner> runner_;
   std::unique_ptr<NodeSession> session_;  // loop thread
   std::unique_ptr<LogServer> log_server_;
+  std::unique_ptr<TelemetrySource> telemetry_;     // loop thread; null: no telemetry
+  std::unique_ptr<MetricsServer> metrics_server_;  // null: --metrics-listen off
+  int64_t next_sample_ms_ = 0;                     // loop thread
+  std::vector<TaskKey> sampled_tasks_;             // loop thread: running at the last sample
+  std::map<int32_t, std::string> gpu_health_;      // loop thread: last unhealthy reason
+  bool telemetry_failing_ = false;                 // loop thread
   std::unique_ptr<httplib::Client> client_;        // loop thread
   std::unique_ptr<httplib::Client> watch_client_;  // watch thread
   int wake_fd_ = -1;                               // eventfd: the loop's wake-up

@@ -2,7 +2,10 @@
 
 #include <cctype>
 #include <charconv>
+#include <cstdio>
 #include <utility>
+
+#include "agent/telemetry.h"
 
 namespace gpuorch::agent {
 namespace {
@@ -91,9 +94,17 @@ Result<std::vector<GpuInfo>> EmulatedGpuBackend::Discover() {
     g.model = spec_.model;
     g.raw_name = "emulated " + spec_.model;
     g.memory_mib = spec_.memory_mib;
+    char bus[32];
+    std::snprintf(bus, sizeof(bus), "00000000:%02X:00.0", 0x10 + i);
+    g.pci_bus_id = bus;
     gpus.push_back(std::move(g));
   }
   return gpus;
+}
+
+Result<std::unique_ptr<TelemetrySource>> EmulatedGpuBackend::OpenTelemetry(
+    const std::vector<GpuInfo>& gpus) {
+  return std::unique_ptr<TelemetrySource>(std::make_unique<EmulatedTelemetry>(gpus));
 }
 
 std::string ModelNameFromProduct(std::string_view product) {

@@ -10,6 +10,8 @@
 
 namespace gpuorch::agent {
 
+class TelemetrySource;
+
 // One GPU as the agent reports it at registration (docs/api.md, agent protocol).
 struct GpuInfo {
   int32_t index = 0;
@@ -18,6 +20,7 @@ struct GpuInfo {
   std::string raw_name;    // what the driver calls it, e.g. "NVIDIA H100 80GB HBM3"
   int64_t memory_mib = 0;  // total memory
   bool mig = false;        // MIG mode currently enabled
+  std::string pci_bus_id;  // "00000000:07:00.0" (made up for emulated GPUs)
 };
 
 // Where a node's GPUs come from. Discover() is called once at agent start; implementations
@@ -32,6 +35,10 @@ class GpuBackend {
   // its UUID on real GPUs (stable across reboots and immune to index reordering), its index
   // on emulated ones (there is nothing else a process could be pointed at).
   virtual std::string VisibleDeviceId(const GpuInfo& gpu) const = 0;
+  // Where the GPUs' telemetry comes from (agent/telemetry.h), for the GPUs Discover found;
+  // called once, after Discover.
+  virtual core::Result<std::unique_ptr<TelemetrySource>> OpenTelemetry(
+      const std::vector<GpuInfo>& gpus) = 0;
 };
 
 // A parsed `--emulate-gpus` spec such as "8xH100-80GB".
@@ -58,6 +65,8 @@ class EmulatedGpuBackend final : public GpuBackend {
   std::string VisibleDeviceId(const GpuInfo& gpu) const override {
     return std::to_string(gpu.index);
   }
+  core::Result<std::unique_ptr<TelemetrySource>> OpenTelemetry(
+      const std::vector<GpuInfo>& gpus) override;
 
  private:
   EmulatedSpec spec_;

@@ -91,10 +91,6 @@ std::optional<int64_t> ByteParam(const httplib::Request& req, const char* name,
 Result<std::unique_ptr<LogServer>> LogServer::Start(const std::string& listen,
                                                     const std::string& data_dir,
                                                     std::string secret) {
-  std::string host;
-  int port = 0;
-  if (Status s = SplitHostPort(listen, host, port); !s.ok())
-    return Status::Invalid("--listen " + s.message());
   if (secret.empty()) return Status::Invalid("log endpoint: a secret is required");
   std::unique_ptr<LogServer> ls(new LogServer());
   ls->server_ = std::make_unique<httplib::Server>();
@@ -148,18 +144,29 @@ Result<std::unique_ptr<LogServer>> LogServer::Start(const std::string& listen,
           return sink.write(buf, got);
         });
   });
-  int bound = port;
-  if (port == 0) {
-    bound = ls->server_->bind_to_any_port(host);
-    if (bound < 0) return Status::Precondition("--listen " + listen + ": cannot bind");
-  } else if (!ls->server_->bind_to_port(host, port)) {
-    return Status::Precondition("--listen " + listen + ": cannot bind (port in use?)");
-  }
-  ls->address_ =
-      (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(bound);
+  Result<std::string> address = BindListen(*ls->server_, listen, "--listen");
+  if (!address.ok()) return address.status();
+  ls->address_ = *address;
   httplib::Server* srv = ls->server_.get();
   ls->thread_ = std::thread([srv] { srv->listen_after_bind(); });
   return ls;
+}
+
+Result<std::string> BindListen(httplib::Server& server, const std::string& listen,
+                               const std::string& flag) {
+  std::string host;
+  int port = 0;
+  if (Status s = SplitHostPort(listen, host, port); !s.ok())
+    return Status::Invalid(flag + " " + s.message());
+  int bound = port;
+  if (port == 0) {
+    bound = server.bind_to_any_port(host);
+    if (bound < 0) return Status::Precondition(flag + " " + listen + ": cannot bind");
+  } else if (!server.bind_to_port(host, port)) {
+    return Status::Precondition(flag + " " + listen + ": cannot bind (port in use?)");
+  }
+  return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+         std::to_string(bound);
 }
 
 LogServer::~LogServer() {

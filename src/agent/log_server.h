@@ -45,5 +45,9 @@ bool LogCredentialOk(const std::string& authorization, const std::string& secret
 
 // Splits "host:port" ("[::1]:80" too). Fails on a missing or bad port.
 core::Status SplitHostPort(const std::string& s, std::string& host, int& port);
+// Binds `server` to `listen` ("host:port", port 0: a free one) and answers the bound
+// "host:port"; errors name `flag` (the option that gave the address).
+core::Result<std::string> BindListen(httplib::Server& server, const std::string& listen,
+                                     const std::string& flag);
 
 }  // namespace gpuorch::agent

@@ -78,7 +78,8 @@ std::string NodeSession::HeartbeatBody() {
   // Only what the server has not acknowledged (ReportTracker): exits, new or restarted
   // tasks; otherwise a small keep-alive.
   reported_ = reports_.ToReport(executor_.Tasks());
-  return HeartbeatRequestJson(reported_);
+  telemetry_sent_ = telemetry_.has_value();
+  return HeartbeatRequestJson(reported_, telemetry_ ? &*telemetry_ : nullptr);
 }
 
 bool NodeSession::OnHeartbeatAnswer(const HttpAnswer& answer) {
@@ -103,6 +104,7 @@ bool NodeSession::OnHeartbeatAnswer(const HttpAnswer& answer) {
     return false;
   }
   if (failures_ > 0) Log("server reachable again");
+  if (telemetry_sent_) telemetry_.reset();
   if (!reports_.Acknowledge(desired->epoch, reported_)) resend_now_ = true;  // restarted server
   if (desired->heartbeat_interval_ms > 0) interval_ms_ = desired->heartbeat_interval_ms;
   Apply(*desired);

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -85,6 +86,10 @@ class NodeSession {
   // server no longer lists. False on any failure (a 404 asks for a new registration).
   bool OnHeartbeatAnswer(const HttpAnswer& answer);
 
+  // The latest telemetry sample: the next heartbeat carries it, once (a failed heartbeat
+  // leaves it for the next; a newer sample replaces it).
+  void SetTelemetry(Telemetry t) { telemetry_ = std::move(t); }
+
   // Starts and stops tasks to match `desired` when it is newer than the list acted on.
   void Apply(const DesiredList& desired);
 
@@ -109,6 +114,8 @@ class NodeSession {
   bool resend_now_ = false;              // a new epoch answered: report everything again
   bool contact_now_ = false;             // the watch brought a new epoch's list: report now
   DesiredList applied_;                  // the newest list acted on (start/stop)
+  std::optional<Telemetry> telemetry_;   // not yet sent
+  bool telemetry_sent_ = false;          // the heartbeat in flight carries telemetry_
   std::map<TaskKey, int64_t> grace_ms_;  // from each task's last desired entry
 };
 

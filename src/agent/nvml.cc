@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 namespace gpuorch::agent {
@@ -24,11 +25,51 @@ struct nvmlUtilization_t {
   unsigned int gpu;
   unsigned int memory;
 };
+struct nvmlPciInfo_t {  // nvmlPciInfo_t of nvmlDeviceGetPciInfo_v3
+  char bus_id_legacy[16];
+  unsigned int domain, bus, device, pci_device_id, pci_subsystem_id;
+  char bus_id[32];
+};
+struct nvmlProcessInfo_t {  // nvmlProcessInfo_v2_t, as _v2 and _v3 fill it
+  unsigned int pid;
+  unsigned long long used_gpu_memory;
+  unsigned int gpu_instance_id;
+  unsigned int compute_instance_id;
+};
+struct nvmlFieldValue_t {
+  unsigned int field_id;
+  unsigned int scope_id;
+  long long timestamp;
+  long long latency_usec;
+  int value_type;
+  nvmlReturn_t nvml_return;
+  union {
+    double d;
+    unsigned int ui;
+    unsigned long ul;
+    unsigned long long ull;
+    long long sll;
+  } value;
+};
+using nvmlEventSet_t = struct nvmlEventSet_st*;
+struct nvmlEventData_t {
+  nvmlDevice_t device;
+  unsigned long long event_type;
+  unsigned long long event_data;
+  unsigned int gpu_instance_id;
+  unsigned int compute_instance_id;
+};
 constexpr nvmlReturn_t kNvmlSuccess = 0;
-constexpr unsigned int kNameBufferSize = 96;    // NVML_DEVICE_NAME_V2_BUFFER_SIZE
-constexpr unsigned int kUuidBufferSize = 96;    // NVML_DEVICE_UUID_V2_BUFFER_SIZE
-constexpr unsigned int kDriverBufferSize = 80;  // NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE
-constexpr unsigned int kMigEnabled = 1;         // NVML_DEVICE_MIG_ENABLE
+constexpr nvmlReturn_t kNvmlErrorInsufficientSize = 7;
+constexpr unsigned int kFieldEccSbeVolTotal = 3;       // NVML_FI_DEV_ECC_SBE_VOL_TOTAL
+constexpr unsigned int kFieldEccDbeVolTotal = 4;       // NVML_FI_DEV_ECC_DBE_VOL_TOTAL
+constexpr unsigned long long kEventXidCritical = 0x8;  // nvmlEventTypeXidCriticalError
+constexpr unsigned int kTemperatureGpu = 0;            // NVML_TEMPERATURE_GPU
+constexpr unsigned int kClockSm = 1;                   // NVML_CLOCK_SM
+constexpr unsigned int kNameBufferSize = 96;           // NVML_DEVICE_NAME_V2_BUFFER_SIZE
+constexpr unsigned int kUuidBufferSize = 96;           // NVML_DEVICE_UUID_V2_BUFFER_SIZE
+constexpr unsigned int kDriverBufferSize = 80;         // NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE
+constexpr unsigned int kMigEnabled = 1;                // NVML_DEVICE_MIG_ENABLE
 
 // The entry points, resolved with dlsym. dlclose happens in the destructor, after
 // nvmlShutdown, so no NVML code runs once the library is unmapped.
@@ -38,6 +79,7 @@ class Nvml {
   Nvml(const Nvml&) = delete;
   Nvml& operator=(const Nvml&) = delete;
   ~Nvml() {
+    if (events_ != nullptr && event_set_free_ != nullptr) event_set_free_(events_);
     if (initialised_) shutdown_();
     if (handle_ != nullptr) dlclose(handle_);
   }
@@ -63,7 +105,125 @@ class Nvml {
     if (!s.ok()) return s;
     if (nvmlReturn_t r = init_(); r != kNvmlSuccess) return Error("nvmlInit_v2", r);
     initialised_ = true;
+    // Optional entry points: telemetry leaves out what an older driver lacks.
+    Optional(pci_, "nvmlDeviceGetPciInfo_v3");
+    Optional(power_, "nvmlDeviceGetPowerUsage");
+    Optional(temperature_, "nvmlDeviceGetTemperature");
+    Optional(clock_, "nvmlDeviceGetClockInfo");
+    Optional(energy_, "nvmlDeviceGetTotalEnergyConsumption");
+    Optional(field_values_, "nvmlDeviceGetFieldValues");
+    Optional(processes_, "nvmlDeviceGetComputeRunningProcesses_v3");
+    if (processes_ == nullptr) Optional(processes_, "nvmlDeviceGetComputeRunningProcesses_v2");
+    Optional(event_set_create_, "nvmlEventSetCreate");
+    Optional(register_events_, "nvmlDeviceRegisterEvents");
+    Optional(event_wait_, "nvmlEventSetWait_v2");
+    Optional(event_set_free_, "nvmlEventSetFree");
     return Status::Ok();
+  }
+
+  Result<nvmlDevice_t> Handle(unsigned int index) const {
+    nvmlDevice_t dev = nullptr;
+    if (nvmlReturn_t r = by_index_(index, &dev); r != kNvmlSuccess) {
+      return Error("nvmlDeviceGetHandleByIndex_v2", r);
+    }
+    return dev;
+  }
+
+  // XID events of every device (nvmlEventTypeXidCriticalError), or none when the driver
+  // cannot deliver them (then only ECC marks a GPU unhealthy).
+  void RegisterXidEvents(const std::vector<nvmlDevice_t>& devices) {
+    if (event_set_create_ == nullptr || register_events_ == nullptr || event_wait_ == nullptr) {
+      return;
+    }
+    if (event_set_create_(&events_) != kNvmlSuccess) {
+      events_ = nullptr;
+      return;
+    }
+    for (nvmlDevice_t d : devices) (void)register_events_(d, kEventXidCritical, events_);
+  }
+
+  // The XIDs that arrived since the last call, as (device, xid); never blocks.
+  std::vector<std::pair<nvmlDevice_t, unsigned long long>> TakeXids() const {
+    std::vector<std::pair<nvmlDevice_t, unsigned long long>> out;
+    if (events_ == nullptr) return out;
+    nvmlEventData_t data = {};
+    for (int i = 0; i < 64 && event_wait_(events_, &data, 0) == kNvmlSuccess; ++i) {
+      if (data.event_type & kEventXidCritical) out.emplace_back(data.device, data.event_data);
+    }
+    return out;
+  }
+
+  // One GPU's sample; what the device does not answer is marked missing.
+  GpuSample Sample(nvmlDevice_t dev, int32_t index) const {
+    GpuSample s;
+    s.index = index;
+    nvmlUtilization_t util = {};
+    if (util_(dev, &util) == kNvmlSuccess) {
+      s.util_pct = util.gpu;
+      s.mem_copy_util_pct = util.memory;
+    } else {
+      s.missing |= kFieldUtil | kFieldMemCopyUtil;
+    }
+    nvmlMemory_t mem = {};
+    if (memory_(dev, &mem) == kNvmlSuccess) {
+      s.fb_used_mib = static_cast<int64_t>(mem.used >> 20);
+      s.fb_free_mib = static_cast<int64_t>(mem.free >> 20);
+    } else {
+      s.missing |= kFieldFb;
+    }
+    unsigned int u = 0;
+    if (power_ != nullptr && power_(dev, &u) == kNvmlSuccess) {
+      s.power_w = u / 1000.0;
+    } else {
+      s.missing |= kFieldPower;
+    }
+    if (temperature_ != nullptr && temperature_(dev, kTemperatureGpu, &u) == kNvmlSuccess) {
+      s.temp_c = u;
+    } else {
+      s.missing |= kFieldTemp;
+    }
+    if (clock_ != nullptr && clock_(dev, kClockSm, &u) == kNvmlSuccess) {
+      s.sm_clock_mhz = u;
+    } else {
+      s.missing |= kFieldSmClock;
+    }
+    unsigned long long mj = 0;
+    if (energy_ != nullptr && energy_(dev, &mj) == kNvmlSuccess) {
+      s.energy_mj = static_cast<int64_t>(mj);
+    } else {
+      s.missing |= kFieldEnergy;
+    }
+    nvmlFieldValue_t fields[2] = {};
+    fields[0].field_id = kFieldEccSbeVolTotal;
+    fields[1].field_id = kFieldEccDbeVolTotal;
+    if (field_values_ != nullptr && field_values_(dev, 2, fields) == kNvmlSuccess &&
+        fields[0].nvml_return == kNvmlSuccess && fields[1].nvml_return == kNvmlSuccess) {
+      s.ecc_sbe = static_cast<int64_t>(fields[0].value.ull);
+      s.ecc_dbe = static_cast<int64_t>(fields[1].value.ull);
+    } else {
+      s.missing |= kFieldEcc;  // GPUs without ECC (or with it off) answer NOT_SUPPORTED
+    }
+    return s;
+  }
+
+  // The compute processes on one GPU (empty when the driver cannot list them).
+  std::vector<GpuProcess> Processes(nvmlDevice_t dev, int32_t index) const {
+    std::vector<GpuProcess> out;
+    if (processes_ == nullptr) return out;
+    std::vector<nvmlProcessInfo_t> infos(16);
+    unsigned int count = static_cast<unsigned int>(infos.size());
+    nvmlReturn_t r = processes_(dev, &count, infos.data());
+    if (r == kNvmlErrorInsufficientSize) {
+      infos.resize(count + 8);
+      count = static_cast<unsigned int>(infos.size());
+      r = processes_(dev, &count, infos.data());
+    }
+    if (r != kNvmlSuccess) return out;
+    for (unsigned int i = 0; i < count && i < infos.size(); ++i) {
+      out.push_back(GpuProcess{index, static_cast<int32_t>(infos[i].pid),
+                               static_cast<int64_t>(infos[i].used_gpu_memory >> 20)});
+    }
+    return out;
   }
 
   Status Error(const char* call, nvmlReturn_t r) const {
@@ -108,6 +268,10 @@ class Nvml {
     g.model = ModelNameFromProduct(name);
     g.memory_mib = static_cast<int64_t>(mem.total / (1024ull * 1024ull));
     g.mig = mig;
+    nvmlPciInfo_t pci = {};
+    if (pci_ != nullptr && pci_(dev, &pci) == kNvmlSuccess) {
+      g.pci_bus_id.assign(pci.bus_id, strnlen(pci.bus_id, sizeof(pci.bus_id)));
+    }
     return g;
   }
 
@@ -133,7 +297,13 @@ class Nvml {
     return Status::Ok();
   }
 
+  template <typename Fn>
+  void Optional(Fn*& fn, const char* symbol) {
+    fn = reinterpret_cast<Fn*>(dlsym(handle_, symbol));
+  }
+
   void* handle_ = nullptr;
+  nvmlEventSet_t events_ = nullptr;
   bool initialised_ = false;
   nvmlReturn_t (*init_)() = nullptr;
   nvmlReturn_t (*shutdown_)() = nullptr;
@@ -146,6 +316,18 @@ class Nvml {
   nvmlReturn_t (*util_)(nvmlDevice_t, nvmlUtilization_t*) = nullptr;
   const char* (*error_string_)(nvmlReturn_t) = nullptr;
   nvmlReturn_t (*driver_)(char*, unsigned int) = nullptr;
+  // Optional.
+  nvmlReturn_t (*pci_)(nvmlDevice_t, nvmlPciInfo_t*) = nullptr;
+  nvmlReturn_t (*power_)(nvmlDevice_t, unsigned int*) = nullptr;
+  nvmlReturn_t (*temperature_)(nvmlDevice_t, unsigned int, unsigned int*) = nullptr;
+  nvmlReturn_t (*clock_)(nvmlDevice_t, unsigned int, unsigned int*) = nullptr;
+  nvmlReturn_t (*energy_)(nvmlDevice_t, unsigned long long*) = nullptr;
+  nvmlReturn_t (*field_values_)(nvmlDevice_t, int, nvmlFieldValue_t*) = nullptr;
+  nvmlReturn_t (*processes_)(nvmlDevice_t, unsigned int*, nvmlProcessInfo_t*) = nullptr;
+  nvmlReturn_t (*event_set_create_)(nvmlEventSet_t*) = nullptr;
+  nvmlReturn_t (*register_events_)(nvmlDevice_t, unsigned long long, nvmlEventSet_t) = nullptr;
+  nvmlReturn_t (*event_wait_)(nvmlEventSet_t, nvmlEventData_t*, unsigned int) = nullptr;
+  nvmlReturn_t (*event_set_free_)(nvmlEventSet_t) = nullptr;
 };
 
 }  // namespace
@@ -165,6 +347,64 @@ Result<std::vector<GpuInfo>> NvmlBackend::Discover() {
     gpus.push_back(std::move(g).value());
   }
   return gpus;
+}
+
+struct NvmlTelemetry::Impl {
+  Nvml nvml;
+  std::vector<nvmlDevice_t> devices;
+  std::vector<int64_t> xid;  // sticky, per device
+};
+
+NvmlTelemetry::NvmlTelemetry() = default;
+NvmlTelemetry::~NvmlTelemetry() = default;
+
+Result<std::unique_ptr<NvmlTelemetry>> NvmlTelemetry::Open(
+    const std::string& library, std::function<int32_t(int32_t)> parent_of) {
+  std::unique_ptr<NvmlTelemetry> t(new NvmlTelemetry());
+  t->impl_ = std::make_unique<Impl>();
+  t->parent_of_ = std::move(parent_of);
+  if (Status s = t->impl_->nvml.Load(library); !s.ok()) return s;
+  Result<unsigned int> count = t->impl_->nvml.Count();
+  if (!count.ok()) return count.status();
+  for (unsigned int i = 0; i < *count; ++i) {
+    Result<nvmlDevice_t> dev = t->impl_->nvml.Handle(i);
+    if (!dev.ok()) return dev.status();
+    t->impl_->devices.push_back(*dev);
+  }
+  t->impl_->xid.assign(t->impl_->devices.size(), 0);
+  t->impl_->nvml.RegisterXidEvents(t->impl_->devices);
+  return t;
+}
+
+Result<Telemetry> NvmlTelemetry::Sample(const std::vector<TaskOnNode>& tasks, int64_t) {
+  Impl& im = *impl_;
+  for (const auto& [dev, xid] : im.nvml.TakeXids()) {
+    for (size_t j = 0; j < im.devices.size(); ++j) {
+      if (im.devices[j] == dev) im.xid[j] = static_cast<int64_t>(xid);
+    }
+  }
+  Telemetry out;
+  std::vector<GpuProcess> processes;
+  for (size_t j = 0; j < im.devices.size(); ++j) {
+    const auto index = static_cast<int32_t>(j);
+    GpuSample s = im.nvml.Sample(im.devices[j], index);
+    s.last_xid = im.xid[j];
+    if (XidMarksUnhealthy(s.last_xid)) {
+      s.unhealthy = "XID " + std::to_string(s.last_xid);
+    } else if (s.ecc_dbe > 0) {
+      s.unhealthy = "ECC double-bit errors: " + std::to_string(s.ecc_dbe);
+    }
+    out.gpus.push_back(std::move(s));
+    for (GpuProcess& p : im.nvml.Processes(im.devices[j], index)) processes.push_back(p);
+  }
+  out.tasks = TaskUses(out.gpus, processes, tasks, parent_of_);
+  return out;
+}
+
+Result<std::unique_ptr<TelemetrySource>> NvmlBackend::OpenTelemetry(const std::vector<GpuInfo>&) {
+  Result<std::unique_ptr<NvmlTelemetry>> t = NvmlTelemetry::Open(library_);
+  if (!t.ok()) return t.status();
+  return std::unique_ptr<TelemetrySource>(std::move(t).value());
 }
 
 ProbeReport ProbeNvml(const std::string& library) {

@@ -1,5 +1,6 @@
 #include "agent/protocol.h"
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -24,7 +25,10 @@ json SpecToJson(const TaskSpec& s) {
           {"grace_period_ms", s.grace_period_ms},
           {"run_as", s.run_as},
           {"cpu_milli", s.cpu_milli},
-          {"memory_mib", s.memory_mib}};
+          {"memory_mib", s.memory_mib},
+          {"gpu_memory_mib", s.gpu_memory_mib},
+          {"name", s.name},
+          {"queue", s.queue}};
 }
 
 // An integer of type T. nlohmann's get<T>() converts a float or an integer out of T's
@@ -67,6 +71,11 @@ TaskSpec SpecFromJson(const json& j) {
   if (j.contains("run_as")) s.run_as = j.at("run_as").get<std::string>();
   if (j.contains("cpu_milli")) s.cpu_milli = Int<int64_t>(j.at("cpu_milli"), "cpu_milli");
   if (j.contains("memory_mib")) s.memory_mib = Int<int64_t>(j.at("memory_mib"), "memory_mib");
+  if (j.contains("gpu_memory_mib")) {
+    s.gpu_memory_mib = Int<int64_t>(j.at("gpu_memory_mib"), "gpu_memory_mib");
+  }
+  if (j.contains("name")) s.name = j.at("name").get<std::string>();
+  if (j.contains("queue")) s.queue = j.at("queue").get<std::string>();
   return s;
 }
 
@@ -84,6 +93,7 @@ std::string RegisterRequestJson(const Registration& r) {
                     {"model", g.model},
                     {"memory_mib", g.memory_mib},
                     {"mig", g.mig}});
+    if (!g.pci_bus_id.empty()) gpus.back()["pci_bus_id"] = g.pci_bus_id;
   }
   json j = {{"name", r.name},           {"address", r.address},
             {"zone", r.zone},           {"rack", r.rack},
@@ -91,6 +101,8 @@ std::string RegisterRequestJson(const Registration& r) {
             {"backend", r.backend},     {"nvlink_domain_gpus", r.nvlink_domain_gpus},
             {"gpus", std::move(gpus)}};
   if (!r.log_secret.empty()) j["log_secret"] = r.log_secret;
+  if (!r.metrics_address.empty()) j["metrics_address"] = r.metrics_address;
+  if (!r.telemetry.empty()) j["telemetry"] = r.telemetry;
   return j.dump();
 }
 
@@ -105,7 +117,34 @@ Result<int64_t> ParseRegisterResponse(const std::string& body) {
   }
 }
 
-std::string HeartbeatRequestJson(const std::vector<TaskStatus>& tasks) {
+namespace {
+
+// One decimal: what a dashboard shows, and a shorter heartbeat.
+double Tenth(double v) { return std::round(v * 10) / 10; }
+
+json TelemetrySummary(const Telemetry& t) {
+  json gpus = json::array();
+  for (const GpuSample& g : t.gpus) {
+    json j = {{"index", g.index}, {"healthy", g.unhealthy.empty()}};
+    if (!(g.missing & kFieldUtil)) j["util"] = Tenth(g.util_pct);
+    if (!(g.missing & kFieldFb)) j["mem_used_mib"] = g.fb_used_mib;
+    if (!g.unhealthy.empty()) j["health"] = g.unhealthy;
+    gpus.push_back(std::move(j));
+  }
+  json tasks = json::array();
+  for (const TaskUse& u : t.tasks) {
+    tasks.push_back({{"workload", u.key.workload},
+                     {"task", u.key.task},
+                     {"attempt", u.key.attempt},
+                     {"util", Tenth(u.util_pct)},
+                     {"mem_used_mib", u.memory_used_mib}});
+  }
+  return json{{"gpus", std::move(gpus)}, {"tasks", std::move(tasks)}};
+}
+
+}  // namespace
+
+std::string HeartbeatRequestJson(const std::vector<TaskStatus>& tasks, const Telemetry* telemetry) {
   json list = json::array();
   for (const TaskStatus& t : tasks) {
     json j = {{"workload", t.key.workload}, {"task", t.key.task}, {"attempt", t.key.attempt}};
@@ -122,7 +161,9 @@ std::string HeartbeatRequestJson(const std::vector<TaskStatus>& tasks) {
     }
     list.push_back(std::move(j));
   }
-  return json{{"tasks", std::move(list)}}.dump();
+  json body = {{"tasks", std::move(list)}};
+  if (telemetry != nullptr) body["telemetry"] = TelemetrySummary(*telemetry);
+  return body.dump();
 }
 
 std::vector<TaskStatus> ReportTracker::ToReport(const std::vector<TaskStatus>& tasks) const {

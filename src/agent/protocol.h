@@ -7,6 +7,7 @@
 
 #include "agent/gpu.h"
 #include "agent/task.h"
+#include "agent/telemetry.h"
 #include "core/status.h"
 
 // The agent's side of the agent protocol (docs/api.md, "Agent protocol"): encoding of what
@@ -27,6 +28,11 @@ struct Registration {
   std::string backend;  // "nvml" or "emulated"
   int32_t nvlink_domain_gpus = 0;
   std::vector<GpuInfo> gpus;
+  // The GPU telemetry exporter (docs/observability.md): where its /metrics is served
+  // ("host:port"; empty: not served), and where its numbers come from ("nvml", "emulated";
+  // empty: no telemetry).
+  std::string metrics_address;
+  std::string telemetry;
 };
 
 // The Authorization header's value on every request an agent sends (docs/security.md):
@@ -37,7 +43,9 @@ std::string RegisterRequestJson(const Registration& r);
 // The `heartbeat_interval_ms` of the answer (0 when absent).
 core::Result<int64_t> ParseRegisterResponse(const std::string& body);
 
-std::string HeartbeatRequestJson(const std::vector<TaskStatus>& tasks);
+// `telemetry`, when given, is the latest sample (sent once per sampling, not per heartbeat).
+std::string HeartbeatRequestJson(const std::vector<TaskStatus>& tasks,
+                                 const Telemetry* telemetry = nullptr);
 
 // What a heartbeat carries (docs/api.md, "Agent protocol"): only changes. An exited task is
 // reported in every heartbeat until the server stops listing it (then it is forgotten); a

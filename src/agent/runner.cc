@@ -165,6 +165,7 @@ void Runner::Adopt(const std::string& state_file) {
     e.cgroup = options_.cgroups->PathOf(CgroupName(e.key));
   }
   e.grace_ms = spec->grace_period_ms;
+  e.spec = *spec;
   e.adopted_at_ms = MonotonicMs();
   e.kill_at_ms = st.kill_at_ms;
   e.shim_pid = st.shim_pid;
@@ -258,6 +259,7 @@ std::vector<Status> Runner::StartAll(const std::vector<const TaskSpec*>& specs) 
     e.key = spec.key;
     e.path = TaskPath(spec.key);
     e.grace_ms = spec.grace_period_ms;
+    e.spec = spec;
     int32_t fail_code = kLostExitCode;
     if (options_.cgroups) e.cgroup = options_.cgroups->PathOf(CgroupName(spec.key));
     Result<pid_t> pid = Launch(spec, e.path, fail_code);
@@ -551,6 +553,24 @@ int Runner::CollectGarbage(int64_t retention_s) {
     it = forgotten_.erase(it);
   }
   return removed;
+}
+
+std::vector<TaskOnNode> Runner::RunningTasks() const {
+  std::vector<TaskOnNode> out;
+  for (const auto& [key, e] : tasks_) {
+    if (e.exited) continue;
+    TaskOnNode t;
+    t.key = key;
+    t.name = e.spec.name;
+    t.queue = e.spec.queue;
+    t.gpus = e.spec.gpus;
+    t.gpu_milli = e.spec.gpu_milli;
+    t.gpu_memory_mib = e.spec.gpu_memory_mib;
+    t.pid = e.child_pid;
+    t.env = e.spec.env;
+    out.push_back(std::move(t));
+  }
+  return out;
 }
 
 std::vector<TaskStatus> Runner::Tasks() const {

@@ -14,6 +14,7 @@
 #include "agent/task.h"
 #include "agent/task_state.h"
 #include "agent/task_user.h"
+#include "agent/telemetry.h"
 #include "core/status.h"
 
 namespace gpuorch::agent {
@@ -76,6 +77,8 @@ class Runner final : public TaskExecutor {
   void Forget(const TaskKey& key) override;
   // Every task started and not forgotten, ordered by key.
   std::vector<TaskStatus> Tasks() const override;
+  // The tasks still running, with what GPU telemetry needs of them.
+  std::vector<TaskOnNode> RunningTasks() const;
   // Descriptors that become readable when a running task's shim ends (pidfds), for the
   // agent to wait on; then Poll. Tasks without one (kernels before 5.3) need Poll to be
   // called periodically: NeedsPeriodicPoll says so.
@@ -115,6 +118,7 @@ class Runner final : public TaskExecutor {
     bool killed = false;
     int64_t adopted_at_ms = 0;
     std::string cgroup;  // the task's cgroup directory; empty: none
+    TaskSpec spec;       // as launched (or as its state file recorded it, when adopted)
   };
 
   explicit Runner(Options options);

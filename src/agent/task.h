@@ -36,6 +36,11 @@ struct TaskSpec {
   // What the task asked for: its cgroup's cpu.max and memory.max (0: no limit).
   int64_t cpu_milli = 0;
   int64_t memory_mib = 0;
+  // GPU memory it asked for per GPU (0: not given), and whose it is: for GPU telemetry's
+  // attribution labels and emulation (docs/observability.md).
+  int64_t gpu_memory_mib = 0;
+  std::string name;   // the workload's name
+  std::string queue;  // the workload's queue
 };
 
 enum class TaskState { kRunning, kExited };

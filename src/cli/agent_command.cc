@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -29,6 +30,7 @@ struct AgentFlags {
   // Hollow nodes (--emulate-nodes N): N emulated agents in this process.
   agent::HollowOptions hollow;
   std::string token_file;
+  double telemetry_interval_s = 10;
 };
 
 int RunProbe() {
@@ -51,6 +53,8 @@ sigset_t BlockStopSignals() {
 int RunAgent(AgentFlags flags) {
   // Resolved here rather than in Agent::Create because emulated GPU uuids carry the name.
   if (flags.options.name.empty()) flags.options.name = agent::HostName();
+  flags.options.telemetry_interval_ms =
+      static_cast<int64_t>(std::llround(flags.telemetry_interval_s * 1000));
   // Prefer the small gpuorch-shim installed beside this binary (cheap to exec per task).
   std::error_code ec;
   std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
@@ -170,6 +174,15 @@ void RegisterAgent(CLI::App& app, int& exit_code) {
   cmd->add_option("--heartbeat-ms", o.heartbeat_ms, "Heartbeat interval in milliseconds")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{10}, int64_t{60000}));
+  o.metrics_listen = "127.0.0.1:9400";  // dcgm-exporter's port
+  cmd->add_option("--metrics-listen", o.metrics_listen,
+                  "host:port of the GPU telemetry endpoint (/metrics under dcgm-exporter's "
+                  "names; port 0: any; off: none)")
+      ->capture_default_str();
+  cmd->add_option("--telemetry-interval-s", flags->telemetry_interval_s,
+                  "Seconds between two samplings of the GPUs")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
   cmd->add_option("--emulate-nodes", flags->hollow.count,
                   "Run N hollow nodes in this process instead of one agent: emulated agents "
                   "<prefix>-00001.. with --emulate-gpus each, whose tasks run no process "

@@ -82,13 +82,13 @@ pid_t SpawnAgent(const std::string& url, const std::string& name, const std::str
   // which cancels the work and then stops the agents, so no task outlives the dev cluster.
   ::setpgid(0, 0);
   std::string exe = std::filesystem::read_symlink("/proc/self/exe").string();
-  std::vector<std::string> args = {exe, "agent", "--server", url, "--name", name, "--token-file",
-                                   token_file, "--emulate-gpus", gpus, "--data", dir,
-                                   "--heartbeat-ms", "200", "--rack",
-                                   "rack-" + name.substr(name.size() - 1),
-                                   // An emulated GPU server: the CPU and memory of a real one.
-                                   "--cpu-milli", "96000", "--memory-mib", "1048576", "--log-level",
-                                   log.level, "--log-format", log.format};
+  std::vector<std::string> args = {
+      exe, "agent", "--server", url, "--name", name, "--token-file", token_file, "--emulate-gpus",
+      gpus, "--data", dir, "--heartbeat-ms", "200", "--metrics-listen", "127.0.0.1:0",
+      "--telemetry-interval-s", "2", "--rack", "rack-" + name.substr(name.size() - 1),
+      // An emulated GPU server: the CPU and memory of a real one.
+      "--cpu-milli", "96000", "--memory-mib", "1048576", "--log-level", log.level, "--log-format",
+      log.format};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

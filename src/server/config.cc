@@ -282,6 +282,8 @@ Result<ServerConfig> ParseConfig(const std::string& text) {
                       "fair_share_half_life_s",
                       "max_body_bytes",
                       "finished_retention",
+                      "gpu_idle_util_pct",
+                      "gpu_idle_after",
                       "default_priority",
                       "priority_classes",
                       "queues",
@@ -361,6 +363,12 @@ Result<ServerConfig> ParseConfig(const std::string& text) {
   }
   GPUORCH_TRY(CheckTls(c.tls));
   GPUORCH_TRY(Duration(root, "finished_retention", c.finished_retention_s));
+  GPUORCH_TRY(Duration(root, "gpu_idle_after", c.gpu_idle_after_s));
+  if (c.gpu_idle_after_s < 1) return Status::Invalid("gpu_idle_after: must be at least 1s");
+  GPUORCH_TRY(r.Get(root, "gpu_idle_util_pct", "", c.gpu_idle_util_pct));
+  if (!(c.gpu_idle_util_pct >= 0 && c.gpu_idle_util_pct <= 100)) {
+    return Status::Invalid("gpu_idle_util_pct: must be in 0..100");
+  }
   GPUORCH_TRY(r.Get(root, "default_priority", "", c.default_priority));
   if (root["priority_classes"]) {
     const YAML::Node pcs = root["priority_classes"];

@@ -74,6 +74,10 @@ struct ServerConfig {
   // store, before it is garbage-collected; 0 keeps them all. YAML: `finished_retention:
   // 7d` (s, m, h, d) or a number of seconds.
   int64_t finished_retention_s = 7 * 86'400;
+  // Idle detection (docs/observability.md): a task whose GPUs' measured utilization stays
+  // under `gpu_idle_util_pct` for `gpu_idle_after` (s, m, h, d) holds allocated-idle GPUs.
+  double gpu_idle_util_pct = 5;
+  int64_t gpu_idle_after_s = 600;
   std::string default_priority = "normal";
   std::vector<PriorityClass> priority_classes = {
       {"production", 100, false}, {"normal", 50, true}, {"opportunistic", 0, true}};

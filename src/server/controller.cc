@@ -286,10 +286,18 @@ bool Controller::Register(const Json& b, Json& out, ApiError& error, const std::
     return false;
   };
   if (!b.is_object()) return fail("", "body must be a JSON object");
-  static const std::set<std::string> kFields = {
-      "name",      "address",    "zone",    "rack",
-      "cpu_milli", "memory_mib", "backend", "nvlink_domain_gpus",
-      "gpus",      "log_secret"};
+  static const std::set<std::string> kFields = {"name",
+                                                "address",
+                                                "zone",
+                                                "rack",
+                                                "cpu_milli",
+                                                "memory_mib",
+                                                "backend",
+                                                "nvlink_domain_gpus",
+                                                "gpus",
+                                                "log_secret",
+                                                "metrics_address",
+                                                "telemetry"};
   for (const auto& [k, v] : b.items()) {
     if (!kFields.count(k)) return fail(k, "unknown field");
   }
@@ -314,13 +322,24 @@ bool Controller::Register(const Json& b, Json& out, ApiError& error, const std::
     }
     return true;
   };
-  std::string address, backend, log_secret;
+  std::string address, backend, log_secret, metrics_address, telemetry;
   int64_t nvlink = 0;
   if (!str("zone", spec.zone) || !str("rack", spec.rack) || !str("address", address) ||
       !str("backend", backend) || !num("cpu_milli", spec.milli_cpu) ||
       !num("memory_mib", spec.memory_mib) || !num("nvlink_domain_gpus", nvlink) ||
-      !str("log_secret", log_secret)) {
+      !str("log_secret", log_secret) || !str("metrics_address", metrics_address) ||
+      !str("telemetry", telemetry)) {
     return false;
+  }
+  // Shown to operators (metrics_url) and written into Prometheus targets, never fetched by
+  // the server: a host:port is all it must be.
+  if (!metrics_address.empty() && (metrics_address.size() > 255 ||
+                                   metrics_address.find_first_of("/ \t@?#") != std::string::npos ||
+                                   metrics_address.rfind(':') == std::string::npos)) {
+    return fail("metrics_address", "must be host:port");
+  }
+  if (telemetry != "" && telemetry != "nvml" && telemetry != "emulated") {
+    return fail("telemetry", "must be nvml or emulated");
   }
   if (!log_secret.empty() &&
       (log_secret.size() < 32 || log_secret.size() > 256 ||
@@ -407,6 +426,11 @@ bool Controller::Register(const Json& b, Json& out, ApiError& error, const std::
                         {"backend", backend}});
   n.registration = b;
   n.registration["address"] = address;
+  // A (re)started agent samples afresh; a GPU it found unhealthy is healthy again after the
+  // restart (docs/observability.md, "Health").
+  n.gpu_telemetry.clear();
+  n.telemetry_wall_ms = 0;
+  n.unhealthy_gpus = 0;
   if (n.owner != owner) {
     n.owner = owner;
     dirty_nodes_.insert(n.name);
@@ -474,6 +498,7 @@ bool Controller::Heartbeat(const std::string& node, const Json& b, Json& out, Ap
       break;
     }
   }
+  if (auto t = b.find("telemetry"); t != b.end()) IngestTelemetry(n, *t);
   out = DesiredJson(node);
   // What the heartbeat changed (exits, finished workloads) is durable before the agent hears
   // back: the agent forgets an exited task once it is no longer desired.
@@ -506,7 +531,10 @@ Json Controller::DesiredJson(const std::string& node) {
                              {"grace_period_ms", w.parsed.spec.grace_period},
                              {"run_as", config_.RunAsOf(w.parsed.queue_name)},
                              {"cpu_milli", w.parsed.spec.task.milli_cpu},
-                             {"memory_mib", w.parsed.spec.task.memory_mib}});
+                             {"memory_mib", w.parsed.spec.task.memory_mib},
+                             {"gpu_memory_mib", w.parsed.spec.task.gpu_memory_mib},
+                             {"name", w.parsed.spec.name},
+                             {"queue", w.parsed.queue_name}});
     }
   }
   // The interval grows with the cluster; agents registered early hear it here.

@@ -41,6 +41,14 @@ struct TaskRecord {
   std::string model;
   int64_t bound_ms = 0;
   bool released = false;
+  // GPU telemetry from the node's heartbeats (controller_telemetry.cc; kept in memory only):
+  // the mean utilization of its GPUs and the GPU memory of its processes, -1 until a sample
+  // came; since when (wall ms) its utilization has stayed under the idle threshold (0: it
+  // has not), and whether it has been declared idle (allocated-idle GPUs, an event).
+  double gpu_util_pct = -1;
+  int64_t gpu_memory_used_mib = -1;
+  int64_t idle_since_ms = 0;
+  bool idle = false;
 };
 
 struct WorkloadRecord {
@@ -96,6 +104,17 @@ struct NodeRecord {
   // another token may not register, heartbeat or watch as this node while it is valid.
   std::string owner;
   bool in_engine = false;  // added to the engine (by the cycle thread's SyncNode)
+  // GPU telemetry of the last heartbeat that carried it (controller_telemetry.cc): per GPU
+  // its utilization (-1 unknown), memory used (-1 unknown) and why it is unhealthy ("":
+  // healthy). `unhealthy_gpus` (bit j: GPU j) is what the engine is told.
+  struct GpuTelemetry {
+    double util_pct = -1;
+    int64_t memory_used_mib = -1;
+    std::string health;
+  };
+  std::vector<GpuTelemetry> gpu_telemetry;
+  int64_t telemetry_wall_ms = 0;
+  uint32_t unhealthy_gpus = 0;
 };
 
 // What one caller may see and do with workloads, by queue. The server derives it from the
@@ -211,7 +230,8 @@ class Controller {
   // nodes in name order after the node named `after` ("" from the start), "continue" (the
   // last name, when more follow; pass it as `after` for the next page), and "summary":
   // counts over all nodes by status and GPU model. O(nodes) under the lock.
-  Json ListNodes(int64_t limit = 0, const std::string& after = "");
+  // GPU holders of queues `access` may not read are shown without name or id.
+  Json ListNodes(int64_t limit = 0, const std::string& after = "", const Access& access = {});
   bool SetDrain(const std::string& name, bool drain, Json& out, ApiError& error);
   // Accounting (controller_usage.cc; docs/api.md, GET /v1/usage): allocated GPU-hours per
   // queue or user and GPU model over [from, to) (defaults: to now, from the start of to's
@@ -337,6 +357,9 @@ class Controller {
   // who read its queue see.
   // `about`: a workload the message names; a caller who may not read that workload's queue
   // sees `redacted` instead (docs/security.md).
+  // The `telemetry` member of a heartbeat (docs/api.md, "Agent protocol"); malformed parts
+  // are ignored (the heartbeat's task reports still count).
+  void IngestTelemetry(NodeRecord& n, const Json& telemetry);
   void Event(WorkloadRecord& w, const std::string& type, const std::string& message,
              int64_t about = -1, const std::string& redacted = "");
   void Dirty(const WorkloadRecord& w) { dirty_.insert(w.id); }
@@ -362,7 +385,7 @@ class Controller {
   void ResolveUnknownModels();
   Json DesiredJson(const std::string& node);
   Json WorkloadJson(const WorkloadRecord& w, const Access& access = {}) const;
-  Json NodeJson(const NodeRecord& n) const;
+  Json NodeJson(const NodeRecord& n, const Access& access = {}) const;
   Json QueueJson(const QueueConfig& q) const;
   Json TaskEnv(const WorkloadRecord& w, const TaskRecord& t) const;
   store::Batch TakeDirty();

@@ -184,16 +184,51 @@ std::string Controller::Metrics(std::vector<prometheus::MetricFamily> extra) {
   auto age = GaugeFamily("gpuorch_node_heartbeat_age_seconds",
                          "Seconds since the node's agent was last heard from (0 while its "
                          "watch is held: a held watch is contact).");
+  auto alloc_idle = GaugeFamily(
+      "gpuorch_gpus_allocated_idle",
+      "Allocated GPUs (fractions by their share) whose measured utilization has stayed under "
+      "gpu_idle_util_pct for gpu_idle_after, per model and leaf queue (docs/observability.md).");
+  auto queue_util = GaugeFamily(
+      "gpuorch_queue_gpu_utilization",
+      "Mean measured utilization (%) of a leaf queue's allocated GPUs, weighted by their share; "
+      "no series while none of them has reported telemetry.");
   {
     std::lock_guard<std::mutex> lock(mu_);
     static const char* kStates[] = {"Pending",   "Running", "Preempted",
                                     "Succeeded", "Failed",  "Cancelled"};
     std::map<std::string, std::array<int64_t, 6>> by;
     for (const auto& [name, id] : leaf_queues_) by[name] = {};
+    // Telemetry of running tasks: idle milli-GPU per (model, queue); utilization x milli and
+    // the milli measured, per queue.
+    std::map<std::pair<std::string, std::string>, int64_t> idle_milli;
+    std::map<std::string, std::pair<double, int64_t>> util;
+    for (uint32_t m = 0; m < models_.size(); ++m) {
+      const std::string& model = models_.Name(core::GpuModelId(m));
+      for (const auto& [name, id] : leaf_queues_) idle_milli[{model, name}] = 0;
+    }
     for (const auto& [id, w] : workloads_) {
       auto& counts = by[w.parsed.queue_name];
       for (size_t s = 0; s < 6; ++s) {
         if (w.state == kStates[s]) ++counts[s];
+      }
+      if (w.state != "Running") continue;
+      for (const TaskRecord& t : w.tasks) {
+        if (t.gpus.empty() || t.gpu_util_pct < 0 || t.state == "exited" || t.state == "lost") {
+          continue;
+        }
+        const int64_t milli = static_cast<int64_t>(t.gpus.size()) * t.gpu_milli;
+        auto& u = util[w.parsed.queue_name];
+        u.first += t.gpu_util_pct * static_cast<double>(milli);
+        u.second += milli;
+        if (t.idle) idle_milli[{t.model, w.parsed.queue_name}] += milli;
+      }
+    }
+    for (const auto& [key, milli] : idle_milli) {
+      AddSample(alloc_idle, {{"model", key.first}, {"queue", key.second}}, Gpus(milli));
+    }
+    for (const auto& [queue, u] : util) {
+      if (u.second > 0) {
+        AddSample(queue_util, {{"queue", queue}}, u.first / static_cast<double>(u.second));
       }
     }
     for (const auto& [queue, counts] : by) {
@@ -213,7 +248,9 @@ std::string Controller::Metrics(std::vector<prometheus::MetricFamily> extra) {
     AddSample(nodes, {{"status", "up"}}, static_cast<double>(up));
     AddSample(nodes, {{"status", "down"}}, static_cast<double>(down));
   }
-  for (auto* f : {&workloads, &nodes, &node_up, &age}) extra.push_back(std::move(*f));
+  for (auto* f : {&workloads, &nodes, &node_up, &age, &alloc_idle, &queue_util}) {
+    extra.push_back(std::move(*f));
+  }
   return metrics_.Render(std::move(extra));
 }
 

@@ -41,6 +41,12 @@ Json Controller::WorkloadJson(const WorkloadRecord& w, const Access& access) con
                          {"gpu_milli", t.gpu_milli},
                          {"state", t.stopping && t.state != "exited" ? "stopping" : t.state},
                          {"exit_code", t.exit_code ? Json(*t.exit_code) : Json(nullptr)}});
+    if (t.state != "exited" && t.state != "lost") {
+      tasks.back()["gpu_util_pct"] = t.gpu_util_pct >= 0 ? Json(t.gpu_util_pct) : Json(nullptr);
+      tasks.back()["gpu_memory_used_mib"] =
+          t.gpu_memory_used_mib >= 0 ? Json(t.gpu_memory_used_mib) : Json(nullptr);
+      if (t.idle) tasks.back()["gpu_idle"] = true;
+    }
     if (t.exit_code) {
       tasks.back()["cpu_user_ms"] = t.cpu_user_ms;
       tasks.back()["cpu_system_ms"] = t.cpu_system_ms;
@@ -192,7 +198,7 @@ bool Controller::GetQueue(const std::string& name, Json& out, ApiError& error,
   return true;
 }
 
-Json Controller::NodeJson(const NodeRecord& n) const {
+Json Controller::NodeJson(const NodeRecord& n, const Access& access) const {
   // A node registered since the last cycle has nothing allocated yet.
   static const EngineSnapshot::NodeUse kUnused;
   const EngineSnapshot::NodeUse& s =
@@ -200,12 +206,42 @@ Json Controller::NodeJson(const NodeRecord& n) const {
   Json gpus = Json::array();
   const Json& reg = n.registration.value("gpus", Json::array());
   for (int j = 0; j < n.spec.gpu_count; ++j) {
-    Json g = j < static_cast<int>(reg.size()) ? reg[static_cast<size_t>(j)] : Json::object();
-    g["used_milli"] = j < static_cast<int>(s.gpu_used_milli.size())
-                          ? s.gpu_used_milli[static_cast<size_t>(j)]
-                          : 0;
-    gpus.push_back(g);
+    const auto u = static_cast<size_t>(j);
+    Json g = j < static_cast<int>(reg.size()) ? reg[u] : Json::object();
+    g["used_milli"] = u < s.gpu_used_milli.size() ? s.gpu_used_milli[u] : 0;
+    // Telemetry (null until the agent sent a sample; docs/observability.md).
+    const NodeRecord::GpuTelemetry* t = u < n.gpu_telemetry.size() ? &n.gpu_telemetry[u] : nullptr;
+    g["util_pct"] = t != nullptr && t->util_pct >= 0 ? Json(t->util_pct) : Json(nullptr);
+    g["memory_used_mib"] =
+        t != nullptr && t->memory_used_mib >= 0 ? Json(t->memory_used_mib) : Json(nullptr);
+    g["healthy"] = !((n.unhealthy_gpus >> j) & 1u);
+    if ((n.unhealthy_gpus >> j) & 1u) g["health"] = t != nullptr ? t->health : "unhealthy";
+    g["holders"] = Json::array();
+    gpus.push_back(std::move(g));
   }
+  // Who holds each GPU: the live tasks bound to it.
+  if (auto on = on_node_.find(n.name); on != on_node_.end()) {
+    for (int64_t id : on->second) {
+      const WorkloadRecord& w = workloads_.at(id);
+      for (const TaskRecord& t : w.tasks) {
+        if (t.node != n.name || t.state == "exited" || t.state == "lost") continue;
+        for (int j : t.gpus) {
+          if (j < 0 || j >= n.spec.gpu_count) continue;
+          Json& holders = gpus[static_cast<size_t>(j)]["holders"];
+          if (!access.Reads(w.parsed.queue_name)) {
+            holders.push_back(Json{{"other_queue", true}, {"gpu_milli", t.gpu_milli}});
+            continue;
+          }
+          holders.push_back(Json{{"workload", w.id},
+                                 {"name", w.parsed.spec.name},
+                                 {"queue", w.parsed.queue_name},
+                                 {"task", t.task},
+                                 {"gpu_milli", t.gpu_milli}});
+        }
+      }
+    }
+  }
+  const std::string metrics_address = n.registration.value("metrics_address", "");
   std::string status = n.down ? "Down" : n.drained ? "Draining" : "Ready";
   return Json{{"name", n.name},
               {"status", status},
@@ -217,19 +253,23 @@ Json Controller::NodeJson(const NodeRecord& n) const {
               {"memory_mib", n.spec.memory_mib},
               {"cpu_used_milli", s.cpu_used},
               {"last_heartbeat", Iso(n.last_heartbeat_wall_ms)},
+              {"telemetry", n.registration.value("telemetry", "")},
+              {"metrics_url",
+               metrics_address.empty() ? std::string() : "http://" + metrics_address + "/metrics"},
+              {"last_telemetry", Iso(n.telemetry_wall_ms)},
               {"gpus", gpus}};
 }
 
-Json Controller::ListNodes(int64_t limit, const std::string& after) {
+Json Controller::ListNodes(int64_t limit, const std::string& after, const Access& access) {
   std::lock_guard<std::mutex> lock(mu_);
   Json list = Json::array();
   if (limit <= 0) {
-    for (const auto& [name, n] : nodes_) list.push_back(NodeJson(n));
+    for (const auto& [name, n] : nodes_) list.push_back(NodeJson(n, access));
     return Json{{"nodes", list}};
   }
   auto it = after.empty() ? nodes_.begin() : nodes_.upper_bound(after);
   for (; it != nodes_.end() && static_cast<int64_t>(list.size()) < limit; ++it) {
-    list.push_back(NodeJson(it->second));
+    list.push_back(NodeJson(it->second, access));
   }
   Json out = {{"nodes", list}};
   if (it != nodes_.end()) out["continue"] = std::prev(it)->first;

@@ -667,7 +667,7 @@ void Server::Routes() {
           if (!c.Usage(request, out, e, AccessOf(m.caller))) return ReplyError(e);
           return Reply(200, out);
         }));
-  Route("GET", "/v1/nodes", Sync([&c](const HttpRequest& req, const Captures&) {
+  Route("GET", "/v1/nodes", Sync([&c](const HttpRequest& req, const Captures& m) {
           int64_t limit = 0;
           for (const auto& [k, v] : req.params) {
             if (k != "limit" && k != "after" && k != "continue") {
@@ -686,7 +686,7 @@ void Server::Routes() {
               return ReplyError(ApiError{400, cursor, std::string(cursor) + ": only with limit"});
             }
           }
-          return Reply(200, c.ListNodes(limit, after));
+          return Reply(200, c.ListNodes(limit, after, AccessOf(m.caller)));
         }));
   for (bool drain : {true, false}) {
     Route("POST", drain ? "/v1/nodes/*/drain" : "/v1/nodes/*/undrain",

@@ -306,17 +306,32 @@ bool Cluster::StartAgent(const std::string& name, const std::string& gpus) {
   // Tasks keep the token (KillTokenProcesses finds leftovers by it). No task cgroups: test
   // clusters run side by side and reuse node names, so they would share cgroup names
   // (agent_test covers cgroups).
-  std::vector<std::string> args = {options_.bin,      "agent",
-                                   "--server",        url_,
-                                   "--name",          name,
-                                   "--token-file",    AgentTokenFile(name, name),
-                                   "--emulate-gpus",  gpus,
-                                   "--data",          data,
-                                   "--cpu-milli",     "64000",
-                                   "--memory-mib",    "262144",
-                                   "--heartbeat-ms",  std::to_string(options_.agent_heartbeat_ms),
-                                   "--env-allow",     "PATH,LANG,LC_ALL,TZ,GPUORCH_CP_TOKEN",
-                                   "--cgroup-parent", "off"};
+  std::vector<std::string> args = {options_.bin,
+                                   "agent",
+                                   "--server",
+                                   url_,
+                                   "--name",
+                                   name,
+                                   "--token-file",
+                                   AgentTokenFile(name, name),
+                                   "--emulate-gpus",
+                                   gpus,
+                                   "--data",
+                                   data,
+                                   "--cpu-milli",
+                                   "64000",
+                                   "--memory-mib",
+                                   "262144",
+                                   "--heartbeat-ms",
+                                   std::to_string(options_.agent_heartbeat_ms),
+                                   "--env-allow",
+                                   "PATH,LANG,LC_ALL,TZ,GPUORCH_CP_TOKEN",
+                                   "--cgroup-parent",
+                                   "off",
+                                   "--metrics-listen",
+                                   "127.0.0.1:0",
+                                   "--telemetry-interval-s",
+                                   "0.5"};
   if (options_.tasks_as_test_user) {
     args.insert(args.end(), {"--task-user", std::to_string(::geteuid())});
     if (::geteuid() == 0) args.push_back("--allow-root-tasks");

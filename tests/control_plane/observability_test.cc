@@ -9,6 +9,7 @@
 #include <fstream>
 #include <regex>
 #include <set>
+#include <sstream>
 
 #include "fixture.h"
 
@@ -61,20 +62,39 @@ CliResult Tool(const std::string& tool, const std::vector<std::string>& args) {
 std::unique_ptr<Cluster> BusyCluster() {
   auto c = StartCluster(kQueues, {"a", "b"});
   // 8 GPUs for prod and 4 for dev run; a 3 x 2-GPU gang of dev cannot start on the 4 left.
-  EXPECT_GT(c->Submit(Cluster::ShellJob("train", "prod", 8, "exec sleep 600")), 0);
-  EXPECT_GT(c->Submit(Cluster::ShellJob("notebook", "dev", 4, "exec sleep 600")), 0);
+  // Emulated GPUs read what their tasks declare: prod's at 73%, dev's notebook at 2%.
+  Json train = Cluster::ShellJob("train", "prod", 8, "exec sleep 600");
+  train["env"] = {{"GPUORCH_EMULATE_GPU_UTIL", "73"}};
+  Json notebook = Cluster::ShellJob("notebook", "dev", 4, "exec sleep 600");
+  notebook["env"] = {{"GPUORCH_EMULATE_GPU_UTIL", "2"}};
+  EXPECT_GT(c->Submit(train), 0);
+  EXPECT_GT(c->Submit(notebook), 0);
   Json gang = Cluster::ShellJob("gang", "dev", 2, "exec sleep 600");
   gang["tasks"] = 3;
   gang["kind"] = "training";
   EXPECT_GT(c->Submit(gang), 0);
   // The engine gauges follow within a second or so of a cycle.
   EXPECT_TRUE(WaitFor([&] {
-    return c->api()
-               .Get("/metrics")
-               .body.find("gpuorch_gpus{model=\"H100-80GB\",state=\"allocated\"} 12") !=
-           std::string::npos;
+    const std::string m = c->api().Get("/metrics").body;
+    return m.find("gpuorch_gpus{model=\"H100-80GB\",state=\"allocated\"} 12") !=
+               std::string::npos &&
+           m.find("gpuorch_queue_gpu_utilization{queue=\"prod\"} 73") != std::string::npos;
   })) << c->api().Get("/metrics").body;
   return c;
+}
+
+// The agents' GPU exporters, as host:port ("metrics_url" of GET /v1/nodes).
+std::vector<std::string> AgentExporters(Cluster& c) {
+  std::vector<std::string> out;
+  const Json nodes = c.api().Get("/v1/nodes").json;
+  for (const Json& n : nodes["nodes"]) {
+    std::string url = n.value("metrics_url", "");
+    EXPECT_EQ(url.rfind("http://", 0), 0u) << n.dump();
+    if (url.rfind("http://", 0) != 0) continue;
+    url = url.substr(7);
+    out.push_back(url.substr(0, url.find('/')));
+  }
+  return out;
 }
 
 // Family names in an exposition ("# TYPE name type"), with their types.
@@ -154,7 +174,9 @@ std::string Expand(std::string expr) {
                                                         {"$__range", "2m"},
                                                         {"$model", ".*"},
                                                         {"$queue", ".*"},
-                                                        {"$node", ".*"}}) {
+                                                        {"$node", ".*"},
+                                                        {"${instance}", ".*"},
+                                                        {"${gpu}", ".*"}}) {
     for (size_t at = expr.find(from); at != std::string::npos; at = expr.find(from, at)) {
       expr.replace(at, from.size(), to);
       at += to.size();
@@ -214,6 +236,39 @@ TEST(Observability, LiveMetricsPassPromtoolAndShowTheCluster) {
   EXPECT_EQ(r.body.find("gpuorch_workloads_pending{queue=\"dev\",reason=\"WaitingForQuota\"} 1"),
             std::string::npos)
       << r.body;
+  // Each agent's GPU exporter passes promtool as well, and attributes the busy GPUs.
+  for (const std::string& exporter : AgentExporters(*c)) {
+    Api agent("http://" + exporter);
+    HttpResult m = agent.Get("/metrics");
+    ASSERT_EQ(m.status, 200) << exporter;
+    const std::string agent_file = c->dir() + "/agent-metrics.txt";
+    WriteFile(agent_file, m.body);
+    // Clean but for the one thing dcgm-exporter compatibility forces: its camelCase label
+    // `modelName` (docs/observability.md). promtool then exits 3 (lint problems only).
+    CliResult agent_lint =
+        RunCli("/bin/sh", {"-c", Which("promtool") + " check metrics < " + agent_file});
+    std::istringstream lines(agent_lint.out + agent_lint.err);
+    size_t camel = 0;
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find("label names should be written in 'snake_case' not 'camelCase'") !=
+          std::string::npos) {
+        ++camel;
+        continue;
+      }
+      ADD_FAILURE() << "promtool on the agent's exposition: " << line;
+    }
+    EXPECT_TRUE(agent_lint.exit_code == 0 || (agent_lint.exit_code == 3 && camel > 0))
+        << agent_lint.exit_code;
+    // Without modelName the exposition is lint-clean.
+    const std::string stripped = c->dir() + "/agent-metrics-stripped.txt";
+    WriteFile(stripped, std::regex_replace(m.body, std::regex(",?modelName=\"[^\"]*\""), ""));
+    CliResult clean = RunCli("/bin/sh", {"-c", Which("promtool") + " check metrics < " + stripped});
+    EXPECT_EQ(clean.exit_code, 0) << clean.out << clean.err;
+    EXPECT_EQ(clean.out + clean.err, "");
+    for (const std::string& name : kDcgmNames) {
+      EXPECT_NE(m.body.find("# TYPE " + name + " "), std::string::npos) << name;
+    }
+  }
   // Routes are patterns, never raw paths with ids.
   EXPECT_NE(r.body.find("route=\"/v1/workloads\""), std::string::npos) << r.body;
   EXPECT_EQ(r.body.find("route=\"/v1/agents/a/"), std::string::npos) << r.body;
@@ -265,6 +320,9 @@ TEST(Observability, DashboardsAndAlertsUseOnlyEmittedNamesAndEvaluateInPrometheu
   ASSERT_FALSE(prom.empty()) << "prometheus not found: Debian's prometheus (scripts/lib.sh)";
   const int port = FreePort();
   const std::string target = c->url().substr(c->url().find("://") + 3);
+  std::string agents;
+  for (const std::string& a : AgentExporters(*c))
+    agents += (agents.empty() ? "\"" : ", \"") + a + "\"";
   WriteFile(c->dir() + "/prometheus.yml",
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
             "rule_files: [\"" +
@@ -273,7 +331,11 @@ TEST(Observability, DashboardsAndAlertsUseOnlyEmittedNamesAndEvaluateInPrometheu
                 "scrape_configs:\n"
                 "  - job_name: gpuorch-server\n"
                 "    static_configs: [{targets: [\"" +
-                target + "\"]}]\n");
+                target +
+                "\"]}]\n"
+                "  - job_name: gpuorch-agents\n"
+                "    static_configs: [{targets: [" +
+                agents + "]}]\n");
   Process p({prom, "--config.file=" + c->dir() + "/prometheus.yml",
              "--storage.tsdb.path=" + c->dir() + "/tsdb",
              "--web.listen-address=127.0.0.1:" + std::to_string(port), "--log.level=warn"},
@@ -295,12 +357,39 @@ TEST(Observability, DashboardsAndAlertsUseOnlyEmittedNamesAndEvaluateInPrometheu
       Json j = query(Expand(e));
       ASSERT_TRUE(j.is_object()) << d.file << ": " << e;
       EXPECT_EQ(j.value("status", ""), "success") << d.file << ": " << e << "\n" << j.dump();
-      // Without the agents' GPU exporter (DCGM names) a GPU panel has nothing to show yet;
-      // every panel on the server's metrics must.
-      if (e.find("DCGM_") == std::string::npos) {
-        EXPECT_FALSE(j["data"]["result"].empty()) << d.file << ": " << e << " is empty";
-      }
+      EXPECT_FALSE(j["data"]["result"].empty()) << d.file << ": " << e << " is empty";
     }
+  }
+  // Utilization attributed to a queue is what its emulated tasks declared: per GPU through
+  // the exporters' Kubernetes labels, and in the server's own gauge.
+  auto value = [&](const std::string& q) {
+    Json j = query(q);
+    if (!j.is_object() || j["data"]["result"].size() != 1) return -1.0;
+    return std::stod(j["data"]["result"][0]["value"][1].get<std::string>());
+  };
+  EXPECT_DOUBLE_EQ(value("avg by (namespace) (DCGM_FI_DEV_GPU_UTIL{namespace=\"prod\"})"), 73);
+  EXPECT_DOUBLE_EQ(value("count(DCGM_FI_DEV_GPU_UTIL{namespace=\"prod\"})"), 8);
+  EXPECT_DOUBLE_EQ(
+      value("avg by (namespace) (DCGM_FI_DEV_GPU_UTIL{namespace=\"dev\",pod=~\"notebook-.*\"})"),
+      2);
+  EXPECT_DOUBLE_EQ(value("gpuorch_queue_gpu_utilization{queue=\"prod\"}"), 73);
+  EXPECT_DOUBLE_EQ(value("gpuorch_queue_gpu_utilization{queue=\"dev\"}"), 2);
+  // NVIDIA's dashboard 12239, unchanged: its variables and its panels' queries over the
+  // fields the exporter has (its Tensor Core panel needs DCGM's profiling fields: no data).
+  for (const std::string& v : {"instance", "gpu"}) {
+    Json j = api.Get("/api/v1/label/" + v + "/values?match[]=DCGM_FI_DEV_GPU_TEMP").json;
+    EXPECT_FALSE(j["data"].empty()) << v;
+  }
+  for (const char* q :
+       {"DCGM_FI_DEV_GPU_TEMP{instance=~\"${instance}\", gpu=~\"${gpu}\"}",
+        "avg(DCGM_FI_DEV_GPU_TEMP{instance=~\"${instance}\", gpu=~\"${gpu}\"})",
+        "DCGM_FI_DEV_POWER_USAGE{instance=~\"${instance}\", gpu=~\"${gpu}\"}",
+        "sum(DCGM_FI_DEV_POWER_USAGE{instance=~\"${instance}\", gpu=~\"${gpu}\"})",
+        "DCGM_FI_DEV_SM_CLOCK{instance=~\"${instance}\", gpu=~\"${gpu}\"} * 1000000",
+        "DCGM_FI_DEV_GPU_UTIL{instance=~\"${instance}\", gpu=~\"${gpu}\"}",
+        "DCGM_FI_DEV_FB_USED{instance=~\"${instance}\", gpu=~\"${gpu}\"}"}) {
+    Json j = query(Expand(q));
+    EXPECT_FALSE(j["data"]["result"].empty()) << q << "\n" << j.dump();
   }
   Json rules = api.Get("/api/v1/rules").json;
   ASSERT_TRUE(rules.is_object());

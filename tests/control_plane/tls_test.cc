@@ -92,6 +92,8 @@ TEST_F(TlsEndToEnd, CertsInitThenHttpsWithCaAndAnAgentWithItsNodeCertificate) {
                                     dir_ + "/data/admin.token",
                                     "--emulate-gpus",
                                     "1xH100-80GB",
+                                    "--metrics-listen",
+                                    "127.0.0.1:0",
                                     "--data",
                                     dir_ + "/agent",
                                     "--heartbeat-ms",

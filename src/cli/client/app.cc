@@ -155,6 +155,8 @@ void AddClusterCommands(CLI::App& app, const Io& io, int& exit_code) {
       ->check(CLI::Range(int64_t{0}, int64_t{10000}));
   nodes->add_option("--after", npage->after,
                     "Start after this node name (the `continue` of the previous page)");
+  nodes->add_flag("--gpus", npage->gpus,
+                  "One row per GPU: utilization, memory, health and the workload on it");
   nodes->callback(
       [ncommon, npage, &io, &exit_code] { exit_code = RunNodes(*ncommon, *npage, io); });
 

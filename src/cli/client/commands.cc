@@ -181,6 +181,10 @@ int RunNodes(const CommonArgs& common, const NodesArgs& args, const Io& io) {
   if (!answer.ok()) return Fail(answer.failure(), io);
   const auto now = io.now();
   const json& page = answer.value();
+  if (args.gpus) {
+    return Show(page, "nodes", common, io,
+                [&page](const json& ns) { return RenderGpuTable(ns) + RenderNextPage(page); });
+  }
   return Show(page, "nodes", common, io, [now, &page](const json& ns) {
     return RenderNodeSummary(page) + "\n" + RenderNodeTable(ns, now) + RenderNextPage(page);
   });
@@ -197,7 +201,7 @@ int RunDrain(const CommonArgs& common, const std::string& node, bool drain, cons
 }
 
 int RunPrometheusTargets(const CommonArgs& common, int port, const Io& io) {
-  auto client = ApiClient::Connect(common.server, "", common.ca_file);
+  auto client = Connect(common);
   if (!client.ok()) return Fail(client.failure(), io);
   auto answer = client.value()->GetJson("/v1/nodes");
   if (!answer.ok()) return Fail(answer.failure(), io);

@@ -41,6 +41,7 @@ struct GetArgs {
 struct NodesArgs {
   int64_t limit = 100;
   std::string after;
+  bool gpus = false;  // one row per GPU, with its telemetry
 };
 
 // Each command talks to the server once per object, writes its result to io.out and its

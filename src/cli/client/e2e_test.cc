@@ -413,8 +413,14 @@ TEST_F(ClientE2E, QueuesNodesDrain) {
 
   r = RunCli(Args({"nodes"}));
   EXPECT_EQ(r.code, 0);
-  EXPECT_NE(r.out.find("gpu-3   Ready      z1     r2     H100-80GB   1.50/2   2s"),
+  EXPECT_NE(r.out.find("gpu-3   Ready      z1     r2     H100-80GB (emulated)   1.50/2   2s"),
             std::string::npos)
+      << r.out;
+  r = RunCli(Args({"nodes", "--gpus"}));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(
+      r.out.find("gpu-3   1     H100-80GB (emulated)   -      -           XID 79   other queue"),
+      std::string::npos)
       << r.out;
 
   r = RunCli(Args({"drain", "gpu-3"}));

@@ -71,9 +71,13 @@ inline nlohmann::json CannedNodes() {
     {"name": "gpu-3", "status": "Ready", "zone": "z1", "rack": "r2", "backend": "emulated",
      "cpu_milli": 64000, "memory_mib": 262144, "last_heartbeat": "2026-11-24T14:04:58.000Z",
      "gpus": [{"index": 0, "uuid": "GPU-a", "model": "H100-80GB", "memory_mib": 81920,
-               "used_milli": 1000},
+               "used_milli": 1000, "util_pct": 73, "memory_used_mib": 40960, "healthy": true,
+               "holders": [{"workload": 17, "name": "llm", "queue": "prod", "task": 0,
+                            "gpu_milli": 1000}]},
               {"index": 1, "uuid": "GPU-b", "model": "H100-80GB", "memory_mib": 81920,
-               "used_milli": 500}]},
+               "used_milli": 500, "util_pct": null, "memory_used_mib": null,
+               "healthy": false, "health": "XID 79",
+               "holders": [{"other_queue": true, "gpu_milli": 500}]}]},
     {"name": "cpu-1", "status": "Draining", "zone": "z1", "rack": "r9", "backend": "emulated",
      "cpu_milli": 32000, "memory_mib": 65536, "last_heartbeat": null, "gpus": []}
   ]})");

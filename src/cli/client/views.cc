@@ -206,11 +206,59 @@ std::string RenderNodeTable(const json& nodes, TimePoint now) {
     }
     std::string model;
     for (const auto& m : models) model += (model.empty() ? "" : ",") + m;
+    if (!model.empty() && At(n, "backend").is_string() &&
+        At(n, "backend").get<std::string>() == "emulated") {
+      model += " (emulated)";
+    }
     const json& hb = At(n, "last_heartbeat");
     t.AddRow({Text(At(n, "name")), Text(At(n, "status")), Text(At(n, "zone")), Text(At(n, "rack")),
               model.empty() ? "-" : model,
               MilliToGpusShort(used_milli) + "/" + std::to_string(total),
               hb.is_string() ? Age(hb.get<std::string>(), now) : "-"});
+  }
+  return t.Render();
+}
+
+std::string RenderGpuTable(const json& nodes) {
+  Table t({"NODE", "GPU", "MODEL", "UTIL", "MEMORY", "HEALTH", "WORKLOAD"});
+  if (!nodes.is_array()) return t.Render();
+  for (const auto& n : nodes) {
+    const json& gpus = At(n, "gpus");
+    const bool emulated =
+        At(n, "backend").is_string() && At(n, "backend").get<std::string>() == "emulated";
+    for (const auto& g : gpus.is_array() ? gpus : json::array()) {
+      char buf[64];
+      std::string util = "-", memory = "-";
+      if (At(g, "util_pct").is_number()) {
+        std::snprintf(buf, sizeof(buf), "%.0f%%", At(g, "util_pct").get<double>());
+        util = buf;
+      }
+      const auto used = Int(At(g, "memory_used_mib"));
+      const auto total = Int(At(g, "memory_mib"));
+      if (used) {
+        std::snprintf(buf, sizeof(buf), "%.1f/%.0fGi", static_cast<double>(*used) / 1024.0,
+                      static_cast<double>(total.value_or(0)) / 1024.0);
+        memory = buf;
+      }
+      std::string health = "ok";
+      if (At(g, "healthy").is_boolean() && !At(g, "healthy").get<bool>()) {
+        health = At(g, "health").is_string() ? At(g, "health").get<std::string>() : "unhealthy";
+      }
+      if (Text(At(n, "status")) == "Down") health = "node down";
+      std::string holders;
+      const json& hs = At(g, "holders");
+      for (const auto& h : hs.is_array() ? hs : json::array()) {
+        std::string one =
+            At(h, "other_queue").is_boolean()
+                ? "other queue"
+                : Text(At(h, "name")) + "-" + Text(At(h, "workload")) + "/" + Text(At(h, "task"));
+        holders += (holders.empty() ? "" : ",") + one;
+      }
+      std::string model = Text(At(g, "model"));
+      if (emulated) model += " (emulated)";
+      t.AddRow({Text(At(n, "name")), Text(At(g, "index")), model, util, memory, health,
+                holders.empty() ? "-" : holders});
+    }
   }
   return t.Render();
 }
@@ -327,11 +375,26 @@ std::string RenderDescribe(const json& w, TimePoint now) {
       }
       return buf;
     };
-    Table t({"TASK", "NODE", "GPUS", "GPU-MILLI", "STATE", "EXIT", "CPU", "MAX-RSS"});
+    // Measured GPU use of a live task (docs/observability.md): "-" until its node reported.
+    auto gpu_use = [](const json& task, bool util) -> std::string {
+      const json& v = At(task, util ? "gpu_util_pct" : "gpu_memory_used_mib");
+      if (!v.is_number()) return "-";
+      char buf[32];
+      if (util) {
+        std::snprintf(buf, sizeof(buf), "%.0f%%%s", v.get<double>(),
+                      At(task, "gpu_idle").is_boolean() ? " idle" : "");
+      } else {
+        std::snprintf(buf, sizeof(buf), "%.1fGi", v.get<double>() / 1024.0);
+      }
+      return buf;
+    };
+    Table t({"TASK", "NODE", "GPUS", "GPU-MILLI", "STATE", "GPU-UTIL", "GPU-MEM", "EXIT", "CPU",
+             "MAX-RSS"});
     for (const auto& task : tasks) {
       t.AddRow({Text(At(task, "task")), Text(At(task, "node")), JoinInts(At(task, "gpus")),
-                Text(At(task, "gpu_milli")), Text(At(task, "state")), Text(At(task, "exit_code")),
-                usage(task, true), usage(task, false)});
+                Text(At(task, "gpu_milli")), Text(At(task, "state")), gpu_use(task, true),
+                gpu_use(task, false), Text(At(task, "exit_code")), usage(task, true),
+                usage(task, false)});
     }
     out += "Tasks:\n" + Indent(t.Render(), "  ");
   } else {

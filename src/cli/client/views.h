@@ -32,6 +32,10 @@ std::string RenderQueueTable(const nlohmann::json& queues);
 // NAME STATUS ZONE RACK MODEL GPUS HEARTBEAT; GPUS is used/total (used may be fractional),
 // HEARTBEAT the age of the last heartbeat.
 std::string RenderNodeTable(const nlohmann::json& nodes, std::chrono::system_clock::time_point now);
+// `gpuorch nodes --gpus`: NODE GPU MODEL UTIL MEMORY HEALTH WORKLOAD, one row per GPU; UTIL
+// and MEMORY from the node's telemetry ("-" until it reported), WORKLOAD the holders as
+// name-id/task (or "other queue" for holders the caller may not read).
+std::string RenderGpuTable(const nlohmann::json& nodes);
 // A GET /v1/nodes answer's summary as a table by status and model (nodes, GPUs, GPUs in
 // use), with a total line; computed from the answer's nodes when it has no "summary" (an
 // unpaged answer, or an older server).

@@ -120,9 +120,16 @@ TEST(RenderQueueTable, CpuAndMemoryQuotasGetRowsOfTheirOwn) {
 
 TEST(RenderNodeTable, UsedOverTotalGpus) {
   EXPECT_EQ(RenderNodeTable(testing::CannedNodes()["nodes"], FixedNow()),
-            "NAME    STATUS     ZONE   RACK   MODEL       GPUS     HEARTBEAT\n"
-            "gpu-3   Ready      z1     r2     H100-80GB   1.50/2   2s\n"
-            "cpu-1   Draining   z1     r9     -           0/0      -\n");
+            "NAME    STATUS     ZONE   RACK   MODEL                  GPUS     HEARTBEAT\n"
+            "gpu-3   Ready      z1     r2     H100-80GB (emulated)   1.50/2   2s\n"
+            "cpu-1   Draining   z1     r9     -                      0/0      -\n");
+}
+
+TEST(RenderGpuTable, OneRowPerGpuWithTelemetryHealthAndHolders) {
+  EXPECT_EQ(RenderGpuTable(testing::CannedNodes()["nodes"]),
+            "NODE    GPU   MODEL                  UTIL   MEMORY      HEALTH   WORKLOAD\n"
+            "gpu-3   0     H100-80GB (emulated)   73%    40.0/80Gi   ok       llm-17/0\n"
+            "gpu-3   1     H100-80GB (emulated)   -      -           XID 79   other queue\n");
 }
 
 TEST(RenderNodeSummary, CountsNodesAndGpusByStatusAndModel) {
@@ -154,6 +161,7 @@ TEST(RenderDescribe, ShowsSpecTasksAndEvents) {
                             {"cpu_user_ms", 5230},
                             {"cpu_system_ms", 410},
                             {"max_rss_kib", 1843200}});
+  w["tasks"][0].update(json{{"gpu_util_pct", 87.5}, {"gpu_memory_used_mib", 40960}});
   const std::string out = RenderDescribe(w, FixedNow());
   const char* expected_parts[] = {
       "Name:         llm-pretrain\n",
@@ -166,9 +174,11 @@ TEST(RenderDescribe, ShowsSpecTasksAndEvents) {
       "Spec:\n  command:\n    - python\n",
       "  name: llm-pretrain\n",
       "  topology:\n    level: rack\n    required: true\n",
-      "Tasks:\n  TASK   NODE    GPUS   GPU-MILLI   STATE     EXIT   CPU     MAX-RSS\n"
-      "  0      gpu-3   0,1    1000        running   -      -       -\n"
-      "  1      gpu-4   2,3    1000        exited    0      5.64s   1800.0Mi\n",
+      "Tasks:\n  TASK   NODE    GPUS   GPU-MILLI   STATE     GPU-UTIL   GPU-MEM   EXIT   CPU     "
+      "MAX-RSS\n"
+      "  0      gpu-3   0,1    1000        running   88%        40.0Gi    -      -       -\n"
+      "  1      gpu-4   2,3    1000        exited    -          -         0      5.64s   "
+      "1800.0Mi\n",
       "Events:\n  AGE   TYPE        MESSAGE\n  5m    Submitted   queued in research\n"
       "  4m    Started     placed on gpu-3, gpu-4\n",
   };
