@@ -130,15 +130,17 @@ WorkloadSpec RandomWorkload(core::Rng& rng, uint32_t queues, Time now) {
 }
 
 // An oracle independent of the engine's capacity summary: whether w fits the empty cluster
-// as its schedulable nodes are now (one GPU model per gang; required levels honoured).
+// as its schedulable nodes and healthy GPUs are now (one GPU model per gang; required
+// levels honoured).
 bool FitsEmptyCluster(const Driver& d, const WorkloadSpec& w) {
   const core::TaskRequest& t = w.task;
   auto holds = [&](const core::NodeSpec& n) -> int64_t {
     if (n.status != core::NodeStatus::kReady || !t.models.Accepts(n.gpu_model)) return 0;
     int64_t k = std::min(n.milli_cpu / std::max<int64_t>(1, t.milli_cpu),
                          n.memory_mib / std::max<int64_t>(1, t.memory_mib));
-    if (t.fractional()) return std::min<int64_t>(k, n.gpu_count * (1000 / t.gpu_milli));
-    return std::min<int64_t>(k, n.gpu_count / t.gpu_count);
+    const int64_t healthy = n.gpu_count - std::popcount(n.unhealthy_gpus);
+    if (t.fractional()) return std::min<int64_t>(k, healthy * (1000 / t.gpu_milli));
+    return std::min<int64_t>(k, healthy / t.gpu_count);
   };
   const bool required = w.topology.required;
   for (uint32_t m = 0; m < 2; ++m) {
@@ -220,6 +222,7 @@ std::string CheckMinimalVictims(const Driver& d, const Plan& p, int* judged) {
     if (!fits_without(SIZE_MAX)) {
       std::string dbg = " node " + std::to_string(node.id.value()) + " free";
       for (int j = 0; j < node.gpu_count; ++j) dbg += " " + std::to_string(node.gpu_free[j]);
+      dbg += " bad " + std::to_string(node.unhealthy_gpus);
       dbg += " res " + std::to_string(node.reserved_gpus) + " for " +
              std::to_string(node.reserved_for.value()) + " task " +
              std::to_string(ps.task.gpu_count) + "x" + std::to_string(ps.task.gpu_milli) + " cpu " +
@@ -278,10 +281,15 @@ std::string CheckInvariants(Driver& d, const Plan& p, uint32_t queues, uint32_t 
       if (u != 1000 - s.gpu_free[j]) return "accounting differs from placements";
     }
   }
-  // Gangs atomic: a bind carries at least min_tasks.
+  // Gangs atomic: a bind carries at least min_tasks. Nothing is bound on an unhealthy GPU.
   for (const Bind& b : p.binds) {
     if (!b.elastic && static_cast<int>(b.tasks.size()) < d.specs.at(b.workload).min_tasks) {
       return "partial gang bound";
+    }
+    for (const TaskBinding& t : b.tasks) {
+      if (t.gpus & d.nodes[t.node.value()].unhealthy_gpus) {
+        return "bound on an unhealthy GPU: " + std::to_string(b.workload.value());
+      }
     }
   }
   // Limits held.
@@ -396,7 +404,8 @@ std::string CheckInvariants(Driver& d, const Plan& p, uint32_t queues, uint32_t 
 // What a history exercised, so the test can tell that it covered each mechanism.
 struct Coverage {
   int binds = 0, elastic = 0, evictions = 0, resizes = 0, reserved = 0, node_lost = 0;
-  int unschedulable = 0, minimal_judged = 0, drained = 0;
+  int unschedulable = 0, minimal_judged = 0, drained = 0, health_changes = 0;
+  int64_t unhealthy_gpu_cycles = 0;  // unhealthy GPUs summed over cycles
 };
 
 // Runs one random history; returns the concatenated plans.
@@ -428,6 +437,9 @@ std::string RunHistory(uint64_t seed, int steps, const std::string& policy,
   std::string trace;
   uint32_t next_id = 0;
   std::set<uint32_t> down;
+  // GPU failures and recoveries draw from their own generator, so that the rest of each
+  // history stays what it was without them.
+  core::Rng health(seed * 7919 + 1);
   for (int step = 0; step < steps; ++step) {
     Time now = step * kSecond;
     d.Advance(now);
@@ -450,6 +462,24 @@ std::string RunHistory(uint64_t seed, int steps, const std::string& policy,
       d.nodes[n] = spec;
       goes_down ? (void)down.insert(n) : (void)down.erase(n);
     }
+    if (health.Uniform(8) == 0) {  // a GPU fails or recovers, under its tasks if any
+      std::vector<std::pair<uint32_t, int>> bad;
+      for (uint32_t n = 0; n < nodes; ++n) {
+        for (int j = 0; j < d.nodes[n].gpu_count; ++j) {
+          if ((d.nodes[n].unhealthy_gpus >> j) & 1u) bad.emplace_back(n, j);
+        }
+      }
+      // As many recoveries as failures: a few GPUs are unhealthy at any time.
+      auto [n, gpu] = !bad.empty() && health.Uniform(2) == 0
+                          ? bad[health.Uniform(bad.size())]
+                          : std::make_pair(static_cast<uint32_t>(health.Uniform(nodes)), -1);
+      core::NodeSpec spec = d.nodes[n];
+      if (gpu < 0) gpu = static_cast<int>(health.Uniform(static_cast<uint64_t>(spec.gpu_count)));
+      spec.unhealthy_gpus = static_cast<uint16_t>(spec.unhealthy_gpus ^ (1u << gpu));
+      EXPECT_TRUE(d.sched->UpdateNode(NodeId(n), spec).ok());
+      d.nodes[n] = spec;
+      if (cov != nullptr) ++cov->health_changes;
+    }
     if (rng.Uniform(10) == 0 && next_id > 0)
       (void)d.sched->Cancel(WorkloadId(static_cast<uint32_t>(rng.Uniform(next_id))));
     Plan p = d.sched->Cycle(now);
@@ -470,6 +500,9 @@ std::string RunHistory(uint64_t seed, int steps, const std::string& policy,
         cov->unschedulable += e.reason == PendingReason::kUnschedulable;
       }
       cov->minimal_judged += judged;
+      for (const core::NodeSpec& n : d.nodes) {
+        cov->unhealthy_gpu_cycles += std::popcount(n.unhealthy_gpus);
+      }
     }
   }
   return trace;
@@ -492,10 +525,14 @@ TEST(EngineProperty, InvariantsHoldOverLongRandomHistories) {
   EXPECT_GT(cov.unschedulable, 10);
   EXPECT_GT(cov.minimal_judged, 100);
   EXPECT_GT(cov.drained, 5);
+  EXPECT_GT(cov.health_changes, 500);
+  EXPECT_GT(cov.unhealthy_gpu_cycles, 10000);
   std::cout << "coverage: binds " << cov.binds << " elastic " << cov.elastic << " evictions "
             << cov.evictions << " resizes " << cov.resizes << " reserved " << cov.reserved
             << " node_lost " << cov.node_lost << " unschedulable " << cov.unschedulable
-            << " minimal_judged " << cov.minimal_judged << " drained " << cov.drained << "\n";
+            << " minimal_judged " << cov.minimal_judged << " drained " << cov.drained
+            << " health_changes " << cov.health_changes << " unhealthy_gpu_cycles "
+            << cov.unhealthy_gpu_cycles << "\n";
 }
 
 TEST(EngineProperty, SameInputSamePlan) {

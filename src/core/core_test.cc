@@ -139,6 +139,24 @@ TEST(Validate, Nodes) {
   EXPECT_EQ(n.Validate().message().rfind("node.gpu_count", 0), 0u);
 }
 
+TEST(Validate, UnhealthyGpusNameGpusOfTheNode) {
+  NodeSpec n;
+  n.name = "n";
+  n.gpu_model = GpuModelId(0);
+  n.gpu_count = 8;
+  n.unhealthy_gpus = 0x80;  // GPU 7: the last one
+  EXPECT_TRUE(n.Validate().ok());
+  n.unhealthy_gpus = 0x100;  // GPU 8: beyond gpu_count
+  EXPECT_EQ(n.Validate().message().rfind("node.unhealthy_gpus", 0), 0u);
+  n.unhealthy_gpus = 0x8001;
+  EXPECT_EQ(n.Validate().message().rfind("node.unhealthy_gpus", 0), 0u);
+  n.gpu_count = 16;  // every bit names a GPU
+  EXPECT_TRUE(n.Validate().ok());
+  n.gpu_count = 0;  // a node without GPUs has none to be unhealthy
+  n.unhealthy_gpus = 1;
+  EXPECT_EQ(n.Validate().message().rfind("node.unhealthy_gpus", 0), 0u);
+}
+
 TEST(Validate, Queues) {
   QueueSpec q;
   q.name = "q";

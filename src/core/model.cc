@@ -66,6 +66,10 @@ Status NodeSpec::Validate() const {
       (nvlink_domain_gpus > 0 && gpu_count % nvlink_domain_gpus != 0)) {
     return Status::Invalid("node.nvlink_domain_gpus: must divide gpu_count");
   }
+  if ((uint32_t{unhealthy_gpus} >> gpu_count) != 0) {
+    return Status::Invalid("node.unhealthy_gpus: names a GPU at or beyond gpu_count (" +
+                           std::to_string(gpu_count) + ")");
+  }
   return Status::Ok();
 }
 

@@ -38,6 +38,11 @@ struct NodeSpec {
   std::string zone;
   std::string rack;                // a rack, or an NVL72-style block
   int32_t nvlink_domain_gpus = 0;  // GPUs per NVLink domain inside the node; 0 = all of them
+  // GPUs the agent reports unhealthy (an XID error, an uncorrectable ECC error), bit j for
+  // GPU j (the engine's GpuMask). The engine places no new work on them; what already runs
+  // there keeps running until an operator drains the node. Bits at or beyond gpu_count are
+  // refused.
+  uint16_t unhealthy_gpus = 0;
 
   // Checks ranges and names the offending field.
   Status Validate() const;

@@ -1,6 +1,7 @@
 #include "sched/cluster_state.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 namespace gpuorch::sched {
@@ -10,21 +11,32 @@ using core::NodeSpec;
 using core::Status;
 
 int NodeState::full_free_gpus() const {
+  const GpuMask healthy = healthy_gpus();
   int n = 0;
-  for (int j = 0; j < gpu_count; ++j) n += gpu_free[j] == kMilliGpu;
+  for (int j = 0; j < gpu_count; ++j) n += ((healthy >> j) & 1u) && gpu_free[j] == kMilliGpu;
   return n;
 }
 
 int64_t NodeState::idle_milli() const {
+  const GpuMask healthy = healthy_gpus();
   int64_t s = 0;
-  for (int j = 0; j < gpu_count; ++j) s += gpu_free[j];
+  for (int j = 0; j < gpu_count; ++j) {
+    if ((healthy >> j) & 1u) s += gpu_free[j];
+  }
   return s;
+}
+
+bool NodeState::gpus_in_use() const {
+  for (int j = 0; j < gpu_count; ++j) {
+    if (gpu_free[j] != kMilliGpu) return true;
+  }
+  return false;
 }
 
 int ShapeTag(const TaskRequest& t) { return t.fractional() ? 0 : t.gpu_count; }
 
 GpuMask UsableGpus(const NodeState& n, WorkloadId as, ReservationAccess access) {
-  GpuMask all = n.all_gpus();
+  GpuMask all = n.healthy_gpus();
   if (n.reserved_gpus == 0 || n.reserved_for == as) return all;
   if (n.reservation_lendable && (access & kUseLent)) return all;
   if (n.reservation_borrowed && (access & kUseBorrowed)) return all;
@@ -119,10 +131,12 @@ Status ClusterState::AddNode(NodeId id, const NodeSpec& spec) {
   n.cpu_capacity = n.cpu_free = spec.milli_cpu;
   n.memory_capacity = n.memory_free = spec.memory_mib;
   n.gpu_memory_capacity = spec.gpu_memory_mib;
+  n.unhealthy_gpus = spec.unhealthy_gpus;
   for (int j = 0; j < n.gpu_count; ++j) {
     n.gpu_free[j] = kMilliGpu;
     n.gpu_mem_free[j] = spec.gpu_memory_mib;
   }
+  CountUnhealthy(n, +1);
   zones_[n.zone].nodes.push_back(id);
   racks_[n.rack].nodes.push_back(id);
   ++node_count_;
@@ -136,7 +150,8 @@ Status ClusterState::CheckUpdate(NodeId id, const NodeSpec& spec) const {
   const NodeState& cur = nodes_[id.value()];
   int64_t cpu_used = cur.cpu_capacity - cur.cpu_free;
   int64_t mem_used = cur.memory_capacity - cur.memory_free;
-  bool gpus_in_use = cur.idle_milli() != int64_t{cur.gpu_count} * kMilliGpu;
+  // Health is not capacity: a GPU may turn unhealthy (or back) under running tasks.
+  bool gpus_in_use = cur.gpus_in_use();
   if (spec.milli_cpu < cpu_used || spec.memory_mib < mem_used) {
     return Status::Precondition("node " + spec.name + ": capacity below what is allocated");
   }
@@ -152,7 +167,7 @@ Status ClusterState::UpdateNode(NodeId id, const NodeSpec& spec) {
   const NodeState& cur = nodes_[id.value()];
   int64_t cpu_used = cur.cpu_capacity - cur.cpu_free;
   int64_t mem_used = cur.memory_capacity - cur.memory_free;
-  bool gpus_in_use = cur.idle_milli() != int64_t{cur.gpu_count} * kMilliGpu;
+  bool gpus_in_use = cur.gpus_in_use();
   // Re-adding keeps the code path single; carry allocations over.
   NodeState old = cur;
   if (Status s = RemoveNode(id); !s.ok()) return s;
@@ -181,6 +196,7 @@ Status ClusterState::RemoveNode(NodeId id) {
   auto erase = [&](std::vector<NodeId>& v) { v.erase(std::find(v.begin(), v.end(), id)); };
   erase(zones_[n.zone].nodes);
   erase(racks_[n.rack].nodes);
+  CountUnhealthy(n, -1);
   n.present = false;
   --node_count_;
   return Status::Ok();
@@ -255,15 +271,29 @@ int64_t ClusterState::free_milli(GpuModelId m) const {
   return m.value() < model_free_.size() ? model_free_[m.value()] : 0;
 }
 
+int32_t ClusterState::unhealthy_gpus(GpuModelId m) const {
+  return m.value() < model_unhealthy_.size() ? model_unhealthy_[m.value()] : 0;
+}
+
+void ClusterState::CountUnhealthy(const NodeState& n, int32_t sign) {
+  const int32_t bad = std::popcount(n.unhealthy_gpus);
+  if (bad == 0) return;
+  unhealthy_total_ += sign * bad;
+  if (n.model.value() >= model_unhealthy_.size()) model_unhealthy_.resize(n.model.value() + 1, 0);
+  model_unhealthy_[n.model.value()] += sign * bad;
+}
+
 std::string ClusterState::GroupKey(const NodeState& n) const {
   // Everything of the GPU state a policy may read, with GPUs sorted: scores depend on the
   // multiset of GPU states, and GPU choice is made on the real node afterwards. Free CPU and
   // memory are indexed inside the group instead.
   std::array<std::pair<int16_t, int64_t>, core::kMaxGpusPerNode> gpus{};
   for (int j = 0; j < n.gpu_count; ++j) gpus[j] = {n.gpu_free[j], n.gpu_mem_free[j]};
-  // A reservation holds GPUs by index: which GPUs are free then matters to the fit (of
-  // those who may not use the reservation), so the order is kept.
-  if (n.reserved_gpus == 0) std::sort(gpus.begin(), gpus.begin() + n.gpu_count);
+  // A reservation or an unhealthy GPU excludes GPUs by index: which GPUs are free then
+  // matters to the fit, so the order is kept (and the mask is part of the key).
+  if (n.reserved_gpus == 0 && n.unhealthy_gpus == 0) {
+    std::sort(gpus.begin(), gpus.begin() + n.gpu_count);
+  }
   std::string key;
   key.reserve(64 + 10 * n.gpu_count);
   auto put = [&key](const auto& v) { key.append(reinterpret_cast<const char*>(&v), sizeof(v)); };
@@ -276,6 +306,7 @@ std::string ClusterState::GroupKey(const NodeState& n) const {
   put(n.reserved_for);
   put(n.reservation_lendable);
   put(n.reservation_borrowed);
+  put(n.unhealthy_gpus);
   for (int j = 0; j < n.gpu_count; ++j) put(gpus[j]);
   return key;
 }
@@ -290,7 +321,7 @@ void ClusterState::Unindex(NodeId id) {
   cpu_capacity_ -= n.cpu_capacity;
   memory_capacity_ -= n.memory_capacity;
   if (n.model.valid()) {
-    model_capacity_[n.model.value()] -= int64_t{n.gpu_count} * kMilliGpu;
+    model_capacity_[n.model.value()] -= int64_t{std::popcount(n.healthy_gpus())} * kMilliGpu;
     model_free_[n.model.value()] -= n.idle_milli();
   }
   uint32_t g = group_of_[id.value()];
@@ -325,7 +356,7 @@ void ClusterState::Index(NodeId id) {
       model_capacity_.resize(n.model.value() + 1, 0);
       model_free_.resize(n.model.value() + 1, 0);
     }
-    model_capacity_[n.model.value()] += int64_t{n.gpu_count} * kMilliGpu;
+    model_capacity_[n.model.value()] += int64_t{std::popcount(n.healthy_gpus())} * kMilliGpu;
     model_free_[n.model.value()] += n.idle_milli();
   }
   std::string key = GroupKey(n);
@@ -347,6 +378,7 @@ void ClusterState::Index(NodeId id) {
     groups_[g].full_free_gpus = static_cast<int8_t>(n.full_free_gpus());
     groups_[g].max_gpu_free = 0;
     for (int j = 0; j < n.gpu_count; ++j) {
+      if ((n.unhealthy_gpus >> j) & 1u) continue;
       groups_[g].max_gpu_free = std::max(groups_[g].max_gpu_free, n.gpu_free[j]);
     }
     groups_[g].max_cpu = groups_[g].max_memory = INT64_MIN;

@@ -23,6 +23,7 @@ using core::WorkloadId;
 // GPUs chosen on one node, as a bit mask over the node's GPU indices. Every chosen GPU gives
 // the task `gpu_milli` (and, for a fraction, `gpu_memory_mib`).
 using GpuMask = uint16_t;
+static_assert(sizeof(GpuMask) == sizeof(core::NodeSpec::unhealthy_gpus));
 
 // The free state of one node: what filters and scorers read. Fields are plain so that a
 // policy can compute on them without calls.
@@ -48,13 +49,20 @@ struct NodeState {
   bool reservation_lendable = false;
   // Held by a workload that borrows: in-quota work may use it (the holder then plans again).
   bool reservation_borrowed = false;
+  // GPUs reported unhealthy (see NodeSpec::unhealthy_gpus): no new work goes there, and
+  // they count as neither capacity nor free; tasks already on them keep their allocation.
+  GpuMask unhealthy_gpus = 0;
 
   bool schedulable() const { return present && status == core::NodeStatus::kReady; }
-  // GPUs with all 1000 milli free.
+  // Healthy GPUs with all 1000 milli free.
   int full_free_gpus() const;
-  // Sum of free milli-GPU over all GPUs.
+  // Sum of free milli-GPU over the healthy GPUs.
   int64_t idle_milli() const;
+  // Whether any GPU, healthy or not, has something allocated.
+  bool gpus_in_use() const;
   GpuMask all_gpus() const { return static_cast<GpuMask>((1u << gpu_count) - 1u); }
+  // The GPUs new work may be placed on, before reservations.
+  GpuMask healthy_gpus() const { return static_cast<GpuMask>(all_gpus() & ~unhealthy_gpus); }
 };
 
 // Tag of a task shape: 0 for a fractional GPU, k for k whole GPUs. CPU-only tasks have none.
@@ -68,8 +76,8 @@ using ReservationAccess = uint8_t;
 inline constexpr ReservationAccess kUseLent = 1;
 inline constexpr ReservationAccess kUseBorrowed = 2;
 
-// True if `t` may run on node `n` at all: health, model, CPU, memory and enough GPUs with
-// enough free milli and memory. `as` and `access` decide which reserved GPUs are usable.
+// True if `t` may run on node `n` at all: node status, model, CPU, memory and enough healthy
+// GPUs with enough free milli and memory. `as` and `access` decide which reserved GPUs are usable.
 bool Fits(const NodeState& n, const TaskRequest& t, WorkloadId as, ReservationAccess access);
 // The GPU part of Fits (model, GPU count, free milli and GPU memory), without health, CPU
 // and memory: equal for every node of one group (see ClusterState).
@@ -85,22 +93,23 @@ inline bool FitsHost(const NodeState& n, const TaskRequest& t) {
 // Returns 0 if nothing fits. `usable` masks GPUs the caller may use.
 GpuMask SelectGpusBestFit(const NodeState& n, const TaskRequest& t, GpuMask usable);
 
-// GPUs of `n` that workload `as` may use, given reservations.
+// GPUs of `n` that workload `as` may use: the healthy ones, less what others reserved.
 GpuMask UsableGpus(const NodeState& n, WorkloadId as, ReservationAccess access);
 
 // Indexed, incrementally maintained free state of the whole cluster.
 //
 // Contract: single-threaded; every mutation keeps the indexes exact. Schedulable nodes with
 // the same GPU state (model, shape, free milli and GPU memory per GPU, tasks per shape tag,
-// reservation) form one group, whatever their free CPU and memory: every node of a group
-// passes or fails the GPU part of Fits alike, and a policy scores them alike once they have
+// reservation, unhealthy GPUs) form one group, whatever their free CPU and memory: every node of a
+// group passes or fails the GPU part of Fits alike, and a policy scores them alike once they have
 // enough CPU (see PlacementPolicy::CpuHeadroom). Inside a group, nodes are indexed by id
 // and by free CPU, so that the engine finds the lowest node with enough CPU and memory
 // without visiting the others (see ForEachGroup, LowestFitting).
 class ClusterState {
  public:
   core::Status AddNode(NodeId id, const core::NodeSpec& spec);
-  // Changes capacity, status or topology. Capacity may not drop below what is allocated.
+  // Changes capacity, status, topology or GPU health. Capacity may not drop below what is
+  // allocated; a GPU may turn unhealthy (or healthy again) while tasks run on it.
   core::Status UpdateNode(NodeId id, const core::NodeSpec& spec);
   // What UpdateNode would refuse, without changing anything.
   core::Status CheckUpdate(NodeId id, const core::NodeSpec& spec) const;
@@ -138,9 +147,13 @@ class ClusterState {
     return zones_[z].free_hist;
   }
 
-  // Totals over schedulable nodes, per GPU model (milli-GPU).
+  // Totals over the healthy GPUs of schedulable nodes, per GPU model (milli-GPU).
   int64_t capacity_milli(GpuModelId m) const;
   int64_t free_milli(GpuModelId m) const;
+  // Unhealthy GPUs on present nodes whatever their status (a drained node's bad GPUs
+  // included), per GPU model and in all, O(1).
+  int32_t unhealthy_gpus(GpuModelId m) const;
+  int32_t unhealthy_gpus() const { return unhealthy_total_; }
   uint32_t model_bound() const { return static_cast<uint32_t>(model_capacity_.size()); }
   // Totals over schedulable nodes of CPU (milli-CPU) and memory (MiB) capacity, O(1).
   int64_t cpu_capacity() const { return cpu_capacity_; }
@@ -209,6 +222,8 @@ class ClusterState {
   void Unindex(NodeId id);
   void Index(NodeId id);
   std::string GroupKey(const NodeState& n) const;
+  // Adds (sign +1) or removes (-1) n's unhealthy GPUs from the counts.
+  void CountUnhealthy(const NodeState& n, int32_t sign);
 
   std::vector<NodeState> nodes_;
   std::vector<uint64_t> versions_;
@@ -221,6 +236,8 @@ class ClusterState {
   std::vector<uint32_t> active_groups_;
   std::unordered_map<std::string, uint32_t> group_ix_;
   std::vector<int64_t> model_capacity_, model_free_;
+  std::vector<int32_t> model_unhealthy_;
+  int32_t unhealthy_total_ = 0;
   int64_t cpu_capacity_ = 0, memory_capacity_ = 0;
   uint64_t clock_ = 0;
   uint64_t generations_ = 0;

@@ -316,11 +316,16 @@ void Scheduler::Impl::Attempt(CycleContext& c, WorkloadRec& w) {
   PendingReason reason = PendingReason::kNoFit;
   if (TryPlace(c.plan, w, e, reason)) return;
   // Does not fit. While victims are still leaving for it, it waits: nothing more is
-  // evicted for it (whatever its hold), and its claim stands.
+  // evicted for it (whatever its hold), and its claim stands. Unless the cluster changed
+  // under it (a node drained, a GPU turned unhealthy) so that it cannot run at all: then
+  // its victims keep stopping, for nobody, and it is Unschedulable (below).
   if (ledger_.Leaving(w.id) > 0) {
-    if (claim.milli > 0) ledger_.AddClaim(w.id, claim.queue, claim.model, claim.milli);
-    w.reason = PendingReason::kPreempting;
-    return;
+    if (FitsEmptyCluster(w)) {
+      if (claim.milli > 0) ledger_.AddClaim(w.id, claim.queue, claim.model, claim.milli);
+      w.reason = PendingReason::kPreempting;
+      return;
+    }
+    ledger_.Forget(w.id);
   }
   // Work that could not run even on the empty cluster waits for the cluster to change,
   // and neither preempts, reserves nor blocks anyone (see Grow).

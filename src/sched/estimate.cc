@@ -201,8 +201,10 @@ void EstimateStarts(Scheduler::Impl& s, const std::vector<WorkloadId>& order, Pl
       if (!s.cluster_.Has(n)) continue;
       const NodeState& ns = s.cluster_.node(n);
       if (ns.reserved_for != w.id || !ns.schedulable() || ns.model.value() >= models) continue;
+      // free_milli counts healthy GPUs only, and so does this.
+      const GpuMask held = ns.reserved_gpus & ns.healthy_gpus();
       for (int g = 0; g < ns.gpu_count; ++g) {
-        if (ns.reserved_gpus >> g & 1) free_now[ns.model.value()] -= ns.gpu_free[g];
+        if (held >> g & 1) free_now[ns.model.value()] -= ns.gpu_free[g];
       }
     }
   }

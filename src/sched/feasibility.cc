@@ -4,10 +4,11 @@
 // elastic growth, the way kube-scheduler's UnschedulableAndUnresolvable keeps an impossible
 // pod from blocking the queue.
 //
-// Nodes are summarised into capacity types (model, GPUs, NVLink domain, CPU, memory, GPU
-// memory) counted per cluster, rack and zone, rebuilt when the node set changes, so that a
-// check costs O(types) (O(racks x types) for a rack-bound gang), not O(nodes).
+// Nodes are summarised into capacity types (model, healthy GPUs, NVLink domain, CPU, memory,
+// GPU memory) counted per cluster, rack and zone, rebuilt when the node set changes, so that
+// a check costs O(types) (O(racks x types) for a rack-bound gang), not O(nodes).
 #include <algorithm>
+#include <bit>
 #include <map>
 #include <tuple>
 
@@ -20,6 +21,18 @@ namespace {
 constexpr int64_t kMany = int64_t{1} << 40;
 
 int64_t Per(int64_t capacity, int64_t ask) { return ask > 0 ? capacity / ask : kMany; }
+
+// The most healthy GPUs of n inside one NVLink domain (all of n's if it has one domain).
+int HealthyPerNvlinkDomain(const NodeState& n) {
+  const int dom = n.nvlink_domain_gpus > 0 ? n.nvlink_domain_gpus : n.gpu_count;
+  const GpuMask healthy = n.healthy_gpus();
+  int best = 0;
+  for (int d = 0; d < n.gpu_count; d += dom) {
+    const unsigned domain_mask = ((1u << dom) - 1u) << d;
+    best = std::max(best, std::popcount(healthy & domain_mask));
+  }
+  return best;
+}
 
 }  // namespace
 
@@ -45,12 +58,10 @@ void Scheduler::Impl::SummariseCapacity() {
   std::vector<std::map<Key, int64_t>> racks(cluster_.rack_count()), zones(cluster_.zone_count());
   for (const NodeState& n : cluster_.nodes()) {
     if (!n.schedulable()) continue;
-    Key k{n.model.value(),
-          n.gpu_count,
-          n.nvlink_domain_gpus > 0 ? n.nvlink_domain_gpus : n.gpu_count,
-          n.cpu_capacity,
-          n.memory_capacity,
-          n.gpu_memory_capacity};
+    // An unhealthy GPU is no capacity: work that fits only with it is Unschedulable.
+    const int healthy = std::popcount(n.healthy_gpus());
+    Key k{n.model.value(), healthy,           HealthyPerNvlinkDomain(n),
+          n.cpu_capacity,  n.memory_capacity, n.gpu_memory_capacity};
     ++all[k];
     ++racks[n.rack][k];
     ++zones[n.zone][k];

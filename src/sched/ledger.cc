@@ -84,7 +84,8 @@ const Hold& Ledger::HoldOf(WorkloadId w) const {
 void Ledger::HoldHeadOfLine(WorkloadId w, std::vector<NodeId> nodes, core::Time eta, GpuModelId m,
                             bool in_quota, bool lends) {
   for (NodeId id : nodes) {
-    cluster_.Reserve(id, cluster_.node(id).all_gpus(), w, lends, !in_quota);
+    // Unhealthy GPUs are nobody's room: they are not held.
+    cluster_.Reserve(id, cluster_.node(id).healthy_gpus(), w, lends, !in_quota);
   }
   Hold& h = holds_[w];
   h.kind = HoldKind::kHeadOfLine;
@@ -148,6 +149,13 @@ void Ledger::SetLending(WorkloadId h, bool on) {
 void Ledger::StopLending(WorkloadId h) {
   if (auto it = holds_.find(h); it != holds_.end()) it->second.lends = false;
   SetLending(h, false);
+}
+
+void Ledger::GpusRecovered(NodeId id) {
+  const NodeState& n = cluster_.node(id);
+  if (!n.reserved_for.valid() || KindOf(n.reserved_for) != HoldKind::kHeadOfLine) return;
+  const GpuMask held = static_cast<GpuMask>(n.reserved_gpus | n.healthy_gpus());
+  cluster_.Reserve(id, held, n.reserved_for, n.reservation_lendable, n.reservation_borrowed);
 }
 
 void Ledger::LoseNode(NodeId id) {

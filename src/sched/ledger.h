@@ -115,7 +115,7 @@ class Ledger {
   // What w holds (an empty hold if nothing).
   const Hold& HoldOf(WorkloadId w) const;
   HoldKind KindOf(WorkloadId w) const { return HoldOf(w).kind; }
-  // Head-of-line reservation: all GPUs of `nodes` are reserved for w. Lendable when
+  // Head-of-line reservation: all healthy GPUs of `nodes` are reserved for w. Lendable when
   // `lends`; `in_quota` false marks it as a borrower's (in-quota work may take it).
   void HoldHeadOfLine(WorkloadId w, std::vector<NodeId> nodes, core::Time eta, GpuModelId m,
                       bool in_quota, bool lends);
@@ -141,6 +141,9 @@ class Ledger {
   // Node `id` is lost: a head-of-line holder there plans its whole reservation again, a
   // preemptor keeps the rest of its hold.
   void LoseNode(NodeId id);
+  // GPUs of node `id` recovered: a head-of-line holder there holds them too (it holds every
+  // healthy GPU of its nodes). A preemptor's hold is its room, and stays as it is.
+  void GpusRecovered(NodeId id);
   // Head-of-line holders, in the order they reserved.
   const std::vector<WorkloadId>& holders() const { return holders_; }
   // Head-of-line holders in model m's pool.

@@ -17,11 +17,11 @@ enum class PendingReason : uint8_t {
   kOverLimit,              // would exceed a queue limit
   kNoFit,                  // not enough free capacity of an acceptable model
   kTopologyUnsatisfiable,  // capacity exists, but not inside one domain of the required level
-  kModelUnavailable,       // no schedulable node has an acceptable GPU model
+  kModelUnavailable,       // no schedulable node has a healthy GPU of an acceptable model
   kBlockedByReservation,   // would delay a reservation held for an older workload
   kPreempting,             // victims are being evicted for it; capacity is reserved
   kReserved,               // head of line: capacity is being gathered for it (no starvation)
-  kUnschedulable,          // does not fit even the empty cluster as it is now; blocks nobody
+  kUnschedulable,          // does not fit the empty cluster as it is now (healthy GPUs only)
 };
 const char* ToString(PendingReason r);
 

@@ -3,6 +3,7 @@
 // work evicted) once the holder would fit. The Ledger records the holds; this file decides
 // where, and when to take them back.
 #include <algorithm>
+#include <bit>
 
 #include "sched/scheduler_impl.h"
 
@@ -35,13 +36,13 @@ struct HoldSearch {
   }
 
   // Step: the nodes of `nodes` free soonest that together hold the gang (unreserved, of
-  // model m, big enough for one task); when the last of them is free, or -1.
+  // model m, with enough healthy GPUs for one task); when the last of them is free, or -1.
   Time Pick(const std::vector<NodeId>& nodes, std::vector<NodeId>& out) const {
     std::vector<std::pair<Time, NodeId>> by_time;
     for (NodeId id : nodes) {
       const NodeState& n = s.cluster_.node(id);
       if (!n.schedulable() || n.model != m || n.reserved_gpus != 0) continue;
-      if (w.spec.task.gpu_count > n.gpu_count) continue;
+      if (w.spec.task.gpu_count > std::popcount(n.healthy_gpus())) continue;
       by_time.emplace_back(FreeAt(n), id);
     }
     std::sort(by_time.begin(), by_time.end());
@@ -49,7 +50,8 @@ struct HoldSearch {
     for (auto [t, id] : by_time) {
       const NodeState& n = s.cluster_.node(id);
       out.push_back(id);
-      got += int64_t{n.gpu_count / w.spec.task.gpu_count} * w.task_milli();
+      // Unhealthy GPUs never free up for it: only the healthy ones count (and are held).
+      got += int64_t{std::popcount(n.healthy_gpus()) / w.spec.task.gpu_count} * w.task_milli();
       if (got >= need) return t;
     }
     out.clear();

@@ -114,20 +114,25 @@ Status Scheduler::Impl::UpdateNode(NodeId id, const core::NodeSpec& spec) {
   // allocation first, so the capacity checks of ClusterState::UpdateNode cannot refuse then.
   if (Status s = spec.Validate(); !s.ok()) return s;
   const NodeState& cur = cluster_.node(id);
+  const GpuMask was_unhealthy = cur.unhealthy_gpus;
   const bool going_down = spec.status == NodeStatus::kDown && cur.status != NodeStatus::kDown;
   if (!going_down) {
     if (Status s = cluster_.CheckUpdate(id, spec); !s.ok()) return s;
   }
   ++nodes_version_;
   if (going_down) LoseNode(id);
-  // A head-of-line hold on a node that stops being schedulable is planned again.
-  if (spec.status != NodeStatus::kReady && cur.reserved_gpus != 0) {
+  // A head-of-line hold on a node that stops being schedulable, or whose held GPUs turn
+  // unhealthy, is planned again (it may never fit there now).
+  const GpuMask turned_bad = static_cast<GpuMask>(spec.unhealthy_gpus & ~was_unhealthy);
+  if ((spec.status != NodeStatus::kReady || (cur.reserved_gpus & turned_bad) != 0) &&
+      cur.reserved_gpus != 0) {
     if (ledger_.KindOf(cur.reserved_for) == HoldKind::kHeadOfLine) {
       ledger_.Release(cur.reserved_for);
     }
   }
   Status s = cluster_.UpdateNode(id, spec);
   GPUORCH_CHECK(s.ok());
+  if ((was_unhealthy & ~spec.unhealthy_gpus) != 0) ledger_.GpusRecovered(id);
   return s;
 }
 

@@ -31,6 +31,8 @@ class NodeBuilder {
   NodeBuilder& Zone(std::string z) { return spec_.zone = std::move(z), *this; }
   NodeBuilder& Nvlink(int gpus) { return spec_.nvlink_domain_gpus = gpus, *this; }
   NodeBuilder& Status(core::NodeStatus s) { return spec_.status = s, *this; }
+  // Bit j: GPU j is unhealthy.
+  NodeBuilder& Unhealthy(uint16_t gpus) { return spec_.unhealthy_gpus = gpus, *this; }
   core::NodeSpec Build() const { return spec_; }
   operator core::NodeSpec() const { return spec_; }  // NOLINT: builder converts implicitly
 
