@@ -137,11 +137,12 @@ HeadlessChrome::~HeadlessChrome() {
     if (to_ >= 0) Send("Browser.close", Json::object(), "");
     const auto end = Clock::now() + std::chrono::seconds(5);
     int status = 0;
-    while (waitpid(pid_, &status, WNOHANG) == 0 && Clock::now() < end) {
+    pid_t reaped = 0;
+    while ((reaped = waitpid(pid_, &status, WNOHANG)) == 0 && Clock::now() < end) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     kill(-pid_, SIGKILL);  // the renderers and helpers too
-    waitpid(pid_, &status, WNOHANG);
+    if (reaped == 0) waitpid(pid_, &status, 0);
   }
   if (to_ >= 0) close(to_);
   if (from_ >= 0) close(from_);
