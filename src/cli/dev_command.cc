@@ -256,6 +256,9 @@ void RegisterDevCommand(CLI::App& app, int& exit_code) {
     std::printf(
         "       gpuorch submit --gpus 1 -- true; gpuorch get    "
         "(Ctrl-C stops everything)\n");
+    // The fragment never reaches the server: the page moves the token to the tab's
+    // session storage and takes it out of the address bar.
+    std::printf("  dashboard: %s/ui/#token=%s\n", url.c_str(), ReadToken(user_file).c_str());
     std::fflush(stdout);
     signal(SIGINT, OnSignal);
     signal(SIGTERM, OnSignal);

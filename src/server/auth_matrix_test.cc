@@ -16,6 +16,7 @@
 
 #include "server/server.h"
 #include "server/token.h"
+#include "server/ui_assets.h"
 
 namespace gpuorch::server {
 namespace {
@@ -241,6 +242,10 @@ std::vector<Row> AuthMatrixTest::Matrix() {
     {"POST /v1/tokens/{accessor}/revoke",        fresh_token("POST", "/revoke"),                {200, 403, 403, 403, 403, 403, A, A, A}},
     {"DELETE /v1/tokens/{accessor}",             fresh_token("DELETE", ""),                     {200, 403, 403, 403, 403, 403, A, A, A}},
     {"GET /v1/audit",                            fixed("GET", "/v1/audit"),                     {200, 403, 403, 403, 403, 403, A, A, A}},
+    {"GET /ui",                                  fixed("GET", "/ui"),                           {301, 301, 301, 301, 301, 301, 301, 301, 301}},
+    {"GET /ui/",                                 fixed("GET", "/ui/"),                          {200, 200, 200, 200, 200, 200, 200, 200, 200}},
+    {"GET /ui/app.js",                           fixed("GET", "/ui/app.js"),                    {200, 200, 200, 200, 200, 200, 200, 200, 200}},
+    {"GET /ui/no-such-file",                     fixed("GET", "/ui/no-such-file"),              {404, 404, 404, 404, 404, 404, 404, 404, 404}},
   };
   // clang-format on
 }
@@ -259,6 +264,10 @@ bool Covers(const std::string& endpoint, const std::string& method, const std::s
   std::string m, path;
   ss >> m >> path;
   if (m != method) return false;
+  // "/ui/**": every path under "/ui/".
+  if (pattern.size() >= 3 && pattern.substr(pattern.size() - 3) == "/**") {
+    return path.rfind(pattern.substr(0, pattern.size() - 2), 0) == 0;
+  }
   const std::vector<std::string> have = Segments(path), want = Segments(pattern);
   if (have.size() != want.size()) return false;
   for (size_t i = 0; i < have.size(); ++i) {
@@ -504,6 +513,51 @@ TEST_F(AuthMatrixTest, BootstrapWritesTheAdminTokenPrivatelyAndLogsOnlyItsPath) 
   EXPECT_EQ(list.body.find(tokens_[kTenantA].substr(kTokenPrefix.size() + kAccessorLength + 1)),
             std::string::npos)
       << "lists show accessors, never secrets";
+}
+
+// The dashboard's files: served to anyone (they hold no data; the page asks the API with the
+// user's token), with their content types and a policy that confines the page to this
+// server; GET only; unknown paths are 404s whatever the caller.
+TEST_F(AuthMatrixTest, TheDashboardIsPublicStaticAndConfined) {
+  httplib::Client c("127.0.0.1", port_);
+  const std::pair<const char*, const char*> files[] = {
+      {"/ui/", "text/html; charset=utf-8"},
+      {"/ui/index.html", "text/html; charset=utf-8"},
+      {"/ui/app.js", "text/javascript; charset=utf-8"},
+      {"/ui/style.css", "text/css; charset=utf-8"},
+      {"/ui/favicon.svg", "image/svg+xml"},
+  };
+  for (const auto& [path, type] : files) {
+    auto r = c.Get(path);
+    ASSERT_TRUE(r) << path;
+    EXPECT_EQ(r->status, 200) << path;
+    EXPECT_EQ(r->get_header_value("Content-Type"), type) << path;
+    EXPECT_EQ(r->get_header_value("Content-Security-Policy"), kUiContentSecurityPolicy) << path;
+    EXPECT_EQ(r->get_header_value("X-Content-Type-Options"), "nosniff") << path;
+    const std::string name = std::string(path).substr(4);
+    ASSERT_NE(FindUiFile(name), nullptr) << path;
+    EXPECT_EQ(r->body, FindUiFile(name)->bytes()) << path;
+  }
+  // Every file has a type; the page has no inline script or style (the policy forbids them).
+  for (const EmbeddedFile& f : EmbeddedUiFiles()) {
+    EXPECT_NE(UiContentType(f.name), "application/octet-stream") << f.name;
+  }
+  const std::string page(FindUiFile("")->bytes());
+  EXPECT_EQ(page.find("<script>"), std::string::npos);
+  EXPECT_EQ(page.find("style="), std::string::npos);
+  auto redirect = c.Get("/ui");
+  ASSERT_TRUE(redirect);
+  EXPECT_EQ(redirect->status, 301);
+  EXPECT_EQ(redirect->get_header_value("Location"), "/ui/");
+  for (const char* path : {"/ui/nope.js", "/ui/a/b", "/ui/..%2fv1%2fnodes", "/ui/app.js/"}) {
+    auto r = c.Get(path);
+    ASSERT_TRUE(r) << path;
+    EXPECT_EQ(r->status, 404) << path;
+    EXPECT_EQ(r->body.find("gpuorch"), std::string::npos) << path;
+  }
+  // GET only: another method is an API request like any other.
+  EXPECT_EQ(Call(kNone, "POST", "/ui/", Json::object()).status, 401);
+  EXPECT_EQ(Call(kAdmin, "POST", "/ui/", Json::object()).status, 404);
 }
 
 // Tokens and node owners survive a restart; the admin token is not written again.

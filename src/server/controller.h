@@ -427,6 +427,14 @@ class Controller {
   int64_t held_watches_ = 0;  // guarded by mu_
   int64_t nodes_heard_ = 0;   // guarded by mu_: nodes with `heard` set
   ServerMetrics metrics_;
+  // Per GPU model with GPUs, the idle-while-waiting and fragmentation gauges as last
+  // computed (guarded by mu_): the summary of GET /v1/nodes shows them.
+  struct ModelSummary {
+    std::string model;
+    int64_t idle_while_waiting = 0;
+    double fragmented_milli = 0;
+  };
+  std::vector<ModelSummary> model_summary_;
   // The cycle thread's: when the engine gauges were last computed (steady ms, 0 never) and
   // the idle-while-waiting GPUs then per model, integrated into the seconds counter.
   int64_t gauges_at_ms_ = 0;

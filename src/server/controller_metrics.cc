@@ -101,6 +101,7 @@ void Controller::UpdateEngineGauges(const sched::Plan& plan, size_t models) {
   auto frag = GaugeFamily("gpuorch_fragmented_gpus",
                           "FGD fragmentation of the free capacity against the live task mix, "
                           "in GPUs.");
+  std::vector<ModelSummary> summary;
   for (uint32_t m = 0; m < models; ++m) {
     const std::string& name = model_names[m];
     const ModelGauges& v = g[m];
@@ -115,6 +116,11 @@ void Controller::UpdateEngineGauges(const sched::Plan& plan, size_t models) {
     AddSample(frag, {{"model", name}}, v.fragmented_milli / 1000.0);
     idle_then_.emplace_back(name, v.idle_while_waiting);
     metrics_.AddIdleWhileWaitingSeconds(name, 0);  // the model's series exists from now on
+    summary.push_back(ModelSummary{name, v.idle_while_waiting, v.fragmented_milli});
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    model_summary_ = std::move(summary);
   }
 
   auto used = GaugeFamily("gpuorch_queue_gpus_used",

@@ -156,9 +156,14 @@ Json Controller::QueueJson(const QueueConfig& q) const {
                          {"used_milli", used}});
   }
   int pending = 0, running = 0;
+  Json by_reason = Json::object();  // pending workloads by their reason
   for (const auto& [wid, w] : workloads_) {
     if (w.parsed.queue_name != q.name) continue;
-    pending += w.state == "Pending";
+    if (w.state == "Pending") {
+      ++pending;
+      Json& n = by_reason[w.reason.empty() ? "Queued" : w.reason];
+      n = n.is_null() ? 1 : n.get<int>() + 1;
+    }
     running += w.state == "Running" || w.state == "Preempted";
   }
   auto opt = [](int64_t v) { return v >= 0 ? Json(v) : Json(nullptr); };
@@ -168,13 +173,18 @@ Json Controller::QueueJson(const QueueConfig& q) const {
   const Json memory = {{"guaranteed_mib", opt(q.memory_quota.guaranteed)},
                        {"limit_mib", opt(q.memory_quota.limit)},
                        {"used_mib", snapshot_.queue_memory_mib[id.value()]}};
-  return Json{
-      {"name", q.name},         {"parent", q.parent.empty() ? Json(nullptr) : Json(q.parent)},
-      {"weight", q.weight},     {"can_borrow", q.can_borrow},
-      {"can_lend", q.can_lend}, {"leaf", leaf_queues_.count(q.name) > 0},
-      {"quota", quota},         {"cpu_quota", cpu},
-      {"memory_quota", memory}, {"pending", pending},
-      {"running", running}};
+  return Json{{"name", q.name},
+              {"parent", q.parent.empty() ? Json(nullptr) : Json(q.parent)},
+              {"weight", q.weight},
+              {"can_borrow", q.can_borrow},
+              {"can_lend", q.can_lend},
+              {"leaf", leaf_queues_.count(q.name) > 0},
+              {"quota", quota},
+              {"cpu_quota", cpu},
+              {"memory_quota", memory},
+              {"pending", pending},
+              {"pending_by_reason", by_reason},
+              {"running", running}};
 }
 
 Json Controller::ListQueues(const Access& access) {
@@ -310,9 +320,18 @@ Json Controller::ListNodes(int64_t limit, const std::string& after, const Access
                           {"gpus", c.gpus},
                           {"gpus_used_milli", c.used_milli}});
   }
+  // The engine gauges of the last computation (at most a second old; none before the first
+  // cycle), as /metrics has them: gpuorch_gpus_idle_while_waiting, gpuorch_fragmented_gpus.
+  Json models = Json::array();
+  for (const ModelSummary& m : model_summary_) {
+    models.push_back(Json{{"model", m.model},
+                          {"gpus_idle_while_waiting", m.idle_while_waiting},
+                          {"fragmented_gpus", m.fragmented_milli / 1000.0}});
+  }
   out["summary"] = Json{{"nodes", static_cast<int64_t>(nodes_.size())},
                         {"gpus", total_gpus},
-                        {"groups", std::move(groups)}};
+                        {"groups", std::move(groups)},
+                        {"models", std::move(models)}};
   return out;
 }
 

@@ -46,6 +46,10 @@ const std::vector<RoutePolicy>& RoutePolicies() {
       {"POST", "/v1/tokens/*/revoke", "token-revoke", AuditMode::kAlways, false, Admin},
       {"DELETE", "/v1/tokens/*", "token-revoke", AuditMode::kAlways, false, Admin},
       {"GET", "/v1/audit", "audit-read", AuditMode::kNone, false, Admin},
+      // The dashboard's static files: public, they hold no data (the page asks the API
+      // with the user's token); GET only.
+      {"GET", "/ui", "ui", AuditMode::kNone, true, Anyone},
+      {"GET", "/ui/**", "ui", AuditMode::kNone, true, Anyone},
   };
   return kPolicies;
 }

@@ -23,7 +23,7 @@ struct RoutePolicy {
   std::string pattern;  // as given to Server::Route
   std::string verb;     // what the audit log calls it
   AuditMode audit = AuditMode::kNone;
-  bool public_route = false;  // no token needed (/healthz; /metrics when metrics_public)
+  bool public_route = false;  // no token needed (/healthz, /ui/; /metrics when metrics_public)
   // Whether the caller may use the route; `captures` are the path's "*" segments.
   std::function<bool(const Principal& caller, const std::vector<std::string>& captures)> allows;
 };

@@ -349,11 +349,20 @@ void Server::Dispatch(const HttpRequest& req, HttpRespond respond) {
   if (known) {
     const std::vector<std::string> segments = Split(req.path);
     for (const RouteEntry& r : routes_) {
-      if (r.method != method || r.segments.size() != segments.size()) continue;
+      // A last segment "**" takes the rest of the path (one segment or more, "" included).
+      const bool rest = !r.segments.empty() && r.segments.back() == "**";
+      if (r.method != method ||
+          (rest ? segments.size() < r.segments.size() : r.segments.size() != segments.size())) {
+        continue;
+      }
       captures.segments.clear();
       bool match = true;
-      for (size_t i = 0; i < segments.size() && match; ++i) {
-        if (r.segments[i] == "*") {
+      for (size_t i = 0; i < r.segments.size() && match; ++i) {
+        if (rest && i + 1 == r.segments.size()) {
+          std::string tail = segments[i];
+          for (size_t j = i + 1; j < segments.size(); ++j) tail += "/" + segments[j];
+          captures.segments.push_back(std::move(tail));
+        } else if (r.segments[i] == "*") {
           match = !segments[i].empty();
           captures.segments.push_back(segments[i]);
         } else {
@@ -778,6 +787,7 @@ void Server::Routes() {
           return Reply(200, out);
         }));
   TokenRoutes();
+  UiRoutes();
 }
 
 // Tokens and the audit log: administrators only (route_policy.cc), except /self.

@@ -55,7 +55,8 @@ class Server {
   explicit Server(const ServerConfig& config);
   void Routes();
   void Dispatch(const HttpRequest& req, HttpRespond respond);
-  // `pattern`: "/v1/workloads/*/cancel"; each "*" matches one non-empty segment.
+  // `pattern`: "/v1/workloads/*/cancel"; each "*" matches one non-empty segment, and a last
+  // "**" the rest of the path, one segment or more ("/ui/**": "/ui/", "/ui/a/b").
   void Route(const std::string& method, const std::string& pattern, RouteHandler fn);
 
   struct RouteEntry {
@@ -78,6 +79,8 @@ class Server {
   // token. True, with the 403 in `refusal`, when it has none or another node's.
   bool CertRefuses(const HttpRequest& req, const std::string& node, HttpResponse& refusal) const;
   void TokenRoutes();
+  // The web dashboard's static files under /ui/ (ui.cc): public, GET only.
+  void UiRoutes();
 
   ServerConfig config_;
   std::unique_ptr<store::StateStore> store_;

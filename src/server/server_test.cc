@@ -672,6 +672,32 @@ TEST_F(ControllerTest, NodeListPagesWithASummaryOfAllNodes) {
   EXPECT_TRUE(controller_->ListNodes(10, "n5")["nodes"].empty());
 }
 
+// The dashboard's figures: pending workloads by reason per queue, and per GPU model the
+// idle-while-waiting and fragmentation gauges in the node list's summary.
+TEST_F(ControllerTest, QueuesCountPendingByReasonAndTheNodeSummaryHasTheModelGauges) {
+  Register("n1", 4);
+  EXPECT_EQ(controller_->ListNodes(10)["summary"]["models"], Json::array()) << "no cycle yet";
+  const int64_t running = Submit("batch", 2);
+  const int64_t waiting = Submit("batch", 4);
+  Json q;
+  ApiError e;
+  ASSERT_TRUE(controller_->GetQueue("batch", q, e));
+  EXPECT_EQ(q["pending_by_reason"], (Json{{"Queued", 2}})) << "before the first cycle";
+  controller_->Step();
+  ASSERT_EQ(Get(running)["state"], "Running");
+  const std::string reason = Get(waiting).value("reason", "");
+  ASSERT_TRUE(controller_->GetQueue("batch", q, e));
+  EXPECT_EQ(q["pending_by_reason"], (Json{{reason, 1}}));
+  ASSERT_TRUE(controller_->GetQueue("prod", q, e));
+  EXPECT_EQ(q["pending_by_reason"], Json::object());
+  const Json models = controller_->ListNodes(10)["summary"]["models"];
+  ASSERT_EQ(models.size(), 1u) << models.dump();
+  EXPECT_EQ(models[0]["model"], "H100");
+  EXPECT_EQ(models[0]["gpus_idle_while_waiting"], 0) << "the 2 free GPUs fit no pending task";
+  EXPECT_TRUE(models[0]["fragmented_gpus"].is_number()) << models.dump();
+  EXPECT_FALSE(controller_->ListNodes().contains("summary"));
+}
+
 // GET /v1/workloads?limit=N&continue=ID: pages in id order, of what the caller reads only,
 // and the cursor never names a workload the caller may not see.
 TEST_F(ControllerTest, WorkloadListPagesOfWhatTheCallerReads) {
