@@ -43,10 +43,10 @@ Result<Telemetry> EmulatedTelemetry::Sample(const std::vector<TaskOnNode>& tasks
     for (int32_t g : t.gpus) {
       if (g < 0 || static_cast<size_t>(g) >= n) continue;
       const auto j = static_cast<size_t>(g);
-      const int64_t mem = EnvInt(t, "GPUORCH_EMULATE_GPU_MEMORY_MIB", 0, gpus_[j].memory_mib,
-                                 t.gpu_memory_mib > 0
-                                     ? std::min(t.gpu_memory_mib, gpus_[j].memory_mib)
-                                     : static_cast<int64_t>(share * gpus_[j].memory_mib));
+      const int64_t mem =
+          EnvInt(t, "GPUORCH_EMULATE_GPU_MEMORY_MIB", 0, gpus_[j].memory_mib,
+                 t.gpu_memory_mib > 0 ? std::min(t.gpu_memory_mib, gpus_[j].memory_mib)
+                                      : static_cast<int64_t>(share * gpus_[j].memory_mib));
       util[j] += static_cast<double>(task_util) * share;
       used[j] += mem;
       task_mem += mem;
@@ -162,30 +162,26 @@ struct Field {
 const Field kFields[] = {
     {"DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", kFieldUtil,
      [](const GpuSample& s) { return s.util_pct; }},
-    {"DCGM_FI_DEV_MEM_COPY_UTIL", "Memory utilization (in %).",
-     kFieldMemCopyUtil, [](const GpuSample& s) { return s.mem_copy_util_pct; }},
-    {"DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).",
-     kFieldFb, [](const GpuSample& s) { return static_cast<double>(s.fb_used_mib); }},
-    {"DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).",
-     kFieldFb, [](const GpuSample& s) { return static_cast<double>(s.fb_free_mib); }},
+    {"DCGM_FI_DEV_MEM_COPY_UTIL", "Memory utilization (in %).", kFieldMemCopyUtil,
+     [](const GpuSample& s) { return s.mem_copy_util_pct; }},
+    {"DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", kFieldFb,
+     [](const GpuSample& s) { return static_cast<double>(s.fb_used_mib); }},
+    {"DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", kFieldFb,
+     [](const GpuSample& s) { return static_cast<double>(s.fb_free_mib); }},
     {"DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", kFieldPower,
      [](const GpuSample& s) { return s.power_w; }},
     {"DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", kFieldTemp,
      [](const GpuSample& s) { return static_cast<double>(s.temp_c); }},
-    {"DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).",
-     kFieldSmClock, [](const GpuSample& s) { return static_cast<double>(s.sm_clock_mhz); }},
-    {"DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered.",
-     0,
+    {"DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", kFieldSmClock,
+     [](const GpuSample& s) { return static_cast<double>(s.sm_clock_mhz); }},
+    {"DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered.", 0,
      [](const GpuSample& s) { return static_cast<double>(s.last_xid); }},
-    {"DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "Total number of double-bit volatile ECC errors.",
-     kFieldEcc,
+    {"DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "Total number of double-bit volatile ECC errors.", kFieldEcc,
      [](const GpuSample& s) { return static_cast<double>(s.ecc_dbe); }},
-    {"DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "Total number of single-bit volatile ECC errors.",
-     kFieldEcc,
+    {"DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "Total number of single-bit volatile ECC errors.", kFieldEcc,
      [](const GpuSample& s) { return static_cast<double>(s.ecc_sbe); }},
-    {"DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
-     "Total energy consumption since boot (in mJ).", kFieldEnergy,
-     [](const GpuSample& s) { return static_cast<double>(s.energy_mj); }},
+    {"DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "Total energy consumption since boot (in mJ).",
+     kFieldEnergy, [](const GpuSample& s) { return static_cast<double>(s.energy_mj); }},
 };
 
 }  // namespace
@@ -198,12 +194,10 @@ std::string RenderDcgmExposition(const Telemetry& t, const std::vector<GpuInfo>&
   // The label sets of each GPU: one per task on it, or one without attribution.
   std::map<int32_t, std::vector<prometheus::ClientMetric::Label>> base;
   for (const GpuInfo& g : gpus) {
-    base[g.index] = {{"gpu", std::to_string(g.index)},
-                     {"UUID", g.uuid},
-                     {"pci_bus_id", g.pci_bus_id},
-                     {"device", "nvidia" + std::to_string(g.index)},
-                     {"modelName", g.raw_name},
-                     {"Hostname", hostname}};
+    base[g.index] = {
+        {"gpu", std::to_string(g.index)}, {"UUID", g.uuid},
+        {"pci_bus_id", g.pci_bus_id},     {"device", "nvidia" + std::to_string(g.index)},
+        {"modelName", g.raw_name},        {"Hostname", hostname}};
     std::sort(base[g.index].begin(), base[g.index].end());
   }
   std::map<int32_t, std::vector<std::vector<prometheus::ClientMetric::Label>>> series;
@@ -243,8 +237,8 @@ std::string RenderDcgmExposition(const Telemetry& t, const std::vector<GpuInfo>&
   }
   prometheus::MetricFamily healthy;
   healthy.name = "gpuorch_agent_gpu_healthy";
-  healthy.help = "1 while the GPU may take new work; 0 after an XID or ECC double-bit error." +
-                 suffix;
+  healthy.help =
+      "1 while the GPU may take new work; 0 after an XID or ECC double-bit error." + suffix;
   healthy.type = prometheus::MetricType::Gauge;
   for (const GpuSample& s : t.gpus) {
     prometheus::ClientMetric m;

@@ -60,8 +60,8 @@ struct TaskOnNode {
   std::string queue;  // the workload's queue
   std::vector<int32_t> gpus;
   int32_t gpu_milli = 1000;
-  int64_t gpu_memory_mib = 0;  // what it asked for per GPU (0: not given)
-  int32_t pid = 0;             // the command's pid: the root of its process tree
+  int64_t gpu_memory_mib = 0;              // what it asked for per GPU (0: not given)
+  int32_t pid = 0;                         // the command's pid: the root of its process tree
   std::map<std::string, std::string> env;  // the spec's env (emulation reads it)
 };
 

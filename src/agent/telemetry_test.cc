@@ -71,8 +71,9 @@ TEST(EmulatedTelemetry, SharedGpusAddTheirTasksSharesAndMemory) {
   EXPECT_EQ(t.tasks[0].memory_used_mib, 20000);
   EXPECT_EQ(t.tasks[1].memory_used_mib, 1000);
   // Malformed or out-of-range settings fall back or are clamped.
-  TaskOnNode c = Task(3, {0}, 1000,
-                      {{"GPUORCH_EMULATE_GPU_UTIL", "lots"}, {"GPUORCH_EMULATE_GPU_MEMORY_MIB", "9e9"}});
+  TaskOnNode c =
+      Task(3, {0}, 1000,
+           {{"GPUORCH_EMULATE_GPU_UTIL", "lots"}, {"GPUORCH_EMULATE_GPU_MEMORY_MIB", "9e9"}});
   TaskOnNode d = Task(4, {0}, 1000, {{"GPUORCH_EMULATE_GPU_UTIL", "250"}});
   const Telemetry u = e.Sample({c}, 0).value();
   EXPECT_EQ(u.tasks[0].util_pct, 90);
@@ -135,7 +136,8 @@ TEST(Attribution, ThroughTheRealProcessTree) {
     ::_exit(0);
   }
   pid_t grandchild = 0;
-  ASSERT_EQ(::read(fds[0], &grandchild, sizeof(grandchild)), static_cast<ssize_t>(sizeof(grandchild)));
+  ASSERT_EQ(::read(fds[0], &grandchild, sizeof(grandchild)),
+            static_cast<ssize_t>(sizeof(grandchild)));
   ::close(fds[0]);
   ::close(fds[1]);
   EXPECT_EQ(ParentPidFromProc(grandchild), child);

@@ -863,6 +863,8 @@ void Controller::Reject(WorkloadRecord& w, const std::string& why) {
 
 void Controller::SyncNode(NodeRecord& n) {
   core::NodeSpec spec = n.spec;
+  // What the node's telemetry says (controller_telemetry.cc): no new work on those GPUs.
+  spec.unhealthy_gpus = static_cast<uint16_t>(n.unhealthy_gpus);
   spec.status = n.down      ? core::NodeStatus::kDown
                 : n.drained ? core::NodeStatus::kDraining
                             : core::NodeStatus::kReady;

@@ -114,7 +114,7 @@ struct NodeRecord {
   };
   std::vector<GpuTelemetry> gpu_telemetry;
   int64_t telemetry_wall_ms = 0;
-  uint32_t unhealthy_gpus = 0;
+  uint16_t unhealthy_gpus = 0;  // core::NodeSpec::unhealthy_gpus
 };
 
 // What one caller may see and do with workloads, by queue. The server derives it from the

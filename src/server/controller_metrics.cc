@@ -92,7 +92,8 @@ void Controller::UpdateEngineGauges(const sched::Plan& plan, size_t models) {
   std::vector<prometheus::MetricFamily> out;
   auto gpus = GaugeFamily("gpuorch_gpus",
                           "GPUs per model by state: allocated (any part taken), free, draining "
-                          "(free on a draining node) and down (on a node not heard from).");
+                          "(free on a draining node), unhealthy (free but reported unhealthy by "
+                          "its agent) and down (on a node not heard from).");
   auto allocated =
       GaugeFamily("gpuorch_gpus_allocated", "Allocated GPUs per model, fractions by their share.");
   auto idle = GaugeFamily("gpuorch_gpus_idle_while_waiting",
@@ -106,11 +107,12 @@ void Controller::UpdateEngineGauges(const sched::Plan& plan, size_t models) {
     const std::string& name = model_names[m];
     const ModelGauges& v = g[m];
     // A model no node has (a workload asked for it) has no GPUs to show.
-    if (v.allocated + v.free + v.draining + v.down == 0) continue;
+    if (v.allocated + v.free + v.draining + v.down + v.unhealthy == 0) continue;
     AddSample(gpus, {{"model", name}, {"state", "allocated"}}, static_cast<double>(v.allocated));
     AddSample(gpus, {{"model", name}, {"state", "free"}}, static_cast<double>(v.free));
     AddSample(gpus, {{"model", name}, {"state", "draining"}}, static_cast<double>(v.draining));
     AddSample(gpus, {{"model", name}, {"state", "down"}}, static_cast<double>(v.down));
+    AddSample(gpus, {{"model", name}, {"state", "unhealthy"}}, static_cast<double>(v.unhealthy));
     AddSample(allocated, {{"model", name}}, Gpus(v.allocated_milli));
     AddSample(idle, {{"model", name}}, static_cast<double>(v.idle_while_waiting));
     AddSample(frag, {{"model", name}}, v.fragmented_milli / 1000.0);

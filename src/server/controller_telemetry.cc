@@ -32,12 +32,14 @@ void Controller::IngestTelemetry(NodeRecord& n, const Json& t) {
   const int64_t now = Now();
   n.telemetry_wall_ms = now;
   n.gpu_telemetry.resize(static_cast<size_t>(n.spec.gpu_count));
-  uint32_t unhealthy = 0;
+  uint16_t unhealthy = 0;
   if (auto gpus = t.find("gpus"); gpus != t.end() && gpus->is_array()) {
     for (const Json& g : *gpus) {
       if (!g.is_object()) continue;
       const double index = Number(g, "index", -1, 64);
-      if (index < 0 || index >= n.spec.gpu_count || index != std::floor(index)) continue;
+      if (index < 0 || index >= n.spec.gpu_count || index >= 16 || index != std::floor(index)) {
+        continue;
+      }
       const auto j = static_cast<size_t>(index);
       NodeRecord::GpuTelemetry& r = n.gpu_telemetry[j];
       r.util_pct = Number(g, "util", 0, 100);
@@ -50,11 +52,11 @@ void Controller::IngestTelemetry(NodeRecord& n, const Json& t) {
         r.health = why != g.end() && why->is_string() && !why->get<std::string>().empty()
                        ? why->get<std::string>().substr(0, 200)
                        : "unhealthy";
-        unhealthy |= 1u << j;
+        unhealthy = static_cast<uint16_t>(unhealthy | (1u << j));
       }
     }
   }
-  if (const uint32_t changed = unhealthy ^ n.unhealthy_gpus; changed != 0) {
+  if (const uint32_t changed = static_cast<uint32_t>(unhealthy ^ n.unhealthy_gpus); changed != 0) {
     for (int j = 0; j < n.spec.gpu_count; ++j) {
       if (((changed >> j) & 1u) == 0) continue;
       const bool is = (unhealthy >> j) & 1u;

@@ -60,7 +60,9 @@ std::vector<ModelGauges> ComputeModelGauges(const sched::ClusterState& cluster, 
     sched::GpuMask free_mask = 0;
     for (int j = 0; j < n.gpu_count; ++j) {
       g.allocated_milli += core::kMilliGpu - n.gpu_free[j];
-      if (n.gpu_free[j] == core::kMilliGpu) {
+      if (n.gpu_free[j] == core::kMilliGpu && ((n.unhealthy_gpus >> j) & 1u)) {
+        ++g.unhealthy;
+      } else if (n.gpu_free[j] == core::kMilliGpu) {
         free_mask |= static_cast<sched::GpuMask>(1u << j);
       } else {
         ++g.allocated;

@@ -19,9 +19,10 @@ struct PendingWork {
 
 // Per GPU model, from the engine's state after a cycle. GPU counts are whole GPUs.
 struct ModelGauges {
-  // A GPU is `down` on a Down node; `draining` when free on a Draining node; otherwise
-  // `allocated` when any of it is taken (a fraction counts the GPU whole) and `free`.
-  int64_t allocated = 0, free = 0, draining = 0, down = 0;
+  // A GPU is `down` on a Down node; otherwise `allocated` when any of it is taken (a
+  // fraction counts the GPU whole), `unhealthy` when free but reported unhealthy (no work may
+  // take it), `draining` when free on a Draining node, and `free`.
+  int64_t allocated = 0, free = 0, draining = 0, down = 0, unhealthy = 0;
   int64_t allocated_milli = 0;  // fractions by their share, on Ready and Draining nodes
   // Free GPUs that runnable pending work could use now (see ComputeModelGauges).
   int64_t idle_while_waiting = 0;

@@ -60,8 +60,11 @@ class TelemetryTest : public ::testing::Test {
         << e.message;
   }
   int64_t Submit(const std::string& name, const std::string& queue, int gpus) {
-    Json spec = {
-        {"name", name}, {"queue", queue}, {"gpus", gpus}, {"cpu_milli", 100}, {"command", {"true"}}};
+    Json spec = {{"name", name},
+                 {"queue", queue},
+                 {"gpus", gpus},
+                 {"cpu_milli", 100},
+                 {"command", {"true"}}};
     Json out;
     ApiError e;
     EXPECT_TRUE(controller_->Submit(spec, out, e)) << e.message;
@@ -126,7 +129,8 @@ TEST_F(TelemetryTest, NodesShowPerGpuTelemetryHoldersAndTheExporter) {
   const int64_t id = Submit("train", "prod", 1);
   controller_->Step();
   ASSERT_EQ(Get(id)["state"], "Running");
-  Beat("n1", {{"gpus", {Gpu(0, 87.5, 40960), Gpu(1, 0, 0)}}, {"tasks", {TaskUse(id, 87.5, 40960)}}});
+  Beat("n1",
+       {{"gpus", {Gpu(0, 87.5, 40960), Gpu(1, 0, 0)}}, {"tasks", {TaskUse(id, 87.5, 40960)}}});
   n = Node("n1");
   EXPECT_DOUBLE_EQ(n["gpus"][0]["util_pct"].get<double>(), 87.5);
   EXPECT_EQ(n["gpus"][0]["memory_used_mib"], 40960);
@@ -176,7 +180,8 @@ TEST_F(TelemetryTest, IdleAfterTheConfiguredTimeThenBusyAgain) {
   const int64_t id = Submit("notebook", "batch", 2);
   controller_->Step();
   ASSERT_EQ(Get(id)["state"], "Running");
-  const Json busy = {{"gpus", {Gpu(0, 2, 100), Gpu(1, 3, 100)}}, {"tasks", {TaskUse(id, 2.5, 200)}}};
+  const Json busy = {{"gpus", {Gpu(0, 2, 100), Gpu(1, 3, 100)}},
+                     {"tasks", {TaskUse(id, 2.5, 200)}}};
   Beat("n1", busy);  // under 5%: idle from now
   now_->fetch_add(9 * kMinute);
   Beat("n1", busy);
@@ -222,9 +227,30 @@ TEST_F(TelemetryTest, AnUnhealthyGpuIsShownAndItsWorkloadsHearOfIt) {
   EXPECT_TRUE(HasEvent(id, "GpuUnhealthy", "GPU 0 of n1 (task 0) unhealthy: XID 79"))
       << Get(id)["events"].dump();
   EXPECT_EQ(Get(id)["state"], "Running") << "running work is not evicted by the server";
+  // The engine places nothing new on it: the next GPU job takes GPU 1, the one after waits,
+  // and still waits once GPU 0 is free again.
+  controller_->Step();
+  const int64_t second = Submit("b", "prod", 1);
+  const int64_t third = Submit("c", "prod", 1);
+  controller_->Step();
+  ASSERT_EQ(Get(second)["state"], "Running");
+  EXPECT_EQ(Get(second)["tasks"][0]["gpus"], Json({1}));
+  EXPECT_EQ(Get(third)["state"], "Pending");
+  Json out;
+  ApiError e;
+  ASSERT_TRUE(controller_->Heartbeat(
+      "n1",
+      {{"tasks",
+        {{{"workload", id}, {"task", 0}, {"attempt", 0}, {"state", "exited"}, {"exit_code", 0}}}}},
+      out, e));
+  controller_->Step();
+  EXPECT_EQ(Get(third)["state"], "Pending") << "GPU 0 is free but unhealthy";
   // A re-registered (restarted) agent starts healthy.
   Register("n1", 2);
   EXPECT_EQ(Node("n1")["gpus"][0]["healthy"], true);
+  controller_->Step();
+  EXPECT_EQ(Get(third)["state"], "Running");
+  EXPECT_EQ(Get(third)["tasks"][0]["gpus"], Json({0}));
 }
 
 }  // namespace
