@@ -303,7 +303,9 @@ function renderCluster(nodes, owners) {
 
 function renderNode(n, owners, queues) {
   const cells = (n.gpus || []).map((g) => {
-    const holders = Array.isArray(g.holders) ? g.holders : (owners.get(n.name + '/' + g.index) || []);
+    const listed = Array.isArray(g.holders) ? g.holders : (owners.get(n.name + '/' + g.index) || []);
+    // Holders of queues this token may not read come without name or queue (other_queue).
+    const holders = listed.filter((o) => !o.other_queue);
     const used = g.used_milli || 0;
     const cell = h('div', {class: 'gpu'});
     const title = [`GPU ${g.index} ${g.model || ''}`, `allocated ${gpus(used)} GPU`,

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -248,6 +249,8 @@ class Controller {
   // computation, and those of the records (workloads by state, nodes, heartbeat ages),
   // computed now (O(workloads + nodes) under the lock), with `extra` (the HTTP server's).
   std::string Metrics(std::vector<prometheus::MetricFamily> extra = {});
+  // How long the last Metrics() held the controller's lock, ns (bench/observability_bench).
+  int64_t MetricsLockNs() const { return metrics_lock_ns_.load(std::memory_order_relaxed); }
   ServerMetrics& metrics() { return metrics_; }
   // This server process's epoch (the wall clock at its start, ms).
   int64_t epoch() const { return epoch_; }
@@ -399,6 +402,7 @@ class Controller {
   std::mutex step_mu_;
   std::unique_ptr<sched::Scheduler> engine_;
   std::function<void()> cycle_hook_;
+  std::atomic<int64_t> metrics_lock_ns_{0};
   std::mutex mu_;  // guards everything below
   std::vector<EngineEvent> inbox_;
   EngineSnapshot snapshot_;

@@ -202,6 +202,7 @@ std::string Controller::Metrics(std::vector<prometheus::MetricFamily> extra) {
       "no series while none of them has reported telemetry.");
   {
     std::lock_guard<std::mutex> lock(mu_);
+    const auto locked_at = std::chrono::steady_clock::now();
     static const char* kStates[] = {"Pending",   "Running", "Preempted",
                                     "Succeeded", "Failed",  "Cancelled"};
     std::map<std::string, std::array<int64_t, 6>> by;
@@ -255,6 +256,10 @@ std::string Controller::Metrics(std::vector<prometheus::MetricFamily> extra) {
     }
     AddSample(nodes, {{"status", "up"}}, static_cast<double>(up));
     AddSample(nodes, {{"status", "down"}}, static_cast<double>(down));
+    metrics_lock_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               std::chrono::steady_clock::now() - locked_at)
+                               .count(),
+                           std::memory_order_relaxed);
   }
   for (auto* f : {&workloads, &nodes, &node_up, &age, &alloc_idle, &queue_util}) {
     extra.push_back(std::move(*f));
