@@ -21,6 +21,7 @@
 #include "agent/gpu.h"
 #include "agent/protocol.h"
 #include "agent/telemetry.h"
+#include "log/logging.h"
 #include "server/controller.h"
 
 namespace gpuorch {
@@ -47,6 +48,7 @@ struct Cluster {
   std::vector<int64_t> running;  // one 8-GPU workload per node, with telemetry
 
   Cluster() {
+    log::Setup(log::Level::kWarn, log::Format::kText, "bench");  // not 100,000 bind lines
     dir = BenchDir();
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);

@@ -249,7 +249,8 @@ class Controller {
   // computation, and those of the records (workloads by state, nodes, heartbeat ages),
   // computed now (O(workloads + nodes) under the lock), with `extra` (the HTTP server's).
   std::string Metrics(std::vector<prometheus::MetricFamily> extra = {});
-  // How long the last Metrics() held the controller's lock, ns (bench/observability_bench).
+  // The longest the last Metrics() held the controller's lock at once, ns (it reads in
+  // chunks; bench/observability_bench).
   int64_t MetricsLockNs() const { return metrics_lock_ns_.load(std::memory_order_relaxed); }
   ServerMetrics& metrics() { return metrics_; }
   // This server process's epoch (the wall clock at its start, ms).

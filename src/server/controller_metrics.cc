@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <limits>
 #include <map>
 
 #include "sched/policy/fragmentation.h"
@@ -200,67 +201,115 @@ std::string Controller::Metrics(std::vector<prometheus::MetricFamily> extra) {
       "gpuorch_queue_gpu_utilization",
       "Mean measured utilization (%) of a leaf queue's allocated GPUs, weighted by their share; "
       "no series while none of them has reported telemetry.");
-  {
+  // The record gauges walk workloads and nodes a chunk at a time, taking the controller's
+  // lock for one chunk only and resuming after the last key read (ids and names are stable),
+  // so a scrape never holds the scheduler or the API off for long. Each workload and node is
+  // counted once, as it was when its chunk was read; the totals are not one atomic snapshot.
+  constexpr size_t kChunk = 1024;
+  int64_t lock_max_ns = 0;
+  auto locked = [&](auto&& read) {
     std::lock_guard<std::mutex> lock(mu_);
-    const auto locked_at = std::chrono::steady_clock::now();
-    static const char* kStates[] = {"Pending",   "Running", "Preempted",
-                                    "Succeeded", "Failed",  "Cancelled"};
-    std::map<std::string, std::array<int64_t, 6>> by;
-    for (const auto& [name, id] : leaf_queues_) by[name] = {};
-    // Telemetry of running tasks: idle milli-GPU per (model, queue); utilization x milli and
-    // the milli measured, per queue.
-    std::map<std::pair<std::string, std::string>, int64_t> idle_milli;
-    std::map<std::string, std::pair<double, int64_t>> util;
+    const auto t0 = std::chrono::steady_clock::now();
+    read();
+    lock_max_ns = std::max<int64_t>(lock_max_ns, std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                     std::chrono::steady_clock::now() - t0)
+                                                     .count());
+  };
+  static const char* kStates[] = {"Pending", "Running", "Preempted", "Succeeded", "Failed",
+                                  "Cancelled"};
+  std::map<std::string, std::array<int64_t, 6>> by;
+  // Telemetry of running tasks: idle milli-GPU per (model, queue); utilization x milli and
+  // the milli measured, per queue.
+  std::map<std::pair<std::string, std::string>, int64_t> idle_milli;
+  std::map<std::string, std::pair<double, int64_t>> util;
+  std::vector<std::string> leaves, model_names;
+  size_t node_count = 0;
+  locked([&] {
+    leaves.reserve(leaf_queues_.size());
+    for (const auto& [name, id] : leaf_queues_) leaves.push_back(name);
     for (uint32_t m = 0; m < models_.size(); ++m) {
-      const std::string& model = models_.Name(core::GpuModelId(m));
-      for (const auto& [name, id] : leaf_queues_) idle_milli[{model, name}] = 0;
+      model_names.push_back(models_.Name(core::GpuModelId(m)));
     }
-    for (const auto& [id, w] : workloads_) {
-      auto& counts = by[w.parsed.queue_name];
-      for (size_t s = 0; s < 6; ++s) {
-        if (w.state == kStates[s]) ++counts[s];
-      }
-      if (w.state != "Running") continue;
-      for (const TaskRecord& t : w.tasks) {
-        if (t.gpus.empty() || t.gpu_util_pct < 0 || t.state == "exited" || t.state == "lost") {
-          continue;
-        }
-        const int64_t milli = static_cast<int64_t>(t.gpus.size()) * t.gpu_milli;
-        auto& u = util[w.parsed.queue_name];
-        u.first += t.gpu_util_pct * static_cast<double>(milli);
-        u.second += milli;
-        if (t.idle) idle_milli[{t.model, w.parsed.queue_name}] += milli;
-      }
-    }
-    for (const auto& [key, milli] : idle_milli) {
-      AddSample(alloc_idle, {{"model", key.first}, {"queue", key.second}}, Gpus(milli));
-    }
-    for (const auto& [queue, u] : util) {
-      if (u.second > 0) {
-        AddSample(queue_util, {{"queue", queue}}, u.first / static_cast<double>(u.second));
-      }
-    }
-    for (const auto& [queue, counts] : by) {
-      for (size_t s = 0; s < 6; ++s) {
-        AddSample(workloads, {{"queue", queue}, {"state", kStates[s]}},
-                  static_cast<double>(counts[s]));
-      }
-    }
-    const int64_t steady = SteadyNowMs();
-    int64_t up = 0, down = 0;
-    for (const auto& [name, n] : nodes_) {
-      (n.down ? down : up)++;
-      AddSample(node_up, {{"node", name}}, n.down ? 0.0 : 1.0);
-      const int64_t ms = n.watches.empty() ? std::max<int64_t>(steady - n.last_heartbeat_ms, 0) : 0;
-      AddSample(age, {{"node", name}}, static_cast<double>(ms) / 1000.0);
-    }
-    AddSample(nodes, {{"status", "up"}}, static_cast<double>(up));
-    AddSample(nodes, {{"status", "down"}}, static_cast<double>(down));
-    metrics_lock_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                               std::chrono::steady_clock::now() - locked_at)
-                               .count(),
-                           std::memory_order_relaxed);
+    node_count = nodes_.size();
+  });
+  for (const std::string& q : leaves) by[q] = {};
+  for (const std::string& m : model_names) {
+    for (const std::string& q : leaves) idle_milli[{m, q}] = 0;
   }
+  for (int64_t after = std::numeric_limits<int64_t>::min(), more = 1; more;) {
+    locked([&] {
+      auto it = workloads_.upper_bound(after);
+      for (size_t n = 0; it != workloads_.end() && n < kChunk; ++it, ++n) {
+        const WorkloadRecord& w = it->second;
+        after = it->first;
+        auto& counts = by[w.parsed.queue_name];
+        for (size_t st = 0; st < 6; ++st) {
+          if (w.state == kStates[st]) ++counts[st];
+        }
+        if (w.state != "Running") continue;
+        for (const TaskRecord& t : w.tasks) {
+          if (t.gpus.empty() || t.gpu_util_pct < 0 || t.state == "exited" || t.state == "lost") {
+            continue;
+          }
+          const int64_t milli = static_cast<int64_t>(t.gpus.size()) * t.gpu_milli;
+          auto& u = util[w.parsed.queue_name];
+          u.first += t.gpu_util_pct * static_cast<double>(milli);
+          u.second += milli;
+          if (t.idle) idle_milli[{t.model, w.parsed.queue_name}] += milli;
+        }
+      }
+      more = it != workloads_.end();
+    });
+  }
+  struct NodeRow {
+    std::string name;
+    bool down;
+    int64_t age_ms;
+  };
+  std::vector<NodeRow> rows;
+  rows.reserve(node_count + kChunk);  // no reallocation under the lock
+  bool first = true;
+  for (std::string after; first || !after.empty();) {
+    std::string last;
+    locked([&] {
+      const int64_t steady = SteadyNowMs();
+      auto it = first ? nodes_.begin() : nodes_.upper_bound(after);
+      for (size_t n = 0; it != nodes_.end() && n < kChunk; ++it, ++n) {
+        const NodeRecord& node = it->second;
+        rows.push_back(NodeRow{it->first, node.down,
+                               node.watches.empty()
+                                   ? std::max<int64_t>(steady - node.last_heartbeat_ms, 0)
+                                   : 0});
+      }
+      if (it != nodes_.end()) last = rows.back().name;
+    });
+    first = false;
+    after = last;
+  }
+  metrics_lock_ns_.store(lock_max_ns, std::memory_order_relaxed);
+
+  for (const auto& [key, milli] : idle_milli) {
+    AddSample(alloc_idle, {{"model", key.first}, {"queue", key.second}}, Gpus(milli));
+  }
+  for (const auto& [queue, u] : util) {
+    if (u.second > 0) {
+      AddSample(queue_util, {{"queue", queue}}, u.first / static_cast<double>(u.second));
+    }
+  }
+  for (const auto& [queue, counts] : by) {
+    for (size_t st = 0; st < 6; ++st) {
+      AddSample(workloads, {{"queue", queue}, {"state", kStates[st]}},
+                static_cast<double>(counts[st]));
+    }
+  }
+  int64_t up = 0, down = 0;
+  for (const NodeRow& r : rows) {
+    (r.down ? down : up)++;
+    AddSample(node_up, {{"node", r.name}}, r.down ? 0.0 : 1.0);
+    AddSample(age, {{"node", r.name}}, static_cast<double>(r.age_ms) / 1000.0);
+  }
+  AddSample(nodes, {{"status", "up"}}, static_cast<double>(up));
+  AddSample(nodes, {{"status", "down"}}, static_cast<double>(down));
   for (auto* f : {&workloads, &nodes, &node_up, &age, &alloc_idle, &queue_util}) {
     extra.push_back(std::move(*f));
   }

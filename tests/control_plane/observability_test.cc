@@ -403,5 +403,48 @@ TEST(Observability, DashboardsAndAlertsUseOnlyEmittedNamesAndEvaluateInPrometheu
   EXPECT_EQ(loaded, 6u);
 }
 
+// A GPU fault on a real agent (an emulated task that injects XID 79): the agent marks the
+// GPU unhealthy, the server shows it, tells the engine, and the GPU takes no new work while
+// the other GPU does; the workload on it hears of it.
+TEST(Observability, AnXidOnANodeMarksItsGpuUnhealthyAndPlacementAvoidsIt) {
+  auto c = StartCluster("queues: [{name: default}]\n", {});
+  ASSERT_TRUE(c->StartAgent("a", "2xH100-80GB"));
+  Json faulty = Cluster::ShellJob("faulty", "default", 1, "exec sleep 600");
+  faulty["env"] = {{"GPUORCH_EMULATE_XID", "79"}};
+  const int64_t id = c->Submit(faulty);
+  ASSERT_GT(id, 0);
+  ASSERT_TRUE(c->WaitState(id, "Running"));
+  const int bad = c->Workload(id)["tasks"][0]["gpus"][0].get<int>();
+  auto gpu = [&](int j) {
+    const Json nodes = c->api().Get("/v1/nodes").json;
+    return nodes["nodes"][0]["gpus"][static_cast<size_t>(j)];
+  };
+  ASSERT_TRUE(WaitFor([&] { return gpu(bad).value("healthy", true) == false; })) << gpu(bad).dump();
+  EXPECT_EQ(gpu(bad)["health"], "XID 79");
+  EXPECT_EQ(gpu(1 - bad)["healthy"], true);
+  CliResult table = c->Cli({"nodes", "--gpus"});
+  EXPECT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find("XID 79"), std::string::npos) << table.out;
+  bool told = false;
+  const Json events = c->Workload(id)["events"];
+  for (const Json& e : events) told |= e.value("type", "") == "GpuUnhealthy";
+  EXPECT_TRUE(told) << events.dump();
+  // Once the faulty task is gone its GPU stays out of use: the next job takes the other GPU,
+  // the one after waits.
+  ASSERT_EQ(c->Cli({"cancel", std::to_string(id)}).exit_code, 0);
+  ASSERT_TRUE(c->WaitState(id, "Cancelled"));
+  const int64_t next = c->Submit(Cluster::ShellJob("next", "default", 1, "exec sleep 600"));
+  ASSERT_TRUE(c->WaitState(next, "Running"));
+  EXPECT_EQ(c->Workload(next)["tasks"][0]["gpus"], Json({1 - bad}));
+  const int64_t after = c->Submit(Cluster::ShellJob("after", "default", 1, "exec sleep 600"));
+  ASSERT_TRUE(WaitFor([&] { return c->Workload(after).value("reason", "") != ""; }))
+      << c->Workload(after).dump();
+  EXPECT_EQ(c->Workload(after)["state"], "Pending") << c->Workload(after).dump();
+  EXPECT_TRUE(WaitFor([&] {
+    return c->api().Get("/metrics").body.find(
+               "gpuorch_gpus{model=\"H100-80GB\",state=\"unhealthy\"} 1") != std::string::npos;
+  })) << c->api().Get("/metrics").body;
+}
+
 }  // namespace
 }  // namespace gpuorch::cptest
