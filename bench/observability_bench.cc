@@ -110,10 +110,10 @@ struct Cluster {
                    {"gpus", gpus},
                    {"cpu_milli", 100},
                    {"command", {"true"}}};
-      controller->SubmitAsync(spec, [p = &done[static_cast<size_t>(k)]](bool ok, Json out,
-                                                                      ApiError) {
-        p->set_value(ok ? out.value("id", int64_t{-1}) : -1);
-      });
+      controller->SubmitAsync(spec,
+                              [p = &done[static_cast<size_t>(k)]](bool ok, Json out, ApiError) {
+                                p->set_value(ok ? out.value("id", int64_t{-1}) : -1);
+                              });
     }
     std::vector<int64_t> ids;
     for (auto& p : done) ids.push_back(p.get_future().get());
@@ -150,14 +150,17 @@ struct Cluster {
     const int64_t id = running[static_cast<size_t>(i)];
     Json out;
     ApiError e;
-    (void)controller->Heartbeat(
-        Name(i),
-        {{"tasks", Json::array()},
-         {"telemetry",
-          {{"gpus", gpus},
-           {"tasks",
-            {{{"workload", id}, {"task", 0}, {"attempt", 0}, {"util", util}, {"mem_used_mib", 327680}}}}}}},
-        out, e);
+    (void)controller->Heartbeat(Name(i),
+                                {{"tasks", Json::array()},
+                                 {"telemetry",
+                                  {{"gpus", gpus},
+                                   {"tasks",
+                                    {{{"workload", id},
+                                      {"task", 0},
+                                      {"attempt", 0},
+                                      {"util", util},
+                                      {"mem_used_mib", 327680}}}}}}},
+                                out, e);
   }
 };
 
@@ -213,9 +216,9 @@ void BM_AgentTelemetry8Gpus(benchmark::State& state) {
   state.counters["exposition_bytes_8gpus"] = static_cast<double>(exposition);
   // One sampling per 10 s interval: its CPU time as a percentage of one core, i.e.
   // (CPU s per sampling) / 10 s x 100 = CPU s / (iterations / 10).
-  state.counters["agent_telemetry_cpu_pct"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) / 10.0,
-      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["agent_telemetry_cpu_pct"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) / 10.0,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_AgentTelemetry8Gpus)->Unit(benchmark::kMicrosecond);
 

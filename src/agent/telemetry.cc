@@ -45,8 +45,9 @@ Result<Telemetry> EmulatedTelemetry::Sample(const std::vector<TaskOnNode>& tasks
       const auto j = static_cast<size_t>(g);
       const int64_t mem =
           EnvInt(t, "GPUORCH_EMULATE_GPU_MEMORY_MIB", 0, gpus_[j].memory_mib,
-                 t.gpu_memory_mib > 0 ? std::min(t.gpu_memory_mib, gpus_[j].memory_mib)
-                                      : static_cast<int64_t>(share * static_cast<double>(gpus_[j].memory_mib)));
+                 t.gpu_memory_mib > 0
+                     ? std::min(t.gpu_memory_mib, gpus_[j].memory_mib)
+                     : static_cast<int64_t>(share * static_cast<double>(gpus_[j].memory_mib)));
       util[j] += static_cast<double>(task_util) * share;
       used[j] += mem;
       task_mem += mem;

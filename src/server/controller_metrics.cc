@@ -211,12 +211,13 @@ std::string Controller::Metrics(std::vector<prometheus::MetricFamily> extra) {
     std::lock_guard<std::mutex> lock(mu_);
     const auto t0 = std::chrono::steady_clock::now();
     read();
-    lock_max_ns = std::max<int64_t>(lock_max_ns, std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                     std::chrono::steady_clock::now() - t0)
-                                                     .count());
+    lock_max_ns = std::max<int64_t>(
+        lock_max_ns,
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
+            .count());
   };
-  static const char* kStates[] = {"Pending", "Running", "Preempted", "Succeeded", "Failed",
-                                  "Cancelled"};
+  static const char* kStates[] = {"Pending",   "Running", "Preempted",
+                                  "Succeeded", "Failed",  "Cancelled"};
   std::map<std::string, std::array<int64_t, 6>> by;
   // Telemetry of running tasks: idle milli-GPU per (model, queue); utilization x milli and
   // the milli measured, per queue.
@@ -276,10 +277,9 @@ std::string Controller::Metrics(std::vector<prometheus::MetricFamily> extra) {
       auto it = first ? nodes_.begin() : nodes_.upper_bound(after);
       for (size_t n = 0; it != nodes_.end() && n < kChunk; ++it, ++n) {
         const NodeRecord& node = it->second;
-        rows.push_back(NodeRow{it->first, node.down,
-                               node.watches.empty()
-                                   ? std::max<int64_t>(steady - node.last_heartbeat_ms, 0)
-                                   : 0});
+        rows.push_back(NodeRow{
+            it->first, node.down,
+            node.watches.empty() ? std::max<int64_t>(steady - node.last_heartbeat_ms, 0) : 0});
       }
       if (it != nodes_.end()) last = rows.back().name;
     });

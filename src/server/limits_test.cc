@@ -17,13 +17,7 @@ namespace {
 
 class LimitsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("gpuorch-limits-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-  }
+  void SetUp() override { dir_ = test_util::FreshTestDir("limits"); }
   void TearDown() override {
     controller_.reset();
     store_.reset();

@@ -158,11 +158,7 @@ queues:
 class ControllerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("gpuorch-ctl-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = test_util::FreshTestDir("ctl");
     config_ = *ParseConfig(R"(
 queues:
   - {name: prod, quota: [{model: "*", guaranteed: 4}]}

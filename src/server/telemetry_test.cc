@@ -21,11 +21,7 @@ constexpr int64_t kMinute = 60'000;
 class TelemetryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("gpuorch-telemetry-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = test_util::FreshTestDir("telemetry");
     now_->store(1'800'000'000'000);
     auto s = store::OpenSqliteStore((dir_ / "db").string());
     ASSERT_TRUE(s.ok()) << s.status().message();

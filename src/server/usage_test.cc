@@ -80,11 +80,7 @@ TEST(UsageRequest, BadInputNamesTheField) {
 class UsageTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("gpuorch-usage-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = test_util::FreshTestDir("usage");
     now_->store(T("2026-03-10T00:00:00Z"));
     Open();
   }

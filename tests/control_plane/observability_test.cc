@@ -441,8 +441,10 @@ TEST(Observability, AnXidOnANodeMarksItsGpuUnhealthyAndPlacementAvoidsIt) {
       << c->Workload(after).dump();
   EXPECT_EQ(c->Workload(after)["state"], "Pending") << c->Workload(after).dump();
   EXPECT_TRUE(WaitFor([&] {
-    return c->api().Get("/metrics").body.find(
-               "gpuorch_gpus{model=\"H100-80GB\",state=\"unhealthy\"} 1") != std::string::npos;
+    return c->api()
+               .Get("/metrics")
+               .body.find("gpuorch_gpus{model=\"H100-80GB\",state=\"unhealthy\"} 1") !=
+           std::string::npos;
   })) << c->api().Get("/metrics").body;
 }
 
