@@ -155,6 +155,23 @@ TEST(EngineGauges, FragmentationIsTheFgdMeasureOfTheMix) {
   EXPECT_DOUBLE_EQ(ComputeModelGauges(c, 1, {}, mix)[0].fragmented_milli, 1300.0);
 }
 
+TEST(EngineGauges, AnUnhealthyFreeGpuIsNeitherFreeNorFragmented) {
+  sched::ClusterState c;
+  core::NodeSpec spec = Node("a", 0, 8);
+  spec.unhealthy_gpus = 0b10000000;  // GPU 7
+  ASSERT_TRUE(c.AddNode(NodeId(0), spec).ok());
+  c.Allocate(NodeId(0), Gpus(5), 0b00011111);
+  c.Allocate(NodeId(0), Gpus(1, 700), 0b00100000);
+  // Free: GPU 6 whole and 300 milli of GPU 5; GPU 7 is unhealthy.
+  const sched::NodeState& n = c.node(NodeId(0));
+  EXPECT_EQ(sched::TaskFragment(n, Gpus(1)), 300);
+  EXPECT_EQ(sched::TaskFragment(n, Gpus(4)), 1300) << "GPU 7 is no capacity to waste";
+  const ModelGauges g = ComputeModelGauges(c, 1, {}, {{Gpus(1), 1.0}})[0];
+  EXPECT_EQ(g.free, 1);
+  EXPECT_EQ(g.unhealthy, 1);
+  EXPECT_EQ(g.allocated, 6);
+}
+
 // ---- The exposition.
 
 TEST(ServerMetrics, RendersEveryFamilyOnceSortedWithTypes) {
