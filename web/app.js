@@ -213,25 +213,6 @@ function readFragment() {
   return p;
 }
 
-// Owners of each GPU ("node/index" -> [{workload, name, queue, task}]), from the workloads
-// that hold GPUs: the fallback while nodes' GPUs do not list their `holders`.
-async function ownersFromWorkloads() {
-  const owners = new Map();
-  const lists = await Promise.all(['Running', 'Preempted'].map(
-      (s) => apiPages('/v1/workloads?state=' + s, 'workloads', WORKLOAD_PAGE, MAX_WORKLOADS)));
-  for (const w of lists.flat()) {
-    for (const t of w.tasks || []) {
-      if (t.state === 'exited' || t.state === 'lost' || !t.node) continue;
-      for (const g of t.gpus || []) {
-        const key = t.node + '/' + g;
-        if (!owners.has(key)) owners.set(key, []);
-        owners.get(key).push({workload: w.id, name: w.name, queue: w.queue, task: t.task});
-      }
-    }
-  }
-  return owners;
-}
-
 function card(label, value, detail) {
   return h('div', {class: 'card'}, h('div', {class: 'card-value'}, value),
            h('div', {class: 'card-label'}, label), detail ? h('div', {class: 'muted'}, detail) : null);
@@ -239,12 +220,10 @@ function card(label, value, detail) {
 
 async function refreshCluster() {
   const nodes = await apiPages('/v1/nodes', 'nodes', NODE_PAGE, MAX_NODES);
-  const needOwners = nodes.some((n) => (n.gpus || []).some((g) => !Array.isArray(g.holders)));
-  const owners = needOwners ? await ownersFromWorkloads() : new Map();
-  return () => renderCluster(nodes, owners);
+  return () => renderCluster(nodes);
 }
 
-function renderCluster(nodes, owners) {
+function renderCluster(nodes) {
   for (const r of document.querySelectorAll('input[name=colour]')) r.checked = r.value === state.colour;
   const summary = nodes.summary || {};
   const byStatus = {Ready: 0, Draining: 0, Down: 0};
@@ -279,7 +258,7 @@ function renderCluster(nodes, owners) {
       ? `Showing the first ${nodes.length} of ${summary.nodes} nodes.` : '';
 
   const queues = new Set();
-  const grid = nodes.map((n) => renderNode(n, owners, queues));
+  const grid = nodes.map((n) => renderNode(n, queues));
   $('nodes').replaceChildren(...(grid.length ? grid : [h('p', {class: 'muted'}, 'No nodes have registered.')]));
   const legend = [];
   if (state.colour === 'owner') {
@@ -301,11 +280,10 @@ function renderCluster(nodes, owners) {
   $('legend').replaceChildren(...legend);
 }
 
-function renderNode(n, owners, queues) {
+function renderNode(n, queues) {
   const cells = (n.gpus || []).map((g) => {
-    const listed = Array.isArray(g.holders) ? g.holders : (owners.get(n.name + '/' + g.index) || []);
     // Holders of queues this token may not read come without name or queue (other_queue).
-    const holders = listed.filter((o) => !o.other_queue);
+    const holders = (g.holders || []).filter((o) => !o.other_queue);
     const used = g.used_milli || 0;
     const cell = h('div', {class: 'gpu'});
     const title = [`GPU ${g.index} ${g.model || ''}`, `allocated ${gpus(used)} GPU`,

@@ -283,14 +283,12 @@ int64_t Agent::Tick() {
 
 void Agent::SampleTelemetryIfDue() {
   if (!telemetry_) return;
-  std::vector<TaskOnNode> tasks = runner_->RunningTasks();
-  std::vector<TaskKey> keys;
-  for (const TaskOnNode& t : tasks) keys.push_back(t.key);
   // Every interval, and at once when tasks start or end: attribution follows the tasks.
   const int64_t now = MonotonicMs();
-  if (now < next_sample_ms_ && keys == sampled_tasks_) return;
+  if (now < next_sample_ms_ && runner_->changes() == sampled_changes_) return;
   next_sample_ms_ = now + options_.telemetry_interval_ms;
-  sampled_tasks_ = std::move(keys);
+  sampled_changes_ = runner_->changes();
+  std::vector<TaskOnNode> tasks = runner_->RunningTasks();
   Result<Telemetry> t = telemetry_->Sample(tasks, now);
   if (!t.ok()) {
     if (!telemetry_failing_) Log("GPU telemetry: " + t.status().message());

@@ -121,7 +121,7 @@ class Agent {
   std::unique_ptr<TelemetrySource> telemetry_;     // loop thread; null: no telemetry
   std::unique_ptr<MetricsServer> metrics_server_;  // null: --metrics-listen off
   int64_t next_sample_ms_ = 0;                     // loop thread
-  std::vector<TaskKey> sampled_tasks_;             // loop thread: running at the last sample
+  uint64_t sampled_changes_ = ~uint64_t{0};        // loop thread: the runner's changes() sampled
   std::map<int32_t, std::string> gpu_health_;      // loop thread: last unhealthy reason
   bool telemetry_failing_ = false;                 // loop thread
   std::unique_ptr<httplib::Client> client_;        // loop thread

@@ -179,6 +179,7 @@ void Runner::Adopt(const std::string& state_file) {
     Watch(e);
   }
   tasks_[e.key] = std::move(e);
+  ++changes_;
 }
 
 TaskStateFile Runner::Load(Entry& e) {
@@ -273,6 +274,7 @@ std::vector<Status> Runner::StartAll(const std::vector<const TaskSpec*>& specs) 
     e.own_child = true;
     Watch(e);
     tasks_[e.key] = std::move(e);
+    ++changes_;
   }
   return out;
 }
@@ -401,11 +403,13 @@ Status Runner::Fail(Entry e, int32_t code, Status why) {
   x.code = code;
   MarkExited(e, x, /*record=*/true);
   tasks_[e.key] = std::move(e);
+  ++changes_;
   return why;
 }
 
 void Runner::MarkExited(Entry& e, const TaskExit& exit, bool record) {
   e.exited = true;
+  ++changes_;
   e.exit = exit;
   if (e.pidfd >= 0) {
     ::close(e.pidfd);
@@ -500,6 +504,7 @@ void Runner::Forget(const TaskKey& key) {
   if (!it->second.cgroup.empty()) (void)options_.cgroups->Remove(it->second.cgroup);
   forgotten_[key] = it->second.path;
   tasks_.erase(it);
+  ++changes_;
 }
 
 void Runner::FinishCgroup(Entry& e, TaskExit& exit) {

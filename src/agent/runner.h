@@ -79,6 +79,8 @@ class Runner final : public TaskExecutor {
   std::vector<TaskStatus> Tasks() const override;
   // The tasks still running, with what GPU telemetry needs of them.
   std::vector<TaskOnNode> RunningTasks() const;
+  // Grows whenever a task is added, exits or is forgotten: a cheap "did the set change".
+  uint64_t changes() const { return changes_; }
   // Descriptors that become readable when a running task's shim ends (pidfds), for the
   // agent to wait on; then Poll. Tasks without one (kernels before 5.3) need Poll to be
   // called periodically: NeedsPeriodicPoll says so.
@@ -141,6 +143,7 @@ class Runner final : public TaskExecutor {
   Options options_;
   std::map<std::string, std::string> base_env_;  // the agent's environment at Open
   std::map<TaskKey, Entry> tasks_;
+  uint64_t changes_ = 0;                      // see changes()
   std::map<TaskKey, std::string> forgotten_;  // done tasks whose files remain: their paths
 };
 

@@ -136,7 +136,6 @@ Status ClusterState::AddNode(NodeId id, const NodeSpec& spec) {
     n.gpu_free[j] = kMilliGpu;
     n.gpu_mem_free[j] = spec.gpu_memory_mib;
   }
-  CountUnhealthy(n, +1);
   zones_[n.zone].nodes.push_back(id);
   racks_[n.rack].nodes.push_back(id);
   ++node_count_;
@@ -196,7 +195,6 @@ Status ClusterState::RemoveNode(NodeId id) {
   auto erase = [&](std::vector<NodeId>& v) { v.erase(std::find(v.begin(), v.end(), id)); };
   erase(zones_[n.zone].nodes);
   erase(racks_[n.rack].nodes);
-  CountUnhealthy(n, -1);
   n.present = false;
   --node_count_;
   return Status::Ok();
@@ -269,18 +267,6 @@ int64_t ClusterState::capacity_milli(GpuModelId m) const {
 
 int64_t ClusterState::free_milli(GpuModelId m) const {
   return m.value() < model_free_.size() ? model_free_[m.value()] : 0;
-}
-
-int32_t ClusterState::unhealthy_gpus(GpuModelId m) const {
-  return m.value() < model_unhealthy_.size() ? model_unhealthy_[m.value()] : 0;
-}
-
-void ClusterState::CountUnhealthy(const NodeState& n, int32_t sign) {
-  const int32_t bad = std::popcount(n.unhealthy_gpus);
-  if (bad == 0) return;
-  unhealthy_total_ += sign * bad;
-  if (n.model.value() >= model_unhealthy_.size()) model_unhealthy_.resize(n.model.value() + 1, 0);
-  model_unhealthy_[n.model.value()] += sign * bad;
 }
 
 std::string ClusterState::GroupKey(const NodeState& n) const {

@@ -150,10 +150,6 @@ class ClusterState {
   // Totals over the healthy GPUs of schedulable nodes, per GPU model (milli-GPU).
   int64_t capacity_milli(GpuModelId m) const;
   int64_t free_milli(GpuModelId m) const;
-  // Unhealthy GPUs on present nodes whatever their status (a drained node's bad GPUs
-  // included), per GPU model and in all, O(1).
-  int32_t unhealthy_gpus(GpuModelId m) const;
-  int32_t unhealthy_gpus() const { return unhealthy_total_; }
   uint32_t model_bound() const { return static_cast<uint32_t>(model_capacity_.size()); }
   // Totals over schedulable nodes of CPU (milli-CPU) and memory (MiB) capacity, O(1).
   int64_t cpu_capacity() const { return cpu_capacity_; }
@@ -222,8 +218,6 @@ class ClusterState {
   void Unindex(NodeId id);
   void Index(NodeId id);
   std::string GroupKey(const NodeState& n) const;
-  // Adds (sign +1) or removes (-1) n's unhealthy GPUs from the counts.
-  void CountUnhealthy(const NodeState& n, int32_t sign);
 
   std::vector<NodeState> nodes_;
   std::vector<uint64_t> versions_;
@@ -236,8 +230,6 @@ class ClusterState {
   std::vector<uint32_t> active_groups_;
   std::unordered_map<std::string, uint32_t> group_ix_;
   std::vector<int64_t> model_capacity_, model_free_;
-  std::vector<int32_t> model_unhealthy_;
-  int32_t unhealthy_total_ = 0;
   int64_t cpu_capacity_ = 0, memory_capacity_ = 0;
   uint64_t clock_ = 0;
   uint64_t generations_ = 0;

@@ -47,8 +47,6 @@ TEST(Health, UnhealthyGpuIsNeitherCapacityNorFreeNorUsable) {
   EXPECT_FALSE(n.gpus_in_use());
   EXPECT_EQ(c.capacity_milli(GpuModelId(0)), 6000);
   EXPECT_EQ(c.free_milli(GpuModelId(0)), 6000);
-  EXPECT_EQ(c.unhealthy_gpus(GpuModelId(0)), 2);
-  EXPECT_EQ(c.unhealthy_gpus(), 2);
   EXPECT_EQ(c.rack_free_histogram(n.rack)[6], 1);
   EXPECT_TRUE(Fits(n, Whole(6), WorkloadId(1), 0));
   EXPECT_FALSE(Fits(n, Whole(7), WorkloadId(1), 0));
@@ -80,12 +78,10 @@ TEST(Health, MaskChangesWhileTasksRunOnTheGpu) {
   ASSERT_TRUE(c.UpdateNode(NodeId(0), NodeBuilder("a").Gpus(2)).ok());
   EXPECT_EQ(c.capacity_milli(GpuModelId(0)), 2000);
   EXPECT_EQ(c.free_milli(GpuModelId(0)), 2000);
-  EXPECT_EQ(c.unhealthy_gpus(), 0);
-  // Counts follow removal too.
+  // Both unhealthy: no capacity of the model is left.
   ASSERT_TRUE(c.UpdateNode(NodeId(0), NodeBuilder("a").Gpus(2).Unhealthy(0b11)).ok());
-  EXPECT_EQ(c.unhealthy_gpus(GpuModelId(0)), 2);
-  ASSERT_TRUE(c.RemoveNode(NodeId(0)).ok());
-  EXPECT_EQ(c.unhealthy_gpus(), 0);
+  EXPECT_EQ(c.capacity_milli(GpuModelId(0)), 0);
+  EXPECT_EQ(c.free_milli(GpuModelId(0)), 0);
 }
 
 TEST(Health, GroupKeySeparatesNodesByUnhealthyGpus) {

@@ -1,6 +1,5 @@
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <unordered_map>
 #include <vector>
@@ -22,17 +21,10 @@ namespace gpuorch::sched {
 int64_t TaskFragment(int64_t cpu_free, GpuModelId model, int gpu_count, const int16_t* gpu_free,
                      const TaskRequest& tau);
 
-// Of a node's state: an unhealthy GPU (NodeSpec::unhealthy_gpus) is no free capacity at all,
-// as the policies see it.
+// Of a node's state, as the policies see it (NodeView): an unhealthy GPU has nothing free.
 inline int64_t TaskFragment(const NodeState& n, const TaskRequest& tau) {
-  if (n.unhealthy_gpus == 0) {
-    return TaskFragment(n.cpu_free, n.model, n.gpu_count, n.gpu_free.data(), tau);
-  }
-  std::array<int16_t, core::kMaxGpusPerNode> free = n.gpu_free;
-  for (int j = 0; j < n.gpu_count; ++j) {
-    if ((n.unhealthy_gpus >> j) & 1u) free[static_cast<size_t>(j)] = 0;
-  }
-  return TaskFragment(n.cpu_free, n.model, n.gpu_count, free.data(), tau);
+  const NodeView view(n, n.all_gpus());
+  return TaskFragment(n.cpu_free, n.model, n.gpu_count, view.gpu_free().data(), tau);
 }
 
 // The distribution fgd and gpuorch use when the driver never called SetTypicalTasks. A
