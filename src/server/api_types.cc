@@ -88,7 +88,11 @@ bool ParseWorkload(const Json& b, const ServerConfig& config,
                                                 "workdir",
                                                 "runtime_estimate_s",
                                                 "min_runtime_s",
-                                                "grace_period_s"};
+                                                "grace_period_s",
+                                                "replicas",
+                                                "autoscale",
+                                                "readiness",
+                                                "drain_timeout_s"};
   if (!b.is_object()) return Fail(e, "", "body must be a JSON object");
   for (const auto& [k, v] : b.items()) {
     if (!kFields.count(k)) return Fail(e, k, "unknown field");
@@ -239,6 +243,20 @@ bool ParseWorkload(const Json& b, const ServerConfig& config,
                        {"min_runtime_s", minrt},
                        {"grace_period_s", grace}};
   if (b.contains("topology")) out.canonical["topology"] = b["topology"];
+  if (IsServiceSubmission(b)) {
+    ServiceSpec service;
+    if (!ParseService(b, service, e)) return false;
+    service.Canonical(out.canonical);
+    out.service = std::move(service);
+  } else {
+    for (const char* k : {"replicas", "autoscale", "readiness", "drain_timeout_s"}) {
+      if (b.contains(k)) {
+        return Fail(e, k,
+                    kind == "inference" ? "only a service has it (give replicas)"
+                                        : "only an inference service (kind inference) has it");
+      }
+    }
+  }
   return true;
 }
 

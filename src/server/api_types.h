@@ -1,6 +1,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -8,6 +9,7 @@
 #include "core/gpu_model.h"
 #include "core/workload.h"
 #include "server/config.h"
+#include "server/service_spec.h"
 
 namespace gpuorch::server {
 
@@ -36,6 +38,13 @@ struct ParsedWorkload {
   // set (which is ModelSet::None() when every name is unknown) until one is known.
   std::vector<std::string> unknown_models;
   Json canonical;  // the spec with defaults filled in, as stored and shown
+  // A service (kind inference with `replicas`; docs/inference.md): the record never enters
+  // the engine, its replicas do.
+  std::optional<ServiceSpec> service;
+  // A replica: its service's id and its replica number (the controller creates replicas;
+  // a submission may not name these).
+  int64_t service_of = 0;
+  int32_t replica = -1;
 };
 
 // Validates a submission (docs/api.md). `queue_ids` maps leaf queue names to engine ids;

@@ -156,6 +156,11 @@ void Controller::SubmitAsync(const Json& body, SubmitDone done, const std::strin
   w->user = user;
   w->submitted_ms = w->queued_since_ms = Now();
   w->parsed.spec.submit_time = w->submitted_ms;
+  // A service runs from its submission on: its replicas are what waits and is placed.
+  if (w->parsed.service) {
+    w->state = "Running";
+    w->started_ms = w->submitted_ms;
+  }
   // Not through Event(): the record is not in workloads_ yet, so it must not be dirty.
   w->events.push_back(Json{{"time_ms", w->submitted_ms},
                            {"type", "Submitted"},
@@ -180,11 +185,16 @@ void Controller::SubmitAsync(const Json& body, SubmitDone done, const std::strin
                            {"gpus_per_task", w->parsed.spec.task.gpu_count},
                            {"gpu_milli", w->parsed.spec.task.gpu_milli}});
       std::lock_guard<std::mutex> lock(mu_);
-      Enqueue(EngineEvent::Workload(EngineEvent::Kind::kSubmit, w->id));
-      task_mix_.Submitted(w->parsed.spec.task, w->parsed.spec.min_tasks);
-      if (!w->parsed.unknown_models.empty()) unknown_models_.insert(w->id);
       out = Json{{"id", w->id}, {"name", w->parsed.spec.name}, {"state", w->state}};
-      workloads_.emplace(w->id, std::move(*w));
+      const int64_t id = w->id;
+      if (w->parsed.service) {
+        StartService(workloads_.emplace(id, std::move(*w)).first->second);
+      } else {
+        Enqueue(EngineEvent::Workload(EngineEvent::Kind::kSubmit, w->id));
+        task_mix_.Submitted(w->parsed.spec.task, w->parsed.spec.min_tasks);
+        if (!w->parsed.unknown_models.empty()) unknown_models_.insert(w->id);
+        workloads_.emplace(id, std::move(*w));
+      }
       Kick();
     }
     done(true, std::move(out), ApiError{});
@@ -211,22 +221,7 @@ bool Controller::Cancel(int64_t id, Json& out, ApiError& error, const Access& ac
                        "state: workload " + std::to_string(id) + " is already " + w.state};
       return false;
     }
-    w.cancel_requested = true;
-    Event(w, "CancelRequested", "by API");
-    log::Info("cancel", {{"workload", id}, {"state", w.state}});
-    if (w.state == "Pending") {
-      // A cycle under way may bind it: ApplyPlan drops binds of finished records, and the
-      // engine forgets it (freeing what the cycle gave it) when the next Step drains this.
-      Enqueue(EngineEvent::Workload(EngineEvent::Kind::kCancel, id));
-      w.state = "Cancelled";
-      w.reason.clear();
-      w.finished_ms = Now();
-    } else {
-      for (TaskRecord& t : w.tasks) t.stopping = true;
-      TouchNodes(w);
-    }
-    Dirty(w);
-    Kick();
+    CancelLocked(w, "by API");
     out = Json{{"id", id}, {"state", w.state}, {"queue", w.parsed.queue_name}};
     ticket = committer_->Enqueue(TakeDirty());
   }
@@ -235,6 +230,38 @@ bool Controller::Cancel(int64_t id, Json& out, ApiError& error, const Access& ac
     return false;
   }
   return true;
+}
+
+void Controller::CancelLocked(WorkloadRecord& w, const std::string& by) {
+  w.cancel_requested = true;
+  Event(w, "CancelRequested", by);
+  log::Info("cancel", {{"workload", w.id}, {"state", w.state}, {"by", by}});
+  if (w.parsed.service) {
+    // A service ends at once; its replicas stop as any cancelled workload does.
+    for (int64_t r : services_.at(w.id).replicas) {
+      auto it = workloads_.find(r);
+      if (it != workloads_.end() && !it->second.terminal() && !it->second.cancel_requested) {
+        CancelLocked(it->second, "its service " + std::to_string(w.id) + " was cancelled");
+      }
+    }
+    (void)autoscaler_.RemoveService(services_.at(w.id).slot);
+    free_service_slots_.push_back(services_.at(w.id).slot.value());
+    services_.erase(w.id);
+    w.state = "Cancelled";
+    w.finished_ms = Now();
+  } else if (w.state == "Pending") {
+    // A cycle under way may bind it: ApplyPlan drops binds of finished records, and the
+    // engine forgets it (freeing what the cycle gave it) when the next Step drains this.
+    Enqueue(EngineEvent::Workload(EngineEvent::Kind::kCancel, w.id));
+    w.state = "Cancelled";
+    w.reason.clear();
+    w.finished_ms = Now();
+  } else {
+    for (TaskRecord& t : w.tasks) t.stopping = true;
+    TouchNodes(w);
+  }
+  Dirty(w);
+  Kick();
 }
 
 // ---- Agent protocol.
@@ -482,6 +509,9 @@ bool Controller::Heartbeat(const std::string& node, const Json& b, Json& out, Ap
       if (st == "running" && t.state == "assigned") {
         t.state = "running";
         Dirty(rec);
+      }
+      if (st == "running" && rec.parsed.service_of > 0) {
+        if (auto sv = r.find("service"); sv != r.end()) IngestServiceReport(rec, t, *sv);
       } else if (st == "exited") {
         auto usage = [&r](const char* k) {
           const auto v = r.find(k);
@@ -535,6 +565,10 @@ Json Controller::DesiredJson(const std::string& node) {
                              {"gpu_memory_mib", w.parsed.spec.task.gpu_memory_mib},
                              {"name", w.parsed.spec.name},
                              {"queue", w.parsed.queue_name}});
+      if (auto sv = workloads_.find(w.parsed.service_of);
+          sv != workloads_.end() && sv->second.parsed.service) {
+        desired.back()["service"] = sv->second.parsed.service->AgentJson();
+      }
     }
   }
   // The interval grows with the cluster; agents registered early hear it here.
@@ -978,6 +1012,7 @@ void Controller::Step() {
   size_t models = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    ReconcileServices(Now());
     DrainInbox();
     int64_t steady = SteadyMs();
     for (auto& [name, n] : nodes_) {

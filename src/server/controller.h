@@ -12,6 +12,7 @@
 #include <tuple>
 #include <vector>
 
+#include "autoscale/autoscaler.h"
 #include "core/gpu_model.h"
 #include "sched/scheduler.h"
 #include "server/api_types.h"
@@ -50,6 +51,13 @@ struct TaskRecord {
   int64_t gpu_memory_used_mib = -1;
   int64_t idle_since_ms = 0;
   bool idle = false;
+  // An inference replica's serving state from its agent's reports (controller_services.cc;
+  // memory only): the port its agent gave it (0: none yet), whether its readiness probe
+  // passes, its latest gauges and when they came (wall ms, 0: never).
+  int32_t port = 0;
+  bool ready = false;
+  std::map<std::string, double> gauges;
+  int64_t gauges_ms = 0;
 };
 
 struct WorkloadRecord {
@@ -72,6 +80,11 @@ struct WorkloadRecord {
   bool cancel_requested = false;
   bool failed = false;
   std::vector<Json> events;
+  // A replica being scaled down (controller_services.cc): since when (wall ms; 0: it is
+  // not), and its current sessions at the gateway with when the gateway said so (-1: never).
+  int64_t draining_since_ms = 0;
+  int64_t gateway_sessions = -1;
+  int64_t gateway_ms = 0;
 
   bool terminal() const {
     return state == "Succeeded" || state == "Failed" || state == "Cancelled";
@@ -216,6 +229,16 @@ class Controller {
   // each. `done` must not block.
   using SubmitDone = std::function<void(bool ok, Json out, ApiError error)>;
   void SubmitAsync(const Json& body, SubmitDone done, const std::string& user = "");
+  // Inference services (controller_services.cc; docs/inference.md). The services the
+  // caller reads, with their replicas ({"services": [...]}: what a gateway polls).
+  Json ListServices(const Access& access = {});
+  // A load report for service `id` (`{"in_flight": N, "source": "load_balancer"|"pushed",
+  // "replicas": {"<replica id>": sessions}}`): a sample of the autoscaler's signal, and the
+  // sessions that tell the controller a draining replica is done.
+  bool PushLoad(int64_t id, const Json& body, Json& out, ApiError& error,
+                const Access& access = {});
+  // Pins service `id` at `{"replicas": N}` (autoscaling off) or unpins it (`{"auto": true}`).
+  bool Scale(int64_t id, const Json& body, Json& out, ApiError& error, const Access& access = {});
   // A workload the caller reads but may not cancel: 403.
   bool Cancel(int64_t id, Json& out, ApiError& error, const Access& access = {});
   bool GetWorkload(int64_t id, Json& out, ApiError& error, const Access& access = {});
@@ -223,8 +246,10 @@ class Controller {
   // them. Otherwise one page: at most `limit` after the workload with id `after` (0 from
   // the start), and "continue" (the last id, as a string) when the scan stopped before the
   // end; a last page may then be empty (Kubernetes' chunking does the same).
+  // `service` > 0: only that service's replicas.
   Json ListWorkloads(const std::string& queue, const std::string& state, const std::string& kind,
-                     const Access& access = {}, int64_t limit = 0, int64_t after = 0);
+                     const Access& access = {}, int64_t limit = 0, int64_t after = 0,
+                     int64_t service = 0);
   Json ListQueues(const Access& access = {});
   bool GetQueue(const std::string& name, Json& out, ApiError& error, const Access& access = {});
   // Every node ({"nodes": [...]}) when `limit` is 0. Otherwise one page: at most `limit`
@@ -345,6 +370,23 @@ class Controller {
   // The engine refused what only it can check: the workload fails with its reason.
   void Reject(WorkloadRecord& w, const std::string& why);
   void OnTaskExited(WorkloadRecord& w, TaskRecord& t, int exit_code);
+  // Cancels `w` as the API does, without the checks (mu_ held): pending work leaves at once,
+  // running work is told to stop.
+  void CancelLocked(WorkloadRecord& w, const std::string& by);
+
+  // Services (controller_services.cc), mu_ held. A service record never enters the engine:
+  // StartService gives it an autoscaler slot; ReconcileServices (each Step, before the
+  // inbox is drained, so that new replicas are placed in the same cycle) feeds the
+  // autoscaler, decides, and creates, drains and stops replicas.
+  void StartService(WorkloadRecord& w);
+  void ReconcileServices(int64_t now);
+  void ReconcileService(WorkloadRecord& svc, int64_t now);
+  void NewReplica(WorkloadRecord& svc, int64_t now);
+  void IngestServiceReport(WorkloadRecord& w, TaskRecord& t, const Json& report);
+  bool ReplicaReady(const WorkloadRecord& r) const;
+  Json ServiceJson(const WorkloadRecord& svc, const Access& access) const;
+  // The service record `id` the caller reads, or an error (404, 400 when not a service).
+  WorkloadRecord* FindService(int64_t id, const Access& access, ApiError& error);
   void SyncFromEngine(WorkloadRecord& w);
   void Requeue(WorkloadRecord& w, const std::string& why);
   void MarkNodeDown(NodeRecord& n);
@@ -449,6 +491,26 @@ class Controller {
   std::vector<std::tuple<std::string, std::string, int64_t>> allocated_then_;
   // Shapes of running and recently submitted tasks, fed to the policy as its typical tasks.
   TaskMix task_mix_;
+  // Services (guarded by mu_): per live service its autoscaler slot, its replicas, and its
+  // restart backoff. The autoscaler is pure; it runs under mu_ (samples come from
+  // heartbeats and load reports, decisions from Step).
+  struct ServiceState {
+    autoscale::ServiceId slot;
+    std::set<int64_t> replicas;  // replica records not yet forgotten
+    std::optional<int32_t> pinned;
+    autoscale::Decision last;
+    int32_t desired = 0;
+    int64_t last_tick_ms = 0;
+    bool tick_now = false;      // a load report woke a service at zero: decide this Step
+    int32_t failures = 0;       // replicas that ended on their own since one was Ready
+    int64_t next_start_ms = 0;  // restart backoff: no new replica before
+    int64_t gateway_ms = 0;     // the last load report that listed replica sessions
+    int32_t next_replica = 0;
+  };
+  std::map<int64_t, ServiceState> services_;
+  autoscale::Autoscaler autoscaler_;
+  std::vector<uint32_t> free_service_slots_;
+  uint32_t next_service_slot_ = 0;
 };
 
 }  // namespace gpuorch::server

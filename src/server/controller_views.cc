@@ -47,6 +47,10 @@ Json Controller::WorkloadJson(const WorkloadRecord& w, const Access& access) con
           t.gpu_memory_used_mib >= 0 ? Json(t.gpu_memory_used_mib) : Json(nullptr);
       if (t.idle) tasks.back()["gpu_idle"] = true;
     }
+    if (w.parsed.service_of > 0 && t.state != "exited" && t.state != "lost") {
+      tasks.back()["port"] = t.port > 0 ? Json(t.port) : Json(nullptr);
+      tasks.back()["ready"] = t.ready;
+    }
     if (t.exit_code) {
       tasks.back()["cpu_user_ms"] = t.cpu_user_ms;
       tasks.back()["cpu_system_ms"] = t.cpu_system_ms;
@@ -98,6 +102,13 @@ Json Controller::WorkloadJson(const WorkloadRecord& w, const Access& access) con
     }
     j["waiting_for"] = waiting_for;
   }
+  if (w.parsed.service) j["service"] = ServiceJson(w, access);
+  if (w.parsed.service_of > 0) {
+    j["service_of"] = w.parsed.service_of;
+    j["replica"] = w.parsed.replica;
+    j["ready"] = ReplicaReady(w);
+    j["draining"] = w.draining_since_ms > 0;
+  }
   return j;
 }
 
@@ -114,7 +125,7 @@ bool Controller::GetWorkload(int64_t id, Json& out, ApiError& error, const Acces
 
 Json Controller::ListWorkloads(const std::string& queue, const std::string& state,
                                const std::string& kind, const Access& access, int64_t limit,
-                               int64_t after) {
+                               int64_t after, int64_t service) {
   std::lock_guard<std::mutex> lock(mu_);
   Json list = Json::array();
   auto it = workloads_.upper_bound(after);
@@ -125,6 +136,7 @@ Json Controller::ListWorkloads(const std::string& queue, const std::string& stat
     if (!access.Reads(w.parsed.queue_name)) continue;
     if (!state.empty() && w.state != state) continue;
     if (!kind.empty() && KindName(w.parsed.spec.kind) != kind) continue;
+    if (service > 0 && w.parsed.service_of != service) continue;
     Json j = WorkloadJson(w, access);
     j.erase("events");
     list.push_back(std::move(j));
@@ -425,6 +437,10 @@ store::StoredWorkload Controller::ToStored(const WorkloadRecord& w) const {
               {"failed", w.failed},
               {"tasks", tasks},
               {"events", w.events}};
+  if (w.draining_since_ms > 0) status["draining_since_ms"] = w.draining_since_ms;
+  if (auto sv = services_.find(w.id); sv != services_.end() && sv->second.pinned) {
+    status["pinned"] = *sv->second.pinned;
+  }
   return store::StoredWorkload{w.id, w.state, w.parsed.canonical.dump(), status.dump()};
 }
 
@@ -476,6 +492,7 @@ Status Controller::Load() {
     w.cancel_requested = st.value("cancel_requested", false);
     w.failed = st.value("failed", false);
     w.user = st.value("user", "");
+    w.draining_since_ms = st.value("draining_since_ms", int64_t{0});
     for (const Json& e : st.value("events", Json::array())) w.events.push_back(e);
     for (const Json& t : st.value("tasks", Json::array())) {
       TaskRecord r;
@@ -503,8 +520,21 @@ Status Controller::Load() {
       }
       w.tasks.push_back(r);
     }
+    // A replica names its service, which no submission may (ParseWorkload refuses it).
+    const Json service_of = spec.contains("service") ? spec["service"] : Json();
+    const Json replica = spec.contains("replica") ? spec["replica"] : Json();
+    spec.erase("service");
+    spec.erase("replica");
     ApiError err;
-    if (!ParseWorkload(spec, config_, leaf_queues_, models_, w.parsed, err)) {
+    const bool parsed = ParseWorkload(spec, config_, leaf_queues_, models_, w.parsed, err);
+    if (service_of.is_number_integer()) {
+      spec["service"] = service_of;
+      spec["replica"] = replica;
+      w.parsed.canonical = spec;
+      w.parsed.service_of = service_of.get<int64_t>();
+      w.parsed.replica = replica.is_number_integer() ? replica.get<int32_t>() : 0;
+    }
+    if (!parsed) {
       // The config changed under it (e.g. its queue is gone): it cannot run any more.
       if (!w.terminal()) {
         w.state = "Failed";
@@ -523,6 +553,18 @@ Status Controller::Load() {
     w.parsed.spec.submit_time = w.submitted_ms;
     if (w.terminal()) {
       workloads_.emplace(w.id, std::move(w));
+      continue;
+    }
+    if (w.parsed.service) {  // a service never enters the engine; its replicas do
+      const int64_t id = w.id;
+      const std::optional<int32_t> pinned =
+          st.contains("pinned") && st["pinned"].is_number_integer()
+              ? std::optional<int32_t>(st["pinned"].get<int32_t>())
+              : std::nullopt;
+      StartService(workloads_.emplace(id, std::move(w)).first->second);
+      if (pinned && autoscaler_.Pin(services_.at(id).slot, *pinned).ok()) {
+        services_.at(id).pinned = pinned;
+      }
       continue;
     }
     std::vector<sched::TaskBinding> live;
@@ -555,6 +597,13 @@ Status Controller::Load() {
     }
     if (!w.parsed.unknown_models.empty()) unknown_models_.insert(w.id);
     workloads_.emplace(w.id, std::move(w));
+  }
+  // Replicas join their services (whatever order the store gave).
+  for (auto& [id, w] : workloads_) {
+    auto sv = services_.find(w.parsed.service_of);
+    if (w.parsed.service_of == 0 || w.terminal() || sv == services_.end()) continue;
+    sv->second.replicas.insert(id);
+    sv->second.next_replica = std::max(sv->second.next_replica, w.parsed.replica + 1);
   }
   return Status::Ok();
 }

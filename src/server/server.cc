@@ -528,7 +528,8 @@ void Server::Routes() {
         });
   Route("GET", "/v1/workloads", Sync([&c](const HttpRequest& req, const Captures& m) {
           for (const auto& [k, v] : req.params) {
-            if (k != "queue" && k != "state" && k != "kind" && k != "limit" && k != "continue") {
+            if (k != "queue" && k != "state" && k != "kind" && k != "limit" && k != "continue" &&
+                k != "service") {
               return ReplyError(ApiError{400, k, k + ": unknown filter"});
             }
           }
@@ -546,8 +547,16 @@ void Server::Routes() {
                   400, "continue", "continue: not a value from a previous page's \"continue\""});
             }
           }
+          int64_t service = 0;
+          if (req.HasParam("service") && (!IdParam(req.Param("service"), service) || service < 1)) {
+            return ReplyError(ApiError{400, "service", "service: must be a workload number"});
+          }
           return Reply(200, c.ListWorkloads(req.Param("queue"), req.Param("state"),
-                                            req.Param("kind"), AccessOf(m.caller), limit, after));
+                                            req.Param("kind"), AccessOf(m.caller), limit, after,
+                                            service));
+        }));
+  Route("GET", "/v1/services", Sync([&c](const HttpRequest&, const Captures& m) {
+          return Reply(200, c.ListServices(AccessOf(m.caller)));
         }));
   auto bad_id = [] { return ReplyError(ApiError{400, "id", "id: must be a workload number"}); };
   Route("GET", "/v1/workloads/*", Sync([&c, bad_id](const HttpRequest&, const Captures& m) {
@@ -567,6 +576,27 @@ void Server::Routes() {
     *m.audit_queue = out.value("queue", "");
     return Reply(200, out);
   });
+  // Service load reports and pinned sizes (docs/inference.md).
+  Route("POST", "/v1/workloads/*/load", Sync([&c, bad_id](const HttpRequest& req, const Captures& m) {
+          int64_t id;
+          Json body, out;
+          HttpResponse bad;
+          ApiError e;
+          if (!IdParam(m[0], id)) return bad_id();
+          if (!Body(req, body, bad)) return bad;
+          if (!c.PushLoad(id, body, out, e, AccessOf(m.caller))) return ReplyError(e);
+          return Reply(200, out);
+        }));
+  Route("POST", "/v1/workloads/*/scale", Sync([&c, bad_id](const HttpRequest& req, const Captures& m) {
+          int64_t id;
+          Json body, out;
+          HttpResponse bad;
+          ApiError e;
+          if (!IdParam(m[0], id)) return bad_id();
+          if (!Body(req, body, bad)) return bad;
+          if (!c.Scale(id, body, out, e, AccessOf(m.caller))) return ReplyError(e);
+          return Reply(200, out);
+        }));
   Route("POST", "/v1/workloads/*/cancel", cancel);
   Route("DELETE", "/v1/workloads/*", cancel);
   // The log is fetched from the node's agent on a worker thread (at most 12 s: connect and

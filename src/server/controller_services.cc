@@ -1,0 +1,515 @@
+// Inference services (docs/inference.md): a service record holds the spec and the
+// autoscaler's slot; each replica is a workload of its own, created and stopped here the way
+// a Kubernetes ReplicaSet creates and deletes pods, and placed by the engine like any other
+// work (so a replica within its queue's guarantee reclaims it, and one beyond borrows).
+//
+// Each Step (before the engine's inbox is drained, so that a new replica is placed in the
+// same cycle) ReconcileService:
+//   1. forgets replicas that ended; one that ended on its own (not stopped by the service)
+//      delays the next start by a backoff of 1 s doubling to 60 s, reset once a replica is
+//      Ready (Kubernetes' CrashLoopBackOff runs 10 s to 5 min; a replica of an inference
+//      server that dies at once is as often a bad flag as a bad node);
+//   2. feeds the autoscaler the replicas' gauges (their sum for in-flight, their mean for KV
+//      cache) when a fresh scrape came since the last decision;
+//   3. decides once per kTickMs (or at once when a load report reaches a service at zero);
+//   4. makes the replicas match the decision: a draining replica is taken back first, then
+//      new replicas are created (not before the backoff); on scale-down, pending replicas
+//      go first, then replicas not Ready, then the newest Ready ones, which drain;
+//   5. stops a draining replica once it serves nothing: the gateway reported it with no
+//      session (or no longer listed it) at least kDrainSettleMs after the drain began, or,
+//      with no gateway reporting, its in-flight gauges read 0 in a scrape after the drain
+//      began (at once when it has none); in any case after drain_timeout_s.
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "log/logging.h"
+#include "server/controller.h"
+
+namespace gpuorch::server {
+
+using core::Status;
+
+namespace {
+
+constexpr int64_t kTickMs = 1000;
+constexpr int64_t kBackoffBaseMs = 1000;
+constexpr int64_t kBackoffMaxMs = 60000;
+// A gateway that listed replica sessions this recently routes the service.
+constexpr int64_t kGatewayFreshMs = 10000;
+// A session count must be this much younger than the drain: the gateway polls the service
+// list, sets the drain in HAProxy, and only then reports counts that reflect it.
+constexpr int64_t kDrainSettleMs = 1000;
+// Replica gauges older than this are stale (a replica whose scrapes stopped).
+constexpr int64_t kGaugeStaleMs = 30000;
+
+const TaskRecord* Primary(const WorkloadRecord& r) {
+  for (const TaskRecord& t : r.tasks) {
+    if (t.task == 0 && t.state != "exited" && t.state != "lost") return &t;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+void Controller::StartService(WorkloadRecord& w) {
+  ServiceState st;
+  uint32_t slot = next_service_slot_;
+  if (!free_service_slots_.empty()) {
+    slot = free_service_slots_.back();
+    free_service_slots_.pop_back();
+  } else {
+    ++next_service_slot_;
+  }
+  st.slot = autoscale::ServiceId(slot);
+  // ParseWorkload validated the params; the slot is free.
+  if (Status s = autoscaler_.AddService(st.slot, w.parsed.service->autoscale, Now(), 0); !s.ok()) {
+    log::Error("service_start_failed", {{"workload", w.id}, {"why", s.message()}});
+  }
+  services_.emplace(w.id, std::move(st));
+}
+
+bool Controller::ReplicaReady(const WorkloadRecord& r) const {
+  if (r.state != "Running" || r.draining_since_ms > 0 || r.cancel_requested) return false;
+  const TaskRecord* t = Primary(r);
+  return t != nullptr && !t->stopping && t->state == "running" && t->ready;
+}
+
+void Controller::ReconcileServices(int64_t now) {
+  std::vector<int64_t> ids;
+  ids.reserve(services_.size());
+  for (const auto& [id, st] : services_) ids.push_back(id);
+  for (int64_t id : ids) ReconcileService(workloads_.at(id), now);
+}
+
+void Controller::ReconcileService(WorkloadRecord& svc, int64_t now) {
+  ServiceState& st = services_.at(svc.id);
+  const ServiceSpec& spec = *svc.parsed.service;
+  const autoscale::ServiceParams& params = spec.autoscale;
+
+  // 1. Replicas that ended.
+  std::vector<WorkloadRecord*> live, draining;
+  int32_t ready = 0;
+  for (auto it = st.replicas.begin(); it != st.replicas.end();) {
+    auto w = workloads_.find(*it);
+    if (w == workloads_.end()) {
+      it = st.replicas.erase(it);
+      continue;
+    }
+    WorkloadRecord& r = w->second;
+    if (r.terminal()) {
+      if (!r.cancel_requested) {
+        ++st.failures;
+        const int64_t backoff =
+            std::min(kBackoffMaxMs, kBackoffBaseMs << std::min(st.failures - 1, 16));
+        st.next_start_ms = now + backoff;
+        Event(svc, "ReplicaEnded",
+              "replica " + std::to_string(r.parsed.replica) + " (workload " +
+                  std::to_string(r.id) + ") ended " + r.state + "; the next starts in " +
+                  std::to_string(backoff / 1000) + "s");
+      }
+      it = st.replicas.erase(it);
+      continue;
+    }
+    ++it;
+    if (r.cancel_requested) continue;  // stopping
+    if (r.draining_since_ms > 0) {
+      draining.push_back(&r);
+      continue;
+    }
+    live.push_back(&r);
+    if (ReplicaReady(r)) {
+      ++ready;
+      st.failures = 0;
+    }
+  }
+
+  // 2. The replicas' gauges, when a scrape came since the last decision.
+  double in_flight = 0, kv = 0;
+  int kv_n = 0;
+  bool fresh = false, any = false;
+  for (const auto* group : {&live, &draining}) {
+    for (const WorkloadRecord* r : *group) {
+      const TaskRecord* t = Primary(*r);
+      if (t == nullptr || t->gauges_ms == 0 || now - t->gauges_ms > kGaugeStaleMs) continue;
+      fresh |= t->gauges_ms > st.last_tick_ms;
+      for (const std::string& g : params.in_flight_gauges) {
+        if (auto v = t->gauges.find(g); v != t->gauges.end()) {
+          in_flight += v->second;
+          any = true;
+        }
+      }
+      if (auto v = t->gauges.find(params.kv_cache_gauge);
+          !params.kv_cache_gauge.empty() && v != t->gauges.end()) {
+        kv += v->second;
+        ++kv_n;
+      }
+    }
+  }
+
+  // 3. Decide.
+  if (now - st.last_tick_ms >= kTickMs || st.tick_now) {
+    if (fresh && any) {
+      (void)autoscaler_.Observe(st.slot, autoscale::Source::kReplicaInFlight, in_flight, now);
+    }
+    if (fresh && kv_n > 0) {
+      (void)autoscaler_.Observe(st.slot, autoscale::Source::kKvCacheUtilization,
+                                std::clamp(kv / kv_n, 0.0, 1.0), now);
+    }
+    (void)autoscaler_.SetReady(st.slot, ready);
+    if (auto d = autoscaler_.Decide(st.slot, now); d.ok()) {
+      st.last = *d;
+      if (d->desired != st.desired) {
+        Event(svc, "Scaled",
+              std::to_string(st.desired) + " -> " + std::to_string(d->desired) +
+                  " replicas (mode " + autoscale::ModeName(d->mode) + ", bound " +
+                  autoscale::BoundName(d->bound) + ", in-flight " +
+                  std::to_string(std::lround(d->stable_in_flight)) + ")");
+        log::Info("scale", {{"service", svc.id},
+                            {"from", st.desired},
+                            {"to", d->desired},
+                            {"mode", autoscale::ModeName(d->mode)},
+                            {"bound", autoscale::BoundName(d->bound)},
+                            {"in_flight_stable", d->stable_in_flight},
+                            {"in_flight_panic", d->panic_in_flight},
+                            {"ready", ready}});
+        st.desired = d->desired;
+      }
+    }
+    st.last_tick_ms = now;
+    st.tick_now = false;
+  }
+
+  // 4. Replicas to match the decision.
+  auto n = static_cast<int32_t>(live.size());
+  // A draining replica is still warm: take the newest back before starting a new one.
+  std::sort(draining.begin(), draining.end(), [](const WorkloadRecord* a, const WorkloadRecord* b) {
+    return a->parsed.replica > b->parsed.replica;
+  });
+  for (auto it = draining.begin(); n < st.desired && it != draining.end();) {
+    WorkloadRecord& r = **it;
+    r.draining_since_ms = 0;
+    Event(r, "Undrained", "its service scaled up again");
+    live.push_back(&r);
+    it = draining.erase(it);
+    ++n;
+  }
+  if (n < st.desired && now >= st.next_start_ms) {
+    for (; n < st.desired; ++n) NewReplica(svc, now);
+  }
+  if (n > st.desired) {
+    // Pending first, then not Ready, then the newest Ready.
+    auto rank = [this](const WorkloadRecord* r) {
+      return r->state == "Pending" ? 0 : ReplicaReady(*r) ? 2 : 1;
+    };
+    std::sort(live.begin(), live.end(), [&](const WorkloadRecord* a, const WorkloadRecord* b) {
+      if (rank(a) != rank(b)) return rank(a) < rank(b);
+      return a->parsed.replica > b->parsed.replica;
+    });
+    for (WorkloadRecord* r : live) {
+      if (n <= st.desired) break;
+      --n;
+      if (ReplicaReady(*r)) {
+        r->draining_since_ms = now;
+        Event(*r, "Draining", "its service scaled down: no new requests, stopped once idle");
+        Dirty(*r);
+        // Judged below like any draining replica (no gateway and no gauges: stopped now).
+        draining.push_back(r);
+      } else {
+        CancelLocked(*r, "its service scaled down");
+      }
+    }
+  }
+
+  // 5. Draining replicas that serve nothing any more.
+  const bool gateway = st.gateway_ms > 0 && now - st.gateway_ms <= kGatewayFreshMs;
+  for (WorkloadRecord* r : draining) {
+    bool done = now - r->draining_since_ms >= spec.drain_timeout_s * 1000;
+    std::string why = "drain timeout";
+    if (!done && gateway) {
+      // Listed with no session, or no longer listed, in a report younger than the drain.
+      done = st.gateway_ms >= r->draining_since_ms + kDrainSettleMs &&
+             (r->gateway_ms < st.gateway_ms || r->gateway_sessions == 0);
+      why = "the gateway reports no session";
+    } else if (!done && params.in_flight_gauges.empty()) {
+      done = true;
+      why = "no gateway and no in-flight gauge to wait for";
+    } else if (!done) {
+      const TaskRecord* t = Primary(*r);
+      if (t == nullptr) {
+        done = true;
+        why = "not running";
+      } else if (t->gauges_ms > r->draining_since_ms) {
+        double busy = 0;
+        for (const std::string& g : params.in_flight_gauges) {
+          if (auto v = t->gauges.find(g); v != t->gauges.end()) busy += v->second;
+        }
+        done = busy == 0;
+        why = "its in-flight gauges read 0";
+      }
+    }
+    if (done) CancelLocked(*r, "scaled down, drained: " + why);
+  }
+}
+
+void Controller::NewReplica(WorkloadRecord& svc, int64_t now) {
+  ServiceState& st = services_.at(svc.id);
+  WorkloadRecord r;
+  r.id = next_id_++;
+  r.user = svc.user;
+  r.parsed = svc.parsed;
+  r.parsed.service.reset();
+  r.parsed.service_of = svc.id;
+  r.parsed.replica = st.next_replica++;
+  for (const char* k : {"replicas", "autoscale", "readiness", "drain_timeout_s"}) {
+    r.parsed.canonical.erase(k);
+  }
+  r.parsed.canonical["service"] = svc.id;
+  r.parsed.canonical["replica"] = r.parsed.replica;
+  r.submitted_ms = r.queued_since_ms = now;
+  r.parsed.spec.submit_time = now;
+  r.events.push_back(Json{{"time_ms", now},
+                          {"type", "Submitted"},
+                          {"message", "replica " + std::to_string(r.parsed.replica) +
+                                          " of service " + std::to_string(svc.id)}});
+  // Durable in this Step's batch; a bind in this Step's cycle is published only after it
+  // (Step's `published` rule), so no agent runs a replica the store does not know.
+  Enqueue(EngineEvent::Workload(EngineEvent::Kind::kSubmit, r.id));
+  task_mix_.Submitted(r.parsed.spec.task, r.parsed.spec.min_tasks);
+  if (!r.parsed.unknown_models.empty()) unknown_models_.insert(r.id);
+  log::Info("replica_start", {{"service", svc.id},
+                              {"workload", r.id},
+                              {"replica", r.parsed.replica},
+                              {"queue", r.parsed.queue_name}});
+  st.replicas.insert(r.id);
+  WorkloadRecord& stored = workloads_.emplace(r.id, std::move(r)).first->second;
+  Dirty(stored);
+}
+
+void Controller::IngestServiceReport(WorkloadRecord& w, TaskRecord& t, const Json& report) {
+  if (!report.is_object()) return;
+  const bool was_ready = t.ready;
+  if (auto p = report.find("port");
+      p != report.end() && p->is_number_integer() && p->get<int64_t>() >= 0 &&
+      p->get<int64_t>() <= 65535) {
+    t.port = p->get<int32_t>();
+  }
+  if (auto r = report.find("ready"); r != report.end() && r->is_boolean()) t.ready = r->get<bool>();
+  if (auto g = report.find("gauges"); g != report.end() && g->is_object()) {
+    t.gauges.clear();
+    for (const auto& [name, v] : g->items()) {
+      if (v.is_number() && std::isfinite(v.get<double>()) && v.get<double>() >= 0 &&
+          t.gauges.size() < 64) {
+        t.gauges[name] = v.get<double>();
+      }
+    }
+    t.gauges_ms = Now();
+  }
+  if (t.ready != was_ready) {
+    Event(w, t.ready ? "Ready" : "NotReady", "task " + std::to_string(t.task));
+    Kick();
+  }
+}
+
+Json Controller::ServiceJson(const WorkloadRecord& svc, const Access& access) const {
+  auto st = services_.find(svc.id);
+  if (st == services_.end()) {
+    return Json{{"desired", 0}, {"ready", 0}, {"pinned", nullptr}, {"replicas", Json::array()}};
+  }
+  Json replicas = Json::array();
+  int32_t ready = 0;
+  for (int64_t id : st->second.replicas) {
+    auto it = workloads_.find(id);
+    if (it == workloads_.end()) continue;
+    const WorkloadRecord& r = it->second;
+    const TaskRecord* t = Primary(r);
+    Json address(nullptr);
+    if (t != nullptr && t->port > 0) {
+      if (auto n = nodes_.find(t->node); n != nodes_.end()) {
+        const std::string a = n->second.registration.value("address", "");
+        const std::string host = a.substr(0, a.rfind(':'));
+        if (!host.empty()) address = host + ":" + std::to_string(t->port);
+      }
+    }
+    const bool is_ready = ReplicaReady(r);
+    ready += is_ready;
+    replicas.push_back(Json{{"workload", r.id},
+                            {"replica", r.parsed.replica},
+                            {"state", r.cancel_requested && !r.terminal() ? "Stopping" : r.state},
+                            {"node", t != nullptr ? Json(t->node) : Json(nullptr)},
+                            {"address", address},
+                            {"ready", is_ready},
+                            {"draining", r.draining_since_ms > 0}});
+  }
+  const autoscale::Decision& d = st->second.last;
+  (void)access;  // a service's replicas are of its own queue: the caller reads them all
+  return Json{{"desired", st->second.desired},
+              {"ready", ready},
+              {"pinned", st->second.pinned ? Json(*st->second.pinned) : Json(nullptr)},
+              {"mode", autoscale::ModeName(d.mode)},
+              {"bound", autoscale::BoundName(d.bound)},
+              {"in_flight", d.stable_in_flight},
+              {"in_flight_panic", d.panic_in_flight},
+              {"kv_cache", d.stable_kv_cache},
+              {"replicas", replicas}};
+}
+
+Json Controller::ListServices(const Access& access) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Json list = Json::array();
+  for (const auto& [id, st] : services_) {
+    const WorkloadRecord& w = workloads_.at(id);
+    if (!access.Reads(w.parsed.queue_name)) continue;
+    list.push_back(Json{{"id", id},
+                        {"name", w.parsed.spec.name},
+                        {"queue", w.parsed.queue_name},
+                        {"state", w.state},
+                        {"service", ServiceJson(w, access)}});
+  }
+  return Json{{"services", std::move(list)}};
+}
+
+WorkloadRecord* Controller::FindService(int64_t id, const Access& access, ApiError& error) {
+  auto it = workloads_.find(id);
+  if (it == workloads_.end() || !access.Reads(it->second.parsed.queue_name)) {
+    error = ApiError{404, "id", "id: no workload " + std::to_string(id)};
+    return nullptr;
+  }
+  WorkloadRecord& w = it->second;
+  if (!w.parsed.service) {
+    error = ApiError{400, "id",
+                     "id: workload " + std::to_string(id) +
+                         " is not a service (kind inference with replicas)"};
+    return nullptr;
+  }
+  if (!access.Writes(w.parsed.queue_name)) {
+    error = ApiError{403, "id", "id: this token may not change services of queue " +
+                                    w.parsed.queue_name};
+    return nullptr;
+  }
+  if (w.terminal() || !services_.count(id)) {
+    error = ApiError{409, "state", "state: service " + std::to_string(id) + " is " + w.state};
+    return nullptr;
+  }
+  return &w;
+}
+
+bool Controller::PushLoad(int64_t id, const Json& body, Json& out, ApiError& error,
+                          const Access& access) {
+  std::lock_guard<std::mutex> lock(mu_);
+  WorkloadRecord* svc = FindService(id, access, error);
+  if (svc == nullptr) return false;
+  auto bad = [&error](const std::string& field, const std::string& why) {
+    error = ApiError{400, field, field + ": " + why};
+    return false;
+  };
+  if (!body.is_object()) return bad("", "body must be a JSON object");
+  for (const auto& [k, v] : body.items()) {
+    if (k != "in_flight" && k != "source" && k != "replicas") return bad(k, "unknown field");
+  }
+  if (!body.contains("in_flight") || !body["in_flight"].is_number() ||
+      !std::isfinite(body["in_flight"].get<double>()) || body["in_flight"].get<double>() < 0 ||
+      body["in_flight"].get<double>() > 1e9) {
+    return bad("in_flight", "required: a number in 0..1e9");
+  }
+  if (body.contains("source") && !body["source"].is_string()) {
+    return bad("source", "must be load_balancer or pushed");
+  }
+  const std::string source = body.value("source", "pushed");
+  if (source != "load_balancer" && source != "pushed") {
+    return bad("source", "must be load_balancer or pushed");
+  }
+  std::vector<std::pair<int64_t, int64_t>> sessions;
+  if (body.contains("replicas")) {
+    const Json& r = body["replicas"];
+    if (!r.is_object()) return bad("replicas", "must be an object of replica id -> sessions");
+    for (const auto& [k, v] : r.items()) {
+      char* end = nullptr;
+      const long long rid = std::strtoll(k.c_str(), &end, 10);
+      if (k.empty() || *end != '\0' || rid <= 0) return bad("replicas." + k, "not a workload id");
+      if (!v.is_number_integer() || v.get<int64_t>() < 0) {
+        return bad("replicas." + k, "must be a session count >= 0");
+      }
+      sessions.emplace_back(rid, v.get<int64_t>());
+    }
+  }
+  ServiceState& st = services_.at(id);
+  const int64_t now = Now();
+  const double in_flight = body["in_flight"].get<double>();
+  (void)autoscaler_.Observe(st.slot,
+                            source == "load_balancer" ? autoscale::Source::kLoadBalancer
+                                                      : autoscale::Source::kPushedInFlight,
+                            in_flight, now);
+  if (body.contains("replicas")) {
+    st.gateway_ms = now;
+    for (const auto& [rid, n] : sessions) {
+      if (!st.replicas.count(rid)) continue;
+      WorkloadRecord& r = workloads_.at(rid);
+      r.gateway_sessions = n;
+      r.gateway_ms = now;
+    }
+  }
+  // Traffic for a service at zero: decide now rather than at the next tick.
+  if (in_flight > 0 && st.desired == 0) {
+    st.tick_now = true;
+    Kick();
+  }
+  out = Json{{"id", id}, {"desired", st.desired}};
+  return true;
+}
+
+bool Controller::Scale(int64_t id, const Json& body, Json& out, ApiError& error,
+                       const Access& access) {
+  uint64_t ticket = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    WorkloadRecord* svc = FindService(id, access, error);
+    if (svc == nullptr) return false;
+    ServiceState& st = services_.at(id);
+    const autoscale::ServiceParams& p = svc->parsed.service->autoscale;
+    if (!body.is_object() || body.size() != 1 ||
+        !(body.contains("replicas") || body.contains("auto"))) {
+      error = ApiError{400, "replicas", "replicas: give {\"replicas\": N} or {\"auto\": true}"};
+      return false;
+    }
+    if (body.contains("auto")) {
+      if (body["auto"] != true) {
+        error = ApiError{400, "auto", "auto: must be true"};
+        return false;
+      }
+      (void)autoscaler_.Unpin(st.slot);
+      st.pinned.reset();
+      Event(*svc, "Unpinned", "autoscaling on");
+    } else {
+      const Json& n = body["replicas"];
+      if (!n.is_number_integer() || n.get<int64_t>() < p.min_replicas ||
+          n.get<int64_t>() > p.max_replicas) {
+        error = ApiError{400, "replicas",
+                         "replicas: must be an integer in " + std::to_string(p.min_replicas) +
+                             ".." + std::to_string(p.max_replicas) +
+                             " (the service's replicas)"};
+        return false;
+      }
+      const auto pinned = n.get<int32_t>();
+      if (Status s = autoscaler_.Pin(st.slot, pinned); !s.ok()) {
+        error = ApiError{400, "replicas", "replicas: " + s.message()};
+        return false;
+      }
+      st.pinned = pinned;
+      Event(*svc, "Pinned", std::to_string(pinned) + " replicas, autoscaling off");
+    }
+    st.tick_now = true;
+    Dirty(*svc);
+    Kick();
+    out = Json{{"id", id}, {"pinned", st.pinned ? Json(*st.pinned) : Json(nullptr)}};
+    ticket = committer_->Enqueue(TakeDirty());
+  }
+  if (Status s = committer_->Wait(ticket); !s.ok()) {
+    error = ApiError{500, "", "store: " + s.message()};
+    return false;
+  }
+  return true;
+}
+
+}  // namespace gpuorch::server
