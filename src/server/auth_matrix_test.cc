@@ -106,6 +106,16 @@ queues:
     wb_ = Submit(kTenantB, "b", 0, {{"SECRET", "b-secret"}});
     ASSERT_GT(wa_, 0);
     ASSERT_GT(wb_, 0);
+    // A service of queue a, at zero replicas (it takes nothing from n1).
+    Answer sa = Call(kTenantA, "POST", "/v1/workloads",
+                     Json{{"name", "svc"},
+                          {"queue", "a"},
+                          {"kind", "inference"},
+                          {"cpu_milli", 100},
+                          {"replicas", "0:1"},
+                          {"command", {"sleep", "600"}}});
+    ASSERT_EQ(sa.status, 201) << sa.body;
+    sa_ = sa.json.value("id", int64_t{-1});
     for (int i = 0; i < 3000 && Call(kAdmin, "GET", Workload(wa_)).json["state"] != "Running";
          ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -183,7 +193,7 @@ queues:
   static inline const std::string kLogSecret = std::string(64, 'c');
   static inline std::string tokens_[kWhoCount];
   static inline std::string bootstrap_log_;
-  static inline int64_t wa_ = 0, wb_ = 0;
+  static inline int64_t wa_ = 0, wb_ = 0, sa_ = 0;
 };
 
 std::vector<Row> AuthMatrixTest::Matrix() {
@@ -227,6 +237,9 @@ std::vector<Row> AuthMatrixTest::Matrix() {
     {"GET /v1/workloads/{a-workload}/logs",         fixed("GET", wa + "/logs"),                    {200, 200, 200, 404, 200, 403, A, A, A}},
     {"POST /v1/workloads/{a-workload}/cancel",      fresh_workload("POST", "/cancel"),             {200, 403, 200, 404, 403, 403, A, A, A}},
     {"DELETE /v1/workloads/{a-workload}",           fresh_workload("DELETE", ""),                  {200, 403, 200, 404, 403, 403, A, A, A}},
+    {"POST /v1/workloads/{a-service}/load",         fixed("POST", Workload(sa_) + "/load", Json{{"in_flight", 0}}), {200, 403, 200, 404, 403, 403, A, A, A}},
+    {"POST /v1/workloads/{a-service}/scale",        fixed("POST", Workload(sa_) + "/scale", Json{{"auto", true}}), {200, 403, 200, 404, 403, 403, A, A, A}},
+    {"GET /v1/services",                         fixed("GET", "/v1/services"),                  {200, 200, 200, 200, 200, 403, A, A, A}},
     {"GET /v1/queues",                           fixed("GET", "/v1/queues"),                    {200, 200, 200, 200, 200, 403, A, A, A}},
     {"GET /v1/queues/a",                         fixed("GET", "/v1/queues/a"),                  {200, 200, 200, 404, 200, 403, A, A, A}},
     {"GET /v1/usage",                            fixed("GET", "/v1/usage"),                     {200, 200, 200, 200, 200, 403, A, A, A}},

@@ -286,6 +286,16 @@ std::string Controller::Metrics(std::vector<prometheus::MetricFamily> extra) {
     first = false;
     after = last;
   }
+  auto svc_replicas = GaugeFamily(
+      "gpuorch_service_replicas",
+      "Replicas of an inference service by state: desired (the autoscaler's decision or the "
+      "pinned size), ready (receiving traffic), pending (waiting to be placed), starting "
+      "(placed, not ready yet), draining (scaled down, finishing its requests).");
+  auto svc_in_flight = GaugeFamily(
+      "gpuorch_service_in_flight",
+      "In-flight requests of an inference service as its autoscaler sees them: the max over "
+      "its signals, averaged over the stable window.");
+  locked([&] { ServiceSamples(svc_replicas, svc_in_flight); });
   metrics_lock_ns_.store(lock_max_ns, std::memory_order_relaxed);
 
   for (const auto& [key, milli] : idle_milli) {
@@ -310,7 +320,8 @@ std::string Controller::Metrics(std::vector<prometheus::MetricFamily> extra) {
   }
   AddSample(nodes, {{"status", "up"}}, static_cast<double>(up));
   AddSample(nodes, {{"status", "down"}}, static_cast<double>(down));
-  for (auto* f : {&workloads, &nodes, &node_up, &age, &alloc_idle, &queue_util}) {
+  for (auto* f : {&workloads, &nodes, &node_up, &age, &alloc_idle, &queue_util, &svc_replicas,
+                  &svc_in_flight}) {
     extra.push_back(std::move(*f));
   }
   return metrics_.Render(std::move(extra));

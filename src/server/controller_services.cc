@@ -355,6 +355,42 @@ Json Controller::ServiceJson(const WorkloadRecord& svc, const Access& access) co
               {"replicas", replicas}};
 }
 
+void Controller::ServiceSamples(prometheus::MetricFamily& replicas,
+                                prometheus::MetricFamily& in_flight) const {
+  for (const auto& [id, st] : services_) {
+    const WorkloadRecord& svc = workloads_.at(id);
+    const Labels labels = {{"service", svc.parsed.spec.name},
+                           {"id", std::to_string(id)},
+                           {"queue", svc.parsed.queue_name}};
+    int64_t ready = 0, pending = 0, starting = 0, draining = 0;
+    for (int64_t r : st.replicas) {
+      auto it = workloads_.find(r);
+      if (it == workloads_.end() || it->second.terminal() || it->second.cancel_requested) continue;
+      const WorkloadRecord& w = it->second;
+      if (w.draining_since_ms > 0) {
+        ++draining;
+      } else if (ReplicaReady(w)) {
+        ++ready;
+      } else if (w.state == "Pending") {
+        ++pending;
+      } else {
+        ++starting;
+      }
+    }
+    auto add = [&](const char* state, int64_t n) {
+      Labels l = labels;
+      l.emplace_back("state", state);
+      AddSample(replicas, l, static_cast<double>(n));
+    };
+    add("desired", st.desired);
+    add("ready", ready);
+    add("pending", pending);
+    add("starting", starting);
+    add("draining", draining);
+    AddSample(in_flight, labels, st.last.stable_in_flight);
+  }
+}
+
 Json Controller::ListServices(const Access& access) {
   std::lock_guard<std::mutex> lock(mu_);
   Json list = Json::array();

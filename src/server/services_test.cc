@@ -151,6 +151,15 @@ TEST_F(ServicesTest, MinReplicasStartAtOnceAndTurnReadyFromTheAgentsReport) {
   EXPECT_EQ(s["replicas"][0]["address"], "10.0.0.7:20001");
   EXPECT_EQ(s["replicas"][0]["ready"], true);
   EXPECT_TRUE(HasEvent(replicas[0], "Ready"));
+  // The service gauges.
+  const std::string metrics = controller_->Metrics();
+  EXPECT_NE(metrics.find("gpuorch_service_replicas{id=\"1\",queue=\"serving\",service=\"chat\","
+                         "state=\"ready\"} 1"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("gpuorch_service_replicas{id=\"1\",queue=\"serving\",service=\"chat\","
+                         "state=\"desired\"} 1"),
+            std::string::npos);
   // The gateway's view lists it too.
   const Json all = controller_->ListServices();
   ASSERT_EQ(all["services"].size(), 1u);
