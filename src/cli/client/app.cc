@@ -75,6 +75,17 @@ void AddSubmit(CLI::App& app, const Io& io, int& exit_code) {
   AddOptional(cmd, "--estimate-s", f->estimate_s, "Runtime estimate in seconds");
   AddOptional(cmd, "--min-runtime-s", f->min_runtime_s, "Seconds before it may be preempted");
   AddOptional(cmd, "--grace-s", f->grace_s, "Seconds between SIGTERM and SIGKILL");
+  AddOptional(cmd, "--replicas", f->replicas,
+              "An inference service of MIN:MAX replicas, scaled with its load (implies --kind "
+              "inference)");
+  AddOptional(cmd, "--autoscale-target", f->autoscale_target,
+              "In-flight requests per replica the service is sized for (default 100)");
+  AddOptional(cmd, "--autoscale-metric", f->autoscale_metric,
+              "in_flight (default), queue (the load balancer's only) or a replica gauge name");
+  AddOptional(cmd, "--scale-to-zero-after-s", f->scale_to_zero_after_s,
+              "Seconds without traffic before the last replica stops (default 300)");
+  AddOptional(cmd, "--port-readiness", f->readiness_path,
+              "HTTP path on $PORT a replica must answer 2xx before it gets traffic");
   cmd->add_option("command", f->command, "The command and its arguments, after --");
   cmd->callback([common, f, &io, &exit_code] { exit_code = RunSubmit(*common, *f, io); });
 }
@@ -132,6 +143,44 @@ void AddCancelAndLogs(CLI::App& app, const Io& io, int& exit_code) {
   logs->callback([lcommon, largs, &io, &exit_code] {
     exit_code =
         RunLogs(*lcommon, largs->id, largs->task, largs->stream, largs->offset, largs->tail, io);
+  });
+}
+
+void AddServiceCommands(CLI::App& app, const Io& io, int& exit_code) {
+  struct ScaleArgs {
+    int64_t id = 0;
+    std::optional<int64_t> replicas;
+    bool automatic = false;
+  };
+  auto* scale = app.add_subcommand(
+      "scale", "Pin an inference service at N replicas (autoscaling off), or --auto");
+  auto common = std::make_shared<CommonArgs>();
+  auto args = std::make_shared<ScaleArgs>();
+  AddServer(scale, *common);
+  scale->add_option("id", args->id, "Service id")->required();
+  auto* n = AddOptional(scale, "replicas", args->replicas, "Replicas to pin it at");
+  scale->add_flag("--auto", args->automatic, "Unpin: the autoscaler decides again")->excludes(n);
+  scale->callback([common, args, &io, &exit_code] {
+    if (!args->replicas && !args->automatic) {
+      io.err << "error: give a replica count or --auto\n";
+      exit_code = kExitUsage;
+      return;
+    }
+    exit_code = RunScale(*common, args->id, args->replicas, io);
+  });
+
+  auto* load = app.add_subcommand(
+      "load", "Report an inference service's in-flight requests (an external gateway's signal)");
+  auto lcommon = std::make_shared<CommonArgs>();
+  auto id = std::make_shared<int64_t>(0);
+  auto in_flight = std::make_shared<double>(0);
+  AddServer(load, *lcommon);
+  load->add_option("id", *id, "Service id")->required();
+  load->add_option("--in-flight", *in_flight, "Requests queued or being served")
+      ->required()
+      ->check(CLI::NonNegativeNumber);
+  load->callback([lcommon, id, in_flight, &io, &exit_code] {
+    exit_code = RunLoad(*lcommon, *id, *in_flight, io);
   });
 }
 
@@ -265,6 +314,7 @@ void AddClientCommands(CLI::App& app, const Io& io, int& exit_code) {
   AddSubmit(app, io, exit_code);
   AddGetAndDescribe(app, io, exit_code);
   AddCancelAndLogs(app, io, exit_code);
+  AddServiceCommands(app, io, exit_code);
   AddClusterCommands(app, io, exit_code);
   AddAdminCommands(app, io, exit_code);
   AddUsage(app, io, exit_code);

@@ -115,6 +115,40 @@ int RunDescribe(const CommonArgs& common, int64_t id, const Io& io) {
   return kExitOk;
 }
 
+int RunScale(const CommonArgs& common, int64_t id, std::optional<int64_t> replicas,
+             const Io& io) {
+  auto client = Connect(common);
+  if (!client.ok()) return Fail(client.failure(), io);
+  const json body = replicas ? json{{"replicas", *replicas}} : json{{"auto", true}};
+  auto answer = client.value()->PostJson(WorkloadPath(id) + "/scale", body);
+  if (!answer.ok()) {
+    Failure f = answer.failure();
+    f.message = "service " + std::to_string(id) + ": " + f.message;
+    return Fail(f, io);
+  }
+  if (replicas) {
+    io.out << "service " << id << " pinned at " << *replicas << " replicas (autoscaling off)\n";
+  } else {
+    io.out << "service " << id << " autoscaled\n";
+  }
+  return kExitOk;
+}
+
+int RunLoad(const CommonArgs& common, int64_t id, double in_flight, const Io& io) {
+  auto client = Connect(common);
+  if (!client.ok()) return Fail(client.failure(), io);
+  auto answer = client.value()->PostJson(WorkloadPath(id) + "/load", json{{"in_flight", in_flight}});
+  if (!answer.ok()) {
+    Failure f = answer.failure();
+    f.message = "service " + std::to_string(id) + ": " + f.message;
+    return Fail(f, io);
+  }
+  const json& a = answer.value();
+  io.out << "service " << id << ": " << in_flight << " in flight reported; desired "
+         << (a.is_object() && a.contains("desired") ? a["desired"].dump() : "?") << " replicas\n";
+  return kExitOk;
+}
+
 int RunCancel(const CommonArgs& common, const std::vector<int64_t>& ids, const Io& io) {
   auto client = Connect(common);
   if (!client.ok()) return Fail(client.failure(), io);

@@ -53,6 +53,10 @@ int RunDescribe(const CommonArgs& common, int64_t id, const Io& io);
 // Cancels every id even when one is refused (exit 1 at the end); stops at the first
 // unreachable-server error, since the rest would fail the same way.
 int RunCancel(const CommonArgs& common, const std::vector<int64_t>& ids, const Io& io);
+// Pins service `id` at `replicas`, or unpins it (nullopt); prints what it did.
+int RunScale(const CommonArgs& common, int64_t id, std::optional<int64_t> replicas, const Io& io);
+// Reports `in_flight` requests of service `id` (POST /v1/workloads/{id}/load).
+int RunLoad(const CommonArgs& common, int64_t id, double in_flight, const Io& io);
 // `offset` (from the start) or `tail` (the last bytes) select a part of the log; -1: not
 // given. The server answers at most its max_log_bytes: a note on stderr says when the output
 // is not the whole log.

@@ -156,6 +156,24 @@ Outcome<nlohmann::json> BuildSubmitBody(const SubmitFlags& flags, nlohmann::json
   set_int("runtime_estimate_s", flags.estimate_s);
   set_int("min_runtime_s", flags.min_runtime_s);
   set_int("grace_period_s", flags.grace_s);
+  set_str("replicas", flags.replicas);
+  if (flags.autoscale_target || flags.autoscale_metric || flags.scale_to_zero_after_s) {
+    if (!body.contains("autoscale") || !body["autoscale"].is_object()) {
+      body["autoscale"] = nlohmann::json::object();
+    }
+    if (flags.autoscale_target) body["autoscale"]["target"] = *flags.autoscale_target;
+    if (flags.autoscale_metric) body["autoscale"]["metric"] = *flags.autoscale_metric;
+    if (flags.scale_to_zero_after_s) {
+      body["autoscale"]["scale_to_zero_after_s"] = *flags.scale_to_zero_after_s;
+    }
+  }
+  if (flags.readiness_path) {
+    if (!body.contains("readiness") || !body["readiness"].is_object()) {
+      body["readiness"] = nlohmann::json::object();
+    }
+    body["readiness"]["http_path"] = *flags.readiness_path;
+  }
+  if (body.contains("replicas") && !body.contains("kind")) body["kind"] = "inference";
   if (!flags.command.empty()) body["command"] = flags.command;
   if (!body.contains("command")) {
     return UsageError(

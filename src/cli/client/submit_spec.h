@@ -34,6 +34,13 @@ struct SubmitFlags {
   std::optional<int64_t> estimate_s;
   std::optional<int64_t> min_runtime_s;
   std::optional<int64_t> grace_s;
+  // An inference service (docs/inference.md): replicas "MIN:MAX", the autoscaler's target
+  // and signal, its scale-to-zero wait, and the readiness path its agents probe.
+  std::optional<std::string> replicas;
+  std::optional<double> autoscale_target;
+  std::optional<std::string> autoscale_metric;
+  std::optional<int64_t> scale_to_zero_after_s;
+  std::optional<std::string> readiness_path;
   std::vector<std::string> command;
 };
 

@@ -65,7 +65,14 @@ std::string CommandLine(const json& command) {
   return out;
 }
 
+// A service (docs/inference.md): its Ready replicas over the desired count.
+bool IsService(const json& w) { return At(w, "service").is_object(); }
+
 std::string TasksCell(const json& w) {
+  if (IsService(w)) {
+    const json& s = At(w, "service");
+    return Text(At(s, "ready")) + "/" + Text(At(s, "desired")) + " ready";
+  }
   int64_t running = 0;
   for (const auto& t : At(w, "tasks").is_array() ? At(w, "tasks") : json::array()) {
     if (At(t, "state") == "running") ++running;
@@ -80,7 +87,12 @@ std::string TasksCell(const json& w) {
 std::string GpusCell(const json& w) {
   const int64_t gpus = Int(WorkloadField(w, "gpus")).value_or(0);
   const int64_t milli = Int(WorkloadField(w, "gpu_milli")).value_or(1000);
-  const int64_t tasks = Int(WorkloadField(w, "min_tasks")).value_or(1);
+  int64_t tasks = Int(WorkloadField(w, "min_tasks")).value_or(1);
+  if (IsService(w)) {  // per replica, times the replicas that hold or wait for GPUs
+    int64_t live = 0;
+    for (const auto& r : At(At(w, "service"), "replicas")) live += At(r, "state") != "Stopping";
+    tasks *= live;
+  }
   return MilliToGpusShort(gpus * milli * tasks);
 }
 
@@ -399,6 +411,29 @@ std::string RenderDescribe(const json& w, TimePoint now) {
     out += "Tasks:\n" + Indent(t.Render(), "  ");
   } else {
     line("Tasks", "<none>");
+  }
+
+  if (IsService(w)) {
+    const json& s = At(w, "service");
+    std::string scaler = "desired " + Text(At(s, "desired")) + ", mode " + Text(At(s, "mode")) +
+                         ", bound " + Text(At(s, "bound"));
+    if (At(s, "in_flight").is_number()) {
+      char buf[64];
+      std::snprintf(buf, sizeof(buf), ", in-flight %.1f", At(s, "in_flight").get<double>());
+      scaler += buf;
+    }
+    if (At(s, "pinned").is_number()) scaler += " (pinned: gpuorch scale ID --auto to unpin)";
+    line("Autoscaler", scaler);
+    Table t({"REPLICA", "WORKLOAD", "STATE", "NODE", "ADDRESS", "READY", "DRAINING"});
+    for (const auto& r : At(s, "replicas")) {
+      t.AddRow({Text(At(r, "replica")), Text(At(r, "workload")), Text(At(r, "state")),
+                Text(At(r, "node")), Text(At(r, "address")), Text(At(r, "ready")),
+                Text(At(r, "draining"))});
+    }
+    out += "Replicas:\n" + Indent(t.Render(), "  ");
+  }
+  if (At(w, "service_of").is_number_integer()) {
+    line("Service", Text(At(w, "service_of")) + " (replica " + Text(At(w, "replica")) + ")");
   }
 
   const json& events = At(w, "events");
