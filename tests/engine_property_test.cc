@@ -335,7 +335,8 @@ std::string CheckInvariants(Driver& d, const Plan& p, uint32_t queues, uint32_t 
     return sum;
   };
   for (const Eviction& e : p.evictions) {
-    if (e.reason == EvictionReason::kNodeLost || e.reason == EvictionReason::kReclaimGuarantee) {
+    if (e.reason == EvictionReason::kNodeLost || e.reason == EvictionReason::kReclaimGuarantee ||
+        e.reason == EvictionReason::kHarvested) {
       continue;
     }
     const QueueId q = d.specs.at(e.workload).queue;
@@ -344,7 +345,9 @@ std::string CheckInvariants(Driver& d, const Plan& p, uint32_t queues, uint32_t 
     own[{q.value(), m.value()}] += milli;
   }
   for (const Eviction& e : p.evictions) {
-    if (e.reason != EvictionReason::kReclaimGuarantee) continue;
+    if (e.reason != EvictionReason::kReclaimGuarantee && e.reason != EvictionReason::kHarvested) {
+      continue;
+    }
     const QueueId q = d.specs.at(e.workload).queue;
     auto tasks = d.sched->Placement(e.workload);
     if (tasks.empty()) continue;
