@@ -229,6 +229,41 @@ TEST_F(HarvestTest, HarvestedReplicasDoNotPreemptBack) {
   EXPECT_EQ(Usage(1), 2000);
 }
 
+// A harvest borrows: what its victims do not free comes from idle GPUs, which may not be
+// the unused guarantee of a queue that does not lend. Model 0 (8 GPUs): batch borrows 6,
+// the 2 idle GPUs are `reserved`'s guarantee; model 1 (8 GPUs) runs batch work the replica
+// may not harvest (equal priority). A 3-GPU replica would take one victim and both idle
+// GPUs, so it harvests only when `reserved` lends.
+TEST_F(HarvestTest, HarvestKeepsHeldBackGuaranteesIdle) {
+  for (bool lends : {false, true}) {
+    SCOPED_TRACE(lends ? "reserved lends" : "reserved does not lend");
+    Fresh();
+    Queue(0, QueueBuilder("serving"));
+    Queue(1, QueueBuilder("batch"));
+    QueueBuilder reserved("reserved");
+    reserved.Guarantee(2, -1, /*model=*/0);
+    if (!lends) reserved.NoLend();
+    Queue(2, reserved);
+    Node(0, NodeBuilder("n0").Gpus(8, 0));
+    Node(1, NodeBuilder("n1").Gpus(8, 1));
+    for (uint32_t i = 0; i < 6; ++i) Submit(100 + i, WorkloadBuilder("b", 1).Gpus(1).Model(0));
+    for (uint32_t i = 0; i < 8; ++i) {
+      Submit(200 + i, WorkloadBuilder("b1", 1).Gpus(1).Model(1).Priority(100));
+    }
+    ASSERT_EQ(Cycle(0).binds.size(), 14u);
+    Submit(1, Replica(0).Gpus(3).Model(0).Model(1).Submitted(1));
+    Plan p = Cycle(kSecond);
+    if (lends) {
+      ASSERT_EQ(p.evictions.size(), 1u);
+      EXPECT_EQ(p.evictions[0].reason, EvictionReason::kHarvested);
+      EXPECT_EQ(ReasonOf(p, 1), PendingReason::kPreempting);
+    } else {
+      EXPECT_TRUE(p.evictions.empty()) << "it would leave 0 of reserved's 2 GPUs idle";
+      EXPECT_NE(ReasonOf(p, 1), PendingReason::kPreempting);
+    }
+  }
+}
+
 // A replica of several tasks harvests too (the gang victim search), all of it Harvested.
 TEST_F(HarvestTest, GangReplicaHarvestsLowerPriorityBorrowers) {
   Queue(0, QueueBuilder("serving"));
