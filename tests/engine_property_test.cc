@@ -351,7 +351,8 @@ std::string CheckInvariants(Driver& d, const Plan& p, uint32_t queues, uint32_t 
           d.sched->QueueUsage(by.queue, m) - bound[{by.queue.value(), m.value()}];
       if (before + need > d.guarantees[by.queue.value()]) {
         if (d.specs.at(e.workload).priority >= by.priority) {
-          return "harvested work of equal or higher priority: " + std::to_string(e.workload.value());
+          return "harvested work of equal or higher priority: " +
+                 std::to_string(e.workload.value());
         }
         ++*harvests_beyond_guarantee;
       }
@@ -451,7 +452,7 @@ struct Coverage {
   int unschedulable = 0, minimal_judged = 0, drained = 0, health_changes = 0;
   int harvested = 0;  // evictions and resizes for an inference preemptor (Harvested)
   int harvested_beyond_guarantee = 0;  // of those evictions, by a replica not in quota
-  int64_t unhealthy_gpu_cycles = 0;  // unhealthy GPUs summed over cycles
+  int64_t unhealthy_gpu_cycles = 0;    // unhealthy GPUs summed over cycles
 };
 
 // Runs one random history; returns the concatenated plans.

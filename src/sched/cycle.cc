@@ -60,12 +60,19 @@ bool Waits(PendingReason r) {
 
 ShapeKey KeyOf(const WorkloadRec& w, bool may_use_lent) {
   const TaskRequest& t = w.spec.task;
-  return ShapeKey{
-      w.spec.queue.value(),     t.gpu_count,        t.gpu_milli,
-      t.gpu_memory_mib,         t.milli_cpu,        t.memory_mib,
-      t.models.bits(),          w.spec.min_tasks,   static_cast<uint8_t>(w.spec.topology.level),
-      w.spec.topology.required, w.spec.preemptible, may_use_lent,
-      w.spec.kind == core::WorkloadKind::kInference};
+  return ShapeKey{w.spec.queue.value(),
+                  t.gpu_count,
+                  t.gpu_milli,
+                  t.gpu_memory_mib,
+                  t.milli_cpu,
+                  t.memory_mib,
+                  t.models.bits(),
+                  w.spec.min_tasks,
+                  static_cast<uint8_t>(w.spec.topology.level),
+                  w.spec.topology.required,
+                  w.spec.preemptible,
+                  may_use_lent,
+                  w.spec.kind == core::WorkloadKind::kInference};
 }
 
 // Pending work in order: priority, then age, then id.

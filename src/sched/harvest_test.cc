@@ -27,8 +27,10 @@ class HarvestTest : public SchedulerTest {
  protected:
   void Fresh() { Make(SchedulerConfig{.policy = "bestfit"}); }
   static WorkloadBuilder Replica(uint32_t queue, int priority = 100) {
-    return WorkloadBuilder("replica", queue).Gpus(1).Kind(WorkloadKind::kInference).Priority(
-        priority);
+    return WorkloadBuilder("replica", queue)
+        .Gpus(1)
+        .Kind(WorkloadKind::kInference)
+        .Priority(priority);
   }
   // Completes every eviction and resize of `p` (the driver reports them done).
   void Complete(const Plan& p) {
@@ -389,8 +391,7 @@ TEST_F(ReclaimReasonTest, TrainingPreemptorKeepsReclaimGuaranteeReason) {
       {"training, resize", WorkloadKind::kTraining, 8, true, EvictionReason::kReclaimGuarantee},
       {"experiment, evictions", WorkloadKind::kExperiment, 8, false,
        EvictionReason::kReclaimGuarantee},
-      {"experiment, resize", WorkloadKind::kExperiment, 8, true,
-       EvictionReason::kReclaimGuarantee},
+      {"experiment, resize", WorkloadKind::kExperiment, 8, true, EvictionReason::kReclaimGuarantee},
       // Beyond its guarantee, training never reaches another queue.
       {"training beyond its guarantee", WorkloadKind::kTraining, 0, false, std::nullopt},
   };

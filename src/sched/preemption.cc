@@ -186,8 +186,7 @@ namespace {
 // The cost order of victims: rank, class, then lowest priority, then youngest, then highest
 // id; one workload's elastic tasks newest first. (Later start, id and task sort first.)
 auto VictimKey(int rank, int cls, const WorkloadRec& w, int32_t task) {
-  return std::make_tuple(rank, cls, w.spec.priority, -w.start_time, -int64_t{w.id.value()},
-                         -task);
+  return std::make_tuple(rank, cls, w.spec.priority, -w.start_time, -int64_t{w.id.value()}, -task);
 }
 
 // What ClusterState::Release does to a node's free state, on a scratch copy.
@@ -235,8 +234,8 @@ bool CheaperLocal(const Local& a, const Local& b) {
 // The one-node victim search of PreemptOnOneNode, in steps.
 class OneNodeSearch {
  public:
-  OneNodeSearch(Scheduler::Impl& s, const WorkloadRec& w, GpuModelId m, Scheduler::Impl::Reach reach,
-                Time now, ReservationAccess access)
+  OneNodeSearch(Scheduler::Impl& s, const WorkloadRec& w, GpuModelId m,
+                Scheduler::Impl::Reach reach, Time now, ReservationAccess access)
       : s_(s), w_(w), m_(m), reach_(reach), now_(now), access_(access), t_(w.spec.task) {
     t_.models = ModelSet::Of(m);
   }
@@ -360,7 +359,8 @@ class OneNodeSearch {
     const bool others = reach_ != Scheduler::Impl::Reach::kOwnQueue;
     const int cheapest_rank = !others && w_.spec.kind == core::WorkloadKind::kInference ? 1 : 0;
     const int cheapest_cls = !s_.elastic_extras_.empty() ? 0 : others ? 1 : 2;
-    return c.victims == 1 && std::pair(c.max_rank, c.max_cls) <= std::pair(cheapest_rank, cheapest_cls) &&
+    return c.victims == 1 &&
+           std::pair(c.max_rank, c.max_cls) <= std::pair(cheapest_rank, cheapest_cls) &&
            c.milli <= w_.task_milli();
   }
 
