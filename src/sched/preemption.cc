@@ -608,7 +608,7 @@ void Scheduler::Impl::Evict(WorkloadRec& w, const std::vector<Victim>& victims, 
     WorkloadRec& r = *v.w;
     if (v.cls == 0 && whole(&r)) continue;  // the whole workload goes anyway
     // Another queue's work taken for an inference replica is harvested, whether the
-    // replica reclaims its guarantee or borrows (rule 2 of Candidates).
+    // replica reclaims its guarantee or harvests beyond it (see Candidates).
     const bool harvested =
         r.spec.queue != w.spec.queue && w.spec.kind == core::WorkloadKind::kInference;
     EvictionReason reason = v.cls == 3   ? EvictionReason::kReservationReady
