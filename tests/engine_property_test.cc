@@ -254,7 +254,8 @@ std::string CheckMinimalVictims(const Driver& d, const Plan& p, int* judged) {
 
 // Checks what must hold after every cycle; returns the first violation, or "".
 std::string CheckInvariants(Driver& d, const Plan& p, uint32_t queues, uint32_t nodes,
-                            const std::vector<int64_t>& limits, int* minimal_judged) {
+                            const std::vector<int64_t>& limits, int* minimal_judged,
+                            int* harvests_beyond_guarantee) {
   const ClusterState& c = d.sched->cluster();
   // No GPU over-committed, and the engine's accounting matches the placements.
   std::map<std::pair<uint32_t, int>, int64_t> used;
@@ -311,15 +312,56 @@ std::string CheckInvariants(Driver& d, const Plan& p, uint32_t queues, uint32_t 
     }
     return "";
   };
+  // Another queue's work taken for an inference preemptor is Harvested; for any other
+  // preemptor it is ReclaimGuarantee; Harvested names nothing else.
+  auto reason_fits = [&](WorkloadId v, EvictionReason r, WorkloadId by) -> std::string {
+    if (r != EvictionReason::kHarvested && r != EvictionReason::kReclaimGuarantee) return "";
+    if (!d.specs.count(by)) return "unknown preemptor: " + std::to_string(by.value());
+    const bool inference = d.specs.at(by).kind == core::WorkloadKind::kInference;
+    const bool other = d.specs.at(v).queue != d.specs.at(by).queue;
+    if ((r == EvictionReason::kHarvested) != (inference && other)) {
+      return std::string(ToString(r)) + " for " + (inference ? "an inference" : "another") +
+             " preemptor: " + std::to_string(v.value());
+    }
+    return "";
+  };
+  // What this plan bound, per (queue, model): usage when a preemptor was judged was at
+  // least the usage now less that.
+  std::map<std::pair<uint32_t, uint32_t>, int64_t> bound;
+  for (const Bind& b : p.binds) {
+    for (const TaskBinding& t : b.tasks) {
+      bound[{d.specs.at(b.workload).queue.value(), c.node(t.node).model.value()}] +=
+          int64_t{t.gpu_milli} * std::popcount(t.gpus);
+    }
+  }
   std::set<WorkloadId> fresh_victims_for;
   for (const Eviction& e : p.evictions) {
     if (e.reason == EvictionReason::kNodeLost) continue;
     if (!e.preemptor.valid()) return "anonymous eviction";
     if (std::string bad = protected_work(e.workload); !bad.empty()) return bad;
+    if (std::string bad = reason_fits(e.workload, e.reason, e.preemptor); !bad.empty()) return bad;
+    // A preemptor whose queue was over its guarantee with its request counted was not in
+    // quota: its victims are harvested, of strictly lower priority only.
+    const auto tasks = d.sched->Placement(e.workload);
+    if (e.reason == EvictionReason::kHarvested && !tasks.empty()) {
+      const WorkloadSpec& by = d.specs.at(e.preemptor);
+      const GpuModelId m = c.node(tasks.front().node).model;
+      const int64_t need = by.task.total_milli_gpu() * by.min_tasks;
+      const int64_t before =
+          d.sched->QueueUsage(by.queue, m) - bound[{by.queue.value(), m.value()}];
+      if (before + need > d.guarantees[by.queue.value()]) {
+        if (d.specs.at(e.workload).priority >= by.priority) {
+          return "harvested work of equal or higher priority: " +
+                 std::to_string(e.workload.value());
+        }
+        ++*harvests_beyond_guarantee;
+      }
+    }
     fresh_victims_for.insert(e.preemptor);
   }
   for (const Resize& r : p.resizes) {
     if (std::string bad = protected_work(r.workload); !bad.empty()) return bad;
+    if (std::string bad = reason_fits(r.workload, r.reason, r.preemptor); !bad.empty()) return bad;
     fresh_victims_for.insert(r.preemptor);
   }
   // No queue is reclaimed below its guarantee: what stays after every stopping task left,
@@ -335,7 +377,8 @@ std::string CheckInvariants(Driver& d, const Plan& p, uint32_t queues, uint32_t 
     return sum;
   };
   for (const Eviction& e : p.evictions) {
-    if (e.reason == EvictionReason::kNodeLost || e.reason == EvictionReason::kReclaimGuarantee) {
+    if (e.reason == EvictionReason::kNodeLost || e.reason == EvictionReason::kReclaimGuarantee ||
+        e.reason == EvictionReason::kHarvested) {
       continue;
     }
     const QueueId q = d.specs.at(e.workload).queue;
@@ -344,7 +387,9 @@ std::string CheckInvariants(Driver& d, const Plan& p, uint32_t queues, uint32_t 
     own[{q.value(), m.value()}] += milli;
   }
   for (const Eviction& e : p.evictions) {
-    if (e.reason != EvictionReason::kReclaimGuarantee) continue;
+    if (e.reason != EvictionReason::kReclaimGuarantee && e.reason != EvictionReason::kHarvested) {
+      continue;
+    }
     const QueueId q = d.specs.at(e.workload).queue;
     auto tasks = d.sched->Placement(e.workload);
     if (tasks.empty()) continue;
@@ -405,7 +450,9 @@ std::string CheckInvariants(Driver& d, const Plan& p, uint32_t queues, uint32_t 
 struct Coverage {
   int binds = 0, elastic = 0, evictions = 0, resizes = 0, reserved = 0, node_lost = 0;
   int unschedulable = 0, minimal_judged = 0, drained = 0, health_changes = 0;
-  int64_t unhealthy_gpu_cycles = 0;  // unhealthy GPUs summed over cycles
+  int harvested = 0;  // evictions and resizes for an inference preemptor (Harvested)
+  int harvested_beyond_guarantee = 0;  // of those evictions, by a replica not in quota
+  int64_t unhealthy_gpu_cycles = 0;    // unhealthy GPUs summed over cycles
 };
 
 // Runs one random history; returns the concatenated plans.
@@ -440,12 +487,15 @@ std::string RunHistory(uint64_t seed, int steps, const std::string& policy,
   // GPU failures and recoveries draw from their own generator, so that the rest of each
   // history stays what it was without them.
   core::Rng health(seed * 7919 + 1);
+  // So do workload kinds: a third of the work is inference, which may harvest.
+  core::Rng kinds(seed * 104729 + 3);
   for (int step = 0; step < steps; ++step) {
     Time now = step * kSecond;
     d.Advance(now);
     for (uint64_t k = rng.Uniform(4); k > 0; --k) {
       WorkloadId id(next_id++);
       WorkloadSpec spec = RandomWorkload(rng, queues, now);
+      if (kinds.Uniform(3) == 0) spec.kind = core::WorkloadKind::kInference;
       d.specs[id] = spec;
       d.runtime[id] = static_cast<Duration>(1 + rng.Uniform(40)) * kSecond;
       EXPECT_TRUE(d.sched->Submit(id, spec).ok());
@@ -484,7 +534,8 @@ std::string RunHistory(uint64_t seed, int steps, const std::string& policy,
       (void)d.sched->Cancel(WorkloadId(static_cast<uint32_t>(rng.Uniform(next_id))));
     Plan p = d.sched->Cycle(now);
     int judged = 0;
-    std::string bad = CheckInvariants(d, p, queues, nodes, limits, &judged);
+    int beyond = 0;
+    std::string bad = CheckInvariants(d, p, queues, nodes, limits, &judged, &beyond);
     EXPECT_EQ(bad, "") << "seed " << seed << " step " << step << "\n" << Serialize(p);
     if (!bad.empty()) return trace;
     d.Apply(p);
@@ -493,13 +544,16 @@ std::string RunHistory(uint64_t seed, int steps, const std::string& policy,
       for (const Bind& b : p.binds) ++(b.elastic ? cov->elastic : cov->binds);
       for (const Eviction& e : p.evictions) {
         ++(e.reason == EvictionReason::kNodeLost ? cov->node_lost : cov->evictions);
+        cov->harvested += e.reason == EvictionReason::kHarvested;
       }
       cov->resizes += static_cast<int>(p.resizes.size());
+      for (const Resize& r : p.resizes) cov->harvested += r.reason == EvictionReason::kHarvested;
       for (const auto& e : p.pending) {
         cov->reserved += e.reason == PendingReason::kReserved;
         cov->unschedulable += e.reason == PendingReason::kUnschedulable;
       }
       cov->minimal_judged += judged;
+      cov->harvested_beyond_guarantee += beyond;
       for (const core::NodeSpec& n : d.nodes) {
         cov->unhealthy_gpu_cycles += std::popcount(n.unhealthy_gpus);
       }
@@ -527,12 +581,15 @@ TEST(EngineProperty, InvariantsHoldOverLongRandomHistories) {
   EXPECT_GT(cov.drained, 5);
   EXPECT_GT(cov.health_changes, 500);
   EXPECT_GT(cov.unhealthy_gpu_cycles, 10000);
+  EXPECT_GT(cov.harvested, 10);
+  EXPECT_GT(cov.harvested_beyond_guarantee, 10);
   std::cout << "coverage: binds " << cov.binds << " elastic " << cov.elastic << " evictions "
             << cov.evictions << " resizes " << cov.resizes << " reserved " << cov.reserved
             << " node_lost " << cov.node_lost << " unschedulable " << cov.unschedulable
             << " minimal_judged " << cov.minimal_judged << " drained " << cov.drained
             << " health_changes " << cov.health_changes << " unhealthy_gpu_cycles "
-            << cov.unhealthy_gpu_cycles << "\n";
+            << cov.unhealthy_gpu_cycles << " harvested " << cov.harvested
+            << " harvested_beyond_guarantee " << cov.harvested_beyond_guarantee << "\n";
 }
 
 TEST(EngineProperty, SameInputSamePlan) {

@@ -25,6 +25,7 @@ struct ShapeKey {
   int32_t min_tasks;
   uint8_t level;
   bool required, preemptible, lent;
+  bool inference;  // an inference replica may harvest where other work may not preempt
   bool operator==(const ShapeKey&) const = default;
 };
 
@@ -39,8 +40,8 @@ struct ShapeHash {
     mix(static_cast<uint64_t>(k.memory));
     mix(k.models);
     mix(static_cast<uint64_t>(k.min_tasks));
-    mix(uint64_t{k.level} << 3 | uint64_t{k.required} << 2 | uint64_t{k.preemptible} << 1 |
-        uint64_t{k.lent});
+    mix(uint64_t{k.inference} << 11 | uint64_t{k.level} << 3 | uint64_t{k.required} << 2 |
+        uint64_t{k.preemptible} << 1 | uint64_t{k.lent});
     return static_cast<size_t>(h);
   }
 };
@@ -59,11 +60,19 @@ bool Waits(PendingReason r) {
 
 ShapeKey KeyOf(const WorkloadRec& w, bool may_use_lent) {
   const TaskRequest& t = w.spec.task;
-  return ShapeKey{
-      w.spec.queue.value(),     t.gpu_count,        t.gpu_milli,
-      t.gpu_memory_mib,         t.milli_cpu,        t.memory_mib,
-      t.models.bits(),          w.spec.min_tasks,   static_cast<uint8_t>(w.spec.topology.level),
-      w.spec.topology.required, w.spec.preemptible, may_use_lent};
+  return ShapeKey{w.spec.queue.value(),
+                  t.gpu_count,
+                  t.gpu_milli,
+                  t.gpu_memory_mib,
+                  t.milli_cpu,
+                  t.memory_mib,
+                  t.models.bits(),
+                  w.spec.min_tasks,
+                  static_cast<uint8_t>(w.spec.topology.level),
+                  w.spec.topology.required,
+                  w.spec.preemptible,
+                  may_use_lent,
+                  w.spec.kind == core::WorkloadKind::kInference};
 }
 
 // Pending work in order: priority, then age, then id.

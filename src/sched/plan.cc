@@ -36,6 +36,8 @@ const char* ToString(EvictionReason r) {
       return "ReservationReady";
     case EvictionReason::kNodeLost:
       return "NodeLost";
+    case EvictionReason::kHarvested:
+      return "Harvested";
   }
   return "?";
 }

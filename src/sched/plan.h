@@ -26,10 +26,13 @@ enum class PendingReason : uint8_t {
 const char* ToString(PendingReason r);
 
 enum class EvictionReason : uint8_t {
-  kReclaimGuarantee,  // a queue takes back its guarantee from a borrower
+  kReclaimGuarantee,  // a queue takes back its guarantee from a borrower (not for inference)
   kPriority,          // higher-priority work in the same queue
   kReservationReady,  // it ran on capacity lent from a reservation, which is now needed
   kNodeLost,          // part of a gang was on a node that went down; the rest is stopped
+  // Another queue's borrowed work, taken for an inference replica: in a guarantee
+  // reclaim, or harvested by a replica beyond its guarantee (strictly lower priority).
+  kHarvested,
 };
 const char* ToString(EvictionReason r);
 

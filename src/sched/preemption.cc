@@ -3,12 +3,17 @@
 // Who may be a victim (never non-preemptible work, never work younger than min_runtime):
 //   class 0: an elastic task beyond min_tasks, one task per victim (taken back by a
 //            resize, the workload keeps running), so a shrink stops only the tasks needed;
-//   class 1: work of another queue that borrows, for an in-quota preemptor, taken only if
-//            the queue stays at or above its guarantee once it and every victim chosen
+//   class 1: work of another queue that borrows, for an in-quota preemptor (a guarantee
+//            reclaim) or, at strictly lower priority than the preemptor, for an inference
+//            replica beyond its guarantee whose queue may borrow (a harvest); taken only
+//            if the queue stays at or above its guarantee once it and every victim chosen
 //            before it have left (and work already being evicted);
 //   class 2: lower-priority work of the preemptor's own queue;
 //   class 3: work that runs on GPUs lent from the preemptor's head-of-line reservation.
-// Cost order: class, then priority (lowest first), then youngest first.
+// Cost order: class, then priority (lowest first), then youngest first; but an inference
+// preemptor takes every victim of other queues (classes 0 and 1) before any of its own
+// queue's (its rank, Victim::rank). Another queue's work evicted or shrunk for an inference
+// preemptor is kHarvested; for any other preemptor kReclaimGuarantee.
 // Where: a preemptor that fits on one node gets its victims from one node (each node judged
 // on a scratch copy of its free state); a gang is tried one rack at a time, then anywhere.
 // The cheapest option wins (highest class used, then number of victims, then GPUs freed),
@@ -32,6 +37,7 @@ namespace gpuorch::sched {
 namespace {
 
 struct Cost {
+  int max_rank = 0;
   int max_cls = 0;
   size_t victims = 0;
   int64_t milli = 0;
@@ -41,6 +47,7 @@ struct Cost {
 Cost CostOf(const std::vector<Scheduler::Impl::Victim>& set) {
   Cost c;
   for (const auto& v : set) {
+    c.max_rank = std::max(c.max_rank, v.rank);
     c.max_cls = std::max(c.max_cls, v.cls);
     c.milli += v.milli;
   }
@@ -116,15 +123,20 @@ std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::MinimalSet(
 
 // The victims v offers to preemptor w on model m: its elastic tasks beyond min_tasks
 // (class 0) and the whole workload (class 1 or 2), if it may be evicted for w at all.
-void Scheduler::Impl::Candidates(const WorkloadRec& w, WorkloadRec& v, GpuModelId m, bool in_quota,
+void Scheduler::Impl::Candidates(const WorkloadRec& w, WorkloadRec& v, GpuModelId m, Reach reach,
                                  Time now, std::vector<Victim>& out) const {
   if (v.model != m || v.id == w.id || !Evictable(v, now)) return;
   const QueueId q = w.spec.queue;
+  const bool in_quota = reach == Reach::kReclaim;
   const bool same = v.spec.queue == q;
   const bool lower = same && v.spec.priority < w.spec.priority;
-  // Another queue's work is reclaimable only while that queue borrows; whether taking this
-  // victim would leave it below its guarantee is checked with the victims chosen before it.
-  const bool borrowed = in_quota && !same && Borrowing(v.spec.queue, m, 0);
+  // Another queue's work is reclaimable only while that queue borrows, and harvestable
+  // only at strictly lower priority (so that two replicas at equal priority never take
+  // from each other); whether taking this victim would leave its queue below its guarantee
+  // is checked with the victims chosen before it.
+  const bool reaches = in_quota || (reach == Reach::kHarvest && v.spec.priority < w.spec.priority);
+  const bool borrowed = reaches && !same && Borrowing(v.spec.queue, m, 0);
+  const int rank = same && w.spec.kind == core::WorkloadKind::kInference ? 1 : 0;
   // Tasks already stopping are leaving for someone else: never offered again.
   std::vector<int32_t> staying;
   for (const TaskRec& t : v.tasks) {
@@ -134,11 +146,13 @@ void Scheduler::Impl::Candidates(const WorkloadRec& w, WorkloadRec& v, GpuModelI
   std::sort(staying.rbegin(), staying.rend());  // the newest elastic tasks go first
   const int32_t extra = static_cast<int32_t>(staying.size()) - v.spec.min_tasks;
   if (extra > 0 && (same ? (lower || in_quota) : borrowed)) {
-    for (int32_t i = 0; i < extra; ++i) out.push_back(Victim{&v, 0, {staying[i]}, v.task_milli()});
+    for (int32_t i = 0; i < extra; ++i) {
+      out.push_back(Victim{&v, 0, {staying[i]}, v.task_milli(), rank});
+    }
   }
   if (lower || borrowed) {
     const int64_t milli = v.task_milli() * static_cast<int64_t>(staying.size());
-    out.push_back(Victim{&v, lower ? 2 : 1, std::move(staying), milli});
+    out.push_back(Victim{&v, lower ? 2 : 1, std::move(staying), milli, rank});
   }
 }
 
@@ -148,6 +162,20 @@ bool Scheduler::Impl::Evictable(const WorkloadRec& v, Time now) const {
          v.start_time != now;  // bound in this cycle: never bind-then-evict
 }
 
+bool Scheduler::Impl::MayHarvest(const WorkloadRec& w) const {
+  return w.spec.kind == core::WorkloadKind::kInference && w.spec.preemptible &&
+         queues_[w.spec.queue.value()].spec.can_borrow;
+}
+
+bool Scheduler::Impl::KeepsHeldBack(QueueId q, GpuModelId m, int64_t need,
+                                    const std::vector<Victim>& victims) const {
+  const int64_t held = HeldBack(m, q);
+  if (held == 0) return true;
+  int64_t freed = 0;
+  for (const Victim& v : victims) freed += v.milli;
+  return cluster_.free_milli(m) + freed - need >= held;
+}
+
 bool Scheduler::Impl::Reclaimable(QueueId q, GpuModelId m, int64_t milli) const {
   const QueueRec& r = queues_[q.value()];
   return r.usage[m.value()] - r.evicting[m.value()] - milli >= r.guaranteed[m.value()];
@@ -155,10 +183,10 @@ bool Scheduler::Impl::Reclaimable(QueueId q, GpuModelId m, int64_t milli) const 
 
 namespace {
 
-// The cost order of victims: class, then lowest priority, then youngest, then highest id;
-// one workload's elastic tasks newest first. (Later start, id and task sort first.)
-auto VictimKey(int cls, const WorkloadRec& w, int32_t task) {
-  return std::make_tuple(cls, w.spec.priority, -w.start_time, -int64_t{w.id.value()}, -task);
+// The cost order of victims: rank, class, then lowest priority, then youngest, then highest
+// id; one workload's elastic tasks newest first. (Later start, id and task sort first.)
+auto VictimKey(int rank, int cls, const WorkloadRec& w, int32_t task) {
+  return std::make_tuple(rank, cls, w.spec.priority, -w.start_time, -int64_t{w.id.value()}, -task);
 }
 
 // What ClusterState::Release does to a node's free state, on a scratch copy.
@@ -176,7 +204,8 @@ void ReleaseOnCopy(NodeState& n, const TaskRequest& t, GpuMask mask) {
 }  // namespace
 
 bool Scheduler::Impl::CheaperVictim(const Victim& a, const Victim& b) {
-  return VictimKey(a.cls, *a.w, a.tasks.front()) < VictimKey(b.cls, *b.w, b.tasks.front());
+  return VictimKey(a.rank, a.cls, *a.w, a.tasks.front()) <
+         VictimKey(b.rank, b.cls, *b.w, b.tasks.front());
 }
 
 namespace {
@@ -190,6 +219,7 @@ struct Local {
   int cls;
   int32_t task;  // class 0: the task
   int64_t milli;
+  int rank;  // see Victim::rank
 };
 
 // Whether candidate l stops task r.
@@ -198,15 +228,15 @@ bool Releases(const Local& l, const TaskRec& r) {
 }
 
 bool CheaperLocal(const Local& a, const Local& b) {
-  return VictimKey(a.cls, *a.w, a.task) < VictimKey(b.cls, *b.w, b.task);
+  return VictimKey(a.rank, a.cls, *a.w, a.task) < VictimKey(b.rank, b.cls, *b.w, b.task);
 }
 
 // The one-node victim search of PreemptOnOneNode, in steps.
 class OneNodeSearch {
  public:
-  OneNodeSearch(Scheduler::Impl& s, const WorkloadRec& w, GpuModelId m, bool in_quota, Time now,
-                ReservationAccess access)
-      : s_(s), w_(w), m_(m), in_quota_(in_quota), now_(now), access_(access), t_(w.spec.task) {
+  OneNodeSearch(Scheduler::Impl& s, const WorkloadRec& w, GpuModelId m,
+                Scheduler::Impl::Reach reach, Time now, ReservationAccess access)
+      : s_(s), w_(w), m_(m), reach_(reach), now_(now), access_(access), t_(w.spec.task) {
     t_.models = ModelSet::Of(m);
   }
 
@@ -248,9 +278,9 @@ class OneNodeSearch {
       for (size_t j = 0; j < i && !seen; ++j) seen = on_node[j].first == v.id;
       if (seen) continue;
       scratch_.clear();
-      s_.Candidates(w_, v, m_, in_quota_, now_, scratch_);
+      s_.Candidates(w_, v, m_, reach_, now_, scratch_);
       for (const Victim& c : scratch_) {
-        Local l{&v, c.cls, c.tasks.front(), c.milli};
+        Local l{&v, c.cls, c.tasks.front(), c.milli, c.rank};
         if (c.cls == 0) {  // only elastic tasks on this node help
           bool here = false;
           for (const TaskRec& r : v.tasks) here |= r.node == n.id && r.index == l.task;
@@ -310,19 +340,28 @@ class OneNodeSearch {
   }
 
   // Step: keeps n's set if it is the cheapest so far. True when nothing can beat it: one
-  // victim of the cheapest class that frees no more than the need.
+  // victim of the cheapest rank and class that frees no more than the need.
   bool Keep(const NodeState& n) {
     Cost c;
-    for (const Local& l : chosen_) c.max_cls = std::max(c.max_cls, l.cls), c.milli += l.milli;
+    for (const Local& l : chosen_) {
+      c.max_rank = std::max(c.max_rank, l.rank);
+      c.max_cls = std::max(c.max_cls, l.cls);
+      c.milli += l.milli;
+    }
     c.victims = chosen_.size();
     if (best_node_.valid() && !(c < best_cost_)) return false;
     best_cost_ = c;
     best_set_ = chosen_;
     best_node_ = n.id;
     // The cheapest class any node could offer: elastic tasks (class 0) when some workload
-    // has them, else borrowed work for an in-quota preemptor, else lower priority.
-    const int cheapest_possible = !s_.elastic_extras_.empty() ? 0 : in_quota_ ? 1 : 2;
-    return c.victims == 1 && c.max_cls <= cheapest_possible && c.milli <= w_.task_milli();
+    // has them, else borrowed work for a preemptor that reaches other queues, else lower
+    // priority. An inference preemptor that reaches no other queue has only rank 1.
+    const bool others = reach_ != Scheduler::Impl::Reach::kOwnQueue;
+    const int cheapest_rank = !others && w_.spec.kind == core::WorkloadKind::kInference ? 1 : 0;
+    const int cheapest_cls = !s_.elastic_extras_.empty() ? 0 : others ? 1 : 2;
+    return c.victims == 1 &&
+           std::pair(c.max_rank, c.max_cls) <= std::pair(cheapest_rank, cheapest_cls) &&
+           c.milli <= w_.task_milli();
   }
 
   // Whether w fits on a scratch copy of n with `set` gone.
@@ -340,7 +379,7 @@ class OneNodeSearch {
   std::vector<Victim> Victims() const {
     std::vector<Victim> out;
     for (const Local& l : best_set_) {
-      Victim v{l.w, l.cls, {}, l.milli};
+      Victim v{l.w, l.cls, {}, l.milli, l.rank};
       for (const TaskRec& r : l.w->tasks) {
         if (Releases(l, r)) v.tasks.push_back(r.index);
       }
@@ -352,7 +391,7 @@ class OneNodeSearch {
   Scheduler::Impl& s_;
   const WorkloadRec& w_;
   const GpuModelId m_;
-  const bool in_quota_;
+  const Scheduler::Impl::Reach reach_;
   const Time now_;
   const ReservationAccess access_;
   TaskRequest t_;
@@ -371,13 +410,13 @@ class OneNodeSearch {
 // worst; the scan starts where the last one succeeded and stops once an option as cheap
 // as any can be (one victim of the cheapest class) is found.
 std::optional<std::vector<Scheduler::Impl::Victim>> Scheduler::Impl::PreemptOnOneNode(
-    const WorkloadRec& w, GpuModelId m, bool in_quota, Time now, ReservationAccess access) {
-  return OneNodeSearch(*this, w, m, in_quota, now, access).Run();
+    const WorkloadRec& w, GpuModelId m, Reach reach, Time now, ReservationAccess access) {
+  return OneNodeSearch(*this, w, m, reach, now, access).Run();
 }
 
 // Whether w could have any victim on model m at all, in O(queues): most failed placements
 // are not entitled to preempt, and this keeps them from scanning the cluster.
-bool Scheduler::Impl::AnyVictimPossible(const WorkloadRec& w, GpuModelId m, bool in_quota) {
+bool Scheduler::Impl::AnyVictimPossible(const WorkloadRec& w, GpuModelId m, Reach reach) {
   std::erase_if(elastic_extras_, [&](WorkloadId id) {
     const WorkloadRec* v = Find(id);
     return v == nullptr || v->state != WorkloadState::kRunning ||
@@ -388,11 +427,13 @@ bool Scheduler::Impl::AnyVictimPossible(const WorkloadRec& w, GpuModelId m, bool
   if (!own.running_priorities.empty() && own.running_priorities.begin()->first < w.spec.priority) {
     return true;
   }
-  if (!in_quota) return false;
+  if (reach == Reach::kOwnQueue) return false;
   for (size_t i = 0; i < queues_.size(); ++i) {
     const QueueRec& r = queues_[i];
     if (r.present && r.leaf && QueueId(static_cast<uint32_t>(i)) != w.spec.queue &&
-        Borrowing(QueueId(static_cast<uint32_t>(i)), m, 0)) {
+        Borrowing(QueueId(static_cast<uint32_t>(i)), m, 0) &&
+        (reach == Reach::kReclaim || (!r.running_priorities.empty() &&
+                                      r.running_priorities.begin()->first < w.spec.priority))) {
       return true;
     }
   }
@@ -422,9 +463,9 @@ struct Choice {
 // with all of them gone (a workload's elastic tasks and the workload as a whole are
 // counted once).
 std::vector<Victim> AllowedGangVictims(Scheduler::Impl& s, const WorkloadRec& w, GpuModelId m,
-                                       bool in_quota, Time now) {
+                                       Scheduler::Impl::Reach reach, Time now) {
   std::vector<Victim> cands;
-  for (WorkloadId vid : s.running_) s.Candidates(w, s.Rec(vid), m, in_quota, now, cands);
+  for (WorkloadId vid : s.running_) s.Candidates(w, s.Rec(vid), m, reach, now, cands);
   std::sort(cands.begin(), cands.end(), Scheduler::Impl::CheaperVictim);
   std::map<uint32_t, int64_t> taken;
   std::map<WorkloadId, int64_t> counted;
@@ -490,17 +531,26 @@ bool Scheduler::Impl::Preempt(WorkloadRec& w, Plan& plan, ReservationAccess acce
     const bool in_quota =
         InQuota(q, m, need) && HostInQuota(q, w.spec.task.milli_cpu * w.spec.min_tasks,
                                            w.spec.task.memory_mib * w.spec.min_tasks);
-    if (!AnyVictimPossible(w, m, in_quota)) continue;
+    const Reach reach = in_quota        ? Reach::kReclaim
+                        : MayHarvest(w) ? Reach::kHarvest
+                                        : Reach::kOwnQueue;
+    if (!AnyVictimPossible(w, m, reach)) continue;
+    // A harvest borrows: what the victims do not free comes from idle GPUs, which may not
+    // eat into the unused guarantee of queues that do not lend (as in the cycle).
+    auto consider = [&](std::optional<std::vector<Victim>> set) {
+      if (set && reach == Reach::kHarvest && !KeepsHeldBack(q, m, need, *set)) return;
+      best.Consider(std::move(set), m, in_quota);
+    };
     if (one_node) {
-      best.Consider(PreemptOnOneNode(w, m, in_quota, plan.now, access), m, in_quota);
+      consider(PreemptOnOneNode(w, m, reach, plan.now, access));
       continue;
     }
-    const std::vector<Victim> allowed = AllowedGangVictims(*this, w, m, in_quota, plan.now);
+    const std::vector<Victim> allowed = AllowedGangVictims(*this, w, m, reach, plan.now);
     if (allowed.empty()) continue;
     for (const std::vector<Victim>& rack : VictimsByRack(cluster_, allowed)) {
-      if (!rack.empty()) best.Consider(MinimalSet(w, m, rack, access), m, in_quota);
+      if (!rack.empty()) consider(MinimalSet(w, m, rack, access));
     }
-    if (!best.set) best.Consider(MinimalSet(w, m, allowed, access), m, in_quota);
+    if (!best.set) consider(MinimalSet(w, m, allowed, access));
   }
   if (!best.set) return false;
   StartEviction(w, *best.set, best.model, best.in_quota ? need : 0, access, plan);
@@ -557,11 +607,16 @@ void Scheduler::Impl::Evict(WorkloadRec& w, const std::vector<Victim>& victims, 
   for (const Victim& v : victims) {
     WorkloadRec& r = *v.w;
     if (v.cls == 0 && whole(&r)) continue;  // the whole workload goes anyway
+    // Another queue's work taken for an inference replica is harvested, whether the
+    // replica reclaims its guarantee or harvests beyond it (see Candidates).
+    const bool harvested =
+        r.spec.queue != w.spec.queue && w.spec.kind == core::WorkloadKind::kInference;
     EvictionReason reason = v.cls == 3   ? EvictionReason::kReservationReady
                             : v.cls == 2 ? EvictionReason::kPriority
                             : r.spec.queue == w.spec.queue && r.spec.priority < w.spec.priority
                                 ? EvictionReason::kPriority
-                                : EvictionReason::kReclaimGuarantee;
+                            : harvested ? EvictionReason::kHarvested
+                                        : EvictionReason::kReclaimGuarantee;
     for (TaskRec& t : r.tasks) {
       if (std::find(v.tasks.begin(), v.tasks.end(), t.index) == v.tasks.end()) continue;
       GPUORCH_CHECK(!t.stopping);  // Candidates offers staying tasks only

@@ -178,6 +178,18 @@ class Scheduler::Impl {
 
   // A possible victim: a whole workload, or some elastic tasks of one.
   struct Victim;
+  // What a preemptor may take from other queues on one model (see preemption.cc): nothing
+  // (it borrows: its own queue's lower-priority work only), any queue's borrowed work (it
+  // is in quota: a guarantee reclaim), or, for an inference replica beyond its guarantee,
+  // borrowed work of strictly lower priority (a harvest).
+  enum class Reach : uint8_t { kOwnQueue, kReclaim, kHarvest };
+  // Whether w may harvest (Reach::kHarvest) on a model where it is not in quota: an
+  // inference replica, preemptible, of a queue that may borrow.
+  bool MayHarvest(const WorkloadRec& w) const;
+  // Whether w taking `need` of model m with `victims` gone leaves idle at least the unused
+  // guarantee of queues that do not lend (HeldBack), as borrowing must.
+  bool KeepsHeldBack(QueueId q, GpuModelId m, int64_t need,
+                     const std::vector<Victim>& victims) const;
   // The lent work to evict so that holder w fits (cheapest first, minimal), or nothing
   // (reservations.cc).
   std::optional<std::vector<Victim>> LentVictims(WorkloadRec& w, Time now);
@@ -187,8 +199,12 @@ class Scheduler::Impl {
     int cls = 0;                 // 0 elastic extra task, 1 borrowed, 2 lower priority, 3 lent
     std::vector<int32_t> tasks;  // task indices to stop; every staying task when whole
     int64_t milli = 0;           // milli-GPU it frees
+    // Comes before class: an inference preemptor takes every victim of other queues (the
+    // harvestable ones, rank 0) before any of its own queue's (rank 1). Always 0 for
+    // other preemptors, whose order is class first.
+    int rank = 0;
   };
-  // The cost order of victims (cheapest first): class, lowest priority, youngest.
+  // The cost order of victims (cheapest first): rank, class, lowest priority, youngest.
   static bool CheaperVictim(const Victim& a, const Victim& b);
   // Whether running work v may be a victim at all at time `now`: preemptible, past its
   // min_runtime, and not bound in this very cycle (no bind-then-evict).
@@ -204,11 +220,11 @@ class Scheduler::Impl {
   // Evicts the chosen victims for w and holds its room on model m (see Preempt).
   void StartEviction(WorkloadRec& w, const std::vector<Victim>& victims, GpuModelId m,
                      int64_t claim, ReservationAccess access, Plan& plan);
-  void Candidates(const WorkloadRec& w, WorkloadRec& v, GpuModelId m, bool in_quota, Time now,
+  void Candidates(const WorkloadRec& w, WorkloadRec& v, GpuModelId m, Reach reach, Time now,
                   std::vector<Victim>& out) const;
-  bool AnyVictimPossible(const WorkloadRec& w, GpuModelId m, bool in_quota);
+  bool AnyVictimPossible(const WorkloadRec& w, GpuModelId m, Reach reach);
   std::optional<std::vector<Victim>> PreemptOnOneNode(const WorkloadRec& w, GpuModelId m,
-                                                      bool in_quota, Time now,
+                                                      Reach reach, Time now,
                                                       ReservationAccess access);
 
   // --- helpers (scheduler.cc)
