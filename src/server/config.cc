@@ -57,6 +57,15 @@ std::string ServerConfig::RunAsOf(const std::string& queue) const {
   return "";
 }
 
+const QueueConfig::IdleReclaim* ServerConfig::IdleReclaimOf(const std::string& queue) const {
+  const QueueConfig* q = FindQueue(queue);
+  for (size_t depth = 0; q != nullptr && depth <= queues.size(); ++depth) {
+    if (q->idle_reclaim.after_s > 0) return &q->idle_reclaim;
+    q = q->parent.empty() ? nullptr : FindQueue(q->parent);
+  }
+  return nullptr;
+}
+
 bool ServerConfig::AgentHostAllowed(const std::string& host) const {
   for (const std::string& a : agent_hosts) {
     if (a == host) return true;
@@ -206,7 +215,31 @@ Status ParseHostQuota(Reader& r, const YAML::Node& n, const std::string& key,
 Status ParseQueue(Reader& r, const YAML::Node& n, const std::string& path, QueueConfig& q) {
   GPUORCH_TRY(r.Keys(n, path,
                      {"name", "parent", "weight", "can_borrow", "can_lend", "quota", "cpu_quota",
-                      "memory_quota", "allowed_priorities", "run_as"}));
+                      "memory_quota", "allowed_priorities", "run_as", "idle_reclaim"}));
+  if (n["idle_reclaim"]) {
+    const std::string p = path + ".idle_reclaim";
+    const YAML::Node ir = n["idle_reclaim"];
+    if (!ir.IsMap()) return Status::Invalid(p + ": must be a mapping {after_s, kinds, action}");
+    GPUORCH_TRY(r.Keys(ir, p, {"after_s", "kinds", "action"}));
+    if (!ir["after_s"]) return Status::Invalid(p + ".after_s: required");
+    GPUORCH_TRY(r.Get(ir, "after_s", p, q.idle_reclaim.after_s));
+    if (q.idle_reclaim.after_s < 60 || q.idle_reclaim.after_s > 30 * 86'400) {
+      return Status::Invalid(p + ".after_s: must be in 60..2592000");
+    }
+    GPUORCH_TRY(r.Get(ir, "kinds", p, q.idle_reclaim.kinds));
+    for (const std::string& k : q.idle_reclaim.kinds) {
+      if (k != "training" && k != "inference" && k != "experiment") {
+        return Status::Invalid(p + ".kinds: " + k + " is not training, inference or experiment");
+      }
+    }
+    if (!ir["kinds"]) q.idle_reclaim.kinds = {"experiment"};
+    std::string action = "report";
+    GPUORCH_TRY(r.Get(ir, "action", p, action));
+    if (action != "evict" && action != "report") {
+      return Status::Invalid(p + ".action: must be evict or report");
+    }
+    q.idle_reclaim.evict = action == "evict";
+  }
   if (n["allowed_priorities"]) {
     GPUORCH_TRY(r.Get(n, "allowed_priorities", path, q.allowed_priorities));
     if (q.allowed_priorities.empty()) {

@@ -42,6 +42,16 @@ struct QueueConfig {
   // The Unix user the queue's tasks run as on the nodes (docs/agent.md, "Task isolation");
   // empty: the parent's, and at the top the agent's default task user.
   std::string run_as;
+  // Idle reclaim (docs/inference.md, "Idle reclaim"): work of `kinds` whose allocated GPUs
+  // all stayed under gpu_idle_util_pct for `after_s` is evicted when `evict` and it is
+  // preemptible; any other work of the queue idle that long is reported (AllocatedIdle).
+  // after_s 0: no policy here (the nearest ancestor's applies).
+  struct IdleReclaim {
+    int64_t after_s = 0;
+    std::vector<std::string> kinds;
+    bool evict = false;
+  };
+  IdleReclaim idle_reclaim;
 };
 
 // The queue a server has when its configuration names none.
@@ -134,6 +144,8 @@ struct ServerConfig {
   // The user `queue`'s tasks run as: its own run_as, else its nearest ancestor's; empty when
   // none says.
   std::string RunAsOf(const std::string& queue) const;
+  // The idle-reclaim policy of `queue`: its own, else its nearest ancestor's; null for none.
+  const QueueConfig::IdleReclaim* IdleReclaimOf(const std::string& queue) const;
   // True when `host` is allowed by agent_hosts.
   bool AgentHostAllowed(const std::string& host) const;
 };

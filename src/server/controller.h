@@ -85,6 +85,9 @@ struct WorkloadRecord {
   int64_t draining_since_ms = 0;
   int64_t gateway_sessions = -1;
   int64_t gateway_ms = 0;
+  // Its GPUs have all been idle for its queue's idle_reclaim.after_s (the AllocatedIdle
+  // condition; memory only, judged again from each telemetry sample).
+  bool allocated_idle = false;
 
   bool terminal() const {
     return state == "Succeeded" || state == "Failed" || state == "Cancelled";
@@ -408,6 +411,8 @@ class Controller {
   // The `telemetry` member of a heartbeat (docs/api.md, "Agent protocol"); malformed parts
   // are ignored (the heartbeat's task reports still count).
   void IngestTelemetry(NodeRecord& n, const Json& telemetry);
+  // The queue's idle_reclaim policy applied to `w` after a telemetry sample (mu_ held).
+  void CheckIdleReclaim(WorkloadRecord& w, int64_t now);
   void Event(WorkloadRecord& w, const std::string& type, const std::string& message,
              int64_t about = -1, const std::string& redacted = "");
   void Dirty(const WorkloadRecord& w) { dirty_.insert(w.id); }

@@ -2,7 +2,9 @@
 // node record, per-task utilization and memory on the task records, GPU health into the
 // engine (it places nothing new on an unhealthy GPU), and idle detection (allocated-idle
 // GPUs, an event when a task's GPUs go idle and when they are busy again).
+#include <algorithm>
 #include <cmath>
+#include <set>
 #include <string>
 
 #include "log/logging.h"
@@ -87,6 +89,7 @@ void Controller::IngestTelemetry(NodeRecord& n, const Json& t) {
   }
   auto tasks = t.find("tasks");
   if (tasks == t.end() || !tasks->is_array()) return;
+  std::set<int64_t> sampled;
   for (const Json& r : *tasks) {
     if (!r.is_object()) continue;
     auto wid = r.find("workload");
@@ -101,6 +104,7 @@ void Controller::IngestTelemetry(NodeRecord& n, const Json& t) {
           task.state == "lost") {
         continue;
       }
+      sampled.insert(rec.id);
       task.gpu_util_pct = Number(r, "util", 0, 100);
       const double mem = Number(r, "mem_used_mib", 0, 1e12);
       task.gpu_memory_used_mib = mem < 0 ? -1 : static_cast<int64_t>(mem);
@@ -133,6 +137,49 @@ void Controller::IngestTelemetry(NodeRecord& n, const Json& t) {
       }
       break;
     }
+  }
+  for (int64_t id : sampled) CheckIdleReclaim(workloads_.at(id), now);
+}
+
+void Controller::CheckIdleReclaim(WorkloadRecord& w, int64_t now) {
+  const QueueConfig::IdleReclaim* policy = config_.IdleReclaimOf(w.parsed.queue_name);
+  if (policy == nullptr || w.state != "Running" || w.cancel_requested) return;
+  // Idle since the latest of its GPU tasks went idle; not idle while any of them is busy or
+  // has not reported.
+  int64_t since = 0;
+  bool any = false;
+  for (const TaskRecord& t : w.tasks) {
+    if (t.gpus.empty() || t.stopping || t.state != "running") continue;
+    if (t.idle_since_ms == 0) {
+      w.allocated_idle = false;
+      return;
+    }
+    since = std::max(since, t.idle_since_ms);
+    any = true;
+  }
+  if (!any || now - since < policy->after_s * 1000) {
+    w.allocated_idle = false;
+    return;
+  }
+  const std::string kind = core::ToString(w.parsed.spec.kind);
+  const bool listed =
+      std::find(policy->kinds.begin(), policy->kinds.end(), kind) != policy->kinds.end();
+  const std::string what = "its GPUs under " +
+                           std::to_string(static_cast<int>(std::lround(config_.gpu_idle_util_pct))) +
+                           "% utilization for " + Minutes(policy->after_s);
+  if (policy->evict && listed && w.parsed.spec.preemptible) {
+    log::Info("idle_reclaim",
+              {{"workload", w.id}, {"queue", w.parsed.queue_name}, {"kind", kind}});
+    Event(w, "IdleReclaimed", what + ": stopped by its queue's idle_reclaim policy");
+    metrics_.CountPreemption("IdleReclaimed", w.parsed.queue_name);
+    CancelLocked(w, "idle reclaim");
+    return;
+  }
+  if (!w.allocated_idle) {
+    w.allocated_idle = true;
+    Event(w, "AllocatedIdle",
+          what + (policy->evict && listed ? " (not preemptible: reported, not stopped)"
+                                          : " (reported by its queue's idle_reclaim policy)"));
   }
 }
 

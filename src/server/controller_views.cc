@@ -102,6 +102,7 @@ Json Controller::WorkloadJson(const WorkloadRecord& w, const Access& access) con
     }
     j["waiting_for"] = waiting_for;
   }
+  if (w.allocated_idle) j["conditions"] = Json::array({"AllocatedIdle"});
   if (w.parsed.service) j["service"] = ServiceJson(w, access);
   if (w.parsed.service_of > 0) {
     j["service_of"] = w.parsed.service_of;
