@@ -204,8 +204,8 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
   if (a->telemetry_) r.telemetry = a->telemetry_->emulated() ? "emulated" : "nvml";
   a->session_ = std::make_unique<NodeSession>(std::move(r), *a->runner_, options.heartbeat_ms, Log);
   Agent* self = a.get();
-  a->prober_ = std::make_unique<ServiceProber>(options.service_scrape_interval_ms, MonotonicMs,
-                                               [self] { self->Wake(); }, Log);
+  a->prober_ = std::make_unique<ServiceProber>(
+      options.service_scrape_interval_ms, MonotonicMs, [self] { self->Wake(); }, Log);
   a->gpus_ = std::move(gpus);
   a->options_ = std::move(options);
   return a;

@@ -130,17 +130,19 @@ class FakeServer {
   // Waits for a heartbeat (newer than `after`) whose entry for `workload` satisfies `pred`.
   bool WaitTask(int64_t workload, const std::function<bool(const json&)>& pred, size_t after = 0,
                 std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
-    return WaitFor([&] {
-      std::lock_guard lock(mu_);
-      for (size_t i = after; i < heartbeats_.size(); ++i) {
-        json found = nullptr;
-        for (const json& t : heartbeats_[i].at("tasks")) {
-          if (t.at("workload") == workload) found = t;
-        }
-        if (pred(found)) return true;
-      }
-      return false;
-    }, timeout);
+    return WaitFor(
+        [&] {
+          std::lock_guard lock(mu_);
+          for (size_t i = after; i < heartbeats_.size(); ++i) {
+            json found = nullptr;
+            for (const json& t : heartbeats_[i].at("tasks")) {
+              if (t.at("workload") == workload) found = t;
+            }
+            if (pred(found)) return true;
+          }
+          return false;
+        },
+        timeout);
   }
 
  private:

@@ -117,14 +117,14 @@ class NodeSession {
   int64_t interval_ms_;
   int64_t next_contact_ms_ = 0;
   int failures_ = 0;
-  std::vector<TaskStatus> reported_;     // what the heartbeat in flight reports
-  ReportTracker reports_;                // what the server has acknowledged
-  bool resend_now_ = false;              // a new epoch answered: report everything again
-  bool contact_now_ = false;             // the watch brought a new epoch's list: report now
-  DesiredList applied_;                  // the newest list acted on (start/stop)
-  std::optional<Telemetry> telemetry_;   // not yet sent
-  bool telemetry_sent_ = false;          // the heartbeat in flight carries telemetry_
-  std::map<TaskKey, int64_t> grace_ms_;  // from each task's last desired entry
+  std::vector<TaskStatus> reported_;           // what the heartbeat in flight reports
+  ReportTracker reports_;                      // what the server has acknowledged
+  bool resend_now_ = false;                    // a new epoch answered: report everything again
+  bool contact_now_ = false;                   // the watch brought a new epoch's list: report now
+  DesiredList applied_;                        // the newest list acted on (start/stop)
+  std::optional<Telemetry> telemetry_;         // not yet sent
+  bool telemetry_sent_ = false;                // the heartbeat in flight carries telemetry_
+  std::map<TaskKey, int64_t> grace_ms_;        // from each task's last desired entry
   std::map<TaskKey, ServiceReport> services_;  // see SetServices
 };
 

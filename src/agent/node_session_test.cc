@@ -164,7 +164,8 @@ TEST_F(NodeSessionTest, ProbeResultsAreReportedForRunningServiceTasks) {
                         {TaskKey{9, 0, 0}, ServiceReport{20006, true, {}, 0}}});
   json tasks = Reported();
   ASSERT_EQ(tasks.size(), 1u) << "only tasks the executor runs";
-  EXPECT_EQ(tasks[0]["service"], json({{"port", 20005}, {"ready", true}, {"gauges", {{"a", 2.0}}}}));
+  EXPECT_EQ(tasks[0]["service"],
+            json({{"port", 20005}, {"ready", true}, {"gauges", {{"a", 2.0}}}}));
 }
 
 TEST(WatchTest, PathAndAnswers) {

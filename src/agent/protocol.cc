@@ -25,9 +25,10 @@ constexpr int64_t kMinServicePeriodMs = 100;
 json ServiceToJson(const ServiceSpec& s) {
   json j = {{"gauges", s.gauges}};
   if (s.readiness) {
-    j["readiness"] = {{"http_path", s.readiness->http_path},
-                      {"initial_delay_s", static_cast<double>(s.readiness->initial_delay_ms) / 1000},
-                      {"period_s", static_cast<double>(s.readiness->period_ms) / 1000}};
+    j["readiness"] = {
+        {"http_path", s.readiness->http_path},
+        {"initial_delay_s", static_cast<double>(s.readiness->initial_delay_ms) / 1000},
+        {"period_s", static_cast<double>(s.readiness->period_ms) / 1000}};
   }
   if (s.port > 0) j["port"] = s.port;
   return j;
@@ -35,24 +36,23 @@ json ServiceToJson(const ServiceSpec& s) {
 
 json SpecToJson(const TaskSpec& s) {
   json j = {{"workload", s.key.workload},
-          {"task", s.key.task},
-          {"attempt", s.key.attempt},
-          {"command", s.command},
-          {"env", s.env},
-          {"workdir", s.workdir},
-          {"gpus", s.gpus},
-          {"gpu_milli", s.gpu_milli},
-          {"grace_period_ms", s.grace_period_ms},
-          {"run_as", s.run_as},
-          {"cpu_milli", s.cpu_milli},
-          {"memory_mib", s.memory_mib},
-          {"gpu_memory_mib", s.gpu_memory_mib},
-          {"name", s.name},
-          {"queue", s.queue}};
+            {"task", s.key.task},
+            {"attempt", s.key.attempt},
+            {"command", s.command},
+            {"env", s.env},
+            {"workdir", s.workdir},
+            {"gpus", s.gpus},
+            {"gpu_milli", s.gpu_milli},
+            {"grace_period_ms", s.grace_period_ms},
+            {"run_as", s.run_as},
+            {"cpu_milli", s.cpu_milli},
+            {"memory_mib", s.memory_mib},
+            {"gpu_memory_mib", s.gpu_memory_mib},
+            {"name", s.name},
+            {"queue", s.queue}};
   if (s.service) j["service"] = ServiceToJson(*s.service);
   return j;
 }
-
 
 // An integer of type T. nlohmann's get<T>() converts a float or an integer out of T's
 // range with undefined behaviour (the task_state fuzzer found 4.4e27 as a grace period):
@@ -93,7 +93,9 @@ bool GoodHttpPath(const std::string& p) {
 // A Prometheus metric name: [a-zA-Z_:][a-zA-Z0-9_:]*.
 bool GoodMetricName(const std::string& n) {
   if (n.empty() || n.size() > kMaxMetricNameBytes) return false;
-  auto head = [](char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_' || c == ':'; };
+  auto head = [](char c) {
+    return std::isalpha(static_cast<unsigned char>(c)) || c == '_' || c == ':';
+  };
   return head(n[0]) && std::all_of(n.begin() + 1, n.end(), [&](char c) {
            return head(c) || std::isdigit(static_cast<unsigned char>(c));
          });

@@ -51,9 +51,9 @@ std::string HeartbeatRequestJson(const std::vector<TaskStatus>& tasks,
 // What a heartbeat carries (docs/api.md, "Agent protocol"): only changes. An exited task is
 // reported in every heartbeat until the server stops listing it (then it is forgotten); a
 // running task only until a server answered a heartbeat that reported it so (same pid and,
-// for a service task, same port, readiness and scrape), within that server's epoch. A heartbeat with nothing to report is a small keep-alive.
-// An answer from another epoch (a restarted server) makes everything unacknowledged: the
-// caller reports the full list again at once.
+// for a service task, same port, readiness and scrape), within that server's epoch. A heartbeat
+// with nothing to report is a small keep-alive. An answer from another epoch (a restarted server)
+// makes everything unacknowledged: the caller reports the full list again at once.
 class ReportTracker {
  public:
   // The tasks of `tasks` the server has not acknowledged.

@@ -51,13 +51,13 @@ std::vector<ServiceCheck> ServiceProbes::Due(int64_t now_ms) {
   return out;
 }
 
-std::optional<std::string> ServiceProbes::Done(const ServiceCheck& check,
-                                               const CheckResult& result, int64_t now_ms) {
+std::optional<std::string> ServiceProbes::Done(const ServiceCheck& check, const CheckResult& result,
+                                               int64_t now_ms) {
   auto it = probes_.find(check.key);
   if (it == probes_.end()) return std::nullopt;  // dropped meanwhile
   Probe& p = it->second;
-  const std::string who = "service task " + check.key.DirName() + " (port " +
-                          std::to_string(p.spec.port) + ")";
+  const std::string who =
+      "service task " + check.key.DirName() + " (port " + std::to_string(p.spec.port) + ")";
   if (check.kind == ServiceCheck::Kind::kScrape) {
     if (p.scrape_started_ms < 0) return std::nullopt;
     // From the start of this scrape, so that a slow one does not stretch the schedule; one

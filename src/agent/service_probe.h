@@ -129,8 +129,8 @@ class ServiceProber {
 
   struct News {
     std::map<TaskKey, ServiceReport> reports;  // every tracked task's
-    bool urgent = false;   // a port or a readiness changed: report at once
-    bool scraped = false;  // fresh gauges: report, paced by scrape_pace_ms
+    bool urgent = false;                       // a port or a readiness changed: report at once
+    bool scraped = false;                      // fresh gauges: report, paced by scrape_pace_ms
     int64_t scrape_pace_ms = 0;
   };
   // What changed since the last Take (nullopt: nothing).
@@ -146,9 +146,9 @@ class ServiceProber {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;      // guarded by mu_
-  ServiceProbes probes_;       // guarded by mu_
-  uint64_t taken_urgent_ = 0;  // guarded by mu_: the counters at the last Take
+  bool stopping_ = false;       // guarded by mu_
+  ServiceProbes probes_;        // guarded by mu_
+  uint64_t taken_urgent_ = 0;   // guarded by mu_: the counters at the last Take
   uint64_t taken_scrapes_ = 0;  // guarded by mu_
   std::thread thread_;
 };

@@ -58,8 +58,7 @@ TEST(ServiceProbesTest, ReadyAfterOneSuccessNotReadyAfterThreeFailuresInARow) {
       {10000, true, false, true},   // 1
       {11000, true, false, true},   // 2
       {12000, true, false, false},  // 3 in a row: not ready
-      {13000, true, false, false},
-      {14000, true, true, true},
+      {13000, true, false, false}, {14000, true, true, true},
   };
   for (const Step& s : script) {
     std::vector<ServiceCheck> due = p.Due(s.at_ms);

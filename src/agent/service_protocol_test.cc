@@ -23,10 +23,10 @@ TEST(Protocol, ServiceMemberIsParsedAndBadPartsAreLeftOut) {
     EXPECT_TRUE(d.ok()) << service;
     return d.ok() ? *d : DesiredList{};
   };
-  DesiredList d = parse(
-      R"({"readiness": {"http_path": "/health", "initial_delay_s": 1.5, "period_s": 2},)"
-      R"( "gauges": ["vllm:num_requests_running", "vllm:num_requests_running", "b"],)"
-      R"( "port": 31337})");
+  DesiredList d =
+      parse(R"({"readiness": {"http_path": "/health", "initial_delay_s": 1.5, "period_s": 2},)"
+            R"( "gauges": ["vllm:num_requests_running", "vllm:num_requests_running", "b"],)"
+            R"( "port": 31337})");
   ASSERT_EQ(d.tasks.size(), 1u);
   ASSERT_TRUE(d.tasks[0].service.has_value());
   const ServiceSpec& s = *d.tasks[0].service;
@@ -96,10 +96,9 @@ TEST(Protocol, ARunningServiceTaskReportsItsPortReadinessAndGauges) {
       << "no gauges before the first scrape";
   t.service->gauges = {{"vllm:num_requests_running", 3}};
   t.service->scrape = 1;
-  EXPECT_EQ(json::parse(HeartbeatRequestJson({t}))["tasks"][0]["service"],
-            json({{"port", 20001},
-                  {"ready", true},
-                  {"gauges", {{"vllm:num_requests_running", 3.0}}}}));
+  EXPECT_EQ(
+      json::parse(HeartbeatRequestJson({t}))["tasks"][0]["service"],
+      json({{"port", 20001}, {"ready", true}, {"gauges", {{"vllm:num_requests_running", 3.0}}}}));
 }
 
 // A running service task is news again when its port or readiness changes or its gauges

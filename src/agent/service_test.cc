@@ -58,9 +58,11 @@ class ServiceTaskTest : public AgentTest {
   json ServiceEntry(int64_t workload, const std::string& gate) {
     json d = testing::Desired(workload, "");
     d["command"] = {Python(), "-c", kServer, gate};
-    d["service"] = {{"readiness", {{"http_path", "/health"}, {"initial_delay_s", 0}, {"period_s", 0.2}}},
-                    {"gauges", {"vllm:num_requests_running", "vllm:num_requests_waiting",
-                                "vllm:gpu_cache_usage_perc", "vllm:absent"}}};
+    d["service"] = {
+        {"readiness", {{"http_path", "/health"}, {"initial_delay_s", 0}, {"period_s", 0.2}}},
+        {"gauges",
+         {"vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:gpu_cache_usage_perc",
+          "vllm:absent"}}};
     return d;
   }
 };
@@ -95,7 +97,8 @@ TEST_F(ServiceTaskTest, GivesAPortProbesReadinessScrapesGaugesAndKeepsThePortAcr
   // Serving: ready, and the gauges summed over label sets (NaN and absent names left out).
   { std::ofstream(gate) << "go"; }
   ASSERT_TRUE(server_.WaitTask(3, [&](const json& t) {
-    return HasService(t) && t.at("service").at("ready") == true && t.at("service").at("port") == port;
+    return HasService(t) && t.at("service").at("ready") == true &&
+           t.at("service").at("port") == port;
   }));
   ASSERT_TRUE(server_.WaitTask(3, [&](const json& t) {
     return HasService(t) && t.at("service").contains("gauges") &&
