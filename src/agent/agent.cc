@@ -113,6 +113,14 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
   ro.run_as = options.run_as;
   ro.env_allow = options.env_allow;
   ro.pids_max = options.pids_max;
+  const auto [port_lo, port_hi] = options.service_ports;
+  if (port_lo < 1 || port_hi > 65535 || port_lo > port_hi) {
+    return Status::Invalid("--service-ports: expected LO-HI within 1-65535");
+  }
+  if (options.service_scrape_interval_ms < 0) {
+    return Status::Invalid("--service-scrape-interval-ms: must not be negative");
+  }
+  ro.service_ports = options.service_ports;
   Result<std::shared_ptr<const Cgroups>> cgroups = OpenCgroups(options.cgroup_parent, options.name);
   if (!cgroups.ok()) return cgroups.status();
   ro.cgroups = *cgroups;
@@ -195,6 +203,9 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
   }
   if (a->telemetry_) r.telemetry = a->telemetry_->emulated() ? "emulated" : "nvml";
   a->session_ = std::make_unique<NodeSession>(std::move(r), *a->runner_, options.heartbeat_ms, Log);
+  Agent* self = a.get();
+  a->prober_ = std::make_unique<ServiceProber>(
+      options.service_scrape_interval_ms, MonotonicMs, [self] { self->Wake(); }, Log);
   a->gpus_ = std::move(gpus);
   a->options_ = std::move(options);
   return a;
@@ -203,6 +214,7 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
 Agent::~Agent() {
   Shutdown();
   if (watch_thread_.joinable()) watch_thread_.join();
+  prober_.reset();  // its thread wakes the loop through wake_fd_
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
@@ -264,9 +276,16 @@ int64_t Agent::Tick() {
     }
   }
   SampleTelemetryIfDue();
-  if (session_->ContactDue(MonotonicMs(), exited)) {
+  const bool report_now = TakeServiceNews(MonotonicMs()) || exited;
+  if (session_->ContactDue(MonotonicMs(), report_now)) {
     const bool ok = (session_->registered() || Register()) && Heartbeat();
     session_->ContactDone(ok, MonotonicMs());
+    // Whatever the reason for this contact, it carried the latest gauges (or, failed, left
+    // them unacknowledged for the next one).
+    if (gauges_pending_) {
+      gauges_pending_ = false;
+      next_gauges_ms_ = MonotonicMs() + gauges_pace_ms_;
+    }
   }
   // Tasks without a pidfd, and SIGKILL deadlines, are watched by polling.
   if (const int64_t now = MonotonicMs(); now >= next_gc_ms_) {
@@ -278,7 +297,25 @@ int64_t Agent::Tick() {
   int64_t poll_ms = runner_->NeedsPeriodicPoll() ? kPeriodicPollMs : session_->interval_ms();
   if (telemetry_)
     poll_ms = std::min(poll_ms, std::max<int64_t>(1, next_sample_ms_ - MonotonicMs()));
+  if (gauges_pending_ && session_->failures() == 0)
+    poll_ms = std::min(poll_ms, std::max<int64_t>(1, next_gauges_ms_ - MonotonicMs()));
   return session_->WaitMs(MonotonicMs(), poll_ms);
+}
+
+bool Agent::TakeServiceNews(int64_t now_ms) {
+  if (runner_->changes() != prober_changes_) {
+    prober_changes_ = runner_->changes();
+    prober_->SetTasks(runner_->RunningServices());
+  }
+  bool urgent = false;
+  if (std::optional<ServiceProber::News> news = prober_->Take()) {
+    session_->SetServices(std::move(news->reports));
+    urgent = news->urgent;
+    gauges_pending_ = gauges_pending_ || news->scraped;
+    gauges_pace_ms_ = news->scrape_pace_ms;
+  }
+  // Fresh gauges go out at once, but never more often than they are scraped.
+  return urgent || (gauges_pending_ && now_ms >= next_gauges_ms_);
 }
 
 void Agent::SampleTelemetryIfDue() {

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "agent/gpu.h"
@@ -16,6 +17,7 @@
 #include "agent/node_session.h"
 #include "agent/protocol.h"
 #include "agent/runner.h"
+#include "agent/service_probe.h"
 #include "agent/telemetry.h"
 #include "core/status.h"
 
@@ -60,6 +62,10 @@ struct AgentOptions {
   // The command line's default is dcgm-exporter's port, 127.0.0.1:9400.
   std::string metrics_listen = "127.0.0.1:0";
   int64_t telemetry_interval_ms = 10000;
+  // Service tasks (inference replicas, docs/agent.md "Services"): the ports they are given
+  // (inclusive), and how often their gauges are scraped (0: every readiness period).
+  std::pair<int32_t, int32_t> service_ports = {20000, 29999};
+  int64_t service_scrape_interval_ms = 0;
 };
 
 // The node agent: register, then follow the server's `desired` list for the node exactly
@@ -112,6 +118,10 @@ class Agent {
   // Samples the GPUs when the interval passed or the running tasks changed; publishes the
   // exposition and hands the summary to the next heartbeat.
   void SampleTelemetryIfDue();
+  // Hands the running service tasks to the prober when they changed, and its news to the
+  // session. True when that news is to be reported at once (a port or readiness changed,
+  // or fresh gauges whose pace allows).
+  bool TakeServiceNews(int64_t now_ms);
 
   AgentOptions options_;
   std::unique_ptr<GpuBackend> gpus_;
@@ -124,6 +134,11 @@ class Agent {
   uint64_t sampled_changes_ = ~uint64_t{0};        // loop thread: the runner's changes() sampled
   std::map<int32_t, std::string> gpu_health_;      // loop thread: last unhealthy reason
   bool telemetry_failing_ = false;                 // loop thread
+  std::unique_ptr<ServiceProber> prober_;          // its own thread; SetTasks/Take: loop
+  uint64_t prober_changes_ = ~uint64_t{0};         // loop thread: the runner's changes() given
+  bool gauges_pending_ = false;                    // loop thread: fresh gauges not yet sent
+  int64_t next_gauges_ms_ = 0;                     // loop thread: when they may be sent
+  int64_t gauges_pace_ms_ = 0;                     // loop thread
   std::unique_ptr<httplib::Client> client_;        // loop thread
   std::unique_ptr<httplib::Client> watch_client_;  // watch thread
   int wake_fd_ = -1;                               // eventfd: the loop's wake-up

@@ -64,6 +64,10 @@ std::vector<Status> EmulatedExecutor::StartAll(const std::vector<const TaskSpec*
       continue;
     }
     e.status.state = TaskState::kRunning;
+    if (spec->service) {
+      e.status.service = ServiceReport{};  // port 0: nothing listens
+      e.ready_at_ms = now + spec->service->initial_delay_ms();
+    }
     ++running_;
     ++started_total_;
     out.push_back(Status::Ok());
@@ -76,6 +80,8 @@ void EmulatedExecutor::Exit(Entry& e, int32_t code) {
   e.status.exit = TaskExit{};
   e.status.exit.code = code;
   e.exit_at_ms = -1;
+  e.ready_at_ms = -1;
+  e.status.service.reset();
   --running_;
   ++exited_total_;
 }
@@ -90,14 +96,19 @@ bool EmulatedExecutor::Stop(const TaskKey& key, std::optional<int64_t> /*grace_m
 bool EmulatedExecutor::Poll() {
   if (running_ == 0) return false;
   const int64_t now = now_ms_();
-  bool exited = false;
+  bool news = false;
   for (auto& [key, e] : tasks_) {
-    if (e.status.state == TaskState::kRunning && e.exit_at_ms >= 0 && e.exit_at_ms <= now) {
+    if (e.status.state != TaskState::kRunning) continue;
+    if (e.exit_at_ms >= 0 && e.exit_at_ms <= now) {
       Exit(e, e.exit_code);
-      exited = true;
+      news = true;
+    } else if (e.ready_at_ms >= 0 && e.ready_at_ms <= now) {
+      e.status.service->ready = true;
+      e.ready_at_ms = -1;
+      news = true;
     }
   }
-  return exited;
+  return news;
 }
 
 void EmulatedExecutor::Forget(const TaskKey& key) {
@@ -115,13 +126,13 @@ std::vector<TaskStatus> EmulatedExecutor::Tasks() const {
   return out;
 }
 
-std::optional<int64_t> EmulatedExecutor::NextExitMs() const {
+std::optional<int64_t> EmulatedExecutor::NextEventMs() const {
   std::optional<int64_t> next;
   if (running_ == 0) return next;
   for (const auto& [key, e] : tasks_) {
-    if (e.status.state == TaskState::kRunning && e.exit_at_ms >= 0 &&
-        (!next || e.exit_at_ms < *next)) {
-      next = e.exit_at_ms;
+    if (e.status.state != TaskState::kRunning) continue;
+    for (const int64_t at : {e.exit_at_ms, e.ready_at_ms}) {
+      if (at >= 0 && (!next || at < *next)) next = at;
     }
   }
   return next;

@@ -26,6 +26,10 @@ inline constexpr int32_t kEmulatedStopExitCode = 143;
 // value does not start: StartAll answers Invalid naming the variable, and the task is
 // reported exited with kLostExitCode, as the Runner does for a launch failure.
 //
+// A service task (spec.service) listens nowhere: it reports port 0, not ready until its
+// readiness check's initial delay has passed (at once without one), then ready until it
+// ends, and no gauges. Poll reports that change like an exit, so it is sent at once.
+//
 // Nothing is kept on disk: a restarted hollow node has no tasks to adopt (the server then
 // finds them lost, as it would after a machine reboot). The clock is injected (milliseconds
 // of any monotonic clock), so tests advance it by hand. Not thread-safe. Poll is O(tasks).
@@ -38,12 +42,13 @@ class EmulatedExecutor final : public TaskExecutor {
     return tasks_.count(key) > 0 || forgotten_.count(key) > 0;
   }
   bool Stop(const TaskKey& key, std::optional<int64_t> grace_ms) override;
+  // True when a task exited or a service task became ready.
   bool Poll() override;
   void Forget(const TaskKey& key) override;
   std::vector<TaskStatus> Tasks() const override;
 
-  // When the next running task is due to exit (nullopt: none is).
-  std::optional<int64_t> NextExitMs() const;
+  // When the next running task is due to exit or become ready (nullopt: none is).
+  std::optional<int64_t> NextEventMs() const;
   int running() const { return running_; }
   // Tasks started (successfully) and exited since construction.
   int64_t started_total() const { return started_total_; }
@@ -54,6 +59,7 @@ class EmulatedExecutor final : public TaskExecutor {
     TaskStatus status;
     int64_t exit_at_ms = -1;  // -1: runs until stopped
     int32_t exit_code = 0;
+    int64_t ready_at_ms = -1;  // a service task not ready yet: when it will be
   };
   void Exit(Entry& e, int32_t code);
 

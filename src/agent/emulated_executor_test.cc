@@ -23,7 +23,7 @@ TEST_F(EmulatedExecutorTest, RunsForItsRuntimeThenExitsWithItsCode) {
   const TaskSpec s = Spec(1, {{kEmulateRuntimeEnv, "2.5"}, {kEmulateExitCodeEnv, "3"}});
   ASSERT_TRUE(ex_.StartAll({&s})[0].ok());
   EXPECT_EQ(ex_.running(), 1);
-  EXPECT_EQ(ex_.NextExitMs(), 3500);
+  EXPECT_EQ(ex_.NextEventMs(), 3500);
   now_ = 3499;
   EXPECT_FALSE(ex_.Poll());
   ASSERT_EQ(ex_.Tasks().size(), 1u);
@@ -33,7 +33,7 @@ TEST_F(EmulatedExecutorTest, RunsForItsRuntimeThenExitsWithItsCode) {
   EXPECT_EQ(ex_.Tasks()[0].state, TaskState::kExited);
   EXPECT_EQ(ex_.Tasks()[0].exit.code, 3);
   EXPECT_EQ(ex_.running(), 0);
-  EXPECT_EQ(ex_.NextExitMs(), std::nullopt);
+  EXPECT_EQ(ex_.NextEventMs(), std::nullopt);
 }
 
 TEST_F(EmulatedExecutorTest, WithoutRuntimeRunsUntilStopped) {

@@ -203,8 +203,8 @@ struct HollowFleet::Impl {
   awaitable<void> ControlLoop(Node& n, int64_t start_delay_ms) {
     co_await Sleep(n.wake, start_delay_ms);
     while (!stopping) {
-      const bool task_exited = n.executor.Poll();
-      if (n.session.ContactDue(MonotonicMs(), task_exited)) {
+      const bool news = n.executor.Poll();  // an exit, or a service task ready
+      if (n.session.ContactDue(MonotonicMs(), news)) {
         const bool ok = co_await Contact(n);
         if (stopping) break;
         n.session.ContactDone(ok, MonotonicMs());
@@ -212,7 +212,7 @@ struct HollowFleet::Impl {
       Publish(n);
       const int64_t now = MonotonicMs();
       int64_t poll_ms = n.session.interval_ms();
-      if (auto next = n.executor.NextExitMs()) poll_ms = std::min(poll_ms, *next - now);
+      if (auto next = n.executor.NextEventMs()) poll_ms = std::min(poll_ms, *next - now);
       int64_t wait = n.session.WaitMs(now, poll_ms);
       // Nodes that failed together (a server restart) must not retry together.
       if (n.session.failures() > 0) wait += static_cast<int64_t>(n.rng() % (wait / 2 + 1));

@@ -17,8 +17,8 @@ NodeSession::NodeSession(Registration registration, TaskExecutor& executor, int6
       log_(std::move(log)),
       interval_ms_(heartbeat_ms) {}
 
-bool NodeSession::ContactDue(int64_t now_ms, bool task_exited) const {
-  return now_ms >= next_contact_ms_ || ((task_exited || contact_now_) && failures_ == 0);
+bool NodeSession::ContactDue(int64_t now_ms, bool report_now) const {
+  return now_ms >= next_contact_ms_ || ((report_now || contact_now_) && failures_ == 0);
 }
 
 int64_t NodeSession::WaitMs(int64_t now_ms, int64_t poll_ms) const {
@@ -77,7 +77,14 @@ std::string NodeSession::HeartbeatPath() const {
 std::string NodeSession::HeartbeatBody() {
   // Only what the server has not acknowledged (ReportTracker): exits, new or restarted
   // tasks; otherwise a small keep-alive.
-  reported_ = reports_.ToReport(executor_.Tasks());
+  std::vector<TaskStatus> tasks = executor_.Tasks();
+  if (!services_.empty()) {
+    for (TaskStatus& t : tasks) {
+      auto s = services_.find(t.key);
+      if (t.state == TaskState::kRunning && s != services_.end()) t.service = s->second;
+    }
+  }
+  reported_ = reports_.ToReport(tasks);
   telemetry_sent_ = telemetry_.has_value();
   return HeartbeatRequestJson(reported_, telemetry_ ? &*telemetry_ : nullptr);
 }
@@ -132,6 +139,7 @@ void NodeSession::Apply(const DesiredList& desired) {
   // than at the next interval (minutes in a large cluster).
   if (applied_.epoch != 0 && desired.epoch != applied_.epoch) contact_now_ = true;
   applied_ = desired;
+  for (const std::string& w : desired.warnings) Log(w);
   std::set<TaskKey> wanted;
   std::vector<const TaskSpec*> to_start;
   for (const TaskSpec& d : desired.tasks) {

@@ -63,11 +63,12 @@ class NodeSession {
   static constexpr int64_t kKeepAliveMaxIntervalMs = 5000;
   bool KeepContactConnection() const { return interval_ms_ <= kKeepAliveMaxIntervalMs; }
 
-  // True when the loop should contact the server now: the interval passed, or a task has
-  // just exited (reported at once so the server can reuse its GPUs) or the watch brought a
-  // restarted server's list (it hears the node's tasks at once), and the server is not
-  // failing (then the backoff stands).
-  bool ContactDue(int64_t now_ms, bool task_exited) const;
+  // True when the loop should contact the server now: the interval passed, or there is
+  // news to report at once (`report_now`: a task has just exited, so the server can reuse
+  // its GPUs; a service task's port or readiness changed, or its gauges were scraped) or
+  // the watch brought a restarted server's list (it hears the node's tasks at once), and
+  // the server is not failing (then the backoff stands).
+  bool ContactDue(int64_t now_ms, bool report_now) const;
   // How long to wait for an event before the next loop iteration, at most `poll_ms`.
   int64_t WaitMs(int64_t now_ms, int64_t poll_ms) const;
   // Records how a contact (register if needed, then heartbeat) went and schedules the next.
@@ -90,6 +91,13 @@ class NodeSession {
   // leaves it for the next; a newer sample replaces it).
   void SetTelemetry(Telemetry t) { telemetry_ = std::move(t); }
 
+  // The latest probe results of running service tasks (agent/service_probe.h), which the
+  // heartbeats report in place of the executor's own (a Runner knows only the port). A
+  // task's entry is reported again when its port, readiness or scrape changes (see
+  // ReportTracker); whether that calls for a contact at once is the caller's to say
+  // (ContactDue's `report_now`).
+  void SetServices(std::map<TaskKey, ServiceReport> services) { services_ = std::move(services); }
+
   // Starts and stops tasks to match `desired` when it is newer than the list acted on.
   void Apply(const DesiredList& desired);
 
@@ -109,14 +117,15 @@ class NodeSession {
   int64_t interval_ms_;
   int64_t next_contact_ms_ = 0;
   int failures_ = 0;
-  std::vector<TaskStatus> reported_;     // what the heartbeat in flight reports
-  ReportTracker reports_;                // what the server has acknowledged
-  bool resend_now_ = false;              // a new epoch answered: report everything again
-  bool contact_now_ = false;             // the watch brought a new epoch's list: report now
-  DesiredList applied_;                  // the newest list acted on (start/stop)
-  std::optional<Telemetry> telemetry_;   // not yet sent
-  bool telemetry_sent_ = false;          // the heartbeat in flight carries telemetry_
-  std::map<TaskKey, int64_t> grace_ms_;  // from each task's last desired entry
+  std::vector<TaskStatus> reported_;           // what the heartbeat in flight reports
+  ReportTracker reports_;                      // what the server has acknowledged
+  bool resend_now_ = false;                    // a new epoch answered: report everything again
+  bool contact_now_ = false;                   // the watch brought a new epoch's list: report now
+  DesiredList applied_;                        // the newest list acted on (start/stop)
+  std::optional<Telemetry> telemetry_;         // not yet sent
+  bool telemetry_sent_ = false;                // the heartbeat in flight carries telemetry_
+  std::map<TaskKey, int64_t> grace_ms_;        // from each task's last desired entry
+  std::map<TaskKey, ServiceReport> services_;  // see SetServices
 };
 
 // The watch half: GET /v1/agents/{name}/desired, long-polled. The caller keeps the newest

@@ -128,6 +128,46 @@ TEST_F(NodeSessionTest, BadAnswersFailTheContact) {
   EXPECT_TRUE(session_.registered());
 }
 
+// Hollow nodes' service tasks (docs/agent.md, "Hollow nodes"): port 0, ready once the
+// initial delay has passed, reported at once then; no gauges.
+TEST_F(NodeSessionTest, AnEmulatedServiceTaskIsReadyAfterItsInitialDelay) {
+  Connect();
+  json e = Entry(1);
+  e["service"] = {{"readiness", {{"http_path", "/health"}, {"initial_delay_s", 2}}}};
+  session_.Apply(*ParseHeartbeatResponse(Desired(2, {e, Entry(2)}).body));
+  json tasks = Reported();
+  ASSERT_EQ(tasks.size(), 2u);
+  EXPECT_EQ(tasks[0]["service"], json({{"port", 0}, {"ready", false}}));
+  EXPECT_FALSE(tasks[1].contains("service")) << "not a service task";
+  ASSERT_TRUE(session_.OnHeartbeatAnswer(Desired(2, {e, Entry(2)})));
+  EXPECT_EQ(executor_.NextEventMs(), 2000);
+  now_ = 1999;
+  EXPECT_FALSE(executor_.Poll());
+  EXPECT_TRUE(Reported().empty());
+  now_ = 2000;
+  EXPECT_TRUE(executor_.Poll()) << "reported at once, like an exit";
+  EXPECT_TRUE(session_.ContactDue(now_, true));
+  tasks = Reported();
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0]["service"], json({{"port", 0}, {"ready", true}}));
+  ASSERT_TRUE(session_.OnHeartbeatAnswer(Desired(2, {e, Entry(2)})));
+  EXPECT_TRUE(Reported().empty());
+}
+
+// The real agent's probes replace what the executor knows of a running service task.
+TEST_F(NodeSessionTest, ProbeResultsAreReportedForRunningServiceTasks) {
+  Connect();
+  json e = Entry(1);
+  e["service"] = {{"gauges", {"a"}}};
+  session_.Apply(*ParseHeartbeatResponse(Desired(2, {e}).body));
+  session_.SetServices({{TaskKey{1, 0, 0}, ServiceReport{20005, true, {{"a", 2}}, 1}},
+                        {TaskKey{9, 0, 0}, ServiceReport{20006, true, {}, 0}}});
+  json tasks = Reported();
+  ASSERT_EQ(tasks.size(), 1u) << "only tasks the executor runs";
+  EXPECT_EQ(tasks[0]["service"],
+            json({{"port", 20005}, {"ready", true}, {"gauges", {{"a", 2.0}}}}));
+}
+
 TEST(WatchTest, PathAndAnswers) {
   DesiredList known;
   known.epoch = 7;

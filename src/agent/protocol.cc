@@ -1,5 +1,7 @@
 #include "agent/protocol.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -13,22 +15,43 @@ using core::Result;
 using core::Status;
 using nlohmann::json;
 
+// Bounds of the `service` member (docs/api.md, "Agent protocol").
+constexpr size_t kMaxHttpPathBytes = 2048;
+constexpr size_t kMaxMetricNameBytes = 256;
+constexpr size_t kMaxServiceGauges = 64;
+constexpr int64_t kMaxServiceSeconds = 86400;
+constexpr int64_t kMinServicePeriodMs = 100;
+
+json ServiceToJson(const ServiceSpec& s) {
+  json j = {{"gauges", s.gauges}};
+  if (s.readiness) {
+    j["readiness"] = {
+        {"http_path", s.readiness->http_path},
+        {"initial_delay_s", static_cast<double>(s.readiness->initial_delay_ms) / 1000},
+        {"period_s", static_cast<double>(s.readiness->period_ms) / 1000}};
+  }
+  if (s.port > 0) j["port"] = s.port;
+  return j;
+}
+
 json SpecToJson(const TaskSpec& s) {
-  return {{"workload", s.key.workload},
-          {"task", s.key.task},
-          {"attempt", s.key.attempt},
-          {"command", s.command},
-          {"env", s.env},
-          {"workdir", s.workdir},
-          {"gpus", s.gpus},
-          {"gpu_milli", s.gpu_milli},
-          {"grace_period_ms", s.grace_period_ms},
-          {"run_as", s.run_as},
-          {"cpu_milli", s.cpu_milli},
-          {"memory_mib", s.memory_mib},
-          {"gpu_memory_mib", s.gpu_memory_mib},
-          {"name", s.name},
-          {"queue", s.queue}};
+  json j = {{"workload", s.key.workload},
+            {"task", s.key.task},
+            {"attempt", s.key.attempt},
+            {"command", s.command},
+            {"env", s.env},
+            {"workdir", s.workdir},
+            {"gpus", s.gpus},
+            {"gpu_milli", s.gpu_milli},
+            {"grace_period_ms", s.grace_period_ms},
+            {"run_as", s.run_as},
+            {"cpu_milli", s.cpu_milli},
+            {"memory_mib", s.memory_mib},
+            {"gpu_memory_mib", s.gpu_memory_mib},
+            {"name", s.name},
+            {"queue", s.queue}};
+  if (s.service) j["service"] = ServiceToJson(*s.service);
+  return j;
 }
 
 // An integer of type T. nlohmann's get<T>() converts a float or an integer out of T's
@@ -51,8 +74,107 @@ T Int(const json& v, const char* field) {
                                 : static_cast<T>(v.get<int64_t>());
 }
 
+// Seconds (a finite number, fractions allowed) as milliseconds within [lo_ms, hi_ms].
+std::optional<int64_t> SecondsMs(const json& v, int64_t lo_ms, int64_t hi_ms) {
+  if (!v.is_number()) return std::nullopt;
+  const double ms = v.get<double>() * 1000;
+  if (!std::isfinite(ms) || ms < static_cast<double>(lo_ms) || ms > static_cast<double>(hi_ms)) {
+    return std::nullopt;
+  }
+  return static_cast<int64_t>(std::llround(ms));
+}
+
+// A path for an HTTP request line: "/" then visible ASCII, nothing that could break the line.
+bool GoodHttpPath(const std::string& p) {
+  if (p.empty() || p[0] != '/' || p.size() > kMaxHttpPathBytes) return false;
+  return std::all_of(p.begin(), p.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+}
+
+// A Prometheus metric name: [a-zA-Z_:][a-zA-Z0-9_:]*.
+bool GoodMetricName(const std::string& n) {
+  if (n.empty() || n.size() > kMaxMetricNameBytes) return false;
+  auto head = [](char c) {
+    return std::isalpha(static_cast<unsigned char>(c)) || c == '_' || c == ':';
+  };
+  return head(n[0]) && std::all_of(n.begin() + 1, n.end(), [&](char c) {
+           return head(c) || std::isdigit(static_cast<unsigned char>(c));
+         });
+}
+
+// The `readiness` member, or why it is ignored.
+Result<ReadinessSpec> ReadinessFromJson(const json& j) {
+  if (!j.is_object()) return Status::Invalid("not an object");
+  ReadinessSpec r;
+  if (!j.contains("http_path") || !j.at("http_path").is_string() ||
+      !GoodHttpPath(j.at("http_path").get<std::string>())) {
+    return Status::Invalid("http_path must be a path starting with '/' (visible ASCII)");
+  }
+  r.http_path = j.at("http_path").get<std::string>();
+  if (j.contains("initial_delay_s")) {
+    std::optional<int64_t> ms = SecondsMs(j.at("initial_delay_s"), 0, kMaxServiceSeconds * 1000);
+    if (!ms) return Status::Invalid("initial_delay_s must be seconds in 0..86400");
+    r.initial_delay_ms = *ms;
+  }
+  if (j.contains("period_s")) {
+    std::optional<int64_t> ms =
+        SecondsMs(j.at("period_s"), kMinServicePeriodMs, kMaxServiceSeconds * 1000);
+    if (!ms) return Status::Invalid("period_s must be seconds in 0.1..86400");
+    r.period_ms = *ms;
+  }
+  return r;
+}
+
+// The `service` member: nullopt when it is not an object. A bad `readiness` or `gauges`
+// (or gauge name) is left out and said in `warnings`, never fatal to the entry: the task
+// still runs, and is still a service. `port` is read only from the agent's own state file.
+std::optional<ServiceSpec> ServiceFromJson(const json& j, const TaskKey& key, bool keep_port,
+                                           std::vector<std::string>* warnings) {
+  const std::string who = "task " + key.DirName() + ": service";
+  auto warn = [&](const std::string& what) {
+    if (warnings != nullptr) warnings->push_back(who + what);
+  };
+  if (!j.is_object()) {
+    warn(" ignored: not an object");
+    return std::nullopt;
+  }
+  ServiceSpec s;
+  if (j.contains("readiness") && !j.at("readiness").is_null()) {
+    Result<ReadinessSpec> r = ReadinessFromJson(j.at("readiness"));
+    if (r.ok()) {
+      s.readiness = *r;
+    } else {
+      warn(".readiness ignored (" + r.status().message() +
+           "): ready once its port accepts a connection");
+    }
+  }
+  if (j.contains("gauges")) {
+    const json& g = j.at("gauges");
+    if (!g.is_array()) {
+      warn(".gauges ignored: not a list");
+    } else {
+      for (const json& n : g) {
+        const std::string name = n.is_string() ? n.get<std::string>() : std::string();
+        if (!GoodMetricName(name)) {
+          warn(".gauges: ignored " + n.dump().substr(0, 80) + " (not a Prometheus metric name)");
+        } else if (s.gauges.size() >= kMaxServiceGauges) {
+          warn(".gauges: ignored " + name + " (more than " + std::to_string(kMaxServiceGauges) +
+               " names)");
+        } else if (std::find(s.gauges.begin(), s.gauges.end(), name) == s.gauges.end()) {
+          s.gauges.push_back(name);
+        }
+      }
+    }
+  }
+  if (keep_port && j.contains("port") && j.at("port").is_number_integer()) {
+    const int64_t p = j.at("port").get<int64_t>();
+    if (p > 0 && p <= 65535) s.port = static_cast<int32_t>(p);
+  }
+  return s;
+}
+
 // Throws nlohmann::json exceptions on missing or mistyped fields; callers catch them.
-TaskSpec SpecFromJson(const json& j) {
+// `from_state_file`: the agent's own record (which keeps the port it picked).
+TaskSpec SpecFromJson(const json& j, bool from_state_file, std::vector<std::string>* warnings) {
   TaskSpec s;
   s.key.workload = Int<int64_t>(j.at("workload"), "workload");
   s.key.task = Int<int32_t>(j.at("task"), "task");
@@ -76,6 +198,9 @@ TaskSpec SpecFromJson(const json& j) {
   }
   if (j.contains("name")) s.name = j.at("name").get<std::string>();
   if (j.contains("queue")) s.queue = j.at("queue").get<std::string>();
+  if (j.contains("service") && !j.at("service").is_null()) {
+    s.service = ServiceFromJson(j.at("service"), s.key, from_state_file, warnings);
+  }
   return s;
 }
 
@@ -151,6 +276,10 @@ std::string HeartbeatRequestJson(const std::vector<TaskStatus>& tasks, const Tel
     if (t.state == TaskState::kRunning) {
       j["state"] = "running";
       j["pid"] = t.pid;
+      if (t.service) {
+        j["service"] = {{"port", t.service->port}, {"ready", t.service->ready}};
+        if (t.service->scrape > 0) j["service"]["gauges"] = t.service->gauges;
+      }
     } else {
       j["state"] = "exited";
       j["exit_code"] = t.exit.code;
@@ -166,11 +295,17 @@ std::string HeartbeatRequestJson(const std::vector<TaskStatus>& tasks, const Tel
   return body.dump();
 }
 
+bool ReportTracker::Acked::Same(const TaskStatus& t) const {
+  if (pid != t.pid || service.has_value() != t.service.has_value()) return false;
+  return !service || (service->port == t.service->port && service->ready == t.service->ready &&
+                      service->scrape == t.service->scrape);
+}
+
 std::vector<TaskStatus> ReportTracker::ToReport(const std::vector<TaskStatus>& tasks) const {
   std::vector<TaskStatus> out;
   for (const TaskStatus& t : tasks) {
     auto acked = running_.find(t.key);
-    if (t.state == TaskState::kRunning && acked != running_.end() && acked->second == t.pid) {
+    if (t.state == TaskState::kRunning && acked != running_.end() && acked->second.Same(t)) {
       continue;
     }
     out.push_back(t);
@@ -187,7 +322,10 @@ bool ReportTracker::Acknowledge(int64_t epoch, const std::vector<TaskStatus>& se
   }
   for (const TaskStatus& t : sent) {
     if (t.state == TaskState::kRunning) {
-      running_[t.key] = t.pid;
+      Acked& a = running_[t.key];
+      a.pid = t.pid;
+      a.service = t.service;
+      if (a.service) a.service->gauges.clear();  // only the scrape number is compared
     } else {
       running_.erase(t.key);
     }
@@ -207,7 +345,9 @@ Result<DesiredList> ParseHeartbeatResponse(const std::string& body) {
     out.epoch = j.value("epoch", int64_t{0});
     out.version = j.value("version", int64_t{0});
     out.heartbeat_interval_ms = j.value("heartbeat_interval_ms", int64_t{0});
-    for (const json& d : j.at("desired")) out.tasks.push_back(SpecFromJson(d));
+    for (const json& d : j.at("desired")) {
+      out.tasks.push_back(SpecFromJson(d, /*from_state_file=*/false, &out.warnings));
+    }
     return out;
   } catch (const json::exception& e) {
     return Status::Invalid(std::string("heartbeat answer: ") + e.what());
@@ -218,7 +358,7 @@ std::string TaskSpecJson(const TaskSpec& spec) { return SpecToJson(spec).dump();
 
 Result<TaskSpec> ParseTaskSpec(const std::string& body) {
   try {
-    return SpecFromJson(json::parse(body));
+    return SpecFromJson(json::parse(body), /*from_state_file=*/true, nullptr);
   } catch (const json::exception& e) {
     return Status::Invalid(std::string("task spec: ") + e.what());
   }

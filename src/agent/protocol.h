@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,10 +50,10 @@ std::string HeartbeatRequestJson(const std::vector<TaskStatus>& tasks,
 
 // What a heartbeat carries (docs/api.md, "Agent protocol"): only changes. An exited task is
 // reported in every heartbeat until the server stops listing it (then it is forgotten); a
-// running task only until a server answered a heartbeat that reported it so (same pid),
-// within that server's epoch. A heartbeat with nothing to report is a small keep-alive.
-// An answer from another epoch (a restarted server) makes everything unacknowledged: the
-// caller reports the full list again at once.
+// running task only until a server answered a heartbeat that reported it so (same pid and,
+// for a service task, same port, readiness and scrape), within that server's epoch. A heartbeat
+// with nothing to report is a small keep-alive. An answer from another epoch (a restarted server)
+// makes everything unacknowledged: the caller reports the full list again at once.
 class ReportTracker {
  public:
   // The tasks of `tasks` the server has not acknowledged.
@@ -64,8 +65,14 @@ class ReportTracker {
   void Reset();
 
  private:
+  // What the server acknowledged of a running task.
+  struct Acked {
+    int32_t pid = 0;
+    std::optional<ServiceReport> service;  // gauges are compared by their scrape number
+    bool Same(const TaskStatus& t) const;
+  };
   int64_t epoch_ = 0;
-  std::map<TaskKey, int32_t> running_;  // acknowledged running tasks, with their pid
+  std::map<TaskKey, Acked> running_;  // acknowledged running tasks
 };
 
 // The tasks the server wants on the node, as a heartbeat or a watch answers them. Within
@@ -80,6 +87,8 @@ struct DesiredList {
   // The heartbeat interval the server asks for now (0: it said none); it grows with the
   // cluster.
   int64_t heartbeat_interval_ms = 0;
+  // What of the list was ignored (a malformed `service` member), for the log.
+  std::vector<std::string> warnings = {};
 
   bool NewerThan(const DesiredList& o) const { return epoch != o.epoch || version > o.version; }
 };

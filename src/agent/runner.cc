@@ -1,8 +1,11 @@
 #include "agent/runner.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -219,11 +222,24 @@ bool Runner::EverStarted(const TaskKey& key) const {
   return tasks_.count(key) > 0 || fs::Exists(TaskPath(key) + ".state");
 }
 
-std::vector<Status> Runner::StartAll(const std::vector<const TaskSpec*>& specs) {
+std::vector<Status> Runner::StartAll(const std::vector<const TaskSpec*>& desired) {
+  std::vector<const TaskSpec*> specs = desired;
   std::vector<Status> out(specs.size());
   // 1. Record every spec; 2. make the records durable, together; 3. launch. An attempt
   // whose spec is on disk is never launched again, by this agent or a later one.
   std::vector<int> fds(specs.size(), -1);
+  // A service task's spec as launched carries the port picked for it, so that the port is
+  // recorded with it and a later agent knows it.
+  std::vector<std::optional<TaskSpec>> services(specs.size());
+  std::set<int32_t> ports = PortsInUse();
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (specs[i]->service && !EverStarted(specs[i]->key)) {
+      services[i] = *specs[i];
+      services[i]->service->port = PickPort(ports);  // 0: none free, the launch fails
+      if (services[i]->service->port > 0) ports.insert(services[i]->service->port);
+      specs[i] = &*services[i];
+    }
+  }
   for (size_t i = 0; i < specs.size(); ++i) {
     const TaskSpec& spec = *specs[i];
     const std::string state = TaskPath(spec.key) + ".state";
@@ -298,6 +314,7 @@ std::vector<std::string> Runner::Environment(const TaskSpec& spec, const TaskUse
   if (!user.name.empty()) env["USER"] = env["LOGNAME"] = user.name;
   if (!user.shell.empty()) env["SHELL"] = user.shell;
   for (const auto& [k, v] : spec.env) env[k] = v;
+  if (spec.service) env["PORT"] = std::to_string(spec.service->port);
   env["CUDA_VISIBLE_DEVICES"] = visible;
   env["NVIDIA_VISIBLE_DEVICES"] = spec.gpus.empty() ? "none" : visible;
   std::vector<std::string> lines;
@@ -308,6 +325,11 @@ std::vector<std::string> Runner::Environment(const TaskSpec& spec, const TaskUse
 
 Result<pid_t> Runner::Launch(const TaskSpec& spec, const std::string& path, int32_t& fail_code) {
   if (spec.command.empty()) return Status::Invalid("empty command");
+  if (spec.service && spec.service->port == 0) {
+    return Status::Precondition("no free TCP port in --service-ports " +
+                                std::to_string(options_.service_ports.first) + "-" +
+                                std::to_string(options_.service_ports.second));
+  }
   std::string visible;
   for (int32_t g : spec.gpus) {
     if (g < 0 || static_cast<size_t>(g) >= options_.visible_ids.size()) {
@@ -587,9 +609,55 @@ std::vector<TaskStatus> Runner::Tasks() const {
     t.state = e.exited ? TaskState::kExited : TaskState::kRunning;
     t.pid = e.child_pid;
     t.exit = e.exit;
+    // Its port; the readiness is the probes' (the agent reports theirs instead).
+    if (!e.exited && e.spec.service) t.service = ServiceReport{e.spec.service->port, false, {}, 0};
     out.push_back(t);
   }
   return out;
+}
+
+std::vector<ServiceTask> Runner::RunningServices() const {
+  std::vector<ServiceTask> out;
+  for (const auto& [key, e] : tasks_) {
+    if (!e.exited && e.spec.service) out.push_back(ServiceTask{key, *e.spec.service});
+  }
+  return out;
+}
+
+std::set<int32_t> Runner::PortsInUse() const {
+  std::set<int32_t> ports;
+  for (const auto& [key, e] : tasks_) {
+    if (!e.exited && e.spec.service && e.spec.service->port > 0) ports.insert(e.spec.service->port);
+  }
+  return ports;
+}
+
+int32_t Runner::PickPort(const std::set<int32_t>& taken) {
+  const auto [lo, hi] = options_.service_ports;
+  if (lo < 1 || hi > 65535 || lo > hi) return 0;
+  if (next_port_ < lo || next_port_ > hi) next_port_ = lo;
+  const int32_t span = hi - lo + 1;
+  for (int32_t n = 0; n < span; ++n) {
+    // Round robin from after the last pick: a port a task has just left (its connections
+    // in TIME_WAIT, a straggler) is the last one taken again.
+    const int32_t port = lo + (next_port_ - lo + n) % span;
+    if (taken.count(port) || !PortFree(port)) continue;
+    next_port_ = port + 1 > hi ? lo : port + 1;
+    return port;
+  }
+  return 0;
+}
+
+bool PortFree(int32_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  const bool ok = ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  return ok;
 }
 
 std::vector<int> Runner::WatchFds() const {

@@ -6,7 +6,9 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "agent/cgroup.h"
@@ -49,6 +51,8 @@ class Runner final : public TaskExecutor {
     // A cgroup per task under these (nullptr: tasks run without cgroups).
     std::shared_ptr<const Cgroups> cgroups;
     int64_t pids_max = 0;  // pids.max of a task's cgroup; 0: no limit
+    // The ports service tasks are given (env PORT), inclusive.
+    std::pair<int32_t, int32_t> service_ports = {20000, 29999};
   };
   static constexpr const char* kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
 
@@ -64,6 +68,11 @@ class Runner final : public TaskExecutor {
   // returned and also recorded: the task is then reported as exited (127 for a workdir or
   // command that does not exist, kLostExitCode otherwise) with the reason in its
   // stderr.log, so the server learns of it instead of waiting.
+  //
+  // A service task (spec.service) is given a TCP port of Options::service_ports that no
+  // running task has and that is free (a bind to 0.0.0.0 succeeds), round robin; it is
+  // recorded with the spec, set as env PORT and kept by a later agent that adopts the task.
+  // With no port free the launch fails (kLostExitCode).
   std::vector<core::Status> StartAll(const std::vector<const TaskSpec*>& specs) override;
   core::Status Start(const TaskSpec& spec) { return StartAll({&spec}).front(); }
   bool EverStarted(const TaskKey& key) const override;
@@ -79,6 +88,8 @@ class Runner final : public TaskExecutor {
   std::vector<TaskStatus> Tasks() const override;
   // The tasks still running, with what GPU telemetry needs of them.
   std::vector<TaskOnNode> RunningTasks() const;
+  // The running service tasks, with their ports (for the probes, agent/service_probe.h).
+  std::vector<ServiceTask> RunningServices() const;
   // Grows whenever a task is added, exits or is forgotten: a cheap "did the set change".
   uint64_t changes() const { return changes_; }
   // Descriptors that become readable when a running task's shim ends (pidfds), for the
@@ -139,13 +150,21 @@ class Runner final : public TaskExecutor {
   // Records a launch failure as an exited task with its reason in stderr.log.
   core::Status Fail(Entry e, int32_t code, core::Status why);
   core::Result<pid_t> Launch(const TaskSpec& spec, const std::string& path, int32_t& fail_code);
+  // The ports of running service tasks.
+  std::set<int32_t> PortsInUse() const;
+  // A port of Options::service_ports not in `taken` and free now; 0 when there is none.
+  int32_t PickPort(const std::set<int32_t>& taken);
 
   Options options_;
   std::map<std::string, std::string> base_env_;  // the agent's environment at Open
   std::map<TaskKey, Entry> tasks_;
   uint64_t changes_ = 0;                      // see changes()
+  int32_t next_port_ = 0;                     // where PickPort looks first
   std::map<TaskKey, std::string> forgotten_;  // done tasks whose files remain: their paths
 };
+
+// Whether a TCP bind to 0.0.0.0:port succeeds now (the socket is closed again).
+bool PortFree(int32_t port);
 
 // Milliseconds of CLOCK_MONOTONIC: comparable across processes of one boot, which is what
 // a SIGKILL deadline stored for the next agent needs, and immune to wall-clock jumps.

@@ -22,6 +22,31 @@ struct TaskKey {
   }
 };
 
+// How the agent checks that a service task (an inference replica) is ready to serve
+// (docs/agent.md, "Services"): HTTP GET http://127.0.0.1:PORT<http_path> answering 2xx.
+struct ReadinessSpec {
+  std::string http_path = "/";
+  int64_t initial_delay_ms = 0;  // from the task's start to the first check
+  int64_t period_ms = 1000;      // between two checks (and two scrapes, unless the agent's flag)
+};
+
+// The period of checks and scrapes of a service without a readiness check.
+inline constexpr int64_t kDefaultServicePeriodMs = 1000;
+
+// The desired entry's `service` member: the task serves on a port the agent gives it.
+struct ServiceSpec {
+  // Absent: the task is ready once its port accepts a TCP connection.
+  std::optional<ReadinessSpec> readiness;
+  // Names summed from its Prometheus /metrics and reported; empty: no scrape.
+  std::vector<std::string> gauges;
+  // The TCP port the agent picked for this attempt (env PORT): 0 until picked. The agent's
+  // own choice, recorded with the spec in the task's state file; never the server's.
+  int32_t port = 0;
+
+  int64_t period_ms() const { return readiness ? readiness->period_ms : kDefaultServicePeriodMs; }
+  int64_t initial_delay_ms() const { return readiness ? readiness->initial_delay_ms : 0; }
+};
+
 // A desired task as the server sends it in a heartbeat answer.
 struct TaskSpec {
   TaskKey key;
@@ -41,6 +66,8 @@ struct TaskSpec {
   int64_t gpu_memory_mib = 0;
   std::string name;   // the workload's name
   std::string queue;  // the workload's queue
+  // Set only for a service task (an inference replica).
+  std::optional<ServiceSpec> service;
 };
 
 enum class TaskState { kRunning, kExited };
@@ -58,12 +85,33 @@ struct TaskExit {
   int64_t memory_peak_kib = 0;
 };
 
+// A running service task, as the agent's probes need it (spec.port is its port).
+struct ServiceTask {
+  TaskKey key;
+  ServiceSpec spec;
+};
+
+// What a running service task reports (the heartbeat entry's `service` member).
+struct ServiceReport {
+  int32_t port = 0;  // 0 on hollow nodes, where nothing listens
+  bool ready = false;
+  // The listed gauges of the latest successful scrape, each summed over its label sets;
+  // names absent from the scrape are left out.
+  std::map<std::string, double> gauges = {};
+  // Which scrape `gauges` comes from (0: none yet, and `gauges` is not reported). Not sent:
+  // a greater number is fresh gauges, which are reported again.
+  uint64_t scrape = 0;
+
+  friend bool operator==(const ServiceReport&, const ServiceReport&) = default;
+};
+
 // What the agent knows of a task, as reported in heartbeats.
 struct TaskStatus {
   TaskKey key;
   TaskState state = TaskState::kRunning;
   int32_t pid = 0;  // the command's pid (0 until the shim has started it)
   TaskExit exit;    // when exited
+  std::optional<ServiceReport> service = std::nullopt;  // a running service task's
 };
 
 // Reported when a task ended without anyone recording how: the launch failed, or its shim

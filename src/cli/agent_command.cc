@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "agent/agent.h"
@@ -31,7 +32,20 @@ struct AgentFlags {
   agent::HollowOptions hollow;
   std::string token_file;
   double telemetry_interval_s = 10;
+  std::string service_ports = "20000-29999";
 };
+
+// "LO-HI" of --service-ports, within 1-65535.
+bool ParsePortRange(const std::string& text, std::pair<int32_t, int32_t>& out) {
+  int lo = 0, hi = 0;
+  char dash = 0, extra = 0;
+  if (std::sscanf(text.c_str(), "%d%c%d%c", &lo, &dash, &hi, &extra) != 3 || dash != '-' ||
+      lo < 1 || hi > 65535 || lo > hi) {
+    return false;
+  }
+  out = {lo, hi};
+  return true;
+}
 
 int RunProbe() {
   const agent::ProbeReport report = agent::ProbeNvml();
@@ -183,6 +197,14 @@ void RegisterAgent(CLI::App& app, int& exit_code) {
                   "Seconds between two samplings of the GPUs")
       ->capture_default_str()
       ->check(CLI::Range(0.1, 3600.0));
+  cmd->add_option("--service-ports", flags->service_ports,
+                  "LO-HI: the TCP ports given to service tasks (inference replicas, env PORT)")
+      ->capture_default_str();
+  cmd->add_option("--service-scrape-interval-ms", o.service_scrape_interval_ms,
+                  "How often service tasks' /metrics gauges are scraped (0: every readiness "
+                  "period)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{3600000}));
   cmd->add_option("--emulate-nodes", flags->hollow.count,
                   "Run N hollow nodes in this process instead of one agent: emulated agents "
                   "<prefix>-00001.. with --emulate-gpus each, whose tasks run no process "
@@ -234,6 +256,12 @@ void RegisterAgent(CLI::App& app, int& exit_code) {
     }
     if (flags->options.server_url.empty()) {
       std::fprintf(stderr, "error: --server is required\n");
+      exit_code = 2;
+      return;
+    }
+    if (!ParsePortRange(flags->service_ports, flags->options.service_ports)) {
+      std::fprintf(stderr, "error: --service-ports '%s': expected LO-HI within 1-65535\n",
+                   flags->service_ports.c_str());
       exit_code = 2;
       return;
     }
