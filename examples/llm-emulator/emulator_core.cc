@@ -98,8 +98,7 @@ std::string RenderMetrics(const Snapshot& s, const std::string& model_name) {
       s.kv_blocks > 0
           ? std::min(1.0, static_cast<double>(s.kv_blocks_used) / static_cast<double>(s.kv_blocks))
           : 0.0;
-  gauge("vllm:gpu_cache_usage_perc", "KV-cache usage, 1 means 100 percent (emulated).",
-        Num(usage));
+  gauge("vllm:gpu_cache_usage_perc", "KV-cache usage, 1 means 100 percent (emulated).", Num(usage));
   o << "# HELP vllm:request_success_total Finished requests (emulated).\n"
     << "# TYPE vllm:request_success_total counter\n"
     << "vllm:request_success_total" << lb << "finished_reason=\"length\"} " << s.success << '\n';

@@ -17,12 +17,11 @@ TEST(ServiceSecondsTest, PrefillPlusDecodeSlowingWithTheBatch) {
     int running;
     double want;
   } cases[] = {
-      {1000, 0, 1, 1.0},      // prefill only
-      {0, 100, 1, 1.0},       // a lone request decodes at full speed
-      {0, 100, 5, 2.0},       // 4 more sequences (one knee) double the per-token time
-      {0, 100, 9, 3.0},       // two knees
-      {500, 100, 3, 0.5 + 1.5},
-      {0, 100, 0, 1.0},       // running is at least the request itself
+      {1000, 0, 1, 1.0},  // prefill only
+      {0, 100, 1, 1.0},   // a lone request decodes at full speed
+      {0, 100, 5, 2.0},   // 4 more sequences (one knee) double the per-token time
+      {0, 100, 9, 3.0},   // two knees
+      {500, 100, 3, 0.5 + 1.5}, {0, 100, 0, 1.0},  // running is at least the request itself
   };
   for (const Case& c : cases) {
     EXPECT_DOUBLE_EQ(ServiceSeconds(p, c.prompt, c.max_tokens, c.running), c.want)

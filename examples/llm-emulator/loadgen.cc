@@ -39,8 +39,8 @@ bool ParseTarget(const std::string& url, Target& t) {
   return t.scheme_host_port.size() > 7;
 }
 
-RequestResult Send(const Target& t, const TraceRequest& r, int64_t max_tokens_cap,
-                   double timeout_s, Clock::time_point run_start) {
+RequestResult Send(const Target& t, const TraceRequest& r, int64_t max_tokens_cap, double timeout_s,
+                   Clock::time_point run_start) {
   RequestResult out;
   const auto start = Clock::now();
   out.start_s = std::chrono::duration<double>(start - run_start).count();
@@ -129,20 +129,19 @@ int main(int argc, char** argv) {
     if (shifted.offset_s >= duration_s) break;
     requests.push_back(shifted);
   }
-  std::cerr << "llm-loadgen: " << requests.size() << " requests over " << duration_s
-            << " s to " << t.scheme_host_port << t.path << "\n";
+  std::cerr << "llm-loadgen: " << requests.size() << " requests over " << duration_s << " s to "
+            << t.scheme_host_port << t.path << "\n";
 
   std::vector<RequestResult> results(requests.size());
   std::vector<std::thread> senders;
   senders.reserve(requests.size());
   const auto run_start = Clock::now();
   for (size_t i = 0; i < requests.size(); ++i) {
-    std::this_thread::sleep_until(run_start + std::chrono::duration_cast<Clock::duration>(
-                                                  std::chrono::duration<double>(
-                                                      requests[i].offset_s)));
-    senders.emplace_back([&, i] {
-      results[i] = Send(t, requests[i], max_tokens_cap, timeout_s, run_start);
-    });
+    std::this_thread::sleep_until(run_start +
+                                  std::chrono::duration_cast<Clock::duration>(
+                                      std::chrono::duration<double>(requests[i].offset_s)));
+    senders.emplace_back(
+        [&, i] { results[i] = Send(t, requests[i], max_tokens_cap, timeout_s, run_start); });
   }
   for (std::thread& s : senders) s.join();
 

@@ -32,9 +32,9 @@ void Completions(Engine& engine, const std::string& model, std::atomic<uint64_t>
   const nlohmann::json body = nlohmann::json::parse(req.body, nullptr, false);
   auto bad = [&](const std::string& message) {
     res.status = 400;
-    res.set_content(nlohmann::json{{"error", {{"message", message}, {"type", "invalid_request"}}}}
-                        .dump(),
-                    "application/json");
+    res.set_content(
+        nlohmann::json{{"error", {{"message", message}, {"type", "invalid_request"}}}}.dump(),
+        "application/json");
   };
   if (!body.is_object()) return bad("the body must be a JSON object");
   int64_t prompt_tokens = 0;

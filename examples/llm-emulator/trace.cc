@@ -60,7 +60,7 @@ bool ParseTimestamp(const std::string& text, double& seconds) {
 }
 
 std::variant<std::vector<TraceRequest>, std::string> ParseTrace(std::istream& in,
-                                                                 const std::string& name) {
+                                                                const std::string& name) {
   std::vector<TraceRequest> out;
   std::string line;
   int64_t n = 0;
@@ -74,8 +74,8 @@ std::variant<std::vector<TraceRequest>, std::string> ParseTrace(std::istream& in
   n = 1;
   if (!line.empty() && line.back() == '\r') line.pop_back();
   if (line != "TIMESTAMP,ContextTokens,GeneratedTokens")
-    return error("header", "expected 'TIMESTAMP,ContextTokens,GeneratedTokens', got '" + line +
-                               "'");
+    return error("header",
+                 "expected 'TIMESTAMP,ContextTokens,GeneratedTokens', got '" + line + "'");
   double first = 0, last = 0;
   while (std::getline(in, line)) {
     ++n;

@@ -22,7 +22,7 @@ struct TraceRequest {
 // The requests, or an error "FILE:LINE: FIELD: what is wrong" (`name` names the file).
 // Timestamps must not go backwards.
 std::variant<std::vector<TraceRequest>, std::string> ParseTrace(std::istream& in,
-                                                                 const std::string& name);
+                                                                const std::string& name);
 std::variant<std::vector<TraceRequest>, std::string> ReadTrace(const std::string& path);
 
 // Seconds since the Unix epoch of "YYYY-MM-DD HH:MM:SS[.fraction]" (UTC); false when it is
@@ -30,9 +30,9 @@ std::variant<std::vector<TraceRequest>, std::string> ReadTrace(const std::string
 bool ParseTimestamp(const std::string& text, double& seconds);
 
 struct RequestResult {
-  double start_s = 0;    // when it was sent, since the run started
-  double latency_s = 0;  // until the answer (or the failure)
-  int status = 0;        // HTTP status, -1 without an answer
+  double start_s = 0;     // when it was sent, since the run started
+  double latency_s = 0;   // until the answer (or the failure)
+  int status = 0;         // HTTP status, -1 without an answer
   double service_s = -1;  // the emulator's compute time (x-emulator-service-ms), -1 unknown
 };
 

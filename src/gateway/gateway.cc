@@ -45,11 +45,11 @@ core::Result<std::vector<Service>> ParseServices(const nlohmann::json& body) {
     Service s;
     s.id = j["id"].get<int64_t>();
     s.name = j["name"].get<std::string>();
-    const nlohmann::json replicas =
-        j.contains("service") && j["service"].is_object()
-            ? j["service"].value("replicas", nlohmann::json::array())
-            : nlohmann::json::array();
-    if (!replicas.is_array()) return core::Status::Invalid(where + ": service.replicas: not a list");
+    const nlohmann::json replicas = j.contains("service") && j["service"].is_object()
+                                        ? j["service"].value("replicas", nlohmann::json::array())
+                                        : nlohmann::json::array();
+    if (!replicas.is_array())
+      return core::Status::Invalid(where + ": service.replicas: not a list");
     for (const nlohmann::json& r : replicas) {
       if (!r.is_object() || !r.contains("workload") || !r["workload"].is_number_integer())
         return core::Status::Invalid(where + ": service.replicas[].workload is required");
@@ -176,12 +176,12 @@ core::Status Gateway::Tick() {
     auto b = plan.backend_of.find(s.id);
     const BackendStats st =
         b != plan.backend_of.end() && stats.count(b->second) ? stats[b->second] : BackendStats{};
-    const std::string labels = "{service=\"" + Escape(s.name) + "\",id=\"" +
-                               std::to_string(s.id) + "\"";
+    const std::string labels =
+        "{service=\"" + Escape(s.name) + "\",id=\"" + std::to_string(s.id) + "\"";
     m << "gpuorch_service_request_duration_seconds" << labels << "} " << st.response_time_avg_s
       << '\n';
-    queue_time << "gpuorch_service_queue_duration_seconds" << labels << "} "
-               << st.queue_time_avg_s << '\n';
+    queue_time << "gpuorch_service_queue_duration_seconds" << labels << "} " << st.queue_time_avg_s
+               << '\n';
     in_flight << "gpuorch_service_in_flight" << labels << "} " << st.sessions + st.waiting << '\n';
     waiting << "gpuorch_service_waiting_requests" << labels << "} " << st.waiting << '\n';
     int ready = 0, draining = 0, not_ready = 0;

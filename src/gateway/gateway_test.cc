@@ -36,14 +36,16 @@ TEST(ParseServicesTest, TheContractsShape) {
 }
 
 TEST(ParseServicesTest, Errors) {
-  for (const char* bad : {R"([])", R"({"services": {}})", R"({"services": [{"name": "x"}]})",
-                          R"({"services": [{"id": 1, "name": "x", "service": {"replicas": [{}]}}]})"}) {
+  for (const char* bad :
+       {R"([])", R"({"services": {}})", R"({"services": [{"name": "x"}]})",
+        R"({"services": [{"id": 1, "name": "x", "service": {"replicas": [{}]}}]})"}) {
     EXPECT_FALSE(ParseServices(Json::parse(bad)).ok()) << bad;
   }
 }
 
 TEST(LoadBodyTest, SessionsPlusHeldAndPerReplica) {
-  Service s{5, "chat", {{9, "h:1", true, false}, {10, "h:2", true, true}, {11, "h:3", false, false}}};
+  Service s{
+      5, "chat", {{9, "h:1", true, false}, {10, "h:2", true, true}, {11, "h:3", false, false}}};
   BackendStats st;
   st.sessions = 4;
   st.queue = 1;  // already inside `sessions` in HAProxy's counting

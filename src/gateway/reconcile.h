@@ -42,17 +42,17 @@ struct Service {
 };
 
 struct Observed {
-  std::vector<std::string> slots;       // the svc_K backends, in order
-  std::vector<MapEntry> routes;         // the map file's entries
-  std::vector<ServerState> servers;     // `show servers state` of the slots
+  std::vector<std::string> slots;    // the svc_K backends, in order
+  std::vector<MapEntry> routes;      // the map file's entries
+  std::vector<ServerState> servers;  // `show servers state` of the slots
   // haproxy_server_current_sessions per (backend, server); absent = unknown.
   std::map<std::pair<std::string, std::string>, int64_t> sessions;
 };
 
 struct Plan {
-  std::vector<std::string> commands;         // in order
+  std::vector<std::string> commands;          // in order
   std::map<int64_t, std::string> backend_of;  // service id -> its slot (routed services)
-  std::vector<std::string> problems;         // services that could not be routed, and why
+  std::vector<std::string> problems;          // services that could not be routed, and why
 };
 
 // "/svc/<name>/".

@@ -95,7 +95,8 @@ std::vector<std::string> ParseMapFiles(const std::string& answer) {
     std::vector<std::string> w = Words(line);
     if (w.size() < 2 || w[0] == "#") continue;
     const std::string& f = w[1];
-    if (f.size() > 2 && f.front() == '(' && f.back() == ')') out.push_back(f.substr(1, f.size() - 2));
+    if (f.size() > 2 && f.front() == '(' && f.back() == ')')
+      out.push_back(f.substr(1, f.size() - 2));
   }
   return out;
 }
@@ -133,8 +134,7 @@ core::Result<std::string> RuntimeApi::Run(const std::string& command) const {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
-    return fail("connect");
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return fail("connect");
   const std::string line = command + "\n";
   for (size_t sent = 0; sent < line.size();) {
     const ssize_t n = ::send(fd, line.data() + sent, line.size() - sent, MSG_NOSIGNAL);

@@ -203,7 +203,8 @@ TEST_F(HaproxyTest, AReplicaAddedThroughTheRuntimeApiTakesTraffic) {
   EXPECT_NE(gateway_->RenderMetrics().find("gpuorch_service_request_duration_seconds{service="
                                            "\"chat\",id=\"5\"}"),
             std::string::npos);
-  EXPECT_TRUE(WaitFor([&] { return cp_.LastPush(5).value("replicas", nlohmann::json()).size() == 2; }));
+  EXPECT_TRUE(
+      WaitFor([&] { return cp_.LastPush(5).value("replicas", nlohmann::json()).size() == 2; }));
 }
 
 TEST_F(HaproxyTest, DrainThenDeleteUnderSteadyLoadFailsNoRequest) {
@@ -285,9 +286,10 @@ TEST_F(HaproxyTest, ScaleFromZeroHoldsTheRequestUntilAReplicaIsReady) {
   cp_.Set({{5, "chat", {{9, a.address(), true, false}}}});
   request.join();
   EXPECT_EQ(status, 200);
-  std::printf("scale from zero: replica ready %.2f s after start; the held request answered "
-              "%.2f s after it was sent\n",
-              ready_after_s, took_s.load());
+  std::printf(
+      "scale from zero: replica ready %.2f s after start; the held request answered "
+      "%.2f s after it was sent\n",
+      ready_after_s, took_s.load());
   EXPECT_TRUE(WaitFor([&] { return cp_.LastPush(5).value("in_flight", -1) == 0; }, 30s));
 }
 
