@@ -20,6 +20,8 @@ void RegisterDevCommand(CLI::App& app, int& exit_code);
 void RegisterAgentCommands(CLI::App& app, int& exit_code);
 // certs init, certs add-nodes (a cluster CA and TLS certificates, docs/operations.md).
 void RegisterCertsCommand(CLI::App& app, int& exit_code);
+// gateway (HAProxy in the serving path of inference services, docs/inference.md).
+void RegisterGatewayCommand(CLI::App& app, int& exit_code);
 
 // --log-level and --log-format of the server, the agent and dev (docs/operations.md).
 struct LogFlags {

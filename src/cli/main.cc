@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   gpuorch::cli::RegisterDevCommand(app, exit_code);
   gpuorch::cli::RegisterAgentCommands(app, exit_code);
   gpuorch::cli::RegisterCertsCommand(app, exit_code);
+  gpuorch::cli::RegisterGatewayCommand(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
