@@ -188,9 +188,9 @@ core::Status Gateway::Tick() {
     for (const Replica& r : s.replicas) {
       (r.draining ? draining : r.ready ? ready : not_ready)++;
     }
-    replicas << "gpuorch_service_replicas" << labels << ",state=\"ready\"} " << ready << '\n'
-             << "gpuorch_service_replicas" << labels << ",state=\"draining\"} " << draining << '\n'
-             << "gpuorch_service_replicas" << labels << ",state=\"not_ready\"} " << not_ready
+    replicas << "gpuorch_gateway_servers" << labels << ",state=\"ready\"} " << ready << '\n'
+             << "gpuorch_gateway_servers" << labels << ",state=\"draining\"} " << draining << '\n'
+             << "gpuorch_gateway_servers" << labels << ",state=\"not_ready\"} " << not_ready
              << '\n';
     if (b != plan.backend_of.end()) note(control_plane_.PushLoad(s.id, LoadBody(s, st)));
   }
@@ -205,8 +205,9 @@ core::Status Gateway::Tick() {
        "replica (scale from zero).\n"
        "# TYPE gpuorch_service_waiting_requests gauge\n"
     << waiting.str()
-    << "# HELP gpuorch_service_replicas Replicas of the service by state.\n"
-       "# TYPE gpuorch_service_replicas gauge\n"
+    << "# HELP gpuorch_gateway_servers Servers of the service's HAProxy backend by state (the "
+       "server's gpuorch_service_replicas counts its replicas).\n"
+       "# TYPE gpuorch_gateway_servers gauge\n"
     << replicas.str();
   std::lock_guard lock(mu_);
   metrics_ = m.str();

@@ -389,7 +389,8 @@ class Controller {
   bool ReplicaReady(const WorkloadRecord& r) const;
   Json ServiceJson(const WorkloadRecord& svc, const Access& access) const;
   // The service gauges of Metrics(): replicas by state, in-flight.
-  void ServiceSamples(prometheus::MetricFamily& replicas, prometheus::MetricFamily& in_flight) const;
+  void ServiceSamples(prometheus::MetricFamily& replicas,
+                      prometheus::MetricFamily& in_flight) const;
   // The service record `id` the caller reads, or an error (404, 400 when not a service).
   WorkloadRecord* FindService(int64_t id, const Access& access, ApiError& error);
   void SyncFromEngine(WorkloadRecord& w);

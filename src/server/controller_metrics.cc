@@ -292,7 +292,7 @@ std::string Controller::Metrics(std::vector<prometheus::MetricFamily> extra) {
       "pinned size), ready (receiving traffic), pending (waiting to be placed), starting "
       "(placed, not ready yet), draining (scaled down, finishing its requests).");
   auto svc_in_flight = GaugeFamily(
-      "gpuorch_service_in_flight",
+      "gpuorch_service_autoscaler_in_flight",
       "In-flight requests of an inference service as its autoscaler sees them: the max over "
       "its signals, averaged over the stable window.");
   locked([&] { ServiceSamples(svc_replicas, svc_in_flight); });

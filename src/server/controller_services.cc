@@ -105,9 +105,9 @@ void Controller::ReconcileService(WorkloadRecord& svc, int64_t now) {
             std::min(kBackoffMaxMs, kBackoffBaseMs << std::min(st.failures - 1, 16));
         st.next_start_ms = now + backoff;
         Event(svc, "ReplicaEnded",
-              "replica " + std::to_string(r.parsed.replica) + " (workload " +
-                  std::to_string(r.id) + ") ended " + r.state + "; the next starts in " +
-                  std::to_string(backoff / 1000) + "s");
+              "replica " + std::to_string(r.parsed.replica) + " (workload " + std::to_string(r.id) +
+                  ") ended " + r.state + "; the next starts in " + std::to_string(backoff / 1000) +
+                  "s");
       }
       it = st.replicas.erase(it);
       continue;
@@ -290,9 +290,8 @@ void Controller::NewReplica(WorkloadRecord& svc, int64_t now) {
 void Controller::IngestServiceReport(WorkloadRecord& w, TaskRecord& t, const Json& report) {
   if (!report.is_object()) return;
   const bool was_ready = t.ready;
-  if (auto p = report.find("port");
-      p != report.end() && p->is_number_integer() && p->get<int64_t>() >= 0 &&
-      p->get<int64_t>() <= 65535) {
+  if (auto p = report.find("port"); p != report.end() && p->is_number_integer() &&
+                                    p->get<int64_t>() >= 0 && p->get<int64_t>() <= 65535) {
     t.port = p->get<int32_t>();
   }
   if (auto r = report.find("ready"); r != report.end() && r->is_boolean()) t.ready = r->get<bool>();
@@ -414,14 +413,14 @@ WorkloadRecord* Controller::FindService(int64_t id, const Access& access, ApiErr
   }
   WorkloadRecord& w = it->second;
   if (!w.parsed.service) {
-    error = ApiError{400, "id",
-                     "id: workload " + std::to_string(id) +
-                         " is not a service (kind inference with replicas)"};
+    error = ApiError{
+        400, "id",
+        "id: workload " + std::to_string(id) + " is not a service (kind inference with replicas)"};
     return nullptr;
   }
   if (!access.Writes(w.parsed.queue_name)) {
-    error = ApiError{403, "id", "id: this token may not change services of queue " +
-                                    w.parsed.queue_name};
+    error = ApiError{403, "id",
+                     "id: this token may not change services of queue " + w.parsed.queue_name};
     return nullptr;
   }
   if (w.terminal() || !services_.count(id)) {
@@ -523,8 +522,7 @@ bool Controller::Scale(int64_t id, const Json& body, Json& out, ApiError& error,
           n.get<int64_t>() > p.max_replicas) {
         error = ApiError{400, "replicas",
                          "replicas: must be an integer in " + std::to_string(p.min_replicas) +
-                             ".." + std::to_string(p.max_replicas) +
-                             " (the service's replicas)"};
+                             ".." + std::to_string(p.max_replicas) + " (the service's replicas)"};
         return false;
       }
       const auto pinned = n.get<int32_t>();

@@ -164,12 +164,11 @@ void Controller::CheckIdleReclaim(WorkloadRecord& w, int64_t now) {
   const std::string kind = core::ToString(w.parsed.spec.kind);
   const bool listed =
       std::find(policy->kinds.begin(), policy->kinds.end(), kind) != policy->kinds.end();
-  const std::string what = "its GPUs under " +
-                           std::to_string(static_cast<int>(std::lround(config_.gpu_idle_util_pct))) +
-                           "% utilization for " + Minutes(policy->after_s);
+  const std::string what =
+      "its GPUs under " + std::to_string(static_cast<int>(std::lround(config_.gpu_idle_util_pct))) +
+      "% utilization for " + Minutes(policy->after_s);
   if (policy->evict && listed && w.parsed.spec.preemptible) {
-    log::Info("idle_reclaim",
-              {{"workload", w.id}, {"queue", w.parsed.queue_name}, {"kind", kind}});
+    log::Info("idle_reclaim", {{"workload", w.id}, {"queue", w.parsed.queue_name}, {"kind", kind}});
     Event(w, "IdleReclaimed", what + ": stopped by its queue's idle_reclaim policy");
     metrics_.CountPreemption("IdleReclaimed", w.parsed.queue_name);
     CancelLocked(w, "idle reclaim");

@@ -47,8 +47,8 @@ class IdleReclaimTest : public test_util::ControllerFixture {
   void Sample(const std::vector<std::pair<int64_t, double>>& use) {
     Json tasks = Json::array(), usage = Json::array();
     for (const auto& [id, util] : use) {
-      tasks.push_back({{"workload", id}, {"task", 0}, {"attempt", 0}, {"state", "running"},
-                       {"pid", 10}});
+      tasks.push_back(
+          {{"workload", id}, {"task", 0}, {"attempt", 0}, {"state", "running"}, {"pid", 10}});
       usage.push_back(
           {{"workload", id}, {"task", 0}, {"attempt", 0}, {"util", util}, {"mem_used_mib", 1}});
     }
@@ -121,8 +121,7 @@ TEST_F(IdleReclaimTest, BadPoliciesNameTheField) {
             "idle_reclaim.kinds"},
            {"queues: [{name: a, idle_reclaim: {after_s: 600, action: kill}}]",
             "idle_reclaim.action"},
-           {"queues: [{name: a, idle_reclaim: {after_s: 600, bogus: 1}}]",
-            "idle_reclaim.bogus"}}) {
+           {"queues: [{name: a, idle_reclaim: {after_s: 600, bogus: 1}}]", "idle_reclaim.bogus"}}) {
     auto c = ParseConfig(yaml);
     ASSERT_FALSE(c.ok()) << yaml;
     EXPECT_NE(c.status().message().find(field), std::string::npos) << c.status().message();

@@ -551,9 +551,9 @@ void Server::Routes() {
           if (req.HasParam("service") && (!IdParam(req.Param("service"), service) || service < 1)) {
             return ReplyError(ApiError{400, "service", "service: must be a workload number"});
           }
-          return Reply(200, c.ListWorkloads(req.Param("queue"), req.Param("state"),
-                                            req.Param("kind"), AccessOf(m.caller), limit, after,
-                                            service));
+          return Reply(200,
+                       c.ListWorkloads(req.Param("queue"), req.Param("state"), req.Param("kind"),
+                                       AccessOf(m.caller), limit, after, service));
         }));
   Route("GET", "/v1/services", Sync([&c](const HttpRequest&, const Captures& m) {
           return Reply(200, c.ListServices(AccessOf(m.caller)));
@@ -577,7 +577,8 @@ void Server::Routes() {
     return Reply(200, out);
   });
   // Service load reports and pinned sizes (docs/inference.md).
-  Route("POST", "/v1/workloads/*/load", Sync([&c, bad_id](const HttpRequest& req, const Captures& m) {
+  Route("POST", "/v1/workloads/*/load",
+        Sync([&c, bad_id](const HttpRequest& req, const Captures& m) {
           int64_t id;
           Json body, out;
           HttpResponse bad;
@@ -587,7 +588,8 @@ void Server::Routes() {
           if (!c.PushLoad(id, body, out, e, AccessOf(m.caller))) return ReplyError(e);
           return Reply(200, out);
         }));
-  Route("POST", "/v1/workloads/*/scale", Sync([&c, bad_id](const HttpRequest& req, const Captures& m) {
+  Route("POST", "/v1/workloads/*/scale",
+        Sync([&c, bad_id](const HttpRequest& req, const Captures& m) {
           int64_t id;
           Json body, out;
           HttpResponse bad;

@@ -67,9 +67,9 @@ bool Replicas(const Json& r, autoscale::ServiceParams& p, ApiError& e) {
       v = std::stoll(t);
       return true;
     };
-    if (colon == std::string::npos ? !num(s, min) || !num(s, max)
-                                   : !num(s.substr(0, colon), min) ||
-                                         !num(s.substr(colon + 1), max)) {
+    if (colon == std::string::npos
+            ? !num(s, min) || !num(s, max)
+            : !num(s.substr(0, colon), min) || !num(s.substr(colon + 1), max)) {
       return Fail(e, "replicas", "must be MIN:MAX (e.g. 0:4), N, or {\"min\", \"max\"}");
     }
   } else if (r.is_object()) {

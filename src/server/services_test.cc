@@ -19,18 +19,16 @@ class ServicesTest : public test_util::ControllerFixture {
 
   // A service of 1-GPU replicas; `extra` overrides fields of the submission.
   int64_t SubmitService(const Json& extra = Json::object()) {
-    Json spec = {{"name", "chat"},
-                 {"queue", "serving"},
-                 {"kind", "inference"},
-                 {"gpus", 1},
-                 {"command", {"serve"}},
-                 {"replicas", {{"min", 1}, {"max", 4}}},
-                 {"autoscale",
-                  {{"target", 1},
-                   {"target_utilization", 1},
-                   {"stable_window_s", 6},
-                   {"panic_window_s", 1}}},
-                 {"readiness", {{"http_path", "/health"}}}};
+    Json spec = {
+        {"name", "chat"},
+        {"queue", "serving"},
+        {"kind", "inference"},
+        {"gpus", 1},
+        {"command", {"serve"}},
+        {"replicas", {{"min", 1}, {"max", 4}}},
+        {"autoscale",
+         {{"target", 1}, {"target_utilization", 1}, {"stable_window_s", 6}, {"panic_window_s", 1}}},
+        {"readiness", {{"http_path", "/health"}}}};
     spec.update(extra);
     Json out;
     ApiError e;
@@ -354,7 +352,8 @@ TEST_F(ServicesTest, BadServiceInputNamesTheField) {
       {{{"replicas", "x"}}, "replicas"},
       {{{"replicas", {{"min", 0}}}}, "replicas.max"},
       {{{"autoscale", {{"target", 0}}}}, "autoscale.target"},
-      {{{"autoscale", {{"stable_window_s", 6}, {"panic_window_s", 7}}}}, "autoscale.panic_window_s"},
+      {{{"autoscale", {{"stable_window_s", 6}, {"panic_window_s", 7}}}},
+       "autoscale.panic_window_s"},
       {{{"autoscale", {{"bogus", 1}}}}, "autoscale.bogus"},
       {{{"autoscale", {{"metric", 3}}}}, "autoscale.metric"},
       {{{"readiness", {{"http_path", "health"}}}}, "readiness.http_path"},
@@ -363,12 +362,8 @@ TEST_F(ServicesTest, BadServiceInputNamesTheField) {
       {{{"kind", "training"}}, "replicas"},
   };
   for (const Case& c : cases) {
-    Json spec = {{"name", "chat"},
-                 {"queue", "serving"},
-                 {"kind", "inference"},
-                 {"gpus", 1},
-                 {"command", {"serve"}},
-                 {"replicas", "0:2"}};
+    Json spec = {{"name", "chat"}, {"queue", "serving"},   {"kind", "inference"},
+                 {"gpus", 1},      {"command", {"serve"}}, {"replicas", "0:2"}};
     spec.update(c.extra);
     Json out;
     ApiError e;
@@ -379,12 +374,9 @@ TEST_F(ServicesTest, BadServiceInputNamesTheField) {
   // A submission may not pose as a replica.
   Json out;
   ApiError e;
-  EXPECT_FALSE(controller_->Submit({{"name", "x"},
-                                    {"queue", "serving"},
-                                    {"gpus", 1},
-                                    {"command", {"x"}},
-                                    {"service", 1}},
-                                   out, e));
+  EXPECT_FALSE(controller_->Submit(
+      {{"name", "x"}, {"queue", "serving"}, {"gpus", 1}, {"command", {"x"}}, {"service", 1}}, out,
+      e));
   EXPECT_EQ(e.field, "service");
 
   Register("n1", 1);

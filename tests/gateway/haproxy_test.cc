@@ -197,7 +197,7 @@ TEST_F(HaproxyTest, AReplicaAddedThroughTheRuntimeApiTakesTraffic) {
   // The gateway republishes them and pushes the load with one entry per replica.
   EXPECT_TRUE(WaitFor([&] {
     return gateway_->RenderMetrics().find(
-               "gpuorch_service_replicas{service=\"chat\",id=\"5\",state=\"ready\"} 2") !=
+               "gpuorch_gateway_servers{service=\"chat\",id=\"5\",state=\"ready\"} 2") !=
            std::string::npos;
   }));
   EXPECT_NE(gateway_->RenderMetrics().find("gpuorch_service_request_duration_seconds{service="

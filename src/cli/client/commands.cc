@@ -115,8 +115,7 @@ int RunDescribe(const CommonArgs& common, int64_t id, const Io& io) {
   return kExitOk;
 }
 
-int RunScale(const CommonArgs& common, int64_t id, std::optional<int64_t> replicas,
-             const Io& io) {
+int RunScale(const CommonArgs& common, int64_t id, std::optional<int64_t> replicas, const Io& io) {
   auto client = Connect(common);
   if (!client.ok()) return Fail(client.failure(), io);
   const json body = replicas ? json{{"replicas", *replicas}} : json{{"auto", true}};
@@ -137,7 +136,8 @@ int RunScale(const CommonArgs& common, int64_t id, std::optional<int64_t> replic
 int RunLoad(const CommonArgs& common, int64_t id, double in_flight, const Io& io) {
   auto client = Connect(common);
   if (!client.ok()) return Fail(client.failure(), io);
-  auto answer = client.value()->PostJson(WorkloadPath(id) + "/load", json{{"in_flight", in_flight}});
+  auto answer =
+      client.value()->PostJson(WorkloadPath(id) + "/load", json{{"in_flight", in_flight}});
   if (!answer.ok()) {
     Failure f = answer.failure();
     f.message = "service " + std::to_string(id) + ": " + f.message;

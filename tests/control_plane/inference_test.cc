@@ -1,0 +1,240 @@
+// Inference services end to end (issue 10 §5; docs/inference.md): a real server, an agent
+// with emulated GPUs running llm-emulator replicas (real processes, real ports, real
+// readiness probes and vLLM gauges), Debian's HAProxy in the serving path with the config
+// `gpuorch gateway --write-config` writes, and `gpuorch gateway` keeping it in step. The
+// load comes from the Azure LLM 2023 conversation trace, replayed time-compressed by
+// llm-loadgen, and from steady workers. Skipped when haproxy is not installed
+// (scripts/lib.sh installs it); the trace replay is skipped when the traces are absent.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+#include <vector>
+
+#include "cluster.h"
+
+namespace gpuorch::cptest {
+namespace {
+
+constexpr const char* kHaproxy = "/usr/sbin/haproxy";
+
+std::string TracesDir() {
+  const char* env = std::getenv("GPUORCH_TRACES");
+  return env != nullptr ? env : std::string(GPUORCH_SOURCE_DIR) + "/../shared/traces";
+}
+
+class InferenceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::access(kHaproxy, X_OK) != 0) {
+      GTEST_SKIP() << kHaproxy << " is not installed (scripts/lib.sh installs Debian's haproxy)";
+    }
+    // Two GPUs; queue serving is guaranteed both, batch borrows them while serving is idle.
+    cluster_ = std::make_unique<Cluster>(ClusterOptions{
+        GPUORCH_BIN,
+        "queues:\n"
+        "  - {name: serving, quota: [{guaranteed: 2}]}\n"
+        "  - {name: batch}\n"});
+    ASSERT_TRUE(cluster_->StartServer());
+    ASSERT_TRUE(cluster_->StartAgent("n1", "2xH100-80GB"));
+
+    const std::string dir = cluster_->dir() + "/haproxy";
+    std::filesystem::create_directories(dir);
+    front_ = "127.0.0.1:" + std::to_string(FreePort());
+    stats_ = "127.0.0.1:" + std::to_string(FreePort());
+    const CliResult wrote =
+        RunCli(GPUORCH_BIN, {"gateway", "--write-config", dir, "--bind", front_, "--stats-bind",
+                             stats_, "--slots", "4", "--hold-timeout-s", "60"});
+    ASSERT_EQ(wrote.exit_code, 0) << wrote.out << wrote.err;
+    haproxy_ = std::make_unique<Process>(
+        std::vector<std::string>{kHaproxy, "-f", dir + "/haproxy.cfg", "-db"},
+        std::map<std::string, std::string>{}, dir + "/haproxy.log");
+    ASSERT_TRUE(WaitFor([&] { return Api("http://" + stats_).Get("/metrics").status == 200; }))
+        << "haproxy did not start; see " << dir << "/haproxy.log";
+    gateway_metrics_ = "127.0.0.1:" + std::to_string(FreePort());
+    gateway_ = std::make_unique<Process>(
+        std::vector<std::string>{GPUORCH_BIN,
+                                 "gateway",
+                                 "--server",
+                                 cluster_->url(),
+                                 "--token-file",
+                                 cluster_->admin_token_file(),
+                                 "--haproxy-socket",
+                                 dir + "/haproxy.sock",
+                                 "--haproxy-metrics",
+                                 "http://" + stats_ + "/metrics",
+                                 "--haproxy-waiting",
+                                 "http://" + stats_ + "/gpuorch/waiting",
+                                 "--interval-ms",
+                                 "200",
+                                 "--listen",
+                                 gateway_metrics_},
+        std::map<std::string, std::string>{}, cluster_->dir() + "/gateway.log");
+    ASSERT_TRUE(WaitFor(
+        [&] { return Api("http://" + gateway_metrics_).Get("/healthz").status == 200; }))
+        << "the gateway did not start; see " << cluster_->dir() << "/gateway.log";
+  }
+
+  void TearDown() override {
+    stop_ = true;
+    for (std::thread& t : workers_) t.join();
+  }
+
+  Json Service(int64_t id) const {
+    const Json w = cluster_->Workload(id);
+    return w.is_object() && w.contains("service") ? w["service"] : Json();
+  }
+  int Ready(int64_t id) const {
+    const Json s = Service(id);
+    return s.is_object() ? s.value("ready", 0) : -1;
+  }
+  bool HasEvent(int64_t id, const std::string& type, const std::string& text = "") const {
+    const Json w = cluster_->Workload(id);
+    if (!w.is_object()) return false;
+    for (const Json& e : w["events"]) {
+      if (e.value("type", "") == type && e.value("message", "").find(text) != std::string::npos)
+        return true;
+    }
+    return false;
+  }
+  // A completion through HAProxy; the status (-1: no answer).
+  int Complete(int max_tokens = 8) const {
+    return Api("http://" + front_)
+        .Post("/svc/chat/v1/completions", Json{{"prompt_tokens", 64}, {"max_tokens", max_tokens}})
+        .status;
+  }
+  // `n` workers sending completions back to back until StopWorkers.
+  void StartWorkers(int n) {
+    stop_ = false;
+    for (int i = 0; i < n; ++i) {
+      workers_.emplace_back([this] {
+        while (!stop_) {
+          const int status = Complete(20);
+          (status == 200 ? ok_ : failed_)++;
+        }
+      });
+    }
+  }
+  void StopWorkers() {
+    stop_ = true;
+    for (std::thread& t : workers_) t.join();
+    workers_.clear();
+  }
+
+  std::unique_ptr<Cluster> cluster_;
+  std::unique_ptr<Process> haproxy_, gateway_;
+  std::string front_, stats_, gateway_metrics_;
+  std::vector<std::thread> workers_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> ok_{0}, failed_{0};
+};
+
+TEST_F(InferenceTest, ServiceScalesFromZeroWithLoadHarvestsExperimentsAndGivesThemBack) {
+  // Two preemptible experiments take both GPUs, borrowing serving's idle guarantee.
+  const int64_t e1 = cluster_->Submit(Cluster::ShellJob("exp1", "batch", 1, "sleep 600"));
+  const int64_t e2 = cluster_->Submit(Cluster::ShellJob("exp2", "batch", 1, "sleep 600"));
+  ASSERT_TRUE(cluster_->WaitState(e1, "Running"));
+  ASSERT_TRUE(cluster_->WaitState(e2, "Running"));
+
+  const int64_t svc = cluster_->Submit(
+      Json{{"name", "chat"},
+           {"queue", "serving"},
+           {"kind", "inference"},
+           {"gpus", 1},
+           {"command",
+            {LLM_EMULATOR_BIN, "--load-s", "1", "--decode-ms-per-token", "10", "--threads", "64"}},
+           {"replicas", "0:2"},
+           {"autoscale",
+            {{"target", 2},
+             {"target_utilization", 1},
+             {"stable_window_s", 6},
+             {"panic_window_s", 2},
+             {"scale_to_zero_after_s", 20}}},
+           {"readiness", {{"http_path", "/health"}, {"period_s", 1}}},
+           {"grace_period_s", 2},
+           {"drain_timeout_s", 30}});
+  ASSERT_GT(svc, 0);
+  EXPECT_EQ(Service(svc)["desired"], 0);
+  // The gateway routes the service (it has a slot) before the first request.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return Api("http://" + gateway_metrics_).Get("/metrics").body.find("service=\"chat\"") !=
+               std::string::npos;
+      },
+      30s));
+
+  // Scale from zero: the first request is held at HAProxy, counted as load, wakes the
+  // service; its replica takes an experiment's GPU (Harvested) and answers it.
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(Complete(), 200);
+  const double first_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(first_s, 60.0);
+  EXPECT_EQ(Ready(svc), 1);
+  ASSERT_TRUE(WaitFor([&] { return HasEvent(e1, "Evicted") || HasEvent(e2, "Evicted"); }));
+  const int64_t harvested = HasEvent(e1, "Evicted") ? e1 : e2;
+  EXPECT_TRUE(HasEvent(harvested, "Evicted", "Harvested")) << cluster_->Workload(harvested).dump();
+
+  // Load above one replica's target: the service grows to its max of 2, harvesting the
+  // other experiment too, and every request is answered.
+  StartWorkers(6);
+  EXPECT_TRUE(WaitFor([&] { return Ready(svc) == 2; }, 60s)) << Service(svc).dump();
+  const int64_t other = harvested == e1 ? e2 : e1;
+  EXPECT_TRUE(WaitFor([&] { return HasEvent(other, "Evicted", "Harvested"); }));
+  // Down to one worker: the service steps down to one replica, draining the other while
+  // requests keep coming; none fails.
+  StopWorkers();
+  StartWorkers(1);
+  EXPECT_TRUE(WaitFor([&] { return Ready(svc) == 1 && Service(svc)["replicas"].size() == 1; },
+                      90s))
+      << Service(svc).dump();
+  StopWorkers();
+  EXPECT_EQ(failed_.load(), 0) << ok_.load() << " answered";
+  EXPECT_GT(ok_.load(), 20);
+
+  // No traffic for scale_to_zero_after_s: to zero, and the experiments run again.
+  EXPECT_TRUE(WaitFor([&] { return Service(svc)["replicas"].empty(); }, 90s))
+      << Service(svc).dump();
+  EXPECT_TRUE(cluster_->WaitState(e1, "Running", 60s));
+  EXPECT_TRUE(cluster_->WaitState(e2, "Running", 60s));
+}
+
+TEST_F(InferenceTest, AzureConversationTraceReplayIsServedAndScalesTheService) {
+  const std::string trace = TracesDir() + "/azure-llm-2023/AzureLLMInferenceTrace_conv.csv";
+  if (!std::filesystem::exists(trace)) GTEST_SKIP() << trace << " is absent (GPUORCH_TRACES)";
+  const int64_t svc = cluster_->Submit(
+      Json{{"name", "chat"},
+           {"queue", "serving"},
+           {"kind", "inference"},
+           {"gpus", 1},
+           {"command",
+            {LLM_EMULATOR_BIN, "--decode-ms-per-token", "10", "--prefill-tokens-per-s", "20000",
+             "--max-num-seqs", "64", "--threads", "128"}},
+           {"replicas", "1:2"},
+           {"autoscale",
+            {{"target", 2}, {"target_utilization", 1}, {"stable_window_s", 6}, {"panic_window_s", 2}}},
+           {"readiness", {{"http_path", "/health"}}}});
+  ASSERT_GT(svc, 0);
+  ASSERT_TRUE(WaitFor([&] { return Ready(svc) == 1; }, 60s)) << Service(svc).dump();
+  // 4 trace seconds per second for 15 s (a minute of the trace, ~20 requests/s, ~300 in
+  // all), generated tokens capped at 32 so that a request takes about half a second: some
+  // 10 in flight, over one replica's target of 2.
+  const std::string out = cluster_->dir() + "/replay.json";
+  const CliResult replay =
+      RunCli(LLM_LOADGEN_BIN, {"--trace", trace, "--target", "http://" + front_ + "/svc/chat",
+                               "--speedup", "4", "--duration-s", "15", "--max-tokens-cap", "32",
+                               "--timeout-s", "30", "--out", out});
+  ASSERT_EQ(replay.exit_code, 0) << replay.out << replay.err;
+  const Json summary = Json::parse(replay.out, nullptr, false);
+  ASSERT_TRUE(summary.is_object()) << replay.out;
+  EXPECT_GT(summary.value("count", 0), 150) << replay.out;
+  EXPECT_EQ(summary.value("failures", -1), 0) << replay.out;
+  // The replay's load asked for both replicas.
+  EXPECT_TRUE(HasEvent(svc, "Scaled", "1 -> 2")) << cluster_->Workload(svc).dump();
+}
+
+}  // namespace
+}  // namespace gpuorch::cptest
