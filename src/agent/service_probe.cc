@@ -81,7 +81,10 @@ std::optional<std::string> ServiceProbes::Done(const ServiceCheck& check, const 
     return std::nullopt;
   }
   if (p.check_started_ms < 0) return std::nullopt;
-  p.next_check_ms = std::max(now_ms, p.check_started_ms + p.spec.period_ms());
+  p.ever_ready |= result.ok;
+  const int64_t period =
+      p.ever_ready ? p.spec.period_ms() : std::min<int64_t>(p.spec.period_ms(), kStartupCheckMs);
+  p.next_check_ms = std::max(now_ms, p.check_started_ms + period);
   p.check_started_ms = -1;
   if (result.ok) {
     p.failures = 0;

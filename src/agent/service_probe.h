@@ -49,6 +49,10 @@ struct CheckResult {
 class ServiceProbes {
  public:
   static constexpr int kFailureThreshold = 3;
+  // Until its first success a task is checked this often (at most its period), so that a
+  // replica that starts is seen ready within this long rather than a whole period (the
+  // role of a Kubernetes startupProbe with a short period); then every period.
+  static constexpr int64_t kStartupCheckMs = 200;
   static constexpr const char* kMetricsPath = "/metrics";
 
   // `scrape_interval_ms` > 0 replaces every task's period for scrapes.
@@ -82,7 +86,8 @@ class ServiceProbes {
   struct Probe {
     ServiceSpec spec;
     bool ready = false;
-    int failures = 0;  // consecutive failed checks
+    bool ever_ready = false;  // a check has passed once: every period from then on
+    int failures = 0;         // consecutive failed checks
     int64_t next_check_ms = 0;
     int64_t check_started_ms = -1;  // in flight since; -1: not in flight
     int64_t next_scrape_ms = 0;

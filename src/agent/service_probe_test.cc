@@ -50,15 +50,17 @@ TEST(ServiceProbesTest, ReadyAfterOneSuccessNotReadyAfterThreeFailuresInARow) {
   const std::vector<Step> script = {
       {4999, false, false, false},  // the initial delay
       {5000, true, false, false},   // not serving yet
-      {5999, false, false, false},  // one period after the previous check started
-      {6000, true, true, true},     // one success: ready
-      {7000, true, false, true},    // 1 failure
-      {8000, true, false, true},    // 2
-      {9000, true, true, true},     // a success resets the count
-      {10000, true, false, true},   // 1
-      {11000, true, false, true},   // 2
-      {12000, true, false, false},  // 3 in a row: not ready
-      {13000, true, false, false}, {14000, true, true, true},
+      {5199, false, false, false},  // until the first success, every kStartupCheckMs
+      {5200, true, false, false},   // still not serving
+      {5400, true, true, true},     // one success: ready
+      {6399, false, false, true},   // from now on one period after the previous check
+      {6400, true, false, true},    // 1 failure
+      {7400, true, false, true},    // 2
+      {8400, true, true, true},     // a success resets the count
+      {9400, true, false, true},    // 1
+      {10400, true, false, true},   // 2
+      {11400, true, false, false},  // 3 in a row: not ready (the period stays)
+      {12400, true, false, false}, {13400, true, true, true},
   };
   for (const Step& s : script) {
     std::vector<ServiceCheck> due = p.Due(s.at_ms);

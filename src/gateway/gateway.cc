@@ -79,7 +79,11 @@ nlohmann::json LoadBody(const Service& service, const BackendStats& stats) {
     const std::string key = std::to_string(w);
     replicas[key] = replicas.value(key, int64_t{0}) + sessions;
   }
-  return {{"in_flight", stats.sessions + stats.waiting}, {"replicas", replicas}};
+  // The load balancer's own source, apart from what external gateways push
+  // (docs/autoscale.md, "Signals").
+  return {{"in_flight", stats.sessions + stats.waiting},
+          {"source", "load_balancer"},
+          {"replicas", replicas}};
 }
 
 Gateway::Gateway(ControlPlane& control_plane, const RuntimeApi& haproxy, GatewayOptions options)

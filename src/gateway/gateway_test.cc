@@ -51,8 +51,10 @@ TEST(LoadBodyTest, SessionsPlusHeldAndPerReplica) {
   st.queue = 1;  // already inside `sessions` in HAProxy's counting
   st.waiting = 2;
   st.server_sessions = {{"w9_h_1", 3}, {"w10_h_2", 1}, {"keep", 5}};
-  EXPECT_EQ(LoadBody(s, st),
-            Json::parse(R"({"in_flight": 6, "replicas": {"9": 3, "10": 1, "11": 0}})"));
+  EXPECT_EQ(
+      LoadBody(s, st),
+      Json::parse(
+          R"({"in_flight": 6, "source": "load_balancer", "replicas": {"9": 3, "10": 1, "11": 0}})"));
 }
 
 TEST(HaproxyConfigTest, SlotsRoutesAndHold) {

@@ -420,4 +420,47 @@ Json Cluster::ShellJob(const std::string& name, const std::string& queue, int gp
               {"command", {"/bin/sh", "-c", script}}};
 }
 
+bool ServingPath::HaproxyInstalled() { return ::access(kHaproxy, X_OK) == 0; }
+
+bool ServingPath::Start(const Cluster& cluster, int slots, int gateway_interval_ms,
+                        std::string& error) {
+  const std::string dir = cluster.dir() + "/haproxy";
+  std::filesystem::create_directories(dir);
+  front_ = "127.0.0.1:" + std::to_string(FreePort());
+  stats_ = "127.0.0.1:" + std::to_string(FreePort());
+  const CliResult wrote =
+      RunCli(cluster.bin(), {"gateway", "--write-config", dir, "--bind", front_, "--stats-bind",
+                             stats_, "--slots", std::to_string(slots), "--hold-timeout-s", "60"});
+  if (wrote.exit_code != 0) {
+    error = "gpuorch gateway --write-config: " + wrote.out + wrote.err;
+    return false;
+  }
+  haproxy_ = std::make_unique<Process>(
+      std::vector<std::string>{kHaproxy, "-f", dir + "/haproxy.cfg", "-db"},
+      std::map<std::string, std::string>{}, dir + "/haproxy.log");
+  if (!WaitFor([&] { return Api("http://" + stats_).Get("/metrics").status == 200; })) {
+    error = "haproxy did not start; see " + dir + "/haproxy.log";
+    return false;
+  }
+  gateway_metrics_ = "127.0.0.1:" + std::to_string(FreePort());
+  gateway_ = std::make_unique<Process>(
+      std::vector<std::string>{cluster.bin(), "gateway", "--server", cluster.url(), "--token-file",
+                               cluster.admin_token_file(), "--haproxy-socket",
+                               dir + "/haproxy.sock", "--haproxy-metrics",
+                               "http://" + stats_ + "/metrics", "--haproxy-waiting",
+                               "http://" + stats_ + "/gpuorch/waiting", "--interval-ms",
+                               std::to_string(gateway_interval_ms), "--listen", gateway_metrics_},
+      std::map<std::string, std::string>{}, cluster.dir() + "/gateway.log");
+  if (!WaitFor([&] { return Api("http://" + gateway_metrics_).Get("/healthz").status == 200; })) {
+    error = "the gateway did not start; see " + cluster.dir() + "/gateway.log";
+    return false;
+  }
+  return true;
+}
+
+bool ServingPath::Routes(const std::string& name) const {
+  return Api("http://" + gateway_metrics_).Get("/metrics").body.find("service=\"" + name + "\"") !=
+         std::string::npos;
+}
+
 }  // namespace gpuorch::cptest

@@ -183,4 +183,26 @@ class Cluster {
   std::map<std::string, std::unique_ptr<Process>> agents_;
 };
 
+// The serving path of inference services (docs/inference.md) beside a Cluster: Debian's
+// haproxy started with the config `gpuorch gateway --write-config` writes (into
+// DIR/haproxy), and `gpuorch gateway` keeping it in step with the cluster's services as the
+// administrator. The destructor stops both (they carry the Cluster's token, so the
+// Cluster's own cleanup reaches them too).
+class ServingPath {
+ public:
+  static constexpr const char* kHaproxy = "/usr/sbin/haproxy";
+  static bool HaproxyInstalled();
+  // True once HAProxy's exporter and the gateway's /healthz answer; `error` says what failed.
+  bool Start(const Cluster& cluster, int slots, int gateway_interval_ms, std::string& error);
+  // Where clients send requests: http://HOST:PORT (a service is at /svc/NAME/...).
+  std::string front_url() const { return "http://" + front_; }
+  std::string gateway_metrics_url() const { return "http://" + gateway_metrics_ + "/metrics"; }
+  // Whether the gateway's metrics name service `name` (it has routed it).
+  bool Routes(const std::string& name) const;
+
+ private:
+  std::string front_, stats_, gateway_metrics_;
+  std::unique_ptr<Process> haproxy_, gateway_;
+};
+
 }  // namespace gpuorch::cptest

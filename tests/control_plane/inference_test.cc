@@ -19,8 +19,6 @@
 namespace gpuorch::cptest {
 namespace {
 
-constexpr const char* kHaproxy = "/usr/sbin/haproxy";
-
 std::string TracesDir() {
   const char* env = std::getenv("GPUORCH_TRACES");
   return env != nullptr ? env : std::string(GPUORCH_SOURCE_DIR) + "/../shared/traces";
@@ -29,53 +27,22 @@ std::string TracesDir() {
 class InferenceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::access(kHaproxy, X_OK) != 0) {
-      GTEST_SKIP() << kHaproxy << " is not installed (scripts/lib.sh installs Debian's haproxy)";
+    if (!ServingPath::HaproxyInstalled()) {
+      GTEST_SKIP() << ServingPath::kHaproxy
+                   << " is not installed (scripts/lib.sh installs Debian's haproxy)";
     }
     // Two GPUs; queue serving is guaranteed both, batch borrows them while serving is idle.
-    cluster_ = std::make_unique<Cluster>(ClusterOptions{
-        GPUORCH_BIN,
-        "queues:\n"
-        "  - {name: serving, quota: [{guaranteed: 2}]}\n"
-        "  - {name: batch}\n"});
+    cluster_ =
+        std::make_unique<Cluster>(ClusterOptions{GPUORCH_BIN,
+                                                 "queues:\n"
+                                                 "  - {name: serving, quota: [{guaranteed: 2}]}\n"
+                                                 "  - {name: batch}\n"});
     ASSERT_TRUE(cluster_->StartServer());
     ASSERT_TRUE(cluster_->StartAgent("n1", "2xH100-80GB"));
 
-    const std::string dir = cluster_->dir() + "/haproxy";
-    std::filesystem::create_directories(dir);
-    front_ = "127.0.0.1:" + std::to_string(FreePort());
-    stats_ = "127.0.0.1:" + std::to_string(FreePort());
-    const CliResult wrote =
-        RunCli(GPUORCH_BIN, {"gateway", "--write-config", dir, "--bind", front_, "--stats-bind",
-                             stats_, "--slots", "4", "--hold-timeout-s", "60"});
-    ASSERT_EQ(wrote.exit_code, 0) << wrote.out << wrote.err;
-    haproxy_ = std::make_unique<Process>(
-        std::vector<std::string>{kHaproxy, "-f", dir + "/haproxy.cfg", "-db"},
-        std::map<std::string, std::string>{}, dir + "/haproxy.log");
-    ASSERT_TRUE(WaitFor([&] { return Api("http://" + stats_).Get("/metrics").status == 200; }))
-        << "haproxy did not start; see " << dir << "/haproxy.log";
-    gateway_metrics_ = "127.0.0.1:" + std::to_string(FreePort());
-    gateway_ = std::make_unique<Process>(
-        std::vector<std::string>{GPUORCH_BIN,
-                                 "gateway",
-                                 "--server",
-                                 cluster_->url(),
-                                 "--token-file",
-                                 cluster_->admin_token_file(),
-                                 "--haproxy-socket",
-                                 dir + "/haproxy.sock",
-                                 "--haproxy-metrics",
-                                 "http://" + stats_ + "/metrics",
-                                 "--haproxy-waiting",
-                                 "http://" + stats_ + "/gpuorch/waiting",
-                                 "--interval-ms",
-                                 "200",
-                                 "--listen",
-                                 gateway_metrics_},
-        std::map<std::string, std::string>{}, cluster_->dir() + "/gateway.log");
-    ASSERT_TRUE(WaitFor(
-        [&] { return Api("http://" + gateway_metrics_).Get("/healthz").status == 200; }))
-        << "the gateway did not start; see " << cluster_->dir() << "/gateway.log";
+    std::string error;
+    ASSERT_TRUE(serving_.Start(*cluster_, 4, 200, error)) << error;
+    front_ = serving_.front_url();
   }
 
   void TearDown() override {
@@ -102,7 +69,7 @@ class InferenceTest : public ::testing::Test {
   }
   // A completion through HAProxy; the status (-1: no answer).
   int Complete(int max_tokens = 8) const {
-    return Api("http://" + front_)
+    return Api(front_)
         .Post("/svc/chat/v1/completions", Json{{"prompt_tokens", 64}, {"max_tokens", max_tokens}})
         .status;
   }
@@ -125,8 +92,8 @@ class InferenceTest : public ::testing::Test {
   }
 
   std::unique_ptr<Cluster> cluster_;
-  std::unique_ptr<Process> haproxy_, gateway_;
-  std::string front_, stats_, gateway_metrics_;
+  ServingPath serving_;
+  std::string front_;
   std::vector<std::thread> workers_;
   std::atomic<bool> stop_{false};
   std::atomic<int> ok_{0}, failed_{0};
@@ -159,12 +126,7 @@ TEST_F(InferenceTest, ServiceScalesFromZeroWithLoadHarvestsExperimentsAndGivesTh
   ASSERT_GT(svc, 0);
   EXPECT_EQ(Service(svc)["desired"], 0);
   // The gateway routes the service (it has a slot) before the first request.
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        return Api("http://" + gateway_metrics_).Get("/metrics").body.find("service=\"chat\"") !=
-               std::string::npos;
-      },
-      30s));
+  ASSERT_TRUE(WaitFor([&] { return serving_.Routes("chat"); }, 30s));
 
   // Scale from zero: the first request is held at HAProxy, counted as load, wakes the
   // service; its replica takes an experiment's GPU (Harvested) and answers it.
@@ -188,8 +150,7 @@ TEST_F(InferenceTest, ServiceScalesFromZeroWithLoadHarvestsExperimentsAndGivesTh
   // requests keep coming; none fails.
   StopWorkers();
   StartWorkers(1);
-  EXPECT_TRUE(WaitFor([&] { return Ready(svc) == 1 && Service(svc)["replicas"].size() == 1; },
-                      90s))
+  EXPECT_TRUE(WaitFor([&] { return Ready(svc) == 1 && Service(svc)["replicas"].size() == 1; }, 90s))
       << Service(svc).dump();
   StopWorkers();
   EXPECT_EQ(failed_.load(), 0) << ok_.load() << " answered";
@@ -205,18 +166,18 @@ TEST_F(InferenceTest, ServiceScalesFromZeroWithLoadHarvestsExperimentsAndGivesTh
 TEST_F(InferenceTest, AzureConversationTraceReplayIsServedAndScalesTheService) {
   const std::string trace = TracesDir() + "/azure-llm-2023/AzureLLMInferenceTrace_conv.csv";
   if (!std::filesystem::exists(trace)) GTEST_SKIP() << trace << " is absent (GPUORCH_TRACES)";
-  const int64_t svc = cluster_->Submit(
-      Json{{"name", "chat"},
-           {"queue", "serving"},
-           {"kind", "inference"},
-           {"gpus", 1},
-           {"command",
-            {LLM_EMULATOR_BIN, "--decode-ms-per-token", "10", "--prefill-tokens-per-s", "20000",
-             "--max-num-seqs", "64", "--threads", "128"}},
-           {"replicas", "1:2"},
-           {"autoscale",
-            {{"target", 2}, {"target_utilization", 1}, {"stable_window_s", 6}, {"panic_window_s", 2}}},
-           {"readiness", {{"http_path", "/health"}}}});
+  const int64_t svc = cluster_->Submit(Json{
+      {"name", "chat"},
+      {"queue", "serving"},
+      {"kind", "inference"},
+      {"gpus", 1},
+      {"command",
+       {LLM_EMULATOR_BIN, "--decode-ms-per-token", "10", "--prefill-tokens-per-s", "20000",
+        "--max-num-seqs", "64", "--threads", "128"}},
+      {"replicas", "1:2"},
+      {"autoscale",
+       {{"target", 2}, {"target_utilization", 1}, {"stable_window_s", 6}, {"panic_window_s", 2}}},
+      {"readiness", {{"http_path", "/health"}}}});
   ASSERT_GT(svc, 0);
   ASSERT_TRUE(WaitFor([&] { return Ready(svc) == 1; }, 60s)) << Service(svc).dump();
   // 4 trace seconds per second for 15 s (a minute of the trace, ~20 requests/s, ~300 in
@@ -224,9 +185,9 @@ TEST_F(InferenceTest, AzureConversationTraceReplayIsServedAndScalesTheService) {
   // 10 in flight, over one replica's target of 2.
   const std::string out = cluster_->dir() + "/replay.json";
   const CliResult replay =
-      RunCli(LLM_LOADGEN_BIN, {"--trace", trace, "--target", "http://" + front_ + "/svc/chat",
-                               "--speedup", "4", "--duration-s", "15", "--max-tokens-cap", "32",
-                               "--timeout-s", "30", "--out", out});
+      RunCli(LLM_LOADGEN_BIN,
+             {"--trace", trace, "--target", front_ + "/svc/chat", "--speedup", "4", "--duration-s",
+              "15", "--max-tokens-cap", "32", "--timeout-s", "30", "--out", out});
   ASSERT_EQ(replay.exit_code, 0) << replay.out << replay.err;
   const Json summary = Json::parse(replay.out, nullptr, false);
   ASSERT_TRUE(summary.is_object()) << replay.out;
