@@ -207,10 +207,10 @@ int main(int argc, char** argv) {
     emit(4 * o.base_rps, 50);
   }
   const std::string results = cluster.dir() + "/step-results.json";
-  const auto step = RunCli(LLM_LOADGEN_BIN,
-                           {"--trace", trace, "--target", serving.front_url() + "/svc/step",
-                            "--speedup", "1", "--duration-s", "50", "--timeout-s", "8", "--out",
-                            results});
+  const auto step =
+      RunCli(LLM_LOADGEN_BIN,
+             {"--trace", trace, "--target", serving.front_url() + "/svc/step", "--speedup", "1",
+              "--duration-s", "50", "--timeout-s", "8", "--out", results});
   const Json s = Json::parse(step.out, nullptr, false);
   if (!s.is_object()) {
     std::fprintf(stderr, "inference_bench: llm-loadgen: %s %s\n", step.out.c_str(),

@@ -155,7 +155,9 @@ void RegisterGatewayCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--server", f.server, "The gpuorch server's URL");
   cmd->add_option("--token", f.token, "API token (else --token-file, GPUORCH_TOKEN, ...)");
   cmd->add_option("--token-file", f.token_file, "File holding the API token");
-  cmd->add_option("--ca-file", f.ca_file, "CA (PEM) of an https:// server");
+  cmd->add_option("--ca", f.ca_file,
+                  "CA certificate (PEM) of an https:// server, as the client commands' --ca")
+      ->envname("GPUORCH_CA");
   cmd->add_option("--haproxy-socket", f.socket, "HAProxy's runtime API (stats socket) path");
   cmd->add_option("--haproxy-metrics", f.metrics_url,
                   "HAProxy's Prometheus exporter, e.g. http://127.0.0.1:8405/metrics");

@@ -209,8 +209,9 @@ core::Status Gateway::Tick() {
        "replica (scale from zero).\n"
        "# TYPE gpuorch_service_waiting_requests gauge\n"
     << waiting.str()
-    << "# HELP gpuorch_gateway_servers Servers of the service's HAProxy backend by state (the "
-       "server's gpuorch_service_replicas counts its replicas).\n"
+    << "# HELP gpuorch_gateway_servers The service's replicas as the gateway routes them: "
+       "ready (enabled in its HAProxy backend), draining, not_ready (not routed); from the "
+       "server's list at this tick.\n"
        "# TYPE gpuorch_gateway_servers gauge\n"
     << replicas.str();
   std::lock_guard lock(mu_);

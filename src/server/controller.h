@@ -514,7 +514,12 @@ class Controller {
     int64_t next_start_ms = 0;  // restart backoff: no new replica before
     int64_t gateway_ms = 0;     // the last load report that listed replica sessions
     int32_t next_replica = 0;
+    // After a restart the replicas' readiness is unknown until their agents report: until
+    // every running replica has (or this time passes) the service neither decides nor
+    // stops a replica, so that a restart never scales a service down.
+    int64_t hold_until_ms = 0;
   };
+  static constexpr int64_t kRestartHoldMs = 30'000;
   std::map<int64_t, ServiceState> services_;
   autoscale::Autoscaler autoscaler_;
   std::vector<uint32_t> free_service_slots_;

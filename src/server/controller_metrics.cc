@@ -197,6 +197,10 @@ std::string Controller::Metrics(std::vector<prometheus::MetricFamily> extra) {
       "gpuorch_gpus_allocated_idle",
       "Allocated GPUs (fractions by their share) whose measured utilization has stayed under "
       "gpu_idle_util_pct for gpu_idle_after, per model and leaf queue (docs/observability.md).");
+  auto allocated_idle = GaugeFamily(
+      "gpuorch_workloads_allocated_idle",
+      "Running workloads with the AllocatedIdle condition (their GPUs idle for their queue's "
+      "idle_reclaim.after_s, reported rather than stopped), per leaf queue.");
   auto queue_util = GaugeFamily(
       "gpuorch_queue_gpu_utilization",
       "Mean measured utilization (%) of a leaf queue's allocated GPUs, weighted by their share; "
@@ -219,6 +223,7 @@ std::string Controller::Metrics(std::vector<prometheus::MetricFamily> extra) {
   static const char* kStates[] = {"Pending",   "Running", "Preempted",
                                   "Succeeded", "Failed",  "Cancelled"};
   std::map<std::string, std::array<int64_t, 6>> by;
+  std::map<std::string, int64_t> idle_workloads;
   // Telemetry of running tasks: idle milli-GPU per (model, queue); utilization x milli and
   // the milli measured, per queue.
   std::map<std::pair<std::string, std::string>, int64_t> idle_milli;
@@ -248,6 +253,7 @@ std::string Controller::Metrics(std::vector<prometheus::MetricFamily> extra) {
           if (w.state == kStates[st]) ++counts[st];
         }
         if (w.state != "Running") continue;
+        if (w.allocated_idle) ++idle_workloads[w.parsed.queue_name];
         for (const TaskRecord& t : w.tasks) {
           if (t.gpus.empty() || t.gpu_util_pct < 0 || t.state == "exited" || t.state == "lost") {
             continue;
@@ -290,7 +296,9 @@ std::string Controller::Metrics(std::vector<prometheus::MetricFamily> extra) {
       "gpuorch_service_replicas",
       "Replicas of an inference service by state: desired (the autoscaler's decision or the "
       "pinned size), ready (receiving traffic), pending (waiting to be placed), starting "
-      "(placed, not ready yet), draining (scaled down, finishing its requests).");
+      "(placed, not ready yet), draining (scaled down, finishing its requests), evicting "
+      "(preempted, "
+      "stopping to wait in the queue again).");
   auto svc_in_flight = GaugeFamily(
       "gpuorch_service_autoscaler_in_flight",
       "In-flight requests of an inference service as its autoscaler sees them: the max over "
@@ -307,6 +315,9 @@ std::string Controller::Metrics(std::vector<prometheus::MetricFamily> extra) {
     }
   }
   for (const auto& [queue, counts] : by) {
+    const auto n = idle_workloads.find(queue);
+    AddSample(allocated_idle, {{"queue", queue}},
+              n == idle_workloads.end() ? 0.0 : static_cast<double>(n->second));
     for (size_t st = 0; st < 6; ++st) {
       AddSample(workloads, {{"queue", queue}, {"state", kStates[st]}},
                 static_cast<double>(counts[st]));
@@ -320,8 +331,8 @@ std::string Controller::Metrics(std::vector<prometheus::MetricFamily> extra) {
   }
   AddSample(nodes, {{"status", "up"}}, static_cast<double>(up));
   AddSample(nodes, {{"status", "down"}}, static_cast<double>(down));
-  for (auto* f : {&workloads, &nodes, &node_up, &age, &alloc_idle, &queue_util, &svc_replicas,
-                  &svc_in_flight}) {
+  for (auto* f : {&workloads, &nodes, &node_up, &age, &alloc_idle, &allocated_idle, &queue_util,
+                  &svc_replicas, &svc_in_flight}) {
     extra.push_back(std::move(*f));
   }
   return metrics_.Render(std::move(extra));

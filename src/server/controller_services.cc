@@ -125,6 +125,18 @@ void Controller::ReconcileService(WorkloadRecord& svc, int64_t now) {
     }
   }
 
+  // After a restart: nothing is decided until every running replica has reported (its
+  // readiness is known again) or kRestartHoldMs passed.
+  if (st.hold_until_ms > 0) {
+    bool reported = true;
+    for (const WorkloadRecord* r : live) {
+      const TaskRecord* t = Primary(*r);
+      reported &= r->state != "Running" || (t != nullptr && t->port > 0);
+    }
+    if (!reported && now < st.hold_until_ms) return;
+    st.hold_until_ms = 0;
+  }
+
   // 2. The replicas' gauges, when a scrape came since the last decision.
   double in_flight = 0, kv = 0;
   int kv_n = 0;
@@ -361,13 +373,15 @@ void Controller::ServiceSamples(prometheus::MetricFamily& replicas,
     const Labels labels = {{"service", svc.parsed.spec.name},
                            {"id", std::to_string(id)},
                            {"queue", svc.parsed.queue_name}};
-    int64_t ready = 0, pending = 0, starting = 0, draining = 0;
+    int64_t ready = 0, pending = 0, starting = 0, draining = 0, evicting = 0;
     for (int64_t r : st.replicas) {
       auto it = workloads_.find(r);
       if (it == workloads_.end() || it->second.terminal() || it->second.cancel_requested) continue;
       const WorkloadRecord& w = it->second;
       if (w.draining_since_ms > 0) {
         ++draining;
+      } else if (w.state == "Preempted") {
+        ++evicting;
       } else if (ReplicaReady(w)) {
         ++ready;
       } else if (w.state == "Pending") {
@@ -386,6 +400,7 @@ void Controller::ServiceSamples(prometheus::MetricFamily& replicas,
     add("pending", pending);
     add("starting", starting);
     add("draining", draining);
+    add("evicting", evicting);
     AddSample(in_flight, labels, st.last.stable_in_flight);
   }
 }

@@ -167,7 +167,9 @@ void Controller::CheckIdleReclaim(WorkloadRecord& w, int64_t now) {
   const std::string what =
       "its GPUs under " + std::to_string(static_cast<int>(std::lround(config_.gpu_idle_util_pct))) +
       "% utilization for " + Minutes(policy->after_s);
-  if (policy->evict && listed && w.parsed.spec.preemptible) {
+  // A service's replica is never stopped for idleness: its autoscaler sizes the service and
+  // would only start another.
+  if (policy->evict && listed && w.parsed.spec.preemptible && w.parsed.service_of == 0) {
     log::Info("idle_reclaim", {{"workload", w.id}, {"queue", w.parsed.queue_name}, {"kind", kind}});
     Event(w, "IdleReclaimed", what + ": stopped by its queue's idle_reclaim policy");
     metrics_.CountPreemption("IdleReclaimed", w.parsed.queue_name);
@@ -177,8 +179,11 @@ void Controller::CheckIdleReclaim(WorkloadRecord& w, int64_t now) {
   if (!w.allocated_idle) {
     w.allocated_idle = true;
     Event(w, "AllocatedIdle",
-          what + (policy->evict && listed ? " (not preemptible: reported, not stopped)"
-                                          : " (reported by its queue's idle_reclaim policy)"));
+          what + (policy->evict && listed
+                      ? (w.parsed.service_of > 0 ? " (a service's replica: its autoscaler "
+                                                   "scales it; reported, not stopped)"
+                                                 : " (not preemptible: reported, not stopped)")
+                      : " (reported by its queue's idle_reclaim policy)"));
   }
 }
 

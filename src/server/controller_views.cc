@@ -599,13 +599,17 @@ Status Controller::Load() {
     if (!w.parsed.unknown_models.empty()) unknown_models_.insert(w.id);
     workloads_.emplace(w.id, std::move(w));
   }
-  // Replicas join their services (whatever order the store gave).
+  // Replicas join their services (whatever order the store gave); replica numbers go on
+  // after every replica the store still holds, ended ones included.
   for (auto& [id, w] : workloads_) {
     auto sv = services_.find(w.parsed.service_of);
-    if (w.parsed.service_of == 0 || w.terminal() || sv == services_.end()) continue;
-    sv->second.replicas.insert(id);
+    if (w.parsed.service_of == 0 || sv == services_.end()) continue;
     sv->second.next_replica = std::max(sv->second.next_replica, w.parsed.replica + 1);
+    if (w.terminal()) continue;
+    sv->second.replicas.insert(id);
+    sv->second.desired += !w.cancel_requested && w.draining_since_ms == 0;
   }
+  for (auto& [id, st] : services_) st.hold_until_ms = Now() + kRestartHoldMs;
   return Status::Ok();
 }
 

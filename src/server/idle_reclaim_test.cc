@@ -26,7 +26,10 @@ class IdleReclaimTest : public test_util::ControllerFixture {
          "  - {name: notebooks, allowed_priorities: [normal, pinned], quota: [{guaranteed: 4}],\n"
          "     idle_reclaim: {after_s: 1800, kinds: [experiment], action: evict}}\n"
          "  - {name: research, idle_reclaim: {after_s: 1800, action: report}}\n"
-         "  - {name: plain}\n");
+         "  - {name: plain}\n"
+         "  - {name: org, idle_reclaim: {after_s: 1800, kinds: [experiment, inference], "
+         "action: evict}}\n"
+         "  - {name: team, parent: org}\n");
     Register("n1", 8);
   }
   int64_t Submit(const std::string& queue, const std::string& kind,
@@ -105,12 +108,44 @@ TEST_F(IdleReclaimTest, IdlePreemptibleListedWorkIsStoppedOtherIdleWorkIsReporte
   }
   EXPECT_FALSE(Get(free).contains("conditions"));
   EXPECT_FALSE(HasEvent(free, "AllocatedIdle"));
-  EXPECT_NE(controller_->Metrics().find(
-                "gpuorch_preemptions_total{queue=\"notebooks\",reason=\"IdleReclaimed\"} 1"),
+  const std::string metrics = controller_->Metrics();
+  EXPECT_NE(
+      metrics.find("gpuorch_preemptions_total{queue=\"notebooks\",reason=\"IdleReclaimed\"} 1"),
+      std::string::npos);
+  EXPECT_NE(metrics.find("gpuorch_workloads_allocated_idle{queue=\"notebooks\"} 2"),
+            std::string::npos);
+  EXPECT_NE(metrics.find("gpuorch_workloads_allocated_idle{queue=\"research\"} 1"),
             std::string::npos);
   // Busy again: the condition clears.
   Sample({{trainer, 80}});
   EXPECT_FALSE(Get(trainer).contains("conditions"));
+}
+
+TEST_F(IdleReclaimTest, ALeafWithoutAPolicyHasItsNearestAncestorsAndReplicasAreOnlyReported) {
+  const int64_t idle = Submit("team", "experiment");
+  Json out;
+  ApiError e;
+  ASSERT_TRUE(controller_->Submit({{"name", "svc"},
+                                   {"queue", "team"},
+                                   {"kind", "inference"},
+                                   {"gpus", 1},
+                                   {"replicas", 1},
+                                   {"command", {"serve"}}},
+                                  out, e))
+      << e.message;
+  const int64_t svc = out["id"];
+  controller_->Step();
+  const int64_t replica = Get(svc)["service"]["replicas"][0]["workload"];
+  ASSERT_EQ(Get(replica)["state"], "Running");
+  for (int i = 0; i < 8; ++i) {
+    Sample({{idle, 0}, {replica, 0}});
+    Advance(5 * kMinute);
+  }
+  Sample({{idle, 0}, {replica, 0}});
+  EXPECT_TRUE(HasEvent(idle, "IdleReclaimed"));  // org's policy
+  EXPECT_FALSE(HasEvent(replica, "IdleReclaimed"));
+  EXPECT_TRUE(HasEvent(replica, "AllocatedIdle"));
+  EXPECT_EQ(Get(replica)["tasks"][0]["state"], "running");
 }
 
 TEST_F(IdleReclaimTest, BadPoliciesNameTheField) {

@@ -124,8 +124,8 @@ void ServerMetrics::AddAllocatedGpuSeconds(const std::string& queue, const std::
 
 void ServerMetrics::InitQueue(const std::string& queue, const std::vector<std::string>& kinds) {
   for (const std::string& k : kinds) wait_.Add({{"queue", queue}, {"kind", k}}, WaitBuckets());
-  for (const char* r :
-       {"ReclaimGuarantee", "Priority", "ReservationReady", "NodeLost", "Harvested"}) {
+  for (const char* r : {"ReclaimGuarantee", "Priority", "ReservationReady", "NodeLost", "Harvested",
+                        "IdleReclaimed"}) {
     preemptions_.Add({{"reason", r}, {"queue", queue}});
   }
 }

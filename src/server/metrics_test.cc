@@ -196,6 +196,7 @@ TEST(ServerMetrics, RendersEveryFamilyOnceSortedWithTypes) {
            "gpuorch_preemptions_total{queue=\"prod\",reason=\"ReclaimGuarantee\"} 1\n",
            "gpuorch_preemptions_total{queue=\"prod\",reason=\"Priority\"} 0\n",
            "gpuorch_preemptions_total{queue=\"prod\",reason=\"Harvested\"} 0\n",
+           "gpuorch_preemptions_total{queue=\"prod\",reason=\"IdleReclaimed\"} 0\n",
            "gpuorch_api_request_duration_seconds_count{code=\"404\",method=\"GET\",route=\"/v1/"
            "workloads/*\"} 1\n",
            "gpuorch_store_commit_seconds_count 1\n",

@@ -72,6 +72,9 @@ bool Replicas(const Json& r, autoscale::ServiceParams& p, ApiError& e) {
             : !num(s.substr(0, colon), min) || !num(s.substr(colon + 1), max)) {
       return Fail(e, "replicas", "must be MIN:MAX (e.g. 0:4), N, or {\"min\", \"max\"}");
     }
+  } else if (r.is_number_integer()) {
+    min = max = r.get<int64_t>();
+    if (min < 1) return Fail(e, "replicas", "must be at least 1 (0:N scales from zero)");
   } else if (r.is_object()) {
     if (!Unknown(r, "replicas", {"min", "max"}, e)) return false;
     if (!r.contains("max")) return Fail(e, "replicas.max", "required");

@@ -326,6 +326,59 @@ TEST_F(ServicesTest, ARestartedServerKeepsServicesReplicasAndThePin) {
   EXPECT_EQ(Replicas(id), before);  // adopted, none started twice
 }
 
+TEST_F(ServicesTest, ARestartNeverScalesAServiceDownBeforeItsReplicasReport) {
+  Register("n1", 4);
+  const int64_t id = SubmitService();
+  controller_->Step();
+  AllReady(id);
+  Run(id, 2, 3);
+  AllReady(id);
+  const std::vector<int64_t> before = Replicas(id);
+  ASSERT_EQ(before.size(), 3u);
+  controller_->Flush();
+  Reopen();
+  // Readiness is unknown after the restart: nothing is decided, nothing stops.
+  for (int i = 0; i < 5; ++i) {
+    Advance(1000);
+    controller_->Step();
+  }
+  EXPECT_EQ(Replicas(id, false), before);
+  EXPECT_EQ(Service(id)["desired"], 3);
+  for (int64_t r : before) EXPECT_EQ(Get(r)["tasks"][0]["state"], "running") << r;
+  // Once all have reported (no load since the restart), it steps down by draining, never
+  // by stopping Ready replicas at once.
+  AllReady(id);
+  Advance(1000);
+  controller_->Step();
+  EXPECT_EQ(Service(id)["desired"], 1);
+  EXPECT_EQ(Replicas(id, false).size(), 1u);
+  for (int64_t r : before) EXPECT_NE(Get(r)["tasks"][0]["state"], "stopping") << r;
+}
+
+TEST_F(ServicesTest, ReplicaNumbersGoOnAfterARestart) {
+  Register("n1", 2);
+  const int64_t id = SubmitService({{"replicas", 1}});
+  controller_->Step();
+  std::vector<int64_t> r = Replicas(id);
+  ASSERT_EQ(r.size(), 1u);
+  Exit("n1", r[0], 1);
+  controller_->Step();
+  Advance(1000);
+  controller_->Step();
+  r = Replicas(id);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(Get(r[0])["replica"], 1);
+  Exit("n1", r[0], 1);
+  controller_->Flush();
+  Reopen();
+  Advance(60'000);
+  controller_->Step();
+  controller_->Step();
+  r = Replicas(id);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(Get(r[0])["replica"], 2);
+}
+
 TEST_F(ServicesTest, CancellingAServiceStopsEveryReplica) {
   Register("n1", 4);
   const int64_t id = SubmitService({{"replicas", "2:2"}});
@@ -350,6 +403,7 @@ TEST_F(ServicesTest, BadServiceInputNamesTheField) {
   const std::vector<Case> cases = {
       {{{"replicas", "3:2"}}, "replicas.min"},
       {{{"replicas", "x"}}, "replicas"},
+      {{{"replicas", 0}}, "replicas"},
       {{{"replicas", {{"min", 0}}}}, "replicas.max"},
       {{{"autoscale", {{"target", 0}}}}, "autoscale.target"},
       {{{"autoscale", {{"stable_window_s", 6}, {"panic_window_s", 7}}}},

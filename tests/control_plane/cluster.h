@@ -196,7 +196,8 @@ class ServingPath {
   bool Start(const Cluster& cluster, int slots, int gateway_interval_ms, std::string& error);
   // Where clients send requests: http://HOST:PORT (a service is at /svc/NAME/...).
   std::string front_url() const { return "http://" + front_; }
-  std::string gateway_metrics_url() const { return "http://" + gateway_metrics_ + "/metrics"; }
+  // The gateway's own /metrics and /healthz.
+  std::string gateway_url() const { return "http://" + gateway_metrics_; }
   // Whether the gateway's metrics name service `name` (it has routed it).
   bool Routes(const std::string& name) const;
 

@@ -154,6 +154,17 @@ TEST_F(InferenceTest, ServiceScalesFromZeroWithLoadHarvestsExperimentsAndGivesTh
       << Service(svc).dump();
   StopWorkers();
   EXPECT_EQ(failed_.load(), 0) << ok_.load() << " answered";
+  // The gateway's exposition has what the Services dashboard reads of it
+  // (deploy/grafana/services.json; Observability checks the server's side).
+  const std::string gateway_metrics = Api(serving_.gateway_url()).Get("/metrics").body;
+  for (const char* name :
+       {"gpuorch_service_request_duration_seconds{service=\"chat\"",
+        "gpuorch_service_queue_duration_seconds{service=\"chat\"",
+        "gpuorch_service_in_flight{service=\"chat\"",
+        "gpuorch_service_waiting_requests{service=\"chat\"",
+        "gpuorch_gateway_servers{service=\"chat\"", "gpuorch_gateway_errors_total"}) {
+    EXPECT_NE(gateway_metrics.find(name), std::string::npos) << name << "\n" << gateway_metrics;
+  }
   EXPECT_GT(ok_.load(), 20);
 
   // No traffic for scale_to_zero_after_s: to zero, and the experiments run again.
