@@ -6,7 +6,7 @@ GPUORCH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 GPUORCH_PACKAGES=(g++ cmake ninja-build libgtest-dev libgmock-dev libbenchmark-dev clang-format
                   libcli11-dev nlohmann-json3-dev libyaml-cpp-dev libsqlite3-dev libcpp-httplib-dev libboost-dev libssl-dev
                   sqlite3 procps chromium musl-tools pkg-config prometheus-cpp-dev libspdlog-dev
-                  prometheus clang libclang-rt-14-dev haproxy)
+                  prometheus clang libclang-rt-14-dev haproxy python3)
 
 gpuorch_install_deps() {
   local missing=()

@@ -101,6 +101,36 @@ struct DemoJob {
   Json spec;
 };
 
+// An inference service (docs/inference.md): replicas that serve HTTP on their $PORT
+// (python3's http.server, Ready once the port answers), 1 to 4 of them sized for 2 requests
+// in flight each, following the load DemoLoad pushes.
+Json ChatService() {
+  return Json{
+      {"name", "chat-serve"},
+      {"queue", "production"},
+      {"kind", "inference"},
+      {"gpus", 1},
+      {"priority", "production"},
+      {"replicas", "1:4"},
+      {"autoscale",
+       {{"target", 2}, {"target_utilization", 1}, {"stable_window_s", 10}, {"panic_window_s", 2}}},
+      {"grace_period_s", 2},
+      {"drain_timeout_s", 5},
+      {"cpu_milli", 500},
+      {"memory_mib", 512},
+      {"command", {"/bin/sh", "-c", "exec python3 -m http.server \"$PORT\" --bind 127.0.0.1"}}};
+}
+
+// The demo's load generator: requests in flight at chat-serve at second t of the demo, as
+// an external gateway reports them (POST /v1/workloads/{id}/load): a quiet start, a burst
+// that asks for all 4 replicas (harvesting the experiments' GPUs), then back down.
+double DemoLoad(int t) {
+  if (t < 12) return 1;
+  if (t < 35) return 7;
+  if (t < 50) return 2;
+  return 0.5;
+}
+
 std::vector<DemoJob> DemoJobs() {
   auto job = [](const char* name, const char* queue, const char* kind, int gpus, int tasks,
                 int max_tasks, const char* prio, int seconds) {
@@ -126,11 +156,23 @@ std::vector<DemoJob> DemoJobs() {
       {0, job("sweep-c", "experiments", "experiment", 8, 1, 1, "opportunistic", 30)},
       {0, job("sweep-d", "experiments", "experiment", 4, 1, 1, "opportunistic", 30)},
       {0, job("sweep-e", "experiments", "experiment", 2, 1, 1, "opportunistic", 30)},
-      {2, job("chat-serve", "production", "inference", 1, 2, 4, "production", 60)},
+      {2, ChatService()},
       {5, job("llm-pretrain", "production", "training", 4, 2, 2, "production", 25)},
       {8, job("ablation", "research", "training", 2, 2, 2, "normal", 20)},
       {10, job("notebook", "research", "experiment", 1, 1, 1, "normal", 25)},
   };
+}
+
+// The id of the service named `name`, or -1.
+int64_t FindService(httplib::Client& c, const std::string& name) {
+  auto r = c.Get("/v1/services");
+  if (!r || r->status != 200) return -1;
+  const Json list = Json::parse(r->body, nullptr, false);
+  if (list.is_discarded() || !list.contains("services")) return -1;
+  for (const Json& s : list["services"]) {
+    if (s.value("name", "") == name) return s.value("id", int64_t{-1});
+  }
+  return -1;
 }
 
 // Prints the pool when it changed since the last print.
@@ -142,6 +184,16 @@ void PrintPool(httplib::Client& c, int t, std::string& last) {
   std::string text;
   char line[512];
   for (const Json& w : list["workloads"]) {
+    if (w.contains("service") && w["service"].is_object()) {  // a service: its replicas follow
+      const Json& s = w["service"];
+      std::snprintf(line, sizeof(line),
+                    "  %-3lld %-13s %-12s service: %d/%d replicas ready, %.0f in flight\n",
+                    w["id"].get<long long>(), w["name"].get<std::string>().c_str(),
+                    w["queue"].get<std::string>().c_str(), s.value("ready", 0),
+                    s.value("desired", 0), s.value("in_flight", 0.0));
+      text += line;
+      continue;
+    }
     std::string where;
     for (const Json& task : w["tasks"]) {
       where += " " + task.value("node", "") + ":" + task["gpus"].dump();
@@ -269,6 +321,7 @@ void RegisterDevCommand(CLI::App& app, int& exit_code) {
     auto start = std::chrono::steady_clock::now();
     int last_print = -1;
     std::string last_pool;
+    int64_t service = -1;
     while (!g_stop) {
       int t = static_cast<int>(
           std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start)
@@ -283,6 +336,12 @@ void RegisterDevCommand(CLI::App& app, int& exit_code) {
         ++next;
       }
       if (demo && t != last_print) {
+        if (service < 0) service = FindService(client, "chat-serve");
+        if (service > 0) {
+          client.Post("/v1/workloads/" + std::to_string(service) + "/load",
+                      Json{{"in_flight", DemoLoad(t)}, {"source", "pushed"}}.dump(),
+                      "application/json");
+        }
         PrintPool(client, t, last_pool);
         last_print = t;
       }
