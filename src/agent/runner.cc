@@ -102,6 +102,16 @@ Runner::Runner(Options options) : options_(std::move(options)) {
     const char* eq = std::strchr(*p, '=');
     if (eq != nullptr) base_env_[std::string(*p, static_cast<size_t>(eq - *p))] = eq + 1;
   }
+  // Agents sharing a host (a real one beside hollow nodes, test clusters) start their
+  // round robin of ports at different places: a port one agent picked and whose command
+  // does not listen yet looks free to another, so two agents starting at the range's low
+  // end would hand out the same port.
+  const auto [lo, hi] = options_.service_ports;
+  if (lo >= 1 && hi >= lo) {
+    const auto span = static_cast<uint64_t>(hi - lo + 1);
+    next_port_ =
+        lo + static_cast<int32_t>((static_cast<uint64_t>(::getpid()) * 2654435761u) % span);
+  }
 }
 
 Result<std::unique_ptr<Runner>> Runner::Open(Options options) {

@@ -123,7 +123,13 @@ int RunGateway(const GatewayFlags& f) {
   std::string last_problem;
   while (!g_stop) {
     const auto next = std::chrono::steady_clock::now() + std::chrono::milliseconds(f.interval_ms);
-    const core::Status st = gw.Tick();
+    // A malformed answer is a problem of this tick, never the end of the gateway.
+    core::Status st = core::Status::Ok();
+    try {
+      st = gw.Tick();
+    } catch (const std::exception& e) {
+      st = core::Status::Invalid(std::string("tick: ") + e.what());
+    }
     // One line per change of problem, not one per tick.
     const std::string problem = st.ok() ? "" : st.message();
     if (problem != last_problem) {

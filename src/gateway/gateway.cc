@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <set>
 #include <sstream>
 
 namespace gpuorch::gateway {
@@ -38,10 +39,10 @@ core::Result<std::vector<Service>> ParseServices(const nlohmann::json& body) {
     return core::Status::Invalid("GET /v1/services: expected {\"services\": [...]}");
   std::vector<Service> out;
   for (const nlohmann::json& j : body["services"]) {
-    const std::string where = "GET /v1/services: service " + j.value("name", std::string("?"));
     if (!j.is_object() || !j.contains("id") || !j["id"].is_number_integer() ||
         !j.contains("name") || !j["name"].is_string())
-      return core::Status::Invalid(where + ": id and name are required");
+      return core::Status::Invalid("GET /v1/services: a service without an id and a name");
+    const std::string where = "GET /v1/services: service " + j["name"].get<std::string>();
     Service s;
     s.id = j["id"].get<int64_t>();
     s.name = j["name"].get<std::string>();
@@ -57,8 +58,9 @@ core::Result<std::vector<Service>> ParseServices(const nlohmann::json& body) {
       rep.workload = r["workload"].get<int64_t>();
       const nlohmann::json addr = r.value("address", nlohmann::json());
       rep.address = addr.is_string() ? addr.get<std::string>() : "";
-      rep.ready = r.value("ready", false);
-      rep.draining = r.value("draining", false);
+      rep.ready = r.contains("ready") && r["ready"].is_boolean() && r["ready"].get<bool>();
+      rep.draining =
+          r.contains("draining") && r["draining"].is_boolean() && r["draining"].get<bool>();
       // A replica without an address (not placed yet, or emulated with port 0) cannot be
       // routed to; it counts only in the replica gauges.
       if (rep.address.empty() || rep.address.rfind(":0") == rep.address.size() - 2)
@@ -70,9 +72,19 @@ core::Result<std::vector<Service>> ParseServices(const nlohmann::json& body) {
   return out;
 }
 
-nlohmann::json LoadBody(const Service& service, const BackendStats& stats) {
+nlohmann::json LoadBody(const Service& service, const BackendStats& stats,
+                        const std::vector<ServerState>& servers) {
   nlohmann::json replicas = nlohmann::json::object();
   for (const Replica& r : service.replicas) replicas[std::to_string(r.workload)] = 0;
+  // A replica takes new requests while one of its servers is ready.
+  std::set<int64_t> routed;
+  for (const ServerState& s : servers) {
+    if (s.ready()) routed.insert(WorkloadOfServer(s.name));
+  }
+  nlohmann::json drained = nlohmann::json::array();
+  for (const Replica& r : service.replicas) {
+    if (!routed.count(r.workload)) drained.push_back(r.workload);
+  }
   for (const auto& [server, sessions] : stats.server_sessions) {
     const int64_t w = WorkloadOfServer(server);
     if (w < 0) continue;
@@ -83,7 +95,8 @@ nlohmann::json LoadBody(const Service& service, const BackendStats& stats) {
   // (docs/autoscale.md, "Signals").
   return {{"in_flight", stats.sessions + stats.waiting},
           {"source", "load_balancer"},
-          {"replicas", replicas}};
+          {"replicas", replicas},
+          {"drained", drained}};
 }
 
 Gateway::Gateway(ControlPlane& control_plane, const RuntimeApi& haproxy, GatewayOptions options)
@@ -196,7 +209,13 @@ core::Status Gateway::Tick() {
              << "gpuorch_gateway_servers" << labels << ",state=\"draining\"} " << draining << '\n'
              << "gpuorch_gateway_servers" << labels << ",state=\"not_ready\"} " << not_ready
              << '\n';
-    if (b != plan.backend_of.end()) note(control_plane_.PushLoad(s.id, LoadBody(s, st)));
+    if (b != plan.backend_of.end()) {
+      std::vector<ServerState> servers;
+      for (const ServerState& srv : observed->servers) {
+        if (srv.backend == b->second) servers.push_back(srv);
+      }
+      note(control_plane_.PushLoad(s.id, LoadBody(s, st, servers)));
+    }
   }
   m << "# HELP gpuorch_service_queue_duration_seconds Average time requests spent in the "
        "backend's queue (HAProxy's qtime).\n"

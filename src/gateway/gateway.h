@@ -38,7 +38,12 @@ core::Result<std::vector<Service>> ParseServices(const nlohmann::json& body);
 // include the requests queued in the backend) + the requests held by the Lua action;
 // replicas = current sessions per replica workload (0 for a listed replica without a
 // server).
-nlohmann::json LoadBody(const Service& service, const BackendStats& stats);
+// `servers`: `show servers state` of the service's backend as read before `stats` was.
+// "drained" lists the replicas HAProxy sent no new request when their sessions were read:
+// their server was in drain or maintenance, or absent. The server stops a draining replica
+// only on such a count of 0 (docs/inference.md, "Replica lifecycle").
+nlohmann::json LoadBody(const Service& service, const BackendStats& stats,
+                        const std::vector<ServerState>& servers = {});
 
 struct GatewayOptions {
   std::string metrics_url;  // HAProxy's exporter, e.g. http://127.0.0.1:8405/metrics

@@ -51,10 +51,14 @@ TEST(LoadBodyTest, SessionsPlusHeldAndPerReplica) {
   st.queue = 1;  // already inside `sessions` in HAProxy's counting
   st.waiting = 2;
   st.server_sessions = {{"w9_h_1", 3}, {"w10_h_2", 1}, {"keep", 5}};
-  EXPECT_EQ(
-      LoadBody(s, st),
-      Json::parse(
-          R"({"in_flight": 6, "source": "load_balancer", "replicas": {"9": 3, "10": 1, "11": 0}})"));
+  // Server states read before the sessions: 9 ready, 10 in drain, 11 has no server.
+  std::vector<ServerState> servers(2);
+  servers[0].name = "w9_h_1";
+  servers[1].name = "w10_h_2";
+  servers[1].admin_state = 0x08;
+  EXPECT_EQ(LoadBody(s, st, servers), Json::parse(R"({"in_flight": 6, "source": "load_balancer",
+                                                      "replicas": {"9": 3, "10": 1, "11": 0},
+                                                      "drained": [10, 11]})"));
 }
 
 TEST(HaproxyConfigTest, SlotsRoutesAndHold) {

@@ -1,5 +1,6 @@
 #include "gateway/haproxy_metrics.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <sstream>
 
@@ -65,7 +66,10 @@ std::map<std::string, BackendStats> BackendStatsOf(const std::vector<Sample>& sa
   for (const Sample& s : samples) {
     auto proxy = s.labels.find("proxy");
     if (proxy == s.labels.end()) continue;
-    const auto count = static_cast<int64_t>(s.value);
+    // A count out of range (NaN, Inf, absurd) is read as 0 rather than cast (undefined).
+    const auto count = std::isfinite(s.value) && s.value >= 0 && s.value < 1e15
+                           ? static_cast<int64_t>(s.value)
+                           : int64_t{0};
     if (s.name == "haproxy_backend_current_queue") {
       out[proxy->second].queue = count;
     } else if (s.name == "haproxy_backend_current_sessions") {

@@ -223,8 +223,8 @@ Status ParseQueue(Reader& r, const YAML::Node& n, const std::string& path, Queue
     GPUORCH_TRY(r.Keys(ir, p, {"after_s", "kinds", "action"}));
     if (!ir["after_s"]) return Status::Invalid(p + ".after_s: required");
     GPUORCH_TRY(r.Get(ir, "after_s", p, q.idle_reclaim.after_s));
-    if (q.idle_reclaim.after_s < 60 || q.idle_reclaim.after_s > 30 * 86'400) {
-      return Status::Invalid(p + ".after_s: must be in 60..2592000");
+    if (q.idle_reclaim.after_s < 1 || q.idle_reclaim.after_s > 30 * 86'400) {
+      return Status::Invalid(p + ".after_s: must be in 1..2592000");
     }
     GPUORCH_TRY(r.Get(ir, "kinds", p, q.idle_reclaim.kinds));
     for (const std::string& k : q.idle_reclaim.kinds) {

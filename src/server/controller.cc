@@ -152,6 +152,14 @@ void Controller::SubmitAsync(const Json& body, SubmitDone done, const std::strin
     lock.unlock();
     return done(false, Json(), std::move(error));
   }
+  if (w->parsed.service && !service_names_.insert(w->parsed.spec.name).second) {
+    lock.unlock();
+    return done(false, Json(),
+                ApiError{409, "name",
+                         "name: a live service is named " + w->parsed.spec.name +
+                             "; a service's name routes its requests (/svc/NAME), so it must "
+                             "be unique among live services: cancel that one or pick another"});
+  }
   w->id = next_id_++;
   w->user = user;
   w->submitted_ms = w->queued_since_ms = Now();
@@ -170,7 +178,13 @@ void Controller::SubmitAsync(const Json& body, SubmitDone done, const std::strin
   store::Batch batch;
   batch.workloads.push_back(ToStored(*w));
   committer_->EnqueueThen(std::move(batch), [this, w, done = std::move(done)](const Status& s) {
-    if (!s.ok()) return done(false, Json(), ApiError{500, "", "store: " + s.message()});
+    if (!s.ok()) {
+      if (w->parsed.service) {
+        std::lock_guard<std::mutex> lock(mu_);
+        service_names_.erase(w->parsed.spec.name);
+      }
+      return done(false, Json(), ApiError{500, "", "store: " + s.message()});
+    }
     Json out;
     {
       // ParseWorkload checked everything the engine checks of a spec (core::WorkloadSpec's
@@ -247,6 +261,7 @@ void Controller::CancelLocked(WorkloadRecord& w, const std::string& by) {
     (void)autoscaler_.RemoveService(services_.at(w.id).slot);
     free_service_slots_.push_back(services_.at(w.id).slot.value());
     services_.erase(w.id);
+    service_names_.erase(w.parsed.spec.name);
     w.state = "Cancelled";
     w.finished_ms = Now();
   } else if (w.state == "Pending") {

@@ -56,6 +56,7 @@ struct TaskRecord {
   // passes, its latest gauges and when they came (wall ms, 0: never).
   int32_t port = 0;
   bool ready = false;
+  bool service_reported = false;  // its agent reported its serving state to this process
   std::map<std::string, double> gauges;
   int64_t gauges_ms = 0;
 };
@@ -85,6 +86,9 @@ struct WorkloadRecord {
   int64_t draining_since_ms = 0;
   int64_t gateway_sessions = -1;
   int64_t gateway_ms = 0;
+  // That report counted it "drained": HAProxy sent it no new request (its server was in
+  // drain or maintenance, or gone) when its sessions were read.
+  bool gateway_drained = false;
   // Its GPUs have all been idle for its queue's idle_reclaim.after_s (the AllocatedIdle
   // condition; memory only, judged again from each telemetry sample).
   bool allocated_idle = false;
@@ -236,8 +240,9 @@ class Controller {
   // caller reads, with their replicas ({"services": [...]}: what a gateway polls).
   Json ListServices(const Access& access = {});
   // A load report for service `id` (`{"in_flight": N, "source": "load_balancer"|"pushed",
-  // "replicas": {"<replica id>": sessions}}`): a sample of the autoscaler's signal, and the
-  // sessions that tell the controller a draining replica is done.
+  // "replicas": {"<replica id>": sessions}, "drained": [replica ids]}`): a sample of the
+  // autoscaler's signal, and the sessions that tell the controller a draining replica is
+  // done (0 sessions while drained).
   bool PushLoad(int64_t id, const Json& body, Json& out, ApiError& error,
                 const Access& access = {});
   // Pins service `id` at `{"replicas": N}` (autoscaling off) or unpins it (`{"auto": true}`).
@@ -511,6 +516,7 @@ class Controller {
     int64_t last_tick_ms = 0;
     bool tick_now = false;      // a load report woke a service at zero: decide this Step
     int32_t failures = 0;       // replicas that ended on their own since one was Ready
+    int32_t reset_from = 0;     // a Ready replica numbered from here resets `failures`
     int64_t next_start_ms = 0;  // restart backoff: no new replica before
     int64_t gateway_ms = 0;     // the last load report that listed replica sessions
     int32_t next_replica = 0;
@@ -521,6 +527,9 @@ class Controller {
   };
   static constexpr int64_t kRestartHoldMs = 30'000;
   std::map<int64_t, ServiceState> services_;
+  // Names of live services and of services being submitted: a name routes requests
+  // (/svc/NAME at the gateway), so two live services may not share one.
+  std::set<std::string> service_names_;
   autoscale::Autoscaler autoscaler_;
   std::vector<uint32_t> free_service_slots_;
   uint32_t next_service_slot_ = 0;

@@ -187,7 +187,9 @@ void Controller::UpdateEngineGauges(const sched::Plan& plan, size_t models) {
 }
 
 std::string Controller::Metrics(std::vector<prometheus::MetricFamily> extra) {
-  auto workloads = GaugeFamily("gpuorch_workloads", "Workloads by state and leaf queue.");
+  auto workloads = GaugeFamily("gpuorch_workloads",
+                               "Workloads by state and leaf queue (an inference service counts "
+                               "by its replicas, see gpuorch_service_replicas).");
   auto nodes = GaugeFamily("gpuorch_nodes", "Nodes by status (up: heard from; down: not).");
   auto node_up = GaugeFamily("gpuorch_node_up", "1 while the node is heard from, 0 once Down.");
   auto age = GaugeFamily("gpuorch_node_heartbeat_age_seconds",
@@ -248,6 +250,8 @@ std::string Controller::Metrics(std::vector<prometheus::MetricFamily> extra) {
       for (size_t n = 0; it != workloads_.end() && n < kChunk; ++it, ++n) {
         const WorkloadRecord& w = it->second;
         after = it->first;
+        // A service record holds nothing: its replicas are the workloads counted.
+        if (w.parsed.service) continue;
         auto& counts = by[w.parsed.queue_name];
         for (size_t st = 0; st < 6; ++st) {
           if (w.state == kStates[st]) ++counts[st];

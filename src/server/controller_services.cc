@@ -15,12 +15,14 @@
 //   4. makes the replicas match the decision: a draining replica is taken back first, then
 //      new replicas are created (not before the backoff); on scale-down, pending replicas
 //      go first, then replicas not Ready, then the newest Ready ones, which drain;
-//   5. stops a draining replica once it serves nothing: the gateway reported it with no
-//      session (or no longer listed it) at least kDrainSettleMs after the drain began, or,
-//      with no gateway reporting, its in-flight gauges read 0 in a scrape after the drain
-//      began (at once when it has none); in any case after drain_timeout_s.
+//   5. stops a draining replica once it serves nothing: a gateway report made since the
+//      drain began counts it drained (HAProxy sent it no new request: its server was in
+//      drain, maintenance or gone when its sessions were read) with no session, or, with no
+//      gateway reporting, its in-flight gauges read 0 in a scrape after the drain began (at
+//      once when it has none); in any case after drain_timeout_s.
 #include <algorithm>
 #include <cmath>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -38,9 +40,6 @@ constexpr int64_t kBackoffBaseMs = 1000;
 constexpr int64_t kBackoffMaxMs = 60000;
 // A gateway that listed replica sessions this recently routes the service.
 constexpr int64_t kGatewayFreshMs = 10000;
-// A session count must be this much younger than the drain: the gateway polls the service
-// list, sets the drain in HAProxy, and only then reports counts that reflect it.
-constexpr int64_t kDrainSettleMs = 1000;
 // Replica gauges older than this are stale (a replica whose scrapes stopped).
 constexpr int64_t kGaugeStaleMs = 30000;
 
@@ -63,6 +62,7 @@ void Controller::StartService(WorkloadRecord& w) {
     ++next_service_slot_;
   }
   st.slot = autoscale::ServiceId(slot);
+  service_names_.insert(w.parsed.spec.name);
   // ParseWorkload validated the params; the slot is free.
   if (Status s = autoscaler_.AddService(st.slot, w.parsed.service->autoscale, Now(), 0); !s.ok()) {
     log::Error("service_start_failed", {{"workload", w.id}, {"why", s.message()}});
@@ -101,6 +101,7 @@ void Controller::ReconcileService(WorkloadRecord& svc, int64_t now) {
     if (r.terminal()) {
       if (!r.cancel_requested) {
         ++st.failures;
+        st.reset_from = st.next_replica;  // only a replica started after this one resets
         const int64_t backoff =
             std::min(kBackoffMaxMs, kBackoffBaseMs << std::min(st.failures - 1, 16));
         st.next_start_ms = now + backoff;
@@ -121,17 +122,18 @@ void Controller::ReconcileService(WorkloadRecord& svc, int64_t now) {
     live.push_back(&r);
     if (ReplicaReady(r)) {
       ++ready;
-      st.failures = 0;
+      if (r.parsed.replica >= st.reset_from) st.failures = 0;
     }
   }
 
   // After a restart: nothing is decided until every running replica has reported (its
   // readiness is known again) or kRestartHoldMs passed.
   if (st.hold_until_ms > 0) {
-    bool reported = true;
+    // Reported, and the panic window has had time to fill with fresh samples.
+    bool reported = now >= st.hold_until_ms - kRestartHoldMs + params.panic_window_s * 1000;
     for (const WorkloadRecord* r : live) {
       const TaskRecord* t = Primary(*r);
-      reported &= r->state != "Running" || (t != nullptr && t->port > 0);
+      reported &= r->state != "Running" || (t != nullptr && t->service_reported);
     }
     if (!reported && now < st.hold_until_ms) return;
     st.hold_until_ms = 0;
@@ -240,10 +242,11 @@ void Controller::ReconcileService(WorkloadRecord& svc, int64_t now) {
     bool done = now - r->draining_since_ms >= spec.drain_timeout_s * 1000;
     std::string why = "drain timeout";
     if (!done && gateway) {
-      // Listed with no session, or no longer listed, in a report younger than the drain.
-      done = st.gateway_ms >= r->draining_since_ms + kDrainSettleMs &&
-             (r->gateway_ms < st.gateway_ms || r->gateway_sessions == 0);
-      why = "the gateway reports no session";
+      // HAProxy sent it no new request and it had no session, in a report made since the
+      // drain began (the gateway read its server's state before its sessions).
+      done =
+          r->gateway_ms >= r->draining_since_ms && r->gateway_drained && r->gateway_sessions == 0;
+      why = "the gateway reports it drained, with no session";
     } else if (!done && params.in_flight_gauges.empty()) {
       done = true;
       why = "no gateway and no in-flight gauge to wait for";
@@ -302,6 +305,7 @@ void Controller::NewReplica(WorkloadRecord& svc, int64_t now) {
 void Controller::IngestServiceReport(WorkloadRecord& w, TaskRecord& t, const Json& report) {
   if (!report.is_object()) return;
   const bool was_ready = t.ready;
+  t.service_reported = true;
   if (auto p = report.find("port"); p != report.end() && p->is_number_integer() &&
                                     p->get<int64_t>() >= 0 && p->get<int64_t>() <= 65535) {
     t.port = p->get<int32_t>();
@@ -456,7 +460,9 @@ bool Controller::PushLoad(int64_t id, const Json& body, Json& out, ApiError& err
   };
   if (!body.is_object()) return bad("", "body must be a JSON object");
   for (const auto& [k, v] : body.items()) {
-    if (k != "in_flight" && k != "source" && k != "replicas") return bad(k, "unknown field");
+    if (k != "in_flight" && k != "source" && k != "replicas" && k != "drained") {
+      return bad(k, "unknown field");
+    }
   }
   if (!body.contains("in_flight") || !body["in_flight"].is_number() ||
       !std::isfinite(body["in_flight"].get<double>()) || body["in_flight"].get<double>() < 0 ||
@@ -484,6 +490,15 @@ bool Controller::PushLoad(int64_t id, const Json& body, Json& out, ApiError& err
       sessions.emplace_back(rid, v.get<int64_t>());
     }
   }
+  std::set<int64_t> drained;
+  if (body.contains("drained")) {
+    const Json& d = body["drained"];
+    if (!d.is_array()) return bad("drained", "must be a list of replica workload ids");
+    for (const Json& v : d) {
+      if (!v.is_number_integer()) return bad("drained", "must be a list of replica workload ids");
+      drained.insert(v.get<int64_t>());
+    }
+  }
   ServiceState& st = services_.at(id);
   const int64_t now = Now();
   const double in_flight = body["in_flight"].get<double>();
@@ -498,6 +513,7 @@ bool Controller::PushLoad(int64_t id, const Json& body, Json& out, ApiError& err
       WorkloadRecord& r = workloads_.at(rid);
       r.gateway_sessions = n;
       r.gateway_ms = now;
+      r.gateway_drained = drained.count(rid) > 0;
     }
   }
   // Traffic for a service at zero: decide now rather than at the next tick.

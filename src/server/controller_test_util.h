@@ -71,24 +71,36 @@ class ControllerFixture : public ::testing::Test {
     store_.reset();
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
-  void Register(const std::string& name, int gpus, const std::string& address = "127.0.0.1:9") {
+  // Registers `name` with `gpus` H100s; `extra` adds or replaces registration fields.
+  void Register(const std::string& name, int gpus, const std::string& address = "127.0.0.1:9",
+                const Json& extra = Json::object()) {
     Json gs = Json::array();
     for (int i = 0; i < gpus; ++i) {
       gs.push_back({{"index", i}, {"model", "H100"}, {"memory_mib", 81920}});
     }
+    Json body = {{"name", name},
+                 {"cpu_milli", 64000},
+                 {"memory_mib", 262144},
+                 {"backend", "emulated"},
+                 {"gpus", gs}};
+    if (!address.empty()) body["address"] = address;
+    body.update(extra);
     Json out;
     ApiError e;
-    ASSERT_TRUE(controller_->Register({{"name", name},
-                                       {"cpu_milli", 64000},
-                                       {"memory_mib", 262144},
-                                       {"backend", "emulated"},
-                                       {"address", address},
-                                       {"gpus", gs}},
-                                      out, e))
-        << e.message;
+    ASSERT_TRUE(controller_->Register(body, out, e)) << e.message;
   }
   void Advance(int64_t ms) { now_->fetch_add(ms); }
   Json Get(int64_t id) { return GetWorkloadOrFail(*controller_, id); }
+  // Whether workload `id` has an event of `type` whose message holds `text`.
+  bool HasEvent(int64_t id, const std::string& type, const std::string& text = "") {
+    const Json w = Get(id);  // kept: a range over a temporary's member dangles
+    for (const Json& e : w["events"]) {
+      if (e.value("type", "") == type && e.value("message", "").find(text) != std::string::npos) {
+        return true;
+      }
+    }
+    return false;
+  }
 
   std::shared_ptr<std::atomic<int64_t>> now_ = std::make_shared<std::atomic<int64_t>>(0);
   std::filesystem::path dir_;

@@ -610,6 +610,14 @@ Status Controller::Load() {
     sv->second.desired += !w.cancel_requested && w.draining_since_ms == 0;
   }
   for (auto& [id, st] : services_) st.hold_until_ms = Now() + kRestartHoldMs;
+  // A replica whose service did not come back (it no longer parses, or ended) has nobody to
+  // scale, drain or stop it: it stops.
+  for (auto& [id, w] : workloads_) {
+    if (w.parsed.service_of > 0 && !w.terminal() && !w.cancel_requested &&
+        !services_.count(w.parsed.service_of)) {
+      CancelLocked(w, "its service " + std::to_string(w.parsed.service_of) + " is gone");
+    }
+  }
   return Status::Ok();
 }
 

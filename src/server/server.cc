@@ -576,29 +576,22 @@ void Server::Routes() {
     *m.audit_queue = out.value("queue", "");
     return Reply(200, out);
   });
-  // Service load reports and pinned sizes (docs/inference.md).
-  Route("POST", "/v1/workloads/*/load",
-        Sync([&c, bad_id](const HttpRequest& req, const Captures& m) {
-          int64_t id;
-          Json body, out;
-          HttpResponse bad;
-          ApiError e;
-          if (!IdParam(m[0], id)) return bad_id();
-          if (!Body(req, body, bad)) return bad;
-          if (!c.PushLoad(id, body, out, e, AccessOf(m.caller))) return ReplyError(e);
-          return Reply(200, out);
-        }));
-  Route("POST", "/v1/workloads/*/scale",
-        Sync([&c, bad_id](const HttpRequest& req, const Captures& m) {
-          int64_t id;
-          Json body, out;
-          HttpResponse bad;
-          ApiError e;
-          if (!IdParam(m[0], id)) return bad_id();
-          if (!Body(req, body, bad)) return bad;
-          if (!c.Scale(id, body, out, e, AccessOf(m.caller))) return ReplyError(e);
-          return Reply(200, out);
-        }));
+  // Service load reports and pinned sizes (docs/inference.md): a JSON body for a service.
+  using ServiceCall = bool (Controller::*)(int64_t, const Json&, Json&, ApiError&, const Access&);
+  auto service_post = [&c, bad_id](ServiceCall call) {
+    return Sync([&c, bad_id, call](const HttpRequest& req, const Captures& m) {
+      int64_t id;
+      Json body, out;
+      HttpResponse bad;
+      ApiError e;
+      if (!IdParam(m[0], id)) return bad_id();
+      if (!Body(req, body, bad)) return bad;
+      if (!(c.*call)(id, body, out, e, AccessOf(m.caller))) return ReplyError(e);
+      return Reply(200, out);
+    });
+  };
+  Route("POST", "/v1/workloads/*/load", service_post(&Controller::PushLoad));
+  Route("POST", "/v1/workloads/*/scale", service_post(&Controller::Scale));
   Route("POST", "/v1/workloads/*/cancel", cancel);
   Route("DELETE", "/v1/workloads/*", cancel);
   // The log is fetched from the node's agent on a worker thread (at most 12 s: connect and

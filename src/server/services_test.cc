@@ -77,18 +77,23 @@ class ServicesTest : public test_util::ControllerFixture {
                                        out, e))
         << e.message;
   }
-  void Load(int64_t id, double in_flight, const Json& replicas = Json()) {
+  // A load report as the gateway sends it: `replicas` their sessions, `drained` those
+  // HAProxy sends no new request.
+  void Load(int64_t id, double in_flight, const Json& replicas = Json(),
+            const Json& drained = Json()) {
     Json body = {{"in_flight", in_flight}, {"source", "load_balancer"}};
     if (!replicas.is_null()) body["replicas"] = replicas;
+    if (!drained.is_null()) body["drained"] = drained;
     Json out;
     ApiError e;
     ASSERT_TRUE(controller_->PushLoad(id, body, out, e)) << e.message;
   }
   // Steps once per simulated second for `seconds`, pushing `in_flight` before each.
-  void Run(int64_t id, int seconds, double in_flight, const Json& replicas = Json()) {
+  void Run(int64_t id, int seconds, double in_flight, const Json& replicas = Json(),
+           const Json& drained = Json()) {
     for (int i = 0; i < seconds; ++i) {
       Advance(1000);
-      Load(id, in_flight, replicas);
+      Load(id, in_flight, replicas, drained);
       controller_->Step();
     }
   }
@@ -100,15 +105,6 @@ class ServicesTest : public test_util::ControllerFixture {
         Report("n1", r["workload"], 20000 + r["replica"].get<int>(), true);
       }
     }
-  }
-  bool HasEvent(int64_t id, const std::string& type, const std::string& text = "") {
-    const Json w = Get(id);
-    for (const Json& e : w["events"]) {
-      if (e.value("type", "") == type && e.value("message", "").find(text) != std::string::npos) {
-        return true;
-      }
-    }
-    return false;
   }
   Json DesiredOf(const std::string& node) {
     Json out;
@@ -190,15 +186,21 @@ TEST_F(ServicesTest, LoadScalesUpThenDrainedReplicasStopOnlyOnceIdleAtTheGateway
   EXPECT_EQ(Get(before[2])["draining"], true);
   EXPECT_EQ(Get(before[2])["state"], "Running");  // still serving its 2 sessions
 
-  // The gateway reports replica 2 idle, replica 1 still busy: only replica 2 stops.
-  Run(id, 2, 1, {{std::to_string(before[1]), 1}, {std::to_string(before[2]), 0}});
+  // Sessions counted before HAProxy drained them do not count: replica 2 at 0 sessions but
+  // still routed is not stopped.
+  Run(id, 1, 1, {{std::to_string(before[1]), 2}, {std::to_string(before[2]), 0}});
+  EXPECT_EQ(Get(before[2])["tasks"][0]["state"], "running");
+  // The gateway reports both drained, replica 2 idle, replica 1 still busy: only replica 2
+  // stops.
+  Run(id, 2, 1, {{std::to_string(before[1]), 1}, {std::to_string(before[2]), 0}},
+      {before[1], before[2]});
   EXPECT_TRUE(Get(before[2])["events"].back()["message"].get<std::string>().find("drained") !=
               std::string::npos)
       << Get(before[2]).dump();
   EXPECT_EQ(Get(before[2])["tasks"][0]["state"], "stopping");
   EXPECT_EQ(Get(before[1])["tasks"][0]["state"], "running");
-  // Then replica 1 is no longer listed by the gateway (it deleted the server): stopped.
-  Run(id, 2, 1, Json::object());
+  // Then replica 1 has no session either (or no server: the gateway counts it 0, drained).
+  Run(id, 2, 1, {{std::to_string(before[1]), 0}}, {before[1]});
   EXPECT_EQ(Get(before[1])["tasks"][0]["state"], "stopping");
   EXPECT_EQ(Get(before[0])["tasks"][0]["state"], "running");
 }
@@ -393,6 +395,19 @@ TEST_F(ServicesTest, CancellingAServiceStopsEveryReplica) {
   EXPECT_TRUE(controller_->ListServices()["services"].empty());
   EXPECT_FALSE(controller_->PushLoad(id, {{"in_flight", 1}}, out, e));
   EXPECT_EQ(e.code, 409);
+}
+
+TEST_F(ServicesTest, TwoLiveServicesNeverShareAName) {
+  Register("n1", 2);
+  const int64_t id = SubmitService();
+  Json out;
+  ApiError e;
+  Json again = Get(id)["spec"];
+  EXPECT_FALSE(controller_->Submit(again, out, e));
+  EXPECT_EQ(e.code, 409);
+  EXPECT_EQ(e.field, "name");
+  ASSERT_TRUE(controller_->Cancel(id, out, e)) << e.message;
+  EXPECT_GT(SubmitService(), id);  // the name is free again
 }
 
 TEST_F(ServicesTest, BadServiceInputNamesTheField) {

@@ -18,42 +18,15 @@ namespace {
 
 constexpr int64_t kMinute = 60'000;
 
-class TelemetryTest : public ::testing::Test {
+class TelemetryTest : public test_util::ControllerFixture {
  protected:
   void SetUp() override {
-    dir_ = test_util::FreshTestDir("telemetry");
-    now_->store(1'800'000'000'000);
-    auto s = store::OpenSqliteStore((dir_ / "db").string());
-    ASSERT_TRUE(s.ok()) << s.status().message();
-    store_ = std::move(s).value();
-    auto config = ParseConfig(
-        "gpu_idle_util_pct: 5\ngpu_idle_after: 10m\nqueues: [{name: prod}, {name: batch}]\n");
-    ASSERT_TRUE(config.ok()) << config.status().message();
-    auto c = Controller::Create(*config, store_.get(), [now = now_] { return now->load(); });
-    ASSERT_TRUE(c.ok()) << c.status().message();
-    controller_ = std::move(c).value();
-  }
-  void TearDown() override {
-    controller_.reset();
-    store_.reset();
-    std::filesystem::remove_all(dir_);
+    Open("telemetry",
+         "gpu_idle_util_pct: 5\ngpu_idle_after: 10m\nqueues: [{name: prod}, {name: batch}]\n");
   }
   void Register(const std::string& name, int gpus) {
-    Json gs = Json::array();
-    for (int i = 0; i < gpus; ++i) {
-      gs.push_back({{"index", i}, {"model", "H100"}, {"memory_mib", 81920}});
-    }
-    Json out;
-    ApiError e;
-    ASSERT_TRUE(controller_->Register({{"name", name},
-                                       {"cpu_milli", 64000},
-                                       {"memory_mib", 262144},
-                                       {"backend", "emulated"},
-                                       {"telemetry", "emulated"},
-                                       {"metrics_address", "127.0.0.1:9400"},
-                                       {"gpus", gs}},
-                                      out, e))
-        << e.message;
+    ControllerFixture::Register(name, gpus, "",
+                                {{"telemetry", "emulated"}, {"metrics_address", "127.0.0.1:9400"}});
   }
   int64_t Submit(const std::string& name, const std::string& queue, int gpus) {
     Json spec = {{"name", name},
@@ -89,16 +62,6 @@ class TelemetryTest : public ::testing::Test {
     ADD_FAILURE() << "no node " << name;
     return Json::object();
   }
-  Json Get(int64_t id) { return test_util::GetWorkloadOrFail(*controller_, id); }
-  bool HasEvent(int64_t id, const std::string& type, const std::string& text) {
-    const Json w = Get(id);
-    for (const Json& e : w["events"]) {
-      if (e.value("type", "") == type && e.value("message", "").find(text) != std::string::npos) {
-        return true;
-      }
-    }
-    return false;
-  }
   // The value of one sample of the exposition ("name{labels}"), or -1.
   double Sample(const std::string& series) {
     const std::string text = controller_->Metrics();
@@ -106,11 +69,6 @@ class TelemetryTest : public ::testing::Test {
     if (at == std::string::npos) return -1;
     return std::stod(text.substr(at + series.size() + 2));
   }
-
-  std::shared_ptr<std::atomic<int64_t>> now_ = std::make_shared<std::atomic<int64_t>>(0);
-  std::filesystem::path dir_;
-  std::unique_ptr<store::StateStore> store_;
-  std::unique_ptr<Controller> controller_;
 };
 
 TEST_F(TelemetryTest, NodesShowPerGpuTelemetryHoldersAndTheExporter) {

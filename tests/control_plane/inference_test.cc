@@ -32,11 +32,13 @@ class InferenceTest : public ::testing::Test {
                    << " is not installed (scripts/lib.sh installs Debian's haproxy)";
     }
     // Two GPUs; queue serving is guaranteed both, batch borrows them while serving is idle.
-    cluster_ =
-        std::make_unique<Cluster>(ClusterOptions{GPUORCH_BIN,
-                                                 "queues:\n"
-                                                 "  - {name: serving, quota: [{guaranteed: 2}]}\n"
-                                                 "  - {name: batch}\n"});
+    // Queue notebooks stops an experiment whose GPUs stay idle for 3 s.
+    cluster_ = std::make_unique<Cluster>(ClusterOptions{
+        GPUORCH_BIN,
+        "queues:\n"
+        "  - {name: serving, quota: [{guaranteed: 2}]}\n"
+        "  - {name: batch}\n"
+        "  - {name: notebooks, idle_reclaim: {after_s: 3, kinds: [experiment], action: evict}}\n"});
     ASSERT_TRUE(cluster_->StartServer());
     ASSERT_TRUE(cluster_->StartAgent("n1", "2xH100-80GB"));
 
@@ -206,6 +208,23 @@ TEST_F(InferenceTest, AzureConversationTraceReplayIsServedAndScalesTheService) {
   EXPECT_EQ(summary.value("failures", -1), 0) << replay.out;
   // The replay's load asked for both replicas.
   EXPECT_TRUE(HasEvent(svc, "Scaled", "1 -> 2")) << cluster_->Workload(svc).dump();
+}
+
+TEST_F(InferenceTest, AnIdleNotebookIsReclaimedABusyOneIsNot) {
+  // Emulated GPUs report what their tasks declare: 1% for the forgotten notebook, 80% for
+  // the busy one; the agents sample every 0.5 s here.
+  Json idle = Cluster::ShellJob("notebook", "notebooks", 1, "exec sleep 600");
+  idle["env"] = {{"GPUORCH_EMULATE_GPU_UTIL", "1"}};
+  Json busy = Cluster::ShellJob("training-loop", "notebooks", 1, "exec sleep 600");
+  busy["env"] = {{"GPUORCH_EMULATE_GPU_UTIL", "80"}};
+  const int64_t a = cluster_->Submit(idle);
+  const int64_t b = cluster_->Submit(busy);
+  ASSERT_TRUE(cluster_->WaitState(a, "Running"));
+  ASSERT_TRUE(cluster_->WaitState(b, "Running"));
+  EXPECT_TRUE(cluster_->WaitState(a, "Cancelled", 60s)) << cluster_->Workload(a).dump();
+  EXPECT_TRUE(HasEvent(a, "IdleReclaimed"));
+  EXPECT_EQ(cluster_->State(b), "Running");
+  EXPECT_FALSE(HasEvent(b, "IdleReclaimed"));
 }
 
 }  // namespace
