@@ -2,16 +2,15 @@
 
 #include <set>
 
+#include "server/json_fields.h"
+
 namespace gpuorch::server {
 namespace {
 
 constexpr int64_t kMaxSeconds = 30LL * 24 * 3600;
 constexpr int64_t kMaxAmount = 1'000'000'000;
 
-bool Fail(ApiError& e, const std::string& field, const std::string& why) {
-  e = ApiError{400, field, field.empty() ? why : field + ": " + why};
-  return false;
-}
+using fields::Fail;
 
 bool ValidName(const std::string& s) {
   if (s.empty() || s.size() > 63) return false;
@@ -23,26 +22,12 @@ bool ValidName(const std::string& s) {
   return true;
 }
 
-// Reads an integer field in [lo, hi] if present.
+// Top-level members (their path is their name).
 bool Int(const Json& b, const char* key, int64_t lo, int64_t hi, int64_t& out, ApiError& e) {
-  if (!b.contains(key)) return true;
-  const Json& v = b[key];
-  if (!v.is_number_integer()) return Fail(e, key, "must be an integer");
-  int64_t x = v.get<int64_t>();
-  if (x < lo || x > hi) {
-    return Fail(e, key,
-                "must be in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got " +
-                    std::to_string(x));
-  }
-  out = x;
-  return true;
+  return fields::Int(b, key, "", lo, hi, out, e);
 }
-
 bool Str(const Json& b, const char* key, std::string& out, ApiError& e) {
-  if (!b.contains(key)) return true;
-  if (!b[key].is_string()) return Fail(e, key, "must be a string");
-  out = b[key].get<std::string>();
-  return true;
+  return fields::Str(b, key, "", out, e);
 }
 
 }  // namespace
@@ -94,9 +79,7 @@ bool ParseWorkload(const Json& b, const ServerConfig& config,
                                                 "readiness",
                                                 "drain_timeout_s"};
   if (!b.is_object()) return Fail(e, "", "body must be a JSON object");
-  for (const auto& [k, v] : b.items()) {
-    if (!kFields.count(k)) return Fail(e, k, "unknown field");
-  }
+  if (!fields::Known(b, "", kFields, e)) return false;
   core::WorkloadSpec& s = out.spec;
   if (!b.contains("name")) return Fail(e, "name", "required");
   if (!Str(b, "name", s.name, e)) return false;

@@ -96,6 +96,14 @@ struct WorkloadRecord {
   bool terminal() const {
     return state == "Succeeded" || state == "Failed" || state == "Cancelled";
   }
+  // A replica's serving task (task 0, which the agent probes and the gateway routes to)
+  // while it lives; null otherwise.
+  const TaskRecord* primary() const {
+    for (const TaskRecord& t : tasks) {
+      if (t.task == 0 && t.state != "exited" && t.state != "lost") return &t;
+    }
+    return nullptr;
+  }
 };
 
 struct NodeRecord {

@@ -4,55 +4,15 @@
 #include <set>
 
 #include "server/api_types.h"
+#include "server/json_fields.h"
 
 namespace gpuorch::server {
 namespace {
 
-bool Fail(ApiError& e, const std::string& field, const std::string& why) {
-  e = ApiError{400, field, field + ": " + why};
-  return false;
-}
-
-bool Number(const Json& o, const char* key, const std::string& path, double& out, ApiError& e) {
-  if (!o.contains(key)) return true;
-  const Json& v = o[key];
-  if (!v.is_number() || !std::isfinite(v.get<double>())) {
-    return Fail(e, path + "." + key, "must be a number");
-  }
-  out = v.get<double>();
-  return true;
-}
-
-bool Integer(const Json& o, const char* key, const std::string& path, int64_t lo, int64_t hi,
-             int64_t& out, ApiError& e) {
-  if (!o.contains(key)) return true;
-  const Json& v = o[key];
-  if (!v.is_number_integer()) return Fail(e, path + "." + key, "must be an integer");
-  const int64_t x = v.get<int64_t>();
-  if (x < lo || x > hi) {
-    return Fail(e, path + "." + key,
-                "must be in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got " +
-                    std::to_string(x));
-  }
-  out = x;
-  return true;
-}
-
-bool Int32(const Json& o, const char* key, const std::string& path, int64_t lo, int64_t hi,
-           int32_t& out, ApiError& e) {
-  int64_t v = out;
-  if (!Integer(o, key, path, lo, hi, v, e)) return false;
-  out = static_cast<int32_t>(v);
-  return true;
-}
-
-bool Unknown(const Json& o, const std::string& path, const std::set<std::string>& known,
-             ApiError& e) {
-  for (const auto& [k, v] : o.items()) {
-    if (!known.count(k)) return Fail(e, path + "." + k, "unknown field");
-  }
-  return true;
-}
+using fields::Fail;
+using fields::Int32;
+using fields::Known;
+using fields::Number;
 
 // "MIN:MAX", "N" (both N), or {"min": MIN, "max": MAX}.
 bool Replicas(const Json& r, autoscale::ServiceParams& p, ApiError& e) {
@@ -76,10 +36,10 @@ bool Replicas(const Json& r, autoscale::ServiceParams& p, ApiError& e) {
     min = max = r.get<int64_t>();
     if (min < 1) return Fail(e, "replicas", "must be at least 1 (0:N scales from zero)");
   } else if (r.is_object()) {
-    if (!Unknown(r, "replicas", {"min", "max"}, e)) return false;
+    if (!Known(r, "replicas", {"min", "max"}, e)) return false;
     if (!r.contains("max")) return Fail(e, "replicas.max", "required");
-    if (!Integer(r, "min", "replicas", 0, 1000, min, e)) return false;
-    if (!Integer(r, "max", "replicas", 1, 1000, max, e)) return false;
+    if (!fields::Int(r, "min", "replicas", 0, 1000, min, e)) return false;
+    if (!fields::Int(r, "max", "replicas", 1, 1000, max, e)) return false;
   } else {
     return Fail(e, "replicas", "must be MIN:MAX (e.g. 0:4), N, or {\"min\", \"max\"}");
   }
@@ -159,12 +119,12 @@ bool ParseService(const Json& b, ServiceSpec& out, ApiError& e) {
   if (b.contains("autoscale")) {
     const Json& a = b["autoscale"];
     if (!a.is_object()) return Fail(e, "autoscale", "must be an object");
-    if (!Unknown(a, "autoscale",
-                 {"metric", "target", "target_utilization", "kv_cache_target", "stable_window_s",
-                  "panic_window_s", "panic_threshold", "max_scale_up_rate", "max_scale_down_rate",
-                  "scale_down_delay_s", "activation_scale", "scale_to_zero_after_s",
-                  "in_flight_gauges", "kv_cache_gauge"},
-                 e)) {
+    if (!Known(a, "autoscale",
+               {"metric", "target", "target_utilization", "kv_cache_target", "stable_window_s",
+                "panic_window_s", "panic_threshold", "max_scale_up_rate", "max_scale_down_rate",
+                "scale_down_delay_s", "activation_scale", "scale_to_zero_after_s",
+                "in_flight_gauges", "kv_cache_gauge"},
+               e)) {
       return false;
     }
     const std::string path = "autoscale";
@@ -213,7 +173,7 @@ bool ParseService(const Json& b, ServiceSpec& out, ApiError& e) {
   if (b.contains("readiness")) {
     const Json& r = b["readiness"];
     if (!r.is_object()) return Fail(e, "readiness", "must be an object");
-    if (!Unknown(r, "readiness", {"http_path", "initial_delay_s", "period_s"}, e)) return false;
+    if (!Known(r, "readiness", {"http_path", "initial_delay_s", "period_s"}, e)) return false;
     out.has_readiness = true;
     if (r.contains("http_path")) {
       const Json& h = r["http_path"];

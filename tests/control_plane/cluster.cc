@@ -420,6 +420,17 @@ Json Cluster::ShellJob(const std::string& name, const std::string& queue, int gp
               {"command", {"/bin/sh", "-c", script}}};
 }
 
+bool Cluster::HasEvent(int64_t id, const std::string& type, const std::string& text) const {
+  const Json w = Workload(id);
+  if (!w.is_object() || !w.contains("events")) return false;
+  for (const Json& e : w["events"]) {
+    if (e.value("type", "") == type && e.value("message", "").find(text) != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
 bool ServingPath::HaproxyInstalled() { return ::access(kHaproxy, X_OK) == 0; }
 
 bool ServingPath::Start(const Cluster& cluster, int slots, int gateway_interval_ms,

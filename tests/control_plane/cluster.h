@@ -161,6 +161,8 @@ class Cluster {
   int64_t Submit(const Json& spec, HttpResult* answer = nullptr) const;
   Json Workload(int64_t id) const;  // null when it cannot be read
   std::string State(int64_t id) const;
+  // Whether workload `id` has an event of `type` whose message holds `text`.
+  bool HasEvent(int64_t id, const std::string& type, const std::string& text = "") const;
   bool WaitState(int64_t id, const std::string& state,
                  std::chrono::milliseconds deadline = 30s) const;
   std::string NodeStatus(const std::string& name) const;

@@ -61,13 +61,7 @@ class InferenceTest : public ::testing::Test {
     return s.is_object() ? s.value("ready", 0) : -1;
   }
   bool HasEvent(int64_t id, const std::string& type, const std::string& text = "") const {
-    const Json w = cluster_->Workload(id);
-    if (!w.is_object()) return false;
-    for (const Json& e : w["events"]) {
-      if (e.value("type", "") == type && e.value("message", "").find(text) != std::string::npos)
-        return true;
-    }
-    return false;
+    return cluster_->HasEvent(id, type, text);
   }
   // A completion through HAProxy; the status (-1: no answer).
   int Complete(int max_tokens = 8) const {
