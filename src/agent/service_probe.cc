@@ -14,7 +14,7 @@
 #include <cstring>
 #include <set>
 
-#include "agent/prometheus_text.h"
+#include "core/prometheus_text.h"
 
 namespace gpuorch::agent {
 
@@ -65,7 +65,7 @@ std::optional<std::string> ServiceProbes::Done(const ServiceCheck& check, const 
     p.next_scrape_ms = std::max(now_ms, p.scrape_started_ms + ScrapeIntervalMs(p.spec));
     p.scrape_started_ms = -1;
     if (!result.ok) return std::nullopt;  // not serving yet, or gone: the readiness says so
-    core::Result<std::map<std::string, double>> sums = SumSamples(result.body, p.spec.gauges);
+    core::Result<std::map<std::string, double>> sums = core::SumSamples(result.body, p.spec.gauges);
     if (!sums.ok()) {
       const bool first = !p.scrape_failing;
       p.scrape_failing = true;

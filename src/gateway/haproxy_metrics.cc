@@ -6,66 +6,11 @@
 
 namespace gpuorch::gateway {
 
-core::Result<std::vector<Sample>> ParsePrometheusText(const std::string& text) {
-  std::vector<Sample> out;
-  std::istringstream in(text);
-  int n = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++n;
-    if (line.empty() || line[0] == '#') continue;
-    auto bad = [&](const std::string& what) {
-      return core::Status::Invalid("metrics line " + std::to_string(n) + ": " + what + ": '" +
-                                   line + "'");
-    };
-    Sample s;
-    size_t i = 0;
-    while (i < line.size() && line[i] != '{' && line[i] != ' ') ++i;
-    s.name = line.substr(0, i);
-    if (s.name.empty()) return bad("no metric name");
-    if (i < line.size() && line[i] == '{') {
-      ++i;
-      while (i < line.size() && line[i] != '}') {
-        const size_t eq = line.find('=', i);
-        if (eq == std::string::npos || eq + 1 >= line.size() || line[eq + 1] != '"')
-          return bad("bad label");
-        std::string key = line.substr(i, eq - i);
-        std::string value;
-        size_t j = eq + 2;
-        for (; j < line.size() && line[j] != '"'; ++j) {
-          if (line[j] == '\\' && j + 1 < line.size()) {
-            ++j;
-            value += line[j] == 'n' ? '\n' : line[j];
-          } else {
-            value += line[j];
-          }
-        }
-        if (j >= line.size()) return bad("unterminated label value");
-        s.labels[key] = value;
-        i = j + 1;
-        if (i < line.size() && line[i] == ',') ++i;
-      }
-      if (i >= line.size()) return bad("unterminated labels");
-      ++i;
-    }
-    while (i < line.size() && line[i] == ' ') ++i;
-    const std::string value = line.substr(i, line.find(' ', i) - i);
-    if (value == "NaN") {
-      s.value = 0;
-    } else {
-      char* end = nullptr;
-      s.value = std::strtod(value.c_str(), &end);
-      if (value.empty() || end != value.c_str() + value.size()) return bad("bad value");
-    }
-    out.push_back(std::move(s));
-  }
-  return out;
-}
-
 std::map<std::string, BackendStats> BackendStatsOf(const std::vector<Sample>& samples) {
   std::map<std::string, BackendStats> out;
   for (const Sample& s : samples) {
     auto proxy = s.labels.find("proxy");
-    if (proxy == s.labels.end()) continue;
+    if (proxy == s.labels.end() || !std::isfinite(s.value)) continue;
     // A count out of range (NaN, Inf, absurd) is read as 0 rather than cast (undefined).
     const auto count = std::isfinite(s.value) && s.value >= 0 && s.value < 1e15
                            ? static_cast<int64_t>(s.value)

@@ -9,18 +9,14 @@
 #include <utility>
 #include <vector>
 
+#include "core/prometheus_text.h"
 #include "core/status.h"
 
 namespace gpuorch::gateway {
 
-struct Sample {
-  std::string name;
-  std::map<std::string, std::string> labels;
-  double value = 0;
-};
-
-// The samples of a text exposition (comments skipped). An error names the line.
-core::Result<std::vector<Sample>> ParsePrometheusText(const std::string& text);
+// The exposition is read by core::ParsePrometheusText (strict; an error names the line).
+using Sample = core::PromSample;
+using core::ParsePrometheusText;
 
 struct BackendStats {
   int64_t queue = 0;     // haproxy_backend_current_queue

@@ -5,29 +5,6 @@
 namespace gpuorch::gateway {
 namespace {
 
-TEST(ParsePrometheusTextTest, SamplesWithLabels) {
-  auto r = ParsePrometheusText(
-      "# HELP x y\n# TYPE x gauge\n"
-      "haproxy_backend_current_queue{proxy=\"svc_0\"} 3\n"
-      "plain 1.5e0\n"
-      "esc{a=\"q\\\"x\",b=\"\"} NaN\n");
-  ASSERT_TRUE(r.ok()) << r.status().message();
-  ASSERT_EQ(r->size(), 3u);
-  EXPECT_EQ((*r)[0].labels.at("proxy"), "svc_0");
-  EXPECT_EQ((*r)[0].value, 3);
-  EXPECT_EQ((*r)[1].name, "plain");
-  EXPECT_EQ((*r)[1].value, 1.5);
-  EXPECT_EQ((*r)[2].labels.at("a"), "q\"x");
-}
-
-TEST(ParsePrometheusTextTest, ErrorsNameTheLine) {
-  for (const char* bad : {"x{a=1} 2", "x{a=\"1\" 2", "x 1z", "{a=\"b\"} 1"}) {
-    auto r = ParsePrometheusText(std::string("ok 1\n") + bad + "\n");
-    ASSERT_FALSE(r.ok()) << bad;
-    EXPECT_EQ(r.status().message().rfind("metrics line 2: ", 0), 0u) << r.status().message();
-  }
-}
-
 TEST(BackendStatsOfTest, PerBackendAndServer) {
   auto r = ParsePrometheusText(
       "haproxy_backend_current_queue{proxy=\"svc_0\"} 2\n"

@@ -1,15 +1,13 @@
-#include "agent/prometheus_text.h"
+#include "core/prometheus_text.h"
 
 #include <charconv>
 #include <cmath>
+#include <map>
 #include <optional>
 #include <set>
 
-namespace gpuorch::agent {
+namespace gpuorch::core {
 namespace {
-
-using core::Result;
-using core::Status;
 
 bool Blank(char c) { return c == ' ' || c == '\t'; }
 bool NameHead(char c) {
@@ -43,8 +41,9 @@ struct Line {
   }
 };
 
-// `{label="value",...}` from its opening brace; false when malformed.
-bool SkipLabels(Line& l) {
+// `{label="value",...}` from its opening brace into `labels` (values unescaped); false
+// when malformed.
+bool ReadLabels(Line& l, std::map<std::string, std::string>& labels) {
   ++l.i;  // '{'
   while (true) {
     l.SkipBlanks();
@@ -60,6 +59,7 @@ bool SkipLabels(Line& l) {
     l.SkipBlanks();
     if (l.Peek() != '"') return false;
     ++l.i;
+    std::string value;
     while (true) {
       if (l.AtEnd()) return false;
       const char c = l.s[l.i++];
@@ -67,9 +67,13 @@ bool SkipLabels(Line& l) {
       if (c == '\\') {
         const char e = l.Peek();
         if (e != '\\' && e != '"' && e != 'n') return false;
+        value += e == 'n' ? '\n' : e;
         ++l.i;
+      } else {
+        value += c;
       }
     }
+    labels[std::string(name)] = std::move(value);
     l.SkipBlanks();
     if (l.Peek() == ',') {
       ++l.i;
@@ -100,10 +104,8 @@ bool Timestamp(std::string_view t) {
 
 }  // namespace
 
-Result<std::map<std::string, double>> SumSamples(std::string_view text,
-                                                 const std::vector<std::string>& names) {
-  const std::set<std::string_view> wanted(names.begin(), names.end());
-  std::map<std::string, double> sums;
+Result<std::vector<PromSample>> ParsePrometheusText(std::string_view text) {
+  std::vector<PromSample> out;
   size_t line_no = 0;
   while (!text.empty()) {
     ++line_no;
@@ -116,12 +118,13 @@ Result<std::map<std::string, double>> SumSamples(std::string_view text,
     auto bad = [&](const char* what) {
       return Status::Invalid("line " + std::to_string(line_no) + ": " + what);
     };
-    const std::string_view name = l.Name();
-    if (name.empty()) return bad("expected a metric name");
+    PromSample sample;
+    sample.name = std::string(l.Name());
+    if (sample.name.empty()) return bad("expected a metric name");
     size_t mark = l.i;  // the value must be separated from what precedes it by blanks
     l.SkipBlanks();
     if (l.Peek() == '{') {
-      if (!SkipLabels(l)) return bad("malformed labels");
+      if (!ReadLabels(l, sample.labels)) return bad("malformed labels");
       mark = l.i;
       l.SkipBlanks();
     }
@@ -134,8 +137,20 @@ Result<std::map<std::string, double>> SumSamples(std::string_view text,
       l.SkipBlanks();
       if (!l.AtEnd()) return bad("unexpected text after the timestamp");
     }
-    if (!std::isfinite(*value) || !wanted.count(name)) continue;
-    sums[std::string(name)] += *value;
+    sample.value = *value;
+    out.push_back(std::move(sample));
+  }
+  return out;
+}
+
+Result<std::map<std::string, double>> SumSamples(std::string_view text,
+                                                 const std::vector<std::string>& names) {
+  auto samples = ParsePrometheusText(text);
+  if (!samples.ok()) return samples.status();
+  const std::set<std::string_view> wanted(names.begin(), names.end());
+  std::map<std::string, double> sums;
+  for (const PromSample& s : *samples) {
+    if (std::isfinite(s.value) && wanted.count(s.name)) sums[s.name] += s.value;
   }
   for (auto it = sums.begin(); it != sums.end();) {
     it = std::isfinite(it->second) ? std::next(it) : sums.erase(it);
@@ -143,4 +158,4 @@ Result<std::map<std::string, double>> SumSamples(std::string_view text,
   return sums;
 }
 
-}  // namespace gpuorch::agent
+}  // namespace gpuorch::core

@@ -1,10 +1,10 @@
-#include "agent/prometheus_text.h"
+#include "core/prometheus_text.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 
-namespace gpuorch::agent {
+namespace gpuorch::core {
 namespace {
 
 const std::vector<std::string> kNames = {"vllm:num_requests_running", "vllm:num_requests_waiting",
@@ -79,5 +79,29 @@ TEST(PrometheusTextTest, AFailureNamesTheLine) {
   EXPECT_EQ(got.status().message(), "line 3: malformed value");
 }
 
+TEST(ParsePrometheusTextTest, SamplesWithLabels) {
+  auto r = ParsePrometheusText(
+      "# HELP x y\n# TYPE x gauge\n"
+      "haproxy_backend_current_queue{proxy=\"svc_0\"} 3\n"
+      "plain 1.5e0\n"
+      "esc{a=\"q\\\"x\",b=\"\"} NaN\n");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  ASSERT_EQ(r->size(), 3u);
+  EXPECT_EQ((*r)[0].labels.at("proxy"), "svc_0");
+  EXPECT_EQ((*r)[0].value, 3);
+  EXPECT_EQ((*r)[1].name, "plain");
+  EXPECT_EQ((*r)[1].value, 1.5);
+  EXPECT_EQ((*r)[2].labels.at("a"), "q\"x");
+  EXPECT_TRUE(std::isnan((*r)[2].value));
+}
+
+TEST(ParsePrometheusTextTest, ErrorsNameTheLine) {
+  for (const char* bad : {"x{a=1} 2", "x{a=\"1\" 2", "x 1z", "{a=\"b\"} 1"}) {
+    auto r = ParsePrometheusText(std::string("ok 1\n") + bad + "\n");
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().message().rfind("line 2: ", 0), 0u) << r.status().message();
+  }
+}
+
 }  // namespace
-}  // namespace gpuorch::agent
+}  // namespace gpuorch::core
