@@ -237,6 +237,11 @@ TEST(RenderData, JsonIsPrettyAndYamlRoundTrips) {
   }
   EXPECT_EQ(RenderData(json::parse(R"({"id": 17, "state": "Pending"})"), OutputFormat::kYaml),
             "id: 17\nstate: Pending\n");
+  // Floats in their shortest form, read back as the same floats.
+  const json floats = json::parse(R"({"f": 0.9, "g": 0.7, "h": 1e-7, "k": 2.0})");
+  const std::string yaml = RenderData(floats, OutputFormat::kYaml);
+  EXPECT_EQ(yaml, "f: 0.9\ng: 0.7\nh: 1e-07\nk: 2.0\n");
+  EXPECT_EQ(YamlToJson(YAML::Load(yaml)), floats) << yaml;
 }
 
 TEST(ParseOutputFormat, RejectsUnknown) {

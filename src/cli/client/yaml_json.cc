@@ -100,7 +100,9 @@ void Emit(YAML::Emitter& out, const nlohmann::json& v) {
       out << v.get<uint64_t>();
       break;
     case nlohmann::json::value_t::number_float:
-      out << v.get<double>();
+      // The shortest form that reads back the same (0.9, not yaml-cpp's 0.90000000000000002),
+      // as the JSON output prints it.
+      out << v.dump();
       break;
     default:
       out << YAML::Null;
