@@ -106,6 +106,18 @@ class ServicesTest : public test_util::ControllerFixture {
       }
     }
   }
+  // A service of 1-GPU replicas on a 4-GPU node, grown by load to `replicas` Ready ones
+  // (target 1 in flight each).
+  int64_t ReadyService(int replicas) {
+    Register("n1", 4);
+    const int64_t id = SubmitService();
+    controller_->Step();
+    AllReady(id);
+    Run(id, 2, replicas);
+    AllReady(id);
+    EXPECT_EQ(Service(id)["ready"], replicas);
+    return id;
+  }
   Json DesiredOf(const std::string& node) {
     Json out;
     ApiError e;
@@ -206,12 +218,7 @@ TEST_F(ServicesTest, LoadScalesUpThenDrainedReplicasStopOnlyOnceIdleAtTheGateway
 }
 
 TEST_F(ServicesTest, ScaleUpTakesADrainingReplicaBackBeforeStartingANewOne) {
-  Register("n1", 4);
-  const int64_t id = SubmitService();
-  controller_->Step();
-  AllReady(id);
-  Run(id, 2, 2);
-  AllReady(id);
+  const int64_t id = ReadyService(2);
   const std::vector<int64_t> two = Replicas(id);
   ASSERT_EQ(two.size(), 2u);
   // Down to 1 while the gateway still sees a session on the second.
@@ -329,12 +336,7 @@ TEST_F(ServicesTest, ARestartedServerKeepsServicesReplicasAndThePin) {
 }
 
 TEST_F(ServicesTest, ARestartNeverScalesAServiceDownBeforeItsReplicasReport) {
-  Register("n1", 4);
-  const int64_t id = SubmitService();
-  controller_->Step();
-  AllReady(id);
-  Run(id, 2, 3);
-  AllReady(id);
+  const int64_t id = ReadyService(3);
   const std::vector<int64_t> before = Replicas(id);
   ASSERT_EQ(before.size(), 3u);
   controller_->Flush();
