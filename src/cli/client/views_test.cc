@@ -268,5 +268,14 @@ TEST(PrometheusTargets, OneGroupPerNodeWithItsExporterAddress) {
   EXPECT_EQ(groups[1]["labels"]["node"], "b");
 }
 
+TEST(RenderData, YamlQuotesStringsAPlainScalarWouldNotReadBack) {
+  // The spec_file fuzzer's find: a value ending in "\r" came back without it.
+  for (const char* text : {"llm-pret\r", "a\tb", " lead", "trail ", "bell\x07", "nul\x7f"}) {
+    const json v = {{"k", text}, {std::string("key\r"), 1}};
+    const std::string yaml = RenderData(v, OutputFormat::kYaml);
+    EXPECT_EQ(YamlToJson(YAML::Load(yaml)), v) << yaml;
+  }
+}
+
 }  // namespace
 }  // namespace gpuorch::cli

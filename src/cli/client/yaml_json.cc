@@ -61,10 +61,25 @@ nlohmann::json ResolvePlainScalar(const std::string& s) {
   return s;
 }
 
+// Whether a plain scalar would not read back as this string: words and numbers YAML would
+// take as another type, and control characters or edge blanks, which a plain scalar drops
+// or folds (a trailing "\r" read back as a line end, found by the spec_file fuzzer).
 bool NeedsQuotes(const std::string& s) {
   bool b = false;
+  if (!s.empty() &&
+      (s.front() == ' ' || s.back() == ' ' || s.front() == '\t' || s.back() == '\t')) {
+    return true;
+  }
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) return true;
+  }
   return IsNullWord(s) || IsBoolWord(s, &b) || std::regex_match(s, IntPattern()) ||
          std::regex_match(s, FloatPattern());
+}
+
+void EmitString(YAML::Emitter& out, const std::string& s) {
+  if (NeedsQuotes(s)) out << YAML::DoubleQuoted;
+  out << s;
 }
 
 void Emit(YAML::Emitter& out, const nlohmann::json& v) {
@@ -73,7 +88,9 @@ void Emit(YAML::Emitter& out, const nlohmann::json& v) {
       if (v.empty()) out << YAML::Flow;
       out << YAML::BeginMap;
       for (const auto& [k, item] : v.items()) {
-        out << YAML::Key << k << YAML::Value;
+        out << YAML::Key;
+        EmitString(out, k);
+        out << YAML::Value;
         Emit(out, item);
       }
       out << YAML::EndMap;
@@ -85,9 +102,7 @@ void Emit(YAML::Emitter& out, const nlohmann::json& v) {
       out << YAML::EndSeq;
       break;
     case nlohmann::json::value_t::string: {
-      const auto& s = v.get_ref<const std::string&>();
-      if (NeedsQuotes(s)) out << YAML::DoubleQuoted;
-      out << s;
+      EmitString(out, v.get_ref<const std::string&>());
       break;
     }
     case nlohmann::json::value_t::boolean:
