@@ -47,35 +47,25 @@ class ServicesTest : public test_util::ControllerFixture {
     return out;
   }
   // A heartbeat from `node` reporting replica `w` running with its serving state.
+  // A heartbeat from `node` with one report of replica `w`'s task 0: `report` adds to
+  // its workload, task and attempt (state, pid, service, exit_code).
+  void Beat(const std::string& node, int64_t w, const Json& report) {
+    Json entry = {{"workload", w}, {"task", 0}, {"attempt", Get(w)["attempt"]}};
+    entry.update(report);
+    Json out;
+    ApiError e;
+    ASSERT_TRUE(controller_->Heartbeat(node, {{"tasks", Json::array({entry})}}, out, e))
+        << e.message;
+  }
+  // Replica `w` running with its serving state.
   void Report(const std::string& node, int64_t w, int port, bool ready,
               const Json& gauges = Json()) {
     Json sv = {{"port", port}, {"ready", ready}};
     if (!gauges.is_null()) sv["gauges"] = gauges;
-    Json out;
-    ApiError e;
-    ASSERT_TRUE(controller_->Heartbeat(node,
-                                       {{"tasks",
-                                         {{{"workload", w},
-                                           {"task", 0},
-                                           {"attempt", Get(w)["attempt"]},
-                                           {"state", "running"},
-                                           {"pid", 100},
-                                           {"service", sv}}}}},
-                                       out, e))
-        << e.message;
+    Beat(node, w, {{"state", "running"}, {"pid", 100}, {"service", sv}});
   }
   void Exit(const std::string& node, int64_t w, int code) {
-    Json out;
-    ApiError e;
-    ASSERT_TRUE(controller_->Heartbeat(node,
-                                       {{"tasks",
-                                         {{{"workload", w},
-                                           {"task", 0},
-                                           {"attempt", Get(w)["attempt"]},
-                                           {"state", "exited"},
-                                           {"exit_code", code}}}}},
-                                       out, e))
-        << e.message;
+    Beat(node, w, {{"state", "exited"}, {"exit_code", code}});
   }
   // A load report as the gateway sends it: `replicas` their sessions, `drained` those
   // HAProxy sends no new request.
