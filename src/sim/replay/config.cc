@@ -2,13 +2,11 @@
 // field; unknown keys are errors too, so that a typo does not silently become a default.
 #include "sim/replay/config.h"
 
-#include <yaml-cpp/yaml.h>
-
 #include <algorithm>
 #include <set>
 #include <type_traits>
 
-#include "core/text.h"
+#include "sim/replay/yaml_fields.h"
 
 namespace gpuorch::sim {
 
@@ -71,63 +69,11 @@ bool QueuesConfig::IsLeaf(size_t q) const {
                       [&](const TenantQueue& t) { return t.parent == queues[q].name; });
 }
 
-namespace {
-
-Status At(const std::string& file, const YAML::Node& n, const std::string& field,
-          const std::string& what) {
-  return Status::Invalid(file + ":" + std::to_string(n.Mark().line + 1) + ": " + field + ": " +
-                         what);
-}
-
-template <typename T>
-Status Scalar(const std::string& file, const YAML::Node& n, const std::string& field, T& out) {
-  try {
-    out = n.as<T>();
-  } catch (const YAML::Exception&) {
-    return At(file, n, field, "not a valid value");
-  }
-  // yaml-cpp can decode valid UTF-8 into bytes that are not (a tag before a NUL byte).
-  if constexpr (std::is_same_v<T, std::string>) {
-    if (!core::IsValidUtf8(out)) return At(file, n, field, "not UTF-8 text");
-  }
-  return Status::Ok();
-}
-
-Status Int(const std::string& file, const YAML::Node& n, const std::string& field, int64_t lo,
-           int64_t hi, int64_t& out) {
-  if (Status s = Scalar(file, n, field, out); !s.ok()) return s;
-  if (out < lo || out > hi) {
-    return At(file, n, field, "must be in " + std::to_string(lo) + ".." + std::to_string(hi));
-  }
-  return Status::Ok();
-}
-
-Status CheckKeys(const std::string& file, const YAML::Node& map, const std::string& where,
-                 const std::set<std::string>& known) {
-  if (!map.IsMap()) return At(file, map, where, "expected a mapping");
-  for (const auto& kv : map) {
-    // A key that is a list, a mapping or empty would throw in as<std::string>() (found by
-    // the fuzz smoke: "? ?").
-    if (!kv.first.IsScalar()) return At(file, kv.first, where, "keys must be field names");
-    const std::string k = kv.first.as<std::string>();
-    if (!known.count(k)) return At(file, kv.first, where + "." + k, "unknown key");
-  }
-  return Status::Ok();
-}
-
-Result<YAML::Node> Parse(const std::string& text, const std::string& file) {
-  size_t bad_at = 0;
-  if (!core::IsValidUtf8(text, &bad_at)) {
-    return Status::Invalid(file + ": not UTF-8 text (byte " + std::to_string(bad_at) + ")");
-  }
-  try {
-    return YAML::Load(text);
-  } catch (const YAML::ParserException& e) {
-    return Status::Invalid(file + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
-  }
-}
-
-}  // namespace
+using yaml::At;
+using yaml::CheckKeys;
+using yaml::Int;
+using yaml::Parse;
+using yaml::Scalar;
 
 Result<ClusterConfig> ParseClusterYaml(const std::string& text, const std::string& file) {
   auto root = Parse(text, file);
