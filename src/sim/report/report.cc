@@ -15,17 +15,6 @@ using nlohmann::ordered_json;
 
 namespace {
 
-constexpr const char* kStyle =
-    R"(body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1400px;color:#222}
-h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
-.charts{display:flex;flex-wrap:wrap;gap:12px}.chart{border:1px solid #eee;background:#fff}
-.title{font-weight:600;font-size:13px}.tick,.legend{font-size:11px;fill:#444}.label{font-size:12px;fill:#222}
-.grid{stroke:#eee}.axis{stroke:#888}.series:hover{stroke-width:3.5}
-#tip{position:fixed;pointer-events:none;background:#333;color:#fff;padding:2px 6px;border-radius:3px;font-size:12px;display:none}
-.note{color:#555;font-size:13px})";
-
 // Hover tips for bars and series, and a marker that the script ran (the render test reads
 // it from the DOM).
 constexpr const char* kScript = R"(<script>
@@ -247,8 +236,8 @@ Result<std::string> BuildReport(const ordered_json& metrics, const std::string& 
   if (body.empty()) return Status::Invalid("report: nothing to show (give --replay and/or --fgd)");
   return "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>gpuorch "
          "report</title><style>" +
-         std::string(kStyle) + "</style></head><body><h1>gpuorch simulator report</h1>" + body +
-         "<div id=\"tip\"></div>" + kScript + "</body></html>\n";
+         std::string(svg::PageStyle()) + "</style></head><body><h1>gpuorch simulator report</h1>" +
+         body + "<div id=\"tip\"></div>" + kScript + "</body></html>\n";
 }
 
 Status WriteText(const std::string& path, const std::string& text) {

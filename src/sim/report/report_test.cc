@@ -143,5 +143,37 @@ TEST(Svg, ShortNumbers) {
   EXPECT_EQ(svg::Short(2500000), "2.5M");
 }
 
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(Svg, StackedAreaStacksBandsOnTheSharedX) {
+  // The default 640x300 chart: the plot spans x 64..490 and y 256 (0) up to 28 (the top
+  // tick). The totals peak at 3, so the y axis ends at 3.
+  const std::string svg =
+      svg::StackedArea({"GPUs by class", "hours", "GPUs"},
+                       {{"busy", {0, 1, 2}, {1, 1, 1}}, {"idle<&>", {9, 9, 9}, {2, 0, -5}}});
+  EXPECT_EQ(Count(svg, "<polygon class=\"band\""), 2u);
+  // Band 0 runs from 0 to 1 (y 180.0), left to right along its top, back along the axis.
+  EXPECT_NE(svg.find("points=\"64.0,180.0 277.0,180.0 490.0,180.0 490.0,256.0 277.0,256.0 "
+                     "64.0,256.0 \""),
+            std::string::npos);
+  // Band 1 sits on band 0, uses band 0's x, and counts its negative value as 0.
+  EXPECT_NE(svg.find("points=\"64.0,28.0 277.0,180.0 490.0,180.0 490.0,180.0 277.0,180.0 "
+                     "64.0,180.0 \""),
+            std::string::npos);
+  EXPECT_NE(svg.find("data-tip=\"idle&lt;&amp;&gt;\""), std::string::npos);
+  EXPECT_EQ(svg.find("idle<&>"), std::string::npos);
+  // The legend lists the top band first.
+  EXPECT_LT(svg.find(">idle&lt;&amp;&gt;</text>"), svg.find(">busy</text>"));
+  // A fixed y_max scales the bands; mismatched lengths use the shortest y.
+  const std::string capped = svg::StackedArea({"c", "", "", false, 6}, {{"a", {0, 1, 2}, {3, 3}}});
+  EXPECT_NE(capped.find("points=\"64.0,142.0 490.0,142.0 490.0,256.0 64.0,256.0 \""),
+            std::string::npos);
+  EXPECT_EQ(svg::StackedArea({"empty", "", ""}, {}).find("<polygon"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace gpuorch::sim

@@ -54,6 +54,41 @@ std::string YGrid(const std::vector<double>& ticks, double plot_width, Py&& py) 
   return o;
 }
 
+// The x axis of a line or area chart: ticks (linear, or decades on a log axis), the axis line
+// and both axis labels. `xmax` is in axis units (log10(1 + x) on a log axis); `px` maps data x.
+template <typename Px>
+std::string XAxis(const Chart& c, double xmax, double pw, double ph, Px&& px) {
+  std::string o;
+  std::vector<double> xt;
+  if (c.log_x) {
+    for (double d = 0; d <= xmax + 1e-9; d += 1) xt.push_back(std::pow(10.0, d) - 1.0);
+  } else {
+    xt = Ticks(xmax);
+    while (xt.size() > 1 && xt.back() > xmax * 1.0001) xt.pop_back();
+  }
+  for (double x : xt) {
+    o += "<text class=\"tick\" x=\"" + F(px(x)) + "\" y=\"" + F(kTop + ph + 16) +
+         "\" text-anchor=\"middle\">" + Short(x) + "</text>";
+  }
+  o += "<line class=\"axis\" x1=\"" + std::to_string(kLeft) + "\" x2=\"" + F(kLeft + pw) +
+       "\" y1=\"" + F(kTop + ph) + "\" y2=\"" + F(kTop + ph) + "\"/>";
+  o += "<text class=\"label\" x=\"" + F(kLeft + pw / 2) + "\" y=\"" + std::to_string(c.height - 6) +
+       "\" text-anchor=\"middle\">" + Escape(c.x_label) +
+       "</text><text class=\"label\" transform=\"translate(14 " + F(kTop + ph / 2) +
+       ") rotate(-90)\" text-anchor=\"middle\">" + Escape(c.y_label) + "</text>";
+  return o;
+}
+
+// A legend entry (a swatch line in colour i and the name) at `row` to the right of the plot.
+std::string LegendEntry(size_t row, size_t i, const std::string& name, double pw,
+                        const char* width) {
+  const double ly = kTop + 12 + 16 * static_cast<double>(row);
+  return "<line x1=\"" + F(kLeft + pw + 10) + "\" x2=\"" + F(kLeft + pw + 28) + "\" y1=\"" +
+         F(ly - 4) + "\" y2=\"" + F(ly - 4) + "\" stroke=\"" + Color(i) + "\" stroke-width=\"" +
+         width + "\"/><text class=\"legend\" x=\"" + F(kLeft + pw + 32) + "\" y=\"" + F(ly) +
+         "\">" + Escape(name) + "</text>";
+}
+
 }  // namespace
 
 const char* Color(size_t i) {
@@ -116,24 +151,7 @@ std::string LineChart(const Chart& c, const std::vector<Series>& series) {
   auto py = [&](double y) { return kTop + ph - y / ymax * ph; };
   std::string o = Frame(c);
   o += YGrid(yt, pw, py);
-  // x ticks: linear ticks, or decades on a log axis.
-  std::vector<double> xt;
-  if (c.log_x) {
-    for (double d = 0; d <= xmax + 1e-9; d += 1) xt.push_back(std::pow(10.0, d) - 1.0);
-  } else {
-    xt = Ticks(xmax);
-    while (xt.size() > 1 && xt.back() > xmax * 1.0001) xt.pop_back();
-  }
-  for (double x : xt) {
-    o += "<text class=\"tick\" x=\"" + F(px(x)) + "\" y=\"" + F(kTop + ph + 16) +
-         "\" text-anchor=\"middle\">" + Short(x) + "</text>";
-  }
-  o += "<line class=\"axis\" x1=\"" + std::to_string(kLeft) + "\" x2=\"" + F(kLeft + pw) +
-       "\" y1=\"" + F(kTop + ph) + "\" y2=\"" + F(kTop + ph) + "\"/>";
-  o += "<text class=\"label\" x=\"" + F(kLeft + pw / 2) + "\" y=\"" + std::to_string(c.height - 6) +
-       "\" text-anchor=\"middle\">" + Escape(c.x_label) +
-       "</text><text class=\"label\" transform=\"translate(14 " + F(kTop + ph / 2) +
-       ") rotate(-90)\" text-anchor=\"middle\">" + Escape(c.y_label) + "</text>";
+  o += XAxis(c, xmax, pw, ph, px);
   for (size_t i = 0; i < series.size(); ++i) {
     const Series& s = series[i];
     std::string pts;
@@ -143,11 +161,7 @@ std::string LineChart(const Chart& c, const std::vector<Series>& series) {
     o += "<polyline class=\"series\" data-tip=\"" + Escape(s.name) + "\" fill=\"none\" stroke=\"" +
          Color(i) + "\" stroke-width=\"1.6\"" + (s.dashed ? " stroke-dasharray=\"5 3\"" : "") +
          " points=\"" + pts + "\"/>";
-    const double ly = kTop + 12 + 16 * static_cast<double>(i);
-    o += "<line x1=\"" + F(kLeft + pw + 10) + "\" x2=\"" + F(kLeft + pw + 28) + "\" y1=\"" +
-         F(ly - 4) + "\" y2=\"" + F(ly - 4) + "\" stroke=\"" + Color(i) +
-         "\" stroke-width=\"2\"/><text class=\"legend\" x=\"" + F(kLeft + pw + 32) + "\" y=\"" +
-         F(ly) + "\">" + Escape(s.name) + "</text>";
+    o += LegendEntry(i, i, s.name, pw, "2");
   }
   return o + "</svg>";
 }
@@ -176,6 +190,61 @@ std::string BarChart(const Chart& c, const std::vector<std::string>& labels,
   o += "<text class=\"label\" transform=\"translate(14 " + F(kTop + ph / 2) +
        ") rotate(-90)\" text-anchor=\"middle\">" + Escape(c.y_label) + "</text>";
   return o + "</svg>";
+}
+
+std::string StackedArea(const Chart& c, const std::vector<Series>& series) {
+  size_t n = series.empty() ? 0 : series[0].x.size();
+  for (const Series& s : series) n = std::min(n, s.y.size());
+  // cum[i][k]: the top of band i at point k.
+  std::vector<std::vector<double>> cum(series.size(), std::vector<double>(n, 0.0));
+  for (size_t i = 0; i < series.size(); ++i) {
+    for (size_t k = 0; k < n; ++k) {
+      cum[i][k] = (i > 0 ? cum[i - 1][k] : 0.0) + std::max(0.0, series[i].y[k]);
+    }
+  }
+  double xmax = 0, ymax = c.y_max;
+  for (size_t k = 0; k < n; ++k) {
+    xmax = std::max(xmax, series[0].x[k]);
+    if (c.y_max <= 0) ymax = std::max(ymax, cum.back()[k]);
+  }
+  if (xmax <= 0) xmax = 1;
+  const std::vector<double> yt = Ticks(ymax > 0 ? ymax : 1);
+  ymax = yt.back();
+  const double pw = c.width - kLeft - kRight, ph = c.height - kTop - kBottom;
+  auto px = [&](double x) { return kLeft + std::max(0.0, x) / xmax * pw; };
+  auto py = [&](double y) { return kTop + ph - std::min(y, ymax) / ymax * ph; };
+  Chart linear = c;
+  linear.log_x = false;
+  std::string o = Frame(c);
+  o += YGrid(yt, pw, py);
+  for (size_t i = 0; i < series.size(); ++i) {
+    std::string pts;
+    for (size_t k = 0; k < n; ++k) pts += F(px(series[0].x[k])) + "," + F(py(cum[i][k])) + " ";
+    for (size_t k = n; k-- > 0;) {
+      pts += F(px(series[0].x[k])) + "," + F(py(i > 0 ? cum[i - 1][k] : 0.0)) + " ";
+    }
+    o += "<polygon class=\"band\" data-tip=\"" + Escape(series[i].name) + "\" fill=\"" + Color(i) +
+         "\" fill-opacity=\"0.75\" stroke=\"" + Color(i) + "\" stroke-width=\"0.5\"" +
+         " points=\"" + pts + "\"/>";
+  }
+  o += XAxis(linear, xmax, pw, ph, px);
+  // The legend lists the top band first, as the bands appear on the chart.
+  for (size_t i = series.size(); i-- > 0;) {
+    o += LegendEntry(series.size() - 1 - i, i, series[i].name, pw, "8");
+  }
+  return o + "</svg>";
+}
+
+const char* PageStyle() {
+  return R"(body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1400px;color:#222}
+h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+.charts{display:flex;flex-wrap:wrap;gap:12px}.chart{border:1px solid #eee;background:#fff}
+.title{font-weight:600;font-size:13px}.tick,.legend{font-size:11px;fill:#444}.label{font-size:12px;fill:#222}
+.grid{stroke:#eee}.axis{stroke:#888}.series:hover{stroke-width:3.5}.band:hover{fill-opacity:1}
+#tip{position:fixed;pointer-events:none;background:#333;color:#fff;padding:2px 6px;border-radius:3px;font-size:12px;display:none}
+.note{color:#555;font-size:13px})";
 }
 
 }  // namespace gpuorch::sim::svg

@@ -1,7 +1,8 @@
 #pragma once
 
-// Small, dependency-free SVG charts for the report: line charts (optionally with a log10
-// x axis) and bar charts. Output is plain text, deterministic for the same input.
+// Small, dependency-free SVG charts for the reports: line charts (optionally with a log10
+// x axis), bar charts and stacked-area charts, and the stylesheet the pages share. Output is
+// plain text, deterministic for the same input.
 
 #include <string>
 #include <vector>
@@ -31,5 +32,12 @@ std::string Short(double v);
 std::string LineChart(const Chart& c, const std::vector<Series>& series);
 std::string BarChart(const Chart& c, const std::vector<std::string>& labels,
                      const std::vector<double>& values);
+// Bands stacked bottom-up in the order given: band i spans the sum of series 0..i-1 to the sum
+// of series 0..i. The series share x: the first series' x is used, over as many points as the
+// shortest y has; negative values count as 0. `c.log_x` is ignored (the axis is linear).
+std::string StackedArea(const Chart& c, const std::vector<Series>& series);
+
+// The stylesheet of a report page (the classes the charts above use, tables, the hover tip).
+const char* PageStyle();
 
 }  // namespace gpuorch::sim::svg
