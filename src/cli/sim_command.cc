@@ -119,6 +119,7 @@ void RegisterSimCommands(CLI::App& app, int& exit_code) {
   fgd->add_option("--jobs", opts->jobs, "Parallel runs (0 = one per core)")->capture_default_str();
   fgd->callback([opts, &exit_code]() { exit_code = RunFgdCommand(*opts); });
   AddReplayCommand(sim_cmd, exit_code);
+  AddPlatformCommand(sim_cmd, exit_code);
 }
 
 }  // namespace gpuorch::cli

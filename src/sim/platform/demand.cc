@@ -194,8 +194,9 @@ double EnvelopeFactor(const Envelope& e, int64_t second) {
 Result<Demand> TileDemand(const HourProfile& p, const Envelope& e, double rate_scale, int32_t days,
                           uint64_t seed) {
   if (Status s = e.Validate(); !s.ok()) return s;
-  if (!(rate_scale >= 0) || !std::isfinite(rate_scale)) {
-    return Status::Invalid("rate_scale: must be finite and >= 0, got " + Num(rate_scale));
+  if (!(rate_scale >= 0) || !(rate_scale <= kMaxRateScale)) {
+    return Status::Invalid("rate_scale: must be in [0, " + Num(kMaxRateScale) + "], got " +
+                           Num(rate_scale));
   }
   if (days < 1 || days > kMaxDemandDays) {
     return Status::Invalid("days: must be in [1, " + std::to_string(kMaxDemandDays) + "], got " +
@@ -211,15 +212,30 @@ Result<Demand> TileDemand(const HourProfile& p, const Envelope& e, double rate_s
   d.requests.resize(n);
   d.prompt_tokens.resize(n);
   d.output_tokens.resize(n);
+  // rate_scale k superposes ceil(k) copies of the profile, each from its own offset, the last
+  // weighted by the fraction left: the aggregate of k independent streams like the trace's,
+  // whose bursts add up as independent bursts do (a copy scaled by k would make every burst
+  // k times taller).
+  const int64_t copies = static_cast<int64_t>(std::ceil(rate_scale));
+  const double last_weight = rate_scale - static_cast<double>(copies - 1);
   core::Rng rng(seed);
+  std::vector<size_t> bins(static_cast<size_t>(copies));
   for (size_t hour_start = 0; hour_start < n; hour_start += kSecondsPerHour) {
-    size_t bin = static_cast<size_t>(rng.Uniform(period));
+    for (size_t& bin : bins) bin = static_cast<size_t>(rng.Uniform(period));
     for (size_t s = hour_start; s < hour_start + kSecondsPerHour; ++s) {
-      const double k = rate_scale * EnvelopeFactor(e, static_cast<int64_t>(s));
-      d.requests[s] = static_cast<float>(p.requests[bin] * k);
-      d.prompt_tokens[s] = static_cast<float>(p.prompt_tokens[bin] * k);
-      d.output_tokens[s] = static_cast<float>(p.output_tokens[bin] * k);
-      if (++bin == period) bin = 0;
+      const double env = EnvelopeFactor(e, static_cast<int64_t>(s));
+      double r = 0, pt = 0, ot = 0;
+      for (size_t c = 0; c < bins.size(); ++c) {
+        const double w = c + 1 == bins.size() ? last_weight : 1.0;
+        size_t& bin = bins[c];
+        r += p.requests[bin] * w;
+        pt += p.prompt_tokens[bin] * w;
+        ot += p.output_tokens[bin] * w;
+        if (++bin == period) bin = 0;
+      }
+      d.requests[s] = static_cast<float>(r * env);
+      d.prompt_tokens[s] = static_cast<float>(pt * env);
+      d.output_tokens[s] = static_cast<float>(ot * env);
     }
   }
   return d;

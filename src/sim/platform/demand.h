@@ -54,14 +54,17 @@ struct Demand {
   std::vector<float> requests, prompt_tokens, output_tokens;
 };
 inline constexpr int32_t kMaxDemandDays = 366;
-// Hour k (3600 s blocks) of the experiment is the profile read from a random offset o_k
-// (uniform in [0, seconds), drawn from `seed`, one draw per hour in hour order), wrapping
-// around the profile's period, values multiplied by rate_scale * EnvelopeFactor(second).
-// Second t of hour k reads bin (o_k + t) mod seconds. A profile whose period is not 3600 s
-// therefore keeps its mean rate per second, not its total per hour: an hour holds
-// 3600 / seconds periods' worth on average. Errors: an invalid envelope, rate_scale not
-// finite or < 0, days outside [1, kMaxDemandDays], an empty or inconsistent profile.
-// O(days * 86400).
+inline constexpr double kMaxRateScale = 10000;  // copies superposed (below)
+// Hour k (3600 s blocks) of the experiment superposes C = ceil(rate_scale) copies of the
+// profile, copy c read from its own random offset o_{k,c} (uniform in [0, seconds), drawn
+// from `seed`, C draws per hour in hour order), wrapping around the profile's period; the
+// last copy is weighted rate_scale - (C - 1), the others 1; the sum is multiplied by
+// EnvelopeFactor(second). Second t of hour k reads bin (o_{k,c} + t) mod seconds of copy c.
+// Superposing independent copies (not multiplying one) keeps bursts as independent users'
+// bursts add up. A profile whose period is not 3600 s keeps its mean rate per second, not
+// its total per hour: an hour holds 3600 / seconds periods' worth on average. Errors: an
+// invalid envelope, rate_scale not finite or < 0, days outside [1, kMaxDemandDays], an
+// empty or inconsistent profile. O(days * 86400 * C).
 core::Result<Demand> TileDemand(const HourProfile& p, const Envelope& e, double rate_scale,
                                 int32_t days, uint64_t seed);
 

@@ -215,7 +215,7 @@ TEST(TileDemand, RejectsBadArguments) {
   ragged.output_tokens.pop_back();
   const Case cases[] = {
       {p, bad, 1, 1, "envelope.weekend_factor: must be in (0, 1]"},
-      {p, Flat(), -1, 1, "rate_scale: must be finite and >= 0"},
+      {p, Flat(), -1, 1, "rate_scale: must be in [0, 10000]"},
       {p, Flat(), std::nan(""), 1, "rate_scale"},
       {p, Flat(), 1, 0, "days: must be in [1, 366]"},
       {p, Flat(), 1, 367, "days: must be in [1, 366]"},
