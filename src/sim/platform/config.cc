@@ -30,13 +30,16 @@ PlatformConfig DefaultPlatformConfig() {
   // Llama-3.3-70B (FP8) on 4 x H100-80GB, throughput-bound (demand.h gives the source).
   const CapacityProfile cap = DefaultLlama70bCapacity();
   c.inference.services = {
-      {"chat", "azure-llm-2023/AzureLLMInferenceTrace_conv.csv", 40.0, cap},
-      {"code", "azure-llm-2023/AzureLLMInferenceTrace_code.csv", 10.0, cap},
+      {"chat", "azure-llm-2023/AzureLLMInferenceTrace_conv.csv", 60.0, cap},
+      {"code", "azure-llm-2023/AzureLLMInferenceTrace_code.csv", 25.0, cap},
   };
   autoscale::ServiceParams& a = c.inference.autoscale;
   a.target = 10;
-  a.target_utilization = 0.8;
-  a.scale_down_delay_s = 900;
+  a.target_utilization = 0.75;
+  // A 70B replica takes minutes to start: panic mode (made for containers that start in
+  // seconds) would chase bursts that are over before the replicas are Ready.
+  a.panic_threshold = 10;
+  a.scale_down_delay_s = 600;
   a.min_replicas = 1;
   a.scale_to_zero_after_s = 0;
   c.training.teams = {{"team-a", 0.55}, {"team-b", 0.45}};

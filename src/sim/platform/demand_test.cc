@@ -171,6 +171,29 @@ TEST(TileDemand, OneRequestLandsAtItsRotatedSecond) {
   }
 }
 
+TEST(TileDemand, ScaleSuperposesIndependentCopies) {
+  // rate_scale 2.5: three copies per hour from their own offsets, weighted 1, 1 and 0.5. One
+  // request in the profile shows at three seconds of each hour, not as one taller burst.
+  const int32_t period = 3600;
+  const size_t b = 100;
+  std::vector<double> req(period, 0.0);
+  req[b] = 1;
+  const uint64_t seed = 5;
+  auto d = TileDemand(MakeProfile(req), Flat(), 2.5, 1, seed);
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  core::Rng rng(seed);
+  for (int64_t h = 0; h < 24; ++h) {
+    std::vector<float> expected(kHour, 0.0f);
+    for (float w : {1.0f, 1.0f, 0.5f}) {
+      const int64_t o = static_cast<int64_t>(rng.Uniform(period));
+      expected[((static_cast<int64_t>(b) - o) % period + period) % period] += w;
+    }
+    for (int64_t t = 0; t < kHour; ++t) {
+      ASSERT_EQ(d->requests[h * kHour + t], expected[t]) << "hour " << h << " second " << t;
+    }
+  }
+}
+
 TEST(TileDemand, DeterministicBySeed) {
   std::vector<double> req(2000);
   for (size_t i = 0; i < req.size(); ++i) req[i] = static_cast<double>(i % 17);

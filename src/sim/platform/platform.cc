@@ -227,7 +227,6 @@ class Runner {
   Time measure_from_ = 0;   // its start (after the warm-up)
   int64_t first_minute_ = 0;
   Time next_cycle_ = 0;
-  std::vector<double> backlog_;  // per service: work in the system, replica-seconds
   std::vector<Pool> pools_;
   std::vector<Unit> units_;
   std::priority_queue<Event, std::vector<Event>, std::greater<>> events_;
@@ -355,7 +354,6 @@ Status Runner::Setup() {
   min_ready_.assign(ns, 0);
   acc_held_.assign(ns, 0);
   const int64_t minutes = (horizon_ - measure_from_) / kMinute;
-  backlog_.assign(ns, 0);
   r_.minutes.resize(static_cast<size_t>(minutes));
   r_.ready.assign(ns, std::vector<int32_t>(static_cast<size_t>(minutes), 0));
   r_.held.assign(ns, std::vector<float>(static_cast<size_t>(minutes), 0));
@@ -711,13 +709,10 @@ Status Runner::Autoscale(Time now) {
   for (uint32_t s = 0; s < services_.size(); ++s) {
     const ServiceDemand& d = services_[s];
     const autoscale::ServiceId id(s);
-    // The service as a fluid queue: the second's work joins what is in the system, Ready
-    // replicas serve one replica-second each per second. In-flight requests are that work
-    // at the calibrated target (a replica at rho_max carries `target`).
-    double& backlog = backlog_[s];
-    backlog += d.load[second];
-    const double in_flight = backlog / d.rho_max * target;
-    backlog -= std::min(backlog, static_cast<double>(ready_count_[s]));
+    // Offered concurrency (Little's law on the second's arrivals): the work that arrived,
+    // at the calibrated target (a replica at rho_max carries `target` in flight). Requests
+    // queued behind too few replicas are not added (docs/platform.md).
+    const double in_flight = d.load[second] / d.rho_max * target;
     if (Status st = scaler_.Observe(id, autoscale::Source::kPushedInFlight, in_flight, now);
         !st.ok()) {
       return st;
@@ -806,7 +801,7 @@ Status Runner::Run() {
   }
   min_ready_ = ready_count_;
   const Duration period = int64_t{cfg_.scheduling_period_s} * core::kSecond;
-  next_cycle_ = period;
+  next_cycle_ = 0;
   while (true) {
     Time t = next_job < jobs.size() ? jobs[next_job].arrival : INT64_MAX;
     if (!events_.empty()) t = std::min(t, events_.top().t);

@@ -42,7 +42,9 @@ Status CheckKeys(const std::string& file, const YAML::Node& map, const std::stri
     // the fuzz smoke: "? ?").
     if (!kv.first.IsScalar()) return At(file, kv.first, where, "keys must be field names");
     const std::string k = kv.first.as<std::string>();
-    if (!known.count(k)) return At(file, kv.first, where + "." + k, "unknown key");
+    if (!known.count(k)) {
+      return At(file, kv.first, where.empty() ? k : where + "." + k, "unknown key");
+    }
   }
   return Status::Ok();
 }
