@@ -230,13 +230,15 @@ void Scheduler::Impl::FinishCycle(Plan& plan, const std::vector<WorkloadRec*>& c
   }
   if (config_.elastic) Grow(plan);
 
-  for (WorkloadId id : pending_) {
-    const WorkloadRec& w = Rec(id);
-    plan.pending.push_back(PendingExplanation{id, w.reason, -1, WorkloadId()});
+  if (config_.explain_pending) {
+    for (WorkloadId id : pending_) {
+      const WorkloadRec& w = Rec(id);
+      plan.pending.push_back(PendingExplanation{id, w.reason, -1, WorkloadId()});
+    }
+    std::sort(plan.pending.begin(), plan.pending.end(),
+              [](const auto& a, const auto& b) { return a.workload < b.workload; });
+    EstimateStarts(*this, cycle_order_, plan);
   }
-  std::sort(plan.pending.begin(), plan.pending.end(),
-            [](const auto& a, const auto& b) { return a.workload < b.workload; });
-  EstimateStarts(*this, cycle_order_, plan);
   cycle_order_.clear();
 }
 
@@ -346,7 +348,9 @@ void Scheduler::Impl::Attempt(CycleContext& c, WorkloadRec& w) {
   }
   if (WaitOrReclaim(c.plan, w, e)) return;
   if (ReserveHeadOfLine(c, w, e, reason)) return;
-  ExplainBlocked(w, e, reason);
+  // Only the reason changes (kNoFit or kBlockedByReservation both wait): a driver that
+  // reads no explanations skips the probe.
+  if (config_.explain_pending) ExplainBlocked(w, e, reason);
   w.reason = reason;
   c.failed.emplace(key, reason);
   if (reason == PendingReason::kNoFit) c.AddNoFit(WithoutHost(key), t.milli_cpu, t.memory_mib);

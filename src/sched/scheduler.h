@@ -32,6 +32,11 @@ struct SchedulerConfig {
   int32_t max_reservations = 8;
   // Pending workloads per cycle, first in the cycle's order, given a start estimate.
   int32_t estimate_limit = 1000;
+  // Fill Plan::pending with every pending workload's reason (and the estimates above), and
+  // tell kBlockedByReservation from kNoFit. A driver that reads no explanations (the
+  // simulator) turns it off: with thousands pending, explaining them is a large part of a
+  // cycle. Binds and evictions are the same either way.
+  bool explain_pending = true;
 };
 
 enum class WorkloadState : uint8_t { kPending, kRunning, kEvicting, kFinished };

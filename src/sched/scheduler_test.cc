@@ -343,6 +343,29 @@ TEST_F(SchedulerTest, WithoutPreemptionReservationsAreNotLent) {
   EXPECT_EQ(ReasonOf(p, 2), PendingReason::kBlockedByReservation);
 }
 
+// Without explanations (explain_pending off, as the simulator runs) a cycle explains
+// nothing and decides the same: the blocked job still waits, the rest binds as before.
+TEST_F(SchedulerTest, WithoutExplanationsTheSameBindsAndNoPending) {
+  Make(SchedulerConfig{.policy = "bestfit", .preemption = false, .explain_pending = false});
+  Queue(0, QueueBuilder("q"));
+  Nodes(0, 2, 8);
+  Submit(100, WorkloadBuilder("long", 0).Gpus(4).Estimate(1000 * kSecond));
+  Cycle(0);
+  Submit(1, WorkloadBuilder("big", 0).Gpus(8).Tasks(2).Submitted(1));
+  Plan p = Cycle(1);
+  EXPECT_TRUE(p.pending.empty());
+  EXPECT_TRUE(p.binds.empty());
+  Submit(2, WorkloadBuilder("small", 0).Gpus(4).Submitted(2));
+  Submit(3, WorkloadBuilder("tiny", 0).Gpus(2).Submitted(3));
+  p = Cycle(2);
+  EXPECT_TRUE(p.pending.empty());
+  EXPECT_EQ(BindOf(p, 2), nullptr) << "the reservation still blocks it";
+  EXPECT_EQ(BindOf(p, 3), nullptr);
+  ASSERT_TRUE(s_->WorkloadFinished(WorkloadId(100)).ok());
+  p = Cycle(3);
+  EXPECT_NE(BindOf(p, 1), nullptr) << "the gang starts on its reservation";
+}
+
 TEST_F(PreemptionTest, HigherPriorityInSameQueue) {
   Queue(0, QueueBuilder("q"));
   Nodes(0, 1, 8);

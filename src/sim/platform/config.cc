@@ -25,25 +25,36 @@ PlatformConfig DefaultPlatformConfig() {
   g.memory_mib = 2048 * 1024;
   c.cluster.rack_size = 8;
   c.cluster.groups.push_back(g);
-  GPUORCH_CHECK(c.cluster.Expand().ok());
+  const Status expanded = c.cluster.Expand();
+  GPUORCH_CHECK(expanded.ok());
+  (void)expanded;
 
   // Llama-3.3-70B (FP8) on 4 x H100-80GB, throughput-bound (demand.h gives the source).
   const CapacityProfile cap = DefaultLlama70bCapacity();
   c.inference.services = {
-      {"chat", "azure-llm-2023/AzureLLMInferenceTrace_conv.csv", 60.0, cap},
-      {"code", "azure-llm-2023/AzureLLMInferenceTrace_code.csv", 25.0, cap},
+      {"chat", "azure-llm-2023/AzureLLMInferenceTrace_conv.csv", 60.0, cap, std::nullopt},
+      {"code", "azure-llm-2023/AzureLLMInferenceTrace_code.csv", 25.0, cap, std::nullopt},
   };
   autoscale::ServiceParams& a = c.inference.autoscale;
   a.target = 10;
-  a.target_utilization = 0.75;
+  a.target_utilization = 0.9;
   // A 70B replica takes minutes to start: panic mode (made for containers that start in
   // seconds) would chase bursts that are over before the replicas are Ready.
   a.panic_threshold = 10;
   a.scale_down_delay_s = 600;
   a.min_replicas = 1;
   a.scale_to_zero_after_s = 0;
+  // The code service's demand is bursty from minute to minute (long prompts, few of them):
+  // it keeps more headroom.
+  autoscale::ServiceParams code = a;
+  code.target_utilization = 0.7;
+  c.inference.services[1].autoscale = code;
   c.training.teams = {{"team-a", 0.55}, {"team-b", 0.45}};
   return c;
+}
+
+const autoscale::ServiceParams& ServiceConfig::Autoscale(const InferenceConfig& in) const {
+  return autoscale ? *autoscale : in.autoscale;
 }
 
 Status PlatformConfig::Validate() const {
@@ -75,6 +86,9 @@ Status PlatformConfig::Validate() const {
     if (s.trace.empty()) return bad(where + ".trace", "required");
     if (!(s.rate_scale > 0)) return bad(where + ".rate_scale", "must be > 0");
     if (Status st = s.capacity.Validate(); !st.ok()) return bad(where, st.message());
+    if (s.autoscale) {
+      if (Status st = s.autoscale->Validate(); !st.ok()) return bad(where, st.message());
+    }
     if (s.capacity.gpus_per_replica > cluster.max_node_gpus()) {
       return bad(where + ".capacity.gpus_per_replica", "more than a node's GPUs");
     }
@@ -165,6 +179,25 @@ Status ReadCapacity(const std::string& file, const YAML::Node& n, const std::str
   return f.status();
 }
 
+Status ReadAutoscale(const std::string& file, const YAML::Node& a, const std::string& where,
+                     autoscale::ServiceParams& p) {
+  Fields fa(file, a, where);
+  fa.Keys({"target", "target_utilization", "stable_window_s", "panic_window_s", "panic_threshold",
+           "max_scale_up_rate", "max_scale_down_rate", "scale_down_delay_s", "min_replicas",
+           "max_replicas"})
+      .Num("target", 1e-3, 1e9, p.target)
+      .Num("target_utilization", 0.01, 1, p.target_utilization)
+      .Int("stable_window_s", 1, 3600, p.stable_window_s)
+      .Int("panic_window_s", 1, 3600, p.panic_window_s)
+      .Num("panic_threshold", 1, 1000, p.panic_threshold)
+      .Num("max_scale_up_rate", 1, 1e6, p.max_scale_up_rate)
+      .Num("max_scale_down_rate", 1, 1e6, p.max_scale_down_rate)
+      .Int("scale_down_delay_s", 0, 86400, p.scale_down_delay_s)
+      .Int("min_replicas", 1, 100000, p.min_replicas)
+      .Int("max_replicas", 0, 100000, p.max_replicas);
+  return fa.status();
+}
+
 Status ReadInference(const std::string& file, const YAML::Node& n, InferenceConfig& in) {
   Fields f(file, n, "inference");
   f.Keys({"services", "envelope", "priority", "startup_s", "drain_s", "autoscale"})
@@ -182,22 +215,7 @@ Status ReadInference(const std::string& file, const YAML::Node& n, InferenceConf
     if (!fe.status().ok()) return fe.status();
   }
   if (const YAML::Node a = n["autoscale"]) {
-    autoscale::ServiceParams& p = in.autoscale;
-    Fields fa(file, a, "inference.autoscale");
-    fa.Keys({"target", "target_utilization", "stable_window_s", "panic_window_s",
-             "panic_threshold", "max_scale_up_rate", "max_scale_down_rate", "scale_down_delay_s",
-             "min_replicas", "max_replicas"})
-        .Num("target", 1e-3, 1e9, p.target)
-        .Num("target_utilization", 0.01, 1, p.target_utilization)
-        .Int("stable_window_s", 1, 3600, p.stable_window_s)
-        .Int("panic_window_s", 1, 3600, p.panic_window_s)
-        .Num("panic_threshold", 1, 1000, p.panic_threshold)
-        .Num("max_scale_up_rate", 1, 1e6, p.max_scale_up_rate)
-        .Num("max_scale_down_rate", 1, 1e6, p.max_scale_down_rate)
-        .Int("scale_down_delay_s", 0, 86400, p.scale_down_delay_s)
-        .Int("min_replicas", 1, 100000, p.min_replicas)
-        .Int("max_replicas", 0, 100000, p.max_replicas);
-    if (!fa.status().ok()) return fa.status();
+    if (Status st = ReadAutoscale(file, a, "inference.autoscale", in.autoscale); !st.ok()) return st;
   }
   if (const YAML::Node list = n["services"]) {
     if (!list.IsSequence() || list.size() == 0) {
@@ -210,7 +228,7 @@ Status ReadInference(const std::string& file, const YAML::Node& n, InferenceConf
       ServiceConfig s;
       s.capacity = base;
       Fields fs(file, list[i], where);
-      fs.Keys({"name", "trace", "rate_scale", "capacity"})
+      fs.Keys({"name", "trace", "rate_scale", "capacity", "autoscale"})
           .Value("name", s.name)
           .Value("trace", s.trace)
           .Num("rate_scale", 1e-6, kMaxRateScale, s.rate_scale);
@@ -219,6 +237,11 @@ Status ReadInference(const std::string& file, const YAML::Node& n, InferenceConf
       if (!list[i]["trace"]) return At(file, list[i], where + ".trace", "required");
       if (const YAML::Node c = list[i]["capacity"]) {
         if (Status st = ReadCapacity(file, c, where + ".capacity", s.capacity); !st.ok()) return st;
+      }
+      if (const YAML::Node a = list[i]["autoscale"]) {
+        autoscale::ServiceParams params = in.autoscale;  // over the inference-wide knobs
+        if (Status st = ReadAutoscale(file, a, where + ".autoscale", params); !st.ok()) return st;
+        s.autoscale = params;
       }
       in.services.push_back(std::move(s));
     }

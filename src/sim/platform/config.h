@@ -6,6 +6,7 @@
 // empty file (or none) is the headline experiment.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,11 +17,16 @@
 
 namespace gpuorch::sim::platform {
 
+struct InferenceConfig;
+
 struct ServiceConfig {
   std::string name;
   std::string trace;        // Azure LLM trace file, relative to the traces directory
   double rate_scale = 1.0;  // request rate at the envelope's peak, as a multiple of the trace's
   CapacityProfile capacity;
+  // This service's autoscaler knobs, when it has its own (inference.autoscale otherwise).
+  std::optional<autoscale::ServiceParams> autoscale;
+  const autoscale::ServiceParams& Autoscale(const InferenceConfig& in) const;
 };
 
 struct InferenceConfig {
@@ -60,7 +66,7 @@ struct ExperimentsConfig {
   double fractional_share = 0.3;
   int32_t fraction_milli = 500;
   int32_t max_duration_h = 4;   // durations: Philly single-GPU jobs up to this long
-  double max_wait_h = 2;        // an experiment not started by then is withdrawn
+  double max_wait_h = 1;        // an experiment not started by then is withdrawn
   double idle_tail_share = 0.1;  // notebooks left open after their work ends
   double idle_tail_mean_h = 1;   // exponential
   int32_t priority = 0;
@@ -74,9 +80,9 @@ struct PlatformConfig {
   ClusterConfig cluster;  // default: 64 nodes x 8 H100-80GB, racks of 8
   int32_t grace_period_s = 30;
   // A scheduling cycle runs at most once per period, for the pools that had an event.
-  int32_t scheduling_period_s = 5;
+  int32_t scheduling_period_s = 10;
   bool checkpoint_on_sigterm = true;
-  int32_t idle_reclaim_after_s = 1800;  // gpuorch only; 0 = off
+  int32_t idle_reclaim_after_s = 900;  // gpuorch only; 0 = off
   InferenceConfig inference;
   TrainingConfig training;
   ExperimentsConfig experiments;

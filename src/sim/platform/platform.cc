@@ -212,6 +212,10 @@ class Runner {
   void AddPending(const Unit& u, int sign);
   void Advance(Time to);
   void FlushMinute(int64_t minute);
+  const autoscale::ServiceParams& ParamsOf(uint32_t s) const {
+    const auto& services = cfg_.inference.services;
+    return s < services.size() ? services[s].Autoscale(cfg_.inference) : cfg_.inference.autoscale;
+  }
   bool Measured(Time t) const { return t >= measure_from_ && t < horizon_; }
   void Push(Time t, EventType type, uint32_t unit) {
     events_.push(Event{t, seq_++, type, unit, units_[unit].epoch});
@@ -237,7 +241,9 @@ class Runner {
   std::array<int64_t, kClasses> alloc_{};                        // milli-GPU now
   std::vector<int64_t> held_;                                    // per service, milli-GPU
   std::vector<int32_t> ready_count_, min_ready_;
+  std::vector<std::vector<uint32_t>> replicas_of_;  // per service: its replica units
   int64_t runnable_ = 0;
+  bool shapes_changed_ = true;  // pending work or free GPUs changed since runnable_
   // Accumulated over the current minute: milli-GPU x ms.
   std::array<double, kClasses> acc_{};
   double acc_free_ = 0, acc_iww_ = 0;
@@ -279,7 +285,7 @@ uint32_t Runner::PoolOf(const Unit& u) const {
 Status Runner::MakePool(int32_t first_node, int32_t nodes, const std::vector<int64_t>& guarantees) {
   sched::SchedulerConfig sc;
   sc.seed = cfg_.seed;
-  sc.estimate_limit = 0;  // start estimates only explain; the simulator reads none
+  sc.explain_pending = false;  // the simulator reads no explanations
   if (policy_ == Policy::kStatic) {
     // Strict arrival order inside each partition, nothing evicted (as `sim replay`'s static).
     sc.preemption = false;
@@ -350,6 +356,7 @@ Status Runner::Setup() {
   }
   const size_t ns = services_.size();
   held_.assign(ns, 0);
+  replicas_of_.resize(ns);
   ready_count_.assign(ns, 0);
   min_ready_.assign(ns, 0);
   acc_held_.assign(ns, 0);
@@ -377,8 +384,8 @@ Status Runner::Setup() {
     const ServiceDemand& d = services_[s];
     int32_t n = d.peak_needed;
     if (policy_ == Policy::kGpuorch) {
-      n = std::max(cfg_.inference.autoscale.min_replicas, d.needed.empty() ? 0 : d.needed[0]);
-      autoscale::ServiceParams params = cfg_.inference.autoscale;
+      const autoscale::ServiceParams& params = ParamsOf(s);
+      n = std::max(params.min_replicas, d.needed.empty() ? 0 : d.needed[0]);
       if (Status st = scaler_.AddService(autoscale::ServiceId(s), params, 0, n); !st.ok()) {
         return Status::Invalid("inference.autoscale: " + st.message());
       }
@@ -417,6 +424,7 @@ void Runner::SetReady(Unit& u, bool ready) {
 }
 
 void Runner::AddPending(const Unit& u, int sign) {
+  shapes_changed_ = true;
   auto& e = pending_shapes_[{u.tasks, u.gpus_per_task, u.gpu_milli}];
   e.first += sign;
   e.second += sign * u.milli();
@@ -433,6 +441,7 @@ Status Runner::NewReplica(uint32_t service, Time now, bool warm) {
   u.warm = warm;
   u.pool = PoolOf(u);
   units_.push_back(u);
+  replicas_of_[service].push_back(static_cast<uint32_t>(units_.size() - 1));
   return Submit(static_cast<uint32_t>(units_.size() - 1), now);
 }
 
@@ -494,6 +503,7 @@ Status Runner::Submit(uint32_t unit, Time now) {
 
 void Runner::Bind(Unit& u, const std::vector<sched::TaskBinding>& tasks) {
   const Pool& p = pools_[u.pool];
+  shapes_changed_ = true;
   u.bound = tasks;
   for (const sched::TaskBinding& b : tasks) {
     free_.Apply(p.node_global[b.node.value()], b.gpus, b.gpu_milli, -1);
@@ -502,6 +512,7 @@ void Runner::Bind(Unit& u, const std::vector<sched::TaskBinding>& tasks) {
 
 void Runner::Release(Unit& u) {
   const Pool& p = pools_[u.pool];
+  shapes_changed_ = true;
   for (const sched::TaskBinding& b : u.bound) {
     free_.Apply(p.node_global[b.node.value()], b.gpus, b.gpu_milli, +1);
   }
@@ -659,15 +670,18 @@ Status Runner::HandleEvent(const Event& e) {
 Status Runner::Reconcile(uint32_t service, int32_t desired, Time now) {
   // Live replicas, in the order they go when scaling down: pending first, then starting,
   // then Ready ones, newest first.
+  std::vector<uint32_t>& mine = replicas_of_[service];
+  std::erase_if(mine, [&](uint32_t i) { return units_[i].state == UState::kDone; });
   std::vector<uint32_t> live;
-  for (uint32_t i = static_cast<uint32_t>(units_.size()); i-- > work_.jobs.size();) {
-    const Unit& u = units_[i];
-    if (u.ref != service || u.remove) continue;
+  for (auto it = mine.rbegin(); it != mine.rend(); ++it) {  // newest first
+    const Unit& u = units_[*it];
+    if (u.remove) continue;
     if (u.state == UState::kPending || u.state == UState::kRunning || u.state == UState::kEvicting) {
-      live.push_back(i);
+      live.push_back(*it);
     }
   }
   const int32_t n = static_cast<int32_t>(live.size());
+  if (n == desired) return Status::Ok();
   for (int32_t k = n; k < desired; ++k) {
     if (Status s = NewReplica(service, now, false); !s.ok()) return s;
   }
@@ -705,9 +719,9 @@ Status Runner::Reconcile(uint32_t service, int32_t desired, Time now) {
 
 Status Runner::Autoscale(Time now) {
   const size_t second = static_cast<size_t>(now / core::kSecond);
-  const double target = cfg_.inference.autoscale.target;
   for (uint32_t s = 0; s < services_.size(); ++s) {
     const ServiceDemand& d = services_[s];
+    const double target = ParamsOf(s).target;
     const autoscale::ServiceId id(s);
     // Offered concurrency (Little's law on the second's arrivals): the work that arrived,
     // at the calibrated target (a replica at rho_max carries `target` in flight). Requests
@@ -839,10 +853,13 @@ Status Runner::Run() {
       }
       next_cycle_ = (t / period + 1) * period;
     }
-    runnable_ = 0;
-    for (const auto& [shape, count] : pending_shapes_) {
-      const auto& [tasks, g, milli] = shape;
-      if (free_.Fits(tasks, g, milli, UINT32_MAX)) runnable_ += count.second;
+    if (shapes_changed_) {
+      runnable_ = 0;
+      for (const auto& [shape, count] : pending_shapes_) {
+        const auto& [tasks, g, milli] = shape;
+        if (free_.Fits(tasks, g, milli, UINT32_MAX)) runnable_ += count.second;
+      }
+      shapes_changed_ = false;
     }
   }
   r_.capacity = static_cast<double>(r_.capacity_gpus) * core::kMilliGpu *
