@@ -66,13 +66,13 @@ int RunPlatformCommand(const PlatformCliOptions& o) {
     return Fail(run.status().message() + " (traces folder: --traces " + o.traces + ")");
   }
   if (core::Status s = sp::WriteOutputs(*run, o.command, o.out); !s.ok()) return Fail(s.message());
-  const double wall =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%s", sp::SummaryTable(sp::SummaryJson(*run, o.command)).c_str());
-  std::printf("%d days on %lld GPUs, %zu policies in %.2f s; wrote %s/{summary.json,timeline.csv,"
-              "report.html}\n",
-              config->days, static_cast<long long>(config->cluster.total_gpus()), policies.size(),
-              wall, o.out.c_str());
+  std::printf(
+      "%d days on %lld GPUs, %zu policies in %.2f s; wrote %s/{summary.json,timeline.csv,"
+      "report.html}\n",
+      config->days, static_cast<long long>(config->cluster.total_gpus()), policies.size(), wall,
+      o.out.c_str());
   return 0;
 }
 

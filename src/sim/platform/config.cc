@@ -30,6 +30,8 @@ PlatformConfig DefaultPlatformConfig() {
   (void)expanded;
 
   // Llama-3.3-70B (FP8) on 4 x H100-80GB, throughput-bound (demand.h gives the source).
+  // The warm-up day is a Sunday, so that the measured week runs Monday to Sunday.
+  c.inference.envelope.start_weekday = 6;
   const CapacityProfile cap = DefaultLlama70bCapacity();
   c.inference.services = {
       {"chat", "azure-llm-2023/AzureLLMInferenceTrace_conv.csv", 60.0, cap, std::nullopt},
@@ -67,13 +69,15 @@ Status PlatformConfig::Validate() const {
     return bad("scheduling_period_s", "must be in 1..3600");
   }
   if (cluster.nodes.empty()) return bad("cluster", "no nodes");
-  if (grace_period_s < 0 || grace_period_s > 86400) return bad("grace_period_s", "must be in 0..86400");
+  if (grace_period_s < 0 || grace_period_s > 86400)
+    return bad("grace_period_s", "must be in 0..86400");
   if (idle_reclaim_after_s < 0) return bad("idle_reclaim_after_s", "must be >= 0");
   const InferenceConfig& in = inference;
   if (Status s = in.envelope.Validate(); !s.ok()) return s;
   if (Status s = in.autoscale.Validate(); !s.ok()) return s;
   if (in.autoscale.min_replicas < 1) {
-    return bad("inference.autoscale.min_replicas", "must be >= 1 (a service never goes to zero here)");
+    return bad("inference.autoscale.min_replicas",
+               "must be >= 1 (a service never goes to zero here)");
   }
   if (in.startup_s < 0 || in.drain_s < 0) return bad("inference.startup_s", "must be >= 0");
   std::set<std::string> names;
@@ -215,7 +219,8 @@ Status ReadInference(const std::string& file, const YAML::Node& n, InferenceConf
     if (!fe.status().ok()) return fe.status();
   }
   if (const YAML::Node a = n["autoscale"]) {
-    if (Status st = ReadAutoscale(file, a, "inference.autoscale", in.autoscale); !st.ok()) return st;
+    if (Status st = ReadAutoscale(file, a, "inference.autoscale", in.autoscale); !st.ok())
+      return st;
   }
   if (const YAML::Node list = n["services"]) {
     if (!list.IsSequence() || list.size() == 0) {

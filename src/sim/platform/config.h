@@ -61,12 +61,12 @@ struct TrainingConfig {
 };
 
 struct ExperimentsConfig {
-  int32_t nodes = 8;            // the static partition, and the queue's guarantee in the pool
-  double offered_gpus = 256;    // mean GPUs the arriving experiments ask for
+  int32_t nodes = 8;          // the static partition, and the queue's guarantee in the pool
+  double offered_gpus = 256;  // mean GPUs the arriving experiments ask for
   double fractional_share = 0.3;
   int32_t fraction_milli = 500;
-  int32_t max_duration_h = 4;   // durations: Philly single-GPU jobs up to this long
-  double max_wait_h = 1;        // an experiment not started by then is withdrawn
+  int32_t max_duration_h = 4;    // durations: Philly single-GPU jobs up to this long
+  double max_wait_h = 1;         // an experiment not started by then is withdrawn
   double idle_tail_share = 0.1;  // notebooks left open after their work ends
   double idle_tail_mean_h = 1;   // exponential
   int32_t priority = 0;
@@ -74,8 +74,8 @@ struct ExperimentsConfig {
 
 struct PlatformConfig {
   std::string source = "(defaults)";  // the file it came from, for the report
-  int32_t days = 7;          // measured
-  int32_t warmup_days = 1;   // simulated before the measured days, so that they start loaded
+  int32_t days = 7;                   // measured
+  int32_t warmup_days = 1;  // simulated before the measured days, so that they start loaded
   uint64_t seed = 1;
   ClusterConfig cluster;  // default: 64 nodes x 8 H100-80GB, racks of 8
   int32_t grace_period_s = 30;

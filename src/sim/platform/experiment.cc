@@ -38,7 +38,9 @@ std::vector<std::string> Assumptions(const PlatformRun& run) {
   std::vector<std::string> a;
   a.push_back("Demand: each hour of the " + std::to_string(c.days) +
               " days replays the one-hour Azure LLM trace (2023) of its service from a random "
-              "offset (seed " + std::to_string(c.seed) + "), scaled by rate_scale and by a "
+              "offset (seed " +
+              std::to_string(c.seed) +
+              "), scaled by rate_scale and by a "
               "diurnal and weekly envelope that is an assumption, not data: peak/trough " +
               Fmt("%g", e.peak_trough_ratio) + " on weekdays (cosine, peak at " +
               Fmt("%g", e.peak_hour) + ":00), weekends x" + Fmt("%g", e.weekend_factor) + ".");
@@ -48,30 +50,38 @@ std::vector<std::string> Assumptions(const PlatformRun& run) {
                 " GPUs serving " + Fmt("%.0f", k.prefill_tokens_per_s) + " prefill and " +
                 Fmt("%.0f", k.decode_tokens_per_s) +
                 " decode tokens/s (throughput-bound, TensorRT-LLM's published Llama-3.3-70B "
-                "FP8 H100 numbers); TTFT SLO " + Fmt("%g", k.ttft_slo_s) + " s and ITL SLO " +
-                Fmt("%g", k.itl_slo_s) + " s; a replica may run at rho_max " +
-                Fmt("%.3f", s.rho_max) + " (M/M/1 time to first token within the SLO); mean " +
-                Fmt("%.0f", s.mean_prompt) + " prompt and " + Fmt("%.0f", s.mean_output) +
+                "FP8 H100 numbers); TTFT SLO " +
+                Fmt("%g", k.ttft_slo_s) + " s and ITL SLO " + Fmt("%g", k.itl_slo_s) +
+                " s; a replica may run at rho_max " + Fmt("%.3f", s.rho_max) +
+                " (M/M/1 time to first token within the SLO); mean " + Fmt("%.0f", s.mean_prompt) +
+                " prompt and " + Fmt("%.0f", s.mean_output) +
                 " output tokens per request; peak need " + std::to_string(s.peak_needed) +
                 " replicas.");
   }
-  a.push_back("Autoscaler: src/autoscale fed once per simulated second with the in-flight "
-              "requests of a perfectly calibrated target (a replica at rho_max carries target=" +
-              Fmt("%g", c.inference.autoscale.target) + "), target_utilization " +
-              Fmt("%g", c.inference.autoscale.target_utilization) + ", scale-down delay " +
-              std::to_string(c.inference.autoscale.scale_down_delay_s) + " s; a new replica is "
-              "Ready " + std::to_string(c.inference.startup_s) + " s after it is bound, a "
-              "removed one drains for " + std::to_string(c.inference.drain_s) + " s.");
+  a.push_back(
+      "Autoscaler: src/autoscale fed once per simulated second with the in-flight "
+      "requests of a perfectly calibrated target (a replica at rho_max carries target=" +
+      Fmt("%g", c.inference.autoscale.target) + "), target_utilization " +
+      Fmt("%g", c.inference.autoscale.target_utilization) + ", scale-down delay " +
+      std::to_string(c.inference.autoscale.scale_down_delay_s) +
+      " s; a new replica is "
+      "Ready " +
+      std::to_string(c.inference.startup_s) +
+      " s after it is bound, a "
+      "removed one drains for " +
+      std::to_string(c.inference.drain_s) + " s.");
   a.push_back("Training: Philly jobs of at least " + std::to_string(c.training.min_gpus) +
               " GPUs from trace day " + Fmt("%.1f", run.work.trace_first_day) + " to " +
               Fmt("%.1f", run.work.trace_last_day) + ", arrivals compressed x" +
               Fmt("%.2f", run.work.compression) + " to offer " +
               Fmt("%.0f", run.work.training_offered_gpus) + " GPUs on average (" +
               Fmt("%g", c.training.load * 100) + "% of the teams' guarantees), durations cut at " +
-              std::to_string(c.training.max_duration_h) + " h, gangs above a node rounded up to "
+              std::to_string(c.training.max_duration_h) +
+              " h, gangs above a node rounded up to "
               "whole nodes; each virtual cluster goes to one team.");
   a.push_back("Experiments: Poisson arrivals offering " +
-              Fmt("%.0f", run.work.experiment_offered_gpus) + " GPUs on average, durations drawn "
+              Fmt("%.0f", run.work.experiment_offered_gpus) +
+              " GPUs on average, durations drawn "
               "from Philly's single-GPU jobs up to " +
               std::to_string(c.experiments.max_duration_h) + " h, " +
               Fmt("%g", c.experiments.fractional_share * 100) + "% ask " +
@@ -118,8 +128,10 @@ ordered_json PolicyJson(const PolicyResult& r) {
   for (int64_t v : r.training_jct_ms) mean += static_cast<double>(v);
   if (!r.training_jct_ms.empty()) mean /= static_cast<double>(r.training_jct_ms.size());
   j["training_jct_mean_s"] = Round(mean / 1000, 1);
-  j["training_delay_p50_s"] = Round(static_cast<double>(Percentile(r.training_delay_ms, 50)) / 1000, 1);
-  j["training_delay_p95_s"] = Round(static_cast<double>(Percentile(r.training_delay_ms, 95)) / 1000, 1);
+  j["training_delay_p50_s"] =
+      Round(static_cast<double>(Percentile(r.training_delay_ms, 50)) / 1000, 1);
+  j["training_delay_p95_s"] =
+      Round(static_cast<double>(Percentile(r.training_delay_ms, 95)) / 1000, 1);
   const double gpu_hour = core::kMilliGpu * 3600.0 * core::kSecond;
   j["experiment_gpu_hours"] = Round((r.experiment_work - r.experiment_lost) / gpu_hour, 1);
   j["experiments"] = r.experiments;
@@ -184,12 +196,15 @@ Result<PlatformRun> RunPlatform(const PlatformConfig& config, const std::string&
   for (size_t i = 0; i < config.inference.services.size(); ++i) {
     const ServiceConfig& s = config.inference.services[i];
     auto profile = ReadAzureTrace((fs::path(traces_dir) / s.trace).string());
-    if (!profile.ok()) return Status::Invalid("inference.services." + s.name + ": " + profile.status().message());
+    if (!profile.ok())
+      return Status::Invalid("inference.services." + s.name + ": " + profile.status().message());
     auto demand = TileDemand(*profile, config.inference.envelope, s.rate_scale, config.total_days(),
                              config.seed * 1000003 + i);
-    if (!demand.ok()) return Status::Invalid("inference.services." + s.name + ": " + demand.status().message());
+    if (!demand.ok())
+      return Status::Invalid("inference.services." + s.name + ": " + demand.status().message());
     auto rho = MaxUtilization(s.capacity, profile->mean_prompt);
-    if (!rho.ok()) return Status::Invalid("inference.services." + s.name + ": " + rho.status().message());
+    if (!rho.ok())
+      return Status::Invalid("inference.services." + s.name + ": " + rho.status().message());
     services.push_back(MakeServiceDemand(s.name, s.capacity, *rho, *demand));
   }
   const int32_t node_gpus = config.cluster.max_node_gpus();
@@ -344,23 +359,24 @@ std::string TimelineCsv(const PlatformRun& run) {
 
 std::string SummaryTable(const ordered_json& summary) {
   std::string out =
-      "policy             idle%  idle-wait%  SLO-min%  wait-req%  train-JCT-h  delay-p95-h  exp-GPU-h  exp-lost%\n";
+      "policy             idle%  idle-wait%  SLO-min%  wait-req%  train-JCT-h  delay-p95-h  "
+      "exp-GPU-h  exp-lost%\n";
   for (const auto& [name, p] : summary["summary"].items()) {
     char line[256];
-    std::snprintf(line, sizeof line, "%-18s %6.2f %10.2f %9.3f %10.4f %12.2f %12.2f %10.0f %10.2f\n",
-                  name.c_str(), p["idle_gpu_hours_pct"].get<double>(),
-                  p["idle_while_waiting_pct"].get<double>(),
-                  p["inference_slo_minutes_pct"].get<double>(),
-                  p["requests_waiting_pct"].get<double>(),
-                  p["training_jct_mean_s"].get<double>() / 3600,
-                  p["training_delay_p95_s"].get<double>() / 3600,
-                  p["experiment_gpu_hours"].get<double>(), p["experiment_lost_pct"].get<double>());
+    std::snprintf(
+        line, sizeof line, "%-18s %6.2f %10.2f %9.3f %10.4f %12.2f %12.2f %10.0f %10.2f\n",
+        name.c_str(), p["idle_gpu_hours_pct"].get<double>(),
+        p["idle_while_waiting_pct"].get<double>(), p["inference_slo_minutes_pct"].get<double>(),
+        p["requests_waiting_pct"].get<double>(), p["training_jct_mean_s"].get<double>() / 3600,
+        p["training_delay_p95_s"].get<double>() / 3600, p["experiment_gpu_hours"].get<double>(),
+        p["experiment_lost_pct"].get<double>());
     out += line;
   }
   return out;
 }
 
-Status WriteOutputs(const PlatformRun& run, const std::string& command, const std::string& out_dir) {
+Status WriteOutputs(const PlatformRun& run, const std::string& command,
+                    const std::string& out_dir) {
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::create_directories(out_dir, ec);

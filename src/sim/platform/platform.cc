@@ -52,8 +52,8 @@ ServiceDemand MakeServiceDemand(const std::string& name, const CapacityProfile& 
   d.requests.assign(minutes, 0);
   double prompt = 0, output = 0, requests = 0;
   for (size_t s = 0; s < seconds; ++s) {
-    d.load[s] = static_cast<float>(
-        ReplicaLoad(capacity, demand.prompt_tokens[s], demand.output_tokens[s]));
+    d.load[s] =
+        static_cast<float>(ReplicaLoad(capacity, demand.prompt_tokens[s], demand.output_tokens[s]));
     prompt += demand.prompt_tokens[s];
     output += demand.output_tokens[s];
     requests += demand.requests[s];
@@ -94,8 +94,8 @@ Result<Partitions> PlanPartitions(const PlatformConfig& config,
   const int32_t node_gpus = cl.nodes.front().gpu_count;
   for (const core::NodeSpec& n : cl.nodes) {
     if (n.gpu_count != node_gpus || n.gpu_model != cl.nodes.front().gpu_model) {
-      return Status::Invalid("cluster: the platform experiment needs identical nodes (" +
-                             n.name + " differs from " + cl.nodes.front().name + ")");
+      return Status::Invalid("cluster: the platform experiment needs identical nodes (" + n.name +
+                             " differs from " + cl.nodes.front().name + ")");
     }
   }
   Partitions p;
@@ -153,10 +153,10 @@ struct Unit {
   uint32_t epoch = 0;
   bool started = false;
   bool ready = false;
-  bool warm = false;       // a replica of the initial set: Ready when bound
-  bool remove = false;     // a replica to cancel when its eviction ends
-  bool was_tail = false;   // evicted during its idle tail: its work is done
-  bool tail_cut = false;   // its idle tail is cut short by idle reclaim
+  bool warm = false;      // a replica of the initial set: Ready when bound
+  bool remove = false;    // a replica to cancel when its eviction ends
+  bool was_tail = false;  // evicted during its idle tail: its work is done
+  bool tail_cut = false;  // its idle tail is cut short by idle reclaim
   std::vector<sched::TaskBinding> bound;
   int64_t milli() const { return int64_t{tasks} * gpus_per_task * gpu_milli; }
 };
@@ -227,8 +227,8 @@ class Runner {
   const Workloads& work_;
   Policy policy_;
   PolicyResult r_;
-  Time horizon_ = 0;        // the end of the measured window
-  Time measure_from_ = 0;   // its start (after the warm-up)
+  Time horizon_ = 0;       // the end of the measured window
+  Time measure_from_ = 0;  // its start (after the warm-up)
   int64_t first_minute_ = 0;
   Time next_cycle_ = 0;
   std::vector<Pool> pools_;
@@ -331,7 +331,8 @@ Status Runner::Setup() {
   first_minute_ = measure_from_ / kMinute;
   r_.policy = policy_;
   r_.capacity_gpus = cfg_.cluster.total_gpus();
-  for (const core::NodeSpec& n : cfg_.cluster.nodes) free_.AddNode(n.gpu_model.value(), n.gpu_count);
+  for (const core::NodeSpec& n : cfg_.cluster.nodes)
+    free_.AddNode(n.gpu_model.value(), n.gpu_count);
   if (policy_ == Policy::kStatic) {
     int32_t next = 0;
     auto add = [&](int32_t nodes) -> Status {
@@ -676,7 +677,8 @@ Status Runner::Reconcile(uint32_t service, int32_t desired, Time now) {
   for (auto it = mine.rbegin(); it != mine.rend(); ++it) {  // newest first
     const Unit& u = units_[*it];
     if (u.remove) continue;
-    if (u.state == UState::kPending || u.state == UState::kRunning || u.state == UState::kEvicting) {
+    if (u.state == UState::kPending || u.state == UState::kRunning ||
+        u.state == UState::kEvicting) {
       live.push_back(*it);
     }
   }
@@ -821,7 +823,8 @@ Status Runner::Run() {
     if (!events_.empty()) t = std::min(t, events_.top().t);
     if (next_minute <= horizon_) t = std::min(t, next_minute);
     if (autoscaled && next_tick < horizon_) t = std::min(t, next_tick);
-    const bool dirty = std::any_of(pools_.begin(), pools_.end(), [](const Pool& p) { return p.dirty; });
+    const bool dirty =
+        std::any_of(pools_.begin(), pools_.end(), [](const Pool& p) { return p.dirty; });
     if (dirty) t = std::min(t, next_cycle_);
     if (t == INT64_MAX) break;
     if (t >= horizon_ && next_minute > horizon_ && training_left_ <= 0) break;
@@ -868,7 +871,8 @@ Status Runner::Run() {
   r_.training_jobs = 0;
   r_.experiments = 0;
   for (const PlatformJob& j : jobs) {
-    if (Measured(j.arrival)) (j.cls == JobClass::kTraining ? r_.training_jobs : r_.experiments) += 1;
+    if (Measured(j.arrival))
+      (j.cls == JobClass::kTraining ? r_.training_jobs : r_.experiments) += 1;
   }
   std::sort(r_.training_jct_ms.begin(), r_.training_jct_ms.end());
   std::sort(r_.training_delay_ms.begin(), r_.training_delay_ms.end());

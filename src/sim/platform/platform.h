@@ -36,10 +36,10 @@ bool ParsePolicy(std::string_view s, Policy& p);
 struct ServiceDemand {
   std::string name;
   CapacityProfile capacity;
-  double rho_max = 1;          // the utilization a replica may run at and meet the TTFT SLO
-  std::vector<float> load;     // replica-seconds of work per second, per second
-  std::vector<int32_t> needed;     // replicas per minute (capacity model)
-  std::vector<double> requests;    // per minute
+  double rho_max = 1;            // the utilization a replica may run at and meet the TTFT SLO
+  std::vector<float> load;       // replica-seconds of work per second, per second
+  std::vector<int32_t> needed;   // replicas per minute (capacity model)
+  std::vector<double> requests;  // per minute
   int32_t peak_needed = 0;
   double mean_prompt = 0, mean_output = 0;  // tokens per request, from the trace
 };

@@ -1,5 +1,7 @@
 // The platform experiment: config, workloads, partitions, the driver on small hand-computed
 // cases, the outputs, and one run on the real traces.
+#include "sim/platform/platform.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -10,7 +12,6 @@
 
 #include "sim/platform/config.h"
 #include "sim/platform/experiment.h"
-#include "sim/platform/platform.h"
 #include "sim/platform/report.h"
 #include "sim/platform/workloads.h"
 
@@ -21,8 +22,7 @@ namespace fs = std::filesystem;
 constexpr int64_t kHourMs = 3600 * core::kSecond;
 
 fs::path TempDir(const std::string& name) {
-  fs::path d =
-      fs::temp_directory_path() / ("gpuorch_platform_" + std::to_string(getpid())) / name;
+  fs::path d = fs::temp_directory_path() / ("gpuorch_platform_" + std::to_string(getpid())) / name;
   fs::create_directories(d);
   return d;
 }
@@ -106,6 +106,81 @@ TEST(PlatformConfig, ClusterFileIsRelativeToTheConfig) {
   EXPECT_EQ(c->cluster.total_gpus(), 24);
 }
 
+// examples/platform/platform.yaml writes the defaults out: it must read back as them.
+TEST(PlatformConfig, ShippedExampleIsTheDefaults) {
+  auto c = LoadPlatformConfig(std::string(GPUORCH_SOURCE_DIR) + "/examples/platform/platform.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  const PlatformConfig d = DefaultPlatformConfig();
+  EXPECT_EQ(c->days, d.days);
+  EXPECT_EQ(c->warmup_days, d.warmup_days);
+  EXPECT_EQ(c->seed, d.seed);
+  EXPECT_EQ(c->cluster.total_gpus(), d.cluster.total_gpus());
+  EXPECT_EQ(c->grace_period_s, d.grace_period_s);
+  EXPECT_EQ(c->scheduling_period_s, d.scheduling_period_s);
+  EXPECT_EQ(c->checkpoint_on_sigterm, d.checkpoint_on_sigterm);
+  EXPECT_EQ(c->idle_reclaim_after_s, d.idle_reclaim_after_s);
+  const InferenceConfig &a = c->inference, &b = d.inference;
+  EXPECT_EQ(a.priority, b.priority);
+  EXPECT_EQ(a.startup_s, b.startup_s);
+  EXPECT_EQ(a.drain_s, b.drain_s);
+  EXPECT_EQ(a.envelope.peak_trough_ratio, b.envelope.peak_trough_ratio);
+  EXPECT_EQ(a.envelope.weekend_factor, b.envelope.weekend_factor);
+  EXPECT_EQ(a.envelope.peak_hour, b.envelope.peak_hour);
+  EXPECT_EQ(a.envelope.start_weekday, b.envelope.start_weekday);
+  auto same_params = [](const autoscale::ServiceParams& x, const autoscale::ServiceParams& y) {
+    EXPECT_EQ(x.target, y.target);
+    EXPECT_EQ(x.target_utilization, y.target_utilization);
+    EXPECT_EQ(x.panic_threshold, y.panic_threshold);
+    EXPECT_EQ(x.scale_down_delay_s, y.scale_down_delay_s);
+    EXPECT_EQ(x.min_replicas, y.min_replicas);
+    EXPECT_EQ(x.stable_window_s, y.stable_window_s);
+    EXPECT_EQ(x.max_replicas, y.max_replicas);
+  };
+  same_params(a.autoscale, b.autoscale);
+  ASSERT_EQ(a.services.size(), b.services.size());
+  for (size_t i = 0; i < a.services.size(); ++i) {
+    const ServiceConfig &x = a.services[i], &y = b.services[i];
+    EXPECT_EQ(x.name, y.name);
+    EXPECT_EQ(x.trace, y.trace);
+    EXPECT_EQ(x.rate_scale, y.rate_scale);
+    EXPECT_EQ(x.capacity.gpus_per_replica, y.capacity.gpus_per_replica);
+    EXPECT_EQ(x.capacity.prefill_tokens_per_s, y.capacity.prefill_tokens_per_s);
+    EXPECT_EQ(x.capacity.decode_tokens_per_s, y.capacity.decode_tokens_per_s);
+    EXPECT_EQ(x.capacity.ttft_slo_s, y.capacity.ttft_slo_s);
+    EXPECT_EQ(x.capacity.itl_slo_s, y.capacity.itl_slo_s);
+    EXPECT_EQ(x.capacity.max_utilization, y.capacity.max_utilization);
+    same_params(x.Autoscale(a), y.Autoscale(b));
+  }
+  const TrainingConfig &t = c->training, &u = d.training;
+  EXPECT_EQ(t.trace, u.trace);
+  EXPECT_EQ(t.trace_start_day, u.trace_start_day);
+  EXPECT_EQ(t.load, u.load);
+  EXPECT_EQ(t.max_duration_h, u.max_duration_h);
+  EXPECT_EQ(t.min_gpus, u.min_gpus);
+  EXPECT_EQ(t.priority, u.priority);
+  ASSERT_EQ(t.teams.size(), u.teams.size());
+  for (size_t i = 0; i < t.teams.size(); ++i) {
+    EXPECT_EQ(t.teams[i].name, u.teams[i].name);
+    EXPECT_EQ(t.teams[i].share, u.teams[i].share);
+  }
+  const ExperimentsConfig &e = c->experiments, &f = d.experiments;
+  EXPECT_EQ(e.nodes, f.nodes);
+  EXPECT_EQ(e.offered_gpus, f.offered_gpus);
+  EXPECT_EQ(e.fractional_share, f.fractional_share);
+  EXPECT_EQ(e.fraction_milli, f.fraction_milli);
+  EXPECT_EQ(e.max_duration_h, f.max_duration_h);
+  EXPECT_EQ(e.max_wait_h, f.max_wait_h);
+  EXPECT_EQ(e.idle_tail_share, f.idle_tail_share);
+  EXPECT_EQ(e.idle_tail_mean_h, f.idle_tail_mean_h);
+  EXPECT_EQ(e.priority, f.priority);
+  // The frontier variants read too.
+  for (const char* v : {"0.8", "0.85", "0.95"}) {
+    auto fr = LoadPlatformConfig(std::string(GPUORCH_SOURCE_DIR) + "/examples/platform/frontier-" +
+                                 v + ".yaml");
+    EXPECT_TRUE(fr.ok()) << v << ": " << fr.status().message();
+  }
+}
+
 // ---- a small hand-made world ----
 
 // n nodes of 8 GPUs, one service whose replicas take a whole node, one team.
@@ -135,8 +210,8 @@ ServiceDemand ConstantDemand(const PlatformConfig& c, double load) {
   return MakeServiceDemand("svc", cap, 0.9, d);
 }
 
-PlatformJob Job(JobClass cls, core::Time arrival, core::Duration work, int32_t tasks,
-                int32_t gpus, int32_t milli = 1000) {
+PlatformJob Job(JobClass cls, core::Time arrival, core::Duration work, int32_t tasks, int32_t gpus,
+                int32_t milli = 1000) {
   PlatformJob j;
   j.cls = cls;
   j.arrival = arrival;
@@ -156,8 +231,10 @@ TEST(PlatformCapacity, NeededReplicasPerMinuteFromTheMinutesMeanLoad) {
   d.output_tokens.assign(120, 0.0f);
   // Minute 0: 30 s at 3.6 replica-seconds of prefill per second, then nothing: mean 1.8,
   // over rho_max 0.9 -> 2 replicas. Minute 1: decode at 0.45 -> 1 replica.
-  for (size_t s = 0; s < 30; ++s) d.prompt_tokens[s] = static_cast<float>(3.6 * cap.prefill_tokens_per_s);
-  for (size_t s = 60; s < 120; ++s) d.output_tokens[s] = static_cast<float>(0.45 * cap.decode_tokens_per_s);
+  for (size_t s = 0; s < 30; ++s)
+    d.prompt_tokens[s] = static_cast<float>(3.6 * cap.prefill_tokens_per_s);
+  for (size_t s = 60; s < 120; ++s)
+    d.output_tokens[s] = static_cast<float>(0.45 * cap.decode_tokens_per_s);
   const ServiceDemand sd = MakeServiceDemand("svc", cap, 0.9, d);
   ASSERT_EQ(sd.needed.size(), 2u);
   EXPECT_EQ(sd.needed[0], 2);
@@ -263,7 +340,8 @@ TEST(PlatformRun, AutoscaledServiceFollowsAStep) {
   EXPECT_EQ(auto_.ready[0][6 * 60 - 1], 1);
   // Desired after the step: ceil(2.5 / 0.9 / 0.75) = 4 replicas, Ready within the stable
   // window plus startup.
-  const int64_t settle = 6 * 60 + (c.inference.autoscale.stable_window_s + c.inference.startup_s) / 60 + 2;
+  const int64_t settle =
+      6 * 60 + (c.inference.autoscale.stable_window_s + c.inference.startup_s) / 60 + 2;
   EXPECT_EQ(auto_.ready[0][static_cast<size_t>(settle)], 4);
   EXPECT_LT(auto_.slo_minutes, 1440);
   EXPECT_GE(auto_.slo_minutes, 1440 - (settle - 6 * 60));
@@ -386,9 +464,9 @@ TEST(PlatformTraces, OneDayOfTheShippedExperiment) {
   std::ifstream in(out / "summary.json");
   const auto j = nlohmann::ordered_json::parse(in);
   const auto& s = j["summary"];
-  for (const char* key : {"idle_gpu_hours_pct", "idle_while_waiting_pct",
-                          "inference_slo_minutes_pct", "training_jct_mean_s",
-                          "training_delay_p95_s", "experiment_gpu_hours"}) {
+  for (const char* key :
+       {"idle_gpu_hours_pct", "idle_while_waiting_pct", "inference_slo_minutes_pct",
+        "training_jct_mean_s", "training_delay_p95_s", "experiment_gpu_hours"}) {
     EXPECT_TRUE(s["gpuorch"].contains(key)) << key;
   }
   EXPECT_EQ(s["static"]["inference_slo_minutes_pct"].get<double>(), 100);

@@ -17,7 +17,9 @@ namespace {
 constexpr int64_t kDayMs = 86400 * core::kSecond;
 
 // Uniform in (0, 1).
-double Unit(core::Rng& rng) { return (static_cast<double>(rng.Next() >> 11) + 0.5) / 9007199254740992.0; }
+double Unit(core::Rng& rng) {
+  return (static_cast<double>(rng.Next() >> 11) + 0.5) / 9007199254740992.0;
+}
 double Exponential(core::Rng& rng, double mean) { return -std::log(Unit(rng)) * mean; }
 
 }  // namespace
@@ -47,18 +49,19 @@ Result<Workloads> BuildWorkloads(const PlatformConfig& config, const Trace& phil
     const int32_t gpus = j.tasks * j.gpus_per_task;
     if (j.arrival < start || gpus < tc.min_gpus || j.duration <= 0) continue;
     const core::Duration work = std::min(j.duration, cap);
-    const int32_t rounded = gpus <= node_gpus ? gpus : (gpus + node_gpus - 1) / node_gpus * node_gpus;
+    const int32_t rounded =
+        gpus <= node_gpus ? gpus : (gpus + node_gpus - 1) / node_gpus * node_gpus;
     picked.push_back({i, rounded, work});
     offered += static_cast<double>(rounded) * static_cast<double>(work);
     last = j.arrival;
   }
   if (picked.empty() || offered < want) {
-    return Status::Invalid(
-        "training: the trace from day " + std::to_string(tc.trace_start_day) + " holds " +
-        std::to_string(static_cast<int64_t>(offered / 3.6e6)) + " GPU-hours of jobs of at least " +
-        std::to_string(tc.min_gpus) + " GPUs, less than the " +
-        std::to_string(static_cast<int64_t>(want / 3.6e6)) +
-        " the week needs (lower training.load or trace_start_day)");
+    return Status::Invalid("training: the trace from day " + std::to_string(tc.trace_start_day) +
+                           " holds " + std::to_string(static_cast<int64_t>(offered / 3.6e6)) +
+                           " GPU-hours of jobs of at least " + std::to_string(tc.min_gpus) +
+                           " GPUs, less than the " +
+                           std::to_string(static_cast<int64_t>(want / 3.6e6)) +
+                           " the week needs (lower training.load or trace_start_day)");
   }
   const double span = static_cast<double>(std::max<core::Time>(last - start, core::kSecond));
   w.compression = span / static_cast<double>(horizon);
@@ -132,8 +135,8 @@ Result<Workloads> BuildWorkloads(const PlatformConfig& config, const Trace& phil
     if (Unit(rng) < ec.fractional_share) job.gpu_milli = ec.fraction_milli;
     if (Unit(rng) < ec.idle_tail_share) {
       job.idle_tail = std::max<core::Duration>(
-          core::kSecond,
-          static_cast<core::Duration>(Exponential(rng, ec.idle_tail_mean_h * 3600 * core::kSecond)));
+          core::kSecond, static_cast<core::Duration>(
+                             Exponential(rng, ec.idle_tail_mean_h * 3600 * core::kSecond)));
     }
     exp_offered += static_cast<double>(job.total_milli()) / 1000.0 * static_cast<double>(job.work);
     w.jobs.push_back(job);

@@ -34,8 +34,8 @@ core::Status Scalar(const std::string& file, const YAML::Node& n, const std::str
   return core::Status::Ok();
 }
 
-core::Status Int(const std::string& file, const YAML::Node& n, const std::string& field,
-                 int64_t lo, int64_t hi, int64_t& out);
+core::Status Int(const std::string& file, const YAML::Node& n, const std::string& field, int64_t lo,
+                 int64_t hi, int64_t& out);
 // A finite number in [lo, hi].
 core::Status Double(const std::string& file, const YAML::Node& n, const std::string& field,
                     double lo, double hi, double& out);
