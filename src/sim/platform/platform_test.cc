@@ -173,10 +173,10 @@ TEST(PlatformConfig, ShippedExampleIsTheDefaults) {
   EXPECT_EQ(e.idle_tail_share, f.idle_tail_share);
   EXPECT_EQ(e.idle_tail_mean_h, f.idle_tail_mean_h);
   EXPECT_EQ(e.priority, f.priority);
-  // The frontier variants read too.
-  for (const char* v : {"0.8", "0.85", "0.95"}) {
-    auto fr = LoadPlatformConfig(std::string(GPUORCH_SOURCE_DIR) + "/examples/platform/frontier-" +
-                                 v + ".yaml");
+  // The variants scripts/record-platform runs read too.
+  for (const char* v : {"frontier-0.8", "frontier-0.85", "frontier-0.95", "period-20"}) {
+    auto fr =
+        LoadPlatformConfig(std::string(GPUORCH_SOURCE_DIR) + "/examples/platform/" + v + ".yaml");
     EXPECT_TRUE(fr.ok()) << v << ": " << fr.status().message();
   }
 }
