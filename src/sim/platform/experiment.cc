@@ -36,12 +36,13 @@ std::vector<std::string> Assumptions(const PlatformRun& run) {
   const PlatformConfig& c = run.config;
   const Envelope& e = c.inference.envelope;
   std::vector<std::string> a;
-  a.push_back("Demand: each hour of the " + std::to_string(c.days) +
-              " days replays the one-hour Azure LLM trace (2023) of its service from a random "
-              "offset (seed " +
+  a.push_back("Demand: each hour of the " + std::to_string(c.total_days()) + " simulated days (" +
+              std::to_string(c.warmup_days) +
+              " of warm-up) superposes rate_scale copies of its service's one-hour Azure LLM "
+              "trace (2023), each read from its own random offset (seed " +
               std::to_string(c.seed) +
-              "), scaled by rate_scale and by a "
-              "diurnal and weekly envelope that is an assumption, not data: peak/trough " +
+              "), scaled by a diurnal and weekly envelope that is an "
+              "assumption, not data: peak/trough " +
               Fmt("%g", e.peak_trough_ratio) + " on weekdays (cosine, peak at " +
               Fmt("%g", e.peak_hour) + ":00), weekends x" + Fmt("%g", e.weekend_factor) + ".");
   for (const ServiceDemand& s : run.services) {
@@ -58,22 +59,23 @@ std::vector<std::string> Assumptions(const PlatformRun& run) {
                 " output tokens per request; peak need " + std::to_string(s.peak_needed) +
                 " replicas.");
   }
+  std::string scalers;
+  for (const ServiceConfig& sc : c.inference.services) {
+    const autoscale::ServiceParams& p = sc.Autoscale(c.inference);
+    scalers += " " + sc.name + ": target_utilization " + Fmt("%g", p.target_utilization) +
+               ", scale-down delay " + std::to_string(p.scale_down_delay_s) + " s;";
+  }
   a.push_back(
-      "Autoscaler: src/autoscale fed once per simulated second with the in-flight "
+      "Autoscaler: src/autoscale fed once per simulated second with the offered in-flight "
       "requests of a perfectly calibrated target (a replica at rho_max carries target=" +
-      Fmt("%g", c.inference.autoscale.target) + "), target_utilization " +
-      Fmt("%g", c.inference.autoscale.target_utilization) + ", scale-down delay " +
-      std::to_string(c.inference.autoscale.scale_down_delay_s) +
-      " s; a new replica is "
-      "Ready " +
-      std::to_string(c.inference.startup_s) +
-      " s after it is bound, a "
-      "removed one drains for " +
+      Fmt("%g", c.inference.autoscale.target) + ");" + scalers + " a new replica is Ready " +
+      std::to_string(c.inference.startup_s) + " s after it is bound, a removed one drains for " +
       std::to_string(c.inference.drain_s) + " s.");
   a.push_back("Training: Philly jobs of at least " + std::to_string(c.training.min_gpus) +
               " GPUs from trace day " + Fmt("%.1f", run.work.trace_first_day) + " to " +
-              Fmt("%.1f", run.work.trace_last_day) + ", arrivals compressed x" +
-              Fmt("%.2f", run.work.compression) + " to offer " +
+              Fmt("%.1f", run.work.trace_last_day) + ", their arrivals spread over the " +
+              std::to_string(c.total_days()) + " simulated days (x" +
+              Fmt("%.2f", run.work.compression) + " trace time per simulated time) to offer " +
               Fmt("%.0f", run.work.training_offered_gpus) + " GPUs on average (" +
               Fmt("%g", c.training.load * 100) + "% of the teams' guarantees), durations cut at " +
               std::to_string(c.training.max_duration_h) +
