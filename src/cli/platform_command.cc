@@ -3,6 +3,7 @@
 // without autoscaling, and gpuorch; writes OUT/summary.json, OUT/timeline.csv and
 // OUT/report.html and prints the headline table.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -57,6 +58,9 @@ int RunPlatformCommand(const PlatformCliOptions& o) {
     if (!sp::ParsePolicy(name, p)) {
       return Fail("--policy: unknown policy '" + name +
                   "' (static, pool-no-autoscale, gpuorch, comma-separated)");
+    }
+    if (std::find(policies.begin(), policies.end(), p) != policies.end()) {
+      return Fail("--policy: '" + name + "' is listed twice");
     }
     policies.push_back(p);
     start = c + 1;

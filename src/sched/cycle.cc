@@ -348,9 +348,7 @@ void Scheduler::Impl::Attempt(CycleContext& c, WorkloadRec& w) {
   }
   if (WaitOrReclaim(c.plan, w, e)) return;
   if (ReserveHeadOfLine(c, w, e, reason)) return;
-  // Only the reason changes (kNoFit or kBlockedByReservation both wait): a driver that
-  // reads no explanations skips the probe.
-  if (config_.explain_pending) ExplainBlocked(w, e, reason);
+  ExplainBlocked(w, e, reason);
   w.reason = reason;
   c.failed.emplace(key, reason);
   if (reason == PendingReason::kNoFit) c.AddNoFit(WithoutHost(key), t.milli_cpu, t.memory_mib);

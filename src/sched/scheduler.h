@@ -32,10 +32,10 @@ struct SchedulerConfig {
   int32_t max_reservations = 8;
   // Pending workloads per cycle, first in the cycle's order, given a start estimate.
   int32_t estimate_limit = 1000;
-  // Fill Plan::pending with every pending workload's reason (and the estimates above), and
-  // tell kBlockedByReservation from kNoFit. A driver that reads no explanations (the
-  // simulator) turns it off: with thousands pending, explaining them is a large part of a
-  // cycle. Binds and evictions are the same either way.
+  // Fill Plan::pending with every pending workload's reason and the start estimates above.
+  // A driver that reads neither (the simulator) turns it off: with thousands pending,
+  // listing, sorting and estimating them is a large part of a cycle. Only Plan::pending
+  // changes: binds, evictions and the reasons kept on the workloads are the same.
   bool explain_pending = true;
 };
 

@@ -34,8 +34,8 @@ PlatformConfig DefaultPlatformConfig() {
   c.inference.envelope.start_weekday = 6;
   const CapacityProfile cap = DefaultLlama70bCapacity();
   c.inference.services = {
-      {"chat", "azure-llm-2023/AzureLLMInferenceTrace_conv.csv", 60.0, cap, std::nullopt},
-      {"code", "azure-llm-2023/AzureLLMInferenceTrace_code.csv", 25.0, cap, std::nullopt},
+      {"chat", "azure-llm-2023/AzureLLMInferenceTrace_conv.csv", 60.0, cap, {}},
+      {"code", "azure-llm-2023/AzureLLMInferenceTrace_code.csv", 25.0, cap, {}},
   };
   autoscale::ServiceParams& a = c.inference.autoscale;
   a.target = 10;
@@ -48,15 +48,30 @@ PlatformConfig DefaultPlatformConfig() {
   a.scale_to_zero_after_s = 0;
   // The code service's demand is bursty from minute to minute (long prompts, few of them):
   // it keeps more headroom.
-  autoscale::ServiceParams code = a;
-  code.target_utilization = 0.7;
-  c.inference.services[1].autoscale = code;
+  c.inference.services[1].autoscale.target_utilization = 0.7;
   c.training.teams = {{"team-a", 0.55}, {"team-b", 0.45}};
   return c;
 }
 
-const autoscale::ServiceParams& ServiceConfig::Autoscale(const InferenceConfig& in) const {
-  return autoscale ? *autoscale : in.autoscale;
+autoscale::ServiceParams AutoscaleOverride::Apply(autoscale::ServiceParams p) const {
+  auto set = [](const auto& from, auto& to) {
+    if (from) to = *from;
+  };
+  set(target, p.target);
+  set(target_utilization, p.target_utilization);
+  set(panic_threshold, p.panic_threshold);
+  set(max_scale_up_rate, p.max_scale_up_rate);
+  set(max_scale_down_rate, p.max_scale_down_rate);
+  set(stable_window_s, p.stable_window_s);
+  set(panic_window_s, p.panic_window_s);
+  set(scale_down_delay_s, p.scale_down_delay_s);
+  set(min_replicas, p.min_replicas);
+  set(max_replicas, p.max_replicas);
+  return p;
+}
+
+autoscale::ServiceParams ServiceConfig::Autoscale(const InferenceConfig& in) const {
+  return autoscale.Apply(in.autoscale);
 }
 
 Status PlatformConfig::Validate() const {
@@ -65,6 +80,9 @@ Status PlatformConfig::Validate() const {
   };
   if (days < 1 || days > 366) return bad("days", "must be in 1..366");
   if (warmup_days < 0 || warmup_days > 30) return bad("warmup_days", "must be in 0..30");
+  if (total_days() > kMaxDemandDays) {
+    return bad("days", "days + warmup_days must be at most " + std::to_string(kMaxDemandDays));
+  }
   if (scheduling_period_s < 1 || scheduling_period_s > 3600) {
     return bad("scheduling_period_s", "must be in 1..3600");
   }
@@ -79,7 +97,8 @@ Status PlatformConfig::Validate() const {
     return bad("inference.autoscale.min_replicas",
                "must be >= 1 (a service never goes to zero here)");
   }
-  if (in.startup_s < 0 || in.drain_s < 0) return bad("inference.startup_s", "must be >= 0");
+  if (in.startup_s < 0) return bad("inference.startup_s", "must be >= 0");
+  if (in.drain_s < 0) return bad("inference.drain_s", "must be >= 0");
   std::set<std::string> names;
   for (size_t i = 0; i < in.services.size(); ++i) {
     const ServiceConfig& s = in.services[i];
@@ -90,9 +109,7 @@ Status PlatformConfig::Validate() const {
     if (s.trace.empty()) return bad(where + ".trace", "required");
     if (!(s.rate_scale > 0)) return bad(where + ".rate_scale", "must be > 0");
     if (Status st = s.capacity.Validate(); !st.ok()) return bad(where, st.message());
-    if (s.autoscale) {
-      if (Status st = s.autoscale->Validate(); !st.ok()) return bad(where, st.message());
-    }
+    if (Status st = s.Autoscale(in).Validate(); !st.ok()) return bad(where, st.message());
     if (s.capacity.gpus_per_replica > cluster.max_node_gpus()) {
       return bad(where + ".capacity.gpus_per_replica", "more than a node's GPUs");
     }
@@ -244,9 +261,23 @@ Status ReadInference(const std::string& file, const YAML::Node& n, InferenceConf
         if (Status st = ReadCapacity(file, c, where + ".capacity", s.capacity); !st.ok()) return st;
       }
       if (const YAML::Node a = list[i]["autoscale"]) {
-        autoscale::ServiceParams params = in.autoscale;  // over the inference-wide knobs
-        if (Status st = ReadAutoscale(file, a, where + ".autoscale", params); !st.ok()) return st;
-        s.autoscale = params;
+        // Read over the inference-wide knobs; keep only the keys given.
+        autoscale::ServiceParams p = in.autoscale;
+        if (Status st = ReadAutoscale(file, a, where + ".autoscale", p); !st.ok()) return st;
+        AutoscaleOverride& o = s.autoscale;
+        auto take = [&](const char* key, auto value, auto& field) {
+          if (a[key]) field = value;
+        };
+        take("target", p.target, o.target);
+        take("target_utilization", p.target_utilization, o.target_utilization);
+        take("panic_threshold", p.panic_threshold, o.panic_threshold);
+        take("max_scale_up_rate", p.max_scale_up_rate, o.max_scale_up_rate);
+        take("max_scale_down_rate", p.max_scale_down_rate, o.max_scale_down_rate);
+        take("stable_window_s", p.stable_window_s, o.stable_window_s);
+        take("panic_window_s", p.panic_window_s, o.panic_window_s);
+        take("scale_down_delay_s", p.scale_down_delay_s, o.scale_down_delay_s);
+        take("min_replicas", p.min_replicas, o.min_replicas);
+        take("max_replicas", p.max_replicas, o.max_replicas);
       }
       in.services.push_back(std::move(s));
     }

@@ -19,14 +19,24 @@ namespace gpuorch::sim::platform {
 
 struct InferenceConfig;
 
+// Knobs of autoscale::ServiceParams a service sets for itself; unset ones follow
+// inference.autoscale.
+struct AutoscaleOverride {
+  std::optional<double> target, target_utilization, panic_threshold, max_scale_up_rate,
+      max_scale_down_rate;
+  std::optional<int32_t> stable_window_s, panic_window_s, scale_down_delay_s, min_replicas,
+      max_replicas;
+  autoscale::ServiceParams Apply(autoscale::ServiceParams base) const;
+};
+
 struct ServiceConfig {
   std::string name;
   std::string trace;        // Azure LLM trace file, relative to the traces directory
   double rate_scale = 1.0;  // request rate at the envelope's peak, as a multiple of the trace's
   CapacityProfile capacity;
-  // This service's autoscaler knobs, when it has its own (inference.autoscale otherwise).
-  std::optional<autoscale::ServiceParams> autoscale;
-  const autoscale::ServiceParams& Autoscale(const InferenceConfig& in) const;
+  // This service's own autoscaler knobs: each one given replaces inference.autoscale's.
+  AutoscaleOverride autoscale;
+  autoscale::ServiceParams Autoscale(const InferenceConfig& in) const;
 };
 
 struct InferenceConfig {

@@ -61,7 +61,7 @@ std::vector<std::string> Assumptions(const PlatformRun& run) {
   }
   std::string scalers;
   for (const ServiceConfig& sc : c.inference.services) {
-    const autoscale::ServiceParams& p = sc.Autoscale(c.inference);
+    const autoscale::ServiceParams p = sc.Autoscale(c.inference);
     scalers += " " + sc.name + ": target_utilization " + Fmt("%g", p.target_utilization) +
                ", scale-down delay " + std::to_string(p.scale_down_delay_s) + " s;";
   }
@@ -112,7 +112,7 @@ std::vector<std::string> Assumptions(const PlatformRun& run) {
 
 double Pct(double part, double whole) { return whole > 0 ? 100.0 * part / whole : 0; }
 
-ordered_json PolicyJson(const PolicyResult& r) {
+ordered_json PolicyJson(const PolicyResult& r, const std::vector<ServiceDemand>& services) {
   ordered_json j;
   j["idle_gpu_hours_pct"] = Round(Pct(r.idle, r.capacity), 3);
   j["idle_while_waiting_pct"] = Round(Pct(r.idle_while_waiting, r.capacity), 3);
@@ -121,6 +121,13 @@ ordered_json PolicyJson(const PolicyResult& r) {
   j["inference_overprovisioned_pct"] = Round(Pct(r.overprovisioned, r.capacity), 3);
   j["inference_slo_minutes_pct"] =
       Round(Pct(static_cast<double>(r.slo_minutes), static_cast<double>(r.minutes_with_demand)), 3);
+  ordered_json missed = ordered_json::object(), by_one = ordered_json::object();
+  for (size_t s = 0; s < services.size() && s < r.missed.size(); ++s) {
+    missed[services[s].name] = r.missed[s];
+    by_one[services[s].name] = r.missed_by_one[s];
+  }
+  j["slo_missed_minutes"] = missed;
+  j["slo_missed_by_one_replica"] = by_one;
   j["requests_waiting_pct"] = Round(Pct(r.requests_waiting, r.requests), 4);
   j["replica_minutes"] = Round(r.replica_minutes, 1);
   j["training_jobs"] = r.training_jobs;
@@ -163,6 +170,12 @@ const PolicyResult* Find(const PlatformRun& run, Policy p) {
 
 Result<PlatformRun> RunPlatformOn(const PlatformConfig& config, std::vector<ServiceDemand> services,
                                   Workloads work, const std::vector<Policy>& policies) {
+  for (size_t i = 0; i < policies.size(); ++i) {
+    if (std::find(policies.begin(), policies.begin() + static_cast<std::ptrdiff_t>(i),
+                  policies[i]) != policies.begin() + static_cast<std::ptrdiff_t>(i)) {
+      return Status::Invalid(std::string("policy ") + ToString(policies[i]) + " listed twice");
+    }
+  }
   PlatformRun run;
   run.config = config;
   run.services = std::move(services);
@@ -251,7 +264,8 @@ ordered_json SummaryJson(const PlatformRun& run, const std::string& command) {
   setup["experiment_offered_gpus"] = Round(run.work.experiment_offered_gpus, 1);
   j["setup"] = setup;
   ordered_json summary = ordered_json::object();
-  for (const PolicyResult& r : run.results) summary[ToString(r.policy)] = PolicyJson(r);
+  for (const PolicyResult& r : run.results)
+    summary[ToString(r.policy)] = PolicyJson(r, run.services);
   // The goals, judged on this run.
   const PolicyResult* g = Find(run, Policy::kGpuorch);
   const PolicyResult* st = Find(run, Policy::kStatic);

@@ -100,8 +100,15 @@ Result<Partitions> PlanPartitions(const PlatformConfig& config,
   }
   Partitions p;
   for (const ServiceDemand& s : services) {
-    const int32_t per_node = node_gpus / s.capacity.gpus_per_replica;
-    p.service_nodes.push_back((std::max(s.peak_needed, 1) + per_node - 1) / per_node);
+    const int64_t per_node = node_gpus / s.capacity.gpus_per_replica;
+    const int64_t nodes = (std::max<int64_t>(s.peak_needed, 1) + per_node - 1) / per_node;
+    if (nodes > static_cast<int64_t>(cl.nodes.size())) {
+      return Status::Invalid("inference.services." + s.name + ": its peak of " +
+                             std::to_string(s.peak_needed) + " replicas needs " +
+                             std::to_string(nodes) + " nodes, more than the cluster's " +
+                             std::to_string(cl.nodes.size()) + " (lower rate_scale)");
+    }
+    p.service_nodes.push_back(static_cast<int32_t>(nodes));
   }
   p.experiment_nodes = config.experiments.nodes;
   const int32_t total = static_cast<int32_t>(cl.nodes.size());
@@ -212,7 +219,7 @@ class Runner {
   void AddPending(const Unit& u, int sign);
   void Advance(Time to);
   void FlushMinute(int64_t minute);
-  const autoscale::ServiceParams& ParamsOf(uint32_t s) const {
+  autoscale::ServiceParams ParamsOf(uint32_t s) const {
     const auto& services = cfg_.inference.services;
     return s < services.size() ? services[s].Autoscale(cfg_.inference) : cfg_.inference.autoscale;
   }
@@ -364,6 +371,8 @@ Status Runner::Setup() {
   const int64_t minutes = (horizon_ - measure_from_) / kMinute;
   r_.minutes.resize(static_cast<size_t>(minutes));
   r_.ready.assign(ns, std::vector<int32_t>(static_cast<size_t>(minutes), 0));
+  r_.missed.assign(ns, 0);
+  r_.missed_by_one.assign(ns, 0);
   r_.held.assign(ns, std::vector<float>(static_cast<size_t>(minutes), 0));
   units_.reserve(work_.jobs.size() + 1024);
   for (uint32_t j = 0; j < work_.jobs.size(); ++j) {
@@ -385,7 +394,7 @@ Status Runner::Setup() {
     const ServiceDemand& d = services_[s];
     int32_t n = d.peak_needed;
     if (policy_ == Policy::kGpuorch) {
-      const autoscale::ServiceParams& params = ParamsOf(s);
+      const autoscale::ServiceParams params = ParamsOf(s);
       n = std::max(params.min_replicas, d.needed.empty() ? 0 : d.needed[0]);
       if (Status st = scaler_.AddService(autoscale::ServiceId(s), params, 0, n); !st.ok()) {
         return Status::Invalid("inference.autoscale: " + st.message());
@@ -534,6 +543,7 @@ Status Runner::Apply(Pool& p, const sched::Plan& plan, Time now) {
     if (u.kind == UnitKind::kReplica) {
       if (u.warm) {
         SetReady(u, true);
+        u.warm = false;  // a restart after an eviction loads the model again
       } else {
         Push(now + int64_t{cfg_.inference.startup_s} * core::kSecond, EventType::kReady, id);
       }
@@ -559,9 +569,13 @@ Status Runner::Apply(Pool& p, const sched::Plan& plan, Time now) {
     } else {
       const Duration kept = cfg_.checkpoint_on_sigterm ? ran : 0;
       if (u.kind == UnitKind::kExperiment && Measured(now)) {
+        // Within the measured window only, like the work it is compared with.
         const double m = static_cast<double>(u.milli());
-        r_.experiment_lost += m * static_cast<double>(ran - kept + e.grace_period);
-        r_.experiment_lost_without_checkpoint += m * static_cast<double>(ran + e.grace_period);
+        const Duration ran_in = now - std::max(u.run_start, measure_from_);
+        const Duration lost_in = std::min(ran - kept, ran_in);
+        const Duration grace_in = std::min(e.grace_period, horizon_ - now);
+        r_.experiment_lost += m * static_cast<double>(lost_in + grace_in);
+        r_.experiment_lost_without_checkpoint += m * static_cast<double>(ran_in + grace_in);
       }
       u.remaining -= kept;
     }
@@ -782,7 +796,12 @@ void Runner::FlushMinute(int64_t run_minute) {
     over += std::max(0.0, held - static_cast<double>(needed) * d.capacity.gpus_per_replica);
     r_.ready[s][static_cast<size_t>(minute)] = min_ready_[s];
     r_.held[s][static_cast<size_t>(minute)] = static_cast<float>(held);
-    if (min_ready_[s] >= needed) ++r_.slo_minutes;
+    if (min_ready_[s] >= needed) {
+      ++r_.slo_minutes;
+    } else {
+      ++r_.missed[s];
+      if (needed - min_ready_[s] == 1) ++r_.missed_by_one[s];
+    }
     ++r_.minutes_with_demand;
     const double req = d.requests[static_cast<size_t>(run_minute)];
     r_.requests += req;

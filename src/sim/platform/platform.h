@@ -81,6 +81,8 @@ struct PolicyResult {
   double idle = 0, idle_while_waiting = 0, idle_nothing_to_run = 0, idle_held = 0,
          overprovisioned = 0, capacity = 0;
   int64_t slo_minutes = 0, minutes_with_demand = 0;
+  // Per service: minutes short of the need, and of those, short by one replica.
+  std::vector<int64_t> missed, missed_by_one;
   double requests = 0, requests_waiting = 0, replica_minutes = 0;
   int64_t training_jobs = 0, training_finished = 0, training_infeasible = 0;
   std::vector<int64_t> training_jct_ms, training_delay_ms;  // finished jobs, sorted

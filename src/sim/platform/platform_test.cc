@@ -89,12 +89,30 @@ TEST(PlatformConfig, ErrorsNameFileLineAndField) {
             "p.yaml:1: experiments.fraction_milli: must be in 1..999"},
            {"cluster: /nonexistent/cluster.yaml\n", "cluster: "},
            {"[1, 2]\n", "p.yaml:1"},
+           {"days: 366\n", "p.yaml: days: days + warmup_days must be at most 366"},
+           {"inference: {drain_s: -1}\n", "inference.drain_s: must be in 0..86400"},
+           {"inference:\n  services:\n    - {name: a, trace: t, autoscale: {target: 0}}\n",
+            "inference.services[0].autoscale.target: must be a number in"},
        }) {
     auto c = ParsePlatformConfig(k.text, "p.yaml", "");
     ASSERT_FALSE(c.ok()) << k.text;
     EXPECT_NE(c.status().message().find(k.error), std::string::npos)
         << k.text << " -> " << c.status().message();
   }
+}
+
+// A service's own knobs replace only the keys it gives: the inference-wide ones still reach
+// it (the shipped `code` service keeps its target_utilization and follows the rest).
+TEST(PlatformConfig, ServiceAutoscaleOverridesOnlyItsKeys) {
+  auto c =
+      ParsePlatformConfig("inference:\n  autoscale: {scale_down_delay_s: 120}\n", "p.yaml", "");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  const autoscale::ServiceParams chat = c->inference.services[0].Autoscale(c->inference);
+  const autoscale::ServiceParams code = c->inference.services[1].Autoscale(c->inference);
+  EXPECT_EQ(chat.scale_down_delay_s, 120);
+  EXPECT_EQ(code.scale_down_delay_s, 120);
+  EXPECT_EQ(chat.target_utilization, 0.9);
+  EXPECT_EQ(code.target_utilization, 0.7);
 }
 
 TEST(PlatformConfig, ClusterFileIsRelativeToTheConfig) {
@@ -255,11 +273,17 @@ TEST(PlatformPartitions, InferenceAtItsPeakTeamsSplitTheRest) {
   EXPECT_EQ(p->experiment_nodes, 8);
   // 64 - 19 - 8 = 37 nodes at 0.55 / 0.45: 20.35 and 16.65 -> 20 and 17.
   EXPECT_EQ(p->team_nodes, (std::vector<int32_t>{20, 17}));
-  s[0].peak_needed = 200;
+  s[0].peak_needed = 100;  // 50 + 5 nodes: 1 left for 2 teams
   auto too_many = PlanPartitions(c, s);
   ASSERT_FALSE(too_many.ok());
-  EXPECT_NE(too_many.status().message().find("inference needs 105 at its peak"), std::string::npos)
+  EXPECT_NE(too_many.status().message().find("inference needs 55 at its peak"), std::string::npos)
       << too_many.status().message();
+  s[0].peak_needed = 200;  // more nodes than the cluster has
+  auto too_big = PlanPartitions(c, s);
+  ASSERT_FALSE(too_big.ok());
+  EXPECT_NE(too_big.status().message().find("needs 100 nodes, more than the cluster's 64"),
+            std::string::npos)
+      << too_big.status().message();
 }
 
 // The same small world under every policy: 4 nodes; the service needs one replica (one
