@@ -392,23 +392,6 @@ constexpr const char* kExtraStyle =
     R"(tr.sub td:first-child{padding-left:24px;color:#555}td.met{color:#1a7f37}td.miss{color:#c62828}
 pre{background:#f6f6f6;padding:8px;white-space:pre-wrap;word-break:break-all})";
 
-// Hover tips for bands and series, and the marker the render test reads from the DOM.
-constexpr const char* kScript = R"(<script>
-(function () {
-  var tip = document.getElementById('tip');
-  document.querySelectorAll('[data-tip]').forEach(function (el) {
-    el.addEventListener('mousemove', function (e) {
-      tip.textContent = el.getAttribute('data-tip');
-      tip.style.left = (e.clientX + 12) + 'px';
-      tip.style.top = (e.clientY + 12) + 'px';
-      tip.style.display = 'block';
-    });
-    el.addEventListener('mouseleave', function () { tip.style.display = 'none'; });
-  });
-  document.body.setAttribute('data-rendered', '1');
-})();
-</script>)";
-
 }  // namespace
 
 Result<std::string> BuildPlatformReport(const ordered_json& input) {
@@ -440,7 +423,7 @@ Result<std::string> BuildPlatformReport(const ordered_json& input) {
   return "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>gpuorch "
          "platform report</title><style>" +
          std::string(svg::PageStyle()) + "\n" + kExtraStyle + "</style></head><body>" + body +
-         "<div id=\"tip\"></div>" + kScript + "</body></html>\n";
+         "<div id=\"tip\"></div>" + svg::TipScript("'1'") + "</body></html>\n";
 }
 
 }  // namespace gpuorch::sim::platform

@@ -15,24 +15,6 @@ using nlohmann::ordered_json;
 
 namespace {
 
-// Hover tips for bars and series, and a marker that the script ran (the render test reads
-// it from the DOM).
-constexpr const char* kScript = R"(<script>
-(function () {
-  var tip = document.getElementById('tip');
-  document.querySelectorAll('[data-tip]').forEach(function (el) {
-    el.addEventListener('mousemove', function (e) {
-      tip.textContent = el.getAttribute('data-tip');
-      tip.style.left = (e.clientX + 12) + 'px';
-      tip.style.top = (e.clientY + 12) + 'px';
-      tip.style.display = 'block';
-    });
-    el.addEventListener('mouseleave', function () { tip.style.display = 'none'; });
-  });
-  document.body.setAttribute('data-rendered', String(document.querySelectorAll('svg.chart').length));
-})();
-</script>)";
-
 std::string Fmt(double v, const char* f = "%.2f") {
   char b[64];
   std::snprintf(b, sizeof b, f, v);
@@ -237,7 +219,9 @@ Result<std::string> BuildReport(const ordered_json& metrics, const std::string& 
   return "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>gpuorch "
          "report</title><style>" +
          std::string(svg::PageStyle()) + "</style></head><body><h1>gpuorch simulator report</h1>" +
-         body + "<div id=\"tip\"></div>" + kScript + "</body></html>\n";
+         body + "<div id=\"tip\"></div>" +
+         svg::TipScript("String(document.querySelectorAll('svg.chart').length)") +
+         "</body></html>\n";
 }
 
 Status WriteText(const std::string& path, const std::string& text) {

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "sim/report/render_check.h"
 #include "sim/report/svg.h"
 
 namespace gpuorch::sim {
@@ -21,12 +22,7 @@ fs::path TempDir(const std::string& name) {
   return d;
 }
 
-std::string Slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using report_test::Slurp;
 
 // A metrics.json with the structure the replay writes (two policies, two tenants).
 nlohmann::ordered_json SmallMetrics() {
@@ -101,25 +97,9 @@ TEST(Report, ReadsAllocCsvAndAveragesSeeds) {
   EXPECT_FALSE(BuildReport(nlohmann::ordered_json(), "").ok());
 }
 
-// Loads `page` in headless Chromium. Returns "" when the page's scripts ran without an
-// uncaught error (and marked <body data-rendered>), else what went wrong.
 std::string RenderErrors(const fs::path& page) {
-  const fs::path dir = TempDir("chromium-" + page.stem().string());
-  const fs::path dom = dir / "dom.html", log = dir / "stderr.txt";
-  const std::string cmd =
-      "timeout 90 /usr/bin/chromium --headless --no-sandbox --disable-gpu --disable-quic "
-      "--no-first-run --disable-background-networking --disable-component-update "
-      "--disable-sync --user-data-dir=" +
-      (dir / "profile").string() + " --enable-logging=stderr --v=0 --dump-dom 'file://" +
-      page.string() + "' >'" + dom.string() + "' 2>'" + log.string() + "'";
-  const int rc = std::system(cmd.c_str());
-  const std::string err = Slurp(log), out = Slurp(dom);
-  if (rc != 0) return "chromium exited with " + std::to_string(rc) + ": " + err;
-  if (const size_t at = err.find("Uncaught"); at != std::string::npos) {
-    return "script error: " + err.substr(at, err.find('\n', at) - at);
-  }
-  if (out.find("data-rendered=\"") == std::string::npos) return "the page's script did not run";
-  return "";
+  return report_test::RenderErrors(page, TempDir("chromium-" + page.stem().string()),
+                                   "data-rendered=\"");
 }
 
 TEST(ReportRender, LoadsInHeadlessChromiumWithoutScriptErrors) {

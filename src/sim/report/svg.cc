@@ -247,4 +247,23 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 .note{color:#555;font-size:13px})";
 }
 
+std::string TipScript(const std::string& rendered_js) {
+  return R"(<script>
+(function () {
+  var tip = document.getElementById('tip');
+  document.querySelectorAll('[data-tip]').forEach(function (el) {
+    el.addEventListener('mousemove', function (e) {
+      tip.textContent = el.getAttribute('data-tip');
+      tip.style.left = (e.clientX + 12) + 'px';
+      tip.style.top = (e.clientY + 12) + 'px';
+      tip.style.display = 'block';
+    });
+    el.addEventListener('mouseleave', function () { tip.style.display = 'none'; });
+  });
+  document.body.setAttribute('data-rendered', )" +
+         rendered_js + R"();
+})();
+</script>)";
+}
+
 }  // namespace gpuorch::sim::svg

@@ -39,5 +39,9 @@ std::string StackedArea(const Chart& c, const std::vector<Series>& series);
 
 // The stylesheet of a report page (the classes the charts above use, tables, the hover tip).
 const char* PageStyle();
+// The pages' one script: hover tips for elements with data-tip (shown in <div id="tip">),
+// then <body data-rendered=VALUE>, VALUE being the JavaScript expression `rendered_js` (the
+// render tests read the marker from the DOM).
+std::string TipScript(const std::string& rendered_js);
 
 }  // namespace gpuorch::sim::svg
