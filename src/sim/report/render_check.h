@@ -23,8 +23,7 @@ inline std::string Slurp(const std::filesystem::path& p) {
 // ran without an uncaught error and its <body> carries `marker` (e.g. data-rendered="1"),
 // else what went wrong.
 inline std::string RenderErrors(const std::filesystem::path& page,
-                                const std::filesystem::path& work_dir,
-                                const std::string& marker) {
+                                const std::filesystem::path& work_dir, const std::string& marker) {
   std::filesystem::create_directories(work_dir);
   const std::filesystem::path dom = work_dir / "dom.html", log = work_dir / "stderr.txt";
   const std::string cmd =
