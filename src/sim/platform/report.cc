@@ -320,7 +320,10 @@ std::string GoalsTable(const Model& m) {
     }
   }
   std::string h = "<table class=\"goals\">" + HeaderRow(m, "<th>metric</th><th>goal</th>");
-  for (const auto& [metric, goal] : keys) {
+  for (const auto& key : keys) {
+    // Named copies, not structured bindings: clang 15 cannot capture those in a lambda.
+    const std::string& metric = key.first;
+    const std::string& goal = key.second;
     const auto row =
         std::find_if(m.rows.begin(), m.rows.end(), [&](const Row& r) { return r.key == metric; });
     h += "<tr><td title=\"" + svg::Escape(metric) + "\">" +
