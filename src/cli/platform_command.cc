@@ -43,11 +43,10 @@ int RunPlatformCommand(const PlatformCliOptions& o) {
                        : sp::LoadPlatformConfig(o.config);
   if (!loaded.ok()) return Fail(loaded.status().message());
   sp::PlatformConfig cfg = std::move(loaded).value();
-  sp::PlatformConfig* config = &cfg;
-  if (o.days > 0) config->days = o.days;
-  if (o.seed_set) config->seed = o.seed;
-  if (o.peak_trough_ratio > 0) config->inference.envelope.peak_trough_ratio = o.peak_trough_ratio;
-  if (core::Status s = config->Validate(); !s.ok()) return Fail(s.message());
+  if (o.days > 0) cfg.days = o.days;
+  if (o.seed_set) cfg.seed = o.seed;
+  if (o.peak_trough_ratio > 0) cfg.inference.envelope.peak_trough_ratio = o.peak_trough_ratio;
+  if (core::Status s = cfg.Validate(); !s.ok()) return Fail(s.message());
   std::vector<sp::Policy> policies;
   size_t start = 0;
   while (start <= o.policy.size()) {
@@ -65,7 +64,7 @@ int RunPlatformCommand(const PlatformCliOptions& o) {
     policies.push_back(p);
     start = c + 1;
   }
-  auto run = sp::RunPlatform(*config, o.traces, policies);
+  auto run = sp::RunPlatform(cfg, o.traces, policies);
   if (!run.ok()) {
     return Fail(run.status().message() + " (traces folder: --traces " + o.traces + ")");
   }
@@ -75,7 +74,7 @@ int RunPlatformCommand(const PlatformCliOptions& o) {
   std::printf(
       "%d days on %lld GPUs, %zu policies in %.2f s; wrote %s/{summary.json,timeline.csv,"
       "report.html}\n",
-      config->days, static_cast<long long>(config->cluster.total_gpus()), policies.size(), wall,
+      cfg.days, static_cast<long long>(cfg.cluster.total_gpus()), policies.size(), wall,
       o.out.c_str());
   return 0;
 }

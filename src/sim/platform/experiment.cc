@@ -120,7 +120,7 @@ ordered_json PolicyJson(const PolicyResult& r, const std::vector<ServiceDemand>&
   j["idle_held_pct"] = Round(Pct(r.idle_held, r.capacity), 3);
   j["inference_overprovisioned_pct"] = Round(Pct(r.overprovisioned, r.capacity), 3);
   j["inference_slo_minutes_pct"] =
-      Round(Pct(static_cast<double>(r.slo_minutes), static_cast<double>(r.minutes_with_demand)), 3);
+      Round(Pct(static_cast<double>(r.slo_minutes), static_cast<double>(r.service_minutes)), 3);
   ordered_json missed = ordered_json::object(), by_one = ordered_json::object();
   for (size_t s = 0; s < services.size() && s < r.missed.size(); ++s) {
     missed[services[s].name] = r.missed[s];

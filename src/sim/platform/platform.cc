@@ -802,7 +802,7 @@ void Runner::FlushMinute(int64_t run_minute) {
       ++r_.missed[s];
       if (needed - min_ready_[s] == 1) ++r_.missed_by_one[s];
     }
-    ++r_.minutes_with_demand;
+    ++r_.service_minutes;
     const double req = d.requests[static_cast<size_t>(run_minute)];
     r_.requests += req;
     if (min_ready_[s] < needed && needed > 0) {
@@ -887,8 +887,6 @@ Status Runner::Run() {
   r_.capacity = static_cast<double>(r_.capacity_gpus) * core::kMilliGpu *
                 static_cast<double>(horizon_ - measure_from_);
   r_.idle = r_.idle_held + r_.idle_while_waiting + r_.idle_nothing_to_run + r_.overprovisioned;
-  r_.training_jobs = 0;
-  r_.experiments = 0;
   for (const PlatformJob& j : jobs) {
     if (Measured(j.arrival))
       (j.cls == JobClass::kTraining ? r_.training_jobs : r_.experiments) += 1;

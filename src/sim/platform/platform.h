@@ -80,7 +80,7 @@ struct PolicyResult {
   // GPU-milliseconds x milli over [0, horizon): see docs/platform.md for each.
   double idle = 0, idle_while_waiting = 0, idle_nothing_to_run = 0, idle_held = 0,
          overprovisioned = 0, capacity = 0;
-  int64_t slo_minutes = 0, minutes_with_demand = 0;
+  int64_t slo_minutes = 0, service_minutes = 0;
   // Per service: minutes short of the need, and of those, short by one replica.
   std::vector<int64_t> missed, missed_by_one;
   double requests = 0, requests_waiting = 0, replica_minutes = 0;

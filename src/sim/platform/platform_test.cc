@@ -43,7 +43,7 @@ TEST(PlatformConfig, DefaultsAreValidAndTheHeadlineSetup) {
   EXPECT_EQ(c.training.teams.size(), 2u);
 }
 
-TEST(PlatformConfig, FileOverridesDefaultsField_by_field) {
+TEST(PlatformConfig, FileOverridesDefaultsFieldByField) {
   const std::string text =
       "days: 3\n"
       "seed: 9\n"
@@ -210,7 +210,7 @@ PlatformConfig SmallConfig(int32_t nodes) {
   EXPECT_TRUE(c.cluster.Expand().ok());
   CapacityProfile cap = DefaultLlama70bCapacity();
   cap.gpus_per_replica = 8;
-  c.inference.services = {{"svc", "unused.csv", 1, cap}};
+  c.inference.services = {{"svc", "unused.csv", 1, cap, {}}};
   c.training.teams = {{"team", 1}};
   c.experiments.nodes = 1;
   return c;

@@ -102,11 +102,6 @@ Result<Workloads> BuildWorkloads(const PlatformConfig& config, const Trace& phil
   }
   w.training_jobs = static_cast<int64_t>(w.jobs.size());
   w.training_offered_gpus = offered / static_cast<double>(horizon);
-  for (size_t t = 0; t < tc.teams.size(); ++t) {
-    w.notes.push_back("training team " + tc.teams[t].name + ": " +
-                      std::to_string(static_cast<int64_t>(team_load[t] / 3.6e6)) +
-                      " GPU-hours offered");
-  }
 
   // Experiments: durations from the trace's short single-GPU jobs.
   const core::Duration exp_cap = int64_t{ec.max_duration_h} * 3600 * core::kSecond;

@@ -36,7 +36,6 @@ struct Workloads {
   double trace_first_day = 0, trace_last_day = 0, compression = 1;
   int64_t training_jobs = 0, experiment_jobs = 0;
   double training_offered_gpus = 0, experiment_offered_gpus = 0;  // mean over the days
-  std::vector<std::string> notes;
 };
 
 // `philly` is the Philly trace as ReadPhillyTrace gives it (for any node size: shapes are
