@@ -21,14 +21,14 @@ constexpr uint8_t kStarts1 = 0x7F, kStarts1x2 = 0x55, kStarts2 = 0x15, kStarts3 
 constexpr int64_t Mem(int64_t gib, int slices) { return gib * 1024 * slices / kMigMemorySlices; }
 
 // Profiles of one model with nominal memory `gib` and the given names, smallest first.
-#define GPUORCH_MIG_TABLE(gib, n1, n1x2, n2, n3, n4, n7)                  \
-  {                                                                       \
-    MigProfile{n1, k1Slice, 19, 1, 1, 7, kStarts1, Mem(gib, 1)},          \
+#define GPUORCH_MIG_TABLE(gib, n1, n1x2, n2, n3, n4, n7)                     \
+  {                                                                          \
+    MigProfile{n1, k1Slice, 19, 1, 1, 7, kStarts1, Mem(gib, 1)},             \
         MigProfile{n1x2, k1SliceRev2, 15, 1, 2, 4, kStarts1x2, Mem(gib, 2)}, \
-        MigProfile{n2, k2Slice, 14, 2, 2, 3, kStarts2, Mem(gib, 2)},      \
-        MigProfile{n3, k3Slice, 9, 3, 4, 2, kStarts3, Mem(gib, 4)},       \
-        MigProfile{n4, k4Slice, 5, 4, 4, 1, kStartsAt0, Mem(gib, 4)},     \
-        MigProfile{n7, k7Slice, 0, 7, 8, 1, kStartsAt0, Mem(gib, 8)},     \
+        MigProfile{n2, k2Slice, 14, 2, 2, 3, kStarts2, Mem(gib, 2)},         \
+        MigProfile{n3, k3Slice, 9, 3, 4, 2, kStarts3, Mem(gib, 4)},          \
+        MigProfile{n4, k4Slice, 5, 4, 4, 1, kStartsAt0, Mem(gib, 4)},        \
+        MigProfile{n7, k7Slice, 0, 7, 8, 1, kStartsAt0, Mem(gib, 8)},        \
   }
 
 constexpr MigProfile kA100_40[] =
@@ -106,8 +106,8 @@ Status ValidateLayout(const MigModel& m, const MigLayout& l) {
                              std::string(m.model));
     }
     const MigProfile& p = m.profiles[i.profile];
-    const std::string named = where + " (" + std::string(p.name) + "@" +
-                              std::to_string(i.start) + ")";
+    const std::string named =
+        where + " (" + std::string(p.name) + "@" + std::to_string(i.start) + ")";
     if (i.start < 0 || i.start >= kMigMemorySlices || !((p.start_mask >> i.start) & 1u)) {
       return Status::Invalid(named + ": " + std::string(p.name) + " cannot start at slice " +
                              std::to_string(i.start));
@@ -171,8 +171,7 @@ void MigAdd(MigLayout& l, int p, int start) {
 bool MigRemove(MigLayout& l, int start) {
   for (int k = 0; k < l.count; ++k) {
     if (l.instances[k].start != start) continue;
-    std::copy(l.instances.begin() + k + 1, l.instances.begin() + l.count,
-              l.instances.begin() + k);
+    std::copy(l.instances.begin() + k + 1, l.instances.begin() + l.count, l.instances.begin() + k);
     --l.count;
     return true;
   }
@@ -195,7 +194,8 @@ int MigComputeForMilli(int32_t gpu_milli) {
 }
 
 int32_t MigMilliForCompute(int compute_slices) {
-  return static_cast<int32_t>((compute_slices * 1000 + kMigComputeSlices - 1) / kMigComputeSlices);
+  // Rounded down, so that seven 1g instances (7 x 142) fit the GPU's 1000.
+  return static_cast<int32_t>(compute_slices * 1000 / kMigComputeSlices);
 }
 
 int64_t MigFragmentation(const MigModel& m, const MigLayout& l, std::span<const int64_t> weights) {
@@ -250,8 +250,7 @@ Result<MigLayout> ParseLayout(const MigModel& m, std::string_view text) {
     int start = -1;
     const std::string_view s = entry.substr(at + 1);
     auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), start);
-    if (ec != std::errc() || ptr != s.data() + s.size() || start < 0 ||
-        start >= kMigMemorySlices) {
+    if (ec != std::errc() || ptr != s.data() + s.size() || start < 0 || start >= kMigMemorySlices) {
       return Status::Invalid(quoted + ": the start must be a slice 0-7");
     }
     if (entries.size() >= kMaxMigInstances) {

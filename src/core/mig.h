@@ -66,8 +66,8 @@ struct MigLayout {
 
   std::span<const MigInstance> view() const { return {instances.data(), size_t(count)}; }
   friend bool operator==(const MigLayout& a, const MigLayout& b) {
-    return a.count == b.count && std::equal(a.instances.begin(), a.instances.begin() + a.count,
-                                            b.instances.begin());
+    return a.count == b.count &&
+           std::equal(a.instances.begin(), a.instances.begin() + a.count, b.instances.begin());
   }
 };
 
@@ -94,7 +94,7 @@ int SmallestProfile(const MigModel& m, int compute_slices, int64_t memory_mib);
 // The compute slices a fraction of `gpu_milli` needs: ceil(milli * 7 / 1000), at least 1.
 int MigComputeForMilli(int32_t gpu_milli);
 // The milli-GPU a MIG request of `compute_slices` counts as in quotas: its compute share
-// of a GPU, ceil(slices * 1000 / 7).
+// of a GPU, floor(slices * 1000 / 7) (142 for 1g, 1000 for 7g).
 int32_t MigMilliForCompute(int compute_slices);
 
 // Expected fragmentation of a layout for a mix of profiles (FGD's idea applied to MIG

@@ -51,8 +51,7 @@ TEST_P(MigLayoutConformance, ParsesAndValidatesAsTheHardwareWould) {
   EXPECT_EQ(l.ok(), c.valid) << c.model << " " << c.layout << ": "
                              << (l.ok() ? "valid" : l.status().message());
   if (!l.ok()) {
-    EXPECT_NE(l.status().message().find(c.error_part), std::string::npos)
-        << l.status().message();
+    EXPECT_NE(l.status().message().find(c.error_part), std::string::npos) << l.status().message();
   } else {
     // Round trip through the text form (sorted by start).
     auto again = ParseLayout(Model(c.model), FormatLayout(Model(c.model), *l));
@@ -65,8 +64,7 @@ INSTANTIATE_TEST_SUITE_P(
     Models, MigLayoutConformance,
     ::testing::Values(
         // Valid: the user guide's documented combinations.
-        LayoutCase{"H100-80GB", "", true, ""},
-        LayoutCase{"H100-80GB", "7g.80gb@0", true, ""},
+        LayoutCase{"H100-80GB", "", true, ""}, LayoutCase{"H100-80GB", "7g.80gb@0", true, ""},
         LayoutCase{"H100-80GB", "4g.40gb@0,3g.40gb@4", true, ""},
         LayoutCase{"H100-80GB", "3g.40gb@0,3g.40gb@4", true, ""},
         LayoutCase{"H100-80GB", "2g.20gb@0,2g.20gb@2,3g.40gb@4", true, ""},
@@ -140,8 +138,10 @@ TEST(MigProfiles, SmallestProfileForARequest) {
   EXPECT_EQ(MigComputeForMilli(142), 1);
   EXPECT_EQ(MigComputeForMilli(500), 4);
   EXPECT_EQ(MigComputeForMilli(1000), 7);
-  EXPECT_EQ(MigMilliForCompute(1), 143);
-  EXPECT_EQ(MigMilliForCompute(3), 429);
+  EXPECT_EQ(MigMilliForCompute(1), 142);
+  EXPECT_EQ(MigMilliForCompute(3), 428);
+  for (int c = 1; c <= kMigComputeSlices; ++c)
+    EXPECT_EQ(MigComputeForMilli(MigMilliForCompute(c)), c);
   EXPECT_EQ(MigMilliForCompute(7), 1000);
 }
 
@@ -185,8 +185,8 @@ TEST(MigProperties, FreeStartsAreExactlyTheValidAdditions) {
           MigLayout probe = l;
           if (probe.count < kMaxMigInstances) MigAdd(probe, p, s);
           const bool valid = probe.count > l.count && ValidateLayout(m, probe).ok();
-          EXPECT_EQ(valid, bool((starts >> s) & 1u)) << m.model << " " << FormatLayout(m, l)
-                                                     << " + " << m.profiles[p].name << "@" << s;
+          EXPECT_EQ(valid, bool((starts >> s) & 1u))
+              << m.model << " " << FormatLayout(m, l) << " + " << m.profiles[p].name << "@" << s;
           EXPECT_EQ(MigFitsAt(m, l, p, s), bool((starts >> s) & 1u));
         }
         if (starts != 0) {

@@ -45,6 +45,30 @@ const char* ToString(WorkloadKind k) {
   return "?";
 }
 
+const char* ToString(Sharing s) {
+  switch (s) {
+    case Sharing::kTimeslice:
+      return "timeslice";
+    case Sharing::kMps:
+      return "mps";
+    case Sharing::kMig:
+      return "mig";
+    case Sharing::kAny:
+      return "any";
+  }
+  return "?";
+}
+
+bool ParseSharing(std::string_view text, Sharing& out) {
+  for (Sharing s : {Sharing::kTimeslice, Sharing::kMps, Sharing::kMig, Sharing::kAny}) {
+    if (text == ToString(s)) {
+      out = s;
+      return true;
+    }
+  }
+  return false;
+}
+
 Status NodeSpec::Validate() const {
   if (name.empty()) return Status::Invalid("node.name: must not be empty");
   if (gpu_count < 0 || gpu_count > kMaxGpusPerNode) {
@@ -70,6 +94,23 @@ Status NodeSpec::Validate() const {
     return Status::Invalid("node.unhealthy_gpus: names a GPU at or beyond gpu_count (" +
                            std::to_string(gpu_count) + ")");
   }
+  if ((uint32_t{mig_gpus} >> gpu_count) != 0) {
+    return Status::Invalid("node.mig_gpus: names a GPU at or beyond gpu_count (" +
+                           std::to_string(gpu_count) + ")");
+  }
+  if (mig_gpus != 0 && mig_model == nullptr) {
+    return Status::Invalid("node.mig_gpus: the node's GPU model has no MIG profiles");
+  }
+  for (int j = 0; j < kMaxGpusPerNode; ++j) {
+    const std::string field = "node.mig_layouts[" + std::to_string(j) + "]";
+    if (!((mig_gpus >> j) & 1u)) {
+      if (mig_layouts[j].count != 0) return Status::Invalid(field + ": the GPU is not in MIG mode");
+      continue;
+    }
+    if (Status s = ValidateLayout(*mig_model, mig_layouts[j]); !s.ok()) {
+      return Status::Invalid(field + ": " + s.message());
+    }
+  }
   return Status::Ok();
 }
 
@@ -94,6 +135,25 @@ Status WorkloadSpec::Validate() const {
   if (t.memory_mib < 0) return Status::Invalid("workload.task.memory_mib: must be >= 0");
   if (t.gpu_count == 0 && t.milli_cpu == 0 && t.memory_mib == 0) {
     return Status::Invalid("workload.task: requests nothing");
+  }
+  if (t.mig_compute != 0 || t.sharing == Sharing::kMig) {
+    if (t.sharing != Sharing::kMig && t.sharing != Sharing::kAny) {
+      return Status::Invalid("workload.task.mig: needs sharing mig or any, not " +
+                             std::string(ToString(t.sharing)));
+    }
+    if (t.mig_compute < 1 || t.mig_compute > kMigComputeSlices) {
+      return Status::Invalid("workload.task.mig_compute: must be in 1.." +
+                             std::to_string(kMigComputeSlices) + " compute slices");
+    }
+    if (t.gpu_count != 1) return Status::Invalid("workload.task.gpus: a MIG task takes 1 GPU");
+    if (t.gpu_milli != MigMilliForCompute(t.mig_compute)) {
+      return Status::Invalid("workload.task.gpu_milli: a MIG task of " +
+                             std::to_string(t.mig_compute) + " compute slices counts " +
+                             std::to_string(MigMilliForCompute(t.mig_compute)) + " milli-GPU");
+    }
+    // A MIG instance has no NVLink peer-to-peer; gangs of instances are refused (as the
+    // scheduler would have to reconfigure several GPUs at once for one start).
+    if (max_tasks != 1) return Status::Invalid("workload.max_tasks: a MIG workload has 1 task");
   }
   if (runtime_estimate < 0) return Status::Invalid("workload.runtime_estimate: must be >= 0");
   if (min_runtime < 0) return Status::Invalid("workload.min_runtime: must be >= 0");

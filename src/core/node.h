@@ -1,10 +1,12 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 
 #include "core/gpu_model.h"
 #include "core/ids.h"
+#include "core/mig.h"
 #include "core/status.h"
 
 namespace gpuorch::core {
@@ -43,6 +45,13 @@ struct NodeSpec {
   // there keeps running until an operator drains the node. Bits at or beyond gpu_count are
   // refused.
   uint16_t unhealthy_gpus = 0;
+  // MIG (docs/partitioning.md). Bit j: GPU j is in MIG mode, which an operator sets (it
+  // needs a GPU reset); the engine only plans layouts on such GPUs. `mig_model` is the
+  // model's profile table (core::FindMigModel of its name), required when any bit is set;
+  // `mig_layouts[j]` is the layout GPU j has.
+  uint16_t mig_gpus = 0;
+  const MigModel* mig_model = nullptr;
+  std::array<MigLayout, kMaxGpusPerNode> mig_layouts{};
 
   // Checks ranges and names the offending field.
   Status Validate() const;

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "core/gpu_model.h"
 #include "core/ids.h"
@@ -12,6 +13,15 @@ namespace gpuorch::core {
 
 enum class WorkloadKind : uint8_t { kTraining, kInference, kExperiment };
 const char* ToString(WorkloadKind k);
+
+// How a task shares a GPU (docs/partitioning.md). kTimeslice and kMps are fractions by
+// accounting (the agent differs: MPS runs a control daemon and caps the task's threads and
+// memory); kMig runs the task on a MIG instance of `mig_compute` compute slices; kAny takes a
+// MIG instance where one can be had and a time-sliced fraction otherwise.
+enum class Sharing : uint8_t { kTimeslice, kMps, kMig, kAny };
+const char* ToString(Sharing s);
+// "timeslice", "mps", "mig" or "any"; false on anything else.
+bool ParseSharing(std::string_view text, Sharing& out);
 
 // What one task needs. GPUs are `gpu_count` devices of `gpu_milli` each: whole GPUs have
 // gpu_milli == 1000; a fraction (time-slicing/MPS) has gpu_count == 1 and gpu_milli < 1000
@@ -24,8 +34,15 @@ struct TaskRequest {
   int64_t milli_cpu = 0;
   int64_t memory_mib = 0;
   ModelSet models;  // acceptable GPU models; empty = any
+  // MIG (sharing kMig or kAny): a task of gpu_count 1 needing an instance of at least
+  // `mig_compute` compute slices (1..7) and `gpu_memory_mib` memory; gpu_milli is then its
+  // compute share, MigMilliForCompute(mig_compute), which is what quotas count.
+  Sharing sharing = Sharing::kTimeslice;
+  int8_t mig_compute = 0;
 
   bool fractional() const { return gpu_count == 1 && gpu_milli < kMilliGpu; }
+  // Whether the task may run on a MIG instance.
+  bool mig() const { return mig_compute > 0; }
   // Milli-GPU one task takes in total.
   int64_t total_milli_gpu() const { return int64_t{gpu_count} * gpu_milli; }
 };

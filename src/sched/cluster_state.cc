@@ -11,7 +11,7 @@ using core::NodeSpec;
 using core::Status;
 
 int NodeState::full_free_gpus() const {
-  const GpuMask healthy = healthy_gpus();
+  const GpuMask healthy = healthy_gpus() & ~mig_gpus;
   int n = 0;
   for (int j = 0; j < gpu_count; ++j) n += ((healthy >> j) & 1u) && gpu_free[j] == kMilliGpu;
   return n;
@@ -35,12 +35,24 @@ bool NodeState::gpus_in_use() const {
 
 int ShapeTag(const TaskRequest& t) { return t.fractional() ? 0 : t.gpu_count; }
 
-GpuMask UsableGpus(const NodeState& n, WorkloadId as, ReservationAccess access) {
-  GpuMask all = n.healthy_gpus();
+namespace {
+
+GpuMask LessReserved(const NodeState& n, GpuMask all, WorkloadId as, ReservationAccess access) {
   if (n.reserved_gpus == 0 || n.reserved_for == as) return all;
   if (n.reservation_lendable && (access & kUseLent)) return all;
   if (n.reservation_borrowed && (access & kUseBorrowed)) return all;
   return static_cast<GpuMask>(all & ~n.reserved_gpus);
+}
+
+}  // namespace
+
+GpuMask UsableGpus(const NodeState& n, WorkloadId as, ReservationAccess access) {
+  return LessReserved(n, static_cast<GpuMask>(n.healthy_gpus() & ~n.mig_gpus), as, access);
+}
+
+GpuMask MigUsableGpus(const NodeState& n, WorkloadId as, ReservationAccess access) {
+  const auto mig = static_cast<GpuMask>(n.mig_gpus & ~n.unhealthy_gpus & ~n.mig_reconfiguring);
+  return LessReserved(n, mig, as, access);
 }
 
 GpuMask SelectGpusBestFit(const NodeState& n, const TaskRequest& t, GpuMask usable) {
@@ -88,6 +100,8 @@ bool Fits(const NodeState& n, const TaskRequest& t, WorkloadId as, ReservationAc
 
 bool FitsGpus(const NodeState& n, const TaskRequest& t, WorkloadId as, ReservationAccess access) {
   if (t.gpu_count == 0) return true;
+  // MIG tasks are placed on instances by the MIG placer (mig_placer.h), never here.
+  if (t.sharing == core::Sharing::kMig) return false;
   if (n.gpu_count < t.gpu_count || !t.models.Accepts(n.model)) return false;
   GpuMask usable = UsableGpus(n, as, access);
   int ok = 0;
@@ -115,6 +129,7 @@ Status ClusterState::AddNode(NodeId id, const NodeSpec& spec) {
   if (Has(id)) return Status::Exists("node " + spec.name + ": already added");
   if (id.value() >= nodes_.size()) {
     nodes_.resize(id.value() + 1);
+    mig_.resize(id.value() + 1);
     versions_.resize(id.value() + 1, 0);
     group_of_.resize(id.value() + 1, kNoGroup);
   }
@@ -132,10 +147,14 @@ Status ClusterState::AddNode(NodeId id, const NodeSpec& spec) {
   n.memory_capacity = n.memory_free = spec.memory_mib;
   n.gpu_memory_capacity = spec.gpu_memory_mib;
   n.unhealthy_gpus = spec.unhealthy_gpus;
+  n.mig_gpus = spec.mig_gpus;
   for (int j = 0; j < n.gpu_count; ++j) {
     n.gpu_free[j] = kMilliGpu;
     n.gpu_mem_free[j] = spec.gpu_memory_mib;
   }
+  mig_[id.value()] = MigNodeState{};
+  mig_[id.value()].model = spec.mig_gpus != 0 ? spec.mig_model : nullptr;
+  mig_[id.value()].layout = spec.mig_layouts;
   zones_[n.zone].nodes.push_back(id);
   racks_[n.rack].nodes.push_back(id);
   ++node_count_;
@@ -158,6 +177,32 @@ Status ClusterState::CheckUpdate(NodeId id, const NodeSpec& spec) const {
                       spec.gpu_memory_mib != cur.gpu_memory_capacity)) {
     return Status::Precondition("node " + spec.name + ": GPUs change while GPUs are in use");
   }
+  return CheckMigUpdate(id, spec);
+}
+
+Status ClusterState::CheckMigUpdate(NodeId id, const NodeSpec& spec) const {
+  const NodeState& cur = nodes_[id.value()];
+  const MigNodeState& m = mig_[id.value()];
+  for (int j = 0; j < cur.gpu_count; ++j) {
+    const bool was = (cur.mig_gpus >> j) & 1u, is = (spec.mig_gpus >> j) & 1u;
+    const std::string gpu = "node " + spec.name + ": GPU " + std::to_string(j);
+    if (was != is && cur.gpu_free[j] != kMilliGpu) {
+      return Status::Precondition(gpu + " changes MIG mode while tasks use it");
+    }
+    if (!was || !is || m.busy[j] == 0) continue;
+    if (spec.mig_model != m.model) {
+      return Status::Precondition(gpu + " changes MIG profiles while instances hold tasks");
+    }
+    for (const core::MigInstance& i : m.layout[j].view()) {
+      if (!((m.busy[j] >> i.start) & 1u)) continue;
+      const auto kept = spec.mig_layouts[j].view();
+      if (std::find(kept.begin(), kept.end(), i) == kept.end()) {
+        return Status::Precondition(gpu + " drops the MIG instance " +
+                                    std::string(m.model->profiles[i.profile].name) + "@" +
+                                    std::to_string(i.start) + " that a task holds");
+      }
+    }
+  }
   return Status::Ok();
 }
 
@@ -169,6 +214,7 @@ Status ClusterState::UpdateNode(NodeId id, const NodeSpec& spec) {
   bool gpus_in_use = cur.gpus_in_use();
   // Re-adding keeps the code path single; carry allocations over.
   NodeState old = cur;
+  const MigNodeState old_mig = mig_[id.value()];
   if (Status s = RemoveNode(id); !s.ok()) return s;
   if (Status s = AddNode(id, spec); !s.ok()) return s;
   Unindex(id);
@@ -184,6 +230,18 @@ Status ClusterState::UpdateNode(NodeId id, const NodeSpec& spec) {
   n.reserved_for = old.reserved_for;
   n.reservation_lendable = old.reservation_lendable;
   n.reservation_borrowed = old.reservation_borrowed;
+  // MIG: instances keep their tasks; a GPU whose layout change is under way finishes it when
+  // the spec shows the target, and otherwise stays as it was until MigLayoutApplied.
+  MigNodeState& m = mig_[id.value()];
+  for (int j = 0; j < n.gpu_count; ++j) {
+    if (!((n.mig_gpus >> j) & 1u) || !((old.mig_gpus >> j) & 1u)) continue;
+    m.busy[j] = old_mig.busy[j];
+    if (!((old.mig_reconfiguring >> j) & 1u)) continue;
+    if (spec.mig_layouts[j] == old_mig.target[j]) continue;  // applied
+    m.layout[j] = old_mig.layout[j];
+    m.target[j] = old_mig.target[j];
+    n.mig_reconfiguring |= static_cast<GpuMask>(1u << j);
+  }
   Index(id);
   return Status::Ok();
 }
@@ -206,9 +264,22 @@ void ClusterState::SetStatus(NodeId id, core::NodeStatus status) {
   Index(id);
 }
 
-void ClusterState::Allocate(NodeId id, const TaskRequest& t, GpuMask mask) {
+void ClusterState::Allocate(NodeId id, const TaskRequest& t, GpuMask mask, int mig_start) {
   Unindex(id);
   NodeState& n = nodes_[id.value()];
+  if (mig_start >= 0) {
+    const int j = std::countr_zero(mask);
+    uint8_t& busy = mig_[id.value()].busy[j];
+    GPUORCH_CHECK(((n.mig_gpus >> j) & 1u) && !((busy >> mig_start) & 1u));
+    busy = static_cast<uint8_t>(busy | (1u << mig_start));
+    n.cpu_free -= t.milli_cpu;
+    n.memory_free -= t.memory_mib;
+    n.gpu_free[j] = static_cast<int16_t>(n.gpu_free[j] - t.gpu_milli);
+    GPUORCH_CHECK(n.cpu_free >= 0 && n.memory_free >= 0 && n.gpu_free[j] >= 0);
+    ++n.tag_counts[ShapeTag(t)];
+    Index(id);
+    return;
+  }
   n.cpu_free -= t.milli_cpu;
   n.memory_free -= t.memory_mib;
   GPUORCH_CHECK(n.cpu_free >= 0 && n.memory_free >= 0);
@@ -226,9 +297,22 @@ void ClusterState::Allocate(NodeId id, const TaskRequest& t, GpuMask mask) {
   Index(id);
 }
 
-void ClusterState::Release(NodeId id, const TaskRequest& t, GpuMask mask) {
+void ClusterState::Release(NodeId id, const TaskRequest& t, GpuMask mask, int mig_start) {
   Unindex(id);
   NodeState& n = nodes_[id.value()];
+  if (mig_start >= 0) {
+    const int j = std::countr_zero(mask);
+    uint8_t& busy = mig_[id.value()].busy[j];
+    GPUORCH_CHECK((busy >> mig_start) & 1u);
+    busy = static_cast<uint8_t>(busy & ~(1u << mig_start));
+    n.cpu_free += t.milli_cpu;
+    n.memory_free += t.memory_mib;
+    n.gpu_free[j] = static_cast<int16_t>(n.gpu_free[j] + t.gpu_milli);
+    GPUORCH_CHECK(n.gpu_free[j] <= kMilliGpu && n.tag_counts[ShapeTag(t)] > 0);
+    --n.tag_counts[ShapeTag(t)];
+    Index(id);
+    return;
+  }
   n.cpu_free += t.milli_cpu;
   n.memory_free += t.memory_mib;
   GPUORCH_CHECK(n.cpu_free <= n.cpu_capacity && n.memory_free <= n.memory_capacity);
@@ -246,6 +330,41 @@ void ClusterState::Release(NodeId id, const TaskRequest& t, GpuMask mask) {
     --n.tag_counts[ShapeTag(t)];
   }
   Index(id);
+}
+
+void ClusterState::BeginMigReconfig(NodeId id, int gpu, const core::MigLayout& target) {
+  Unindex(id);
+  NodeState& n = nodes_[id.value()];
+  MigNodeState& m = mig_[id.value()];
+  GPUORCH_CHECK(((n.mig_gpus >> gpu) & 1u) && !((n.mig_reconfiguring >> gpu) & 1u));
+  m.target[gpu] = target;
+  n.mig_reconfiguring = static_cast<GpuMask>(n.mig_reconfiguring | (1u << gpu));
+  Index(id);
+}
+
+Status ClusterState::MigLayoutApplied(NodeId id, int gpu, const core::MigLayout& layout) {
+  if (!Has(id)) return Status::NotFound("node id " + std::to_string(id.value()) + ": unknown");
+  NodeState& n = nodes_[id.value()];
+  MigNodeState& m = mig_[id.value()];
+  const std::string where =
+      "node id " + std::to_string(id.value()) + ": GPU " + std::to_string(gpu);
+  if (gpu < 0 || gpu >= n.gpu_count || !((n.mig_gpus >> gpu) & 1u)) {
+    return Status::Invalid(where + ": not in MIG mode");
+  }
+  if (Status s = core::ValidateLayout(*m.model, layout); !s.ok()) {
+    return Status::Invalid(where + ": " + s.message());
+  }
+  for (const core::MigInstance& i : m.layout[gpu].view()) {
+    const auto kept = layout.view();
+    if (((m.busy[gpu] >> i.start) & 1u) && std::find(kept.begin(), kept.end(), i) == kept.end()) {
+      return Status::Precondition(where + ": the layout drops an instance a task holds");
+    }
+  }
+  Unindex(id);
+  m.layout[gpu] = layout;
+  n.mig_reconfiguring = static_cast<GpuMask>(n.mig_reconfiguring & ~(1u << gpu));
+  Index(id);
+  return Status::Ok();
 }
 
 void ClusterState::Reserve(NodeId id, GpuMask gpus, WorkloadId holder, bool lendable,
@@ -277,7 +396,8 @@ std::string ClusterState::GroupKey(const NodeState& n) const {
   for (int j = 0; j < n.gpu_count; ++j) gpus[j] = {n.gpu_free[j], n.gpu_mem_free[j]};
   // A reservation or an unhealthy GPU excludes GPUs by index: which GPUs are free then
   // matters to the fit, so the order is kept (and the mask is part of the key).
-  if (n.reserved_gpus == 0 && n.unhealthy_gpus == 0) {
+  // MIG layouts are per GPU index too.
+  if (n.reserved_gpus == 0 && n.unhealthy_gpus == 0 && n.mig_gpus == 0) {
     std::sort(gpus.begin(), gpus.begin() + n.gpu_count);
   }
   std::string key;
@@ -294,6 +414,18 @@ std::string ClusterState::GroupKey(const NodeState& n) const {
   put(n.reservation_borrowed);
   put(n.unhealthy_gpus);
   for (int j = 0; j < n.gpu_count; ++j) put(gpus[j]);
+  if (n.mig_gpus != 0) {
+    const MigNodeState& m = mig_[n.id.value()];
+    put(m.model);
+    put(n.mig_gpus);
+    put(n.mig_reconfiguring);
+    for (int j = 0; j < n.gpu_count; ++j) {
+      if (!((n.mig_gpus >> j) & 1u)) continue;
+      put(m.busy[j]);
+      put(m.layout[j].count);
+      for (const core::MigInstance& i : m.layout[j].view()) put(i);
+    }
+  }
   return key;
 }
 
@@ -362,6 +494,7 @@ void ClusterState::Index(NodeId id) {
     groups_[g].model = n.model;
     groups_[g].gpu_count = n.gpu_count;
     groups_[g].full_free_gpus = static_cast<int8_t>(n.full_free_gpus());
+    groups_[g].mig_gpus = n.mig_gpus;
     groups_[g].max_gpu_free = 0;
     for (int j = 0; j < n.gpu_count; ++j) {
       if ((n.unhealthy_gpus >> j) & 1u) continue;

@@ -52,9 +52,13 @@ struct NodeState {
   // GPUs reported unhealthy (see NodeSpec::unhealthy_gpus): no new work goes there, and
   // they count as neither capacity nor free; tasks already on them keep their allocation.
   GpuMask unhealthy_gpus = 0;
+  // GPUs in MIG mode (see MigNodeState): only MIG tasks go there. Of those, the ones with a
+  // layout change under way: nothing new goes there until it is applied.
+  GpuMask mig_gpus = 0;
+  GpuMask mig_reconfiguring = 0;
 
   bool schedulable() const { return present && status == core::NodeStatus::kReady; }
-  // Healthy GPUs with all 1000 milli free.
+  // Healthy GPUs not in MIG mode with all 1000 milli free.
   int full_free_gpus() const;
   // Sum of free milli-GPU over the healthy GPUs.
   int64_t idle_milli() const;
@@ -63,6 +67,16 @@ struct NodeState {
   GpuMask all_gpus() const { return static_cast<GpuMask>((1u << gpu_count) - 1u); }
   // The GPUs new work may be placed on, before reservations.
   GpuMask healthy_gpus() const { return static_cast<GpuMask>(all_gpus() & ~unhealthy_gpus); }
+};
+
+// The MIG state of one node beside its NodeState: the layouts, which instances hold a
+// task, and the layouts being applied.
+struct MigNodeState {
+  const core::MigModel* model = nullptr;
+  std::array<core::MigLayout, core::kMaxGpusPerNode> layout{};  // what each GPU has now
+  std::array<core::MigLayout, core::kMaxGpusPerNode> target{};  // while reconfiguring
+  // Per GPU, bit s: the instance starting at memory slice s holds a task.
+  std::array<uint8_t, core::kMaxGpusPerNode> busy{};
 };
 
 // Tag of a task shape: 0 for a fractional GPU, k for k whole GPUs. CPU-only tasks have none.
@@ -93,8 +107,12 @@ inline bool FitsHost(const NodeState& n, const TaskRequest& t) {
 // Returns 0 if nothing fits. `usable` masks GPUs the caller may use.
 GpuMask SelectGpusBestFit(const NodeState& n, const TaskRequest& t, GpuMask usable);
 
-// GPUs of `n` that workload `as` may use: the healthy ones, less what others reserved.
+// GPUs of `n` that whole-GPU or fractional work of workload `as` may use: the healthy ones
+// not in MIG mode, less what others reserved.
 GpuMask UsableGpus(const NodeState& n, WorkloadId as, ReservationAccess access);
+// The MIG GPUs of `n` that a MIG task of `as` may use: healthy, in MIG mode, no layout
+// change under way, less what others reserved.
+GpuMask MigUsableGpus(const NodeState& n, WorkloadId as, ReservationAccess access);
 
 // Indexed, incrementally maintained free state of the whole cluster.
 //
@@ -117,8 +135,17 @@ class ClusterState {
   void SetStatus(NodeId id, core::NodeStatus status);
 
   // Takes (Allocate) or gives back (Release) one task's resources on `mask` GPUs of node id.
-  void Allocate(NodeId id, const TaskRequest& t, GpuMask mask);
-  void Release(NodeId id, const TaskRequest& t, GpuMask mask);
+  // A MIG task names its instance by `mig_start` on the one GPU of `mask`: it must exist and
+  // be idle (Allocate) or held (Release).
+  void Allocate(NodeId id, const TaskRequest& t, GpuMask mask, int mig_start = -1);
+  void Release(NodeId id, const TaskRequest& t, GpuMask mask, int mig_start = -1);
+
+  // MIG layouts. BeginMigReconfig marks GPU `gpu` as changing to `target` (which keeps every
+  // instance that holds a task); nothing is placed there until MigLayoutApplied reports the
+  // layout it has now (the target, or what the driver managed), which must keep them too.
+  void BeginMigReconfig(NodeId id, int gpu, const core::MigLayout& target);
+  core::Status MigLayoutApplied(NodeId id, int gpu, const core::MigLayout& layout);
+  const MigNodeState& mig(NodeId id) const { return mig_[id.value()]; }
 
   // Reservations: GPUs of a node held for one workload. Lendable reservations may be used
   // by preemptible work of others (which is evicted when the holder is ready).
@@ -169,6 +196,7 @@ class ClusterState {
     int8_t gpu_count = 0;
     int8_t full_free_gpus = 0;
     int16_t max_gpu_free = 0;  // milli
+    GpuMask mig_gpus = 0;
     // Of the members, kept as they change.
     int64_t max_cpu = 0, max_memory = 0;
 
@@ -179,6 +207,7 @@ class ClusterState {
     bool MayFitGpus(const TaskRequest& t) const {
       if (t.gpu_count == 0) return true;
       if (gpu_count < t.gpu_count || !t.models.Accepts(model)) return false;
+      if (t.sharing == core::Sharing::kMig) return mig_gpus != 0;
       return t.gpu_milli >= core::kMilliGpu ? full_free_gpus >= t.gpu_count
                                             : max_gpu_free >= t.gpu_milli;
     }
@@ -219,7 +248,12 @@ class ClusterState {
   void Index(NodeId id);
   std::string GroupKey(const NodeState& n) const;
 
+  // Whether `spec`'s MIG layouts keep every instance that holds a task (an error naming the
+  // first one that does not).
+  core::Status CheckMigUpdate(NodeId id, const core::NodeSpec& spec) const;
+
   std::vector<NodeState> nodes_;
+  std::vector<MigNodeState> mig_;
   std::vector<uint64_t> versions_;
   std::vector<uint32_t> group_of_;
   size_t node_count_ = 0;

@@ -4,6 +4,8 @@
 // capacity, and explain every workload left pending.
 #include <algorithm>
 #include <optional>
+#include <set>
+#include <tuple>
 #include <unordered_map>
 
 #include "sched/estimate.h"
@@ -112,6 +114,9 @@ struct Scheduler::Impl::CycleContext {
   // capacity only shrinks until the cycle ends. This is what answers most of a backlog
   // when every workload asks for its own CPU and memory, and no two shapes are equal.
   std::unordered_map<ShapeKey, std::vector<std::pair<int64_t, int64_t>>, ShapeHash> no_fit;
+  // MIG requests that found no instance and no layout change this cycle: (compute slices,
+  // GPU memory, CPU, memory, models, reservation access). Free room only shrinks in a cycle.
+  std::set<std::tuple<int, int64_t, int64_t, int64_t, uint64_t, int>> mig_failed;
 
   bool Dominated(const ShapeKey& host_free, int64_t cpu, int64_t memory) const {
     auto it = no_fit.find(host_free);
@@ -140,7 +145,7 @@ Plan Scheduler::Impl::Cycle(Time now) {
   plan.evictions = std::move(queued_evictions_);
   queued_evictions_.clear();
 
-  CycleContext ctx{plan, now, {}, {}, INT64_MAX};
+  CycleContext ctx{plan, now, {}, {}, {}, INT64_MAX};
   for (WorkloadId h : ledger_.holders()) {
     ctx.hol_eta = std::min(ctx.hol_eta, ledger_.HoldOf(h).eta);
   }
@@ -306,6 +311,11 @@ void Scheduler::Impl::Attempt(CycleContext& c, WorkloadRec& w) {
     w.reason = why;
     return;
   }
+  // MIG: instances, not the whole-GPU machinery (no preemption, reservation or shape cache).
+  // `any` falls back to a time-sliced fraction when no instance can be had.
+  if (t.mig()) {
+    if (AttemptMig(c, w, e) || t.sharing == core::Sharing::kMig) return;
+  }
   const ShapeKey key = KeyOf(w, e.may_use_lent);
   const bool holds = ledger_.KindOf(w.id) != HoldKind::kNone || ledger_.Leaving(w.id) > 0;
   if (!holds) {
@@ -383,6 +393,50 @@ bool Scheduler::Impl::TryPlace(Plan& plan, WorkloadRec& w, const Entitlement& e,
       if (r == PendingReason::kTopologyUnsatisfiable) reason = r;
     }
   }
+  return false;
+}
+
+// Step: a MIG task (see mig_placer.h). A workload that started a layout change waits for
+// it; nothing else is placed on that GPU meanwhile, and once it is applied the workload
+// takes the idle instance like anyone else (it is usually first in line for it).
+bool Scheduler::Impl::AttemptMig(CycleContext& c, WorkloadRec& w, const Entitlement& e) {
+  if (auto it = mig_waits_.find(w.id); it != mig_waits_.end()) {
+    const auto [node, gpu] = it->second;
+    if (cluster_.Has(node) && ((cluster_.node(node).mig_reconfiguring >> gpu) & 1u)) {
+      w.reason = PendingReason::kMigReconfiguring;
+      return true;
+    }
+    mig_waits_.erase(it);
+  }
+  for (const auto* models : {&e.in_quota, &e.borrow}) {
+    if (models->empty()) continue;
+    const bool entitled = models == &e.in_quota;
+    const ReservationAccess access = e.Access(entitled);
+    TaskRequest t = w.spec.task;
+    t.models = ModelSet();
+    for (GpuModelId m : *models) t.models.Add(m);
+    const auto key = std::make_tuple(int{t.mig_compute}, t.gpu_memory_mib, t.milli_cpu,
+                                     t.memory_mib, t.models.bits(), int{access});
+    if (c.mig_failed.contains(key)) continue;
+    auto choice = ChooseMig(cluster_, t, w.id, access, mig_mix_, config_.mig_reconfigure);
+    if (!choice) {
+      c.mig_failed.insert(key);
+      continue;
+    }
+    const auto mask = static_cast<GpuMask>(1u << choice->gpu);
+    if (!choice->reconfigure) {
+      cluster_.Allocate(choice->node, w.spec.task, mask, choice->start);
+      const auto start = static_cast<int8_t>(choice->start);
+      BindPlaced(c.plan, w, entitled, {TaskPlacement{choice->node, mask, start}});
+      return true;
+    }
+    cluster_.BeginMigReconfig(choice->node, choice->gpu, choice->target);
+    c.plan.reconfigs.push_back(MigReconfig{choice->node, choice->gpu, choice->target, w.id});
+    mig_waits_[w.id] = {choice->node, choice->gpu};
+    w.reason = PendingReason::kMigReconfiguring;
+    return true;
+  }
+  w.reason = PendingReason::kNoFit;
   return false;
 }
 

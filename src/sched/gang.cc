@@ -55,7 +55,7 @@ int NvlinkRoom(const NodeState& n, const TaskRequest& t, WorkloadId as, Reservat
 }
 
 void Scheduler::Impl::Unallocate(const WorkloadRec& w, const std::vector<TaskPlacement>& placed) {
-  for (const TaskPlacement& p : placed) cluster_.Release(p.node, w.spec.task, p.gpus);
+  for (const TaskPlacement& p : placed) cluster_.Release(p.node, w.spec.task, p.gpus, p.mig_start);
 }
 
 namespace {

@@ -12,6 +12,7 @@ namespace gpuorch::sched {
 struct TaskPlacement {
   NodeId node;
   GpuMask gpus = 0;
+  int8_t mig_start = -1;  // a MIG task's instance on its GPU (see TaskBinding)
 };
 
 // Scores the engine remembers per group of nodes with equal GPU state (ClusterState::Group)

@@ -22,6 +22,8 @@ const char* ToString(PendingReason r) {
       return "Reserved";
     case PendingReason::kUnschedulable:
       return "Unschedulable";
+    case PendingReason::kMigReconfiguring:
+      return "MigReconfiguring";
   }
   return "?";
 }

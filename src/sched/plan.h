@@ -22,6 +22,7 @@ enum class PendingReason : uint8_t {
   kPreempting,             // victims are being evicted for it; capacity is reserved
   kReserved,               // head of line: capacity is being gathered for it (no starvation)
   kUnschedulable,          // does not fit the empty cluster as it is now (healthy GPUs only)
+  kMigReconfiguring,       // a MIG layout is being applied for it (Plan::reconfigs)
 };
 const char* ToString(PendingReason r);
 
@@ -41,6 +42,20 @@ struct TaskBinding {
   NodeId node;
   GpuMask gpus = 0;  // GPU indices on the node; each gives the task `gpu_milli`
   int32_t gpu_milli = 0;
+  // A MIG task's instance: the memory slice it starts at on the one GPU of `gpus`; -1 for
+  // whole GPUs and fractions.
+  int8_t mig_start = -1;
+};
+
+// A MIG layout the driver must apply on one GPU (create the instances it lists that do
+// not exist, destroy the idle ones it does not list) and then report with
+// Scheduler::MigLayoutApplied. The engine never lists a change that touches an instance a
+// task holds, and binds nothing on the GPU until the report.
+struct MigReconfig {
+  NodeId node;
+  int32_t gpu = 0;
+  core::MigLayout layout;
+  WorkloadId for_workload;  // the pending workload it makes room for
 };
 
 struct Bind {
@@ -94,6 +109,7 @@ struct Plan {
   std::vector<Eviction> evictions;
   std::vector<Resize> resizes;
   std::vector<PendingExplanation> pending;
+  std::vector<MigReconfig> reconfigs;
   CycleStats stats;
 };
 

@@ -60,7 +60,7 @@ Cost CostOf(const std::vector<Scheduler::Impl::Victim>& set) {
 void Scheduler::Impl::Free(const Victim& v) {
   for (int32_t i : v.tasks) {
     for (const TaskRec& t : v.w->tasks) {
-      if (t.index == i) cluster_.Release(t.node, v.w->spec.task, t.gpus);
+      if (t.index == i) cluster_.Release(t.node, v.w->spec.task, t.gpus, t.mig_start);
     }
   }
 }
@@ -68,7 +68,7 @@ void Scheduler::Impl::Free(const Victim& v) {
 void Scheduler::Impl::Unfree(const Victim& v) {
   for (int32_t i : v.tasks) {
     for (const TaskRec& t : v.w->tasks) {
-      if (t.index == i) cluster_.Allocate(t.node, v.w->spec.task, t.gpus);
+      if (t.index == i) cluster_.Allocate(t.node, v.w->spec.task, t.gpus, t.mig_start);
     }
   }
 }

@@ -195,6 +195,7 @@ Status Scheduler::Impl::Submit(WorkloadId id, const WorkloadSpec& spec) {
     workloads_.emplace_back();
   }
   slot_of_.emplace(id, slot);
+  mig_mix_.Add(spec.task, +1);
   WorkloadRec& w = workloads_[slot];
   w = WorkloadRec{};
   w.present = true;
@@ -249,7 +250,7 @@ void Scheduler::Impl::ReleaseTask(WorkloadRec& w, const TaskRec& t) {
   // The task is gone: its preemptor (if it stopped for one) waits for one task fewer.
   const WorkloadId preemptor = ledger_.Unlink(w.id, t.index);
   if (!cluster_.Has(t.node)) return;
-  cluster_.Release(t.node, w.spec.task, t.gpus);
+  cluster_.Release(t.node, w.spec.task, t.gpus, t.mig_start);
   // What a victim frees is held for its preemptor until the preemptor binds.
   WorkloadRec* p = Find(preemptor);
   // A preemptor's claim outranks a lendable head-of-line reservation (that holder reserves
@@ -275,6 +276,8 @@ void Scheduler::Impl::Finish(WorkloadRec& w) {
   RemovePending(w);
   RemoveRunning(w);
   ledger_.Drop(w.id);  // its links, claim and hold drain
+  mig_mix_.Add(w.spec.task, -1);
+  mig_waits_.erase(w.id);
   const WorkloadId id = w.id;
   const uint32_t slot = slot_of_.at(id);
   slot_of_.erase(id);
@@ -346,6 +349,9 @@ Status Scheduler::Impl::Adopt(WorkloadId id, const WorkloadSpec& spec,
           (t.gpus & ~cluster_.node(t.node).all_gpus())) {
         return Status::Invalid("adopt.tasks.gpus: do not match the request or the node");
       }
+      if ((t.mig_start >= 0) != (spec.task.sharing == core::Sharing::kMig)) {
+        return Status::Invalid("adopt.tasks.mig_start: a MIG task names its instance, others none");
+      }
     }
   }
   if (Status s = Submit(id, spec); !s.ok()) return s;
@@ -358,7 +364,18 @@ Status Scheduler::Impl::Adopt(WorkloadId id, const WorkloadSpec& spec,
         n.present && n.cpu_free >= spec.task.milli_cpu && n.memory_free >= spec.task.memory_mib;
     for (int j = 0; fits && j < n.gpu_count; ++j) {
       if (!((t.gpus >> j) & 1u)) continue;
-      fits = n.gpu_free[j] >= spec.task.gpu_milli &&
+      if (t.mig_start >= 0) {
+        // The instance must exist, be idle and be large enough.
+        const MigNodeState& m = cluster_.mig(t.node);
+        const auto l = m.layout[j].view();
+        auto i = std::find_if(l.begin(), l.end(),
+                              [&](const core::MigInstance& x) { return x.start == t.mig_start; });
+        fits = ((n.mig_gpus >> j) & 1u) && i != l.end() && !((m.busy[j] >> t.mig_start) & 1u) &&
+               m.model->profiles[i->profile].compute_slices >= spec.task.mig_compute &&
+               m.model->profiles[i->profile].memory_mib >= spec.task.gpu_memory_mib;
+        continue;
+      }
+      fits = !((n.mig_gpus >> j) & 1u) && n.gpu_free[j] >= spec.task.gpu_milli &&
              (!spec.task.fractional() || n.gpu_mem_free[j] >= spec.task.gpu_memory_mib);
     }
     if (!fits) {
@@ -367,8 +384,8 @@ Status Scheduler::Impl::Adopt(WorkloadId id, const WorkloadSpec& spec,
       return Status::Precondition("adopt.tasks: task " + std::to_string(t.task) +
                                   " does not fit node " + std::to_string(t.node.value()));
     }
-    cluster_.Allocate(t.node, spec.task, t.gpus);
-    placed.push_back(TaskPlacement{t.node, t.gpus});
+    cluster_.Allocate(t.node, spec.task, t.gpus, t.mig_start);
+    placed.push_back(TaskPlacement{t.node, t.gpus, t.mig_start});
   }
   RemovePending(w);
   w.state = WorkloadState::kRunning;
@@ -376,7 +393,7 @@ Status Scheduler::Impl::Adopt(WorkloadId id, const WorkloadSpec& spec,
   w.model = model;
   AddRunning(w);
   for (const TaskBinding& t : tasks) {
-    w.tasks.push_back(TaskRec{t.task, t.node, t.gpus, false});
+    w.tasks.push_back(TaskRec{t.task, t.node, t.gpus, false, t.mig_start});
     w.next_task_index = std::max(w.next_task_index, t.task + 1);
     node_tasks_[t.node.value()].emplace_back(id, t.task);
     Charge(w, model, +1);
@@ -399,11 +416,11 @@ void Scheduler::Impl::Bind(WorkloadRec& w, GpuModelId m, const std::vector<TaskP
     AddRunning(w);
   }
   for (const TaskPlacement& p : placed) {
-    TaskRec t{w.next_task_index++, p.node, p.gpus, false};
+    TaskRec t{w.next_task_index++, p.node, p.gpus, false, p.mig_start};
     w.tasks.push_back(t);
     node_tasks_[p.node.value()].emplace_back(w.id, t.index);
     Charge(w, m, +1);
-    bind.tasks.push_back(TaskBinding{t.index, p.node, p.gpus, w.spec.task.gpu_milli});
+    bind.tasks.push_back(TaskBinding{t.index, p.node, p.gpus, w.spec.task.gpu_milli, p.mig_start});
   }
   plan.binds.push_back(std::move(bind));
   ListGrowable(w);
@@ -443,6 +460,12 @@ Status Scheduler::UpdateNode(NodeId id, const core::NodeSpec& spec) {
 Status Scheduler::RemoveNode(NodeId id) { return impl_->RemoveNode(id); }
 Status Scheduler::Submit(WorkloadId id, const WorkloadSpec& spec) {
   return impl_->Submit(id, spec);
+}
+
+Status Scheduler::MigLayoutApplied(NodeId id, int gpu, const core::MigLayout& layout) {
+  Status s = impl_->cluster_.MigLayoutApplied(id, gpu, layout);
+  if (s.ok()) ++impl_->nodes_version_;
+  return s;
 }
 Status Scheduler::Cancel(WorkloadId id) { return impl_->Cancel(id); }
 Status Scheduler::TaskFinished(WorkloadId id, int32_t task) {
@@ -505,7 +528,7 @@ std::vector<TaskBinding> Scheduler::Placement(WorkloadId id) const {
   const WorkloadRec* w = impl_->Find(id);
   if (w == nullptr) return out;
   for (const TaskRec& t : w->tasks) {
-    out.push_back(TaskBinding{t.index, t.node, t.gpus, w->spec.task.gpu_milli});
+    out.push_back(TaskBinding{t.index, t.node, t.gpus, w->spec.task.gpu_milli, t.mig_start});
   }
   return out;
 }

@@ -37,6 +37,9 @@ struct SchedulerConfig {
   // listing, sorting and estimating them is a large part of a cycle. Only Plan::pending
   // changes: binds, evictions and the reasons kept on the workloads are the same.
   bool explain_pending = true;
+  // MIG: change layouts to make instances (docs/partitioning.md). Off: static MIG, only the
+  // instances the GPUs have are used.
+  bool mig_reconfigure = true;
 };
 
 enum class WorkloadState : uint8_t { kPending, kRunning, kEvicting, kFinished };
@@ -62,6 +65,9 @@ class Scheduler {
   Status AddNode(NodeId id, const core::NodeSpec& spec);
   Status UpdateNode(NodeId id, const core::NodeSpec& spec);
   Status RemoveNode(NodeId id);
+  // A MIG GPU's layout now, after the driver applied a Plan::reconfigs entry (the target, or
+  // what it managed). It must keep every instance that holds a task.
+  Status MigLayoutApplied(NodeId id, int gpu, const core::MigLayout& layout);
 
   // Workloads.
   Status Submit(WorkloadId id, const WorkloadSpec& spec);

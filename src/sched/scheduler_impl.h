@@ -15,6 +15,7 @@
 #include "core/rng.h"
 #include "sched/cluster_state.h"
 #include "sched/ledger.h"
+#include "sched/mig_placer.h"
 #include "sched/placer.h"
 #include "sched/plan.h"
 #include "sched/policy.h"
@@ -33,6 +34,7 @@ struct TaskRec {
   NodeId node;
   GpuMask gpus = 0;
   bool stopping = false;  // being removed by a resize or an eviction
+  int8_t mig_start = -1;  // a MIG task's instance (see TaskBinding)
 };
 
 struct WorkloadRec {
@@ -115,6 +117,9 @@ class Scheduler::Impl {
   void EntitledModels(const WorkloadRec& w, Entitlement& e, PendingReason& why) const;
   void Attempt(CycleContext& c, WorkloadRec& w);
   bool TryPlace(Plan& plan, WorkloadRec& w, const Entitlement& e, PendingReason& reason);
+  // A MIG task (mig.cc): binds it on an idle instance, or starts the layout change that
+  // makes one, or says why not. True if either happened (or one is under way for it).
+  bool AttemptMig(CycleContext& c, WorkloadRec& w, const Entitlement& e);
   void BindPlaced(Plan& plan, WorkloadRec& w, bool entitled,
                   const std::vector<TaskPlacement>& placed);
   bool WaitOrReclaim(Plan& plan, WorkloadRec& w, const Entitlement& e);
@@ -290,6 +295,10 @@ class Scheduler::Impl {
   std::vector<std::vector<CapacityType>> rack_types_, zone_types_;
   Time last_decay_ = 0;
   bool decay_started_ = false;
+  // MIG (mig.cc): the live mix of MIG requests (pending and running), and the GPU whose
+  // layout change each waiting workload started.
+  MigMix mig_mix_;
+  std::unordered_map<WorkloadId, std::pair<NodeId, int>> mig_waits_;
 };
 
 }  // namespace gpuorch::sched

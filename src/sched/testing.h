@@ -33,6 +33,18 @@ class NodeBuilder {
   NodeBuilder& Status(core::NodeStatus s) { return spec_.status = s, *this; }
   // Bit j: GPU j is unhealthy.
   NodeBuilder& Unhealthy(uint16_t gpus) { return spec_.unhealthy_gpus = gpus, *this; }
+  // Bit j: GPU j is in MIG mode with `layout` (core::ParseLayout text; "" = no instances),
+  // profiles of `model` (e.g. "H100-80GB").
+  NodeBuilder& Mig(uint16_t gpus, const char* model = "H100-80GB", const char* layout = "") {
+    spec_.mig_gpus = gpus;
+    spec_.mig_model = core::FindMigModel(model);
+    for (int j = 0; j < spec_.gpu_count; ++j) {
+      if (!((gpus >> j) & 1u)) continue;
+      auto l = core::ParseLayout(*spec_.mig_model, layout);
+      if (l.ok()) spec_.mig_layouts[j] = *l;
+    }
+    return *this;
+  }
   core::NodeSpec Build() const { return spec_; }
   operator core::NodeSpec() const { return spec_; }  // NOLINT: builder converts implicitly
 
@@ -56,6 +68,16 @@ class WorkloadBuilder {
   WorkloadBuilder& Fraction(int milli, int64_t mem_mib = 0) {
     spec_.task.gpu_count = 1;
     spec_.task.gpu_milli = milli;
+    spec_.task.gpu_memory_mib = mem_mib;
+    return *this;
+  }
+  // A MIG task of `compute` slices and `mem_mib` of instance memory (sharing mig).
+  WorkloadBuilder& Mig(int compute, int64_t mem_mib = 0,
+                       core::Sharing sharing = core::Sharing::kMig) {
+    spec_.task.gpu_count = 1;
+    spec_.task.sharing = sharing;
+    spec_.task.mig_compute = static_cast<int8_t>(compute);
+    spec_.task.gpu_milli = core::MigMilliForCompute(compute);
     spec_.task.gpu_memory_mib = mem_mib;
     return *this;
   }

@@ -41,7 +41,8 @@ constexpr sched::PendingReason kReasons[] = {sched::PendingReason::kWaitingForQu
                                              sched::PendingReason::kBlockedByReservation,
                                              sched::PendingReason::kPreempting,
                                              sched::PendingReason::kReserved,
-                                             sched::PendingReason::kUnschedulable};
+                                             sched::PendingReason::kUnschedulable,
+                                             sched::PendingReason::kMigReconfiguring};
 
 }  // namespace
 
