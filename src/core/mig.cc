@@ -112,7 +112,7 @@ Status ValidateLayout(const MigModel& m, const MigLayout& l) {
       return Status::Invalid(named + ": " + std::string(p.name) + " cannot start at slice " +
                              std::to_string(i.start));
     }
-    if (k > 0 && l.instances[k - 1].start >= i.start) {
+    if (k > 0 && l.instances[k - 1].start > i.start) {
       return Status::Invalid(named + ": instances must be sorted by start");
     }
     const uint8_t bits = SliceBits(i.start, p.memory_slices);
