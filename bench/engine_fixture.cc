@@ -458,6 +458,7 @@ double TimedBacklogCycle(benchmark::State& state, Backlog& backlog, StatsCounter
   }
   state.counters["evictions"] = static_cast<double>(plan.evictions.size() + plan.resizes.size());
   state.counters["binds"] = static_cast<double>(plan.binds.size());
+  state.counters["mig_reconfigs"] = static_cast<double>(plan.reconfigs.size());
   state.counters["preempting"] = static_cast<double>(preempting);
   state.counters["reserved"] = static_cast<double>(reserved);
   state.counters["estimated_starts"] = static_cast<double>(estimated);

@@ -418,6 +418,7 @@ bool Scheduler::Impl::AttemptMig(CycleContext& c, WorkloadRec& w, const Entitlem
     const auto key = std::make_tuple(int{t.mig_compute}, t.gpu_memory_mib, t.milli_cpu,
                                      t.memory_mib, t.models.bits(), int{access});
     if (c.mig_failed.contains(key)) continue;
+    ++c.plan.stats.placements_tried;
     auto choice = ChooseMig(cluster_, t, w.id, access, mig_mix_, config_.mig_reconfigure);
     if (!choice) {
       c.mig_failed.insert(key);
