@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "core/mig.h"
 #include "server/json_fields.h"
 
 namespace gpuorch::server {
@@ -50,6 +51,71 @@ core::ModelSet ResolveModels(const std::vector<std::string>& names,
   return set;
 }
 
+namespace {
+
+// How a task shares its GPU (docs/partitioning.md), from the request's `sharing` ("" when
+// absent) and `mig` (a profile name, "" when absent), and the queue's default sharing for
+// fractions. Sets the task's GPU request. A profile name stands for its size, compute slices
+// and memory: on a model without that name the engine takes the smallest profile at least as
+// large (gpu_models pins a model).
+bool ParseSharingRequest(const std::string& sharing_name, const std::string& mig_name,
+                         const std::string& queue_default, int64_t gpus, int64_t milli,
+                         int64_t gmem, core::TaskRequest& t, ApiError& e) {
+  core::Sharing sharing = core::Sharing::kTimeslice;
+  if (!sharing_name.empty() && !core::ParseSharing(sharing_name, sharing)) {
+    return Fail(e, "sharing", "must be timeslice, mps, mig or any");
+  }
+  t.gpu_count = static_cast<int32_t>(gpus);
+  t.gpu_milli = static_cast<int32_t>(milli);
+  t.gpu_memory_mib = gmem;
+  if (!mig_name.empty()) {
+    if (!sharing_name.empty() && sharing != core::Sharing::kMig) {
+      return Fail(e, "mig", "a MIG profile runs with sharing mig, not " + sharing_name);
+    }
+    if (milli < 1000) return Fail(e, "mig", "give a MIG profile or gpu_milli, not both");
+    if (gpus > 1) return Fail(e, "gpus", "a MIG instance is part of one GPU");
+    int compute = 0;
+    int64_t memory = INT64_MAX;
+    for (const core::MigModel& m : core::MigModels()) {
+      const int p = core::FindProfile(m, mig_name);
+      if (p < 0) continue;
+      compute = m.profiles[p].compute_slices;
+      memory = std::min(memory, m.profiles[p].memory_mib);
+    }
+    if (compute == 0) {
+      return Fail(e, "mig", "unknown MIG profile " + mig_name + " (e.g. 1g.10gb, 3g.40gb)");
+    }
+    if (gmem > memory) {
+      return Fail(e, "gpu_memory_mib",
+                  "more than the " + mig_name + " instance's " + std::to_string(memory) + " MiB");
+    }
+    t.gpu_count = 1;
+    t.sharing = core::Sharing::kMig;
+    t.mig_compute = static_cast<int8_t>(compute);
+    t.gpu_milli = core::MigMilliForCompute(compute);
+    t.gpu_memory_mib = memory;
+    return true;
+  }
+  const bool fraction = gpus == 1 && milli < 1000;
+  if (sharing_name.empty()) {
+    if (!fraction) return true;
+    (void)core::ParseSharing(queue_default, sharing);  // the config was checked at load
+  } else if (sharing != core::Sharing::kTimeslice && gpus != 1) {
+    return Fail(e, "sharing", "only a single-GPU task shares a GPU (gpus 1)");
+  } else if (sharing == core::Sharing::kMps && !fraction) {
+    return Fail(e, "sharing", "mps is for a fraction (gpu_milli below 1000)");
+  }
+  t.sharing = sharing;
+  if (sharing == core::Sharing::kMig || sharing == core::Sharing::kAny) {
+    // A fraction rounds up to whole compute slices (sevenths), wherever it then runs.
+    t.mig_compute = static_cast<int8_t>(core::MigComputeForMilli(static_cast<int32_t>(milli)));
+    t.gpu_milli = core::MigMilliForCompute(t.mig_compute);
+  }
+  return true;
+}
+
+}  // namespace
+
 bool ParseWorkload(const Json& b, const ServerConfig& config,
                    const std::map<std::string, core::QueueId>& leaf_queues,
                    const core::GpuModelRegistry& models, ParsedWorkload& out, ApiError& e) {
@@ -77,7 +143,9 @@ bool ParseWorkload(const Json& b, const ServerConfig& config,
                                                 "replicas",
                                                 "autoscale",
                                                 "readiness",
-                                                "drain_timeout_s"};
+                                                "drain_timeout_s",
+                                                "sharing",
+                                                "mig"};
   if (!b.is_object()) return Fail(e, "", "body must be a JSON object");
   if (!fields::Known(b, "", kFields, e)) return false;
   core::WorkloadSpec& s = out.spec;
@@ -130,12 +198,15 @@ bool ParseWorkload(const Json& b, const ServerConfig& config,
   if (!Int(b, "memory_mib", 0, kMaxAmount, mem, e)) return false;
   if (milli < 1000 && gpus == 0) gpus = 1;  // a fraction implies one GPU
   if (milli < 1000 && gpus != 1) return Fail(e, "gpu_milli", "a fraction needs gpus 1");
-  s.task.gpu_count = static_cast<int32_t>(gpus);
-  s.task.gpu_milli = static_cast<int32_t>(milli);
-  s.task.gpu_memory_mib = gmem;
+  std::string sharing_name, mig_name;
+  if (!Str(b, "sharing", sharing_name, e) || !Str(b, "mig", mig_name, e)) return false;
+  if (!ParseSharingRequest(b.contains("sharing") ? sharing_name : "", mig_name,
+                           config.SharingOf(out.queue_name), gpus, milli, gmem, s.task, e)) {
+    return false;
+  }
   s.task.milli_cpu = cpu;
   s.task.memory_mib = mem;
-  if (gpus == 0 && cpu == 0 && mem == 0) {
+  if (s.task.gpu_count == 0 && cpu == 0 && mem == 0) {
     return Fail(e, "gpus", "the task requests nothing (set gpus, cpu_milli or memory_mib)");
   }
   Json model_names = Json::array();
@@ -219,6 +290,8 @@ bool ParseWorkload(const Json& b, const ServerConfig& config,
                        {"cpu_milli", cpu},
                        {"memory_mib", mem},
                        {"gpu_models", model_names},
+                       {"sharing", b.contains("sharing") ? sharing_name : ""},
+                       {"mig", mig_name},
                        {"command", out.command},
                        {"env", out.env},
                        {"workdir", out.workdir},

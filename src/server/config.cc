@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/text.h"
+#include "core/workload.h"
 
 namespace gpuorch::server {
 
@@ -55,6 +56,15 @@ std::string ServerConfig::RunAsOf(const std::string& queue) const {
     q = q->parent.empty() ? nullptr : FindQueue(q->parent);
   }
   return "";
+}
+
+std::string ServerConfig::SharingOf(const std::string& queue) const {
+  const QueueConfig* q = FindQueue(queue);
+  for (size_t depth = 0; q != nullptr && depth <= queues.size(); ++depth) {
+    if (!q->sharing.empty()) return q->sharing;
+    q = q->parent.empty() ? nullptr : FindQueue(q->parent);
+  }
+  return "timeslice";
 }
 
 const QueueConfig::IdleReclaim* ServerConfig::IdleReclaimOf(const std::string& queue) const {
@@ -215,7 +225,11 @@ Status ParseHostQuota(Reader& r, const YAML::Node& n, const std::string& key,
 Status ParseQueue(Reader& r, const YAML::Node& n, const std::string& path, QueueConfig& q) {
   GPUORCH_TRY(r.Keys(n, path,
                      {"name", "parent", "weight", "can_borrow", "can_lend", "quota", "cpu_quota",
-                      "memory_quota", "allowed_priorities", "run_as", "idle_reclaim"}));
+                      "memory_quota", "allowed_priorities", "run_as", "idle_reclaim", "sharing"}));
+  GPUORCH_TRY(r.Get(n, "sharing", path, q.sharing));
+  if (core::Sharing s; n["sharing"] && !core::ParseSharing(q.sharing, s)) {
+    return Status::Invalid(path + ".sharing: must be timeslice, mps, mig or any");
+  }
   if (n["idle_reclaim"]) {
     const std::string p = path + ".idle_reclaim";
     const YAML::Node ir = n["idle_reclaim"];

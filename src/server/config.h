@@ -42,6 +42,10 @@ struct QueueConfig {
   // The Unix user the queue's tasks run as on the nodes (docs/agent.md, "Task isolation");
   // empty: the parent's, and at the top the agent's default task user.
   std::string run_as;
+  // How the queue's fractional requests share a GPU when a submission does not say
+  // (docs/partitioning.md): "timeslice", "mps", "mig" or "any"; empty: the parent's, and at
+  // the top "timeslice".
+  std::string sharing;
   // Idle reclaim (docs/inference.md, "Idle reclaim"): work of `kinds` whose allocated GPUs
   // all stayed under gpu_idle_util_pct for `after_s` is evicted when `evict` and it is
   // preemptible; any other work of the queue idle that long is reported (AllocatedIdle).
@@ -144,6 +148,9 @@ struct ServerConfig {
   // The user `queue`'s tasks run as: its own run_as, else its nearest ancestor's; empty when
   // none says.
   std::string RunAsOf(const std::string& queue) const;
+  // The default sharing of `queue`'s fractions: its own, else its nearest ancestor's, else
+  // "timeslice".
+  std::string SharingOf(const std::string& queue) const;
   // The idle-reclaim policy of `queue`: its own, else its nearest ancestor's; null for none.
   const QueueConfig::IdleReclaim* IdleReclaimOf(const std::string& queue) const;
   // True when `host` is allowed by agent_hosts.

@@ -415,6 +415,10 @@ bool Controller::Register(const Json& b, Json& out, ApiError& error, const std::
       spec.gpu_model = *m;
       int64_t mem = g.value("memory_mib", int64_t{0});
       spec.gpu_memory_mib = i == 0 ? mem : std::min(spec.gpu_memory_mib, mem);
+      std::string field, why;
+      if (!ParseMigGpu(g, i, g["model"].get<std::string>(), spec, field, why)) {
+        return fail(field, why);
+      }
     }
     spec.gpu_count = static_cast<int32_t>(gpus.size());
   }
@@ -458,6 +462,7 @@ bool Controller::Register(const Json& b, Json& out, ApiError& error, const std::
     }
     n.spec = spec;
     n.down = false;
+    n.mig_desired.clear();  // a (re)started agent reported its layouts; nothing is asked yet
   }
   NodeRecord& n = it->second;
   log::Info("node_up", {{"node", n.name},
@@ -544,6 +549,7 @@ bool Controller::Heartbeat(const std::string& node, const Json& b, Json& out, Ap
     }
   }
   if (auto t = b.find("telemetry"); t != b.end()) IngestTelemetry(n, *t);
+  if (auto m = b.find("mig"); m != b.end()) IngestMigReports(n, *m);
   out = DesiredJson(node);
   // What the heartbeat changed (exits, finished workloads) is durable before the agent hears
   // back: the agent forgets an exited task once it is no longer desired.
@@ -584,13 +590,18 @@ Json Controller::DesiredJson(const std::string& node) {
           sv != workloads_.end() && sv->second.parsed.service) {
         desired.back()["service"] = sv->second.parsed.service->AgentJson();
       }
+      if (t.mig_start >= 0) desired.back()["mig"] = TaskMigJson(t);
+      if (w.parsed.spec.task.sharing == core::Sharing::kMps) desired.back()["sharing"] = "mps";
     }
   }
   // The interval grows with the cluster; agents registered early hear it here.
-  return Json{{"desired", desired},
-              {"epoch", epoch_},
-              {"version", nodes_.at(node).desired_version},
-              {"heartbeat_interval_ms", IntervalLocked()}};
+  const NodeRecord& n = nodes_.at(node);
+  Json out{{"desired", desired},
+           {"epoch", epoch_},
+           {"version", n.desired_version},
+           {"heartbeat_interval_ms", IntervalLocked()}};
+  if (!n.mig_desired.empty()) out["mig_layouts"] = MigDesiredJson(n);
+  return out;
 }
 
 bool Controller::WatchDesired(const std::string& node, int64_t epoch, int64_t after,
@@ -968,6 +979,9 @@ void Controller::DrainInbox() {
       case EngineEvent::Kind::kSyncNode:
         SyncNode(nodes_.at(e.node));
         break;
+      case EngineEvent::Kind::kMigLayout:
+        MigLayoutToEngine(e);
+        break;
       case EngineEvent::Kind::kModels: {
         // The engine keeps the spec it was given: a pending workload is given the new one
         // (its place in the queue is by priority and submit time, which stay). Running work
@@ -1088,6 +1102,7 @@ void Controller::Step() {
 // cancelled or whose tasks all exited is dropped (the engine forgets it when the event that
 // changed the record reaches it), as are evictions and resizes of work no longer running.
 void Controller::ApplyPlan(const sched::Plan& plan) {
+  ApplyReconfigs(plan);
   for (const sched::Bind& b : plan.binds) {
     WorkloadRecord& w = workloads_.at(b.workload.value());
     if (w.state != (b.elastic ? "Running" : "Pending")) continue;
@@ -1105,6 +1120,7 @@ void Controller::ApplyPlan(const sched::Plan& plan) {
       t.node = node_names_[tb.node.value()];
       t.gpus = MaskToList(tb.gpus);
       t.gpu_milli = tb.gpu_milli;
+      SetTaskMig(t, tb);
       t.bound_ms = plan.now;
       if (const NodeRecord& n = nodes_.at(t.node); n.spec.gpu_count > 0) {
         t.model = models_.Name(n.spec.gpu_model);

@@ -31,6 +31,9 @@ struct TaskRecord {
   std::string node;
   std::vector<int> gpus;
   int32_t gpu_milli = 0;
+  // A MIG task's instance on its GPU (controller_mig.cc): start slice (-1: none) and profile.
+  int32_t mig_start = -1;
+  std::string mig_profile;
   std::string state = "assigned";  // assigned, running, exited, lost
   std::optional<int> exit_code;
   bool stopping = false;  // no longer desired: the agent stops it
@@ -144,6 +147,15 @@ struct NodeRecord {
   std::vector<GpuTelemetry> gpu_telemetry;
   int64_t telemetry_wall_ms = 0;
   uint16_t unhealthy_gpus = 0;  // core::NodeSpec::unhealthy_gpus
+  // MIG layouts the engine asked the agent to apply (controller_mig.cc), by GPU: the layout
+  // text and its generation, until the agent reports that generation. `spec.mig_layouts`
+  // holds what the agent last reported.
+  struct MigDesired {
+    std::string layout;
+    int64_t generation = 0;
+  };
+  std::map<int, MigDesired> mig_desired;
+  int64_t mig_generation = 0;
 };
 
 // What one caller may see and do with workloads, by queue. The server derives it from the
@@ -180,11 +192,13 @@ struct EngineEvent {
     kTaskFinished,  // `task` of `workload` exited
     kSyncNode,      // `node` registered, changed, came back or was drained: add or update it
     kModels,        // `workload`'s model set changed (a node brought a model it named)
+    kMigLayout,     // GPU `task` of `node` has MIG layout `layout` now (an agent's report)
   };
   Kind kind;
   int64_t workload = 0;
   int32_t task = 0;
   std::string node;
+  std::string layout = {};
 
   static EngineEvent Workload(Kind kind, int64_t id, int32_t task = 0) {
     return EngineEvent{kind, id, task, ""};
@@ -425,6 +439,21 @@ class Controller {
   // The `telemetry` member of a heartbeat (docs/api.md, "Agent protocol"); malformed parts
   // are ignored (the heartbeat's task reports still count).
   void IngestTelemetry(NodeRecord& n, const Json& telemetry);
+  // MIG (controller_mig.cc). Reads a registration's GPU entry `g` (index j) into spec: MIG
+  // mode and layout; false with the field and why on bad input.
+  static bool ParseMigGpu(const Json& g, size_t j, const std::string& model, core::NodeSpec& spec,
+                          std::string& field, std::string& why);
+  // A heartbeat's `mig` reports: the layouts the agent has now.
+  void IngestMigReports(NodeRecord& n, const Json& reports);
+  // The plan's layout changes, for the agents' desired lists.
+  void ApplyReconfigs(const sched::Plan& plan);
+  // The engine hears an agent's layout (DrainInbox, on the cycle thread).
+  void MigLayoutToEngine(const EngineEvent& e);
+  // The desired entry's `mig` member of a MIG task, and the node's `mig_layouts`.
+  Json TaskMigJson(const TaskRecord& t) const;
+  Json MigDesiredJson(const NodeRecord& n) const;
+  // A task bound on a MIG instance: its start and profile, from the node's layout.
+  void SetTaskMig(TaskRecord& t, const sched::TaskBinding& tb) const;
   // The queue's idle_reclaim policy applied to `w` after a telemetry sample (mu_ held).
   void CheckIdleReclaim(WorkloadRecord& w, int64_t now);
   void Event(WorkloadRecord& w, const std::string& type, const std::string& message,

@@ -8,6 +8,7 @@
 #include <map>
 #include <utility>
 
+#include "core/mig.h"
 #include "log/logging.h"
 #include "server/audit_log.h"
 #include "server/controller.h"
@@ -41,6 +42,9 @@ Json Controller::WorkloadJson(const WorkloadRecord& w, const Access& access) con
                          {"gpu_milli", t.gpu_milli},
                          {"state", t.stopping && t.state != "exited" ? "stopping" : t.state},
                          {"exit_code", t.exit_code ? Json(*t.exit_code) : Json(nullptr)}});
+    if (t.mig_start >= 0) {
+      tasks.back()["mig"] = Json{{"start", t.mig_start}, {"profile", t.mig_profile}};
+    }
     if (t.state != "exited" && t.state != "lost") {
       tasks.back()["gpu_util_pct"] = t.gpu_util_pct >= 0 ? Json(t.gpu_util_pct) : Json(nullptr);
       tasks.back()["gpu_memory_used_mib"] =
@@ -240,6 +244,23 @@ Json Controller::NodeJson(const NodeRecord& n, const Access& access) const {
     g["healthy"] = !((n.unhealthy_gpus >> j) & 1u);
     if ((n.unhealthy_gpus >> j) & 1u) g["health"] = t != nullptr ? t->health : "unhealthy";
     g["holders"] = Json::array();
+    // MIG (docs/partitioning.md): the mode, the layout the agent reported, and a change
+    // asked of it that it has not reported yet.
+    const bool mig = (n.spec.mig_gpus >> j) & 1u;
+    g["mode"] = mig ? "mig" : "whole";
+    if (mig && n.spec.mig_model != nullptr) {
+      g["mig_layout"] = core::FormatLayout(*n.spec.mig_model, n.spec.mig_layouts[u]);
+      Json instances = Json::array();
+      for (const core::MigInstance& i : n.spec.mig_layouts[u].view()) {
+        instances.push_back(Json{{"profile", n.spec.mig_model->profiles[i.profile].name},
+                                 {"start", i.start},
+                                 {"holders", Json::array()}});
+      }
+      g["mig_instances"] = std::move(instances);
+      if (auto d = n.mig_desired.find(j); d != n.mig_desired.end()) {
+        g["mig_pending_layout"] = d->second.layout;
+      }
+    }
     gpus.push_back(std::move(g));
   }
   // Who holds each GPU: the live tasks bound to it.
@@ -260,6 +281,15 @@ Json Controller::NodeJson(const NodeRecord& n, const Access& access) const {
                                  {"queue", w.parsed.queue_name},
                                  {"task", t.task},
                                  {"gpu_milli", t.gpu_milli}});
+          if (t.mig_start < 0) continue;
+          holders.back()["mig_start"] = t.mig_start;
+          holders.back()["mig_profile"] = t.mig_profile;
+          // And under the instance it runs on.
+          if (Json& g = gpus[static_cast<size_t>(j)]; g.contains("mig_instances")) {
+            for (Json& i : g["mig_instances"]) {
+              if (i["start"] == t.mig_start) i["holders"].push_back(holders.back());
+            }
+          }
         }
       }
     }
@@ -426,6 +456,10 @@ store::StoredWorkload Controller::ToStored(const WorkloadRecord& w) const {
                          {"model", t.model},
                          {"bound_ms", t.bound_ms},
                          {"released", t.released}});
+    if (t.mig_start >= 0) {
+      tasks.back()["mig_start"] = t.mig_start;
+      tasks.back()["mig_profile"] = t.mig_profile;
+    }
   }
   Json status{{"state", w.state},
               {"user", w.user},
@@ -510,6 +544,8 @@ Status Controller::Load() {
       r.cpu_system_ms = t.value("cpu_system_ms", int64_t{0});
       r.max_rss_kib = t.value("max_rss_kib", int64_t{0});
       r.memory_peak_kib = t.value("memory_peak_kib", int64_t{0});
+      r.mig_start = t.value("mig_start", -1);
+      r.mig_profile = t.value("mig_profile", "");
       // Records written before accounting existed: a live task counts from the workload's
       // start; one that had ended then is not accounted.
       r.bound_ms = t.value("bound_ms", w.started_ms);
@@ -574,7 +610,8 @@ Status Controller::Load() {
       if (t.state == "exited" || t.state == "lost" || n == nodes_.end()) continue;
       sched::GpuMask mask = 0;
       for (int j : t.gpus) mask = static_cast<sched::GpuMask>(mask | (1u << j));
-      live.push_back(sched::TaskBinding{t.task, n->second.id, mask, t.gpu_milli});
+      live.push_back(sched::TaskBinding{t.task, n->second.id, mask, t.gpu_milli,
+                                        static_cast<int8_t>(t.mig_start)});
     }
     bool adopted = false;
     if ((w.state == "Running" || w.state == "Preempted") && !live.empty()) {
