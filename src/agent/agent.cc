@@ -128,12 +128,15 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
   if (mig_driver.ok()) {
     Result<std::unique_ptr<MigManager>> mig =
         MigManager::Open(std::move(mig_driver).value(), *found, Log);
-    if (!mig.ok()) return mig.status();
-    a->mig_ = std::move(mig).value();
-    Log("MIG (" + std::string(gpus->Name()) + "): " + std::to_string(a->mig_->Reports().size()) +
-        " GPUs in MIG mode");
-    MigManager* m = a->mig_.get();
-    ro.mig_uuid = [m](const MigPlacement& p) { return m->Uuid(p.gpu, p.start, p.profile); };
+    if (mig.ok()) {
+      a->mig_ = std::move(mig).value();
+      Log("MIG (" + std::string(gpus->Name()) + "): " + std::to_string(a->mig_->Reports().size()) +
+          " GPUs in MIG mode");
+      MigManager* m = a->mig_.get();
+      ro.mig_uuid = [m](const MigPlacement& p) { return m->Uuid(p.gpu, p.start, p.profile); };
+    } else {
+      Log("MIG off: " + mig.status().message());
+    }
   } else if (any_mig) {
     Log("MIG off: " + mig_driver.status().message());
   }

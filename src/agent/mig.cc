@@ -105,8 +105,10 @@ Result<std::unique_ptr<MigManager>> MigManager::Open(std::unique_ptr<MigDriver> 
     Gpu gpu;
     gpu.model = core::FindMigModel(g.model);
     if (gpu.model == nullptr) {
-      return Status::Invalid("GPU " + std::to_string(g.index) + " (" + g.model +
-                             ") is in MIG mode, but gpuorch has no MIG profile table for it");
+      m->Log("GPU " + std::to_string(g.index) + " (" + g.model +
+             ") is in MIG mode, but gpuorch has no MIG profile table for it: its instances "
+             "are not managed");
+      continue;
     }
     gpu.report.gpu = g.index;
     if (Status s = m->Refresh(g.index, gpu); !s.ok()) return s;
@@ -122,7 +124,8 @@ Status MigManager::Refresh(int32_t index, Gpu& gpu) {
   std::string unknown;
   gpu.report.layout = core::FormatLayout(*gpu.model, LayoutOf(*gpu.model, *devices, &unknown));
   gpu.report.devices = std::move(devices).value();
-  if (!unknown.empty()) Log("GPU " + std::to_string(index) + ": MIG instances not used: " + unknown);
+  if (!unknown.empty())
+    Log("GPU " + std::to_string(index) + ": MIG instances not used: " + unknown);
   return Status::Ok();
 }
 
@@ -153,8 +156,7 @@ std::string MigManager::Apply(int32_t index, Gpu& gpu, const std::vector<int32_t
   const MigModel& m = *gpu.model;
   Result<MigLayout> target = core::ParseLayout(m, gpu.desired->layout);
   if (!target.ok()) {
-    return "desired layout '" + gpu.desired->layout + "' not applied: " +
-           target.status().message();
+    return "desired layout '" + gpu.desired->layout + "' not applied: " + target.status().message();
   }
   std::vector<std::string> errors;
   Result<std::vector<MigDevice>> now = driver_->List(index);
@@ -208,9 +210,8 @@ bool MigManager::Reconcile(const std::vector<MigPlacement>& busy_tasks) {
       if (p.gpu == index) busy.push_back(p.start);
     }
     std::sort(busy.begin(), busy.end());
-    const bool reached =
-        gpu.report.layout == gpu.desired->layout && gpu.report.error.empty() &&
-        gpu.report.generation == gpu.desired->generation;
+    const bool reached = gpu.report.layout == gpu.desired->layout && gpu.report.error.empty() &&
+                         gpu.report.generation == gpu.desired->generation;
     if (reached || (gpu.tried && busy == gpu.tried_busy)) continue;
     gpu.tried = true;
     gpu.tried_busy = busy;
@@ -229,7 +230,8 @@ bool MigManager::Reconcile(const std::vector<MigPlacement>& busy_tasks) {
     ++changes_;
     const std::string gen = " (generation " + std::to_string(gpu.desired->generation) + ")";
     if (error.empty()) {
-      Log("GPU " + std::to_string(index) + ": MIG layout '" + gpu.report.layout + "' applied" + gen);
+      Log("GPU " + std::to_string(index) + ": MIG layout '" + gpu.report.layout + "' applied" +
+          gen);
     } else if (error != before.error) {
       Log("GPU " + std::to_string(index) + ": MIG layout '" + gpu.desired->layout +
           "' not reached" + gen + ": " + error);

@@ -101,7 +101,8 @@ core::Result<std::unique_ptr<MigDriver>> OpenNvmlMig(const std::string& library,
 class MigManager {
  public:
   using LogFn = std::function<void(const std::string&)>;
-  // Reads the devices of every GPU of `gpus` in MIG mode.
+  // Reads the devices of every GPU of `gpus` in MIG mode (one of a model without a MIG table
+  // is left out, with a line in the log). NotFound when no GPU is left.
   static core::Result<std::unique_ptr<MigManager>> Open(std::unique_ptr<MigDriver> driver,
                                                         const std::vector<GpuInfo>& gpus,
                                                         LogFn log);
@@ -128,8 +129,8 @@ class MigManager {
     const core::MigModel* model = nullptr;
     MigReport report;
     std::optional<MigDesired> desired;
-    bool tried = false;                // `desired` was tried with `tried_busy`
-    std::vector<int32_t> tried_busy;   // starts busy at the last try
+    bool tried = false;               // `desired` was tried with `tried_busy`
+    std::vector<int32_t> tried_busy;  // starts busy at the last try
   };
   MigManager(std::unique_ptr<MigDriver> driver, LogFn log)
       : driver_(std::move(driver)), log_(std::move(log)) {}

@@ -43,8 +43,7 @@ TEST(MigProtocolTest, RegistrationCarriesLayoutAndDevicesOfMigGpusOnly) {
   const json& g0 = j.at("gpus")[0];
   EXPECT_EQ(g0.at("mig"), true);
   EXPECT_EQ(g0.at("mig_layout"), "1g.10gb@0,3g.40gb@4");
-  EXPECT_EQ(g0.at("mig_devices"),
-            json::parse(R"([{"start":0,"profile":"1g.10gb","uuid":"MIG-a"},
+  EXPECT_EQ(g0.at("mig_devices"), json::parse(R"([{"start":0,"profile":"1g.10gb","uuid":"MIG-a"},
                             {"start":4,"profile":"3g.40gb","uuid":"MIG-b"}])"));
   EXPECT_FALSE(j.at("gpus")[1].contains("mig_layout"));
   EXPECT_FALSE(j.at("gpus")[1].contains("mig_devices"));
@@ -220,8 +219,7 @@ TEST(NvmlMigTest, ALibraryWithoutMigEntryPointsMeansNoMig) {
   EXPECT_FALSE(d.ok());
   d = OpenNvmlMig(GPUORCH_FAKE_NVML, gpus);  // the stand-in has no MIG entry points
   ASSERT_FALSE(d.ok());
-  EXPECT_NE(d.status().message().find("no MIG support"), std::string::npos)
-      << d.status().message();
+  EXPECT_NE(d.status().message().find("no MIG support"), std::string::npos) << d.status().message();
   EXPECT_FALSE(OpenNvmlMig(GPUORCH_FAKE_NVML, H100s(1, false)).ok()) << "no GPU in MIG mode";
 }
 

@@ -101,9 +101,9 @@ std::string MpsControl::Ensure(int32_t gpu) {
   for (char** e = environ; *e != nullptr; ++e) {
     if (std::strncmp(*e, "CUDA_", 5) != 0) env_lines.emplace_back(*e);
   }
-  const std::string visible =
-      gpu >= 0 && static_cast<size_t>(gpu) < visible_ids_.size() ? visible_ids_[gpu]
-                                                                 : std::to_string(gpu);
+  const std::string visible = gpu >= 0 && static_cast<size_t>(gpu) < visible_ids_.size()
+                                  ? visible_ids_[gpu]
+                                  : std::to_string(gpu);
   env_lines.push_back("CUDA_VISIBLE_DEVICES=" + visible);
   env_lines.push_back("CUDA_MPS_PIPE_DIRECTORY=" + pipe);
   env_lines.push_back("CUDA_MPS_LOG_DIRECTORY=" + log_dir);

@@ -117,8 +117,8 @@ TEST(MpsEnvironmentTest, PercentageRoundsUpWithinOneToHundredAndMemoryIsOptional
     int32_t milli;
     const char* pct;
   };
-  for (const Case& c : {Case{1, "1"}, Case{250, "25"}, Case{251, "26"}, Case{1000, "100"},
-                        Case{2000, "100"}}) {
+  for (const Case& c :
+       {Case{1, "1"}, Case{250, "25"}, Case{251, "26"}, Case{1000, "100"}, Case{2000, "100"}}) {
     s.gpu_milli = c.milli;
     EXPECT_EQ(MpsEnvironment(s, {"0"}, "/p").at("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), c.pct)
         << c.milli;
@@ -132,7 +132,8 @@ TEST(MpsEnvironmentTest, PercentageRoundsUpWithinOneToHundredAndMemoryIsOptional
 TEST(MpsControlTest, WithoutTheBinaryItSaysSoOnce) {
   TempDir dir;
   std::vector<std::string> log;
-  MpsControl mps(dir.path(), {"0"}, [&](const std::string& l) { log.push_back(l); }, "");
+  MpsControl mps(
+      dir.path(), {"0"}, [&](const std::string& l) { log.push_back(l); }, "");
   EXPECT_FALSE(mps.available());
   EXPECT_EQ(mps.Ensure(0), MpsPipeDir(dir.path(), 0));
   EXPECT_EQ(mps.Ensure(1), MpsPipeDir(dir.path(), 1));
@@ -147,18 +148,19 @@ TEST(MpsControlTest, StartsOneDaemonPerGpuWithItsDirectories) {
   TempDir dir;
   const std::string fake = dir.path() + "/fake-mps-control";
   const std::string record = dir.path() + "/calls";
-  ASSERT_TRUE(fs::WriteFileAtomic(fake, "#!/bin/sh\necho \"$1 $CUDA_VISIBLE_DEVICES "
-                                        "$CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY\" >> " +
-                                            record + "\n")
+  ASSERT_TRUE(fs::WriteFileAtomic(fake,
+                                  "#!/bin/sh\necho \"$1 $CUDA_VISIBLE_DEVICES "
+                                  "$CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY\" >> " +
+                                      record + "\n")
                   .ok());
   ASSERT_EQ(::chmod(fake.c_str(), 0755), 0);
   std::vector<std::string> log;
-  MpsControl mps(dir.path(), {"GPU-a", "GPU-b"}, [&](const std::string& l) { log.push_back(l); },
-                 fake);
+  MpsControl mps(
+      dir.path(), {"GPU-a", "GPU-b"}, [&](const std::string& l) { log.push_back(l); }, fake);
   EXPECT_EQ(mps.Ensure(1), MpsPipeDir(dir.path(), 1));
   EXPECT_EQ(mps.Ensure(1), MpsPipeDir(dir.path(), 1));
-  EXPECT_EQ(FileOr(record), "-d GPU-b " + MpsPipeDir(dir.path(), 1) + " " +
-                                MpsLogDir(dir.path(), 1) + "\n")
+  EXPECT_EQ(FileOr(record),
+            "-d GPU-b " + MpsPipeDir(dir.path(), 1) + " " + MpsLogDir(dir.path(), 1) + "\n")
       << "started once";
   struct stat st;
   ASSERT_EQ(::stat(MpsPipeDir(dir.path(), 1).c_str(), &st), 0);

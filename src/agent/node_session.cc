@@ -79,7 +79,7 @@ bool NodeSession::OnRegisterAnswer(const HttpAnswer& answer) {
   // it); the operator's --heartbeat-ms until the server names one.
   interval_ms_ = *interval > 0 ? *interval : heartbeat_ms_;
   registered_ = true;
-  reports_.Reset();  // a server that forgot the node hears every task again
+  reports_.Reset();   // a server that forgot the node hears every task again
   mig_force_ = true;  // and the generations of its MIG layouts
   Log("registered as " + registration_.name + ", heartbeat every " + std::to_string(interval_ms_) +
       " ms");

@@ -82,8 +82,8 @@ class NvmlMigDriver final : public MigDriver {
     need(max_mig_, "nvmlDeviceGetMaxMigDeviceCount");
     need(mig_handle_, "nvmlDeviceGetMigDeviceHandleByIndex");
     need(gi_id_, "nvmlDeviceGetGpuInstanceId");
-    error_string_ = reinterpret_cast<const char* (*)(nvmlReturn_t)>(
-        dlsym(handle_, "nvmlErrorString"));
+    error_string_ =
+        reinterpret_cast<const char* (*)(nvmlReturn_t)>(dlsym(handle_, "nvmlErrorString"));
     if (!missing.empty()) {
       return Status::Precondition("NVML: the driver has no MIG support (missing " + missing +
                                   "); MIG off");
@@ -143,7 +143,8 @@ class NvmlMigDriver final : public MigDriver {
 
   Status Create(int32_t gpu, const core::MigProfile& profile, int32_t start) override {
     auto it = gpus_.find(gpu);
-    if (it == gpus_.end()) return Status::NotFound("GPU " + std::to_string(gpu) + " not in MIG mode");
+    if (it == gpus_.end())
+      return Status::NotFound("GPU " + std::to_string(gpu) + " not in MIG mode");
     nvmlGpuInstanceProfileInfo_t info = {};
     if (nvmlReturn_t r = gi_profile_(it->second.dev, profile.nvml_profile, &info); r != kSuccess) {
       return Error("nvmlDeviceGetGpuInstanceProfileInfo", r);
@@ -208,7 +209,8 @@ class NvmlMigDriver final : public MigDriver {
   // The GPU instances of every profile of the model's table.
   Result<std::vector<Instance>> Instances(int32_t gpu) const {
     auto it = gpus_.find(gpu);
-    if (it == gpus_.end()) return Status::NotFound("GPU " + std::to_string(gpu) + " not in MIG mode");
+    if (it == gpus_.end())
+      return Status::NotFound("GPU " + std::to_string(gpu) + " not in MIG mode");
     const Gpu& g = it->second;
     std::vector<Instance> out;
     for (size_t p = 0; p < g.model->profiles.size(); ++p) {

@@ -184,7 +184,8 @@ std::optional<ServiceSpec> ServiceFromJson(const json& j, const TaskKey& key, bo
 
 // A string member; the error names it.
 std::string Str(const json& v, const char* field) {
-  if (!v.is_string()) throw json::type_error::create(302, std::string(field) + ": must be a string", &v);
+  if (!v.is_string())
+    throw json::type_error::create(302, std::string(field) + ": must be a string", &v);
   return v.get<std::string>();
 }
 

@@ -88,8 +88,8 @@ int RunAgent(AgentFlags flags) {
       std::fprintf(stderr, "error: %s\n", spec.status().message().c_str());
       return 2;
     }
-    gpus = std::make_unique<agent::EmulatedGpuBackend>(*spec, flags.options.name,
-                                                       flags.emulate_mig);
+    gpus =
+        std::make_unique<agent::EmulatedGpuBackend>(*spec, flags.options.name, flags.emulate_mig);
   }
   const sigset_t stop_signals = BlockStopSignals();
   core::Result<std::unique_ptr<agent::Agent>> created =
