@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/agent_test_fixture.h"
+#include "agent/emulated_executor.h"
 #include "agent/protocol.h"
 #include "agent/test_util.h"
 
@@ -289,6 +290,105 @@ TEST_F(MigAgentTest, AppliesTheDesiredLayoutReportsItAndRunsTasksOnItsInstances)
     }
     return false;
   }));
+}
+
+}  // namespace
+}  // namespace gpuorch::agent
+
+namespace gpuorch::agent {
+namespace {
+
+// --- The protocol loop: when layouts are reported, busy instances across a stop ----------
+
+class MigSessionTest : public ::testing::Test {
+ protected:
+  MigSessionTest() : session_(Reg(), executor_, 500, nullptr) {
+    mig_ = Manager(Reg().gpus);
+    session_.SetMig(mig_.get());
+  }
+  static Registration Reg() {
+    Registration r;
+    r.name = "n1";
+    r.gpus = H100s(1);
+    return r;
+  }
+  static HttpAnswer Answer(int64_t version, json desired, json mig = nullptr, int64_t epoch = 7) {
+    json a = {{"desired", std::move(desired)}, {"epoch", epoch}, {"version", version}};
+    if (!mig.is_null()) a["mig_layouts"] = std::move(mig);
+    return HttpAnswer{200, a.dump(), ""};
+  }
+  static json Task(int64_t workload, int start, const char* profile) {
+    return {{"workload", workload}, {"task", 0},
+            {"attempt", 0},         {"command", {"x"}},
+            {"gpus", {0}},          {"mig", {{"gpu", 0}, {"start", start}, {"profile", profile}}}};
+  }
+  // The `mig` member of the next heartbeat (null when it has none).
+  json NextMig() {
+    const json h = json::parse(session_.HeartbeatBody());
+    return h.contains("mig") ? h.at("mig") : json(nullptr);
+  }
+
+  int64_t now_ = 0;
+  EmulatedExecutor executor_{[this] { return now_; }};
+  std::unique_ptr<MigManager> mig_;
+  NodeSession session_;
+};
+
+TEST_F(MigSessionTest, ReportsLayoutsUntilAcknowledgedAndAgainAfterRegistrationOrANewEpoch) {
+  EXPECT_EQ(json::parse(session_.RegisterBody()).at("gpus")[0].at("mig_layout"), "");
+  ASSERT_TRUE(session_.OnRegisterAnswer(HttpAnswer{200, R"({"node":"n1"})", ""}));
+  EXPECT_FALSE(NextMig().is_null()) << "the first heartbeat reports the layouts";
+  EXPECT_FALSE(NextMig().is_null()) << "unanswered: still reported";
+  ASSERT_TRUE(session_.OnHeartbeatAnswer(Answer(1, json::array())));
+  EXPECT_TRUE(NextMig().is_null()) << "acknowledged and unchanged";
+  ASSERT_TRUE(session_.OnHeartbeatAnswer(Answer(1, json::array())));
+
+  // A desired layout in an answer: applied before its tasks start, reported at once.
+  ASSERT_TRUE(session_.OnHeartbeatAnswer(
+      Answer(2, {Task(1, 4, "3g.40gb")},
+             {{{"gpu", 0}, {"layout", "3g.40gb@0,3g.40gb@4"}, {"generation", 9}}})));
+  EXPECT_EQ(executor_.running(), 1) << "its instance existed when it started";
+  session_.ContactDone(true, now_);
+  EXPECT_TRUE(session_.ContactDue(now_, false)) << "the report is sent at once";
+  json m = NextMig();
+  ASSERT_FALSE(m.is_null());
+  EXPECT_EQ(m[0].at("layout"), "3g.40gb@0,3g.40gb@4");
+  EXPECT_EQ(m[0].at("generation"), 9);
+  EXPECT_EQ(json::parse(session_.RegisterBody()).at("gpus")[0].at("mig_layout"),
+            "3g.40gb@0,3g.40gb@4");
+  ASSERT_TRUE(session_.OnHeartbeatAnswer(Answer(2, {Task(1, 4, "3g.40gb")})));
+  EXPECT_TRUE(NextMig().is_null());
+
+  // The running task's instance is kept when the server wants a 7g, until the task is gone.
+  ASSERT_TRUE(session_.OnHeartbeatAnswer(Answer(
+      3, {Task(1, 4, "3g.40gb")}, {{{"gpu", 0}, {"layout", "7g.80gb@0"}, {"generation", 10}}})));
+  m = NextMig();
+  ASSERT_FALSE(m.is_null());
+  EXPECT_EQ(m[0].at("layout"), "3g.40gb@4");
+  EXPECT_EQ(m[0].at("generation"), 10);
+  EXPECT_NE(m[0].at("error").get<std::string>().find("3g.40gb@4 kept"), std::string::npos);
+  ASSERT_TRUE(session_.OnHeartbeatAnswer(Answer(3, {Task(1, 4, "3g.40gb")})));
+  EXPECT_TRUE(NextMig().is_null()) << "not tried again while the task runs";
+  // The task is no longer desired: stopped, and the layout is reached before the report.
+  ASSERT_TRUE(session_.OnHeartbeatAnswer(Answer(4, json::array())));
+  ASSERT_EQ(executor_.running(), 0);
+  m = NextMig();
+  ASSERT_FALSE(m.is_null());
+  EXPECT_EQ(m[0].at("layout"), "7g.80gb@0");
+  EXPECT_FALSE(m[0].contains("error"));
+  ASSERT_TRUE(session_.OnHeartbeatAnswer(Answer(4, json::array())));
+  EXPECT_TRUE(NextMig().is_null());
+
+  // A restarted server (another epoch) hears the layouts again, at once.
+  ASSERT_TRUE(session_.OnHeartbeatAnswer(Answer(1, json::array(), nullptr, 8)));
+  session_.ContactDone(true, now_);
+  EXPECT_TRUE(session_.ContactDue(now_, false));
+  EXPECT_FALSE(NextMig().is_null());
+  ASSERT_TRUE(session_.OnHeartbeatAnswer(Answer(1, json::array(), nullptr, 8)));
+  EXPECT_TRUE(NextMig().is_null());
+  // And so does the server after a new registration.
+  ASSERT_TRUE(session_.OnRegisterAnswer(HttpAnswer{200, R"({"node":"n1"})", ""}));
+  EXPECT_FALSE(NextMig().is_null());
 }
 
 }  // namespace
