@@ -80,6 +80,8 @@ TEST(MigProtocolTest, MalformedMigFieldsAreNamed) {
       {R"({"desired":[],"mig_layouts":{}})", "mig_layouts"},
       {R"({"desired":[],"mig_layouts":[{"gpu":"0","layout":""}]})", "mig_layouts[].gpu"},
       {R"({"desired":[],"mig_layouts":[{"gpu":0,"layout":5}]})", "mig_layouts[].layout"},
+      {R"({"desired":[],"mig_layouts":[{"gpu":0}]})", "mig_layouts[].layout: missing"},
+      {R"({"desired":[],"mig_layouts":[3]})", "mig_layouts[]"},
       {R"({"desired":[],"mig_layouts":[{"gpu":0,"layout":"","generation":1.5}]})",
        "mig_layouts[].generation"},
       {R"({"desired":[{"workload":1,"task":0,"attempt":0,"command":["x"],"mig":[]}]})", "mig"},

@@ -410,6 +410,12 @@ Result<DesiredList> ParseHeartbeatResponse(const std::string& body) {
         if (!e.is_object()) {
           throw json::type_error::create(302, "mig_layouts[]: must be an object", &e);
         }
+        for (const char* f : {"gpu", "layout"}) {
+          if (!e.contains(f)) {
+            throw json::out_of_range::create(403, std::string("mig_layouts[].") + f + ": missing",
+                                             &e);
+          }
+        }
         MigDesired d;
         d.gpu = Int<int32_t>(e.at("gpu"), "mig_layouts[].gpu");
         d.layout = Str(e.at("layout"), "mig_layouts[].layout");
