@@ -121,10 +121,33 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
     return Status::Invalid("--service-scrape-interval-ms: must not be negative");
   }
   ro.service_ports = options.service_ports;
+  // MIG (docs/agent.md, "MIG and MPS"): GPUs in MIG mode get their layouts applied.
+  Result<std::unique_ptr<MigDriver>> mig_driver = gpus->OpenMig(*found);
+  const bool any_mig =
+      std::any_of(found->begin(), found->end(), [](const GpuInfo& g) { return g.mig; });
+  if (mig_driver.ok()) {
+    Result<std::unique_ptr<MigManager>> mig =
+        MigManager::Open(std::move(mig_driver).value(), *found, Log);
+    if (mig.ok()) {
+      a->mig_ = std::move(mig).value();
+      Log("MIG (" + std::string(gpus->Name()) + "): " + std::to_string(a->mig_->Reports().size()) +
+          " GPUs in MIG mode");
+      MigManager* m = a->mig_.get();
+      ro.mig_uuid = [m](const MigPlacement& p) { return m->Uuid(p.gpu, p.start, p.profile); };
+    } else {
+      Log("MIG off: " + mig.status().message());
+    }
+  } else if (any_mig) {
+    Log("MIG off: " + mig_driver.status().message());
+  }
+  std::vector<std::string> visible_ids;
+  for (const GpuInfo& g : *found) visible_ids.push_back(gpus->VisibleDeviceId(g));
+  a->mps_ = std::make_unique<MpsControl>(options.data_dir, visible_ids, Log);
+  ro.mps_pipe_dir = [mps = a->mps_.get()](int32_t gpu) { return mps->Ensure(gpu); };
   Result<std::shared_ptr<const Cgroups>> cgroups = OpenCgroups(options.cgroup_parent, options.name);
   if (!cgroups.ok()) return cgroups.status();
   ro.cgroups = *cgroups;
-  for (const GpuInfo& g : *found) ro.visible_ids.push_back(gpus->VisibleDeviceId(g));
+  ro.visible_ids = visible_ids;
   Result<std::unique_ptr<Runner>> runner = Runner::Open(std::move(ro));
   if (!runner.ok()) return runner.status();
   a->runner_ = std::move(runner).value();
@@ -203,6 +226,7 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
   }
   if (a->telemetry_) r.telemetry = a->telemetry_->emulated() ? "emulated" : "nvml";
   a->session_ = std::make_unique<NodeSession>(std::move(r), *a->runner_, options.heartbeat_ms, Log);
+  a->session_->SetMig(a->mig_.get());
   Agent* self = a.get();
   a->prober_ = std::make_unique<ServiceProber>(
       options.service_scrape_interval_ms, MonotonicMs, [self] { self->Wake(); }, Log);

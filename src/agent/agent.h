@@ -14,6 +14,8 @@
 #include "agent/gpu.h"
 #include "agent/log_server.h"
 #include "agent/metrics_server.h"
+#include "agent/mig.h"
+#include "agent/mps.h"
 #include "agent/node_session.h"
 #include "agent/protocol.h"
 #include "agent/runner.h"
@@ -105,6 +107,8 @@ class Agent {
   }
   const Registration& registration() const { return session_->registration(); }
   Runner& runner() { return *runner_; }
+  // The MIG layer; null when no GPU is in MIG mode.
+  MigManager* mig() { return mig_.get(); }
 
  private:
   Agent() = default;
@@ -125,6 +129,8 @@ class Agent {
 
   AgentOptions options_;
   std::unique_ptr<GpuBackend> gpus_;
+  std::unique_ptr<MigManager> mig_;  // loop thread; null: no GPU in MIG mode
+  std::unique_ptr<MpsControl> mps_;  // loop thread (the runner's hook)
   std::unique_ptr<Runner> runner_;
   std::unique_ptr<NodeSession> session_;  // loop thread
   std::unique_ptr<LogServer> log_server_;

@@ -89,6 +89,17 @@ class FakeServer {
     version_ = 1;
     changed_.notify_all();
   }
+  // Members added to every answer (e.g. `mig_layouts`), bumping the version.
+  void SetExtra(json extra) {
+    std::lock_guard lock(mu_);
+    extra_ = std::move(extra);
+    ++version_;
+    changed_.notify_all();
+  }
+  std::vector<json> heartbeats() {
+    std::lock_guard lock(mu_);
+    return heartbeats_;
+  }
   void SetInterval(int64_t ms) {
     std::lock_guard lock(mu_);
     interval_ms_ = ms;
@@ -147,7 +158,9 @@ class FakeServer {
 
  private:
   std::string Answer() const {
-    return json{{"desired", desired_}, {"epoch", epoch_}, {"version", version_}}.dump();
+    json a = {{"desired", desired_}, {"epoch", epoch_}, {"version", version_}};
+    for (const auto& [k, v] : extra_.items()) a[k] = v;
+    return a.dump();
   }
 
   httplib::Server server_;
@@ -164,6 +177,7 @@ class FakeServer {
   bool failing_ = false;
   size_t failed_ = 0;
   json desired_ = json::array();
+  json extra_ = json::object();
   std::vector<json> registrations_;
   std::vector<json> heartbeats_;
 };
@@ -191,7 +205,8 @@ class AgentTest : public ::testing::Test {
     o.zone = "z1";
     o.shim_command = {GPUORCH_TEST_SHIM};
     o.service_scrape_interval_ms = scrape_interval_ms_;
-    auto gpus = std::make_unique<EmulatedGpuBackend>(*ParseEmulatedSpec("2xT4"), "n1");
+    auto gpus =
+        std::make_unique<EmulatedGpuBackend>(*ParseEmulatedSpec(gpu_spec_), "n1", emulate_mig_);
     core::Result<std::unique_ptr<Agent>> a = Agent::Create(o, std::move(gpus));
     ASSERT_TRUE(a.ok()) << a.status().message();
     agent_ = std::move(a).value();
@@ -225,6 +240,8 @@ class AgentTest : public ::testing::Test {
 
   int64_t heartbeat_ms_ = 20;
   int64_t scrape_interval_ms_ = 0;
+  std::string gpu_spec_ = "2xT4";
+  bool emulate_mig_ = false;
   TempDir dir_;
   FakeServer server_;
   std::unique_ptr<Agent> agent_;

@@ -64,6 +64,7 @@ std::vector<Status> EmulatedExecutor::StartAll(const std::vector<const TaskSpec*
       continue;
     }
     e.status.state = TaskState::kRunning;
+    e.status.mig = spec->mig;
     if (spec->service) {
       e.status.service = ServiceReport{};  // port 0: nothing listens
       e.ready_at_ms = now + spec->service->initial_delay_ms();
@@ -82,6 +83,7 @@ void EmulatedExecutor::Exit(Entry& e, int32_t code) {
   e.exit_at_ms = -1;
   e.ready_at_ms = -1;
   e.status.service.reset();
+  e.status.mig.reset();
   --running_;
   ++exited_total_;
 }

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "agent/telemetry.h"
+#include "core/mig.h"
 
 namespace gpuorch::agent {
 namespace {
@@ -86,6 +87,14 @@ Result<EmulatedSpec> ParseEmulatedSpec(std::string_view spec) {
 }
 
 Result<std::vector<GpuInfo>> EmulatedGpuBackend::Discover() {
+  if (mig_ && core::FindMigModel(spec_.model) == nullptr) {
+    std::string known;
+    for (const core::MigModel& m : core::MigModels()) {
+      known += (known.empty() ? "" : ", ") + std::string(m.model);
+    }
+    return Status::Invalid("--emulate-mig: " + spec_.model +
+                           " has no MIG profiles in gpuorch (models with MIG: " + known + ")");
+  }
   std::vector<GpuInfo> gpus;
   for (int32_t i = 0; i < spec_.count; ++i) {
     GpuInfo g;
@@ -97,6 +106,7 @@ Result<std::vector<GpuInfo>> EmulatedGpuBackend::Discover() {
     char bus[32];
     std::snprintf(bus, sizeof(bus), "00000000:%02X:00.0", 0x10 + i);
     g.pci_bus_id = bus;
+    g.mig = mig_;
     gpus.push_back(std::move(g));
   }
   return gpus;

@@ -19,6 +19,7 @@
 
 #include "agent/emulated_executor.h"
 #include "agent/log_server.h"
+#include "agent/mig.h"
 #include "agent/node_session.h"
 #include "agent/runner.h"
 #include "log/logging.h"
@@ -117,6 +118,7 @@ struct HollowFleet::Impl {
           watch_gate(io),
           rng(seed) {}
     EmulatedExecutor executor;
+    std::unique_ptr<MigManager> mig;  // --emulate-mig
     NodeSession session;
     Conn control, watch;
     asio::steady_timer wake;        // the control loop's sleep; cancelled to wake it
@@ -358,14 +360,25 @@ Result<std::unique_ptr<HollowFleet>> HollowFleet::Create(HollowOptions options) 
     r.rack = options.rack;
     r.cpu_milli = options.cpu_milli;
     r.memory_mib = options.memory_mib;
-    EmulatedGpuBackend gpus(options.gpus, r.name);
+    EmulatedGpuBackend gpus(options.gpus, r.name, options.mig);
     r.backend = std::string(gpus.Name());
     Result<std::vector<GpuInfo>> found = gpus.Discover();
     if (!found.ok()) return found.status();
     r.gpus = std::move(found).value();
+    std::unique_ptr<MigManager> mig;
+    if (options.mig) {
+      Result<std::unique_ptr<MigDriver>> driver = gpus.OpenMig(r.gpus);
+      if (!driver.ok()) return driver.status();
+      Result<std::unique_ptr<MigManager>> m =
+          MigManager::Open(std::move(driver).value(), r.gpus, nullptr);
+      if (!m.ok()) return m.status();
+      mig = std::move(m).value();
+    }
     asio::io_context& io = *impl->loops[static_cast<size_t>(i) % impl->loops.size()];
     impl->nodes.push_back(std::make_unique<Impl::Node>(io, std::move(r), options.heartbeat_ms,
                                                        static_cast<uint32_t>(i + 1)));
+    impl->nodes.back()->mig = std::move(mig);
+    impl->nodes.back()->session.SetMig(impl->nodes.back()->mig.get());
   }
   impl->options = std::move(options);
   return std::unique_ptr<HollowFleet>(new HollowFleet(std::move(impl)));

@@ -20,6 +20,7 @@ struct HollowOptions {
   std::string name_prefix = "hollow";  // nodes are <prefix>-00001, <prefix>-00002, ...
   int count = 0;
   EmulatedSpec gpus;  // every node's GPUs
+  bool mig = false;   // --emulate-mig: every GPU in MIG mode (agent/mig.h, emulated)
   std::string zone;
   std::string rack;
   int64_t cpu_milli = 0;   // per node; 0: 16 CPUs per GPU

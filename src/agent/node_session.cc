@@ -46,6 +46,21 @@ void NodeSession::ServerFailed(const std::string& why) {
   if (failures_ == 0) Log(why + "; retrying with backoff (tasks keep running)");
 }
 
+std::string NodeSession::RegisterBody() const {
+  if (mig_ == nullptr) return RegisterRequestJson(registration_);
+  Registration r = registration_;
+  mig_->Fill(r.gpus);
+  return RegisterRequestJson(r);
+}
+
+std::vector<MigPlacement> NodeSession::BusyMig() const {
+  std::vector<MigPlacement> busy;
+  for (const TaskStatus& t : executor_.Tasks()) {
+    if (t.state == TaskState::kRunning && t.mig) busy.push_back(*t.mig);
+  }
+  return busy;
+}
+
 bool NodeSession::OnRegisterAnswer(const HttpAnswer& answer) {
   if (answer.status < 0) {
     ServerFailed("register: server unreachable (" + answer.error + ")");
@@ -64,7 +79,8 @@ bool NodeSession::OnRegisterAnswer(const HttpAnswer& answer) {
   // it); the operator's --heartbeat-ms until the server names one.
   interval_ms_ = *interval > 0 ? *interval : heartbeat_ms_;
   registered_ = true;
-  reports_.Reset();  // a server that forgot the node hears every task again
+  reports_.Reset();   // a server that forgot the node hears every task again
+  mig_force_ = true;  // and the generations of its MIG layouts
   Log("registered as " + registration_.name + ", heartbeat every " + std::to_string(interval_ms_) +
       " ms");
   return true;
@@ -86,7 +102,19 @@ std::string NodeSession::HeartbeatBody() {
   }
   reported_ = reports_.ToReport(tasks);
   telemetry_sent_ = telemetry_.has_value();
-  return HeartbeatRequestJson(reported_, telemetry_ ? &*telemetry_ : nullptr);
+  std::vector<MigReport> mig;
+  mig_in_flight_ = false;
+  if (mig_ != nullptr) {
+    // A layout not reached because a task held an instance is tried again once tasks ended.
+    (void)mig_->Reconcile(BusyMig());
+    if (mig_force_ || mig_->changes() != mig_acked_) {
+      mig = mig_->Reports();
+      mig_sent_ = mig_->changes();
+      mig_in_flight_ = true;
+    }
+  }
+  return HeartbeatRequestJson(reported_, telemetry_ ? &*telemetry_ : nullptr,
+                              mig_in_flight_ ? &mig : nullptr);
 }
 
 bool NodeSession::OnHeartbeatAnswer(const HttpAnswer& answer) {
@@ -113,6 +141,16 @@ bool NodeSession::OnHeartbeatAnswer(const HttpAnswer& answer) {
   if (failures_ > 0) Log("server reachable again");
   if (telemetry_sent_) telemetry_.reset();
   if (!reports_.Acknowledge(desired->epoch, reported_)) resend_now_ = true;  // restarted server
+  if (mig_in_flight_) {
+    mig_acked_ = mig_sent_;
+    mig_force_ = false;
+    mig_epoch_ = desired->epoch;
+  } else if (desired->epoch != mig_epoch_) {
+    mig_force_ = true;  // a server that has not heard the layouts
+    mig_epoch_ = desired->epoch;
+    if (mig_ != nullptr) resend_now_ = true;
+  }
+  mig_in_flight_ = false;
   if (desired->heartbeat_interval_ms > 0) interval_ms_ = desired->heartbeat_interval_ms;
   Apply(*desired);
   // An exited task is forgotten only once the server has seen it exited (it was in this
@@ -133,6 +171,14 @@ bool NodeSession::OnHeartbeatAnswer(const HttpAnswer& answer) {
 
 void NodeSession::Apply(const DesiredList& desired) {
   for (const TaskSpec& d : desired.tasks) grace_ms_[d.key] = d.grace_period_ms;
+  // MIG layouts first, so that the instances of the tasks below exist when they start. A
+  // list as new as the one acted on may carry them too (a heartbeat's answer).
+  const bool older = desired.epoch == applied_.epoch && desired.version < applied_.version;
+  if (mig_ != nullptr && !older && !desired.mig_layouts.empty()) {
+    mig_->SetDesired(desired.mig_layouts);
+    // The server waits for the report: send it now, or right after the contact in progress.
+    if (mig_->Reconcile(BusyMig())) contact_now_ = resend_now_ = true;
+  }
   if (!desired.NewerThan(applied_)) return;
   // A list from another server process (a restart) through the watch: that server knows
   // this node's tasks only from its store until the node reports them, so report now rather

@@ -74,9 +74,16 @@ class NodeSession {
   // Records how a contact (register if needed, then heartbeat) went and schedules the next.
   void ContactDone(bool ok, int64_t now_ms);
 
+  // The node's MIG layer (agent/mig.h), when it has GPUs in MIG mode; it must outlive the
+  // session. Then registrations carry each such GPU's layout, desired lists' `mig_layouts`
+  // are applied before their tasks are started (never destroying an instance a running task
+  // uses), and heartbeats report every MIG GPU's layout whenever one changed since the
+  // last acknowledged report, and after each registration or new epoch.
+  void SetMig(MigManager* mig) { mig_ = mig; }
+
   // POST /v1/agents/register.
   static constexpr const char* kRegisterPath = "/v1/agents/register";
-  std::string RegisterBody() const { return RegisterRequestJson(registration_); }
+  std::string RegisterBody() const;
   // True when registered (the heartbeat interval is then known).
   bool OnRegisterAnswer(const HttpAnswer& answer);
 
@@ -103,6 +110,8 @@ class NodeSession {
 
  private:
   void ServerFailed(const std::string& why);
+  // The MIG instances of running tasks.
+  std::vector<MigPlacement> BusyMig() const;
   void Log(const std::string& line) const {
     if (log_) log_(line);
   }
@@ -126,6 +135,12 @@ class NodeSession {
   bool telemetry_sent_ = false;                // the heartbeat in flight carries telemetry_
   std::map<TaskKey, int64_t> grace_ms_;        // from each task's last desired entry
   std::map<TaskKey, ServiceReport> services_;  // see SetServices
+  MigManager* mig_ = nullptr;                  // see SetMig
+  bool mig_force_ = true;                      // report the layouts in the next heartbeat
+  bool mig_in_flight_ = false;                 // the heartbeat in flight reports them
+  uint64_t mig_sent_ = 0;                      // MigManager::changes() of that report
+  uint64_t mig_acked_ = 0;                     // ... of the last acknowledged one
+  int64_t mig_epoch_ = 0;                      // the epoch that acknowledged it
 };
 
 // The watch half: GET /v1/agents/{name}/desired, long-polled. The caller keeps the newest

@@ -27,6 +27,8 @@ class NvmlBackend final : public GpuBackend {
   std::string VisibleDeviceId(const GpuInfo& gpu) const override { return gpu.uuid; }
   core::Result<std::unique_ptr<TelemetrySource>> OpenTelemetry(
       const std::vector<GpuInfo>& gpus) override;
+  // agent/mig.h's OpenNvmlMig over the same library.
+  core::Result<std::unique_ptr<MigDriver>> OpenMig(const std::vector<GpuInfo>& gpus) override;
   // The driver version read by the last successful Discover(), e.g. "550.54.15".
   const std::string& driver_version() const { return driver_version_; }
 

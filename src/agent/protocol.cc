@@ -51,7 +51,17 @@ json SpecToJson(const TaskSpec& s) {
             {"name", s.name},
             {"queue", s.queue}};
   if (s.service) j["service"] = ServiceToJson(*s.service);
+  if (s.mig) j["mig"] = {{"gpu", s.mig->gpu}, {"start", s.mig->start}, {"profile", s.mig->profile}};
+  if (!s.sharing.empty()) j["sharing"] = s.sharing;
   return j;
+}
+
+json MigDevicesJson(const std::vector<MigDevice>& devices) {
+  json out = json::array();
+  for (const MigDevice& d : devices) {
+    out.push_back({{"start", d.start}, {"profile", d.profile}, {"uuid", d.uuid}});
+  }
+  return out;
 }
 
 // An integer of type T. nlohmann's get<T>() converts a float or an integer out of T's
@@ -172,6 +182,31 @@ std::optional<ServiceSpec> ServiceFromJson(const json& j, const TaskKey& key, bo
   return s;
 }
 
+// A string member; the error names it.
+std::string Str(const json& v, const char* field) {
+  if (!v.is_string())
+    throw json::type_error::create(302, std::string(field) + ": must be a string", &v);
+  return v.get<std::string>();
+}
+
+// The entry's `mig` member: {"gpu": N, "start": S, "profile": "3g.40gb"}.
+MigPlacement MigPlacementFromJson(const json& j) {
+  if (!j.is_object()) throw json::type_error::create(302, "mig: must be an object", &j);
+  for (const char* f : {"gpu", "start", "profile"}) {
+    if (!j.contains(f)) {
+      throw json::out_of_range::create(403, std::string("mig.") + f + ": missing", &j);
+    }
+  }
+  MigPlacement m;
+  m.gpu = Int<int32_t>(j.at("gpu"), "mig.gpu");
+  m.start = Int<int32_t>(j.at("start"), "mig.start");
+  m.profile = Str(j.at("profile"), "mig.profile");
+  if (m.gpu < 0 || m.start < 0 || m.start >= core::kMigMemorySlices) {
+    throw json::out_of_range::create(401, "mig: gpu must be >= 0 and start in 0..7", &j);
+  }
+  return m;
+}
+
 // Throws nlohmann::json exceptions on missing or mistyped fields; callers catch them.
 // `from_state_file`: the agent's own record (which keeps the port it picked).
 TaskSpec SpecFromJson(const json& j, bool from_state_file, std::vector<std::string>* warnings) {
@@ -201,6 +236,10 @@ TaskSpec SpecFromJson(const json& j, bool from_state_file, std::vector<std::stri
   if (j.contains("service") && !j.at("service").is_null()) {
     s.service = ServiceFromJson(j.at("service"), s.key, from_state_file, warnings);
   }
+  if (j.contains("mig") && !j.at("mig").is_null()) s.mig = MigPlacementFromJson(j.at("mig"));
+  if (j.contains("sharing") && !j.at("sharing").is_null()) {
+    s.sharing = Str(j.at("sharing"), "sharing");
+  }
   return s;
 }
 
@@ -219,6 +258,10 @@ std::string RegisterRequestJson(const Registration& r) {
                     {"memory_mib", g.memory_mib},
                     {"mig", g.mig}});
     if (!g.pci_bus_id.empty()) gpus.back()["pci_bus_id"] = g.pci_bus_id;
+    if (g.mig) {
+      gpus.back()["mig_layout"] = g.mig_layout;
+      gpus.back()["mig_devices"] = MigDevicesJson(g.mig_devices);
+    }
   }
   json j = {{"name", r.name},           {"address", r.address},
             {"zone", r.zone},           {"rack", r.rack},
@@ -269,7 +312,8 @@ json TelemetrySummary(const Telemetry& t) {
 
 }  // namespace
 
-std::string HeartbeatRequestJson(const std::vector<TaskStatus>& tasks, const Telemetry* telemetry) {
+std::string HeartbeatRequestJson(const std::vector<TaskStatus>& tasks, const Telemetry* telemetry,
+                                 const std::vector<MigReport>* mig) {
   json list = json::array();
   for (const TaskStatus& t : tasks) {
     json j = {{"workload", t.key.workload}, {"task", t.key.task}, {"attempt", t.key.attempt}};
@@ -292,6 +336,17 @@ std::string HeartbeatRequestJson(const std::vector<TaskStatus>& tasks, const Tel
   }
   json body = {{"tasks", std::move(list)}};
   if (telemetry != nullptr) body["telemetry"] = TelemetrySummary(*telemetry);
+  if (mig != nullptr) {
+    json gpus = json::array();
+    for (const MigReport& r : *mig) {
+      gpus.push_back({{"gpu", r.gpu},
+                      {"layout", r.layout},
+                      {"generation", r.generation},
+                      {"devices", MigDevicesJson(r.devices)}});
+      if (!r.error.empty()) gpus.back()["error"] = r.error;
+    }
+    body["mig"] = std::move(gpus);
+  }
   return body.dump();
 }
 
@@ -347,6 +402,28 @@ Result<DesiredList> ParseHeartbeatResponse(const std::string& body) {
     out.heartbeat_interval_ms = j.value("heartbeat_interval_ms", int64_t{0});
     for (const json& d : j.at("desired")) {
       out.tasks.push_back(SpecFromJson(d, /*from_state_file=*/false, &out.warnings));
+    }
+    if (j.contains("mig_layouts") && !j.at("mig_layouts").is_null()) {
+      const json& l = j.at("mig_layouts");
+      if (!l.is_array()) throw json::type_error::create(302, "mig_layouts: must be a list", &l);
+      for (const json& e : l) {
+        if (!e.is_object()) {
+          throw json::type_error::create(302, "mig_layouts[]: must be an object", &e);
+        }
+        for (const char* f : {"gpu", "layout"}) {
+          if (!e.contains(f)) {
+            throw json::out_of_range::create(403, std::string("mig_layouts[].") + f + ": missing",
+                                             &e);
+          }
+        }
+        MigDesired d;
+        d.gpu = Int<int32_t>(e.at("gpu"), "mig_layouts[].gpu");
+        d.layout = Str(e.at("layout"), "mig_layouts[].layout");
+        if (e.contains("generation")) {
+          d.generation = Int<int64_t>(e.at("generation"), "mig_layouts[].generation");
+        }
+        out.mig_layouts.push_back(std::move(d));
+      }
     }
     return out;
   } catch (const json::exception& e) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "agent/gpu.h"
+#include "agent/mig.h"
 #include "agent/task.h"
 #include "agent/telemetry.h"
 #include "core/status.h"
@@ -45,8 +46,10 @@ std::string RegisterRequestJson(const Registration& r);
 core::Result<int64_t> ParseRegisterResponse(const std::string& body);
 
 // `telemetry`, when given, is the latest sample (sent once per sampling, not per heartbeat).
+// `mig`, when given, is the layout of every GPU in MIG mode (the `mig` member).
 std::string HeartbeatRequestJson(const std::vector<TaskStatus>& tasks,
-                                 const Telemetry* telemetry = nullptr);
+                                 const Telemetry* telemetry = nullptr,
+                                 const std::vector<MigReport>* mig = nullptr);
 
 // What a heartbeat carries (docs/api.md, "Agent protocol"): only changes. An exited task is
 // reported in every heartbeat until the server stops listing it (then it is forgotten); a
@@ -89,6 +92,8 @@ struct DesiredList {
   int64_t heartbeat_interval_ms = 0;
   // What of the list was ignored (a malformed `service` member), for the log.
   std::vector<std::string> warnings = {};
+  // The layouts the server wants on GPUs in MIG mode (`mig_layouts`).
+  std::vector<MigDesired> mig_layouts = {};
 
   bool NewerThan(const DesiredList& o) const { return epoch != o.epoch || version > o.version; }
 };

@@ -19,6 +19,7 @@
 #include <filesystem>
 
 #include "agent/fsutil.h"
+#include "agent/mps.h"
 #include "agent/protocol.h"
 #include "agent/shim.h"
 
@@ -305,8 +306,44 @@ std::vector<Status> Runner::StartAll(const std::vector<const TaskSpec*>& desired
   return out;
 }
 
-std::vector<std::string> Runner::Environment(const TaskSpec& spec, const TaskUser& user,
-                                             const std::string& visible) const {
+Status Runner::GpuSelection(const TaskSpec& spec, std::string& visible,
+                            std::map<std::string, std::string>& gpu_env) {
+  std::vector<std::string> ids;
+  for (int32_t g : spec.gpus) {
+    if (g < 0 || static_cast<size_t>(g) >= options_.visible_ids.size()) {
+      return Status::Invalid("GPU index " + std::to_string(g) + " out of range (node has " +
+                             std::to_string(options_.visible_ids.size()) + " GPUs)");
+    }
+    ids.push_back(options_.visible_ids[g]);
+  }
+  if (spec.mig) {
+    const MigPlacement& m = *spec.mig;
+    const std::string what = "MIG instance " + m.profile + "@" + std::to_string(m.start) +
+                             " on GPU " + std::to_string(m.gpu);
+    if (!spec.gpus.empty() && (spec.gpus.size() != 1 || spec.gpus[0] != m.gpu)) {
+      return Status::Invalid(what + ": the task's gpus must be that one GPU");
+    }
+    std::optional<std::string> uuid =
+        options_.mig_uuid ? options_.mig_uuid(m) : std::optional<std::string>();
+    if (!uuid || uuid->empty()) {
+      return Status::NotFound(what + " does not exist on this node" +
+                              (options_.mig_uuid ? "" : " (no GPU in MIG mode)"));
+    }
+    ids = {*uuid};
+  }
+  for (const std::string& id : ids) visible += (visible.empty() ? "" : ",") + id;
+  if (spec.sharing == kSharingMps && !ids.empty()) {
+    const int32_t gpu = spec.mig ? spec.mig->gpu : spec.gpus.front();
+    const std::string pipe =
+        options_.mps_pipe_dir ? options_.mps_pipe_dir(gpu) : MpsPipeDir(options_.data_dir, gpu);
+    gpu_env = MpsEnvironment(spec, ids, pipe);
+  }
+  return Status::Ok();
+}
+
+std::vector<std::string> Runner::Environment(
+    const TaskSpec& spec, const TaskUser& user, const std::string& visible,
+    const std::map<std::string, std::string>& gpu_env) const {
   // Not the agent's environment: only the allowed variables of it, the user's identity, the
   // server's variables, then the GPU selection, which nothing may override.
   std::map<std::string, std::string> env;
@@ -326,7 +363,8 @@ std::vector<std::string> Runner::Environment(const TaskSpec& spec, const TaskUse
   for (const auto& [k, v] : spec.env) env[k] = v;
   if (spec.service) env["PORT"] = std::to_string(spec.service->port);
   env["CUDA_VISIBLE_DEVICES"] = visible;
-  env["NVIDIA_VISIBLE_DEVICES"] = spec.gpus.empty() ? "none" : visible;
+  env["NVIDIA_VISIBLE_DEVICES"] = visible.empty() ? "none" : visible;
+  for (const auto& [k, v] : gpu_env) env[k] = v;
   std::vector<std::string> lines;
   lines.reserve(env.size());
   for (const auto& [k, v] : env) lines.push_back(k + "=" + v);
@@ -341,13 +379,8 @@ Result<pid_t> Runner::Launch(const TaskSpec& spec, const std::string& path, int3
                                 std::to_string(options_.service_ports.second));
   }
   std::string visible;
-  for (int32_t g : spec.gpus) {
-    if (g < 0 || static_cast<size_t>(g) >= options_.visible_ids.size()) {
-      return Status::Invalid("GPU index " + std::to_string(g) + " out of range (node has " +
-                             std::to_string(options_.visible_ids.size()) + " GPUs)");
-    }
-    visible += (visible.empty() ? "" : ",") + options_.visible_ids[g];
-  }
+  std::map<std::string, std::string> gpu_env;
+  if (Status s = GpuSelection(spec, visible, gpu_env); !s.ok()) return s;
   Result<TaskUser> user = ResolveTaskUser(spec.run_as, options_.run_as, ::geteuid());
   if (!user.ok()) return user.status();
   std::string workdir = spec.workdir;
@@ -382,7 +415,7 @@ Result<pid_t> Runner::Launch(const TaskSpec& spec, const std::string& path, int3
   // may not enter fails the task rather than being entered with the agent's rights.
   args.insert(args.end(), {"--chdir", workdir, "--"});
   args.insert(args.end(), spec.command.begin(), spec.command.end());
-  std::vector<std::string> env_lines = Environment(spec, *user, visible);
+  std::vector<std::string> env_lines = Environment(spec, *user, visible, gpu_env);
   std::vector<char*> argv, envp;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -621,6 +654,7 @@ std::vector<TaskStatus> Runner::Tasks() const {
     t.exit = e.exit;
     // Its port; the readiness is the probes' (the agent reports theirs instead).
     if (!e.exited && e.spec.service) t.service = ServiceReport{e.spec.service->port, false, {}, 0};
+    if (!e.exited) t.mig = e.spec.mig;
     out.push_back(t);
   }
   return out;

@@ -3,6 +3,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -53,6 +54,12 @@ class Runner final : public TaskExecutor {
     int64_t pids_max = 0;  // pids.max of a task's cgroup; 0: no limit
     // The ports service tasks are given (env PORT), inclusive.
     std::pair<int32_t, int32_t> service_ports = {20000, 29999};
+    // The UUID of a MIG instance (agent/mig.h), for tasks with spec.mig; nullopt: it does not
+    // exist, and the launch fails. Empty: no MIG on this node.
+    std::function<std::optional<std::string>(const MigPlacement&)> mig_uuid;
+    // The MPS pipe directory of a GPU, its daemon started (MpsControl::Ensure), for tasks
+    // with sharing "mps". Empty: MpsPipeDir(data_dir, gpu), no daemon.
+    std::function<std::string(int32_t)> mps_pipe_dir;
   };
   static constexpr const char* kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
 
@@ -144,9 +151,14 @@ class Runner final : public TaskExecutor {
   // Once the command has ended: kills what it left in its cgroup, takes the cgroup's usage
   // into `exit` and notes an OOM kill in the task's stderr.log.
   void FinishCgroup(Entry& e, TaskExit& exit);
-  // The task's environment: the allow-list, its user's, the spec's, then the GPUs'.
+  // The task's environment: the allow-list, its user's, the spec's, then the GPUs' (and
+  // `gpu_env`: MPS's), which nothing may override.
   std::vector<std::string> Environment(const TaskSpec& spec, const TaskUser& user,
-                                       const std::string& visible) const;
+                                       const std::string& visible,
+                                       const std::map<std::string, std::string>& gpu_env) const;
+  // CUDA_VISIBLE_DEVICES of a task (its GPUs, or its MIG instance) and its MPS variables.
+  core::Status GpuSelection(const TaskSpec& spec, std::string& visible,
+                            std::map<std::string, std::string>& gpu_env);
   // Records a launch failure as an exited task with its reason in stderr.log.
   core::Status Fail(Entry e, int32_t code, core::Status why);
   core::Result<pid_t> Launch(const TaskSpec& spec, const std::string& path, int32_t& fail_code);

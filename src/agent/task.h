@@ -47,6 +47,19 @@ struct ServiceSpec {
   int64_t initial_delay_ms() const { return readiness ? readiness->initial_delay_ms : 0; }
 };
 
+// The MIG instance a task runs on (the desired entry's `mig` member): the instance of
+// `profile` at memory slice `start` of node GPU `gpu`.
+struct MigPlacement {
+  int32_t gpu = 0;
+  int32_t start = 0;
+  std::string profile;
+
+  friend bool operator==(const MigPlacement&, const MigPlacement&) = default;
+};
+
+// The desired entry's `sharing` value that asks for MPS (docs/agent.md, "MIG and MPS").
+inline constexpr const char* kSharingMps = "mps";
+
 // A desired task as the server sends it in a heartbeat answer.
 struct TaskSpec {
   TaskKey key;
@@ -68,6 +81,11 @@ struct TaskSpec {
   std::string queue;  // the workload's queue
   // Set only for a service task (an inference replica).
   std::optional<ServiceSpec> service;
+  // Set when the task runs on a MIG instance: it sees only that instance.
+  std::optional<MigPlacement> mig;
+  // How the task shares its GPU: "mps" (kSharingMps) runs it as a client of the GPU's MPS
+  // daemon; anything else ("", "timeslice", values a newer server adds) is time-slicing.
+  std::string sharing;
 };
 
 enum class TaskState { kRunning, kExited };
@@ -112,6 +130,8 @@ struct TaskStatus {
   int32_t pid = 0;  // the command's pid (0 until the shim has started it)
   TaskExit exit;    // when exited
   std::optional<ServiceReport> service = std::nullopt;  // a running service task's
+  // The MIG instance it runs on (not reported: the MIG layer must never destroy it).
+  std::optional<MigPlacement> mig = std::nullopt;
 };
 
 // Reported when a task ended without anyone recording how: the launch failed, or its shim

@@ -26,6 +26,7 @@ namespace {
 struct AgentFlags {
   agent::AgentOptions options;
   std::string emulate;
+  bool emulate_mig = false;
   bool probe = false;
   LogFlags log;
   // Hollow nodes (--emulate-nodes N): N emulated agents in this process.
@@ -76,6 +77,10 @@ int RunAgent(AgentFlags flags) {
   if (!ec && std::filesystem::exists(shim, ec)) flags.options.shim_command = {shim.string()};
   std::unique_ptr<agent::GpuBackend> gpus;
   if (flags.emulate.empty()) {
+    if (flags.emulate_mig) {
+      std::fprintf(stderr, "error: --emulate-mig needs --emulate-gpus (e.g. 8xH100-80GB)\n");
+      return 2;
+    }
     gpus = std::make_unique<agent::NvmlBackend>();
   } else {
     core::Result<agent::EmulatedSpec> spec = agent::ParseEmulatedSpec(flags.emulate);
@@ -83,7 +88,8 @@ int RunAgent(AgentFlags flags) {
       std::fprintf(stderr, "error: %s\n", spec.status().message().c_str());
       return 2;
     }
-    gpus = std::make_unique<agent::EmulatedGpuBackend>(*spec, flags.options.name);
+    gpus =
+        std::make_unique<agent::EmulatedGpuBackend>(*spec, flags.options.name, flags.emulate_mig);
   }
   const sigset_t stop_signals = BlockStopSignals();
   core::Result<std::unique_ptr<agent::Agent>> created =
@@ -125,6 +131,7 @@ int RunHollow(AgentFlags flags) {
     return 2;
   }
   h.gpus = *spec;
+  h.mig = flags.emulate_mig;
   h.server_url = flags.options.server_url;
   h.token = flags.options.token;
   h.zone = flags.options.zone;
@@ -175,6 +182,10 @@ void RegisterAgent(CLI::App& app, int& exit_code) {
   cmd->add_option("--emulate-gpus", flags->emulate,
                   "Run without NVIDIA GPUs, pretending to have e.g. 8xH100-80GB, 4xA100-40GB, "
                   "2xT4");
+  cmd->add_flag("--emulate-mig", flags->emulate_mig,
+                "With --emulate-gpus: every GPU in MIG mode with no instances; layouts the "
+                "server asks for are applied to emulated instances (models with MIG profiles: "
+                "A100-40GB, A100-80GB, H100-80GB, H200-141GB)");
   cmd->add_option("--data", o.data_dir, "Data directory: task state and logs")
       ->capture_default_str();
   cmd->add_option("--listen", o.listen, "host:port for the log endpoint (port 0: any)")
