@@ -101,9 +101,8 @@ std::optional<Candidate> OnGpu(const MigModel& m, const MigLayout& l, uint8_t bu
 
 }  // namespace
 
-std::optional<MigChoice> ChooseMig(const ClusterState& cluster, const TaskRequest& t,
-                                   WorkloadId as, ReservationAccess access, MigMix& mix,
-                                   bool reconfigure) {
+std::optional<MigChoice> ChooseMig(const ClusterState& cluster, const TaskRequest& t, WorkloadId as,
+                                   ReservationAccess access, MigMix& mix, bool reconfigure) {
   std::optional<Candidate> best;
   NodeId best_node;
   cluster.ForEachGroup([&](const ClusterState::Group& g, const NodeState& rep) {

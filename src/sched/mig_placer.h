@@ -58,8 +58,7 @@ struct MigChoice {
 // Nodes are visited group by group (ClusterState::Group): members of a group share their
 // MIG state, and the lowest member with enough CPU and memory stands for it.
 // Pure: does not change the cluster. O(groups x MIG GPUs x starts x profiles).
-std::optional<MigChoice> ChooseMig(const ClusterState& cluster, const TaskRequest& t,
-                                   WorkloadId as, ReservationAccess access, MigMix& mix,
-                                   bool reconfigure);
+std::optional<MigChoice> ChooseMig(const ClusterState& cluster, const TaskRequest& t, WorkloadId as,
+                                   ReservationAccess access, MigMix& mix, bool reconfigure);
 
 }  // namespace gpuorch::sched

@@ -1,11 +1,12 @@
 // MIG in the engine: instances first, layout changes as plan steps, nothing bound before a
 // layout is applied, fragmentation-aware starts, quotas by compute share.
+#include "core/mig.h"
+
 #include <gtest/gtest.h>
 
 #include <map>
 #include <random>
 
-#include "core/mig.h"
 #include "sched/scheduler_fixture.h"
 
 namespace gpuorch::sched::testing {
@@ -69,9 +70,9 @@ TEST_F(MigTest, ALayoutChangeComesFirstAndNothingIsBoundBeforeItIsApplied) {
   EXPECT_TRUE(p.binds.empty());
   EXPECT_TRUE(p.reconfigs.empty());
   EXPECT_EQ(ReasonOf(p, 1), PendingReason::kMigReconfiguring);
-  ASSERT_TRUE(s_->MigLayoutApplied(NodeId(0), 0, p.reconfigs.empty()
-                                                      ? *core::ParseLayout(H100(), "3g.40gb@0")
-                                                      : p.reconfigs[0].layout)
+  ASSERT_TRUE(s_->MigLayoutApplied(NodeId(0), 0,
+                                   p.reconfigs.empty() ? *core::ParseLayout(H100(), "3g.40gb@0")
+                                                       : p.reconfigs[0].layout)
                   .ok());
   p = Cycle(2);
   ASSERT_NE(BindOf(p, 1), nullptr);
@@ -257,9 +258,9 @@ TEST_F(MigTest, PropertiesHoldUnderRandomChurn) {
         }));
       }
       const auto l = m.layout[gpu].view();
-      EXPECT_TRUE(std::any_of(l.begin(), l.end(),
-                              [&](const core::MigInstance& i) { return i.start == t.mig_start; }))
-          << "bound on an instance the layout lacks";
+      EXPECT_TRUE(std::any_of(l.begin(), l.end(), [&](const core::MigInstance& i) {
+        return i.start == t.mig_start;
+      })) << "bound on an instance the layout lacks";
       running[b.workload.value()] = t;
     }
     // No instance holds two tasks; every busy bit is a running task.

@@ -317,6 +317,7 @@ Result<ServerConfig> ParseConfig(const std::string& text) {
                      {"listen",
                       "data",
                       "policy",
+                      "mig_reconfigure",
                       "node_timeout_s",
                       "heartbeat_interval_ms",
                       "max_heartbeats_per_second",
@@ -347,6 +348,7 @@ Result<ServerConfig> ParseConfig(const std::string& text) {
   GPUORCH_TRY(r.Get(root, "listen", "", c.listen));
   GPUORCH_TRY(r.Get(root, "data", "", c.data));
   GPUORCH_TRY(r.Get(root, "policy", "", c.policy));
+  GPUORCH_TRY(r.Get(root, "mig_reconfigure", "", c.mig_reconfigure));
   double timeout_s = static_cast<double>(c.node_timeout_ms) / 1000.0;
   GPUORCH_TRY(r.Get(root, "node_timeout_s", "", timeout_s));
   if (!(timeout_s >= 0.5 && timeout_s <= 3600)) {

@@ -71,6 +71,9 @@ struct ServerConfig {
   std::string listen = "127.0.0.1:7480";
   std::string data = "gpuorch-data";
   std::string policy = "gpuorch";
+  // MIG (docs/partitioning.md): the engine changes layouts of GPUs in MIG mode to make the
+  // instances requests need; false: static MIG, only the instances the GPUs have are used.
+  bool mig_reconfigure = true;
   // The minimum node timeout and heartbeat interval: both grow with the cluster so that
   // its heartbeats stay within max_heartbeats_per_second (Controller::HeartbeatIntervalMs).
   int64_t node_timeout_ms = 10'000;

@@ -56,6 +56,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const ServerConfig& confi
   std::unique_ptr<Controller> c(new Controller(config, store, std::move(clock)));
   sched::SchedulerConfig sc;
   sc.policy = config.policy;
+  sc.mig_reconfigure = config.mig_reconfigure;
   sc.fair_share_half_life = config.fair_share_half_life_s * core::kSecond;
   auto engine = sched::Scheduler::Create(sc);
   if (!engine.ok()) return Status::Invalid("config: policy: " + engine.status().message());

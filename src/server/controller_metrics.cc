@@ -181,7 +181,28 @@ void Controller::UpdateEngineGauges(const sched::Plan& plan, size_t models) {
                 it == pending_by.end() ? 0.0 : static_cast<double>(it->second));
     }
   }
-  for (auto* f : {&gpus, &allocated, &idle, &frag, &used, &guaranteed, &limit, &fair, &waiting}) {
+  auto mig_instances = GaugeFamily("gpuorch_mig_instances",
+                                   "MIG instances per GPU model and profile by state: used (a "
+                                   "task holds it), free, and creating (in a layout being "
+                                   "applied; docs/partitioning.md).");
+  auto mig_frag = GaugeFamily("gpuorch_mig_fragmented_slices",
+                              "Compute slices of MIG GPUs not held by a task that no profile of "
+                              "the live MIG mix could use (docs/partitioning.md).");
+  const std::vector<MigGauges> mig = ComputeMigGauges(cluster, models, pending);
+  for (uint32_t m = 0; m < models; ++m) {
+    if (!mig[m].any) continue;
+    for (const auto& [profile, counts] : mig[m].instances) {
+      const char* states[] = {"used", "free", "creating"};
+      for (int s = 0; s < 3; ++s) {
+        AddSample(mig_instances,
+                  {{"model", model_names[m]}, {"profile", profile}, {"state", states[s]}},
+                  static_cast<double>(counts[s]));
+      }
+    }
+    AddSample(mig_frag, {{"model", model_names[m]}}, static_cast<double>(mig[m].fragmented_slices));
+  }
+  for (auto* f : {&gpus, &allocated, &idle, &frag, &used, &guaranteed, &limit, &fair, &waiting,
+                  &mig_instances, &mig_frag}) {
     out.push_back(std::move(*f));
   }
   metrics_.PublishEngineGauges(std::move(out));

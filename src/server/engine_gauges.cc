@@ -1,8 +1,10 @@
 #include "server/engine_gauges.h"
 
+#include <algorithm>
 #include <bit>
 #include <tuple>
 
+#include "core/mig.h"
 #include "sched/policy/fragmentation.h"
 
 namespace gpuorch::server {
@@ -92,6 +94,75 @@ std::vector<ModelGauges> ComputeModelGauges(const sched::ClusterState& cluster, 
     idle[n.model.value()] += std::popcount(static_cast<unsigned>(counted));
   }
   for (size_t m = 0; m < models; ++m) out[m].idle_while_waiting = std::min(idle[m], asked[m]);
+  return out;
+}
+
+std::vector<MigGauges> ComputeMigGauges(const sched::ClusterState& cluster, size_t models,
+                                        const std::vector<PendingWork>& pending) {
+  std::vector<MigGauges> out(models);
+  // The live mix per MIG table: profiles held by tasks, and those pending requests map to.
+  std::map<const core::MigModel*, std::array<int64_t, 8>> mix;
+  for (const sched::NodeState& n : cluster.nodes()) {
+    if (!n.present || n.mig_gpus == 0 || n.model.value() >= models) continue;
+    const sched::MigNodeState& m = cluster.mig(n.id);
+    if (m.model == nullptr) continue;
+    MigGauges& g = out[n.model.value()];
+    g.any = true;
+    auto& weights = mix[m.model];
+    for (int j = 0; j < n.gpu_count; ++j) {
+      if (!((n.mig_gpus >> j) & 1u)) continue;
+      for (const core::MigInstance& i : m.layout[j].view()) {
+        const bool used = (m.busy[j] >> i.start) & 1u;
+        ++g.instances[std::string(m.model->profiles[i.profile].name)][used ? 0 : 1];
+        if (used) ++weights[i.profile];
+      }
+      if (!((n.mig_reconfiguring >> j) & 1u)) continue;
+      for (const core::MigInstance& i : m.target[j].view()) {
+        const auto have = m.layout[j].view();
+        if (std::find(have.begin(), have.end(), i) == have.end()) {
+          ++g.instances[std::string(m.model->profiles[i.profile].name)][2];
+        }
+      }
+    }
+  }
+  for (auto& [table, weights] : mix) {
+    for (const PendingWork& p : pending) {
+      if (!p.task.mig()) continue;
+      const int prof = core::SmallestProfile(*table, p.task.mig_compute, p.task.gpu_memory_mib);
+      if (prof >= 0) ++weights[prof];
+    }
+    if (std::all_of(weights.begin(), weights.end(), [](int64_t w) { return w == 0; })) {
+      std::fill(weights.begin(), weights.begin() + static_cast<long>(table->profiles.size()), 1);
+    }
+  }
+  for (const sched::NodeState& n : cluster.nodes()) {
+    if (!n.schedulable() || n.mig_gpus == 0 || n.model.value() >= models) continue;
+    const sched::MigNodeState& m = cluster.mig(n.id);
+    if (m.model == nullptr) continue;
+    const auto& weights = mix[m.model];
+    for (int j = 0; j < n.gpu_count; ++j) {
+      if (!((n.mig_gpus >> j) & 1u)) continue;
+      core::MigLayout held;
+      for (const core::MigInstance& i : m.layout[j].view()) {
+        if ((m.busy[j] >> i.start) & 1u) core::MigAdd(held, i.profile, i.start);
+      }
+      const int free = core::kMigComputeSlices - core::MigUsedCompute(*m.model, held);
+      int best = 0;
+      for (size_t p = 0; p < m.model->profiles.size(); ++p) {
+        if (weights[p] == 0) continue;
+        core::MigLayout probe = held;
+        int usable = 0;
+        const int prof = static_cast<int>(p);
+        for (uint8_t s = core::MigFreeStarts(*m.model, probe, prof); s != 0;
+             s = core::MigFreeStarts(*m.model, probe, prof)) {
+          core::MigAdd(probe, prof, std::countr_zero(s));
+          usable += m.model->profiles[p].compute_slices;
+        }
+        best = std::max(best, usable);
+      }
+      out[n.model.value()].fragmented_slices += free - best;
+    }
+  }
   return out;
 }
 

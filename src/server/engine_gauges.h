@@ -1,6 +1,9 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "sched/cluster_state.h"
@@ -55,5 +58,20 @@ std::vector<ModelGauges> ComputeModelGauges(const sched::ClusterState& cluster, 
                                             const std::vector<sched::TypicalTask>& mix);
 
 inline constexpr size_t kMaxShapes = 64;
+
+// MIG per GPU model (indexed by model id), from the engine's state after a cycle.
+struct MigGauges {
+  // Instances by profile name: used (a task holds it), free (idle), and creating (in a
+  // layout being applied, not there yet).
+  std::map<std::string, std::array<int64_t, 3>> instances;
+  // Over the model's MIG GPUs on schedulable nodes: compute slices not held by a task that
+  // no profile of the live mix could use (the best profile of the mix packed greedily
+  // into what the tasks' instances leave). The live mix is the profiles that tasks hold and
+  // that pending MIG work asks for; empty, every profile counts.
+  int64_t fragmented_slices = 0;
+  bool any = false;  // the model has MIG GPUs
+};
+std::vector<MigGauges> ComputeMigGauges(const sched::ClusterState& cluster, size_t models,
+                                        const std::vector<PendingWork>& pending);
 
 }  // namespace gpuorch::server

@@ -300,7 +300,8 @@ void Cluster::StopServer(int sig) {
   server_->Wait();
 }
 
-bool Cluster::StartAgent(const std::string& name, const std::string& gpus) {
+bool Cluster::StartAgent(const std::string& name, const std::string& gpus,
+                         const std::vector<std::string>& extra) {
   std::string data = dir_ + "/agent-" + name;
   std::filesystem::create_directories(data);
   // Tasks keep the token (KillTokenProcesses finds leftovers by it). No task cgroups: test
@@ -336,6 +337,7 @@ bool Cluster::StartAgent(const std::string& name, const std::string& gpus) {
     args.insert(args.end(), {"--task-user", std::to_string(::geteuid())});
     if (::geteuid() == 0) args.push_back("--allow-root-tasks");
   }
+  args.insert(args.end(), extra.begin(), extra.end());
   agents_[name] = std::make_unique<Process>(
       std::move(args), std::map<std::string, std::string>{{"GPUORCH_CP_TOKEN", token_}},
       dir_ + "/agent-" + name + ".log");

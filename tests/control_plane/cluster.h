@@ -129,7 +129,9 @@ class Cluster {
 
   // Starts an agent with emulated GPUs (`gpus`, e.g. "8xH100-80GB"); true once its node is
   // Ready in /v1/nodes.
-  bool StartAgent(const std::string& name, const std::string& gpus = "8xH100-80GB");
+  // `extra` goes at the end of the agent's command line (e.g. {"--emulate-mig"}).
+  bool StartAgent(const std::string& name, const std::string& gpus = "8xH100-80GB",
+                  const std::vector<std::string>& extra = {});
   // Starts `gpuorch agent --emulate-nodes count --name-prefix prefix` (hollow nodes, one
   // process, registered as "agent" `prefix`); true once all `count` nodes are Ready.
   bool StartHollowNodes(const std::string& prefix, int count,

@@ -63,6 +63,10 @@ void AddSubmit(CLI::App& app, const Io& io, int& exit_code) {
   AddOptional(cmd, "--gpus", f->gpus, "Whole GPUs per task");
   AddOptional(cmd, "--gpu-milli", f->gpu_milli, "Fraction of one GPU in 1/1000 (needs --gpus 1)");
   AddOptional(cmd, "--gpu-memory-mib", f->gpu_memory_mib, "GPU memory per GPU or fraction");
+  AddOptional(cmd, "--mig", f->mig, "Run on a MIG instance of this profile, e.g. 1g.10gb, 3g.40gb");
+  AddOptional(cmd, "--sharing", f->sharing,
+              "How a fraction shares its GPU: timeslice, mps, mig or any (default: the queue's)")
+      ->check(CLI::IsMember({"timeslice", "mps", "mig", "any"}));
   AddOptional(cmd, "--cpu-milli", f->cpu_milli, "CPU per task in 1/1000 cores");
   AddOptional(cmd, "--memory-mib", f->memory_mib, "Memory per task in MiB");
   AddRepeated(cmd, "--model", f->models, "Acceptable GPU model (repeatable)");

@@ -124,6 +124,8 @@ Outcome<nlohmann::json> BuildSubmitBody(const SubmitFlags& flags, nlohmann::json
   set_int("gpus", flags.gpus);
   set_int("gpu_milli", flags.gpu_milli);
   set_int("gpu_memory_mib", flags.gpu_memory_mib);
+  set_str("mig", flags.mig);
+  set_str("sharing", flags.sharing);
   set_int("cpu_milli", flags.cpu_milli);
   set_int("memory_mib", flags.memory_mib);
   if (!flags.models.empty()) body["gpu_models"] = flags.models;

@@ -24,6 +24,8 @@ struct SubmitFlags {
   std::optional<int64_t> gpus;
   std::optional<int64_t> gpu_milli;
   std::optional<int64_t> gpu_memory_mib;
+  std::optional<std::string> mig;      // a MIG profile, e.g. 1g.10gb
+  std::optional<std::string> sharing;  // timeslice, mps, mig or any
   std::optional<int64_t> cpu_milli;
   std::optional<int64_t> memory_mib;
   std::vector<std::string> models;

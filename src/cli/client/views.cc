@@ -232,7 +232,17 @@ std::string RenderNodeTable(const json& nodes, TimePoint now) {
 }
 
 std::string RenderGpuTable(const json& nodes) {
-  Table t({"NODE", "GPU", "MODEL", "UTIL", "MEMORY", "HEALTH", "WORKLOAD"});
+  // A MIG column only when some GPU is in MIG mode: its layout, and a change under way.
+  bool any_mig = false;
+  for (const auto& n : nodes.is_array() ? nodes : json::array()) {
+    for (const auto& g : At(n, "gpus").is_array() ? At(n, "gpus") : json::array()) {
+      any_mig |= Text(At(g, "mode")) == "mig";
+    }
+  }
+  std::vector<std::string> header = {"NODE", "GPU", "MODEL", "UTIL", "MEMORY", "HEALTH"};
+  if (any_mig) header.push_back("MIG");
+  header.push_back("WORKLOAD");
+  Table t(header);
   if (!nodes.is_array()) return t.Render();
   for (const auto& n : nodes) {
     const json& gpus = At(n, "gpus");
@@ -264,12 +274,29 @@ std::string RenderGpuTable(const json& nodes) {
             At(h, "other_queue").is_boolean()
                 ? "other queue"
                 : Text(At(h, "name")) + "-" + Text(At(h, "workload")) + "/" + Text(At(h, "task"));
+        if (At(h, "mig_profile").is_string()) {
+          one += ":" + Text(At(h, "mig_profile")) + "@" + Text(At(h, "mig_start"));
+        }
         holders += (holders.empty() ? "" : ",") + one;
       }
       std::string model = Text(At(g, "model"));
       if (emulated) model += " (emulated)";
-      t.AddRow({Text(At(n, "name")), Text(At(g, "index")), model, util, memory, health,
-                holders.empty() ? "-" : holders});
+      std::vector<std::string> row = {
+          Text(At(n, "name")), Text(At(g, "index")), model, util, memory, health};
+      if (any_mig) {
+        std::string mig = "whole";
+        if (Text(At(g, "mode")) == "mig") {
+          mig = Text(At(g, "mig_layout"));
+          if (mig.empty()) mig = "(no instances)";
+          if (At(g, "mig_pending_layout").is_string()) {
+            const std::string next = Text(At(g, "mig_pending_layout"));
+            mig += " -> " + (next.empty() ? "(no instances)" : next);
+          }
+        }
+        row.push_back(mig);
+      }
+      row.push_back(holders.empty() ? "-" : holders);
+      t.AddRow(row);
     }
   }
   return t.Render();

@@ -132,6 +132,23 @@ TEST(RenderGpuTable, OneRowPerGpuWithTelemetryHealthAndHolders) {
             "gpu-3   1     H100-80GB (emulated)   -      -           XID 79   other queue\n");
 }
 
+TEST(RenderGpuTable, MigGpusShowTheirLayoutTheChangeUnderWayAndTheInstanceOfEachHolder) {
+  const json nodes = json::parse(R"([{"name": "m1", "status": "Ready", "backend": "nvml",
+    "gpus": [
+      {"index": 0, "model": "H100-80GB", "mode": "mig", "mig_layout": "1g.10gb@0,3g.40gb@4",
+       "mig_pending_layout": "1g.10gb@0,1g.10gb@1,3g.40gb@4",
+       "holders": [{"workload": 7, "name": "nb", "queue": "q", "task": 0, "gpu_milli": 142,
+                    "mig_start": 0, "mig_profile": "1g.10gb"}]},
+      {"index": 1, "model": "H100-80GB", "mode": "whole", "holders": []}]}])");
+  EXPECT_EQ(RenderGpuTable(nodes),
+            "NODE   GPU   MODEL       UTIL   MEMORY   HEALTH   MIG                       "
+            "                             WORKLOAD\n"
+            "m1     0     H100-80GB   -      -        ok       1g.10gb@0,3g.40gb@4 -> "
+            "1g.10gb@0,1g.10gb@1,3g.40gb@4   nb-7/0:1g.10gb@0\n"
+            "m1     1     H100-80GB   -      -        ok       whole                     "
+            "                             -\n");
+}
+
 TEST(RenderNodeSummary, CountsNodesAndGpusByStatusAndModel) {
   // An unpaged answer (no "summary"): counted from its nodes.
   EXPECT_EQ(RenderNodeSummary(testing::CannedNodes()),
