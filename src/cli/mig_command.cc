@@ -78,6 +78,9 @@ void AddMigCommand(CLI::App* sim, int& exit_code) {
       ->capture_default_str();
   c->add_option("--reconfig-delay-s", cfg.reconfig_delay_s, "One MIG layout change (s)")
       ->capture_default_str();
+  c->add_option("--static-whole-gpus", cfg.static_whole_gpus,
+                "Static MIG: GPUs left whole for the 70B replicas (-1 = peak 70B)")
+      ->capture_default_str();
   c->add_option("--gpus-per-node", cfg.gpus_per_node, "GPUs per node")->capture_default_str();
   c->add_option("--pool-gpus", cfg.pool_gpus, "The fixed pool (unplaced, reconfigurations)")
       ->capture_default_str();

@@ -100,6 +100,7 @@ ordered_json SummaryJson(const MigRun& run, const std::string& command) {
                  {"notebook_mean_min", c.notebook_mean_min},
                  {"peak_trough_ratio", c.envelope.peak_trough_ratio},
                  {"reconfig_delay_s", c.reconfig_delay_s},
+                 {"static_whole_gpus", c.static_whole_gpus},
                  {"gpus_per_node", c.gpus_per_node},
                  {"pool_gpus", c.pool_gpus},
                  {"wait_bound_s", c.wait_bound_s},
@@ -117,7 +118,8 @@ ordered_json SummaryJson(const MigRun& run, const std::string& command) {
                        {"profile", p >= 0 ? std::string(m.profiles[static_cast<size_t>(p)].name)
                                           : std::string("none")},
                        {"whole_gpus", TaskFor(cl, Policy::kWhole).gpu_count},
-                       {"timeslice_milli", TaskFor(cl, Policy::kTimeslice).gpu_milli}});
+                       {"timeslice_milli", TaskFor(cl, Policy::kTimeslice).gpu_milli},
+                       {"fits_all_balanced", FitsAllBalanced(cl)}});
   }
   j["classes"] = classes;
   j["workload"] = {{"windows", run.workload.wanted[k7b].size()},

@@ -94,8 +94,9 @@ TEST(Workload, TheBusiestWindowWantsThePeak) {
   for (int k = 0; k < 3; ++k) {
     const auto& row = w->wanted[static_cast<size_t>(k)];
     EXPECT_EQ(*std::max_element(row.begin(), row.end()), c.peak[static_cast<size_t>(k)]);
-    EXPECT_LT(*std::min_element(row.begin(), row.end()), c.peak[static_cast<size_t>(k)]);
   }
+  // The envelope's trough is inside the 8 hours: fewer 7B replicas are wanted there.
+  EXPECT_LT(*std::min_element(w->wanted[k7b].begin(), w->wanted[k7b].end()), c.peak[k7b]);
   EXPECT_FALSE(w->notebooks.empty());
   EXPECT_GE(w->peak_whole_gpus, 20);
 }
@@ -125,8 +126,8 @@ TEST(Run, EveryPolicyKeepsItsInvariants) {
       case Policy::kStaticMig:
         EXPECT_EQ(r->reconfigs, 0);  // never reconfigures
         EXPECT_GT(r->mig_binds, 0);
-        // A 70B replica fits no instance of all-balanced.
-        EXPECT_EQ(r->unplaced[k70b], r->requests[k70b]);
+        // The 70B replicas run on the whole GPUs left for them.
+        EXPECT_EQ(r->unplaced[k70b], 0);
         EXPECT_GT(r->requests[k70b], 0);
         break;
       case Policy::kDynamicMig:
@@ -140,6 +141,23 @@ TEST(Run, EveryPolicyKeepsItsInvariants) {
   }
 }
 
+TEST(Run, StaticMigWithoutWholeGpusNeverPlacesA70b) {
+  MigConfig c = Small();
+  c.static_whole_gpus = 0;
+  auto w = BuildWorkload(c, Steady(), Steady());
+  ASSERT_TRUE(w.ok());
+  EXPECT_FALSE(FitsAllBalanced(Classes()[k70b]));
+  EXPECT_TRUE(FitsAllBalanced(Classes()[k13b]));
+  auto r = RunPolicy(*w, c, Policy::kStaticMig, 24);
+  ASSERT_TRUE(r.ok());
+  EXPECT_GT(r->requests[k70b], 0);
+  EXPECT_EQ(r->unplaced[k70b], r->requests[k70b]);
+  EXPECT_EQ(r->reconfigs, 0);
+  auto n = SearchGpusNeeded(*w, c, Policy::kStaticMig);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(n->gpus, -1);  // never meets the bound
+}
+
 TEST(Run, TheSearchFindsTheSmallestPoolThatMeetsTheBound) {
   const MigConfig c = Small();
   auto w = BuildWorkload(c, Steady(), Steady());
@@ -150,9 +168,9 @@ TEST(Run, TheSearchFindsTheSmallestPoolThatMeetsTheBound) {
   ASSERT_TRUE(whole.ok() && dyn.ok() && st.ok());
   ASSERT_GT(whole->gpus, 0);
   ASSERT_GT(dyn->gpus, 0);
-  EXPECT_EQ(st->gpus, -1);  // the 70B replicas never fit
+  ASSERT_GT(st->gpus, 0);
   EXPECT_LT(dyn->gpus, whole->gpus);
-  for (const auto* n : {&*whole, &*dyn}) {
+  for (const auto* n : {&*whole, &*dyn, &*st}) {
     const Policy p = n->run.policy;
     EXPECT_TRUE(n->run.meets(c));
     auto below = RunPolicy(*w, c, p, n->gpus - 1);
@@ -184,6 +202,7 @@ TEST(Flags, ErrorsNameTheFlag) {
       {[](MigConfig& c) { c.pool_gpus = 0; }, "--pool-gpus: must be in"},
       {[](MigConfig& c) { c.max_late_fraction = 2; }, "--max-late-fraction: must be in"},
       {[](MigConfig& c) { c.gpus_per_node = 17; }, "--gpus-per-node: must be in"},
+      {[](MigConfig& c) { c.static_whole_gpus = -2; }, "--static-whole-gpus: must be in"},
       {[](MigConfig& c) { c.envelope.peak_trough_ratio = 0.5; }, "--peak-trough-ratio"},
       {[](MigConfig& c) { c.peak = {0, 0, 0, 0}, c.notebooks_peak = 0; },
        "--peak-7b, --peak-13b, --peak-70b, --notebooks-peak: all zero"},

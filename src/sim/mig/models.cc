@@ -60,7 +60,19 @@ bool ParsePolicy(std::string_view text, Policy& out) {
   return false;
 }
 
+bool FitsAllBalanced(const ModelClass& c) {
+  const core::MigModel& m = *core::FindMigModel(kGpuModel);
+  auto l = core::ParseLayout(m, kAllBalanced);
+  if (!l.ok()) return false;
+  for (const core::MigInstance& i : l->view()) {
+    const core::MigProfile& p = m.profiles[static_cast<size_t>(i.profile)];
+    if (p.compute_slices >= c.mig_compute && p.memory_mib >= MemoryNeedMib(c)) return true;
+  }
+  return false;
+}
+
 core::TaskRequest TaskFor(const ModelClass& c, Policy p) {
+  if (p == Policy::kStaticMig && !FitsAllBalanced(c)) return TaskFor(c, Policy::kWhole);
   core::TaskRequest t;
   t.milli_cpu = 2000;
   t.memory_mib = 16 * 1024;

@@ -67,8 +67,11 @@ bool ParsePolicy(std::string_view text, Policy& out);
 // - timeslice: one GPU's fraction, gpu_milli = the compute share of its MIG profile
 //   (core::MigMilliForCompute, 1000 for 7 slices) and gpu_memory_mib = its memory need;
 // - static and dynamic MIG: an instance (sharing kMig) of c.mig_compute slices and its
-//   memory need.
+//   memory need; under static MIG a class that no instance of kAllBalanced holds (the 70B
+//   replica) asks for whole GPUs instead, which the pool's non-MIG GPUs give.
 core::TaskRequest TaskFor(const ModelClass& c, Policy p);
+// Whether some instance of kAllBalanced has c.mig_compute slices and MemoryNeedMib(c).
+bool FitsAllBalanced(const ModelClass& c);
 
 // NVIDIA mig-parted's `all-balanced` for H100-80GB (2x 1g.10gb, 1x 2g.20gb, 1x 3g.40gb),
 // placed at the starts `nvidia-smi mig -cgi` gives in that order.

@@ -92,6 +92,10 @@ class Runner {
       balanced = *l;
     }
     const bool mig = policy_ == Policy::kStaticMig || policy_ == Policy::kDynamicMig;
+    // Static MIG leaves the first GPUs whole for the classes all-balanced cannot hold.
+    const int32_t whole = policy_ != Policy::kStaticMig ? 0
+                          : cfg_.static_whole_gpus >= 0 ? cfg_.static_whole_gpus
+                                                        : cfg_.peak[k70b];
     const int32_t per = cfg_.gpus_per_node;
     for (int32_t first = 0, n = 0; first < pool_; first += per, ++n) {
       core::NodeSpec spec;
@@ -103,9 +107,12 @@ class Runner {
       spec.milli_cpu = int64_t{spec.gpu_count} * 7 * 2000 + 16000;
       spec.memory_mib = int64_t{spec.gpu_count} * 7 * 16 * 1024 + 64 * 1024;
       if (mig) {
-        spec.mig_gpus = static_cast<uint16_t>((1u << spec.gpu_count) - 1u);
         spec.mig_model = model;
-        for (int j = 0; j < spec.gpu_count; ++j) spec.mig_layouts[j] = balanced;
+        for (int j = 0; j < spec.gpu_count; ++j) {
+          if (first + j < whole) continue;
+          spec.mig_gpus = static_cast<uint16_t>(spec.mig_gpus | (1u << j));
+          spec.mig_layouts[j] = balanced;
+        }
       }
       if (Status s = engine_->AddNode(core::NodeId(static_cast<uint32_t>(n)), spec); !s.ok()) {
         return Annotate(s, "node " + spec.name);

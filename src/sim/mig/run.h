@@ -11,8 +11,9 @@
 // engine runs a cycle at every time something happened, and nowhere else.
 //
 // Pools: `pool_gpus` H100-80GB GPUs on nodes of `gpus_per_node` (the last node takes the
-// remainder). Whole and timeslice: GPUs not in MIG mode. Static MIG: every GPU in MIG mode
-// with kAllBalanced, `mig_reconfigure` off. Dynamic MIG: every GPU in MIG mode with no
+// remainder). Whole and timeslice: GPUs not in MIG mode. Static MIG: the first
+// `static_whole_gpus` GPUs whole (for the 70B replicas), every other GPU in MIG mode with
+// kAllBalanced, `mig_reconfigure` off. Dynamic MIG: every GPU in MIG mode with no
 // instances, `mig_reconfigure` on.
 
 #include <cstdint>

@@ -34,6 +34,7 @@ Status MigConfig::Validate() const {
       Range("notebooks_peak", notebooks_peak, 0, 10000),
       Range("notebook_mean_min", notebook_mean_min, 1, 24 * 60),
       Range("reconfig_delay_s", reconfig_delay_s, 0, 600),
+      Range("static_whole_gpus", static_whole_gpus, -1, 100000),
       Range("gpus_per_node", gpus_per_node, 1, core::kMaxGpusPerNode),
       Range("pool_gpus", pool_gpus, 1, 100000),
       Range("wait_bound_s", wait_bound_s, 0, 86400),

@@ -38,6 +38,10 @@ struct MigConfig {
   double notebook_mean_min = 60;     // mean session length
   platform::Envelope envelope;       // peak/trough 3, peak at 14:00 (weekday)
   int32_t reconfig_delay_s = 5;      // one MIG layout change, [0, 600]
+  // Static MIG: GPUs left whole (not in MIG mode) for the classes no instance of
+  // kAllBalanced holds (the 70B replicas), as an operator would size them: -1 = peak_70b
+  // GPUs (each 70B replica takes one). The rest of the pool is all-balanced.
+  int32_t static_whole_gpus = -1;
   int32_t gpus_per_node = 8;         // [1, 16]
   int32_t pool_gpus = 48;            // the fixed pool of the unplaced and reconfiguration counts
   int32_t wait_bound_s = 60;         // a request waiting longer than this is late
