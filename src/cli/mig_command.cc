@@ -35,7 +35,8 @@ int RunMigCommand(const MigCliOptions& o) {
   auto policies = sm::ParsePolicies(o.policy);
   if (!policies.ok()) return Fail(policies.status().message());
   auto run = sm::RunMig(o.cfg, o.traces, *policies);
-  if (!run.ok()) return Fail(run.status().message() + " (traces folder: --traces " + o.traces + ")");
+  if (!run.ok())
+    return Fail(run.status().message() + " (traces folder: --traces " + o.traces + ")");
   nlohmann::ordered_json summary = sm::SummaryJson(*run, o.command);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   summary["wall_s"] = std::round(wall * 1000) / 1000;
@@ -65,10 +66,8 @@ void AddMigCommand(CLI::App* sim, int& exit_code) {
   c->add_option("--window-s", cfg.window_s, "Replica targets change once a window (s)")
       ->capture_default_str();
   c->add_option("--peak-7b", cfg.peak[sim::mig::k7b], "Peak 7B replicas")->capture_default_str();
-  c->add_option("--peak-13b", cfg.peak[sim::mig::k13b], "Peak 13B replicas")
-      ->capture_default_str();
-  c->add_option("--peak-70b", cfg.peak[sim::mig::k70b], "Peak 70B replicas")
-      ->capture_default_str();
+  c->add_option("--peak-13b", cfg.peak[sim::mig::k13b], "Peak 13B replicas")->capture_default_str();
+  c->add_option("--peak-70b", cfg.peak[sim::mig::k70b], "Peak 70B replicas")->capture_default_str();
   c->add_option("--notebooks-peak", cfg.notebooks_peak, "Concurrent notebooks at the peak")
       ->capture_default_str();
   c->add_option("--notebook-mean-min", cfg.notebook_mean_min, "Mean notebook session (min)")

@@ -1,10 +1,10 @@
 #include "sim/mig/experiment.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <algorithm>
 #include <thread>
 
 namespace gpuorch::sim::mig {
@@ -194,12 +194,10 @@ std::string SummaryTable(const ordered_json& s) {
     std::snprintf(b, sizeof b, "%.2f", 100 * p["at_gpus_needed"]["late_fraction"].get<double>());
     return std::string(b);
   });
-  row("  peak GPUs busy there", [&](const ordered_json& p) {
-    return num(p["at_gpus_needed"]["peak_gpus_busy"]);
-  });
-  row("  reconfigurations/hour there", [&](const ordered_json& p) {
-    return num(p["at_gpus_needed"]["reconfigs_per_hour"]);
-  });
+  row("  peak GPUs busy there",
+      [&](const ordered_json& p) { return num(p["at_gpus_needed"]["peak_gpus_busy"]); });
+  row("  reconfigurations/hour there",
+      [&](const ordered_json& p) { return num(p["at_gpus_needed"]["reconfigs_per_hour"]); });
   std::snprintf(b, sizeof b, "at the fixed pool (%d GPUs):", s["config"]["pool_gpus"].get<int>());
   out += std::string(b) + "\n";
   row("  requests", [&](const ordered_json& p) { return num(p["at_fixed_pool"]["requests"]); });
@@ -208,14 +206,14 @@ std::string SummaryTable(const ordered_json& s) {
     std::snprintf(b, sizeof b, "%.2f", 100 * p["at_fixed_pool"]["late_fraction"].get<double>());
     return std::string(b);
   });
-  row("  wait p99, s", [&](const ordered_json& p) { return num(p["at_fixed_pool"]["wait_p99_s"]); });
+  row("  wait p99, s",
+      [&](const ordered_json& p) { return num(p["at_fixed_pool"]["wait_p99_s"]); });
   row("  peak / mean GPUs busy", [&](const ordered_json& p) {
     return num(p["at_fixed_pool"]["peak_gpus_busy"]) + " / " +
            num(p["at_fixed_pool"]["mean_gpus_busy"]);
   });
-  row("  reconfigurations/hour", [&](const ordered_json& p) {
-    return num(p["at_fixed_pool"]["reconfigs_per_hour"]);
-  });
+  row("  reconfigurations/hour",
+      [&](const ordered_json& p) { return num(p["at_fixed_pool"]["reconfigs_per_hour"]); });
   return out;
 }
 
@@ -228,10 +226,6 @@ Status WriteOutputs(const ordered_json& summary, const std::string& out_dir) {
   if (!f) return Status::Invalid("--out " + out_dir + ": cannot write summary.json");
   return Status::Ok();
 }
-
-}  // namespace gpuorch::sim::mig
-
-namespace gpuorch::sim::mig {
 
 core::Result<std::vector<Policy>> ParsePolicies(const std::string& text) {
   std::vector<Policy> out;

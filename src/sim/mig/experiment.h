@@ -15,8 +15,8 @@ namespace gpuorch::sim::mig {
 
 struct PolicyOutcome {
   Policy policy = Policy::kWhole;
-  Needed needed;      // the GPUs-needed search
-  RunResult fixed;    // the run on cfg.pool_gpus
+  Needed needed;    // the GPUs-needed search
+  RunResult fixed;  // the run on cfg.pool_gpus
 };
 
 struct MigRun {
@@ -38,10 +38,6 @@ nlohmann::ordered_json SummaryJson(const MigRun& run, const std::string& command
 std::string SummaryTable(const nlohmann::ordered_json& summary);
 // Writes OUT/summary.json (the folder is created).
 core::Status WriteOutputs(const nlohmann::ordered_json& summary, const std::string& out_dir);
-
-}  // namespace gpuorch::sim::mig
-
-namespace gpuorch::sim::mig {
 
 // The CLI's checks, here so that they are tested. "whole,dynamic-mig" in the order given;
 // errors name --policy and the offending entry (unknown, listed twice, empty).

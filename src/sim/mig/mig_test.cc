@@ -204,7 +204,9 @@ TEST(Flags, ErrorsNameTheFlag) {
       {[](MigConfig& c) { c.gpus_per_node = 17; }, "--gpus-per-node: must be in"},
       {[](MigConfig& c) { c.static_whole_gpus = -2; }, "--static-whole-gpus: must be in"},
       {[](MigConfig& c) { c.envelope.peak_trough_ratio = 0.5; }, "--peak-trough-ratio"},
-      {[](MigConfig& c) { c.peak = {0, 0, 0, 0}, c.notebooks_peak = 0; },
+      {[](MigConfig& c) {
+         c.peak = {0, 0, 0, 0}, c.notebooks_peak = 0;
+       },
        "--peak-7b, --peak-13b, --peak-70b, --notebooks-peak: all zero"},
   };
   for (const Row& r : rows) {

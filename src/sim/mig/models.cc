@@ -15,8 +15,8 @@ constexpr int64_t kMib = 1024 * 1024;
 constexpr ModelClass kTable[kClasses] = {
     {"7b", "7B-class replica (Llama 2 7B, FP16)", 6.74, 2, 32, 4096, 2, 8192, 1024, 0, 2},
     {"13b", "13B-class replica (Llama 2 13B, FP16)", 13.0, 2, 40, 5120, 2, 8192, 1024, 0, 3},
-    {"70b", "70B-class replica (Llama 3 70B, FP8 weights and KV)", 70.6, 1, 80, 1024, 1, 8192,
-     1024, 0, 7},
+    {"70b", "70B-class replica (Llama 3 70B, FP8 weights and KV)", 70.6, 1, 80, 1024, 1, 8192, 1024,
+     0, 7},
     // A notebook: interactive work against a small model or a slice of data; 8 GiB is an
     // ASSUMPTION (a 3B-parameter FP16 model is 6 GiB).
     {"notebook", "notebook (8 GiB working set)", 0, 2, 0, 0, 2, 0, 0, 8192, 1},

@@ -155,7 +155,9 @@ class Runner {
     return Annotate(engine_->Submit(Id(idx), spec), "submit " + spec.name);
   }
 
-  static core::WorkloadId Id(size_t idx) { return core::WorkloadId(static_cast<uint32_t>(idx + 1)); }
+  static core::WorkloadId Id(size_t idx) {
+    return core::WorkloadId(static_cast<uint32_t>(idx + 1));
+  }
 
   // Ends request idx at `now`: withdraws it when pending, stops it when running.
   Status End(size_t idx, Time now) {

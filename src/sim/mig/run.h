@@ -29,11 +29,11 @@ struct RunResult {
   int32_t pool_gpus = 0;
   std::array<int64_t, kClasses> requests{};  // submissions per class
   std::array<int64_t, kClasses> unplaced{};  // withdrawn or still pending at the end, unbound
-  int64_t late = 0;           // bound after more than wait_bound_s, or never bound having waited
-                              // longer than that
-  double late_fraction = 0;   // late / all requests
+  int64_t late = 0;          // bound after more than wait_bound_s, or never bound having waited
+                             // longer than that
+  double late_fraction = 0;  // late / all requests
   double wait_p50_s = 0, wait_p99_s = 0;  // of the requests that were bound
-  int64_t reconfigs = 0;      // MIG layout changes applied
+  int64_t reconfigs = 0;                  // MIG layout changes applied
   double reconfigs_per_hour = 0;
   int32_t peak_gpus_busy = 0;     // GPUs with at least one task, the most at once
   double mean_gpus_busy = 0;      // time-weighted over the day

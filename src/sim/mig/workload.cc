@@ -75,9 +75,8 @@ core::Result<Workload> BuildWorkload(const MigConfig& cfg, const platform::HourP
     std::vector<int32_t>& row = w.wanted[static_cast<size_t>(k)];
     row.resize(static_cast<size_t>(windows));
     for (size_t i = 0; i < row.size(); ++i) {
-      row[i] = peak_work > 0 ? static_cast<int32_t>(
-                                   std::ceil(cfg.peak[static_cast<size_t>(k)] * work[i] / peak_work -
-                                             1e-9))
+      row[i] = peak_work > 0 ? static_cast<int32_t>(std::ceil(
+                                   cfg.peak[static_cast<size_t>(k)] * work[i] / peak_work - 1e-9))
                              : 0;
       total[i] += row[i] * TaskFor(Classes()[static_cast<size_t>(k)], Policy::kWhole).gpu_count;
     }
@@ -95,8 +94,8 @@ core::Result<Workload> BuildWorkload(const MigConfig& cfg, const platform::HourP
     const double len = -std::log(1 - Uniform01(rng)) * mean_s;
     if (u >= keep) continue;
     const auto start = static_cast<int64_t>(t);
-    w.notebooks.push_back({start, std::min(w.horizon_s, start + std::max<int64_t>(
-                                                                      1, std::llround(len)))});
+    w.notebooks.push_back(
+        {start, std::min(w.horizon_s, start + std::max<int64_t>(1, std::llround(len)))});
   }
   // Concurrent notebooks per window (the most at any start inside it, an upper bound).
   std::vector<int32_t> open(static_cast<size_t>(windows) + 1, 0);

@@ -30,22 +30,22 @@ namespace gpuorch::sim::mig {
 
 struct MigConfig {
   uint64_t seed = 1;
-  int32_t hours = 24;       // simulated span, [1, 168]
-  int32_t window_s = 300;   // replica targets change at most once a window, [10, 3600]
+  int32_t hours = 24;      // simulated span, [1, 168]
+  int32_t window_s = 300;  // replica targets change at most once a window, [10, 3600]
   // Peak replicas wanted of 7B, 13B and 70B (ClassIndex order; the notebook entry is unused).
   std::array<int32_t, kClasses> peak = {48, 24, 8, 0};
-  int32_t notebooks_peak = 24;       // concurrent notebooks at the daily peak
-  double notebook_mean_min = 60;     // mean session length
-  platform::Envelope envelope;       // peak/trough 3, peak at 14:00 (weekday)
-  int32_t reconfig_delay_s = 5;      // one MIG layout change, [0, 600]
+  int32_t notebooks_peak = 24;    // concurrent notebooks at the daily peak
+  double notebook_mean_min = 60;  // mean session length
+  platform::Envelope envelope;    // peak/trough 3, peak at 14:00 (weekday)
+  int32_t reconfig_delay_s = 5;   // one MIG layout change, [0, 600]
   // Static MIG: GPUs left whole (not in MIG mode) for the classes no instance of
   // kAllBalanced holds (the 70B replicas), as an operator would size them: -1 = peak_70b
   // GPUs (each 70B replica takes one). The rest of the pool is all-balanced.
   int32_t static_whole_gpus = -1;
-  int32_t gpus_per_node = 8;         // [1, 16]
-  int32_t pool_gpus = 48;            // the fixed pool of the unplaced and reconfiguration counts
-  int32_t wait_bound_s = 60;         // a request waiting longer than this is late
-  double max_late_fraction = 0.01;   // the GPUs-needed search's bound on late requests
+  int32_t gpus_per_node = 8;        // [1, 16]
+  int32_t pool_gpus = 48;           // the fixed pool of the unplaced and reconfiguration counts
+  int32_t wait_bound_s = 60;        // a request waiting longer than this is late
+  double max_late_fraction = 0.01;  // the GPUs-needed search's bound on late requests
   // Errors name the field: "peak_7b: must be in [0, 10000]".
   core::Status Validate() const;
 };
