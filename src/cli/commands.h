@@ -13,6 +13,8 @@ void RegisterSimCommands(CLI::App& app, int& exit_code);
 void AddReplayCommand(CLI::App* sim, int& exit_code);
 // `sim platform`, the mixed LLM platform experiment (docs/platform.md).
 void AddPlatformCommand(CLI::App* sim, int& exit_code);
+// `sim mig`, the GPU partitioning experiment (docs/partitioning-experiment.md).
+void AddMigCommand(CLI::App* sim, int& exit_code);
 // submit, get, describe, cancel, logs, queues, nodes, drain, undrain (docs/cli.md).
 void RegisterClientCommands(CLI::App& app, int& exit_code);
 // server (the control plane) and dev (server + emulated agents in one process tree).

@@ -120,6 +120,7 @@ void RegisterSimCommands(CLI::App& app, int& exit_code) {
   fgd->callback([opts, &exit_code]() { exit_code = RunFgdCommand(*opts); });
   AddReplayCommand(sim_cmd, exit_code);
   AddPlatformCommand(sim_cmd, exit_code);
+  AddMigCommand(sim_cmd, exit_code);
 }
 
 }  // namespace gpuorch::cli
