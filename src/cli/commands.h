@@ -13,7 +13,7 @@ void RegisterSimCommands(CLI::App& app, int& exit_code);
 void AddReplayCommand(CLI::App* sim, int& exit_code);
 // `sim platform`, the mixed LLM platform experiment (docs/platform.md).
 void AddPlatformCommand(CLI::App* sim, int& exit_code);
-// `sim mig`, the GPU partitioning experiment (docs/partitioning-experiment.md).
+// `sim mig`, the GPU partitioning experiment (docs/partitioning.md, "The experiment").
 void AddMigCommand(CLI::App* sim, int& exit_code);
 // submit, get, describe, cancel, logs, queues, nodes, drain, undrain (docs/cli.md).
 void RegisterClientCommands(CLI::App& app, int& exit_code);

@@ -1,4 +1,4 @@
-// `gpuorch sim mig`: the GPU partitioning experiment (docs/partitioning-experiment.md). An
+// `gpuorch sim mig`: the GPU partitioning experiment (docs/partitioning.md, "The experiment"). An
 // inference-heavy mix on H100-80GB GPUs under whole GPUs, time-slicing, static MIG and
 // gpuorch's dynamic MIG; writes OUT/summary.json and prints the table.
 #include <CLI/CLI.hpp>

@@ -32,7 +32,7 @@ core::Result<MigRun> RunMigOn(const MigConfig& cfg, Workload workload,
 core::Result<MigRun> RunMig(const MigConfig& cfg, const std::string& traces_dir,
                             const std::vector<Policy>& policies);
 
-// OUT/summary.json's object (docs/partitioning-experiment.md lists its keys).
+// OUT/summary.json's object (docs/partitioning.md, "The experiment" lists its keys).
 nlohmann::ordered_json SummaryJson(const MigRun& run, const std::string& command);
 // A fixed-width table, one column per policy.
 std::string SummaryTable(const nlohmann::ordered_json& summary);

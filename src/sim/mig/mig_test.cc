@@ -22,7 +22,7 @@ TEST(Models, MemoryNeedsMapToTheStatedProfiles) {
     int64_t mib;
     const char* profile;
   };
-  // weights + 8,192 tokens of KV cache + 1 GiB (docs/partitioning-experiment.md).
+  // weights + 8,192 tokens of KV cache + 1 GiB (docs/partitioning.md, "The experiment").
   const Row rows[] = {
       {k7b, 12856 + 4096 + 1024, "2g.20gb"},
       {k13b, 24796 + 6400 + 1024, "3g.40gb"},

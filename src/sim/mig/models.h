@@ -2,7 +2,7 @@
 
 // The request classes of `gpuorch sim mig` and what each needs: GPU memory from the model's
 // weights plus its KV cache, compute slices for its throughput, and how each partitioning
-// policy asks the engine for that (docs/partitioning-experiment.md).
+// policy asks the engine for that (docs/partitioning.md, "The experiment").
 //
 // Memory = weights + KV cache + runtime, all in MiB:
 //   weights = params * bytes_per_param;
