@@ -2,7 +2,9 @@
 // (--emulate-mig). A MIG request makes the engine plan a layout, the agent applies it and
 // reports it, and only then is the task bound, with CUDA_VISIBLE_DEVICES naming its
 // instance; a second request changes the layout of the same GPU while the first task keeps
-// running on its instance. The nodes view, the CLI's GPU table and the MIG metrics show it.
+// running on its instance. The nodes view, the CLI's GPU table and the MIG metrics show it,
+// and a restarted server adopts both tasks on their instances.
+#include <csignal>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -105,10 +107,25 @@ TEST(Mig, InstancesAreCreatedBeforeBindingAndALayoutChangeLeavesRunningInstances
            m.find("gpuorch_mig_fragmented_slices{model=\"H100-80GB\"}") != std::string::npos;
   })) << c->api().Get("/metrics").body;
 
-  // Both end well.
+  // A server killed and restarted adopts both tasks on their instances: same attempt, the
+  // layout as the agent reported it, nothing started twice.
+  c->StopServer(SIGKILL);
+  ASSERT_TRUE(c->StartServer()) << "restart on the same data directory failed";
+  ASSERT_TRUE(WaitFor([&] { return c->NodeStatus("m") == "Ready"; }));
+  for (int64_t id : {big, small}) {
+    w = c->Workload(id);
+    EXPECT_EQ(w["state"], "Running") << w.dump();
+    EXPECT_EQ(w["attempt"], 0) << w.dump();
+    ASSERT_TRUE(w["tasks"][0].contains("mig")) << w.dump();
+  }
+  EXPECT_EQ(c->api().Get("/v1/nodes").json["nodes"][0]["gpus"][0]["mig_layout"], layout);
+
+  // Both end well, each started once.
   std::ofstream(c->dir() + "/go") << "go\n";
   EXPECT_TRUE(c->WaitState(big, "Succeeded")) << c->Workload(big).dump();
   EXPECT_TRUE(c->WaitState(small, "Succeeded")) << c->Workload(small).dump();
+  EXPECT_EQ(ReadFile(c->dir() + "/big.cvd"), big_uuid + "\n");
+  EXPECT_EQ(ReadFile(c->dir() + "/small.cvd"), small_uuid + "\n");
 }
 
 TEST(Mig, BadMigRequestsAreRefusedByField) {
