@@ -188,6 +188,15 @@ int SmallestProfile(const MigModel& m, int compute_slices, int64_t memory_mib) {
   return -1;
 }
 
+int ProfileFor(const MigModel& m, int compute_slices, int64_t memory_mib) {
+  for (size_t i = 0; i < m.profiles.size(); ++i) {
+    if (m.profiles[i].compute_slices == compute_slices && m.profiles[i].memory_mib >= memory_mib) {
+      return static_cast<int>(i);
+    }
+  }
+  return -1;
+}
+
 int MigComputeForMilli(int32_t gpu_milli) {
   const int slices = (gpu_milli * kMigComputeSlices + 999) / 1000;
   return std::clamp(slices, 1, kMigComputeSlices);

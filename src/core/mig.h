@@ -91,6 +91,11 @@ bool MigRemove(MigLayout& l, int start);
 // The smallest profile of m with at least `compute_slices` and `memory_mib`, smallest by
 // compute then memory; -1 when none is large enough.
 int SmallestProfile(const MigModel& m, int compute_slices, int64_t memory_mib);
+// The profile a MIG request of `compute_slices` and `memory_mib` runs on with model m: the
+// one with the least memory among those of exactly that compute and at least that memory;
+// -1 when m has none. Exactly: quotas count a request by its compute share, so the
+// instance may not hold more compute than that.
+int ProfileFor(const MigModel& m, int compute_slices, int64_t memory_mib);
 // The compute slices a fraction of `gpu_milli` needs: ceil(milli * 7 / 1000), at least 1.
 int MigComputeForMilli(int32_t gpu_milli);
 // The milli-GPU a MIG request of `compute_slices` counts as in quotas: its compute share

@@ -132,6 +132,14 @@ TEST(MigProfiles, SmallestProfileForARequest) {
   EXPECT_EQ(h100.profiles[SmallestProfile(h100, 4, 0)].name, "4g.40gb");
   EXPECT_EQ(h100.profiles[SmallestProfile(h100, 1, 50 * 1024)].name, "7g.80gb");
   EXPECT_EQ(SmallestProfile(h100, 1, 90 * 1024), -1);
+  // ProfileFor keeps the compute exact: 1 slice and 15 GiB is 1g.20gb, 2 slices and 30 GiB
+  // has no H100 profile (3g.40gb would hold more compute than the request counts).
+  EXPECT_EQ(h100.profiles[ProfileFor(h100, 1, 15 * 1024)].name, "1g.20gb");
+  EXPECT_EQ(h100.profiles[ProfileFor(h100, 3, 0)].name, "3g.40gb");
+  EXPECT_EQ(ProfileFor(h100, 2, 30 * 1024), -1);
+  EXPECT_EQ(ProfileFor(h100, 5, 0), -1);
+  EXPECT_EQ(Model("H200-141GB").profiles[ProfileFor(Model("H200-141GB"), 2, 30 * 1024)].name,
+            "2g.35gb");
   // Milli to compute slices and back: 1/7 of a GPU is 143 milli.
   EXPECT_EQ(MigComputeForMilli(100), 1);
   EXPECT_EQ(MigComputeForMilli(143), 2);  // 143 * 7 = 1001 > 1000

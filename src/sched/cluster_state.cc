@@ -11,7 +11,7 @@ using core::NodeSpec;
 using core::Status;
 
 int NodeState::full_free_gpus() const {
-  const GpuMask healthy = healthy_gpus() & ~mig_gpus;
+  const GpuMask healthy = whole_gpus();
   int n = 0;
   for (int j = 0; j < gpu_count; ++j) n += ((healthy >> j) & 1u) && gpu_free[j] == kMilliGpu;
   return n;
@@ -47,7 +47,7 @@ GpuMask LessReserved(const NodeState& n, GpuMask all, WorkloadId as, Reservation
 }  // namespace
 
 GpuMask UsableGpus(const NodeState& n, WorkloadId as, ReservationAccess access) {
-  return LessReserved(n, static_cast<GpuMask>(n.healthy_gpus() & ~n.mig_gpus), as, access);
+  return LessReserved(n, n.whole_gpus(), as, access);
 }
 
 GpuMask MigUsableGpus(const NodeState& n, WorkloadId as, ReservationAccess access) {

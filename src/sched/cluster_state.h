@@ -67,6 +67,8 @@ struct NodeState {
   GpuMask all_gpus() const { return static_cast<GpuMask>((1u << gpu_count) - 1u); }
   // The GPUs new work may be placed on, before reservations.
   GpuMask healthy_gpus() const { return static_cast<GpuMask>(all_gpus() & ~unhealthy_gpus); }
+  // The healthy GPUs not in MIG mode: what whole-GPU and fractional work may ever use.
+  GpuMask whole_gpus() const { return static_cast<GpuMask>(healthy_gpus() & ~mig_gpus); }
 };
 
 // The MIG state of one node beside its NodeState: the layouts, which instances hold a

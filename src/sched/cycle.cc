@@ -3,6 +3,7 @@
 // reserve for the head-of-line workload that cannot start, grow elastic workloads from idle
 // capacity, and explain every workload left pending.
 #include <algorithm>
+#include <map>
 #include <optional>
 #include <set>
 #include <tuple>
@@ -114,9 +115,11 @@ struct Scheduler::Impl::CycleContext {
   // capacity only shrinks until the cycle ends. This is what answers most of a backlog
   // when every workload asks for its own CPU and memory, and no two shapes are equal.
   std::unordered_map<ShapeKey, std::vector<std::pair<int64_t, int64_t>>, ShapeHash> no_fit;
-  // MIG requests that found no instance and no layout change this cycle: (compute slices,
-  // GPU memory, CPU, memory, models, reservation access). Free room only shrinks in a cycle.
-  std::set<std::tuple<int, int64_t, int64_t, int64_t, uint64_t, int>> mig_failed;
+  // MIG requests that found no instance and no layout change this cycle, and why: (compute
+  // slices, GPU memory, CPU, memory, models, reservation access, and the workload when it
+  // holds a reservation of its own). Free room only shrinks in a cycle.
+  std::map<std::tuple<int, int64_t, int64_t, int64_t, uint64_t, int, uint32_t>, PendingReason>
+      mig_failed;
 
   bool Dominated(const ShapeKey& host_free, int64_t cpu, int64_t memory) const {
     auto it = no_fit.find(host_free);
@@ -313,7 +316,10 @@ void Scheduler::Impl::Attempt(CycleContext& c, WorkloadRec& w) {
   }
   // MIG: instances, not the whole-GPU machinery (no preemption, reservation or shape cache).
   // `any` falls back to a time-sliced fraction when no instance can be had.
-  if (t.mig()) {
+  // `any` tries MIG only while it holds nothing and waits for no victim: a preemptor or a
+  // holder (from an earlier fraction attempt) keeps the fraction's path.
+  if (t.sharing == core::Sharing::kMig ||
+      (t.mig() && ledger_.KindOf(w.id) == HoldKind::kNone && ledger_.Leaving(w.id) == 0)) {
     if (AttemptMig(c, w, e) || t.sharing == core::Sharing::kMig) return;
   }
   const ShapeKey key = KeyOf(w, e.may_use_lent);
@@ -408,6 +414,10 @@ bool Scheduler::Impl::AttemptMig(CycleContext& c, WorkloadRec& w, const Entitlem
     }
     mig_waits_.erase(it);
   }
+  // Unschedulable when no MIG GPU of a model it may use has its profile at all: it waits for
+  // the cluster to change (a node with that profile, or MIG mode on one).
+  PendingReason why = PendingReason::kUnschedulable;
+  const uint32_t holder = ledger_.KindOf(w.id) != HoldKind::kNone ? w.id.value() : 0;
   for (const auto* models : {&e.in_quota, &e.borrow}) {
     if (models->empty()) continue;
     const bool entitled = models == &e.in_quota;
@@ -416,12 +426,17 @@ bool Scheduler::Impl::AttemptMig(CycleContext& c, WorkloadRec& w, const Entitlem
     t.models = ModelSet();
     for (GpuModelId m : *models) t.models.Add(m);
     const auto key = std::make_tuple(int{t.mig_compute}, t.gpu_memory_mib, t.milli_cpu,
-                                     t.memory_mib, t.models.bits(), int{access});
-    if (c.mig_failed.contains(key)) continue;
+                                     t.memory_mib, t.models.bits(), int{access}, holder);
+    if (auto f = c.mig_failed.find(key); f != c.mig_failed.end()) {
+      if (f->second == PendingReason::kNoFit) why = PendingReason::kNoFit;
+      continue;
+    }
     ++c.plan.stats.placements_tried;
-    auto choice = ChooseMig(cluster_, t, w.id, access, mig_mix_, config_.mig_reconfigure);
+    bool exists = false;
+    auto choice = ChooseMig(cluster_, t, w.id, access, mig_mix_, config_.mig_reconfigure, &exists);
     if (!choice) {
-      c.mig_failed.insert(key);
+      c.mig_failed.emplace(key, exists ? PendingReason::kNoFit : PendingReason::kUnschedulable);
+      if (exists) why = PendingReason::kNoFit;
       continue;
     }
     const auto mask = static_cast<GpuMask>(1u << choice->gpu);
@@ -437,7 +452,7 @@ bool Scheduler::Impl::AttemptMig(CycleContext& c, WorkloadRec& w, const Entitlem
     w.reason = PendingReason::kMigReconfiguring;
     return true;
   }
-  w.reason = PendingReason::kNoFit;
+  w.reason = why;
   return false;
 }
 

@@ -25,7 +25,7 @@ int64_t Per(int64_t capacity, int64_t ask) { return ask > 0 ? capacity / ask : k
 // The most healthy GPUs of n inside one NVLink domain (all of n's if it has one domain).
 int HealthyPerNvlinkDomain(const NodeState& n) {
   const int dom = n.nvlink_domain_gpus > 0 ? n.nvlink_domain_gpus : n.gpu_count;
-  const GpuMask healthy = n.healthy_gpus();
+  const GpuMask healthy = n.whole_gpus();  // MIG GPUs hold no whole-GPU or fractional work
   int best = 0;
   for (int d = 0; d < n.gpu_count; d += dom) {
     const unsigned domain_mask = ((1u << dom) - 1u) << d;
@@ -58,8 +58,9 @@ void Scheduler::Impl::SummariseCapacity() {
   std::vector<std::map<Key, int64_t>> racks(cluster_.rack_count()), zones(cluster_.zone_count());
   for (const NodeState& n : cluster_.nodes()) {
     if (!n.schedulable()) continue;
-    // An unhealthy GPU is no capacity: work that fits only with it is Unschedulable.
-    const int healthy = std::popcount(n.healthy_gpus());
+    // An unhealthy GPU is no capacity: work that fits only with it is Unschedulable. Nor
+    // is a GPU in MIG mode for the work this check serves (MIG requests skip it).
+    const int healthy = std::popcount(n.whole_gpus());
     Key k{n.model.value(), healthy,           HealthyPerNvlinkDomain(n),
           n.cpu_capacity,  n.memory_capacity, n.gpu_memory_capacity};
     ++all[k];

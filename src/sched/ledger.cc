@@ -84,8 +84,8 @@ const Hold& Ledger::HoldOf(WorkloadId w) const {
 void Ledger::HoldHeadOfLine(WorkloadId w, std::vector<NodeId> nodes, core::Time eta, GpuModelId m,
                             bool in_quota, bool lends) {
   for (NodeId id : nodes) {
-    // Unhealthy GPUs are nobody's room: they are not held.
-    cluster_.Reserve(id, cluster_.node(id).healthy_gpus(), w, lends, !in_quota);
+    // Unhealthy GPUs are nobody's room, and MIG GPUs no head-of-line gang's: not held.
+    cluster_.Reserve(id, cluster_.node(id).whole_gpus(), w, lends, !in_quota);
   }
   Hold& h = holds_[w];
   h.kind = HoldKind::kHeadOfLine;
@@ -154,7 +154,7 @@ void Ledger::StopLending(WorkloadId h) {
 void Ledger::GpusRecovered(NodeId id) {
   const NodeState& n = cluster_.node(id);
   if (!n.reserved_for.valid() || KindOf(n.reserved_for) != HoldKind::kHeadOfLine) return;
-  const GpuMask held = static_cast<GpuMask>(n.reserved_gpus | n.healthy_gpus());
+  const GpuMask held = static_cast<GpuMask>(n.reserved_gpus | n.whole_gpus());
   cluster_.Reserve(id, held, n.reserved_for, n.reservation_lendable, n.reservation_borrowed);
 }
 

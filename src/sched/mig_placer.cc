@@ -24,7 +24,7 @@ const std::array<int64_t, 8>& MigMix::WeightsFor(const MigModel& m) {
     if (r.version != version_) {
       r.weights.fill(0);
       for (const auto& [shape, count] : shapes_) {
-        const int p = core::SmallestProfile(m, shape.first, shape.second);
+        const int p = core::ProfileFor(m, shape.first, shape.second);
         if (p >= 0) r.weights[p] += count;
       }
       r.version = version_;
@@ -102,16 +102,18 @@ std::optional<Candidate> OnGpu(const MigModel& m, const MigLayout& l, uint8_t bu
 }  // namespace
 
 std::optional<MigChoice> ChooseMig(const ClusterState& cluster, const TaskRequest& t, WorkloadId as,
-                                   ReservationAccess access, MigMix& mix, bool reconfigure) {
+                                   ReservationAccess access, MigMix& mix, bool reconfigure,
+                                   bool* profile_exists) {
   std::optional<Candidate> best;
   NodeId best_node;
   cluster.ForEachGroup([&](const ClusterState::Group& g, const NodeState& rep) {
     if (g.mig_gpus == 0 || !t.models.Accepts(g.model)) return;
-    if (g.max_cpu_free() < t.milli_cpu || g.max_memory_free() < t.memory_mib) return;
     const MigNodeState& ms = cluster.mig(rep.id);
     if (ms.model == nullptr) return;
-    const int p = core::SmallestProfile(*ms.model, t.mig_compute, t.gpu_memory_mib);
+    const int p = core::ProfileFor(*ms.model, t.mig_compute, t.gpu_memory_mib);
     if (p < 0) return;
+    if (profile_exists != nullptr) *profile_exists = true;
+    if (g.max_cpu_free() < t.milli_cpu || g.max_memory_free() < t.memory_mib) return;
     const GpuMask usable = MigUsableGpus(rep, as, access);
     if (usable == 0) return;
     const auto& weights = mix.WeightsFor(*ms.model);
@@ -142,7 +144,7 @@ std::optional<MigChoice> ChooseMig(const ClusterState& cluster, const TaskReques
   choice.node = best_node;
   choice.gpu = best->gpu;
   choice.start = best->start;
-  choice.profile = core::SmallestProfile(*ms.model, t.mig_compute, t.gpu_memory_mib);
+  choice.profile = core::ProfileFor(*ms.model, t.mig_compute, t.gpu_memory_mib);
   choice.reconfigure = best->cls > 0;
   choice.target = best->target;
   return choice;

@@ -47,8 +47,8 @@ struct MigChoice {
 };
 
 // Chooses a MIG instance for task t (t.mig()) of workload `as`, in this order of classes:
-//  1. an idle instance of the task's profile (the smallest profile of the node's model with
-//     t.mig_compute slices and t.gpu_memory_mib) on a usable MIG GPU: the busiest GPU first,
+//  1. an idle instance of the task's profile (core::ProfileFor: exactly t.mig_compute slices,
+//     at least t.gpu_memory_mib) on a usable MIG GPU: the busiest GPU first,
 //     so that idle GPUs stay whole for large profiles;
 //  2. (with `reconfigure`) a new instance beside the existing ones, at a free start;
 //  3. (with `reconfigure`) a new instance after destroying idle instances that are in its
@@ -58,7 +58,10 @@ struct MigChoice {
 // Nodes are visited group by group (ClusterState::Group): members of a group share their
 // MIG state, and the lowest member with enough CPU and memory stands for it.
 // Pure: does not change the cluster. O(groups x MIG GPUs x starts x profiles).
+// `profile_exists`, when given, is set when some MIG GPU of an acceptable model has the
+// request's profile (whether or not there is room for it now).
 std::optional<MigChoice> ChooseMig(const ClusterState& cluster, const TaskRequest& t, WorkloadId as,
-                                   ReservationAccess access, MigMix& mix, bool reconfigure);
+                                   ReservationAccess access, MigMix& mix, bool reconfigure,
+                                   bool* profile_exists = nullptr);
 
 }  // namespace gpuorch::sched

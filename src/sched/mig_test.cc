@@ -156,6 +156,37 @@ TEST_F(MigTest, WholeAndFractionalWorkNeverLandsOnMigGpus) {
   EXPECT_EQ(BindOf(p, 3), nullptr);
 }
 
+TEST_F(MigTest, WholeGpuWorkNeitherFitsNorReservesMigGpus) {
+  // One node, every GPU in MIG mode: a whole-GPU gang could never run, so it is
+  // Unschedulable and holds nothing back; the MIG request runs.
+  Node(0, NodeBuilder("n0").Gpus(8).Mig(0xFF));
+  Submit(1, WorkloadBuilder("gang", 0).Gpus(1).Tasks(2));
+  Submit(2, WorkloadBuilder("mig", 0).Mig(1));
+  Plan p = Cycle();
+  EXPECT_EQ(ReasonOf(p, 1), PendingReason::kUnschedulable);
+  EXPECT_EQ(s_->cluster().node(NodeId(0)).reserved_gpus, 0);
+  ASSERT_EQ(p.reconfigs.size(), 1u);
+  Apply(p);
+  p = Cycle(1);
+  ASSERT_NE(BindOf(p, 2), nullptr);
+}
+
+TEST_F(MigTest, AnInstanceHasExactlyTheRequestsComputeSoQuotasCountWhatItHolds) {
+  // 2 slices with 30 GiB: no H100 profile has exactly that (2g.20gb is too small, 3g.40gb
+  // has 3 slices), so it never takes a 3g and counts 2 slices; H200's 2g.35gb has it.
+  Node(0, NodeBuilder("h100").Gpus(1).Mig(0b1));
+  Submit(1, WorkloadBuilder("w", 0).Mig(2, 30 * 1024));
+  Plan p = Cycle();
+  EXPECT_TRUE(p.reconfigs.empty());
+  EXPECT_EQ(ReasonOf(p, 1), PendingReason::kUnschedulable);
+  Node(1, NodeBuilder("h200").Gpus(1, 1, 144384).Mig(0b1, "H200-141GB"));
+  p = Cycle(1);
+  ASSERT_EQ(p.reconfigs.size(), 1u);
+  EXPECT_EQ(p.reconfigs[0].node, NodeId(1));
+  EXPECT_EQ(core::FormatLayout(*core::FindMigModel("H200-141GB"), p.reconfigs[0].layout),
+            "2g.35gb@0");
+}
+
 TEST_F(MigTest, AnyTakesAnInstanceOrElseAFraction) {
   Node(0, NodeBuilder("n0").Gpus(2).Mig(0b01, "H100-80GB", "1g.10gb@0"));
   Submit(1, WorkloadBuilder("a", 0).Mig(1, 0, core::Sharing::kAny));
@@ -191,6 +222,12 @@ TEST_F(MigTest, FinishedTasksFreeTheirInstanceAndAdoptionRestoresIt) {
   TaskBinding gone{0, NodeId(0), 0b1, 428, 2};
   EXPECT_FALSE(s_->Adopt(WorkloadId(3), WorkloadBuilder("b", 0).Mig(3), {gone}, 0).ok());
   EXPECT_FALSE(s_->Adopt(WorkloadId(4), WorkloadBuilder("c", 0).Mig(3), {t}, 0).ok());
+  // `any` on an instance is adopted there too.
+  ASSERT_TRUE(s_->TaskFinished(WorkloadId(2), 0).ok());
+  ASSERT_TRUE(
+      s_->Adopt(WorkloadId(5), WorkloadBuilder("d", 0).Mig(3, 0, core::Sharing::kAny), {t}, 0)
+          .ok());
+  EXPECT_EQ(s_->cluster().mig(NodeId(0)).busy[0], 0b1'0000);
   // A node update may not drop an instance a task holds.
   core::NodeSpec spec = NodeBuilder("n0").Gpus(1).Mig(0b1, "H100-80GB", "3g.40gb@0");
   EXPECT_FALSE(s_->UpdateNode(NodeId(0), spec).ok());
@@ -263,12 +300,24 @@ TEST_F(MigTest, PropertiesHoldUnderRandomChurn) {
       })) << "bound on an instance the layout lacks";
       running[b.workload.value()] = t;
     }
-    // No instance holds two tasks; every busy bit is a running task.
+    // No instance holds two tasks; every busy bit is a running task and the reverse.
     std::map<std::tuple<uint32_t, int, int>, int> holders;
     for (const auto& [w, t] : running) {
       ++holders[{t.node.value(), std::countr_zero(t.gpus), t.mig_start}];
     }
     for (const auto& [key, count] : holders) EXPECT_EQ(count, 1);
+    size_t busy_bits = 0;
+    for (uint32_t n = 0; n < 3; ++n) {
+      for (int j = 0; j < 4; ++j) {
+        const uint8_t busy = s_->cluster().mig(NodeId(n)).busy[j];
+        busy_bits += static_cast<size_t>(std::popcount(busy));
+        for (int s = 0; s < core::kMigMemorySlices; ++s) {
+          if ((busy >> s) & 1u)
+            EXPECT_EQ(holders.count({n, j, s}), 1u) << n << "/" << j << "@" << s;
+        }
+      }
+    }
+    EXPECT_EQ(busy_bits, holders.size());
     for (uint32_t n = 0; n < 3; ++n) {
       for (int j = 0; j < 3; ++j) {
         ASSERT_TRUE(core::ValidateLayout(H100(), s_->cluster().mig(NodeId(n)).layout[j]).ok());

@@ -42,7 +42,7 @@ struct HoldSearch {
     for (NodeId id : nodes) {
       const NodeState& n = s.cluster_.node(id);
       if (!n.schedulable() || n.model != m || n.reserved_gpus != 0) continue;
-      if (w.spec.task.gpu_count > std::popcount(n.healthy_gpus())) continue;
+      if (w.spec.task.gpu_count > std::popcount(n.whole_gpus())) continue;
       by_time.emplace_back(FreeAt(n), id);
     }
     std::sort(by_time.begin(), by_time.end());
@@ -51,7 +51,7 @@ struct HoldSearch {
       const NodeState& n = s.cluster_.node(id);
       out.push_back(id);
       // Unhealthy GPUs never free up for it: only the healthy ones count (and are held).
-      got += int64_t{std::popcount(n.healthy_gpus()) / w.spec.task.gpu_count} * w.task_milli();
+      got += int64_t{std::popcount(n.whole_gpus()) / w.spec.task.gpu_count} * w.task_milli();
       if (got >= need) return t;
     }
     out.clear();

@@ -349,7 +349,9 @@ Status Scheduler::Impl::Adopt(WorkloadId id, const WorkloadSpec& spec,
           (t.gpus & ~cluster_.node(t.node).all_gpus())) {
         return Status::Invalid("adopt.tasks.gpus: do not match the request or the node");
       }
-      if ((t.mig_start >= 0) != (spec.task.sharing == core::Sharing::kMig)) {
+      // A MIG task names its instance; `any` may run on one or as a fraction.
+      if ((t.mig_start >= 0 && !spec.task.mig()) ||
+          (t.mig_start < 0 && spec.task.sharing == core::Sharing::kMig)) {
         return Status::Invalid("adopt.tasks.mig_start: a MIG task names its instance, others none");
       }
     }
@@ -371,7 +373,7 @@ Status Scheduler::Impl::Adopt(WorkloadId id, const WorkloadSpec& spec,
         auto i = std::find_if(l.begin(), l.end(),
                               [&](const core::MigInstance& x) { return x.start == t.mig_start; });
         fits = ((n.mig_gpus >> j) & 1u) && i != l.end() && !((m.busy[j] >> t.mig_start) & 1u) &&
-               m.model->profiles[i->profile].compute_slices >= spec.task.mig_compute &&
+               m.model->profiles[i->profile].compute_slices == spec.task.mig_compute &&
                m.model->profiles[i->profile].memory_mib >= spec.task.gpu_memory_mib;
         continue;
       }

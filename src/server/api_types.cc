@@ -108,7 +108,17 @@ bool ParseSharingRequest(const std::string& sharing_name, const std::string& mig
   t.sharing = sharing;
   if (sharing == core::Sharing::kMig || sharing == core::Sharing::kAny) {
     // A fraction rounds up to whole compute slices (sevenths), wherever it then runs.
-    t.mig_compute = static_cast<int8_t>(core::MigComputeForMilli(static_cast<int32_t>(milli)));
+    const int compute = core::MigComputeForMilli(static_cast<int32_t>(milli));
+    bool exists = false;
+    for (const core::MigModel& m : core::MigModels())
+      exists |= core::ProfileFor(m, compute, gmem) >= 0;
+    if (!exists) {
+      return Fail(e, "gpu_memory_mib",
+                  "no MIG profile has " + std::to_string(compute) + " compute slices (gpu_milli " +
+                      std::to_string(milli) + ") and " + std::to_string(gmem) +
+                      " MiB or more: ask for more gpu_milli, or a profile by name (mig)");
+    }
+    t.mig_compute = static_cast<int8_t>(compute);
     t.gpu_milli = core::MigMilliForCompute(t.mig_compute);
   }
   return true;
@@ -290,7 +300,9 @@ bool ParseWorkload(const Json& b, const ServerConfig& config,
                        {"cpu_milli", cpu},
                        {"memory_mib", mem},
                        {"gpu_models", model_names},
-                       {"sharing", b.contains("sharing") ? sharing_name : ""},
+                       // Resolved (the queue's default included), so that a restart
+                       // reads the request its running tasks were placed for.
+                       {"sharing", core::ToString(s.task.sharing)},
                        {"mig", mig_name},
                        {"command", out.command},
                        {"env", out.env},

@@ -486,6 +486,7 @@ bool Controller::Register(const Json& b, Json& out, ApiError& error, const std::
   n.last_heartbeat_ms = SteadyMs();
   n.last_heartbeat_wall_ms = Now();
   Enqueue(EngineEvent::Node(n.name));
+  ReportRegisteredLayouts(n);
   if (models_.size() != known_models) ResolveUnknownModels();
   dirty_nodes_.insert(n.name);
   Kick();

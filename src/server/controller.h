@@ -449,6 +449,8 @@ class Controller {
   void ApplyReconfigs(const sched::Plan& plan);
   // The engine hears an agent's layout (DrainInbox, on the cycle thread).
   void MigLayoutToEngine(const EngineEvent& e);
+  // Queues the layouts a node registered for the engine, after its node event.
+  void ReportRegisteredLayouts(const NodeRecord& n);
   // The desired entry's `mig` member of a MIG task, and the node's `mig_layouts`.
   Json TaskMigJson(const TaskRecord& t) const;
   Json MigDesiredJson(const NodeRecord& n) const;

@@ -59,7 +59,15 @@ void Controller::IngestMigReports(NodeRecord& n, const Json& reports) {
                 {{"node", n.name}, {"gpu", gpu}, {"why", layout.status().message()}});
       continue;
     }
-    const int64_t generation = r.value("generation", int64_t{0});
+    int64_t generation = 0;
+    if (auto g = r.find("generation"); g != r.end()) {
+      if (!g->is_number_integer()) {
+        log::Warn("mig_report_ignored",
+                  {{"node", n.name}, {"gpu", gpu}, {"why", "generation must be an integer"}});
+        continue;
+      }
+      generation = g->get<int64_t>();
+    }
     const int j = static_cast<int>(gpu);
     if (auto e = r.find("error"); e != r.end() && e->is_string()) {
       log::Warn("mig_layout_failed", {{"node", n.name},
@@ -96,7 +104,26 @@ void Controller::MigLayoutToEngine(const EngineEvent& e) {
   auto layout = core::ParseLayout(*it->second.spec.mig_model, e.layout);
   if (!layout.ok()) return;
   if (core::Status s = engine_->MigLayoutApplied(it->second.id, e.task, *layout); !s.ok()) {
-    log::Warn("mig_layout_refused", {{"node", e.node}, {"gpu", e.task}, {"why", s.message()}});
+    // The report drops an instance a task holds (an agent that lost its MIG state): the
+    // engine keeps its own layout, and a change it waited for ends all the same, so that
+    // the GPU does not stay closed to new work.
+    log::Warn("mig_layout_refused", {{"node", e.node},
+                                     {"gpu", e.task},
+                                     {"why", s.message()},
+                                     {"outcome", "the engine keeps its layout"}});
+    const sched::MigNodeState& m = engine_->cluster().mig(it->second.id);
+    (void)engine_->MigLayoutApplied(it->second.id, e.task, m.layout[e.task]);
+  }
+}
+
+void Controller::ReportRegisteredLayouts(const NodeRecord& n) {
+  // A layout change asked of the agent before it (re)registered will not be reported: the
+  // registered layout is what the GPU has, and the engine hears it like a report.
+  if (n.spec.mig_model == nullptr) return;
+  for (int j = 0; j < n.spec.gpu_count; ++j) {
+    if (!((n.spec.mig_gpus >> j) & 1u)) continue;
+    Enqueue(EngineEvent{EngineEvent::Kind::kMigLayout, 0, j, n.name,
+                        core::FormatLayout(*n.spec.mig_model, n.spec.mig_layouts[j])});
   }
 }
 

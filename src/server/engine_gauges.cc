@@ -128,7 +128,7 @@ std::vector<MigGauges> ComputeMigGauges(const sched::ClusterState& cluster, size
   for (auto& [table, weights] : mix) {
     for (const PendingWork& p : pending) {
       if (!p.task.mig()) continue;
-      const int prof = core::SmallestProfile(*table, p.task.mig_compute, p.task.gpu_memory_mib);
+      const int prof = core::ProfileFor(*table, p.task.mig_compute, p.task.gpu_memory_mib);
       if (prof >= 0) ++weights[prof];
     }
     if (std::all_of(weights.begin(), weights.end(), [](int64_t w) { return w == 0; })) {
