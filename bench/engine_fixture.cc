@@ -466,12 +466,14 @@ double TimedBacklogCycle(benchmark::State& state, Backlog& backlog, StatsCounter
   return seconds;
 }
 
-double BacklogCycleMs(benchmark::State& state, const BacklogConfig& config, StatsCounter& stats) {
+double BacklogCycleMs(benchmark::State& state, const BacklogConfig& config, StatsCounter& stats,
+                      const std::function<void(Backlog&)>& extend) {
   double seconds = 0;
   int64_t cycles = 0;
   for (auto _ : state) {
     state.PauseTiming();
     Backlog b = BuildBacklog(config);
+    if (extend) extend(b);
     state.ResumeTiming();
     seconds += TimedBacklogCycle(state, b, stats);
     state.PauseTiming();

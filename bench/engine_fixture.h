@@ -181,8 +181,10 @@ Backlog BuildBacklog(const BacklogConfig& config);
 // cycle's CPU seconds.
 double TimedBacklogCycle(benchmark::State& state, Backlog& backlog, StatsCounter& stats);
 
-// Every iteration of `state`: builds the backlog of `config` outside the timer, then one
-// TimedBacklogCycle. Returns the mean cycle in CPU milliseconds.
-double BacklogCycleMs(benchmark::State& state, const BacklogConfig& config, StatsCounter& stats);
+// Every iteration of `state`: builds the backlog of `config` outside the timer (then lets
+// `extend`, when given, add to it), then one TimedBacklogCycle. Returns the mean cycle in
+// CPU milliseconds.
+double BacklogCycleMs(benchmark::State& state, const BacklogConfig& config, StatsCounter& stats,
+                      const std::function<void(Backlog&)>& extend = {});
 
 }  // namespace gpuorch::sched::bench

@@ -92,37 +92,26 @@ BENCHMARK(BM_MigPlacements)->Arg(1000)->Unit(benchmark::kMillisecond)->Iteration
 // slices in a queue of their own: the cycle binds nothing on MIG yet and plans one layout
 // change per MIG GPU it can (2,560), each a fragmentation-scored re-partition decision.
 void BM_MigCycle10kPending(benchmark::State& state) {
-  BacklogConfig config;
   StatsCounter stats;
-  double seconds = 0;
-  int64_t cycles = 0;
-  for (auto _ : state) {
-    state.PauseTiming();
-    Backlog b = BuildBacklog(config);
-    constexpr int kMigNodes = 320;
-    for (int i = 0; i < kMigNodes; ++i) {
-      const auto node = NodeId(static_cast<uint32_t>(b.nodes + i));
-      Must(b.engine->AddNode(node, NodeBuilder("mig" + std::to_string(i))
-                                       .Gpus(kGpusPerNode, 0)
-                                       .Rack("mig" + std::to_string(i / kRackNodes))
-                                       .Mig(0xFF, "H100-80GB", "")));
-    }
-    const QueueId q(b.queues);
-    Must(b.engine->AddQueue(q, QueueBuilder("mig").Guarantee(kMigNodes * kGpusPerNode, -1, 0)));
-    core::Rng rng(17);
-    const int compute[] = {1, 1, 2, 3, 4, 7};
-    for (int i = 0; i < 1000; ++i) {
-      Must(b.engine->Submit(WorkloadId(50'000'000u + static_cast<uint32_t>(i)),
-                            MigTask(rng, q.value(), compute[rng.Uniform(6)])));
-    }
-    state.ResumeTiming();
-    seconds += TimedBacklogCycle(state, b, stats);
-    state.PauseTiming();
-    ++cycles;
-    b = Backlog{};
-    state.ResumeTiming();
-  }
-  state.counters["cycle_ms_10k_pending_mig"] = seconds * 1e3 / static_cast<double>(cycles);
+  state.counters["cycle_ms_10k_pending_mig"] =
+      BacklogCycleMs(state, BacklogConfig{}, stats, [](Backlog& b) {
+        constexpr int kMigNodes = 320;
+        for (int i = 0; i < kMigNodes; ++i) {
+          const auto node = NodeId(static_cast<uint32_t>(b.nodes + i));
+          Must(b.engine->AddNode(node, NodeBuilder("mig" + std::to_string(i))
+                                           .Gpus(kGpusPerNode, 0)
+                                           .Rack("mig" + std::to_string(i / kRackNodes))
+                                           .Mig(0xFF, "H100-80GB", "")));
+        }
+        const QueueId q(b.queues);
+        Must(b.engine->AddQueue(q, QueueBuilder("mig").Guarantee(kMigNodes * kGpusPerNode, -1, 0)));
+        core::Rng rng(17);
+        const int compute[] = {1, 1, 2, 3, 4, 7};
+        for (int i = 0; i < 1000; ++i) {
+          Must(b.engine->Submit(WorkloadId(50'000'000u + static_cast<uint32_t>(i)),
+                                MigTask(rng, q.value(), compute[rng.Uniform(6)])));
+        }
+      });
   stats.Report(state);
 }
 BENCHMARK(BM_MigCycle10kPending)->Iterations(1)->Unit(benchmark::kMillisecond);
