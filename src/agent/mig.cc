@@ -139,6 +139,12 @@ void MigManager::Fill(std::vector<GpuInfo>& gpus) const {
 }
 
 void MigManager::SetDesired(const std::vector<MigDesired>& desired) {
+  for (auto& [index, g] : gpus_) {
+    const bool listed =
+        std::any_of(desired.begin(), desired.end(),
+                    [&, index = index](const MigDesired& d) { return d.gpu == index; });
+    if (!listed && g.desired) g.desired.reset(), g.tried = false;
+  }
   for (const MigDesired& d : desired) {
     auto it = gpus_.find(d.gpu);
     if (it == gpus_.end()) {

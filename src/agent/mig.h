@@ -109,8 +109,11 @@ class MigManager {
 
   // Sets mig_layout and mig_devices of the GPUs in MIG mode (for a registration).
   void Fill(std::vector<GpuInfo>& gpus) const;
-  // Records what the server wants; entries for GPUs not in MIG mode, and ones already
-  // recorded (same layout and generation), change nothing.
+  // Records what the server wants now: `desired` is an answer's whole `mig_layouts` list.
+  // Entries for GPUs not in MIG mode, and ones already recorded (same layout and
+  // generation), change nothing; a GPU the list leaves out has no change wanted any more
+  // (the server ended it: applied, failed or overtaken), so a layout not reached is not
+  // tried again later.
   void SetDesired(const std::vector<MigDesired>& desired);
   // Applies the desired layouts not reached, never destroying an instance of `busy`
   // (running tasks' placements). True when a report changed.

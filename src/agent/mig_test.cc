@@ -369,16 +369,22 @@ TEST_F(MigSessionTest, ReportsLayoutsUntilAcknowledgedAndAgainAfterRegistrationO
   EXPECT_EQ(m[0].at("layout"), "3g.40gb@4");
   EXPECT_EQ(m[0].at("generation"), 10);
   EXPECT_NE(m[0].at("error").get<std::string>().find("3g.40gb@4 kept"), std::string::npos);
+  // That error report ends the change on the server: its next answer no longer lists it,
+  // so the agent drops it and does not apply it later, when the task stops (the engine
+  // plans again, with a new generation, if it still wants a 7g).
   ASSERT_TRUE(session_.OnHeartbeatAnswer(Answer(3, {Task(1, 4, "3g.40gb")})));
   EXPECT_TRUE(NextMig().is_null()) << "not tried again while the task runs";
-  // The task is no longer desired: stopped, and the layout is reached before the report.
   ASSERT_TRUE(session_.OnHeartbeatAnswer(Answer(4, json::array())));
   ASSERT_EQ(executor_.running(), 0);
+  EXPECT_TRUE(NextMig().is_null()) << "a change the server ended is not applied later";
+  ASSERT_TRUE(session_.OnHeartbeatAnswer(
+      Answer(5, json::array(), {{{"gpu", 0}, {"layout", "7g.80gb@0"}, {"generation", 11}}})));
   m = NextMig();
   ASSERT_FALSE(m.is_null());
   EXPECT_EQ(m[0].at("layout"), "7g.80gb@0");
+  EXPECT_EQ(m[0].at("generation"), 11);
   EXPECT_FALSE(m[0].contains("error"));
-  ASSERT_TRUE(session_.OnHeartbeatAnswer(Answer(4, json::array())));
+  ASSERT_TRUE(session_.OnHeartbeatAnswer(Answer(5, json::array())));
   EXPECT_TRUE(NextMig().is_null());
 
   // A restarted server (another epoch) hears the layouts again, at once.

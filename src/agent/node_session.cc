@@ -174,7 +174,7 @@ void NodeSession::Apply(const DesiredList& desired) {
   // MIG layouts first, so that the instances of the tasks below exist when they start. A
   // list as new as the one acted on may carry them too (a heartbeat's answer).
   const bool older = desired.epoch == applied_.epoch && desired.version < applied_.version;
-  if (mig_ != nullptr && !older && !desired.mig_layouts.empty()) {
+  if (mig_ != nullptr && !older) {
     mig_->SetDesired(desired.mig_layouts);
     // The server waits for the report: send it now, or right after the contact in progress.
     if (mig_->Reconcile(BusyMig())) contact_now_ = resend_now_ = true;
