@@ -207,22 +207,26 @@ int32_t MigMilliForCompute(int compute_slices) {
   return static_cast<int32_t>(compute_slices * 1000 / kMigComputeSlices);
 }
 
+int MigPackableCompute(const MigModel& m, const MigLayout& l, int p) {
+  MigLayout probe = l;
+  int usable = 0;
+  for (uint8_t starts = MigFreeStarts(m, probe, p); starts != 0;
+       starts = MigFreeStarts(m, probe, p)) {
+    MigAdd(probe, p, std::countr_zero(starts));
+    usable += m.profiles[p].compute_slices;
+  }
+  return usable;
+}
+
 int64_t MigFragmentation(const MigModel& m, const MigLayout& l, std::span<const int64_t> weights) {
   const int free_compute = kMigComputeSlices - MigUsedCompute(m, l);
   if (free_compute == 0) return 0;
   int64_t score = 0;
   for (size_t p = 0; p < m.profiles.size() && p < weights.size(); ++p) {
-    if (weights[p] == 0) continue;
-    // How many more instances of p the layout takes, packing them greedily from the lowest
-    // start: the compute they would use is what p can use; the rest is lost to p.
-    MigLayout probe = l;
-    int usable = 0;
-    for (uint8_t starts = MigFreeStarts(m, probe, static_cast<int>(p)); starts != 0;
-         starts = MigFreeStarts(m, probe, static_cast<int>(p))) {
-      MigAdd(probe, static_cast<int>(p), std::countr_zero(starts));
-      usable += m.profiles[p].compute_slices;
+    // What p cannot use of the free compute is lost to it.
+    if (weights[p] != 0) {
+      score += weights[p] * (free_compute - MigPackableCompute(m, l, static_cast<int>(p)));
     }
-    score += weights[p] * (free_compute - usable);
   }
   return score;
 }

@@ -102,6 +102,10 @@ int MigComputeForMilli(int32_t gpu_milli);
 // of a GPU, floor(slices * 1000 / 7) (142 for 1g, 1000 for 7g).
 int32_t MigMilliForCompute(int compute_slices);
 
+// Compute slices that more instances of profile p could take beside l, packed greedily from
+// the lowest free start (what p can still use of the GPU).
+int MigPackableCompute(const MigModel& m, const MigLayout& l, int p);
+
 // Expected fragmentation of a layout for a mix of profiles (FGD's idea applied to MIG
 // slices): for each profile p of the mix with weight w_p, the compute slices left free that
 // p cannot use at any start, weighted by w_p. A layout that keeps room for the live mix

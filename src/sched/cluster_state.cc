@@ -267,30 +267,20 @@ void ClusterState::SetStatus(NodeId id, core::NodeStatus status) {
 void ClusterState::Allocate(NodeId id, const TaskRequest& t, GpuMask mask, int mig_start) {
   Unindex(id);
   NodeState& n = nodes_[id.value()];
-  if (mig_start >= 0) {
-    const int j = std::countr_zero(mask);
-    uint8_t& busy = mig_[id.value()].busy[j];
-    GPUORCH_CHECK(((n.mig_gpus >> j) & 1u) && !((busy >> mig_start) & 1u));
-    busy = static_cast<uint8_t>(busy | (1u << mig_start));
-    n.cpu_free -= t.milli_cpu;
-    n.memory_free -= t.memory_mib;
-    n.gpu_free[j] = static_cast<int16_t>(n.gpu_free[j] - t.gpu_milli);
-    GPUORCH_CHECK(n.cpu_free >= 0 && n.memory_free >= 0 && n.gpu_free[j] >= 0);
-    ++n.tag_counts[ShapeTag(t)];
-    Index(id);
-    return;
-  }
   n.cpu_free -= t.milli_cpu;
   n.memory_free -= t.memory_mib;
   GPUORCH_CHECK(n.cpu_free >= 0 && n.memory_free >= 0);
   GPUORCH_CHECK(std::popcount(mask) == t.gpu_count);
+  if (mig_start >= 0) {  // its instance holds it now; the instance has its own memory
+    uint8_t& busy = mig_[id.value()].busy[std::countr_zero(mask)];
+    GPUORCH_CHECK((n.mig_gpus & mask) && !((busy >> mig_start) & 1u));
+    busy = static_cast<uint8_t>(busy | (1u << mig_start));
+  }
   for (int j = 0; j < n.gpu_count; ++j) {
     if (!((mask >> j) & 1u)) continue;
     n.gpu_free[j] = static_cast<int16_t>(n.gpu_free[j] - t.gpu_milli);
-    if (t.fractional())
-      n.gpu_mem_free[j] -= t.gpu_memory_mib;
-    else
-      n.gpu_mem_free[j] = 0;
+    if (mig_start < 0)
+      n.gpu_mem_free[j] = t.fractional() ? n.gpu_mem_free[j] - t.gpu_memory_mib : 0;
     GPUORCH_CHECK(n.gpu_free[j] >= 0 && n.gpu_mem_free[j] >= 0);
   }
   if (t.gpu_count > 0) ++n.tag_counts[ShapeTag(t)];
@@ -300,29 +290,21 @@ void ClusterState::Allocate(NodeId id, const TaskRequest& t, GpuMask mask, int m
 void ClusterState::Release(NodeId id, const TaskRequest& t, GpuMask mask, int mig_start) {
   Unindex(id);
   NodeState& n = nodes_[id.value()];
-  if (mig_start >= 0) {
-    const int j = std::countr_zero(mask);
-    uint8_t& busy = mig_[id.value()].busy[j];
-    GPUORCH_CHECK((busy >> mig_start) & 1u);
-    busy = static_cast<uint8_t>(busy & ~(1u << mig_start));
-    n.cpu_free += t.milli_cpu;
-    n.memory_free += t.memory_mib;
-    n.gpu_free[j] = static_cast<int16_t>(n.gpu_free[j] + t.gpu_milli);
-    GPUORCH_CHECK(n.gpu_free[j] <= kMilliGpu && n.tag_counts[ShapeTag(t)] > 0);
-    --n.tag_counts[ShapeTag(t)];
-    Index(id);
-    return;
-  }
   n.cpu_free += t.milli_cpu;
   n.memory_free += t.memory_mib;
   GPUORCH_CHECK(n.cpu_free <= n.cpu_capacity && n.memory_free <= n.memory_capacity);
+  if (mig_start >= 0) {
+    uint8_t& busy = mig_[id.value()].busy[std::countr_zero(mask)];
+    GPUORCH_CHECK((busy >> mig_start) & 1u);
+    busy = static_cast<uint8_t>(busy & ~(1u << mig_start));
+  }
   for (int j = 0; j < n.gpu_count; ++j) {
     if (!((mask >> j) & 1u)) continue;
     n.gpu_free[j] = static_cast<int16_t>(n.gpu_free[j] + t.gpu_milli);
-    if (t.fractional())
-      n.gpu_mem_free[j] += t.gpu_memory_mib;
-    else
-      n.gpu_mem_free[j] = n.gpu_memory_capacity;
+    if (mig_start < 0) {
+      n.gpu_mem_free[j] =
+          t.fractional() ? n.gpu_mem_free[j] + t.gpu_memory_mib : n.gpu_memory_capacity;
+    }
     GPUORCH_CHECK(n.gpu_free[j] <= kMilliGpu);
   }
   if (t.gpu_count > 0) {

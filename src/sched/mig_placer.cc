@@ -139,12 +139,10 @@ std::optional<MigChoice> ChooseMig(const ClusterState& cluster, const TaskReques
     }
   });
   if (!best) return std::nullopt;
-  const MigNodeState& ms = cluster.mig(best_node);
   MigChoice choice;
   choice.node = best_node;
   choice.gpu = best->gpu;
   choice.start = best->start;
-  choice.profile = core::ProfileFor(*ms.model, t.mig_compute, t.gpu_memory_mib);
   choice.reconfigure = best->cls > 0;
   choice.target = best->target;
   return choice;

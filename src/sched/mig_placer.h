@@ -41,7 +41,6 @@ struct MigChoice {
   NodeId node;
   int gpu = 0;
   int start = 0;
-  int profile = 0;
   bool reconfigure = false;
   core::MigLayout target;
 };

@@ -149,16 +149,9 @@ std::vector<MigGauges> ComputeMigGauges(const sched::ClusterState& cluster, size
       const int free = core::kMigComputeSlices - core::MigUsedCompute(*m.model, held);
       int best = 0;
       for (size_t p = 0; p < m.model->profiles.size(); ++p) {
-        if (weights[p] == 0) continue;
-        core::MigLayout probe = held;
-        int usable = 0;
-        const int prof = static_cast<int>(p);
-        for (uint8_t s = core::MigFreeStarts(*m.model, probe, prof); s != 0;
-             s = core::MigFreeStarts(*m.model, probe, prof)) {
-          core::MigAdd(probe, prof, std::countr_zero(s));
-          usable += m.model->profiles[p].compute_slices;
+        if (weights[p] != 0) {
+          best = std::max(best, core::MigPackableCompute(*m.model, held, static_cast<int>(p)));
         }
-        best = std::max(best, usable);
       }
       out[n.model.value()].fragmented_slices += free - best;
     }
