@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <random>
 #include <set>
 
 #include "log/logging.h"
@@ -425,6 +426,7 @@ bool Agent::Heartbeat() {
 
 void Agent::Watch() {
   int failures = 0;
+  std::minstd_rand rng(std::random_device{}());  // spreads retries (WatchBackoffMs)
   while (true) {
     int64_t interval = 0;
     DesiredList known;
@@ -455,7 +457,7 @@ void Agent::Watch() {
     }
     // Unreachable, 404 (the loop thread registers again) or a bad answer: back off; the
     // loop's own heartbeats carry the node meanwhile.
-    cv_.wait_for(lock, std::chrono::milliseconds(WatchBackoffMs(failures++, interval)),
+    cv_.wait_for(lock, std::chrono::milliseconds(WatchBackoffMs(failures++, interval, rng())),
                  [this] { return stopping_; });
     if (stopping_) return;
   }

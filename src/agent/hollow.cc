@@ -248,7 +248,7 @@ struct HollowFleet::Impl {
         }
         continue;
       }
-      co_await Sleep(n.watch_gate, WatchBackoffMs(failures++, interval));
+      co_await Sleep(n.watch_gate, WatchBackoffMs(failures++, interval, n.rng()));
     }
   }
 

@@ -224,8 +224,10 @@ Result<DesiredList> ParseWatchAnswer(const HttpAnswer& answer) {
   return ParseHeartbeatResponse(answer.body);
 }
 
-int64_t WatchBackoffMs(int failures, int64_t interval_ms) {
-  return std::min(NodeSession::kMaxBackoffMs, interval_ms << std::min(failures, 6));
+int64_t WatchBackoffMs(int failures, int64_t interval_ms, uint64_t random) {
+  const int64_t base = std::clamp<int64_t>(interval_ms, 1, NodeSession::kWatchRetryBaseMs);
+  const int64_t ceiling = std::min(NodeSession::kMaxBackoffMs, base << std::min(failures, 6));
+  return ceiling - static_cast<int64_t>(random % static_cast<uint64_t>(ceiling / 2 + 1));
 }
 
 }  // namespace gpuorch::agent

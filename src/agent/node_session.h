@@ -41,6 +41,8 @@ class NodeSession {
   // Backoff while the server is unreachable stays under half the default node timeout
   // (10 s), so a server that comes back hears from the node before it declares it Down.
   static constexpr int64_t kMaxBackoffMs = 4000;
+  // The first retry of a broken watch comes within this (WatchBackoffMs).
+  static constexpr int64_t kWatchRetryBaseMs = 500;
 
   // `executor` must outlive the session. `log` gets the lines a person should see (first
   // failure of a run, reconnection, task starts and stops); may be empty.
@@ -149,7 +151,12 @@ std::string WatchPath(const std::string& node, const DesiredList& known, int64_t
 // The list of a watch answer; an error for anything but a 200 with a well-formed list
 // (a 404 means the server forgot the node: the heartbeat side registers again).
 core::Result<DesiredList> ParseWatchAnswer(const HttpAnswer& answer);
-// The wait before the next watch after `failures` consecutive failed ones.
-int64_t WatchBackoffMs(int failures, int64_t interval_ms);
+// The wait before the next watch after `failures` consecutive failed ones: a ceiling that
+// starts at the heartbeat interval, at most kWatchRetryBaseMs, and doubles per failure up to
+// kMaxBackoffMs, less a random part of up to half of it (`random`: any random number).
+// Every node's watch breaks at once when the server restarts; at 10,000 nodes an unjittered
+// 4 s wait (the old rule, the interval being minutes long) brought all of them back in the
+// same instant, past the listen backlog (docs/operations.md, "Restart").
+int64_t WatchBackoffMs(int failures, int64_t interval_ms, uint64_t random);
 
 }  // namespace gpuorch::agent

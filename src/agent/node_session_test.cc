@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "agent/emulated_executor.h"
 
@@ -179,8 +180,26 @@ TEST(WatchTest, PathAndAnswers) {
   core::Result<DesiredList> got = ParseWatchAnswer(Desired(4, {Entry(1)}));
   ASSERT_TRUE(got.ok());
   EXPECT_TRUE(got->NewerThan(known));
-  EXPECT_EQ(WatchBackoffMs(0, 500), 500);
-  EXPECT_EQ(WatchBackoffMs(20, 500), NodeSession::kMaxBackoffMs);
+  // The ceiling doubles from the interval (at most kWatchRetryBaseMs) to kMaxBackoffMs; a
+  // random part of up to half of it comes off.
+  EXPECT_EQ(WatchBackoffMs(0, 500, 0), 500);
+  EXPECT_EQ(WatchBackoffMs(0, 500, 250), 250);
+  EXPECT_EQ(WatchBackoffMs(0, 500, 251), 500);  // the random part wraps
+  EXPECT_EQ(WatchBackoffMs(1, 500, 0), 1000);
+  EXPECT_EQ(WatchBackoffMs(20, 500, 0), NodeSession::kMaxBackoffMs);
+  EXPECT_EQ(WatchBackoffMs(20, 500, 2000), NodeSession::kMaxBackoffMs / 2);
+  // A big cluster's interval is minutes long: the first retry still comes within 500 ms.
+  EXPECT_EQ(WatchBackoffMs(0, 200'000, 0), NodeSession::kWatchRetryBaseMs);
+  EXPECT_EQ(WatchBackoffMs(3, 200'000, 0), NodeSession::kMaxBackoffMs);
+  // Waits spread over [ceiling/2, ceiling] (nodes that broke together retry apart).
+  std::set<int64_t> waits;
+  for (uint64_t r = 0; r < 1000; ++r) {
+    const int64_t w = WatchBackoffMs(0, 200'000, r * 7919);
+    EXPECT_GE(w, 250);
+    EXPECT_LE(w, 500);
+    waits.insert(w);
+  }
+  EXPECT_GT(waits.size(), 200u);
 }
 
 // A restarted server's list through the watch makes the node report at once (the new

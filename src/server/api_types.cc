@@ -287,34 +287,34 @@ bool ParseWorkload(const Json& b, const ServerConfig& config,
   s.min_runtime = minrt * core::kSecond;
   s.grace_period = grace * core::kSecond;
   if (core::Status st = s.Validate(); !st.ok()) return Fail(e, "", st.message());
-  out.canonical = Json{{"name", s.name},
-                       {"queue", out.queue_name},
-                       {"kind", kind},
-                       {"priority", out.priority_name},
-                       {"preemptible", s.preemptible},
-                       {"min_tasks", min_tasks},
-                       {"max_tasks", max_tasks},
-                       {"gpus", gpus},
-                       {"gpu_milli", milli},
-                       {"gpu_memory_mib", gmem},
-                       {"cpu_milli", cpu},
-                       {"memory_mib", mem},
-                       {"gpu_models", model_names},
-                       // Resolved (the queue's default included), so that a restart
-                       // reads the request its running tasks were placed for.
-                       {"sharing", core::ToString(s.task.sharing)},
-                       {"mig", mig_name},
-                       {"command", out.command},
-                       {"env", out.env},
-                       {"workdir", out.workdir},
-                       {"runtime_estimate_s", est},
-                       {"min_runtime_s", minrt},
-                       {"grace_period_s", grace}};
-  if (b.contains("topology")) out.canonical["topology"] = b["topology"];
+  Json canonical{{"name", s.name},
+                 {"queue", out.queue_name},
+                 {"kind", kind},
+                 {"priority", out.priority_name},
+                 {"preemptible", s.preemptible},
+                 {"min_tasks", min_tasks},
+                 {"max_tasks", max_tasks},
+                 {"gpus", gpus},
+                 {"gpu_milli", milli},
+                 {"gpu_memory_mib", gmem},
+                 {"cpu_milli", cpu},
+                 {"memory_mib", mem},
+                 {"gpu_models", model_names},
+                 // Resolved (the queue's default included), so that a restart
+                 // reads the request its running tasks were placed for.
+                 {"sharing", core::ToString(s.task.sharing)},
+                 {"mig", mig_name},
+                 {"command", out.command},
+                 {"env", out.env},
+                 {"workdir", out.workdir},
+                 {"runtime_estimate_s", est},
+                 {"min_runtime_s", minrt},
+                 {"grace_period_s", grace}};
+  if (b.contains("topology")) canonical["topology"] = b["topology"];
   if (IsServiceSubmission(b)) {
     ServiceSpec service;
     if (!ParseService(b, service, e)) return false;
-    service.Canonical(out.canonical);
+    service.Canonical(canonical);
     out.service = std::move(service);
   } else {
     for (const char* k : {"replicas", "autoscale", "readiness", "drain_timeout_s"}) {
@@ -325,6 +325,7 @@ bool ParseWorkload(const Json& b, const ServerConfig& config,
       }
     }
   }
+  out.canonical_json = canonical.dump();
   return true;
 }
 

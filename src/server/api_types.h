@@ -37,7 +37,12 @@ struct ParsedWorkload {
   // gpu_models names that no node or config knew when it was parsed: not in spec's model
   // set (which is ModelSet::None() when every name is unknown) until one is known.
   std::vector<std::string> unknown_models;
-  Json canonical;  // the spec with defaults filled in, as stored and shown
+  // The spec with defaults filled in, as stored and shown, kept serialized: every workload
+  // in memory holds one, finished ones included (100,000 of them by default), and read
+  // rarely (a GET, a replica's creation), while nlohmann's tree of it costs about six times
+  // its text (issue 15's memory goal).
+  std::string canonical_json;
+  Json CanonicalSpec() const { return Json::parse(canonical_json); }
   // A service (kind inference with `replicas`; docs/inference.md): the record never enters
   // the engine, its replicas do.
   std::optional<ServiceSpec> service;

@@ -270,17 +270,18 @@ void Controller::NewReplica(WorkloadRecord& svc, int64_t now) {
   r.parsed.service.reset();
   r.parsed.service_of = svc.id;
   r.parsed.replica = st.next_replica++;
+  Json canonical = svc.parsed.CanonicalSpec();
   for (const char* k : {"replicas", "autoscale", "readiness", "drain_timeout_s"}) {
-    r.parsed.canonical.erase(k);
+    canonical.erase(k);
   }
-  r.parsed.canonical["service"] = svc.id;
-  r.parsed.canonical["replica"] = r.parsed.replica;
+  canonical["service"] = svc.id;
+  canonical["replica"] = r.parsed.replica;
+  r.parsed.canonical_json = canonical.dump();
   r.submitted_ms = r.queued_since_ms = now;
   r.parsed.spec.submit_time = now;
-  r.events.push_back(Json{{"time_ms", now},
-                          {"type", "Submitted"},
-                          {"message", "replica " + std::to_string(r.parsed.replica) +
-                                          " of service " + std::to_string(svc.id)}});
+  r.events.push_back(WorkloadEvent{
+      now, "Submitted",
+      "replica " + std::to_string(r.parsed.replica) + " of service " + std::to_string(svc.id)});
   // Durable in this Step's batch; a bind in this Step's cycle is published only after it
   // (Step's `published` rule), so no agent runs a replica the store does not know.
   Enqueue(EngineEvent::Workload(EngineEvent::Kind::kSubmit, r.id));

@@ -63,22 +63,19 @@ Json Controller::WorkloadJson(const WorkloadRecord& w, const Access& access) con
     }
   }
   Json events = Json::array();
-  for (const Json& e : w.events) {
-    std::string message = e.value("message", "");
-    const int64_t about = e.value("about", int64_t{-1});
-    if (about >= 0 && !sees(about)) {
-      const std::string id = "workload " + std::to_string(about);
-      if (e.contains("redacted") && e["redacted"].is_string()) {
-        message = e["redacted"].get<std::string>();
+  for (const WorkloadEvent& e : w.events) {
+    std::string message = e.message;
+    if (e.about >= 0 && !sees(e.about)) {
+      const std::string id = "workload " + std::to_string(e.about);
+      if (!e.redacted.empty()) {
+        message = e.redacted;
       } else if (size_t at = message.find(id); at != std::string::npos) {
         message.replace(at, id.size(), "a workload of another queue");
       }
     }
-    events.push_back(Json{{"time", Iso(e.value("time_ms", int64_t{0}))},
-                          {"type", e.value("type", "")},
-                          {"message", message}});
+    events.push_back(Json{{"time", Iso(e.time_ms)}, {"type", e.type}, {"message", message}});
   }
-  Json spec = w.parsed.canonical;
+  Json spec = w.parsed.CanonicalSpec();
   if (!access.SeesEnv(w.parsed.queue_name) && spec.contains("env") && spec["env"].is_object()) {
     for (auto& [k, v] : spec["env"].items()) v = "(hidden)";
   }
@@ -461,6 +458,12 @@ store::StoredWorkload Controller::ToStored(const WorkloadRecord& w) const {
       tasks.back()["mig_profile"] = t.mig_profile;
     }
   }
+  Json events = Json::array();
+  for (const WorkloadEvent& e : w.events) {
+    events.push_back(Json{{"time_ms", e.time_ms}, {"type", e.type}, {"message", e.message}});
+    if (e.about >= 0) events.back()["about"] = e.about;
+    if (!e.redacted.empty()) events.back()["redacted"] = e.redacted;
+  }
   Json status{{"state", w.state},
               {"user", w.user},
               {"reason", w.reason},
@@ -471,12 +474,12 @@ store::StoredWorkload Controller::ToStored(const WorkloadRecord& w) const {
               {"cancel_requested", w.cancel_requested},
               {"failed", w.failed},
               {"tasks", tasks},
-              {"events", w.events}};
+              {"events", events}};
   if (w.draining_since_ms > 0) status["draining_since_ms"] = w.draining_since_ms;
   if (auto sv = services_.find(w.id); sv != services_.end() && sv->second.pinned) {
     status["pinned"] = *sv->second.pinned;
   }
-  return store::StoredWorkload{w.id, w.state, w.parsed.canonical.dump(), status.dump()};
+  return store::StoredWorkload{w.id, w.state, w.parsed.canonical_json, status.dump()};
 }
 
 Status Controller::Load() {
@@ -528,7 +531,12 @@ Status Controller::Load() {
     w.failed = st.value("failed", false);
     w.user = st.value("user", "");
     w.draining_since_ms = st.value("draining_since_ms", int64_t{0});
-    for (const Json& e : st.value("events", Json::array())) w.events.push_back(e);
+    for (const Json& e : st.value("events", Json::array())) {
+      if (!e.is_object()) continue;
+      w.events.push_back(WorkloadEvent{e.value("time_ms", int64_t{0}), e.value("type", ""),
+                                       e.value("message", ""), e.value("about", int64_t{-1}),
+                                       e.value("redacted", "")});
+    }
     for (const Json& t : st.value("tasks", Json::array())) {
       TaskRecord r;
       r.task = t.value("task", 0);
@@ -567,7 +575,7 @@ Status Controller::Load() {
     if (service_of.is_number_integer()) {
       spec["service"] = service_of;
       spec["replica"] = replica;
-      w.parsed.canonical = spec;
+      w.parsed.canonical_json = spec.dump();
       w.parsed.service_of = service_of.get<int64_t>();
       w.parsed.replica = replica.is_number_integer() ? replica.get<int32_t>() : 0;
     }
@@ -576,12 +584,11 @@ Status Controller::Load() {
       if (!w.terminal()) {
         w.state = "Failed";
         w.finished_ms = Now();
-        w.events.push_back(Json{{"time_ms", Now()},
-                                {"type", "Failed"},
-                                {"message", "no longer valid after restart: " + err.message}});
+        w.events.push_back(
+            WorkloadEvent{Now(), "Failed", "no longer valid after restart: " + err.message});
         dirty_.insert(w.id);
       }
-      w.parsed.canonical = spec;
+      w.parsed.canonical_json = spec.dump();
       w.parsed.queue_name = spec.value("queue", "");
       w.parsed.spec.name = spec.value("name", "");
       workloads_.emplace(w.id, std::move(w));

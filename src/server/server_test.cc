@@ -129,7 +129,7 @@ TEST(ParseWorkload, BadInputNamesTheField) {
   frac.merge_patch(Json::parse(R"({"gpus": 0, "gpu_milli": 250, "gpu_memory_mib": 4096})"));
   ASSERT_TRUE(ParseWorkload(frac, config, leaves, models, out, e)) << e.message;
   EXPECT_TRUE(out.spec.task.fractional());
-  EXPECT_EQ(out.canonical["gpus"], 1);
+  EXPECT_EQ(out.CanonicalSpec()["gpus"], 1);
   EXPECT_EQ(out.spec.preemptible, true);  // the "normal" class
   EXPECT_EQ(out.spec.grace_period, 30 * core::kSecond);
 }
@@ -629,6 +629,47 @@ TEST_F(ControllerTest, SilentNodeGoesDownAndItsGangIsRequeued) {
   for (const Json& n : nodes["nodes"]) {
     EXPECT_EQ(n["status"], n["name"] == "n2" ? "Down" : "Ready");
   }
+}
+
+// Steps scan the nodes for timeouts only once one may be due (the earliest deadline of the
+// last scan). A node that held its watch through that scan, and so had no deadline then,
+// still times out after dropping it; one that keeps heartbeating through many Steps never
+// does.
+TEST_F(ControllerTest, ANodeThatDropsItsWatchLaterStillTimesOut) {
+  config_.node_timeout_ms = 1000;
+  Open();
+  Register("n1", 4);
+  Register("n2", 4);
+  ApiError e;
+  WatchTicket ticket;
+  ASSERT_TRUE(controller_->WatchDesired(
+      "n1", controller_->epoch(), 1, 60000, [](Json) {}, ticket, e))
+      << e.message;
+  ASSERT_GT(ticket.id, 0u) << "the watch is held";
+  controller_->Step();  // scans: n1 holds a watch, n2 was just heard from
+  for (int i = 0; i < 5; ++i) {
+    usleep(150 * 1000);
+    Heartbeat("n2", Json::array());
+    controller_->Step();
+  }
+  // 750 ms after registering: n1's watch kept it alive, n2's heartbeats kept it alive.
+  auto status = [&](const std::string& name) {
+    const Json nodes = controller_->ListNodes();
+    for (const Json& n : nodes["nodes"]) {
+      if (n["name"] == name) return n["status"].get<std::string>();
+    }
+    return std::string("missing");
+  };
+  EXPECT_EQ(status("n1"), "Ready");
+  EXPECT_EQ(status("n2"), "Ready");
+  controller_->CancelWatch(ticket);  // its client went away: heard from until now
+  for (int i = 0; i < 9; ++i) {
+    usleep(150 * 1000);
+    Heartbeat("n2", Json::array());
+    controller_->Step();
+  }
+  EXPECT_EQ(status("n1"), "Down") << "1350 ms silent without a watch, timeout 1000 ms";
+  EXPECT_EQ(status("n2"), "Ready");
 }
 
 // GET /v1/nodes?limit=N&after=NAME: pages in name order, with a summary of all nodes.
