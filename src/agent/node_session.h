@@ -156,7 +156,7 @@ core::Result<DesiredList> ParseWatchAnswer(const HttpAnswer& answer);
 // kMaxBackoffMs, less a random part of up to half of it (`random`: any random number).
 // Every node's watch breaks at once when the server restarts; at 10,000 nodes an unjittered
 // 4 s wait (the old rule, the interval being minutes long) brought all of them back in the
-// same instant, past the listen backlog (docs/operations.md, "Hollow nodes and scale tests").
+// same instant (docs/operations.md, "Hollow nodes and scale tests").
 int64_t WatchBackoffMs(int failures, int64_t interval_ms, uint64_t random);
 
 }  // namespace gpuorch::agent

@@ -38,9 +38,9 @@ struct ParsedWorkload {
   // set (which is ModelSet::None() when every name is unknown) until one is known.
   std::vector<std::string> unknown_models;
   // The spec with defaults filled in, as stored and shown, kept serialized: every workload
-  // in memory holds one, finished ones included (100,000 of them by default), and read
-  // rarely (a GET, a replica's creation), while nlohmann's tree of it costs about six times
-  // its text (issue 15's memory goal).
+  // in memory holds one, finished ones included, and it is read rarely (a GET or a list, a
+  // replica's creation), while nlohmann's tree of it (a map node per key) costs several
+  // times its text (issue 15's memory goal; docs/operations.md).
   std::string canonical_json;
   Json CanonicalSpec() const { return Json::parse(canonical_json); }
   // A service (kind inference with `replicas`; docs/inference.md): the record never enters

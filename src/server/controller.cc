@@ -69,9 +69,9 @@ Result<std::unique_ptr<Controller>> Controller::Create(const ServerConfig& confi
   if (Status s = c->Load(); !s.ok()) return s;
   for (const auto& [id, w] : c->workloads_) c->NoteLive(w);
 #if defined(__GLIBC__)
-  // Loading read every stored record whole and parsed it: hand the freed memory back, or the
-  // restarted server keeps the load's peak (at 100,000 finished workloads, ~110 MiB more
-  // than the records need; bench/results/scale-10000-*).
+  // Loading read every stored record whole and parsed it: hand the freed pages back, or the
+  // restarted server keeps the load's peak (docs/operations.md, "Hollow nodes and scale
+  // tests").
   malloc_trim(0);
 #endif
   c->RefreshSnapshot(c->snapshot_, c->models_.size());
