@@ -285,7 +285,8 @@ class Controller {
   // them. Otherwise one page: at most `limit` after the workload with id `after` (0 from
   // the start), and "continue" (the last id, as a string) when the scan stopped before the
   // end; a last page may then be empty (Kubernetes' chunking does the same).
-  // `service` > 0: only that service's replicas.
+  // `service` > 0: only that service's replicas. Records are read 1,024 at a time under the
+  // lock, each as it is when its chunk is read.
   Json ListWorkloads(const std::string& queue, const std::string& state, const std::string& kind,
                      const Access& access = {}, int64_t limit = 0, int64_t after = 0,
                      int64_t service = 0);

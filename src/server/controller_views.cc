@@ -128,24 +128,44 @@ bool Controller::GetWorkload(int64_t id, Json& out, ApiError& error, const Acces
 Json Controller::ListWorkloads(const std::string& queue, const std::string& state,
                                const std::string& kind, const Access& access, int64_t limit,
                                int64_t after, int64_t service) {
-  std::lock_guard<std::mutex> lock(mu_);
+  // Read kListChunk records at a time under the lock, as Metrics() does: a list of every
+  // workload (no limit) at 100,000 finished ones would otherwise hold the lock for seconds,
+  // stalling heartbeats, submissions and Steps. Each record is looked at once (ids only
+  // grow), as it is when its chunk is read: a list taken while workloads change is not one
+  // atomic snapshot (a state filter sees each workload's state at its chunk).
+  constexpr size_t kListChunk = 1024;
   Json list = Json::array();
-  auto it = workloads_.upper_bound(after);
-  for (; it != workloads_.end(); ++it) {
-    if (limit > 0 && static_cast<int64_t>(list.size()) >= limit) break;
-    const WorkloadRecord& w = it->second;
-    if (!queue.empty() && w.parsed.queue_name != queue) continue;
-    if (!access.Reads(w.parsed.queue_name)) continue;
-    if (!state.empty() && w.state != state) continue;
-    if (!kind.empty() && KindName(w.parsed.spec.kind) != kind) continue;
-    if (service > 0 && w.parsed.service_of != service) continue;
-    Json j = WorkloadJson(w, access);
-    j.erase("events");
-    list.push_back(std::move(j));
+  int64_t cursor = after;  // the last workload looked at
+  bool stopped = false;    // the page filled before the last workload
+  for (bool done = false; !done;) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = workloads_.upper_bound(cursor);
+    for (size_t looked = 0;; ++it, ++looked) {
+      if (it == workloads_.end()) {
+        done = true;
+        break;
+      }
+      if (limit > 0 && static_cast<int64_t>(list.size()) >= limit) {
+        // The last one looked at was the last listed: a page never names a workload the
+        // caller may not read.
+        done = stopped = true;
+        break;
+      }
+      if (looked == kListChunk) break;  // let the others in, then go on after `cursor`
+      cursor = it->first;
+      const WorkloadRecord& w = it->second;
+      if (!queue.empty() && w.parsed.queue_name != queue) continue;
+      if (!access.Reads(w.parsed.queue_name)) continue;
+      if (!state.empty() && w.state != state) continue;
+      if (!kind.empty() && KindName(w.parsed.spec.kind) != kind) continue;
+      if (service > 0 && w.parsed.service_of != service) continue;
+      Json j = WorkloadJson(w, access);
+      j.erase("events");
+      list.push_back(std::move(j));
+    }
   }
   Json out = {{"workloads", std::move(list)}};
-  // The last workload looked at, so that a page never names one the caller may not read.
-  if (it != workloads_.end()) out["continue"] = std::to_string(std::prev(it)->first);
+  if (stopped) out["continue"] = std::to_string(cursor);
   return out;
 }
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -770,6 +771,52 @@ TEST_F(ControllerTest, WorkloadListPagesOfWhatTheCallerReads) {
   EXPECT_EQ(collect({}, 7, &pages), all);
   EXPECT_EQ(pages, 1);
   EXPECT_TRUE(controller_->ListWorkloads("", "", "", {}, 5, all.back())["workloads"].empty());
+}
+
+// Lists read the records 1,024 at a time under the lock: across several chunks, an
+// unlimited list still has every match once, in id order, and pages that straddle a chunk
+// boundary still fill and name their last workload.
+TEST_F(ControllerTest, WorkloadListsSpanningSeveralLockChunks) {
+  constexpr int kCount = 2600;  // over two chunks and a half
+  std::mutex mu;
+  std::condition_variable cv;
+  int answered = 0;
+  std::vector<int64_t> prod;
+  for (int k = 0; k < kCount; ++k) {
+    // Submitted without waiting for each commit, so that they share commits.
+    controller_->SubmitAsync({{"name", "w"},
+                              {"queue", k % 3 == 0 ? "prod" : "batch"},
+                              {"gpus", 1},
+                              {"command", {"true"}}},
+                             [&](bool ok, Json, ApiError e) {
+                               EXPECT_TRUE(ok) << e.message;
+                               std::lock_guard<std::mutex> lock(mu);
+                               ++answered;
+                               cv.notify_all();
+                             });
+  }
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return answered == kCount; });
+  }
+  Json all = controller_->ListWorkloads("", "", "");
+  ASSERT_EQ(all["workloads"].size(), static_cast<size_t>(kCount));
+  EXPECT_FALSE(all.contains("continue"));
+  for (int k = 0; k < kCount; ++k) {
+    ASSERT_EQ(all["workloads"][k]["id"], k + 1) << "every workload once, in id order";
+    if (all["workloads"][k]["queue"] == "prod") prod.push_back(k + 1);
+  }
+  Json only_prod = controller_->ListWorkloads("prod", "", "");
+  ASSERT_EQ(only_prod["workloads"].size(), prod.size());
+  EXPECT_EQ(only_prod["workloads"].back()["id"], prod.back());
+  // A page of 600 prod workloads looks at about 1,800 records: two chunks.
+  Json page = controller_->ListWorkloads("prod", "", "", {}, 600, 0);
+  ASSERT_EQ(page["workloads"].size(), 600u);
+  EXPECT_EQ(page["continue"], std::to_string(prod[599])) << "the last workload it listed";
+  Json rest = controller_->ListWorkloads("prod", "", "", {}, 1000, prod[599]);
+  EXPECT_EQ(rest["workloads"].size(), prod.size() - 600);
+  EXPECT_EQ(rest["workloads"][0]["id"], prod[600]);
+  EXPECT_FALSE(rest.contains("continue"));
 }
 
 // The fragmentation-aware policy works with the live task mix (TaskMix), not its fixed
