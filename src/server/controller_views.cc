@@ -129,10 +129,11 @@ Json Controller::ListWorkloads(const std::string& queue, const std::string& stat
                                const std::string& kind, const Access& access, int64_t limit,
                                int64_t after, int64_t service) {
   // Read kListChunk records at a time under the lock, as Metrics() does: a list of every
-  // workload (no limit) would otherwise hold the lock while it builds all of them (100,000
-  // at the default retention), stalling heartbeats, submissions and Steps meanwhile. Each record is
-  // looked at once (ids only grow), as it is when its chunk is read: a list taken while workloads
-  // change is not one atomic snapshot (a state filter sees each workload's state at its chunk).
+  // workload (no limit) would otherwise hold the lock while it builds every one of them,
+  // finished ones included, stalling heartbeats, submissions and Steps meanwhile. Each record
+  // is looked at once (ids only grow), as it is when its chunk is read: a list taken while
+  // workloads change is not one atomic snapshot (a state filter sees each workload's state
+  // at its chunk).
   constexpr size_t kListChunk = 1024;
   Json list = Json::array();
   int64_t cursor = after;  // the last workload looked at
