@@ -5,6 +5,8 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "agent/nvml_abi.h"
+
 namespace gpuorch::agent {
 namespace {
 
@@ -12,10 +14,12 @@ using core::Result;
 using core::Status;
 
 // Our own minimal declarations of the NVML ABI (nvml.h, stable since the _v2 entry points
-// of CUDA 5.5). Only what the agent calls; NVML passes enums as int and handles as opaque
-// pointers.
-using nvmlReturn_t = int;
-using nvmlDevice_t = struct nvmlDevice_st*;
+// of CUDA 5.5), beyond the shared ones of agent/nvml_abi.h. Only what the agent calls.
+using nvml_abi::kMigEnabled;
+using nvml_abi::kSuccess;
+using nvml_abi::kUuidBufferSize;
+using nvml_abi::nvmlDevice_t;
+using nvml_abi::nvmlReturn_t;
 struct nvmlMemory_t {
   unsigned long long total;
   unsigned long long free;
@@ -59,7 +63,6 @@ struct nvmlEventData_t {
   unsigned int gpu_instance_id;
   unsigned int compute_instance_id;
 };
-constexpr nvmlReturn_t kNvmlSuccess = 0;
 constexpr nvmlReturn_t kNvmlErrorInsufficientSize = 7;
 constexpr unsigned int kFieldEccSbeVolTotal = 3;       // NVML_FI_DEV_ECC_SBE_VOL_TOTAL
 constexpr unsigned int kFieldEccDbeVolTotal = 4;       // NVML_FI_DEV_ECC_DBE_VOL_TOTAL
@@ -67,9 +70,7 @@ constexpr unsigned long long kEventXidCritical = 0x8;  // nvmlEventTypeXidCritic
 constexpr unsigned int kTemperatureGpu = 0;            // NVML_TEMPERATURE_GPU
 constexpr unsigned int kClockSm = 1;                   // NVML_CLOCK_SM
 constexpr unsigned int kNameBufferSize = 96;           // NVML_DEVICE_NAME_V2_BUFFER_SIZE
-constexpr unsigned int kUuidBufferSize = 96;           // NVML_DEVICE_UUID_V2_BUFFER_SIZE
 constexpr unsigned int kDriverBufferSize = 80;         // NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE
-constexpr unsigned int kMigEnabled = 1;                // NVML_DEVICE_MIG_ENABLE
 
 // The entry points, resolved with dlsym. dlclose happens in the destructor, after
 // nvmlShutdown, so no NVML code runs once the library is unmapped.
@@ -103,7 +104,7 @@ class Nvml {
       if (s.ok()) s = std::move(next);
     }
     if (!s.ok()) return s;
-    if (nvmlReturn_t r = init_(); r != kNvmlSuccess) return Error("nvmlInit_v2", r);
+    if (nvmlReturn_t r = init_(); r != kSuccess) return Error("nvmlInit_v2", r);
     initialised_ = true;
     // Optional entry points: telemetry leaves out what an older driver lacks.
     Optional(pci_, "nvmlDeviceGetPciInfo_v3");
@@ -123,7 +124,7 @@ class Nvml {
 
   Result<nvmlDevice_t> Handle(unsigned int index) const {
     nvmlDevice_t dev = nullptr;
-    if (nvmlReturn_t r = by_index_(index, &dev); r != kNvmlSuccess) {
+    if (nvmlReturn_t r = by_index_(index, &dev); r != kSuccess) {
       return Error("nvmlDeviceGetHandleByIndex_v2", r);
     }
     return dev;
@@ -135,7 +136,7 @@ class Nvml {
     if (event_set_create_ == nullptr || register_events_ == nullptr || event_wait_ == nullptr) {
       return;
     }
-    if (event_set_create_(&events_) != kNvmlSuccess) {
+    if (event_set_create_(&events_) != kSuccess) {
       events_ = nullptr;
       return;
     }
@@ -147,7 +148,7 @@ class Nvml {
     std::vector<std::pair<nvmlDevice_t, unsigned long long>> out;
     if (events_ == nullptr) return out;
     nvmlEventData_t data = {};
-    for (int i = 0; i < 64 && event_wait_(events_, &data, 0) == kNvmlSuccess; ++i) {
+    for (int i = 0; i < 64 && event_wait_(events_, &data, 0) == kSuccess; ++i) {
       if (data.event_type & kEventXidCritical) out.emplace_back(data.device, data.event_data);
     }
     return out;
@@ -158,37 +159,37 @@ class Nvml {
     GpuSample s;
     s.index = index;
     nvmlUtilization_t util = {};
-    if (util_(dev, &util) == kNvmlSuccess) {
+    if (util_(dev, &util) == kSuccess) {
       s.util_pct = util.gpu;
       s.mem_copy_util_pct = util.memory;
     } else {
       s.missing |= kFieldUtil | kFieldMemCopyUtil;
     }
     nvmlMemory_t mem = {};
-    if (memory_(dev, &mem) == kNvmlSuccess) {
+    if (memory_(dev, &mem) == kSuccess) {
       s.fb_used_mib = static_cast<int64_t>(mem.used >> 20);
       s.fb_free_mib = static_cast<int64_t>(mem.free >> 20);
     } else {
       s.missing |= kFieldFb;
     }
     unsigned int u = 0;
-    if (power_ != nullptr && power_(dev, &u) == kNvmlSuccess) {
+    if (power_ != nullptr && power_(dev, &u) == kSuccess) {
       s.power_w = u / 1000.0;
     } else {
       s.missing |= kFieldPower;
     }
-    if (temperature_ != nullptr && temperature_(dev, kTemperatureGpu, &u) == kNvmlSuccess) {
+    if (temperature_ != nullptr && temperature_(dev, kTemperatureGpu, &u) == kSuccess) {
       s.temp_c = u;
     } else {
       s.missing |= kFieldTemp;
     }
-    if (clock_ != nullptr && clock_(dev, kClockSm, &u) == kNvmlSuccess) {
+    if (clock_ != nullptr && clock_(dev, kClockSm, &u) == kSuccess) {
       s.sm_clock_mhz = u;
     } else {
       s.missing |= kFieldSmClock;
     }
     unsigned long long mj = 0;
-    if (energy_ != nullptr && energy_(dev, &mj) == kNvmlSuccess) {
+    if (energy_ != nullptr && energy_(dev, &mj) == kSuccess) {
       s.energy_mj = static_cast<int64_t>(mj);
     } else {
       s.missing |= kFieldEnergy;
@@ -196,8 +197,8 @@ class Nvml {
     nvmlFieldValue_t fields[2] = {};
     fields[0].field_id = kFieldEccSbeVolTotal;
     fields[1].field_id = kFieldEccDbeVolTotal;
-    if (field_values_ != nullptr && field_values_(dev, 2, fields) == kNvmlSuccess &&
-        fields[0].nvml_return == kNvmlSuccess && fields[1].nvml_return == kNvmlSuccess) {
+    if (field_values_ != nullptr && field_values_(dev, 2, fields) == kSuccess &&
+        fields[0].nvml_return == kSuccess && fields[1].nvml_return == kSuccess) {
       s.ecc_sbe = static_cast<int64_t>(fields[0].value.ull);
       s.ecc_dbe = static_cast<int64_t>(fields[1].value.ull);
     } else {
@@ -218,7 +219,7 @@ class Nvml {
       count = static_cast<unsigned int>(infos.size());
       r = processes_(dev, &count, infos.data());
     }
-    if (r != kNvmlSuccess) return out;
+    if (r != kSuccess) return out;
     for (unsigned int i = 0; i < count && i < infos.size(); ++i) {
       out.push_back(GpuProcess{index, static_cast<int32_t>(infos[i].pid),
                                static_cast<int64_t>(infos[i].used_gpu_memory >> 20)});
@@ -227,14 +228,12 @@ class Nvml {
   }
 
   Status Error(const char* call, nvmlReturn_t r) const {
-    const char* text = error_string_ != nullptr ? error_string_(r) : nullptr;
-    return Status::Precondition(std::string("NVML: ") + call + " failed: " +
-                                (text != nullptr ? text : "error " + std::to_string(r)));
+    return nvml_abi::CallFailed(error_string_, call, r);
   }
 
   Result<std::string> DriverVersion() const {
     char buf[kDriverBufferSize] = {};
-    if (nvmlReturn_t r = driver_(buf, kDriverBufferSize); r != kNvmlSuccess) {
+    if (nvmlReturn_t r = driver_(buf, kDriverBufferSize); r != kSuccess) {
       return Error("nvmlSystemGetDriverVersion", r);
     }
     return std::string(buf);
@@ -243,24 +242,24 @@ class Nvml {
   // Reads one device. MIG mode is optional: GPUs before Ampere answer NOT_SUPPORTED.
   Result<GpuInfo> Device(unsigned int index, nvmlUtilization_t* util) const {
     nvmlDevice_t dev = nullptr;
-    if (nvmlReturn_t r = by_index_(index, &dev); r != kNvmlSuccess) {
+    if (nvmlReturn_t r = by_index_(index, &dev); r != kSuccess) {
       return Error("nvmlDeviceGetHandleByIndex_v2", r);
     }
     char name[kNameBufferSize] = {};
     char uuid[kUuidBufferSize] = {};
     nvmlMemory_t mem = {};
-    if (nvmlReturn_t r = name_(dev, name, kNameBufferSize); r != kNvmlSuccess) {
+    if (nvmlReturn_t r = name_(dev, name, kNameBufferSize); r != kSuccess) {
       return Error("nvmlDeviceGetName", r);
     }
-    if (nvmlReturn_t r = uuid_(dev, uuid, kUuidBufferSize); r != kNvmlSuccess) {
+    if (nvmlReturn_t r = uuid_(dev, uuid, kUuidBufferSize); r != kSuccess) {
       return Error("nvmlDeviceGetUUID", r);
     }
-    if (nvmlReturn_t r = memory_(dev, &mem); r != kNvmlSuccess) {
+    if (nvmlReturn_t r = memory_(dev, &mem); r != kSuccess) {
       return Error("nvmlDeviceGetMemoryInfo", r);
     }
     unsigned int current = 0, pending = 0;
-    const bool mig = mig_(dev, &current, &pending) == kNvmlSuccess && current == kMigEnabled;
-    if (util != nullptr && util_(dev, util) != kNvmlSuccess) *util = {};
+    const bool mig = mig_(dev, &current, &pending) == kSuccess && current == kMigEnabled;
+    if (util != nullptr && util_(dev, util) != kSuccess) *util = {};
     GpuInfo g;
     g.index = static_cast<int32_t>(index);
     g.uuid = uuid;
@@ -269,7 +268,7 @@ class Nvml {
     g.memory_mib = static_cast<int64_t>(mem.total / (1024ull * 1024ull));
     g.mig = mig;
     nvmlPciInfo_t pci = {};
-    if (pci_ != nullptr && pci_(dev, &pci) == kNvmlSuccess) {
+    if (pci_ != nullptr && pci_(dev, &pci) == kSuccess) {
       g.pci_bus_id.assign(pci.bus_id, strnlen(pci.bus_id, sizeof(pci.bus_id)));
     }
     return g;
@@ -277,7 +276,7 @@ class Nvml {
 
   Result<unsigned int> Count() const {
     unsigned int n = 0;
-    if (nvmlReturn_t r = count_(&n); r != kNvmlSuccess) return Error("nvmlDeviceGetCount_v2", r);
+    if (nvmlReturn_t r = count_(&n); r != kSuccess) return Error("nvmlDeviceGetCount_v2", r);
     return n;
   }
 
@@ -314,7 +313,7 @@ class Nvml {
   nvmlReturn_t (*memory_)(nvmlDevice_t, nvmlMemory_t*) = nullptr;
   nvmlReturn_t (*mig_)(nvmlDevice_t, unsigned int*, unsigned int*) = nullptr;
   nvmlReturn_t (*util_)(nvmlDevice_t, nvmlUtilization_t*) = nullptr;
-  const char* (*error_string_)(nvmlReturn_t) = nullptr;
+  nvml_abi::ErrorStringFn error_string_ = nullptr;
   nvmlReturn_t (*driver_)(char*, unsigned int) = nullptr;
   // Optional.
   nvmlReturn_t (*pci_)(nvmlDevice_t, nvmlPciInfo_t*) = nullptr;

@@ -11,6 +11,7 @@
 
 #include "agent/mig.h"
 #include "agent/nvml.h"
+#include "agent/nvml_abi.h"
 
 namespace gpuorch::agent {
 namespace {
@@ -18,9 +19,13 @@ namespace {
 using core::Result;
 using core::Status;
 
-// Our declarations of NVML's MIG ABI (nvml.h, CUDA 11+); enums are int, handles opaque.
-using nvmlReturn_t = int;
-using nvmlDevice_t = struct nvmlDevice_st*;
+// Our declarations of NVML's MIG ABI (nvml.h, CUDA 11+), beyond the shared ones of
+// agent/nvml_abi.h; enums are int, handles opaque.
+using nvml_abi::kMigEnabled;
+using nvml_abi::kSuccess;
+using nvml_abi::kUuidBufferSize;
+using nvml_abi::nvmlDevice_t;
+using nvml_abi::nvmlReturn_t;
 using nvmlGpuInstance_t = struct nvmlGpuInstance_st*;
 using nvmlComputeInstance_t = struct nvmlComputeInstance_st*;
 struct nvmlGpuInstancePlacement_t {
@@ -42,9 +47,6 @@ struct nvmlComputeInstanceProfileInfo_t {
   unsigned int id, slice_count, instance_count, multiprocessor_count, shared_copy_engine_count,
       shared_decoder_count, shared_encoder_count, shared_jpeg_count, shared_ofa_count;
 };
-constexpr nvmlReturn_t kSuccess = 0;
-constexpr unsigned int kUuidBufferSize = 96;
-constexpr unsigned int kMigEnabled = 1;
 constexpr unsigned int kEngineShared = 0;  // NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED
 // NVML_COMPUTE_INSTANCE_PROFILE_<N>_SLICE by compute slices (0: none of that size).
 constexpr unsigned int kCiProfileBySlices[] = {0, 0x0, 0x1, 0x2, 0x3, 0, 0x6, 0x4, 0x5};
@@ -82,8 +84,7 @@ class NvmlMigDriver final : public MigDriver {
     need(max_mig_, "nvmlDeviceGetMaxMigDeviceCount");
     need(mig_handle_, "nvmlDeviceGetMigDeviceHandleByIndex");
     need(gi_id_, "nvmlDeviceGetGpuInstanceId");
-    error_string_ =
-        reinterpret_cast<const char* (*)(nvmlReturn_t)>(dlsym(handle_, "nvmlErrorString"));
+    error_string_ = reinterpret_cast<nvml_abi::ErrorStringFn>(dlsym(handle_, "nvmlErrorString"));
     if (!missing.empty()) {
       return Status::Precondition("NVML: the driver has no MIG support (missing " + missing +
                                   "); MIG off");
@@ -235,9 +236,7 @@ class NvmlMigDriver final : public MigDriver {
   }
 
   Status Error(const char* call, nvmlReturn_t r) const {
-    const char* text = error_string_ != nullptr ? error_string_(r) : nullptr;
-    return Status::Precondition(std::string("NVML: ") + call + " failed: " +
-                                (text != nullptr ? text : "error " + std::to_string(r)));
+    return nvml_abi::CallFailed(error_string_, call, r);
   }
 
   void* handle_ = nullptr;
@@ -263,7 +262,7 @@ class NvmlMigDriver final : public MigDriver {
   nvmlReturn_t (*max_mig_)(nvmlDevice_t, unsigned int*) = nullptr;
   nvmlReturn_t (*mig_handle_)(nvmlDevice_t, unsigned int, nvmlDevice_t*) = nullptr;
   nvmlReturn_t (*gi_id_)(nvmlDevice_t, unsigned int*) = nullptr;
-  const char* (*error_string_)(nvmlReturn_t) = nullptr;
+  nvml_abi::ErrorStringFn error_string_ = nullptr;
 };
 
 }  // namespace

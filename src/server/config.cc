@@ -49,31 +49,38 @@ bool ServerConfig::AllowsPriority(const std::string& queue, const std::string& p
   return false;
 }
 
-std::string ServerConfig::RunAsOf(const std::string& queue) const {
-  const QueueConfig* q = FindQueue(queue);
-  for (size_t depth = 0; q != nullptr && depth <= queues.size(); ++depth) {
-    if (!q->run_as.empty()) return q->run_as;
-    q = q->parent.empty() ? nullptr : FindQueue(q->parent);
+namespace {
+
+// `queue` itself or its nearest ancestor for which `has` holds; null when none does (the
+// walk stops after as many steps as there are queues, whatever the parents say).
+template <typename Has>
+const QueueConfig* NearestWith(const ServerConfig& c, const std::string& queue, Has has) {
+  const QueueConfig* q = c.FindQueue(queue);
+  for (size_t depth = 0; q != nullptr && depth <= c.queues.size(); ++depth) {
+    if (has(*q)) return q;
+    q = q->parent.empty() ? nullptr : c.FindQueue(q->parent);
   }
-  return "";
+  return nullptr;
+}
+
+}  // namespace
+
+std::string ServerConfig::RunAsOf(const std::string& queue) const {
+  const QueueConfig* q =
+      NearestWith(*this, queue, [](const QueueConfig& c) { return !c.run_as.empty(); });
+  return q != nullptr ? q->run_as : "";
 }
 
 std::string ServerConfig::SharingOf(const std::string& queue) const {
-  const QueueConfig* q = FindQueue(queue);
-  for (size_t depth = 0; q != nullptr && depth <= queues.size(); ++depth) {
-    if (!q->sharing.empty()) return q->sharing;
-    q = q->parent.empty() ? nullptr : FindQueue(q->parent);
-  }
-  return "timeslice";
+  const QueueConfig* q =
+      NearestWith(*this, queue, [](const QueueConfig& c) { return !c.sharing.empty(); });
+  return q != nullptr ? q->sharing : "timeslice";
 }
 
 const QueueConfig::IdleReclaim* ServerConfig::IdleReclaimOf(const std::string& queue) const {
-  const QueueConfig* q = FindQueue(queue);
-  for (size_t depth = 0; q != nullptr && depth <= queues.size(); ++depth) {
-    if (q->idle_reclaim.after_s > 0) return &q->idle_reclaim;
-    q = q->parent.empty() ? nullptr : FindQueue(q->parent);
-  }
-  return nullptr;
+  const QueueConfig* q =
+      NearestWith(*this, queue, [](const QueueConfig& c) { return c.idle_reclaim.after_s > 0; });
+  return q != nullptr ? &q->idle_reclaim : nullptr;
 }
 
 bool ServerConfig::AgentHostAllowed(const std::string& host) const {

@@ -632,28 +632,24 @@ TEST_F(ControllerTest, SilentNodeGoesDownAndItsGangIsRequeued) {
   }
 }
 
-// Steps scan the nodes for timeouts only once one may be due (the earliest deadline of the
-// last scan). A node that held its watch through that scan, and so had no deadline then,
-// still times out after dropping it; one that keeps heartbeating through many Steps never
-// does.
+// Steps scan the nodes for timeouts only once one may be due: the earliest deadline of the
+// last scan, and at the latest one timeout after it. Here every node holds its watch
+// through the first scan, so none had a deadline then; a node that drops its watch later
+// must still time out (without the "at the latest" bound no scan would ever come again),
+// while one whose watch stays held is never Down.
 TEST_F(ControllerTest, ANodeThatDropsItsWatchLaterStillTimesOut) {
   config_.node_timeout_ms = 1000;
   Open();
   Register("n1", 4);
   Register("n2", 4);
   ApiError e;
-  WatchTicket ticket;
-  ASSERT_TRUE(controller_->WatchDesired(
-      "n1", controller_->epoch(), 1, 60000, [](Json) {}, ticket, e))
-      << e.message;
-  ASSERT_GT(ticket.id, 0u) << "the watch is held";
-  controller_->Step();  // scans: n1 holds a watch, n2 was just heard from
-  for (int i = 0; i < 5; ++i) {
-    usleep(150 * 1000);
-    Heartbeat("n2", Json::array());
-    controller_->Step();
+  WatchTicket n1_watch, n2_watch;
+  for (auto [node, ticket] : {std::pair{"n1", &n1_watch}, std::pair{"n2", &n2_watch}}) {
+    ASSERT_TRUE(controller_->WatchDesired(
+        node, controller_->epoch(), 1, 60000, [](Json) {}, *ticket, e))
+        << e.message;
+    ASSERT_GT(ticket->id, 0u) << node << "'s watch is held";
   }
-  // 750 ms after registering: n1's watch kept it alive, n2's heartbeats kept it alive.
   auto status = [&](const std::string& name) {
     const Json nodes = controller_->ListNodes();
     for (const Json& n : nodes["nodes"]) {
@@ -661,16 +657,20 @@ TEST_F(ControllerTest, ANodeThatDropsItsWatchLaterStillTimesOut) {
     }
     return std::string("missing");
   };
+  controller_->Step();  // the first scan: both hold watches, no deadline
+  for (int i = 0; i < 5; ++i) {
+    usleep(150 * 1000);
+    controller_->Step();
+  }
   EXPECT_EQ(status("n1"), "Ready");
-  EXPECT_EQ(status("n2"), "Ready");
-  controller_->CancelWatch(ticket);  // its client went away: heard from until now
+  controller_->CancelWatch(n1_watch);  // its client went away: heard from until now
   for (int i = 0; i < 9; ++i) {
     usleep(150 * 1000);
-    Heartbeat("n2", Json::array());
     controller_->Step();
   }
   EXPECT_EQ(status("n1"), "Down") << "1350 ms silent without a watch, timeout 1000 ms";
-  EXPECT_EQ(status("n2"), "Ready");
+  EXPECT_EQ(status("n2"), "Ready") << "its watch is still held";
+  controller_->CancelWatch(n2_watch);
 }
 
 // GET /v1/nodes?limit=N&after=NAME: pages in name order, with a summary of all nodes.
